@@ -1,0 +1,3 @@
+module github.com/ssmirror/ssmirror
+
+go 1.26

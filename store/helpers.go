@@ -1,0 +1,138 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+)
+
+// ReadAll reads the whole object at key, failing if it is larger than limit bytes (limit <= 0:
+// no limit). Metadata files are read with it.
+func ReadAll(ctx context.Context, s Store, key string, limit int64) ([]byte, error) {
+	rc, err := s.Open(ctx, key, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var r io.Reader = rc
+	if limit > 0 {
+		r = io.LimitReader(rc, limit+1)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	if limit > 0 && int64(len(data)) > limit {
+		return nil, fmt.Errorf("reading %s: larger than the limit of %d bytes", key, limit)
+	}
+	return data, nil
+}
+
+// PutBytes writes data at key, checking nothing beyond its own length.
+func PutBytes(ctx context.Context, s Store, key string, data []byte, opts PutOptions) (Info, error) {
+	opts.Size = int64(len(data))
+	return s.Put(ctx, key, bytes.NewReader(data), opts)
+}
+
+// Exists reports whether key exists. Errors other than not-found are returned.
+func Exists(ctx context.Context, s Store, key string) (bool, error) {
+	_, err := s.Stat(ctx, key)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, ErrNotExist) {
+		return false, nil
+	}
+	return false, err
+}
+
+// Describe names a store for messages.
+func Describe(s Store) string {
+	if d, ok := s.(Describer); ok {
+		return d.Describe()
+	}
+	return fmt.Sprintf("%T", s)
+}
+
+// ValidKey checks a key (or a path from a catalogue) before it touches a store: not empty, not
+// absolute, no "." or ".." segment, no empty segment, no backslash, no NUL or other control
+// character.
+func ValidKey(key string) error {
+	if key == "" {
+		return errors.New("empty path")
+	}
+	if strings.HasPrefix(key, "/") {
+		return fmt.Errorf("path %q is absolute", key)
+	}
+	for _, c := range key {
+		if c < 0x20 || c == 0x7f {
+			return fmt.Errorf("path %q contains a control character", key)
+		}
+		if c == '\\' {
+			return fmt.Errorf("path %q contains a backslash", key)
+		}
+	}
+	for _, seg := range strings.Split(key, "/") {
+		switch seg {
+		case "":
+			return fmt.Errorf("path %q has an empty segment", key)
+		case ".", "..":
+			return fmt.Errorf("path %q has a %q segment", key, seg)
+		}
+	}
+	return nil
+}
+
+// Verifier hashes everything read through it and checks the total size and sha256 at the end.
+// Backends wrap Put's reader in one; Check is called after the last byte, before the object is
+// made visible.
+type Verifier struct {
+	r    io.Reader
+	h    hash.Hash
+	n    int64
+	key  string
+	opts PutOptions
+}
+
+// NewVerifier wraps r.
+func NewVerifier(key string, r io.Reader, opts PutOptions) *Verifier {
+	return &Verifier{r: r, h: sha256.New(), key: key, opts: opts}
+}
+
+func (v *Verifier) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	if n > 0 {
+		v.h.Write(p[:n])
+		v.n += int64(n)
+		if v.opts.Size >= 0 && v.n > v.opts.Size {
+			return n, fmt.Errorf("%s: %w: more than the expected %d bytes", v.key, ErrChecksum, v.opts.Size)
+		}
+	}
+	return n, err
+}
+
+// N is the number of bytes read so far.
+func (v *Verifier) N() int64 { return v.n }
+
+// Sum is the hex sha256 of what was read so far.
+func (v *Verifier) Sum() string { return hex.EncodeToString(v.h.Sum(nil)) }
+
+// Check reports ErrChecksum, naming the key and both values, when the size or sha256 read differ
+// from what opts demands.
+func (v *Verifier) Check() error {
+	if v.opts.Size >= 0 && v.n != v.opts.Size {
+		return fmt.Errorf("%s: %w: size %d, expected %d", v.key, ErrChecksum, v.n, v.opts.Size)
+	}
+	if v.opts.SHA256 != "" {
+		if got := v.Sum(); !strings.EqualFold(got, v.opts.SHA256) {
+			return fmt.Errorf("%s: %w: sha256 %s, expected %s", v.key, ErrChecksum, got, v.opts.SHA256)
+		}
+	}
+	return nil
+}

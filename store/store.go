@@ -1,0 +1,100 @@
+// Package store is the object-store abstraction ssmirror reads from and publishes into: a
+// bucket, a directory, or (read only) an HTTP(S) mirror.
+//
+// A Store holds objects under keys. Keys are slash-separated relative paths ("streams/v1/index.json",
+// "jammy/amd64/20250718/squashfs"); they never start with "/", never contain "..", "\\" or NUL.
+// Use ValidKey before a key from the network touches a store.
+//
+// The interface is small on purpose. Abilities that only some backends have (server-side copy,
+// conditional create) are one-method interfaces found by type assertion (Copier, CreateExcluder).
+// Helpers written once over the interface (ReadAll, PutBytes, Exists) live in this package.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"time"
+)
+
+// ErrNotExist is returned (wrapped, with the key) when an object does not exist.
+// It is fs.ErrNotExist, so errors.Is(err, fs.ErrNotExist) works too.
+var ErrNotExist = fs.ErrNotExist
+
+// ErrExist is returned by CreateExclusive when the key already exists.
+var ErrExist = fs.ErrExist
+
+// ErrChecksum is returned (wrapped, with the key and the two values) when what was written does
+// not have the size or sha256 the caller said it must have. Nothing is left visible.
+var ErrChecksum = errors.New("checksum mismatch")
+
+// ErrReadOnly is returned by the write methods of a read-only store (an HTTP source).
+var ErrReadOnly = errors.New("store is read only")
+
+// Info describes one object.
+type Info struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+	// SHA256 is the lowercase hex sha256 of the content as verified and recorded when the object
+	// was written through a Store, or "" when the backend does not know it (an object written by
+	// something else). It is never derived from an ETag.
+	SHA256 string
+}
+
+// PutOptions says what Put must check and record.
+type PutOptions struct {
+	// Size is the exact number of bytes the reader must yield; -1 means unknown (small metadata
+	// objects only: backends may buffer them). A reader yielding more or fewer bytes fails with
+	// ErrChecksum and leaves nothing visible.
+	Size int64
+	// SHA256, when not empty, is the lowercase hex sha256 the content must have; a mismatch fails
+	// with ErrChecksum and leaves nothing visible.
+	SHA256 string
+	// ContentType and CacheControl are recorded where the backend can (HTTP headers on S3).
+	ContentType  string
+	CacheControl string
+}
+
+// Store is an object store. Every method honours ctx: a cancelled context stops the work and,
+// for Put, leaves nothing visible. Errors name the key and wrap the cause (use errors.Is).
+type Store interface {
+	// Stat describes the object at key, or fails with ErrNotExist.
+	Stat(ctx context.Context, key string) (Info, error)
+
+	// Open reads the object at key from byte offset on (offset 0: the whole object), or fails with
+	// ErrNotExist. Readers that can (HTTP) resume an interrupted body themselves.
+	Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error)
+
+	// Put writes the object at key from r, hashing every byte as it passes. The object becomes
+	// visible only when it is complete and matches opts.Size and opts.SHA256; on any failure
+	// (mismatch, read error, cancelled context) nothing is visible and any previous object at key
+	// is unchanged. The returned Info carries the sha256 computed while writing.
+	Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Info, error)
+
+	// Delete removes the object at key. Deleting a missing object is not an error.
+	Delete(ctx context.Context, key string) error
+
+	// List calls fn for every object whose key starts with prefix ("" for all), in lexical key
+	// order. Info.SHA256 is filled only when the backend has it without one request per object.
+	// An error returned by fn stops the listing and is returned.
+	List(ctx context.Context, prefix string, fn func(Info) error) error
+}
+
+// Copier is a store that copies an object to another key without moving its bytes through the
+// client (S3 CopyObject). The copy keeps the recorded sha256.
+type Copier interface {
+	Copy(ctx context.Context, dstKey, srcKey string, opts PutOptions) (Info, error)
+}
+
+// CreateExcluder is a store that can create an object only if the key does not exist yet
+// (S3: If-None-Match: *; directory: O_EXCL). It fails with ErrExist when the key exists.
+type CreateExcluder interface {
+	CreateExclusive(ctx context.Context, key string, data []byte, opts PutOptions) (Info, error)
+}
+
+// Describer is a store that can say where it is, for messages ("s3://bucket/prefix", "/srv/mirror").
+type Describer interface {
+	Describe() string
+}
