@@ -1,0 +1,321 @@
+package streams
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Item is one item with its effective attributes (inheritance and _aliases applied).
+type Item struct {
+	ContentID string
+	Product   string
+	Version   string
+	Name      string
+	Path      string // "" when the item has no content
+	Size      int64
+	SHA256    string // lowercase hex, "" when absent
+	SHA512    string
+	MD5       string
+	// Attrs are the effective scalar attributes as strings, including content_id, product_name,
+	// version_name, item_name. Numbers keep their JSON spelling.
+	Attrs map[string]string
+}
+
+// ItemKey names one item of one products document.
+type ItemKey struct {
+	ContentID, Product, Version, Item string
+}
+
+// Key returns the item's ItemKey.
+func (it *Item) Key() ItemKey {
+	return ItemKey{it.ContentID, it.Product, it.Version, it.Name}
+}
+
+// String gives the key as content_id/product/version/item, for messages.
+func (k ItemKey) String() string {
+	return k.ContentID + "/" + k.Product + "/" + k.Version + "/" + k.Item
+}
+
+// Items flattens the document into its items with effective attributes, sorted by product,
+// version, item name. It fails (naming product/version/item) on a path that ValidPath rejects, a
+// path without a valid non-negative size, a malformed checksum.
+//
+// The rules, in detail:
+//   - Effective attributes merge, lowest level winning: the document's scalar values, the
+//     product's, the version's, the item's, then the synthetic content_id, product_name,
+//     version_name and item_name. Scalars are strings (decoded), numbers (their JSON spelling)
+//     and booleans ("true"/"false"); null, objects and arrays are not attributes.
+//   - _aliases ({attr: {value: {k: v}}}, in the document's attributes): for every attr, in
+//     sorted order, whose effective value (before any alias is applied) has an entry, its
+//     scalar {k: v} are added where k is not already an effective attribute: keys written in
+//     the document win over alias values, and the first alias (by attr name) wins over later
+//     ones. Parts of _aliases that are not objects are ignored.
+//   - path, size, sha256, sha512 and md5 are read from the effective attributes. With a path,
+//     size must be a non-negative integer, as a number or a string of digits. Checksums must
+//     be hex of the right length in either case; they are returned in lowercase. Without a path
+//     a size that is not such an integer leaves Size at 0.
+func (p *Products) Items() ([]Item, error) {
+	cid := p.ContentID()
+	aliases := parseAliases(p.Attrs["_aliases"])
+	top := scalars(p.Attrs)
+
+	n := 0
+	for _, prod := range p.Products {
+		if prod != nil {
+			for _, v := range prod.Versions {
+				if v != nil {
+					n += len(v.Items)
+				}
+			}
+		}
+	}
+	items := make([]Item, 0, n)
+	for _, pn := range sortedKeys(p.Products) {
+		prod := p.Products[pn]
+		if prod == nil {
+			continue
+		}
+		pattrs := scalars(prod.Attrs)
+		for _, vn := range sortedKeys(prod.Versions) {
+			v := prod.Versions[vn]
+			if v == nil {
+				continue
+			}
+			vattrs := scalars(v.Attrs)
+			base := len(top) + len(pattrs) + len(vattrs) + 4
+			for _, in := range sortedKeys(v.Items) {
+				it := v.Items[in]
+				var own map[string]json.RawMessage
+				if it != nil {
+					own = it.Attrs
+				}
+				attrs := make(map[string]string, base+len(own))
+				for _, lvl := range [][]kv{top, pattrs, vattrs} {
+					for _, e := range lvl {
+						attrs[e.k] = e.v
+					}
+				}
+				for k, raw := range own {
+					if s, ok := scalar(raw); ok {
+						attrs[k] = s
+					}
+				}
+				attrs["content_id"] = cid
+				attrs["product_name"] = pn
+				attrs["version_name"] = vn
+				attrs["item_name"] = in
+				aliases.apply(attrs)
+				item := Item{ContentID: cid, Product: pn, Version: vn, Name: in, Attrs: attrs}
+				if err := item.fill(); err != nil {
+					return nil, fmt.Errorf("products %q: product %q version %q item %q: %w", cid, pn, vn, in, err)
+				}
+				items = append(items, item)
+			}
+		}
+	}
+	return items, nil
+}
+
+// fill sets Path, Size and the checksums from Attrs.
+func (it *Item) fill() error {
+	if s, ok := it.Attrs["size"]; ok {
+		size, err := parseSize(s)
+		if err != nil && it.Attrs["path"] != "" {
+			return err
+		}
+		it.Size = size
+	}
+	if path, ok := it.Attrs["path"]; ok {
+		if err := ValidPath(path); err != nil {
+			return err
+		}
+		if _, ok := it.Attrs["size"]; !ok {
+			return fmt.Errorf("path %q has no size", path)
+		}
+		it.Path = path
+	}
+	for _, c := range []struct {
+		key string
+		n   int
+		dst *string
+	}{{"sha256", 64, &it.SHA256}, {"sha512", 128, &it.SHA512}, {"md5", 32, &it.MD5}} {
+		s, ok := it.Attrs[c.key]
+		if !ok {
+			continue
+		}
+		if len(s) != c.n || !isHexString(s) {
+			return fmt.Errorf("%s %q is not %d hex digits", c.key, s, c.n)
+		}
+		*c.dst = strings.ToLower(s)
+	}
+	return nil
+}
+
+// parseSize reads a size: a non-negative integer written with digits only.
+func parseSize(s string) (int64, error) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, fmt.Errorf("size %q is not a non-negative integer", s)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: %w", s, err)
+	}
+	return n, nil
+}
+
+func isHexString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isHex(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+type kv struct{ k, v string }
+
+// scalars lists the scalar attributes of one level, decoded.
+func scalars(attrs map[string]json.RawMessage) []kv {
+	out := make([]kv, 0, len(attrs))
+	for k, raw := range attrs {
+		if s, ok := scalar(raw); ok {
+			out = append(out, kv{k, s})
+		}
+	}
+	return out
+}
+
+// scalar decodes a string, number or boolean raw value.
+func scalar(raw json.RawMessage) (string, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "", false
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		return rawString(raw)
+	case c == '-' || '0' <= c && c <= '9':
+		return string(raw), true
+	case c == 't' || c == 'f':
+		return string(raw), true
+	}
+	return "", false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := keysOf(m)
+	slices.Sort(keys)
+	return keys
+}
+
+// aliasTable is a parsed _aliases: attr → value → scalar attributes to add.
+type aliasTable struct {
+	attrs  []string // sorted
+	values map[string]map[string][]kv
+}
+
+func parseAliases(raw json.RawMessage) aliasTable {
+	t := aliasTable{values: map[string]map[string][]kv{}}
+	if raw == nil {
+		return t
+	}
+	top, ok := rawObject(raw)
+	if !ok {
+		return t
+	}
+	for attr, rawValues := range top {
+		values, ok := rawObject(rawValues)
+		if !ok {
+			continue
+		}
+		byValue := map[string][]kv{}
+		for value, rawSet := range values {
+			set, ok := rawObject(rawSet)
+			if !ok {
+				continue
+			}
+			kvs := scalars(set)
+			slices.SortFunc(kvs, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+			byValue[value] = kvs
+		}
+		t.values[attr] = byValue
+		t.attrs = append(t.attrs, attr)
+	}
+	slices.Sort(t.attrs)
+	return t
+}
+
+// rawObject splits a raw JSON object into its members; ok is false for anything else.
+func rawObject(raw json.RawMessage) (map[string]json.RawMessage, bool) {
+	s, err := newScanner(raw)
+	if err != nil || s.peek() != '{' {
+		return nil, false
+	}
+	m := map[string]json.RawMessage{}
+	err = s.object(func(key string) error { return s.attr(m, key) })
+	if err != nil || s.end() != nil {
+		return nil, false
+	}
+	return m, true
+}
+
+// apply adds alias values to attrs; keys already present win.
+func (t aliasTable) apply(attrs map[string]string) {
+	if len(t.attrs) == 0 {
+		return
+	}
+	var matches [][]kv
+	for _, attr := range t.attrs {
+		if v, ok := attrs[attr]; ok {
+			if kvs, ok := t.values[attr][v]; ok {
+				matches = append(matches, kvs)
+			}
+		}
+	}
+	// Matches are found first so that alias values never trigger other aliases. A key already
+	// present, written in the document or added by an earlier alias, is kept.
+	for _, kvs := range matches {
+		for _, e := range kvs {
+			if _, exists := attrs[e.k]; !exists {
+				attrs[e.k] = e.v
+			}
+		}
+	}
+}
+
+// CheckConsistent fails when one path is listed with two different sizes or checksums. Items
+// without a path are ignored; a checksum absent on one side is not a conflict.
+func CheckConsistent(items []Item) error {
+	first := make(map[string]int, len(items))
+	for i := range items {
+		it := &items[i]
+		if it.Path == "" {
+			continue
+		}
+		j, ok := first[it.Path]
+		if !ok {
+			first[it.Path] = i
+			continue
+		}
+		o := &items[j]
+		var what string
+		switch {
+		case o.Size != it.Size:
+			what = fmt.Sprintf("size %d and %d", o.Size, it.Size)
+		case o.SHA256 != "" && it.SHA256 != "" && o.SHA256 != it.SHA256:
+			what = fmt.Sprintf("sha256 %s and %s", o.SHA256, it.SHA256)
+		case o.SHA512 != "" && it.SHA512 != "" && o.SHA512 != it.SHA512:
+			what = fmt.Sprintf("sha512 %s and %s", o.SHA512, it.SHA512)
+		case o.MD5 != "" && it.MD5 != "" && o.MD5 != it.MD5:
+			what = fmt.Sprintf("md5 %s and %s", o.MD5, it.MD5)
+		default:
+			continue
+		}
+		return fmt.Errorf("path %q is listed with %s by %s and %s", it.Path, what, o.Key(), it.Key())
+	}
+	return nil
+}
