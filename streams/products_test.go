@@ -213,8 +213,8 @@ func TestMarshalRejectsBadRaw(t *testing.T) {
 
 func TestMarshalCanonicalisesHandBuiltValues(t *testing.T) {
 	p := &Products{Attrs: map[string]json.RawMessage{
-		"format": json.RawMessage(`"products:1.0"`),
-		"obj":    json.RawMessage(` { "b" : 1 , "a" : [ ] , "c": {} } `),
+		"format":   json.RawMessage(`"products:1.0"`),
+		"obj":      json.RawMessage(` { "b" : 1 , "a" : [ ] , "c": {} } `),
 		"products": json.RawMessage(`"ignored"`),
 	}, Products: map[string]*Product{"p": nil}}
 	out, err := p.Marshal()
