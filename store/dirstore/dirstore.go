@@ -1,0 +1,664 @@
+// Package dirstore is a local directory as a store.Store: the object at key "a/b/c" is the file
+// root/a/b/c.
+//
+// Writes are atomic: Put writes into a hidden temporary file in the destination directory (named
+// TempPrefix + random), hashes while writing, checks size and sha256, fsyncs the file, renames it
+// over the destination and fsyncs the directory. A failed or cancelled write removes its
+// temporary file; a killed process may leave one behind, which List never shows and CleanTemp
+// removes.
+//
+// The verified sha256 is recorded in the extended attribute XattrName as
+// "size:mtime_ns:sha256", so Stat and List return it without reading the file; it is trusted only
+// while the file's size and modification time still match, so a file changed by something else
+// reports SHA256 "". On a filesystem that refuses user extended attributes nothing is recorded and
+// SHA256 is "".
+//
+// Symlinks: every access goes through an os.Root opened on the root directory, so no key can
+// reach outside it, not even through a symlink inside the tree pointing elsewhere (such access
+// fails with an error, it is not followed). Symlinks that stay inside the root are followed by
+// Stat, Open, Put and Delete; List reports a symlink to a regular file as an object but does not
+// descend into symlinked directories, so a link cycle cannot make it loop.
+package dirstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ssmirror/ssmirror/store"
+)
+
+// TempPrefix starts the name of every temporary file a Store writes. Keys whose last segment
+// starts with it are refused.
+const TempPrefix = ".ssmirror-tmp-"
+
+// XattrName is the extended attribute holding "size:mtime_ns:sha256" of a file written by a
+// Store.
+const XattrName = "user.ssmirror.sha256"
+
+var (
+	_ store.Store          = (*Store)(nil)
+	_ store.Copier         = (*Store)(nil)
+	_ store.CreateExcluder = (*Store)(nil)
+	_ store.Describer      = (*Store)(nil)
+)
+
+// Options configures a Store. The zero value is ready to use.
+type Options struct {
+	// FileMode is the permission of the files written (default 0644). It is set explicitly, so
+	// the umask does not apply.
+	FileMode fs.FileMode
+	// DirMode is the permission of the directories created (default 0755), set explicitly too.
+	DirMode fs.FileMode
+	// NoXattr turns off recording and reading the sha256 extended attribute: Info.SHA256 is
+	// then filled only by Put, Copy and CreateExclusive.
+	NoXattr bool
+}
+
+// Store is a directory holding objects as files. It is safe for concurrent use, including by
+// several processes, though only one writer per target is expected.
+type Store struct {
+	dir  string // absolute path of the root, for messages
+	root *os.Root
+	opts Options
+}
+
+// New opens the directory root as a Store, creating it (and its parents) when it does not exist.
+func New(root string, opts Options) (*Store, error) {
+	if opts.FileMode == 0 {
+		opts.FileMode = 0o644
+	}
+	if opts.DirMode == 0 {
+		opts.DirMode = 0o755
+	}
+	opts.FileMode &= fs.ModePerm
+	opts.DirMode &= fs.ModePerm
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("directory store %s: %w", root, err)
+	}
+	if err := os.MkdirAll(abs, opts.DirMode); err != nil {
+		return nil, fmt.Errorf("directory store: creating %w", err)
+	}
+	r, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("directory store: opening %w", err)
+	}
+	return &Store{dir: abs, root: r, opts: opts}, nil
+}
+
+// Describe returns the absolute path of the root directory.
+func (s *Store) Describe() string { return s.dir }
+
+// Close releases the root directory. The Store must not be used afterwards.
+func (s *Store) Close() error { return s.root.Close() }
+
+// fail builds the error of operation op on key: it names the full path of the file and keeps the
+// cause (an errno, fs.ErrNotExist, fs.ErrPermission…) for errors.Is. Not-a-directory on the way
+// to key means key does not exist.
+func (s *Store) fail(op, key string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = fmt.Errorf("%s %s: %w", pe.Op, filepath.Join(s.dir, filepath.FromSlash(pe.Path)), pe.Err)
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		err = fmt.Errorf("%s %s: %w", le.Op, filepath.Join(s.dir, filepath.FromSlash(le.New)), le.Err)
+	}
+	if errors.Is(err, syscall.ENOTDIR) {
+		err = fmt.Errorf("%w (%w)", store.ErrNotExist, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, key, err)
+}
+
+func checkKey(op, key string) error {
+	if err := store.ValidKey(key); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if strings.HasPrefix(path.Base(key), TempPrefix) {
+		return fmt.Errorf("%s %s: names starting with %q are reserved for temporary files", op, key, TempPrefix)
+	}
+	return nil
+}
+
+// Stat describes the object at key.
+func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
+	if err := checkKey("stat", key); err != nil {
+		return store.Info{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Info{}, fmt.Errorf("stat %s: %w", key, err)
+	}
+	f, info, err := s.openFile(key)
+	if err != nil {
+		return store.Info{}, s.fail("stat", key, err)
+	}
+	f.Close()
+	return info, nil
+}
+
+// openFile opens key for reading and describes it; a directory is reported as not existing.
+func (s *Store) openFile(key string) (*os.File, store.Info, error) {
+	f, err := s.root.Open(key)
+	if err != nil {
+		return nil, store.Info{}, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, store.Info{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, store.Info{}, &fs.PathError{Op: "open", Path: key, Err: fmt.Errorf("%w: not a regular file", fs.ErrNotExist)}
+	}
+	return f, store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: s.recorded(f, fi)}, nil
+}
+
+// recorded returns the sha256 recorded on f, or "" when there is none or it does not apply to
+// the file as it is now.
+func (s *Store) recorded(f *os.File, fi fs.FileInfo) string {
+	if s.opts.NoXattr {
+		return ""
+	}
+	var buf [256]byte
+	var n int
+	var xerr error
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return ""
+	}
+	if err := rc.Control(func(fd uintptr) { n, xerr = unix.Fgetxattr(int(fd), XattrName, buf[:]) }); err != nil || xerr != nil {
+		return ""
+	}
+	parts := strings.Split(string(buf[:n]), ":")
+	if len(parts) != 3 || len(parts[2]) != 64 {
+		return ""
+	}
+	size, err1 := strconv.ParseInt(parts[0], 10, 64)
+	mtime, err2 := strconv.ParseInt(parts[1], 10, 64)
+	if err1 != nil || err2 != nil || size != fi.Size() || mtime != fi.ModTime().UnixNano() {
+		return ""
+	}
+	if _, err := hex.DecodeString(parts[2]); err != nil {
+		return ""
+	}
+	return strings.ToLower(parts[2])
+}
+
+// record stores sum on f for its current size and mtime. Failure is not an error: the hash is
+// an optimisation, and some filesystems refuse user extended attributes.
+func (s *Store) record(f *os.File, fi fs.FileInfo, sum string) {
+	if s.opts.NoXattr {
+		return
+	}
+	val := fmt.Sprintf("%d:%d:%s", fi.Size(), fi.ModTime().UnixNano(), sum)
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _ = unix.Fsetxattr(int(fd), XattrName, []byte(val), 0) })
+	}
+}
+
+// Open reads the object at key from offset on. The reader stops with the context's error once
+// ctx is done.
+func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
+	if err := checkKey("open", key); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	f, info, err := s.openFile(key)
+	if err != nil {
+		return nil, s.fail("open", key, err)
+	}
+	if offset < 0 || offset > info.Size {
+		f.Close()
+		return nil, fmt.Errorf("open %s: offset %d outside the file's %d bytes", key, offset, info.Size)
+	}
+	if offset > 0 {
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			f.Close()
+			return nil, s.fail("open", key, err)
+		}
+	}
+	return &reader{ctx: ctx, f: f, key: key}, nil
+}
+
+type reader struct {
+	ctx context.Context
+	f   *os.File
+	key string
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("reading %s: %w", r.key, err)
+	}
+	return r.f.Read(p)
+}
+
+func (r *reader) Close() error { return r.f.Close() }
+
+// mkdirs creates the directory dir (a key's parent, "." for the root) and its missing parents
+// with the configured mode.
+func (s *Store) mkdirs(dir string) error {
+	if dir == "." {
+		return nil
+	}
+	if err := s.mkdirs(path.Dir(dir)); err != nil {
+		return err
+	}
+	err := s.root.Mkdir(dir, s.opts.DirMode)
+	if err == nil {
+		return s.root.Chmod(dir, s.opts.DirMode)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		fi, serr := s.root.Stat(dir)
+		if serr == nil && !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	return err
+}
+
+// tempFile creates a new temporary file in the directory of key, creating that directory when
+// needed. It returns the file and its name relative to the root.
+func (s *Store) tempFile(key string) (*os.File, string, error) {
+	dir := path.Dir(key)
+	var err error
+	// A concurrent Delete may remove the directory between mkdirs and the create: retry.
+	for range 5 {
+		if err = s.mkdirs(dir); err != nil {
+			return nil, "", err
+		}
+		var rnd [8]byte
+		rand.Read(rnd[:])
+		name := path.Join(dir, TempPrefix+hex.EncodeToString(rnd[:]))
+		var f *os.File
+		f, err = s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			return f, name, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrExist) {
+			return nil, "", err
+		}
+	}
+	return nil, "", err
+}
+
+// writeTemp writes r into a new temporary file next to key, verifying it against opts (and
+// against wantRecorded, a sha256 the source claims, when not empty), and leaves it complete,
+// with its final mode, sha256 recorded and synced. On failure nothing is left behind.
+func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts store.PutOptions) (tmp string, info store.Info, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", store.Info{}, fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	f, tmp, err := s.tempFile(key)
+	if err != nil {
+		return "", store.Info{}, s.fail(op, key, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			s.root.Remove(tmp)
+		}
+	}()
+	v := store.NewVerifier(key, r, opts)
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", store.Info{}, fmt.Errorf("%s %s: %w", op, key, err)
+		}
+		n, rerr := v.Read(buf)
+		if n > 0 {
+			if _, err := f.Write(buf[:n]); err != nil {
+				return "", store.Info{}, s.fail(op, key, err)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			if errors.Is(rerr, store.ErrChecksum) {
+				return "", store.Info{}, fmt.Errorf("%s: %w", op, rerr)
+			}
+			return "", store.Info{}, fmt.Errorf("%s %s: reading the content: %w", op, key, rerr)
+		}
+	}
+	if err := v.Check(); err != nil {
+		return "", store.Info{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := f.Chmod(s.opts.FileMode); err != nil {
+		return "", store.Info{}, s.fail(op, key, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return "", store.Info{}, s.fail(op, key, err)
+	}
+	sum := v.Sum()
+	s.record(f, fi, sum)
+	if err := f.Sync(); err != nil {
+		return "", store.Info{}, s.fail(op, key, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", store.Info{}, s.fail(op, key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", store.Info{}, fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	return tmp, store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: sum}, nil
+}
+
+// syncDir fsyncs the directory holding key so a rename or link in it is durable.
+func (s *Store) syncDir(key string) error {
+	d, err := s.root.Open(path.Dir(key))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	return nil
+}
+
+// Put writes r at key atomically, once it is complete and matches opts.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (store.Info, error) {
+	if err := checkKey("put", key); err != nil {
+		return store.Info{}, err
+	}
+	return s.commit(ctx, "put", key, r, opts)
+}
+
+func (s *Store) commit(ctx context.Context, op, key string, r io.Reader, opts store.PutOptions) (store.Info, error) {
+	tmp, info, err := s.writeTemp(ctx, op, key, r, opts)
+	if err != nil {
+		return store.Info{}, err
+	}
+	if err := s.root.Rename(tmp, key); err != nil {
+		s.root.Remove(tmp)
+		return store.Info{}, s.fail(op, key, err)
+	}
+	if err := s.syncDir(key); err != nil {
+		return store.Info{}, s.fail(op, key, err)
+	}
+	return info, nil
+}
+
+// Delete removes the file at key and then every directory above it that became empty, up to
+// (not including) the root. A missing key, or a key naming a directory, is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := checkKey("delete", key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	fi, err := s.root.Lstat(key)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		return s.fail("delete", key, err)
+	}
+	if fi.IsDir() {
+		return nil
+	}
+	if err := s.root.Remove(key); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return s.fail("delete", key, err)
+	}
+	s.removeEmptyParents(key)
+	if err := s.syncDir(key); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return s.fail("delete", key, err)
+	}
+	return nil
+}
+
+// removeEmptyParents removes the directories above name while they are empty.
+func (s *Store) removeEmptyParents(name string) {
+	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+		fi, err := s.root.Lstat(dir)
+		if err != nil || !fi.IsDir() {
+			return
+		}
+		if err := s.root.Remove(dir); err != nil {
+			return // not empty (ENOTEMPTY/EEXIST), or gone
+		}
+	}
+}
+
+// entry is one name in a directory, with the key it sorts by: a directory sorts as "name/", so
+// that keys come out in lexical order ("a-b" < "a/x" < "a0").
+type entry struct {
+	name string
+	sort string
+	dir  bool
+}
+
+// readDir returns the entries of dir (a key prefix ending before a "/", "." for the root) in
+// key order. Temporary files are left out; symlinks are resolved (inside the root) to a regular
+// file, or left out.
+func (s *Store) readDir(dir string) ([]entry, error) {
+	d, err := s.root.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	des, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]entry, 0, len(des))
+	for _, de := range des {
+		name := de.Name()
+		switch t := de.Type(); {
+		case t.IsDir():
+			entries = append(entries, entry{name: name, sort: name + "/", dir: true})
+		case t.IsRegular():
+			if !strings.HasPrefix(name, TempPrefix) {
+				entries = append(entries, entry{name: name, sort: name})
+			}
+		case t&fs.ModeSymlink != 0:
+			if fi, err := s.root.Stat(path.Join(dir, name)); err == nil && fi.Mode().IsRegular() {
+				entries = append(entries, entry{name: name, sort: name})
+			}
+		}
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.sort, b.sort) })
+	return entries, nil
+}
+
+// List calls fn for every object whose key starts with prefix, in lexical key order, with its
+// recorded sha256 when there is one. Temporary files are never listed.
+func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
+	// Start in the deepest directory the prefix names completely.
+	start := "."
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = prefix[:i]
+		if err := store.ValidKey(start); err != nil {
+			return fmt.Errorf("list %q: %w", prefix, err)
+		}
+	}
+	err := s.walk(ctx, start, prefix, fn)
+	if stop, ok := err.(stopError); ok {
+		return stop.err
+	}
+	return err
+}
+
+// stopError carries an error returned by List's fn out of the walk, to be returned unchanged.
+type stopError struct{ err error }
+
+func (e stopError) Error() string { return e.err.Error() }
+
+func (s *Store) walk(ctx context.Context, dir, prefix string, fn func(store.Info) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %q: %w", prefix, err)
+	}
+	entries, err := s.readDir(dir)
+	if err != nil {
+		if dir != "." && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
+			return nil // nothing under this prefix
+		}
+		return s.fail("list", prefix, err)
+	}
+	for _, e := range entries {
+		key := e.name
+		if dir != "." {
+			key = dir + "/" + e.name
+		}
+		if e.dir {
+			if strings.HasPrefix(key+"/", prefix) || strings.HasPrefix(prefix, key+"/") {
+				if err := s.walk(ctx, key, prefix, fn); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("list %q: %w", prefix, err)
+		}
+		f, info, err := s.openFile(key)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted while listing
+			}
+			return s.fail("list", key, err)
+		}
+		f.Close()
+		if err := fn(info); err != nil {
+			return stopError{err}
+		}
+	}
+	return nil
+}
+
+// Copy copies the file at srcKey to dstKey through a temporary file, hashing the bytes again.
+// The copy fails with store.ErrChecksum when the content no longer matches the sha256 recorded
+// on the source, or the size and sha256 given in opts.
+func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutOptions) (store.Info, error) {
+	if err := checkKey("copy", srcKey); err != nil {
+		return store.Info{}, err
+	}
+	if err := checkKey("copy", dstKey); err != nil {
+		return store.Info{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Info{}, fmt.Errorf("copy %s to %s: %w", srcKey, dstKey, err)
+	}
+	f, src, err := s.openFile(srcKey)
+	if err != nil {
+		return store.Info{}, s.fail("copy", srcKey, err)
+	}
+	defer f.Close()
+	if opts.Size >= 0 && opts.Size != src.Size {
+		return store.Info{}, fmt.Errorf("copy %s to %s: %w: size %d, expected %d", srcKey, dstKey, store.ErrChecksum, src.Size, opts.Size)
+	}
+	if opts.SHA256 != "" && src.SHA256 != "" && !strings.EqualFold(opts.SHA256, src.SHA256) {
+		return store.Info{}, fmt.Errorf("copy %s to %s: %w: sha256 %s, expected %s", srcKey, dstKey, store.ErrChecksum, src.SHA256, opts.SHA256)
+	}
+	check := store.PutOptions{Size: src.Size, SHA256: opts.SHA256}
+	if check.SHA256 == "" {
+		check.SHA256 = src.SHA256
+	}
+	info, err := s.commit(ctx, "copy", dstKey, f, check)
+	if err != nil {
+		return store.Info{}, fmt.Errorf("copy %s: %w", srcKey, err)
+	}
+	return info, nil
+}
+
+// CreateExclusive writes data at key only if key does not exist yet, failing with
+// store.ErrExist otherwise. The file is written and synced under a temporary name, then linked
+// to key with link(2), which fails when key exists: the object appears complete or not at all.
+// opts.Size is taken from len(data).
+func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, opts store.PutOptions) (store.Info, error) {
+	if err := checkKey("create", key); err != nil {
+		return store.Info{}, err
+	}
+	opts.Size = int64(len(data))
+	tmp, info, err := s.writeTemp(ctx, "create", key, bytes.NewReader(data), opts)
+	if err != nil {
+		return store.Info{}, err
+	}
+	defer s.root.Remove(tmp)
+	if err := s.root.Link(tmp, key); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return store.Info{}, fmt.Errorf("create %s: %w", key, store.ErrExist)
+		}
+		return store.Info{}, s.fail("create", key, err)
+	}
+	if err := s.syncDir(key); err != nil {
+		return store.Info{}, s.fail("create", key, err)
+	}
+	return info, nil
+}
+
+// CleanTemp removes the temporary files (see TempPrefix) last modified more than olderThan ago,
+// left behind by killed runs, and the directories they leave empty. It returns how many files it
+// removed. Use an olderThan well above the longest write, so a write in progress is not broken.
+func (s *Store) CleanTemp(ctx context.Context, olderThan time.Duration) (int, error) {
+	cutoff := time.Now().Add(-olderThan)
+	removed := 0
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("cleaning temporary files in %s: %w", s.dir, err)
+		}
+		d, err := s.root.Open(dir)
+		if err != nil {
+			return s.fail("clean", dir, err)
+		}
+		des, err := d.ReadDir(-1)
+		d.Close()
+		if err != nil {
+			return s.fail("clean", dir, err)
+		}
+		for _, de := range des {
+			name := path.Join(dir, de.Name())
+			if de.IsDir() {
+				if err := walk(name); err != nil {
+					return err
+				}
+				continue
+			}
+			if !de.Type().IsRegular() || !strings.HasPrefix(de.Name(), TempPrefix) {
+				continue
+			}
+			fi, err := de.Info()
+			if err != nil || !fi.ModTime().Before(cutoff) {
+				continue
+			}
+			if err := s.root.Remove(name); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return s.fail("clean", name, err)
+			}
+			removed++
+			s.removeEmptyParents(name)
+		}
+		return nil
+	}
+	err := walk(".")
+	return removed, err
+}
