@@ -1,0 +1,521 @@
+// Package httpstore is a read-only store.Store over an HTTP(S) mirror root such as
+// https://images.maas.io/ephemeral-v3/stable/.
+//
+// Open returns a reader that resumes an interrupted body by itself (a Range request from the
+// byte where it stopped), so a hashing reader wrapped around it sees one continuous stream.
+// Extra mirrors are tried, in order, when the primary answers 404 or 410.
+package httpstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ssmirror/ssmirror/store"
+)
+
+// Default values for Options fields left at zero.
+const (
+	DefaultRetries      = 5
+	DefaultStallTimeout = 60 * time.Second
+	DefaultUserAgent    = "ssmirror"
+)
+
+// Options configures a Store.
+type Options struct {
+	// Mirrors are extra base URLs tried, in order, when the primary answers 404 or 410.
+	Mirrors []string
+	// Retries is how many times an interrupted body is resumed in a row without the body making
+	// progress; 0 means DefaultRetries, a negative value disables resuming.
+	Retries int
+	// StallTimeout is how long a body may deliver no bytes (or a request wait for its response
+	// headers) before it is treated as interrupted and resumed; 0 means DefaultStallTimeout.
+	StallTimeout time.Duration
+	// UserAgent is sent with every request; "" means DefaultUserAgent.
+	UserAgent string
+}
+
+// Store reads objects from an HTTP(S) mirror root. It is safe for concurrent use.
+type Store struct {
+	client *http.Client
+	bases  []*url.URL // primary first, then mirrors; each path ends in "/"
+	opts   Options
+	// backoff is the pause before resume attempt n (1-based); tests shorten it.
+	backoff func(attempt int) time.Duration
+}
+
+var (
+	_ store.Store     = (*Store)(nil)
+	_ store.Describer = (*Store)(nil)
+)
+
+// New returns a Store reading from base (an http or https URL; a trailing "/" is added when
+// missing) with client (nil: DefaultClient()).
+func New(client *http.Client, base string, opts Options) (*Store, error) {
+	if client == nil {
+		client = DefaultClient()
+	}
+	if opts.Retries == 0 {
+		opts.Retries = DefaultRetries
+	}
+	if opts.StallTimeout <= 0 {
+		opts.StallTimeout = DefaultStallTimeout
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = DefaultUserAgent
+	}
+	s := &Store{client: client, opts: opts, backoff: defaultBackoff}
+	for _, raw := range append([]string{base}, opts.Mirrors...) {
+		u, err := parseBase(raw)
+		if err != nil {
+			return nil, err
+		}
+		s.bases = append(s.bases, u)
+	}
+	return s, nil
+}
+
+func parseBase(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("http source %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("http source %q: scheme must be http or https", raw)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("http source %q: no host", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("http source %q: query, fragment and user info are not supported", raw)
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+		if u.RawPath != "" {
+			u.RawPath += "/"
+		}
+	}
+	return u, nil
+}
+
+// DefaultClient returns an HTTP client for large downloads: proxies from the environment
+// (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), timeouts on dialling, TLS handshakes and waiting for
+// response headers, no overall timeout (bodies are hundreds of MB), and redirects followed only
+// to http and https URLs.
+func DefaultClient() *http.Client {
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   15 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          64,
+		MaxIdleConnsPerHost:   16,
+	}
+	return &http.Client{Transport: tr, CheckRedirect: checkRedirect}
+}
+
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return fmt.Errorf("refusing redirect to %s: only http and https are followed", req.URL.Redacted())
+	}
+	if len(via) >= 10 {
+		return fmt.Errorf("stopped after %d redirects", len(via))
+	}
+	return nil
+}
+
+// Describe returns the primary base URL.
+func (s *Store) Describe() string { return s.bases[0].Redacted() }
+
+// objectURL joins base and key, escaping each segment of key (":" survives unescaped).
+func objectURL(base *url.URL, key string) string {
+	segs := strings.Split(key, "/")
+	for i, seg := range segs {
+		segs[i] = url.PathEscape(seg)
+	}
+	u := *base
+	u.Path = base.Path + key
+	u.RawPath = base.EscapedPath() + strings.Join(segs, "/")
+	return u.String()
+}
+
+func (s *Store) newRequest(ctx context.Context, method, rawURL string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", s.opts.UserAgent)
+	// Ask for the bytes as stored: a transparently decompressed body has neither the catalogue's
+	// size nor usable byte ranges.
+	req.Header.Set("Accept-Encoding", "identity")
+	return req, nil
+}
+
+func isNotFound(code int) bool { return code == http.StatusNotFound || code == http.StatusGone }
+
+// Stat sends a HEAD request (a GET whose body is closed at once when the server refuses HEAD).
+// Size is -1 when the server sends no Content-Length; SHA256 is always "".
+func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
+	if err := store.ValidKey(key); err != nil {
+		return store.Info{}, fmt.Errorf("stat %s: %w", key, err)
+	}
+	var lastURL string
+	for _, base := range s.bases {
+		u := objectURL(base, key)
+		lastURL = u
+		resp, err := s.statOne(ctx, http.MethodHead, u)
+		if err == nil && (resp.StatusCode == http.StatusMethodNotAllowed || resp.StatusCode == http.StatusNotImplemented) {
+			resp, err = s.statOne(ctx, http.MethodGet, u)
+		}
+		if err != nil {
+			return store.Info{}, fmt.Errorf("stat %s: %w", key, err)
+		}
+		if isNotFound(resp.StatusCode) {
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			return store.Info{}, fmt.Errorf("stat %s: %s answered %s", key, u, resp.Status)
+		}
+		info := store.Info{Key: key, Size: resp.ContentLength}
+		if lm := resp.Header.Get("Last-Modified"); lm != "" {
+			if t, err := http.ParseTime(lm); err == nil {
+				info.ModTime = t
+			}
+		}
+		return info, nil
+	}
+	return store.Info{}, fmt.Errorf("stat %s: %w (%s answered 404)", key, store.ErrNotExist, lastURL)
+}
+
+func (s *Store) statOne(ctx context.Context, method, u string) (*http.Response, error) {
+	req, err := s.newRequest(ctx, method, u)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	// Never read the body: for a GET it may be hundreds of MB.
+	resp.Body.Close()
+	return resp, nil
+}
+
+// Open reads key from offset on. The reader resumes an interrupted, short or stalled body with
+// a Range request, up to Options.Retries times in a row without progress.
+func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
+	if err := store.ValidKey(key); err != nil {
+		return nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("open %s: negative offset %d", key, offset)
+	}
+	b := &body{ctx: ctx, s: s, key: key, pos: offset, total: -1}
+	var lastURL string
+	for _, base := range s.bases {
+		b.url = objectURL(base, key)
+		lastURL = b.url
+		err := b.request(true)
+		if errors.Is(err, errNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("open %s: %w (%s answered 404)", key, store.ErrNotExist, lastURL)
+}
+
+// Put fails with store.ErrReadOnly.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (store.Info, error) {
+	return store.Info{}, fmt.Errorf("put %s into %s: %w", key, s.Describe(), store.ErrReadOnly)
+}
+
+// Delete fails with store.ErrReadOnly.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	return fmt.Errorf("delete %s from %s: %w", key, s.Describe(), store.ErrReadOnly)
+}
+
+// List fails with store.ErrReadOnly: HTTP has no listing.
+func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
+	return fmt.Errorf("list %q in %s: %w", prefix, s.Describe(), store.ErrReadOnly)
+}
+
+// permanentError is a failure that resuming again would not cure (the object vanished or
+// changed).
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+var (
+	errNotFound = errors.New("not found")
+	errStalled  = errors.New("no data received within the stall timeout")
+)
+
+// body is the reader Open returns: one HTTP response at a time, replaced by a Range request
+// from pos when it breaks.
+type body struct {
+	ctx   context.Context
+	s     *Store
+	key   string
+	url   string
+	pos   int64 // absolute offset of the next byte to return
+	total int64 // size of the whole object, -1 while unknown
+	etag  string
+	known bool // total and etag were taken from a first accepted response
+
+	resp   *http.Response
+	cancel context.CancelCauseFunc // cancels the current request
+	timer  *time.Timer             // stall timer of the current request
+	fails  int                     // resume attempts since the last byte received
+	why    error                   // why the last response or attempt failed
+	closed bool
+}
+
+// request starts a GET from b.pos. first says whether it is Open's request (a 404 is then
+// reported as errNotFound so that Open tries the next mirror).
+func (b *body) request(first bool) error {
+	ctx, cancel := context.WithCancelCause(b.ctx)
+	timer := time.AfterFunc(b.s.opts.StallTimeout, func() { cancel(errStalled) })
+	req, err := b.s.newRequest(ctx, http.MethodGet, b.url)
+	if err != nil {
+		timer.Stop()
+		cancel(nil)
+		return fmt.Errorf("open %s: %w", b.key, err)
+	}
+	if b.pos > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(b.pos, 10)+"-")
+	}
+	resp, err := b.s.client.Do(req)
+	if err != nil {
+		timer.Stop()
+		cancel(nil)
+		if context.Cause(ctx) == errStalled {
+			err = fmt.Errorf("%w: %w", errStalled, err)
+		}
+		return fmt.Errorf("get %s: %w", b.url, err)
+	}
+	// The stall timer keeps running while accept may skip bytes of a body that ignored Range.
+	timer.Reset(b.s.opts.StallTimeout)
+	err = b.accept(resp, first)
+	timer.Stop()
+	if err != nil {
+		resp.Body.Close()
+		cancel(nil)
+		return err
+	}
+	b.resp, b.cancel, b.timer = resp, cancel, timer
+	return nil
+}
+
+// accept checks a response to a request from b.pos and, where the server ignored the Range
+// header, skips the bytes before b.pos.
+func (b *body) accept(resp *http.Response, first bool) error {
+	switch {
+	case first && isNotFound(resp.StatusCode):
+		return errNotFound
+	case resp.StatusCode == http.StatusPartialContent && b.pos > 0:
+		start, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil {
+			return fmt.Errorf("get %s from byte %d: %w", b.url, b.pos, err)
+		}
+		if start != b.pos {
+			return fmt.Errorf("get %s from byte %d: server sent a range starting at byte %d", b.url, b.pos, start)
+		}
+		if err := b.sameObject(resp, total); err != nil {
+			return err
+		}
+		return nil
+	case resp.StatusCode == http.StatusOK:
+		if err := b.sameObject(resp, resp.ContentLength); err != nil {
+			return err
+		}
+		if b.pos > 0 {
+			// The server ignored Range: read up to where we are.
+			n, err := io.CopyN(io.Discard, resp.Body, b.pos)
+			if err != nil {
+				return fmt.Errorf("get %s: skipping to byte %d: read %d bytes: %w", b.url, b.pos, n, err)
+			}
+		}
+		return nil
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && first:
+		// Asking for the empty tail of an object is not an error.
+		if _, total, err := parseContentRange(resp.Header.Get("Content-Range")); err == nil && total == b.pos {
+			b.known, b.total = true, total
+			resp.Body.Close()
+			resp.Body = http.NoBody
+			return nil
+		}
+		return fmt.Errorf("get %s from byte %d: %s", b.url, b.pos, resp.Status)
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+		return permanentError{fmt.Errorf("get %s: %s", b.url, resp.Status)}
+	default:
+		return fmt.Errorf("get %s: %s", b.url, resp.Status)
+	}
+}
+
+// sameObject records the object's size and ETag from the first response and, on a resumed
+// one, checks that they did not change.
+func (b *body) sameObject(resp *http.Response, total int64) error {
+	etag := resp.Header.Get("ETag")
+	if strings.HasPrefix(etag, "W/") {
+		etag = ""
+	}
+	if !b.known {
+		b.known = true
+		b.total, b.etag = total, etag
+		return nil
+	}
+	if b.total >= 0 && total >= 0 && total != b.total {
+		return permanentError{fmt.Errorf("get %s: object changed while reading: size %d, was %d", b.url, total, b.total)}
+	}
+	if b.etag != "" && etag != "" && etag != b.etag {
+		return permanentError{fmt.Errorf("get %s: object changed while reading: ETag %s, was %s", b.url, etag, b.etag)}
+	}
+	if b.total < 0 {
+		b.total = total
+	}
+	return nil
+}
+
+// parseContentRange parses "bytes START-END/TOTAL" (TOTAL may be "*": -1) or "bytes */TOTAL"
+// (start -1).
+func parseContentRange(v string) (start, total int64, err error) {
+	rest, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return 0, 0, fmt.Errorf("bad Content-Range %q", v)
+	}
+	rng, tot, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, 0, fmt.Errorf("bad Content-Range %q", v)
+	}
+	total = -1
+	if tot != "*" {
+		if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total < 0 {
+			return 0, 0, fmt.Errorf("bad Content-Range %q", v)
+		}
+	}
+	if rng == "*" {
+		return -1, total, nil
+	}
+	first, _, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("bad Content-Range %q", v)
+	}
+	if start, err = strconv.ParseInt(first, 10, 64); err != nil || start < 0 {
+		return 0, 0, fmt.Errorf("bad Content-Range %q", v)
+	}
+	return start, total, nil
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, fmt.Errorf("read %s: reader is closed", b.key)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if b.resp == nil {
+			if err := b.resume(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		b.timer.Reset(b.s.opts.StallTimeout)
+		n, err := b.resp.Body.Read(p)
+		b.timer.Stop()
+		b.pos += int64(n)
+		if n > 0 {
+			b.fails = 0
+		}
+		if err == nil {
+			return n, nil
+		}
+		if err == io.EOF {
+			if b.total < 0 || b.pos >= b.total {
+				if b.total >= 0 && b.pos > b.total {
+					return n, fmt.Errorf("read %s: %s sent %d bytes, more than its size %d", b.key, b.url, b.pos, b.total)
+				}
+				return n, io.EOF
+			}
+			err = io.ErrUnexpectedEOF
+		}
+		if ctxErr := b.ctx.Err(); ctxErr != nil {
+			return n, fmt.Errorf("read %s: %w", b.key, context.Cause(b.ctx))
+		}
+		stalled := context.Cause(b.resp.Request.Context()) == errStalled
+		b.drop()
+		if stalled {
+			err = fmt.Errorf("%w: %w", errStalled, err)
+		}
+		b.why = err
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// resume re-requests the object from b.pos after a pause, giving up after Options.Retries
+// attempts in a row without progress.
+func (b *body) resume() error {
+	for {
+		if b.s.opts.Retries < 0 || b.fails >= b.s.opts.Retries {
+			return fmt.Errorf("read %s: giving up at byte %d after %d attempts to resume: %w", b.key, b.pos, b.fails, b.why)
+		}
+		b.fails++
+		t := time.NewTimer(b.s.backoff(b.fails))
+		select {
+		case <-b.ctx.Done():
+			t.Stop()
+			return fmt.Errorf("read %s: %w", b.key, context.Cause(b.ctx))
+		case <-t.C:
+		}
+		err := b.request(false)
+		if err == nil {
+			return nil
+		}
+		if b.ctx.Err() != nil {
+			return fmt.Errorf("read %s: %w", b.key, context.Cause(b.ctx))
+		}
+		var perm permanentError
+		if errors.As(err, &perm) {
+			return fmt.Errorf("read %s: resuming at byte %d: %w", b.key, b.pos, perm.error)
+		}
+		b.why = err
+	}
+}
+
+func (b *body) drop() {
+	if b.resp != nil {
+		b.timer.Stop()
+		b.cancel(nil)
+		b.resp.Body.Close()
+		b.resp = nil
+	}
+}
+
+func (b *body) Close() error {
+	b.drop()
+	b.closed = true
+	return nil
+}
+
+// defaultBackoff waits about 0.25s, 0.5s, 1s, … (at most 8s), jittered by ±25%.
+func defaultBackoff(attempt int) time.Duration {
+	d := 250 * time.Millisecond << min(attempt-1, 5)
+	return d*3/4 + rand.N(d/2+1)
+}
