@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/dirstore"
+	"github.com/ssmirror/ssmirror/store/httpstore"
+	"github.com/ssmirror/ssmirror/store/s3store"
+)
+
+// s3Flags configure S3 access beyond what the AWS SDK reads from its own chain (environment,
+// shared config and credentials files, IMDS, web identity).
+type s3Flags struct {
+	endpoint        string
+	region          string
+	profile         string
+	partSize        int64
+	partConcurrency int
+}
+
+func (f *s3Flags) addFlags(fsAdd *pflag.FlagSet) {
+	fsAdd.StringVar(&f.endpoint, "s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, then AWS); implies path-style addressing")
+	fsAdd.StringVar(&f.region, "region", "", "S3 region (default: the SDK's configuration, else us-east-1)")
+	fsAdd.StringVar(&f.profile, "profile", "", "AWS shared-config profile")
+	fsAdd.Int64Var(&f.partSize, "part-size", 16<<20, "multipart part size in bytes (at least 5 MiB)")
+	fsAdd.IntVar(&f.partConcurrency, "part-concurrency", 4, "parts of one object uploaded at once")
+}
+
+// location is a parsed SOURCE or TARGET.
+type location struct {
+	kind string // "http", "s3", "dir"
+	// root is the URL, directory, or bucket/prefix of the mirror root.
+	root   string
+	bucket string
+	prefix string
+	// start is the metadata path named by the location itself ("" when it names a root).
+	start string
+}
+
+// parseLocation splits a location; a URL or path ending in streams/v1/NAME.sjson or .json names
+// its start path.
+func parseLocation(raw string) (location, error) {
+	var loc location
+	switch {
+	case strings.HasPrefix(raw, "http://"), strings.HasPrefix(raw, "https://"):
+		u, err := url.Parse(raw)
+		if err != nil {
+			return loc, usagef("%q: %v", raw, err)
+		}
+		loc.kind = "http"
+		loc.root = u.String()
+	case strings.HasPrefix(raw, "s3://"):
+		rest := strings.TrimPrefix(raw, "s3://")
+		bucket, prefix, _ := strings.Cut(rest, "/")
+		if bucket == "" {
+			return loc, usagef("%q: no bucket named", raw)
+		}
+		loc.kind, loc.bucket, loc.prefix, loc.root = "s3", bucket, prefix, raw
+	case strings.HasPrefix(raw, "file://"):
+		loc.kind, loc.root = "dir", strings.TrimPrefix(raw, "file://")
+	case strings.Contains(raw, "://"):
+		return loc, usagef("%q: unsupported scheme (use http(s)://, s3://, file:// or a directory)", raw)
+	default:
+		loc.kind, loc.root = "dir", raw
+	}
+	// Split off a start path.
+	target := loc.root
+	if loc.kind == "s3" {
+		target = loc.prefix
+	}
+	if i := strings.LastIndex(target, "streams/v1/"); i >= 0 && (strings.HasSuffix(target, ".json") || strings.HasSuffix(target, ".sjson")) {
+		start := target[i:]
+		if !strings.Contains(strings.TrimPrefix(start, "streams/v1/"), "/") {
+			loc.start = start
+			if loc.kind == "s3" {
+				loc.prefix = target[:i]
+			} else {
+				loc.root = target[:i]
+			}
+		}
+	}
+	return loc, nil
+}
+
+// openSource opens a location for reading.
+func openSource(ctx context.Context, loc location, s3f *s3Flags, mirrors []string) (store.Store, error) {
+	switch loc.kind {
+	case "http":
+		return httpstore.New(httpstore.DefaultClient(), loc.root, httpstore.Options{Mirrors: mirrors, UserAgent: "ssmirror/" + version()})
+	case "s3":
+		return openS3(ctx, loc, s3f)
+	default:
+		info, err := os.Stat(loc.root)
+		if err != nil {
+			return nil, fmt.Errorf("source: %w", err)
+		}
+		if !info.IsDir() {
+			return nil, fmt.Errorf("source %s is not a directory", loc.root)
+		}
+		return dirstore.New(loc.root, dirstore.Options{})
+	}
+}
+
+// openTarget opens a location for writing; a directory target is created if missing.
+func openTarget(ctx context.Context, loc location, s3f *s3Flags) (store.Store, error) {
+	if loc.start != "" {
+		return nil, usagef("the target names a metadata file (%s); name the mirror root", loc.start)
+	}
+	switch loc.kind {
+	case "http":
+		return nil, usagef("cannot publish into %s: the target must be a directory or s3://bucket/prefix", loc.root)
+	case "s3":
+		return openS3(ctx, loc, s3f)
+	default:
+		root, err := filepath.Abs(loc.root)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			return nil, fmt.Errorf("target: %w", err)
+		}
+		return dirstore.New(root, dirstore.Options{})
+	}
+}
+
+func openS3(ctx context.Context, loc location, f *s3Flags) (store.Store, error) {
+	opts := s3store.Options{
+		Endpoint:        f.endpoint,
+		Region:          f.region,
+		Profile:         f.profile,
+		PartSize:        f.partSize,
+		PartConcurrency: f.partConcurrency,
+	}
+	client, err := s3store.NewClient(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("S3 configuration: %w", err)
+	}
+	return s3store.New(client, loc.bucket, loc.prefix, opts), nil
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/ssmirror/ssmirror/streams"
+	"github.com/ssmirror/ssmirror/sync"
+)
+
+const queryUsage = `Usage: ssmirror query [flags] SOURCE [FILTER...]
+
+List the items of SOURCE that FILTERs (and --max) select, without fetching any content: a table,
+or JSON lines with --json. Use it to check a selection before mirroring it.
+
+Examples:
+  ssmirror query --keyring=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg \
+      https://images.maas.io/ephemeral-v3/stable/ 'arch=amd64' 'release=noble' --max=1
+  ssmirror query --no-verify /srv/maas-images 'os~(grub*|pxelinux)' --json
+`
+
+func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		vf      verifyFlags
+		s3f     s3Flags
+		max     int
+		path    string
+		jsonOut bool
+	)
+	fs := newFlagSet("query", queryUsage, stdout)
+	vf.addFlags(fs)
+	fs.IntVar(&max, "max", 0, "at most N versions per product (0: all)")
+	fs.StringVar(&path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
+	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per item")
+	s3f.addFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		return usagef("query needs SOURCE (see ssmirror help query)")
+	}
+	loc, err := parseLocation(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	filters, err := streams.ParseFilters(fs.Args()[1:])
+	if err != nil {
+		return usageError{err}
+	}
+	keyring, err := vf.load()
+	if err != nil {
+		return err
+	}
+	src, err := openSource(ctx, loc, &s3f, nil)
+	if err != nil {
+		return err
+	}
+	start := loc.start
+	if path != "" {
+		start = path
+	}
+	cat, err := sync.LoadCatalogue(ctx, src, start, sync.Verification{Keyring: keyring, NoVerify: vf.noVerify}, 0, 4)
+	if err != nil {
+		return err
+	}
+	plan := sync.MakePlan(sync.PlanInput{Upstream: cat.Items(), Filters: filters, Max: max})
+	if jsonOut {
+		enc := json.NewEncoder(stdout)
+		for _, c := range plan.Added {
+			enc.Encode(map[string]any{
+				"content_id": c.ContentID, "product_name": c.Product, "version_name": c.Version,
+				"item_name": c.Item, "path": c.Path, "size": c.Size,
+			})
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PRODUCT\tVERSION\tITEM\tPATH\tSIZE")
+	var total int64
+	for _, c := range plan.Added {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", c.Product, c.Version, c.Item, c.Path, c.Size)
+		total += c.Size
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "%d items, %s in %d distinct files\n", len(plan.Added), humanBytes(total), len(plan.Fetch))
+	return nil
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/ssmirror/ssmirror/sign"
+	"github.com/ssmirror/ssmirror/streams"
+	"github.com/ssmirror/ssmirror/sync"
+)
+
+const syncUsage = `Usage: ssmirror [sync] [flags] SOURCE TARGET [FILTER...]
+
+Mirror the SimpleStreams stream at SOURCE into TARGET. Content is fetched once per path, in
+parallel, and refused unless its size and sha256 match the catalogue; the metadata is published
+only after everything it lists as held is in place (products files, then the index); objects
+nothing references any more are deleted by a later run once --gc-grace has passed.
+
+SOURCE  https://images.maas.io/ephemeral-v3/stable/   an HTTP(S) mirror
+        /srv/upstream  or  file:///srv/upstream         a directory
+        s3://bucket/prefix                              a bucket (mirror of a mirror)
+        Ending in streams/v1/NAME.sjson or NAME.json picks the start file; otherwise
+        streams/v1/index.sjson (signed: give --keyring, or --no-verify).
+TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
+FILTER  key=value  key!=value  key~regex  key!~regex  (all must hold; regex is unanchored).
+        Keys are item attributes after inheritance: arch, release, os, subarch, ftype,
+        product_name, version_name, item_name, path, ...
+
+Publishing modes:
+  verbatim (default)  upstream metadata published byte for byte (clients keep the upstream
+                      keyring); every selected item is present before metadata lists it.
+  curated             --signing-key: the catalogue is rewritten to list exactly what the mirror
+                      holds and signed with your key (.sjson and .json.gpg); give clients the
+                      public keyring from 'ssmirror keygen'.
+
+Runs with different filters into one target accumulate (the MAAS recipe runs twice); --prune
+drops what the current selection no longer covers.
+
+Examples:
+  # The MAAS documentation's recipe, into a directory:
+  ssmirror --keyring=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg \
+      https://images.maas.io/ephemeral-v3/stable/ /srv/maas-images \
+      'arch=amd64' 'release~(jammy|noble)' --max=1 --progress
+  ssmirror --keyring=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg \
+      https://images.maas.io/ephemeral-v3/stable/ /srv/maas-images \
+      'os~(grub*|pxelinux)' --max=1 --progress
+
+  # Into MinIO, curated and signed with your own key:
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... ssmirror --s3-endpoint http://minio:9000 \
+      --keyring=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg --signing-key mirror.asc \
+      https://images.maas.io/ephemeral-v3/stable/ s3://maas-images/stable 'arch=amd64' --max=1
+
+  # What would change, without changing anything:
+  ssmirror --dry-run --no-verify https://images.maas.io/ephemeral-v3/stable/ /srv/maas-images 'release=noble'
+`
+
+type syncFlags struct {
+	verify          verifyFlags
+	s3              s3Flags
+	max             int
+	keep            bool
+	path            string
+	dryRun          bool
+	noItemDownload  bool
+	progress        bool
+	mirrors         []string
+	verbose         int
+	signingKey      string
+	passphraseFile  string
+	concurrency     int
+	gcGrace         time.Duration
+	prune           bool
+	verifyExisting  bool
+	jsonOut         bool
+	logFormat       string
+	progressEvery   time.Duration
+	metadataMaxSize int64
+}
+
+func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f syncFlags
+	fs := newFlagSet("sync", syncUsage, stdout)
+	f.verify.addFlags(fs)
+	fs.IntVar(&f.max, "max", 0, "keep at most N versions per product (0: all)")
+	fs.BoolVar(&f.keep, "keep", false, "keep versions that vanished upstream, up to --max")
+	fs.StringVar(&f.path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be added (+) and removed (-), change nothing")
+	fs.BoolVar(&f.noItemDownload, "no-item-download", false, "publish metadata only (verbatim mode)")
+	fs.BoolVar(&f.progress, "progress", false, "show progress (live on a terminal, periodic lines otherwise)")
+	fs.DurationVar(&f.progressEvery, "progress-interval", 10*time.Second, "how often --progress prints when not on a terminal")
+	fs.StringArrayVar(&f.mirrors, "mirror", nil, "extra base URL tried when SOURCE answers 404 (repeatable)")
+	fs.CountVarP(&f.verbose, "verbose", "v", "say more (-v: each step, -vv: each file)")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.signingKey, "signing-key", "", "curated mode: rewrite the catalogue to what the mirror holds and sign it with this secret key (armoured)")
+	fs.StringVar(&f.passphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
+	fs.IntVar(&f.concurrency, "concurrency", 4, "files transferred at once")
+	fs.DurationVar(&f.gcGrace, "gc-grace", sync.DefaultGCGrace, "keep objects nothing references for this long before deleting them (negative: never delete)")
+	fs.BoolVar(&f.prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
+	fs.BoolVar(&f.verifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
+	fs.Int64Var(&f.metadataMaxSize, "metadata-max-size", sync.DefaultMetadataLimit, "refuse metadata files larger than this many bytes")
+	fs.BoolVar(&f.jsonOut, "json", false, "print the run summary as JSON")
+	f.s3.addFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	pos := fs.Args()
+	if len(pos) < 2 {
+		return usagef("sync needs SOURCE and TARGET (see ssmirror help sync)")
+	}
+	srcLoc, err := parseLocation(pos[0])
+	if err != nil {
+		return err
+	}
+	dstLoc, err := parseLocation(pos[1])
+	if err != nil {
+		return err
+	}
+	filters, err := streams.ParseFilters(pos[2:])
+	if err != nil {
+		return usageError{err}
+	}
+	keyring, err := f.verify.load()
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.verbose, f.logFormat)
+	if err != nil {
+		return err
+	}
+	var signer *sign.Signer
+	if f.signingKey != "" {
+		pass, err := readPassphrase(f.passphraseFile)
+		if err != nil {
+			return err
+		}
+		kf, err := os.Open(f.signingKey)
+		if err != nil {
+			return fmt.Errorf("signing key: %w", err)
+		}
+		signer, err = sign.LoadSigner(kf, pass)
+		kf.Close()
+		if err != nil {
+			return fmt.Errorf("signing key %s: %w", f.signingKey, err)
+		}
+	}
+	start := srcLoc.start
+	if f.path != "" {
+		start = f.path
+	}
+	src, err := openSource(ctx, srcLoc, &f.s3, f.mirrors)
+	if err != nil {
+		return err
+	}
+	dst, err := openTarget(ctx, dstLoc, &f.s3)
+	if err != nil {
+		return err
+	}
+	progress := &sync.Progress{}
+	opts := sync.Options{
+		StartPath:      start,
+		Verification:   sync.Verification{Keyring: keyring, NoVerify: f.verify.noVerify},
+		Filters:        filters,
+		Max:            f.max,
+		Keep:           f.keep,
+		Prune:          f.prune,
+		DryRun:         f.dryRun,
+		NoItemDownload: f.noItemDownload,
+		Signer:         signer,
+		Concurrency:    f.concurrency,
+		GCGrace:        f.gcGrace,
+		VerifyExisting: f.verifyExisting,
+		MetadataLimit:  f.metadataMaxSize,
+		Progress:       progress,
+		Log:            log,
+	}
+	if f.gcGrace == 0 {
+		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"
+	}
+	var stopProgress func()
+	if f.progress && !f.dryRun {
+		stopProgress = showProgress(progress, stderr, f.progressEvery)
+	}
+	began := time.Now()
+	rep, err := sync.Run(ctx, src, dst, opts)
+	if stopProgress != nil {
+		stopProgress()
+	}
+	if rep != nil && rep.Plan != nil {
+		if f.dryRun {
+			printPlan(stdout, rep.Plan)
+		} else if f.jsonOut {
+			printJSONSummary(stdout, rep, time.Since(began), err)
+		} else {
+			printSummary(stdout, pos[0], describe(dst), rep, time.Since(began), err)
+		}
+	}
+	return err
+}
+
+// printPlan prints sstream-mirror's dry-run lines: + or -, product, version, item, path, size.
+func printPlan(w io.Writer, p *sync.Plan) {
+	var addBytes, rmBytes int64
+	for _, c := range p.Added {
+		fmt.Fprintf(w, "+ %s %s %s %s %d\n", c.Product, c.Version, c.Item, c.Path, c.Size)
+		addBytes += c.Size
+	}
+	for _, c := range p.Removed {
+		fmt.Fprintf(w, "- %s %s %s %s %d\n", c.Product, c.Version, c.Item, c.Path, c.Size)
+		rmBytes += c.Size
+	}
+	fmt.Fprintf(w, "%d items to add (%s), %d to remove (%s), %d kept; %d files to fetch (%s)\n",
+		len(p.Added), humanBytes(addBytes), len(p.Removed), humanBytes(rmBytes), p.Kept,
+		len(p.Fetch), humanBytes(p.FetchBytes()))
+}
+
+func printSummary(w io.Writer, src, dst string, rep *sync.Report, took time.Duration, err error) {
+	status := "mirrored"
+	if err != nil {
+		status = "FAILED, nothing published:"
+	}
+	fmt.Fprintf(w, "%s %s -> %s in %s\n", status, src, dst, took.Round(time.Millisecond))
+	p := rep.Plan
+	fmt.Fprintf(w, "  items: %d added, %d removed, %d kept\n", len(p.Added), len(p.Removed), p.Kept)
+	fmt.Fprintf(w, "  files: %d fetched (%s), %d copied in the target (%s), %d already present and verified\n",
+		rep.Fetched, humanBytes(rep.FetchedBytes), rep.Copied, humanBytes(rep.CopiedBytes), rep.Adopted)
+	mode := "verbatim (upstream metadata byte for byte)"
+	if rep.Curated {
+		mode = "curated (rewritten and signed with the signing key)"
+	}
+	if err == nil {
+		fmt.Fprintf(w, "  metadata: %d files written, %s\n", len(rep.MetadataWritten), mode)
+		fmt.Fprintf(w, "  deleted: %d, waiting for the grace period: %d\n", len(rep.Deleted), rep.PendingDeletion)
+	}
+}
+
+func printJSONSummary(w io.Writer, rep *sync.Report, took time.Duration, runErr error) {
+	type stage struct {
+		Name    string  `json:"name"`
+		Seconds float64 `json:"seconds"`
+	}
+	out := struct {
+		OK              bool     `json:"ok"`
+		Error           string   `json:"error,omitempty"`
+		Seconds         float64  `json:"seconds"`
+		Curated         bool     `json:"curated"`
+		ItemsAdded      int      `json:"items_added"`
+		ItemsRemoved    int      `json:"items_removed"`
+		ItemsKept       int      `json:"items_kept"`
+		Fetched         int      `json:"files_fetched"`
+		FetchedBytes    int64    `json:"bytes_fetched"`
+		Copied          int      `json:"files_copied"`
+		CopiedBytes     int64    `json:"bytes_copied"`
+		Adopted         int      `json:"files_adopted"`
+		MetadataWritten []string `json:"metadata_written"`
+		Deleted         []string `json:"deleted"`
+		PendingDeletion int      `json:"pending_deletion"`
+		Stages          []stage  `json:"stages"`
+	}{
+		OK: runErr == nil, Seconds: took.Seconds(), Curated: rep.Curated,
+		ItemsAdded: len(rep.Plan.Added), ItemsRemoved: len(rep.Plan.Removed), ItemsKept: rep.Plan.Kept,
+		Fetched: rep.Fetched, FetchedBytes: rep.FetchedBytes, Copied: rep.Copied, CopiedBytes: rep.CopiedBytes,
+		Adopted: rep.Adopted, MetadataWritten: rep.MetadataWritten, Deleted: rep.Deleted, PendingDeletion: rep.PendingDeletion,
+	}
+	if runErr != nil {
+		out.Error = runErr.Error()
+	}
+	for _, s := range rep.Stages {
+		out.Stages = append(out.Stages, stage{s.Name, s.Duration.Seconds()})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
+}

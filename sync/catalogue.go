@@ -1,0 +1,322 @@
+package sync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/ssmirror/ssmirror/sign"
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/streams"
+	gosync "sync"
+)
+
+// DefaultStartPath is where a reader starts when the source names no metadata file.
+const DefaultStartPath = "streams/v1/index.sjson"
+
+// DefaultMetadataLimit caps the size of one metadata file read from a source.
+const DefaultMetadataLimit = 256 << 20
+
+// Verification says how metadata signatures are treated.
+type Verification struct {
+	// Keyring, when set, is what every metadata file must be signed by.
+	Keyring *sign.Keyring
+	// NoVerify strips signatures without checking them.
+	NoVerify bool
+}
+
+// MetaFile is one metadata object exactly as upstream has it.
+type MetaFile struct {
+	Key  string
+	Data []byte
+}
+
+// ProductsFile is one products document of the catalogue, with every form upstream offers.
+type ProductsFile struct {
+	ContentID string
+	Entry     *streams.IndexEntry
+	Doc       *streams.Products
+	// Base is the key without its .json/.sjson ending ("streams/v1/com.ubuntu.maas:stable:v3:download").
+	Base  string
+	Forms []MetaFile
+	Items []streams.Item
+}
+
+// Catalogue is an upstream stream's metadata, verified and parsed.
+type Catalogue struct {
+	StartPath  string
+	Index      *streams.Index
+	IndexBase  string
+	IndexForms []MetaFile
+	Products   []*ProductsFile // sorted by content id
+}
+
+// Items gives every item of every products file.
+func (c *Catalogue) Items() []streams.Item {
+	var all []streams.Item
+	for _, pf := range c.Products {
+		all = append(all, pf.Items...)
+	}
+	return all
+}
+
+// metadataForms are the endings a metadata document may be published under.
+var metadataForms = []string{".sjson", ".json", ".json.gpg"}
+
+// splitForm splits a metadata key into its base and ending (".sjson" or ".json"); a key with
+// another ending is its own base with ending "".
+func splitForm(key string) (base, ending string) {
+	for _, e := range []string{".sjson", ".json"} {
+		if strings.HasSuffix(key, e) {
+			return strings.TrimSuffix(key, e), e
+		}
+	}
+	return key, ""
+}
+
+// LoadCatalogue reads the index at startPath and every products file it lists, in every form
+// upstream offers, checking signatures as v says. It changes nothing anywhere.
+//
+// Rules: a signed start path (.sjson) needs a keyring or NoVerify. With a keyring every metadata
+// document must be signed (clearsigned .sjson, or .json with a detached .json.gpg) and every form
+// present must verify; with NoVerify signatures are stripped unchecked; with neither, an unsigned
+// start path (.json) is read as it is.
+func LoadCatalogue(ctx context.Context, src store.Store, startPath string, v Verification, limit int64, concurrency int) (*Catalogue, error) {
+	if startPath == "" {
+		startPath = DefaultStartPath
+	}
+	if err := store.ValidKey(startPath); err != nil {
+		return nil, fmt.Errorf("start path: %w", err)
+	}
+	if limit <= 0 {
+		limit = DefaultMetadataLimit
+	}
+	base, ending := splitForm(startPath)
+	if ending == ".sjson" && v.Keyring == nil && !v.NoVerify {
+		return nil, fmt.Errorf("%s is signed: give --keyring FILE to verify it, or --no-verify to read it unchecked", startPath)
+	}
+	body, forms, err := readDocument(ctx, src, startPath, v, limit)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := streams.ParseIndex(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", startPath, err)
+	}
+	cat := &Catalogue{StartPath: startPath, Index: ix, IndexBase: base, IndexForms: forms}
+
+	ids := make([]string, 0, len(ix.Index))
+	for id, e := range ix.Index {
+		if e.Format != "" && e.Format != "products:1.0" {
+			return nil, fmt.Errorf("%s: entry %s has format %q; only products:1.0 entries are mirrored", startPath, id, e.Format)
+		}
+		if err := store.ValidKey(e.Path); err != nil {
+			return nil, fmt.Errorf("%s: entry %s: %w", startPath, id, err)
+		}
+		if pb, _ := splitForm(e.Path); pb == base {
+			return nil, fmt.Errorf("%s: entry %s points at the index itself", startPath, id)
+		}
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+
+	if concurrency <= 0 {
+		concurrency = 4
+	}
+	cat.Products = make([]*ProductsFile, len(ids))
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, concurrency)
+	var wg gosync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			cat.Products[i], errs[i] = loadProducts(ctx, src, id, ix.Index[id], v, limit)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var all []streams.Item
+	for _, pf := range cat.Products {
+		all = append(all, pf.Items...)
+	}
+	if err := streams.CheckConsistent(all); err != nil {
+		return nil, err
+	}
+	return cat, nil
+}
+
+func loadProducts(ctx context.Context, src store.Store, id string, e *streams.IndexEntry, v Verification, limit int64) (*ProductsFile, error) {
+	body, forms, err := readDocument(ctx, src, e.Path, v, limit)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := streams.ParseProducts(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", e.Path, err)
+	}
+	if cid := doc.ContentID(); cid != "" && cid != id {
+		return nil, fmt.Errorf("%s: content_id %q, but the index lists it as %q", e.Path, cid, id)
+	}
+	items, err := doc.Items()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", e.Path, err)
+	}
+	for i := range items {
+		items[i].ContentID = id
+	}
+	base, _ := splitForm(e.Path)
+	return &ProductsFile{ContentID: id, Entry: e, Doc: doc, Base: base, Forms: forms, Items: items}, nil
+}
+
+// readDocument reads every form of the metadata document key names and returns the verified
+// JSON body and the forms found, byte for byte.
+func readDocument(ctx context.Context, src store.Store, key string, v Verification, limit int64) ([]byte, []MetaFile, error) {
+	base, ending := splitForm(key)
+	if ending == "" {
+		data, err := store.ReadAll(ctx, src, key, limit)
+		if err != nil {
+			return nil, nil, err
+		}
+		if v.Keyring != nil {
+			return nil, nil, fmt.Errorf("%s: %w: a keyring was given, and this file has no signed form", key, sign.ErrNoSignature)
+		}
+		return data, []MetaFile{{key, data}}, nil
+	}
+	found := map[string][]byte{}
+	for _, e := range metadataForms {
+		k := base + e
+		data, err := store.ReadAll(ctx, src, k, limit)
+		if errors.Is(err, store.ErrNotExist) {
+			if k == key {
+				return nil, nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		found[e] = data
+	}
+	var forms []MetaFile
+	for _, e := range []string{".json", ".json.gpg", ".sjson"} {
+		if data, ok := found[e]; ok {
+			forms = append(forms, MetaFile{base + e, data})
+		}
+	}
+
+	signed, hasSigned := found[".sjson"]
+	plain, hasPlain := found[".json"]
+	detached, hasDetached := found[".json.gpg"]
+
+	var body []byte
+	switch {
+	case v.Keyring != nil:
+		if hasSigned {
+			b, err := sign.VerifyClearsigned(base+".sjson", signed, v.Keyring)
+			if err != nil {
+				return nil, nil, err
+			}
+			body = b
+		}
+		if hasPlain {
+			if hasDetached {
+				if err := sign.VerifyDetached(base+".json", plain, detached, v.Keyring); err != nil {
+					return nil, nil, err
+				}
+				if body == nil {
+					body = plain
+				}
+			} else if body == nil {
+				return nil, nil, fmt.Errorf("%s: %w: a keyring was given and neither %s nor %s exists", base+".json", sign.ErrNoSignature, base+".sjson", base+".json.gpg")
+			}
+		}
+		if body == nil {
+			return nil, nil, fmt.Errorf("%s: %w: a keyring was given and no signed form exists", key, sign.ErrNoSignature)
+		}
+	case ending == ".sjson":
+		b, err := sign.StripClearsigned(key, signed)
+		if err != nil {
+			return nil, nil, err
+		}
+		body = b
+	default:
+		body = plain
+	}
+	// Every form published must say the same thing as the verified body.
+	if hasPlain && !bytes.Equal(plain, body) {
+		if same, err := sameJSON(plain, body); err != nil || !same {
+			return nil, nil, fmt.Errorf("%s differs from its signed form %s: refusing to publish it", base+".json", key)
+		}
+	}
+	if hasSigned && v.Keyring == nil && ending != ".sjson" {
+		// Read unsigned, published verbatim: make sure the signed form at least carries the same body.
+		if b, err := sign.StripClearsigned(base+".sjson", signed); err == nil {
+			if same, err := sameJSON(b, body); err != nil || !same {
+				return nil, nil, fmt.Errorf("%s differs from %s: refusing to publish it", base+".sjson", key)
+			}
+		}
+	}
+	return body, forms, nil
+}
+
+// sameJSON compares two JSON documents by value, ignoring layout. Paths differ between the .json
+// and .sjson forms of an index (each names its own kind), so an index compares equal when it only
+// differs in those endings.
+func sameJSON(a, b []byte) (bool, error) {
+	var va, vb any
+	if err := json.Unmarshal(a, &va); err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, &vb); err != nil {
+		return false, err
+	}
+	return reflect.DeepEqual(normaliseIndexPaths(va), normaliseIndexPaths(vb)), nil
+}
+
+func normaliseIndexPaths(v any) any {
+	m, ok := v.(map[string]any)
+	if !ok || m["format"] != "index:1.0" {
+		return v
+	}
+	if ix, ok := m["index"].(map[string]any); ok {
+		for _, e := range ix {
+			if em, ok := e.(map[string]any); ok {
+				if p, ok := em["path"].(string); ok {
+					b, _ := splitForm(p)
+					em["path"] = b
+				}
+			}
+		}
+	}
+	return m
+}
+
+// contentType names the media type an object is published with.
+func contentType(key string) string {
+	switch {
+	case strings.HasSuffix(key, ".json"):
+		return "application/json"
+	case strings.HasSuffix(key, ".sjson"):
+		return "text/plain; charset=utf-8"
+	case strings.HasSuffix(key, ".gpg"):
+		return "application/pgp-signature"
+	case strings.HasSuffix(key, ".xz"):
+		return "application/x-xz"
+	case strings.HasSuffix(key, ".gz") || strings.HasSuffix(key, ".tgz"):
+		return "application/gzip"
+	case path.Base(key) == "squashfs.manifest" || strings.HasSuffix(key, ".manifest"):
+		return "text/plain; charset=utf-8"
+	}
+	return "application/octet-stream"
+}

@@ -1,0 +1,255 @@
+package sync
+
+import (
+	"sort"
+
+	"github.com/ssmirror/ssmirror/streams"
+)
+
+// PlanInput is everything the plan is decided from. No I/O happens in planning.
+type PlanInput struct {
+	// Upstream are all the items of every products file upstream offers.
+	Upstream []streams.Item
+	// Filters select items (ANDed); empty selects everything.
+	Filters streams.Filters
+	// Max keeps at most this many versions per selected product (<= 0: no limit).
+	Max int
+	// Keep keeps held versions that vanished upstream, within Max.
+	Keep bool
+	// Prune drops what the current selection does not cover (otherwise runs with different
+	// filters accumulate, as the MAAS recipe needs).
+	Prune bool
+	// Held is what the mirror holds now.
+	Held Held
+	// Present are the content objects known to be in the target, by key.
+	Present map[string]Presence
+	// VerifyExisting re-reads present objects instead of trusting recorded hashes.
+	VerifyExisting bool
+}
+
+// Presence is what is known of an object in the target.
+type Presence struct {
+	Size int64
+	// SHA256 is the verified hash ("" when unknown: an object the mirror did not record).
+	SHA256 string
+	// Owned means the mirror wrote (or adopted) the object, so it may delete it once nothing
+	// references it. Objects it did not write are never released.
+	Owned bool
+}
+
+// ItemChange is one item added to or removed from what the mirror holds.
+type ItemChange struct {
+	VersionKey
+	Item string
+	Path string
+	Size int64
+}
+
+// Fetch is one distinct content path to bring into the target.
+type Fetch struct {
+	Path   string
+	Size   int64
+	SHA256 string
+	SHA512 string
+	MD5    string
+	// Check means an object of the right size is there but its hash is not known to match:
+	// read and hash it, and fetch only if it differs.
+	Check bool
+}
+
+// Plan is what a run will do.
+type Plan struct {
+	// Held is what the mirror will hold (and its metadata promise) after the run.
+	Held Held
+	// Added and Removed are the item-level changes against the current Held.
+	Added, Removed []ItemChange
+	// Kept counts items held before and after.
+	Kept int
+	// Fetch lists each distinct path to bring in once, sorted by path.
+	Fetch []Fetch
+	// Unreferenced lists the owned objects no longer referenced by Held, sorted.
+	Unreferenced []string
+}
+
+// FetchBytes is the number of bytes the plan brings in (not counting Check entries).
+func (p *Plan) FetchBytes() int64 {
+	var n int64
+	for _, f := range p.Fetch {
+		if !f.Check {
+			n += f.Size
+		}
+	}
+	return n
+}
+
+type productKey struct{ ContentID, Product string }
+
+// MakePlan decides what to hold, fetch and release. It is a pure function of its input.
+//
+// Per product: when some upstream item matches the filters, the versions to hold are chosen by
+// streams.SelectVersions (newest Max of the upstream versions with a matching item, plus, with
+// Keep, held versions that vanished upstream); held versions outside that choice are released.
+// A product no item of which matches is left as it is held (runs accumulate), except that held
+// versions gone upstream are released unless Keep, and with Prune it is released entirely.
+func MakePlan(in PlanInput) *Plan {
+	// Index upstream: every item by version, and the matching ones.
+	type upVersion struct {
+		all     map[string]streams.Item
+		matched map[string]streams.Item
+	}
+	upstream := map[VersionKey]*upVersion{}
+	matchedVersions := map[productKey][]string{}
+	for _, it := range in.Upstream {
+		vk := VersionKey{it.ContentID, it.Product, it.Version}
+		uv := upstream[vk]
+		if uv == nil {
+			uv = &upVersion{all: map[string]streams.Item{}, matched: map[string]streams.Item{}}
+			upstream[vk] = uv
+		}
+		uv.all[it.Name] = it
+		if in.Filters.Match(it.Attrs) {
+			if len(uv.matched) == 0 {
+				pk := productKey{it.ContentID, it.Product}
+				matchedVersions[pk] = append(matchedVersions[pk], it.Version)
+			}
+			uv.matched[it.Name] = it
+		}
+	}
+	heldVersions := map[productKey][]string{}
+	for vk := range in.Held {
+		pk := productKey{vk.ContentID, vk.Product}
+		heldVersions[pk] = append(heldVersions[pk], vk.Version)
+	}
+
+	next := Held{}
+	// Selected products: --max/--keep decide.
+	for pk, versions := range matchedVersions {
+		for _, v := range streams.SelectVersions(versions, heldVersions[pk], in.Max, in.Keep) {
+			vk := VersionKey{pk.ContentID, pk.Product, v}
+			uv := upstream[vk]
+			if uv == nil { // vanished upstream, kept by --keep
+				next[vk] = in.Held[vk]
+				continue
+			}
+			hv := HeldVersion{}
+			for name, it := range uv.matched {
+				hv[name] = heldItem(it)
+			}
+			if !in.Prune {
+				for name := range in.Held[vk] {
+					if it, ok := uv.all[name]; ok {
+						hv[name] = heldItem(it)
+					}
+				}
+			}
+			if len(hv) > 0 {
+				next[vk] = hv
+			}
+		}
+	}
+	// Products nothing matched this time: kept as held, refreshed from upstream.
+	for vk, old := range in.Held {
+		pk := productKey{vk.ContentID, vk.Product}
+		if _, selected := matchedVersions[pk]; selected || in.Prune {
+			continue
+		}
+		uv := upstream[vk]
+		if uv == nil {
+			if in.Keep {
+				next[vk] = old
+			}
+			continue
+		}
+		hv := HeldVersion{}
+		for name := range old {
+			if it, ok := uv.all[name]; ok {
+				hv[name] = heldItem(it)
+			}
+		}
+		if len(hv) > 0 {
+			next[vk] = hv
+		}
+	}
+
+	p := &Plan{Held: next}
+	p.Added, p.Removed, p.Kept = diffHeld(in.Held, next)
+
+	// Fetch each referenced path once.
+	want := map[string]Fetch{}
+	for _, vk := range next.Keys() {
+		uv := upstream[vk]
+		for name, hi := range next[vk] {
+			if hi.Path == "" {
+				continue
+			}
+			if _, seen := want[hi.Path]; seen {
+				continue
+			}
+			f := Fetch{Path: hi.Path, Size: hi.Size, SHA256: hi.SHA256}
+			if uv != nil {
+				if it, ok := uv.all[name]; ok && it.Path == hi.Path {
+					f.SHA512, f.MD5 = it.SHA512, it.MD5
+				}
+			}
+			have, ok := in.Present[hi.Path]
+			switch {
+			case !ok || have.Size != hi.Size:
+			case in.VerifyExisting || have.SHA256 == "" || f.SHA256 == "":
+				f.Check = true
+			case have.SHA256 == f.SHA256:
+				continue // present and verified
+			}
+			want[hi.Path] = f
+		}
+	}
+	for _, f := range want {
+		p.Fetch = append(p.Fetch, f)
+	}
+	sort.Slice(p.Fetch, func(i, j int) bool { return p.Fetch[i].Path < p.Fetch[j].Path })
+
+	refs := next.Paths()
+	for key, have := range in.Present {
+		if have.Owned && refs[key] == 0 {
+			p.Unreferenced = append(p.Unreferenced, key)
+		}
+	}
+	sort.Strings(p.Unreferenced)
+	return p
+}
+
+func heldItem(it streams.Item) HeldItem {
+	return HeldItem{Path: it.Path, Size: it.Size, SHA256: it.SHA256}
+}
+
+// diffHeld lists the items only in before (removed), only in after (added), and counts the rest.
+func diffHeld(before, after Held) (added, removed []ItemChange, kept int) {
+	for _, vk := range after.Keys() {
+		for _, name := range sortedItems(after[vk]) {
+			if _, ok := before[vk][name]; ok {
+				kept++
+				continue
+			}
+			hi := after[vk][name]
+			added = append(added, ItemChange{vk, name, hi.Path, hi.Size})
+		}
+	}
+	for _, vk := range before.Keys() {
+		for _, name := range sortedItems(before[vk]) {
+			if _, ok := after[vk][name]; ok {
+				continue
+			}
+			hi := before[vk][name]
+			removed = append(removed, ItemChange{vk, name, hi.Path, hi.Size})
+		}
+	}
+	return added, removed, kept
+}
+
+func sortedItems(hv HeldVersion) []string {
+	names := make([]string, 0, len(hv))
+	for n := range hv {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

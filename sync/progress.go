@@ -1,0 +1,66 @@
+package sync
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Progress counts a run's transfers as they happen. The run updates it; a display reads
+// Snapshot from another goroutine. The zero value is ready to use.
+type Progress struct {
+	files, filesDone atomic.Int64
+	bytes, bytesDone atomic.Int64
+	started          atomic.Int64 // unix nanoseconds
+	running          atomic.Bool
+}
+
+// ProgressSnapshot is a consistent-enough view of a Progress.
+type ProgressSnapshot struct {
+	Files, FilesDone int64
+	Bytes, BytesDone int64
+	Elapsed          time.Duration
+	Running          bool
+}
+
+// Rate is the mean transfer rate so far, in bytes per second.
+func (s ProgressSnapshot) Rate() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.BytesDone) / s.Elapsed.Seconds()
+}
+
+// ETA estimates the time left at the mean rate (0 when unknown).
+func (s ProgressSnapshot) ETA() time.Duration {
+	r := s.Rate()
+	if r <= 0 || s.BytesDone >= s.Bytes {
+		return 0
+	}
+	return time.Duration(float64(s.Bytes-s.BytesDone) / r * float64(time.Second))
+}
+
+// Snapshot reads the counters.
+func (p *Progress) Snapshot() ProgressSnapshot {
+	s := ProgressSnapshot{
+		Files:     p.files.Load(),
+		FilesDone: p.filesDone.Load(),
+		Bytes:     p.bytes.Load(),
+		BytesDone: p.bytesDone.Load(),
+		Running:   p.running.Load(),
+	}
+	if t := p.started.Load(); t != 0 {
+		s.Elapsed = time.Since(time.Unix(0, t))
+	}
+	return s
+}
+
+func (p *Progress) begin(files int, bytes int64) {
+	p.files.Store(int64(files))
+	p.bytes.Store(bytes)
+	p.started.Store(time.Now().UnixNano())
+	p.running.Store(true)
+}
+
+func (p *Progress) end()        { p.running.Store(false) }
+func (p *Progress) add(n int64) { p.bytesDone.Add(n) }
+func (p *Progress) fileDone()   { p.filesDone.Add(1) }

@@ -1,0 +1,209 @@
+package sync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/ssmirror/ssmirror/store"
+)
+
+// StateKey is where the mirror keeps its own record, relative to the target root.
+const StateKey = ".ssmirror/state.json"
+
+// stateVersion is bumped when the state document changes incompatibly.
+const stateVersion = 1
+
+// VersionKey names one version of one product in one products file.
+type VersionKey struct {
+	ContentID string `json:"content_id"`
+	Product   string `json:"product"`
+	Version   string `json:"version"`
+}
+
+func (k VersionKey) String() string { return k.ContentID + " " + k.Product + " " + k.Version }
+
+// HeldItem is one item the mirror holds: where its content is (Path "" for an item without
+// content) and what it must be.
+type HeldItem struct {
+	Path   string `json:"path,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// HeldVersion maps item names to what the mirror holds for them.
+type HeldVersion map[string]HeldItem
+
+// Held is the set of versions (and their items) the mirror holds: what its published metadata
+// promises.
+type Held map[VersionKey]HeldVersion
+
+// Object is a content object the mirror wrote (or adopted after checking it) and verified.
+type Object struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Published records a metadata object as last written, so an unchanged one is not rewritten.
+type Published struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// State is the mirror's own record, kept at StateKey in the target.
+type State struct {
+	// Objects are the content objects the mirror wrote and verified, by key.
+	Objects map[string]Object
+	// Held is what the published metadata promises.
+	Held Held
+	// Unreferenced maps the key of an object in Objects that nothing held references to the
+	// time it became unreferenced; it is deleted once that is older than the grace period.
+	Unreferenced map[string]time.Time
+	// Published are the metadata objects as last written.
+	Published map[string]Published
+
+	// listed are the sizes of every key the target listed at the start of the run (not saved).
+	listed map[string]int64
+}
+
+// NewState returns an empty state.
+func NewState() *State {
+	return &State{
+		Objects:      map[string]Object{},
+		Held:         Held{},
+		Unreferenced: map[string]time.Time{},
+		Published:    map[string]Published{},
+	}
+}
+
+type heldVersionJSON struct {
+	VersionKey
+	Items HeldVersion `json:"items"`
+}
+
+type stateJSON struct {
+	Version      int                  `json:"version"`
+	Objects      map[string]Object    `json:"objects"`
+	Held         []heldVersionJSON    `json:"held"`
+	Unreferenced map[string]time.Time `json:"unreferenced"`
+	Published    map[string]Published `json:"published"`
+}
+
+// MarshalJSON writes the state with held versions as a sorted list.
+func (s *State) MarshalJSON() ([]byte, error) {
+	out := stateJSON{
+		Version:      stateVersion,
+		Objects:      s.Objects,
+		Unreferenced: s.Unreferenced,
+		Published:    s.Published,
+	}
+	for _, k := range s.Held.Keys() {
+		out.Held = append(out.Held, heldVersionJSON{VersionKey: k, Items: s.Held[k]})
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads a state written by MarshalJSON.
+func (s *State) UnmarshalJSON(data []byte) error {
+	var in stateJSON
+	if err := json.Unmarshal(data, &in); err != nil {
+		return err
+	}
+	if in.Version != stateVersion {
+		return fmt.Errorf("state version %d, this ssmirror understands %d", in.Version, stateVersion)
+	}
+	*s = *NewState()
+	for k, v := range in.Objects {
+		s.Objects[k] = v
+	}
+	for k, v := range in.Unreferenced {
+		s.Unreferenced[k] = v
+	}
+	for k, v := range in.Published {
+		s.Published[k] = v
+	}
+	for _, hv := range in.Held {
+		if hv.Items == nil {
+			hv.Items = HeldVersion{}
+		}
+		s.Held[hv.VersionKey] = hv.Items
+	}
+	return nil
+}
+
+// Keys gives the held versions in a stable order.
+func (h Held) Keys() []VersionKey {
+	keys := make([]VersionKey, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
+	return keys
+}
+
+func (k VersionKey) less(o VersionKey) bool {
+	if k.ContentID != o.ContentID {
+		return k.ContentID < o.ContentID
+	}
+	if k.Product != o.Product {
+		return k.Product < o.Product
+	}
+	return k.Version < o.Version
+}
+
+// Paths counts, for every content path, how many held items reference it.
+func (h Held) Paths() map[string]int {
+	refs := map[string]int{}
+	for _, hv := range h {
+		for _, it := range hv {
+			if it.Path != "" {
+				refs[it.Path]++
+			}
+		}
+	}
+	return refs
+}
+
+// Items counts the held items.
+func (h Held) Items() int {
+	n := 0
+	for _, hv := range h {
+		n += len(hv)
+	}
+	return n
+}
+
+// LoadState reads the state from the target; a target without one gives an empty state.
+func LoadState(ctx context.Context, dst store.Store) (*State, error) {
+	data, err := store.ReadAll(ctx, dst, StateKey, 1<<30)
+	if errors.Is(err, store.ErrNotExist) {
+		return NewState(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the mirror state: %w", err)
+	}
+	st := NewState()
+	if err := json.Unmarshal(data, st); err != nil {
+		return nil, fmt.Errorf("%s in %s: %w", StateKey, store.Describe(dst), err)
+	}
+	return st, nil
+}
+
+// SaveState writes the state to the target atomically.
+func SaveState(ctx context.Context, dst store.Store, st *State) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	_, err = store.PutBytes(ctx, dst, StateKey, append(data, '\n'), store.PutOptions{
+		ContentType:  "application/json",
+		CacheControl: "no-store",
+	})
+	if err != nil {
+		return fmt.Errorf("writing the mirror state: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,298 @@
+// Package sync mirrors a SimpleStreams source into a target store: read and verify the source
+// catalogue, plan (a pure function of what upstream offers and what the mirror holds), transfer
+// each missing path once, in parallel, verified while streaming, publish metadata (products
+// files, then the index), record the state, and only then delete what nothing has referenced for
+// longer than the grace period.
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ssmirror/ssmirror/sign"
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/streams"
+)
+
+// DefaultGCGrace is how long an object nothing references is kept before it is deleted. It has
+// to outlive every reader that may still hold an older generation of the metadata: a CDN caching
+// the index (DefaultMetadataCacheControl: 5 minutes), a MAAS region that syncs hourly and then
+// spends hours downloading a release over a slow link, and racks that sync from the region every
+// 5 minutes. A day covers all of them with room; the cost is one superseded version per product
+// kept for a day.
+const DefaultGCGrace = 24 * time.Hour
+
+// Cache-Control defaults: metadata changes at every publish, content never changes at a path.
+const (
+	DefaultMetadataCacheControl = "public, max-age=300"
+	DefaultContentCacheControl  = "public, max-age=31536000, immutable"
+)
+
+// Options configure a run.
+type Options struct {
+	// StartPath is the metadata file to start from (default streams/v1/index.sjson).
+	StartPath    string
+	Verification Verification
+	Filters      streams.Filters
+	Max          int
+	Keep         bool
+	// Prune releases what the current selection does not cover.
+	Prune bool
+	// DryRun plans and reports without changing anything.
+	DryRun bool
+	// NoItemDownload publishes metadata without fetching content (verbatim mode only).
+	NoItemDownload bool
+	// Signer, when set, selects curated mode: the catalogue is rewritten to list exactly what the
+	// mirror holds and signed with this key.
+	Signer *sign.Signer
+	// Concurrency is the number of files transferred at once (default 4).
+	Concurrency int
+	// GCGrace is how long an unreferenced object is kept (default DefaultGCGrace; negative: never delete).
+	GCGrace time.Duration
+	// VerifyExisting re-reads objects already present instead of trusting recorded hashes.
+	VerifyExisting bool
+	// MetadataLimit caps one metadata file's size (default DefaultMetadataLimit).
+	MetadataLimit int64
+	// MetadataCacheControl and ContentCacheControl override the Cache-Control defaults.
+	MetadataCacheControl string
+	ContentCacheControl  string
+	// Progress, when set, is told about transfers as they happen.
+	Progress *Progress
+	// Log receives what the run does (nil: nothing is logged).
+	Log *slog.Logger
+	// Now is the clock (default time.Now); tests move it to pass the grace period.
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.GCGrace == 0 {
+		o.GCGrace = DefaultGCGrace
+	}
+	if o.MetadataCacheControl == "" {
+		o.MetadataCacheControl = DefaultMetadataCacheControl
+	}
+	if o.ContentCacheControl == "" {
+		o.ContentCacheControl = DefaultContentCacheControl
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Progress == nil {
+		o.Progress = &Progress{}
+	}
+}
+
+// Report says what a run did.
+type Report struct {
+	Plan *Plan
+	// Curated is true when the catalogue was rewritten and signed with the operator's key.
+	Curated bool
+	// Fetched counts objects downloaded, Copied objects copied inside the target, Adopted
+	// objects found already present and verified.
+	Fetched, Copied, Adopted  int
+	FetchedBytes, CopiedBytes int64
+	// MetadataWritten lists the metadata objects written, in order.
+	MetadataWritten []string
+	// Deleted lists the objects garbage-collected.
+	Deleted []string
+	// PendingDeletion counts unreferenced objects still within the grace period.
+	PendingDeletion int
+	// Stages times each stage.
+	Stages []Stage
+}
+
+// Stage is one timed part of a run.
+type Stage struct {
+	Name     string
+	Duration time.Duration
+}
+
+// Run mirrors src into dst.
+func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, error) {
+	opts.defaults()
+	rep := &Report{Curated: opts.Signer != nil}
+	if opts.NoItemDownload && opts.Signer != nil {
+		return nil, errors.New("--no-item-download cannot be combined with --signing-key: a curated catalogue lists only what the mirror holds")
+	}
+	stage := startStages(rep, opts.Now)
+
+	cat, err := LoadCatalogue(ctx, src, opts.StartPath, opts.Verification, opts.MetadataLimit, opts.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	stage("read catalogue")
+
+	st, err := LoadState(ctx, dst)
+	if err != nil {
+		return nil, err
+	}
+	present, err := listPresent(ctx, dst, st)
+	if err != nil {
+		return nil, err
+	}
+	stage("read target")
+
+	plan := MakePlan(PlanInput{
+		Upstream:       cat.Items(),
+		Filters:        opts.Filters,
+		Max:            opts.Max,
+		Keep:           opts.Keep,
+		Prune:          opts.Prune,
+		Held:           st.Held,
+		Present:        present,
+		VerifyExisting: opts.VerifyExisting,
+	})
+	rep.Plan = plan
+	stage("plan")
+	opts.Log.Info("plan", "items_added", len(plan.Added), "items_removed", len(plan.Removed), "items_kept", plan.Kept,
+		"files_to_fetch", len(plan.Fetch), "bytes_to_fetch", plan.FetchBytes())
+	if opts.DryRun {
+		return rep, nil
+	}
+
+	if !opts.NoItemDownload {
+		terr := transferAll(ctx, src, dst, plan.Fetch, st, rep, &opts)
+		stage("transfer")
+		if terr != nil {
+			// Keep what did arrive verified, so the next run does not fetch it again; publish nothing.
+			if err := saveAfterFailure(dst, st, opts.Now()); err != nil {
+				terr = errors.Join(terr, err)
+			}
+			return rep, terr
+		}
+	}
+
+	if err := publish(ctx, dst, cat, plan.Held, st, rep, &opts); err != nil {
+		if serr := saveAfterFailure(dst, st, opts.Now()); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		return rep, err
+	}
+	stage("publish metadata")
+
+	// The published metadata now promises plan.Held: record it, then release what it no longer needs.
+	st.Held = plan.Held
+	markUnreferenced(st, opts.Now())
+	if err := SaveState(ctx, dst, st); err != nil {
+		return rep, err
+	}
+	if err := collect(ctx, dst, st, rep, &opts); err != nil {
+		return rep, err
+	}
+	stage("garbage collection")
+	return rep, nil
+}
+
+// saveAfterFailure records verified objects after a failed run, with a context of its own so
+// that an interrupted run still records what it finished.
+func saveAfterFailure(dst store.Store, st *State, now time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	markUnreferenced(st, now)
+	return SaveState(ctx, dst, st)
+}
+
+// listPresent lists the target once and joins it with the recorded objects: what is there, its
+// verified hash when known, and whether the mirror owns it. Recorded objects that disappeared are
+// forgotten.
+func listPresent(ctx context.Context, dst store.Store, st *State) (map[string]Presence, error) {
+	present := map[string]Presence{}
+	st.listed = map[string]int64{}
+	err := dst.List(ctx, "", func(info store.Info) error {
+		st.listed[info.Key] = info.Size
+		if strings.HasPrefix(info.Key, ".ssmirror/") || strings.HasPrefix(info.Key, "streams/") {
+			return nil
+		}
+		p := Presence{Size: info.Size, SHA256: info.SHA256}
+		if obj, ok := st.Objects[info.Key]; ok && obj.Size == info.Size {
+			p.SHA256, p.Owned = obj.SHA256, true
+		}
+		present[info.Key] = p
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", store.Describe(dst), err)
+	}
+	for key, obj := range st.Objects {
+		if p, ok := present[key]; !ok || p.Size != obj.Size {
+			delete(st.Objects, key)
+			delete(st.Unreferenced, key)
+		}
+	}
+	return present, nil
+}
+
+// markUnreferenced stamps owned objects nothing held references with the time they became
+// unreferenced, and clears the stamp of those referenced again.
+func markUnreferenced(st *State, now time.Time) {
+	refs := st.Held.Paths()
+	for key := range st.Objects {
+		if refs[key] > 0 {
+			delete(st.Unreferenced, key)
+		} else if _, ok := st.Unreferenced[key]; !ok {
+			st.Unreferenced[key] = now
+		}
+	}
+	for key := range st.Unreferenced {
+		if _, ok := st.Objects[key]; !ok {
+			delete(st.Unreferenced, key)
+		}
+	}
+}
+
+// collect deletes owned objects unreferenced for longer than the grace period.
+func collect(ctx context.Context, dst store.Store, st *State, rep *Report, opts *Options) error {
+	if opts.GCGrace < 0 {
+		rep.PendingDeletion = len(st.Unreferenced)
+		return nil
+	}
+	now := opts.Now()
+	var due []string
+	for key, since := range st.Unreferenced {
+		if now.Sub(since) >= opts.GCGrace {
+			due = append(due, key)
+		} else {
+			rep.PendingDeletion++
+		}
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	sort.Strings(due)
+	var errs []error
+	for _, key := range due {
+		if err := dst.Delete(ctx, key); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(st.Objects, key)
+		delete(st.Unreferenced, key)
+		rep.Deleted = append(rep.Deleted, key)
+		opts.Log.Info("deleted", "path", key)
+	}
+	if err := SaveState(ctx, dst, st); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func startStages(rep *Report, now func() time.Time) func(string) {
+	last := now()
+	return func(name string) {
+		t := now()
+		rep.Stages = append(rep.Stages, Stage{name, t.Sub(last)})
+		last = t
+	}
+}

@@ -1,0 +1,228 @@
+package sync
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sort"
+	"strings"
+	gosync "sync"
+
+	"github.com/ssmirror/ssmirror/store"
+)
+
+// transferAll brings every planned path into dst, Concurrency at a time, each verified while it
+// streams. Objects that arrive are recorded in st as they complete. Every failure is returned,
+// each naming its path.
+func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st *State, rep *Report, opts *Options) error {
+	if len(fetches) == 0 {
+		return nil
+	}
+	var total int64
+	for _, f := range fetches {
+		total += f.Size
+	}
+	opts.Progress.begin(len(fetches), total)
+	defer opts.Progress.end()
+
+	// Content already in the target under another path can be copied there instead of fetched.
+	bySum := map[string]string{}
+	if _, ok := dst.(store.Copier); ok {
+		for key, obj := range st.Objects {
+			if obj.SHA256 != "" {
+				if k, seen := bySum[obj.SHA256]; !seen || key < k {
+					bySum[obj.SHA256] = key
+				}
+			}
+		}
+	}
+
+	var mu gosync.Mutex
+	var errs []error
+	work := make(chan Fetch)
+	var wg gosync.WaitGroup
+	for range min(opts.Concurrency, len(fetches)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				mu.Lock()
+				copyFrom := bySum[f.SHA256]
+				mu.Unlock()
+				res, err := transferOne(ctx, src, dst, f, copyFrom, opts)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+					opts.Log.Error("transfer failed", "path", f.Path, "error", err)
+				} else {
+					st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256}
+					if res.sha256 != "" {
+						if _, seen := bySum[res.sha256]; !seen {
+							bySum[res.sha256] = f.Path
+						}
+					}
+					switch res.how {
+					case "fetched":
+						rep.Fetched++
+						rep.FetchedBytes += f.Size
+					case "copied":
+						rep.Copied++
+						rep.CopiedBytes += f.Size
+					case "adopted":
+						rep.Adopted++
+					}
+					opts.Log.Debug(res.how, "path", f.Path, "size", f.Size)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, f := range fetches {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	if ctx.Err() != nil {
+		errs = append(errs, fmt.Errorf("interrupted: %w", context.Cause(ctx)))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return &TransferError{Errs: errs}
+}
+
+// TransferError is returned when some files could not be brought in; nothing was published.
+type TransferError struct{ Errs []error }
+
+func (e *TransferError) Error() string {
+	if len(e.Errs) == 1 {
+		return e.Errs[0].Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d files failed, nothing was published:", len(e.Errs))
+	for i, err := range e.Errs {
+		if i == 10 {
+			fmt.Fprintf(&b, "\n  … and %d more", len(e.Errs)-10)
+			break
+		}
+		b.WriteString("\n  ")
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (e *TransferError) Unwrap() []error { return e.Errs }
+
+type transferResult struct {
+	how    string // fetched, copied, adopted
+	sha256 string
+}
+
+func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom string, opts *Options) (transferResult, error) {
+	if f.Check {
+		sum, err := hashObject(ctx, dst, f.Path, opts.Progress)
+		if err != nil {
+			return transferResult{}, err
+		}
+		if f.SHA256 == "" || sum == f.SHA256 {
+			opts.Progress.fileDone()
+			return transferResult{"adopted", sum}, nil
+		}
+		opts.Log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path)
+	}
+	put := store.PutOptions{
+		Size:         f.Size,
+		SHA256:       f.SHA256,
+		ContentType:  contentType(f.Path),
+		CacheControl: opts.ContentCacheControl,
+	}
+	if copyFrom != "" && copyFrom != f.Path && f.SHA256 != "" {
+		info, err := dst.(store.Copier).Copy(ctx, f.Path, copyFrom, put)
+		if err == nil {
+			opts.Progress.add(f.Size)
+			opts.Progress.fileDone()
+			return transferResult{"copied", info.SHA256}, nil
+		}
+		opts.Log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", copyFrom, "error", err)
+	}
+	rc, err := src.Open(ctx, f.Path, 0)
+	if err != nil {
+		return transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err)
+	}
+	defer rc.Close()
+	var r io.Reader = &countingReader{r: rc, p: opts.Progress}
+	if f.SHA256 == "" {
+		r = newExtraCheck(f, r)
+	}
+	info, err := dst.Put(ctx, f.Path, r, put)
+	if err != nil {
+		return transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err)
+	}
+	opts.Progress.fileDone()
+	return transferResult{"fetched", info.SHA256}, nil
+}
+
+// hashObject reads an object in the target and returns its sha256.
+func hashObject(ctx context.Context, s store.Store, key string, p *Progress) (string, error) {
+	rc, err := s.Open(ctx, key, 0)
+	if err != nil {
+		return "", fmt.Errorf("checking %s: %w", key, err)
+	}
+	defer rc.Close()
+	v := store.NewVerifier(key, &countingReader{r: rc, p: p}, store.PutOptions{Size: -1})
+	if _, err := io.Copy(io.Discard, v); err != nil {
+		return "", fmt.Errorf("checking %s: %w", key, err)
+	}
+	return v.Sum(), nil
+}
+
+// extraCheck verifies a sha512 or md5 (catalogues without sha256) and turns a mismatch into a
+// read error before the end of the stream, so the store never makes the object visible.
+type extraCheck struct {
+	r    io.Reader
+	h    hash.Hash
+	want string
+	path string
+	algo string
+}
+
+func newExtraCheck(f Fetch, r io.Reader) io.Reader {
+	switch {
+	case f.SHA512 != "":
+		return &extraCheck{r: r, h: sha512.New(), want: f.SHA512, path: f.Path, algo: "sha512"}
+	case f.MD5 != "":
+		return &extraCheck{r: r, h: md5.New(), want: f.MD5, path: f.Path, algo: "md5"}
+	}
+	return r
+}
+
+func (c *extraCheck) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	if errors.Is(err, io.EOF) {
+		if got := hex.EncodeToString(c.h.Sum(nil)); !strings.EqualFold(got, c.want) {
+			return n, fmt.Errorf("%s: %w: %s %s, expected %s", c.path, store.ErrChecksum, c.algo, got, c.want)
+		}
+	}
+	return n, err
+}
+
+type countingReader struct {
+	r io.Reader
+	p *Progress
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.p.add(int64(n))
+	return n, err
+}
