@@ -21,6 +21,7 @@
 package dirstore
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -309,25 +310,26 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 	if err := ctx.Err(); err != nil {
 		return "", store.Info{}, fmt.Errorf("%s %s: %w", op, key, err)
 	}
-	f, tmp, err := s.tempFile(key)
+	f, name, err := s.tempFile(key)
 	if err != nil {
 		return "", store.Info{}, s.fail(op, key, err)
 	}
 	defer func() {
 		if err != nil {
 			f.Close()
-			s.root.Remove(tmp)
+			s.root.Remove(name)
 		}
 	}()
 	v := store.NewVerifier(key, r, opts)
-	buf := make([]byte, 1<<20)
+	w := bufio.NewWriterSize(f, 1<<20) // a reader giving tiny pieces must not mean tiny writes
+	buf := make([]byte, 256<<10)
 	for {
 		if err := ctx.Err(); err != nil {
 			return "", store.Info{}, fmt.Errorf("%s %s: %w", op, key, err)
 		}
 		n, rerr := v.Read(buf)
 		if n > 0 {
-			if _, err := f.Write(buf[:n]); err != nil {
+			if _, err := w.Write(buf[:n]); err != nil {
 				return "", store.Info{}, s.fail(op, key, err)
 			}
 		}
@@ -343,6 +345,9 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 	}
 	if err := v.Check(); err != nil {
 		return "", store.Info{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := w.Flush(); err != nil {
+		return "", store.Info{}, s.fail(op, key, err)
 	}
 	if err := f.Chmod(s.opts.FileMode); err != nil {
 		return "", store.Info{}, s.fail(op, key, err)
@@ -362,7 +367,7 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 	if err := ctx.Err(); err != nil {
 		return "", store.Info{}, fmt.Errorf("%s %s: %w", op, key, err)
 	}
-	return tmp, store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: sum}, nil
+	return name, store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: sum}, nil
 }
 
 // syncDir fsyncs the directory holding key so a rename or link in it is durable.
