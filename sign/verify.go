@@ -151,7 +151,7 @@ func readSignatures(name string, r io.Reader) ([]*packet.Signature, []byte, erro
 		}
 		s, ok := p.(*packet.Signature)
 		if !ok {
-			return nil, nil, fail(name, ErrMalformed, fmt.Sprintf("signature block holds a %T packet", p), nil)
+			return nil, nil, fail(name, ErrMalformed, fmt.Sprintf("signature block holds a %s packet", strings.TrimPrefix(fmt.Sprintf("%T", p), "*packet.")), nil)
 		}
 		if s.SigType != packet.SigTypeBinary && s.SigType != packet.SigTypeText {
 			return nil, nil, fail(name, ErrMalformed, fmt.Sprintf("signature of type %#x is not a document signature", uint8(s.SigType)), nil)
@@ -178,18 +178,23 @@ func check(name string, signed []byte, sigs []*packet.Signature, raw []byte, kr 
 	case err == nil:
 		return nil
 	case errors.Is(err, pgperrors.ErrUnknownIssuer):
-		ids := make([]string, 0, len(sigs))
-		for _, s := range sigs {
-			ids = append(ids, fmt.Sprintf("%016X", *s.IssuerKeyId))
-		}
-		return fail(name, ErrUnknownKey, "key "+strings.Join(ids, ", "), nil)
+		return fail(name, ErrUnknownKey, "issuer key ID "+issuers(sigs), nil)
 	case errors.Is(err, pgperrors.ErrKeyExpired):
 		return fail(name, ErrKeyExpired, signerName(signer), err)
 	case errors.Is(err, pgperrors.ErrKeyRevoked):
 		return fail(name, ErrKeyRevoked, signerName(signer), err)
 	default:
-		return fail(name, ErrBadSignature, "", err)
+		return fail(name, ErrBadSignature, "the signature by key ID "+issuers(sigs)+" does not match the signed content", err)
 	}
+}
+
+// issuers lists the issuer key IDs of sigs.
+func issuers(sigs []*packet.Signature) string {
+	ids := make([]string, 0, len(sigs))
+	for _, s := range sigs {
+		ids = append(ids, fmt.Sprintf("%016X", *s.IssuerKeyId))
+	}
+	return strings.Join(ids, ", ")
 }
 
 // signerName names a key in an error message.
