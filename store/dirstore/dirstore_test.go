@@ -504,3 +504,23 @@ func TestPermissionDenied(t *testing.T) {
 		t.Errorf("error %q does not name the key", err)
 	}
 }
+
+func TestSpecialFilesAreNotObjects(t *testing.T) {
+	s := newStore(t, dirstore.Options{})
+	putBytes(t, s, "dir/file", "x")
+	if err := unix.Mkfifo(filepath.Join(s.Describe(), "dir", "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(t.Context(), "dir/fifo"); !errors.Is(err, store.ErrNotExist) {
+		t.Errorf("Stat of a FIFO = %v, want ErrNotExist", err)
+	}
+	if rc, err := s.Open(t.Context(), "dir/fifo", 0); !errors.Is(err, store.ErrNotExist) {
+		if err == nil {
+			rc.Close()
+		}
+		t.Errorf("Open of a FIFO = %v, want ErrNotExist", err)
+	}
+	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"dir/file"}) {
+		t.Errorf("List = %q, want only dir/file", keys)
+	}
+}

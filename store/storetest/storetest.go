@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"FailingReader", testFailingReader},
 		{"CancelledBeforePut", testCancelledBeforePut},
 		{"CancelledDuringPut", testCancelledDuringPut},
+		{"CancelledContext", testCancelledContext},
 		{"Delete", testDelete},
 		{"DeleteThenPutParent", testDeleteThenPutParent},
 		{"List", testList},
@@ -465,6 +466,26 @@ func testCancelledDuringPut(t *testing.T, s store.Store) {
 	checkMissing(t, s, "fresh")
 	checkObject(t, s, "kept", previous)
 	checkKeys(t, s, "kept")
+}
+
+func testCancelledContext(t *testing.T, s store.Store) {
+	data := []byte("present")
+	put(t, s, "present", data)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.Stat(ctx, "present"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Stat with a cancelled context = %v, want context.Canceled", err)
+	}
+	if rc, err := s.Open(ctx, "present", 0); !errors.Is(err, context.Canceled) {
+		if err == nil {
+			rc.Close()
+		}
+		t.Errorf("Open with a cancelled context = %v, want context.Canceled", err)
+	}
+	if err := s.Delete(ctx, "present"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Delete with a cancelled context = %v, want context.Canceled", err)
+	}
+	checkObject(t, s, "present", data)
 }
 
 func testDelete(t *testing.T, s store.Store) {
