@@ -157,11 +157,7 @@ func Generate(cfg Config, signer *sign.Signer) (*Stream, error) {
 			return nil, fmt.Errorf("streamtest: bad kernel flavour %q", k)
 		}
 	}
-	setDefault(&cfg.SquashfsSize, 8<<10)
-	setDefault(&cfg.KernelSize, 2<<10)
-	setDefault(&cfg.InitrdSize, 4<<10)
-	setDefault(&cfg.BootloaderSize, 2<<10)
-
+	cfg = cfg.withDefaults()
 	s := &Stream{
 		Files:     map[string][]byte{},
 		Content:   map[string]int64{},
@@ -483,4 +479,44 @@ func (s *Stream) TotalSize() int64 {
 		n += size
 	}
 	return n
+}
+
+// withDefaults fills zero sizes with the small defaults.
+func (c Config) withDefaults() Config {
+	setDefault(&c.SquashfsSize, 8<<10)
+	setDefault(&c.KernelSize, 2<<10)
+	setDefault(&c.InitrdSize, 4<<10)
+	setDefault(&c.BootloaderSize, 2<<10)
+	return c
+}
+
+// GeneratedSize is the total size of the generated (pseudo-random) content c describes: every
+// file but the small text manifests.
+func (c Config) GeneratedSize() int64 {
+	c = c.withDefaults()
+	groups := int64(len(c.Releases) * len(c.Arches) * len(c.Versions))
+	n := groups * (c.SquashfsSize + int64(len(c.Kernels))*(c.KernelSize+c.InitrdSize))
+	if c.Bootloaders {
+		files := 0
+		for _, bl := range bootloaders {
+			files += len(bl.files)
+		}
+		n += int64(files*len(c.Versions)) * c.BootloaderSize
+	}
+	return n
+}
+
+// ScaledTo returns c with every content size multiplied by the same factor, so that
+// GeneratedSize is about total.
+func (c Config) ScaledTo(total int64) Config {
+	c = c.withDefaults()
+	cur := c.GeneratedSize()
+	if cur == 0 || total <= 0 {
+		return c
+	}
+	f := float64(total) / float64(cur)
+	for _, p := range []*int64{&c.SquashfsSize, &c.KernelSize, &c.InitrdSize, &c.BootloaderSize} {
+		*p = max(1, int64(float64(*p)*f))
+	}
+	return c
 }

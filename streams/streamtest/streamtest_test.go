@@ -479,3 +479,23 @@ func TestNewTestSigner(t *testing.T) {
 		t.Fatal("verified with an unrelated keyring")
 	}
 }
+
+func TestScaledTo(t *testing.T) {
+	cfg := BenchConfig().ScaledTo(300 << 20)
+	if got := cfg.GeneratedSize(); got < 299<<20 || got > 301<<20 {
+		t.Fatalf("GeneratedSize after ScaledTo(300 MiB) = %d", got)
+	}
+	s, err := Generate(SmallConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifests int64
+	for p, size := range s.Content {
+		if strings.HasSuffix(p, ".manifest") {
+			manifests += size
+		}
+	}
+	if got, want := SmallConfig().GeneratedSize(), s.TotalSize()-manifests; got != want {
+		t.Fatalf("GeneratedSize = %d, generated %d", got, want)
+	}
+}
