@@ -87,9 +87,16 @@ func (s *Signer) signingKey(cfg *packet.Config) (*packet.PrivateKey, error) {
 	return key.PrivateKey, nil
 }
 
+// MaxClearsignLine is the longest line, in bytes without its line break, ClearSign accepts: the
+// longest gpg --clearsign (GnuPG 2.2) handles without breaking the line ("input line longer
+// than 19995 characters"). gpgv's armour reader refuses lines of 20,000 characters, the "- " of
+// dash-escaping included. So compact one-line JSON cannot be clearsigned; indent it.
+const MaxClearsignLine = 19993
+
 // ClearSign writes a clearsigned message (SHA512) of the bytes of r to w. Lines starting with
 // "-" are dash-escaped; trailing spaces, tabs and carriage returns on each line are dropped, as
-// the format requires. On error w may hold part of the message.
+// the format requires. A line longer than MaxClearsignLine is an error. On error w may hold part
+// of the message.
 func (s *Signer) ClearSign(w io.Writer, r io.Reader) error {
 	cfg := s.config()
 	key, err := s.signingKey(cfg)
@@ -100,13 +107,42 @@ func (s *Signer) ClearSign(w io.Writer, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("clearsign: %w", err)
 	}
-	if _, err := io.Copy(pt, r); err != nil {
+	if _, err := io.Copy(&lineLimiter{w: pt}, r); err != nil {
 		return fmt.Errorf("clearsign: %w", err)
 	}
 	if err := pt.Close(); err != nil {
 		return fmt.Errorf("clearsign: %w", err)
 	}
 	return nil
+}
+
+// lineLimiter passes bytes on to w, failing on a line longer than MaxClearsignLine.
+type lineLimiter struct {
+	w    io.Writer
+	line int // line number, from 0
+	n    int // bytes in the current line so far
+}
+
+func (l *lineLimiter) Write(p []byte) (int, error) {
+	rest := p
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		seg := rest
+		if i >= 0 {
+			seg = rest[:i]
+		}
+		if l.n+len(seg) > MaxClearsignLine {
+			return 0, fmt.Errorf("line %d is longer than %d bytes, more than GnuPG can verify in a clearsigned message", l.line+1, MaxClearsignLine)
+		}
+		if i < 0 {
+			l.n += len(seg)
+			break
+		}
+		l.n = 0
+		l.line++
+		rest = rest[i+1:]
+	}
+	return l.w.Write(p)
 }
 
 // DetachSign writes an armoured detached signature (SHA512, binary document signature) of the

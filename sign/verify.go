@@ -183,6 +183,8 @@ func check(name string, signed []byte, sigs []*packet.Signature, raw []byte, kr 
 		return fail(name, ErrKeyExpired, signerName(signer), err)
 	case errors.Is(err, pgperrors.ErrKeyRevoked):
 		return fail(name, ErrKeyRevoked, signerName(signer), err)
+	case errors.Is(err, pgperrors.ErrSignatureExpired):
+		return fail(name, ErrBadSignature, "the signature by key ID "+issuers(sigs)+" has expired", err)
 	default:
 		return fail(name, ErrBadSignature, "the signature by key ID "+issuers(sigs)+" does not match the signed content", err)
 	}

@@ -24,7 +24,7 @@ var bodies = []struct{ name, body string }{
 	{"a signed-message header inside", "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA1\n\nfake\n"},
 	{"From line and unicode", "From here\n\"name\": \"Ubuntu 24.04 “Noble” ✓\"\n"},
 	{"leading spaces kept", "  indented\n\tand tabbed\n"},
-	{"long line", strings.Repeat("0123456789abcdef", 4096) + "\n"},
+	{"longest line", strings.Repeat("x", MaxClearsignLine) + "\n-" + strings.Repeat("y", MaxClearsignLine-1)},
 }
 
 func TestClearSignRoundTrip(t *testing.T) {
@@ -73,6 +73,20 @@ func TestClearSignNormalises(t *testing.T) {
 		if string(got) != want {
 			t.Errorf("body of %q = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestClearSignRefusesLongLines(t *testing.T) {
+	s := testSigner(t)
+	body := "{\n" + strings.Repeat("x", MaxClearsignLine+1) + "\n}\n"
+	var out bytes.Buffer
+	err := s.ClearSign(&out, strings.NewReader(body))
+	if err == nil || !strings.Contains(err.Error(), "line 2 ") {
+		t.Errorf("ClearSign of a %d-byte line: %v, want an error naming line 2", MaxClearsignLine+1, err)
+	}
+	// Detached signatures have no such limit.
+	if err := VerifyDetached("x.json", []byte(body), detachSign(t, s, []byte(body)), testKeyring(t)); err != nil {
+		t.Error(err)
 	}
 }
 
