@@ -1,0 +1,466 @@
+// Package s3store is the S3 backend of store.Store, on aws-sdk-go-v2. It works with AWS S3 and
+// S3-compatible stores (MinIO, versitygw, …).
+//
+// Objects are written so that nothing unverified ever becomes visible: small objects are
+// buffered, hashed and checked before a single PutObject; large ones are uploaded as multipart
+// uploads that are completed only when the size and sha256 of every byte read match, and aborted
+// otherwise (mismatch, read error, cancelled context). The verified sha256 is recorded in the
+// object's user metadata (x-amz-meta-sha256), because an ETag is not a content hash.
+//
+// Payloads are signed as UNSIGNED-PAYLOAD: the SigV4 payload hash would be a second sha256 pass
+// over every byte, and Put already hashes everything it sends and checks it before the object
+// becomes visible.
+package s3store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/ssmirror/ssmirror/store"
+)
+
+// Sizes and limits of S3 multipart uploads.
+const (
+	MinPartSize     = 5 << 20  // S3's smallest part (except the last)
+	DefaultPartSize = 16 << 20 // Options.PartSize when zero
+	MaxParts        = 10000    // S3's largest part number
+	// MaxCopySize is the largest object CopyObject copies in one request.
+	MaxCopySize = 5 << 30
+	// DefaultPartConcurrency is Options.PartConcurrency when zero.
+	DefaultPartConcurrency = 4
+)
+
+// MetadataSHA256 is the user-metadata key (x-amz-meta-sha256) holding the verified sha256.
+const MetadataSHA256 = "sha256"
+
+// abortTimeout bounds the clean-up requests sent after a failed upload; they use a context of
+// their own because the caller's may be the reason for the failure (cancelled).
+const abortTimeout = 30 * time.Second
+
+// Options configures NewClient and New. The zero value is usable.
+type Options struct {
+	// Endpoint is the S3 endpoint URL ("http://127.0.0.1:9000"); empty: the SDK's own
+	// (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, profile, or AWS).
+	Endpoint string
+	// Region; empty: the SDK's chain, else DefaultRegion.
+	Region string
+	// Profile is the shared-config profile; empty: the SDK's default (AWS_PROFILE or "default").
+	Profile string
+	// PathStyle forces path-style (true) or virtual-hosted (false) addressing; nil: path style
+	// when an endpoint is configured, virtual-hosted for AWS.
+	PathStyle *bool
+
+	// PartSize is the multipart part size; objects up to this size are written with one
+	// PutObject. Zero: DefaultPartSize; values below MinPartSize are raised to it. Each Put holds
+	// at most PartSize × (PartConcurrency+1) bytes of buffers.
+	PartSize int64
+	// PartConcurrency is the number of parts of one object uploaded at once; zero:
+	// DefaultPartConcurrency.
+	PartConcurrency int
+
+	// CacheControlMetadata is the Cache-Control recorded on SimpleStreams metadata objects (keys
+	// with a "streams" path segment, e.g. "streams/v1/index.json") and CacheControlContent on
+	// every other object, when PutOptions.CacheControl is empty. Empty: none.
+	CacheControlMetadata string
+	CacheControlContent  string
+}
+
+// Store is an S3 bucket, or the part of it under a prefix, as a store.Store.
+type Store struct {
+	client      *s3.Client
+	bucket      string
+	prefix      string // "" or ends with "/"
+	opts        Options
+	partSize    int64
+	concurrency int
+	bufs        sync.Pool // *[]byte of len partSize
+}
+
+var (
+	_ store.Store          = (*Store)(nil)
+	_ store.Copier         = (*Store)(nil)
+	_ store.CreateExcluder = (*Store)(nil)
+	_ store.Describer      = (*Store)(nil)
+)
+
+// New returns the store of the objects under prefix in bucket. Keys are relative to prefix; a
+// missing trailing slash on prefix is added ("mirror" and "mirror/" are the same).
+func New(client *s3.Client, bucket, prefix string, opts Options) *Store {
+	prefix = strings.Trim(prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	s := &Store{client: client, bucket: bucket, prefix: prefix, opts: opts}
+	s.partSize = opts.PartSize
+	if s.partSize == 0 {
+		s.partSize = DefaultPartSize
+	}
+	if s.partSize < MinPartSize {
+		s.partSize = MinPartSize
+	}
+	s.concurrency = opts.PartConcurrency
+	if s.concurrency <= 0 {
+		s.concurrency = DefaultPartConcurrency
+	}
+	return s
+}
+
+// Describe returns "s3://bucket/prefix".
+func (s *Store) Describe() string {
+	return "s3://" + s.bucket + "/" + strings.TrimSuffix(s.prefix, "/")
+}
+
+// Bucket returns the bucket name.
+func (s *Store) Bucket() string { return s.bucket }
+
+// Prefix returns the key prefix ("" or ending in "/").
+func (s *Store) Prefix() string { return s.prefix }
+
+func (s *Store) fullKey(key string) string { return s.prefix + key }
+
+// uri names an object in messages.
+func (s *Store) uri(key string) string { return "s3://" + s.bucket + "/" + s.prefix + key }
+
+// unsignedPayload signs a request's body as UNSIGNED-PAYLOAD instead of hashing it.
+var unsignedPayload = s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+
+// isNotFound reports whether err is S3's "no such key" (GET: NoSuchKey; HEAD: 404 without a body).
+func isNotFound(err error) bool {
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	if errors.As(err, &nsk) || errors.As(err, &nf) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NoSuchKey", "NotFound":
+			return true
+		case "NoSuchBucket":
+			return false
+		}
+	}
+	return httpStatus(err) == http.StatusNotFound && !isCode(err, "NoSuchBucket")
+}
+
+func isCode(err error, codes ...string) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	for _, c := range codes {
+		if ae.ErrorCode() == c {
+			return true
+		}
+	}
+	return false
+}
+
+func httpStatus(err error) int {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+// opError names the operation and object and wraps err, adding store.ErrNotExist when S3 said the
+// key does not exist.
+func (s *Store) opError(op, key string, err error) error {
+	if isNotFound(err) {
+		return fmt.Errorf("%s %s: %w: %w", op, s.uri(key), store.ErrNotExist, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, s.uri(key), err)
+}
+
+var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// recordedSHA256 returns the sha256 recorded in user metadata, or "".
+func recordedSHA256(md map[string]string) string {
+	for k, v := range md {
+		if strings.EqualFold(k, MetadataSHA256) {
+			v = strings.ToLower(strings.TrimSpace(v))
+			if hexSHA256.MatchString(v) {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// Stat describes the object at key (HeadObject); SHA256 comes from the recorded metadata.
+func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(s.fullKey(key)),
+	})
+	if err != nil {
+		return store.Info{}, s.opError("stat", key, err)
+	}
+	return store.Info{
+		Key:     key,
+		Size:    aws.ToInt64(out.ContentLength),
+		ModTime: aws.ToTime(out.LastModified),
+		SHA256:  recordedSHA256(out.Metadata),
+	}, nil
+}
+
+// Open reads the object at key from offset on (GetObject with a Range header when offset > 0).
+// Opening at exactly the object's size yields an empty reader.
+func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
+	if offset < 0 {
+		return nil, fmt.Errorf("open %s: negative offset %d", s.uri(key), offset)
+	}
+	in := &s3.GetObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(s.fullKey(key)),
+	}
+	if offset > 0 {
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		if offset > 0 && (isCode(err, "InvalidRange") || httpStatus(err) == http.StatusRequestedRangeNotSatisfiable) {
+			// S3 refuses a range starting at the end; that is an empty read, not an error, when
+			// the object is exactly offset bytes long.
+			info, serr := s.Stat(ctx, key)
+			if serr != nil {
+				return nil, serr
+			}
+			if info.Size == offset {
+				return io.NopCloser(strings.NewReader("")), nil
+			}
+			return nil, fmt.Errorf("open %s at offset %d: object has %d bytes: %w", s.uri(key), offset, info.Size, err)
+		}
+		return nil, s.opError("open", key, err)
+	}
+	return out.Body, nil
+}
+
+// Delete removes the object at key; a missing object is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(s.fullKey(key)),
+	})
+	if err != nil && !isNotFound(err) {
+		return s.opError("delete", key, err)
+	}
+	return nil
+}
+
+// List calls fn for each object under prefix, in key order (ListObjectsV2). Info.SHA256 is "":
+// the listing does not carry user metadata. Keys ending in "/" (folder markers made by other
+// tools) are skipped: they are not objects a Store writes.
+func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
+		Bucket: aws.String(s.bucket),
+		Prefix: aws.String(s.fullKey(prefix)),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", s.uri(prefix), err)
+		}
+		for _, obj := range page.Contents {
+			full := aws.ToString(obj.Key)
+			key, ok := strings.CutPrefix(full, s.prefix)
+			if !ok || key == "" || strings.HasSuffix(key, "/") {
+				continue
+			}
+			info := store.Info{
+				Key:     key,
+				Size:    aws.ToInt64(obj.Size),
+				ModTime: aws.ToTime(obj.LastModified),
+			}
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// cacheControl returns the Cache-Control to record for key.
+func (s *Store) cacheControl(key string, opts store.PutOptions) string {
+	if opts.CacheControl != "" {
+		return opts.CacheControl
+	}
+	if isMetadataKey(key) {
+		return s.opts.CacheControlMetadata
+	}
+	return s.opts.CacheControlContent
+}
+
+// isMetadataKey reports whether key is SimpleStreams metadata: it has a "streams" segment.
+func isMetadataKey(key string) bool {
+	for _, seg := range strings.Split(path.Dir(key), "/") {
+		if seg == "streams" {
+			return true
+		}
+	}
+	return false
+}
+
+func optString(v string) *string {
+	if v == "" {
+		return nil
+	}
+	return aws.String(v)
+}
+
+// CreateExclusive writes data at key only if no object exists there (PutObject with
+// If-None-Match: *). It fails with store.ErrExist when the key exists (412 Precondition Failed,
+// or 409 when a concurrent conditional write is in progress).
+func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, opts store.PutOptions) (store.Info, error) {
+	if err := store.ValidKey(key); err != nil {
+		return store.Info{}, fmt.Errorf("create %s: %w", s.uri(key), err)
+	}
+	if opts.Size < 0 {
+		opts.Size = int64(len(data))
+	}
+	sum, err := verifyBytes(key, data, opts)
+	if err != nil {
+		return store.Info{}, err
+	}
+	mtime, err := s.putObject(ctx, key, data, sum, opts, true)
+	if err != nil {
+		if httpStatus(err) == http.StatusPreconditionFailed || httpStatus(err) == http.StatusConflict ||
+			isCode(err, "PreconditionFailed", "ConditionalRequestConflict") {
+			return store.Info{}, fmt.Errorf("create %s: %w: %w", s.uri(key), store.ErrExist, err)
+		}
+		return store.Info{}, fmt.Errorf("create %s: %w", s.uri(key), err)
+	}
+	return store.Info{Key: key, Size: int64(len(data)), SHA256: sum, ModTime: mtime}, nil
+}
+
+// Copy copies srcKey to dstKey on the server (CopyObject), keeping the recorded sha256. The source
+// is checked against opts.Size and opts.SHA256 first (from its recorded metadata; a source
+// without a recorded sha256 cannot be checked and fails with store.ErrChecksum when opts.SHA256
+// is set), and the copy is conditional on the source's ETag, so what is copied is what was
+// checked. ContentType and CacheControl are replaced when given in opts, kept otherwise.
+// Objects larger than MaxCopySize are refused (UploadPartCopy is not implemented).
+func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutOptions) (store.Info, error) {
+	if err := store.ValidKey(dstKey); err != nil {
+		return store.Info{}, fmt.Errorf("copy to %s: %w", s.uri(dstKey), err)
+	}
+	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(s.fullKey(srcKey)),
+	})
+	if err != nil {
+		return store.Info{}, s.opError("copy from", srcKey, err)
+	}
+	size := aws.ToInt64(head.ContentLength)
+	sum := recordedSHA256(head.Metadata)
+	if opts.Size >= 0 && size != opts.Size {
+		return store.Info{}, fmt.Errorf("copy %s to %s: %w: size %d, expected %d", s.uri(srcKey), s.uri(dstKey), store.ErrChecksum, size, opts.Size)
+	}
+	if opts.SHA256 != "" && !strings.EqualFold(sum, opts.SHA256) {
+		got := sum
+		if got == "" {
+			got = "not recorded"
+		}
+		return store.Info{}, fmt.Errorf("copy %s to %s: %w: sha256 %s, expected %s", s.uri(srcKey), s.uri(dstKey), store.ErrChecksum, got, opts.SHA256)
+	}
+	if size > MaxCopySize {
+		return store.Info{}, fmt.Errorf("copy %s to %s: %d bytes is more than CopyObject handles (%d); multipart copy is not implemented", s.uri(srcKey), s.uri(dstKey), size, int64(MaxCopySize))
+	}
+	in := &s3.CopyObjectInput{
+		Bucket:            aws.String(s.bucket),
+		Key:               aws.String(s.fullKey(dstKey)),
+		CopySource:        aws.String(copySource(s.bucket, s.fullKey(srcKey))),
+		CopySourceIfMatch: head.ETag,
+	}
+	if opts.ContentType != "" || opts.CacheControl != "" {
+		in.MetadataDirective = types.MetadataDirectiveReplace
+		in.Metadata = head.Metadata
+		in.ContentType = head.ContentType
+		in.CacheControl = head.CacheControl
+		in.ContentEncoding = head.ContentEncoding
+		in.ContentDisposition = head.ContentDisposition
+		in.ContentLanguage = head.ContentLanguage
+		if opts.ContentType != "" {
+			in.ContentType = aws.String(opts.ContentType)
+		}
+		if opts.CacheControl != "" {
+			in.CacheControl = aws.String(opts.CacheControl)
+		}
+	}
+	out, err := s.client.CopyObject(ctx, in)
+	if err != nil {
+		return store.Info{}, s.opError("copy "+s.uri(srcKey)+" to", dstKey, err)
+	}
+	info := store.Info{Key: dstKey, Size: size, SHA256: sum}
+	if out.CopyObjectResult != nil {
+		info.ModTime = aws.ToTime(out.CopyObjectResult.LastModified)
+	}
+	return info, nil
+}
+
+// copySource is the x-amz-copy-source value: bucket/key with the key URL-escaped per segment.
+func copySource(bucket, key string) string {
+	segs := strings.Split(key, "/")
+	for i, seg := range segs {
+		segs[i] = url.PathEscape(seg)
+	}
+	return bucket + "/" + strings.Join(segs, "/")
+}
+
+// AbortIncompleteUploads aborts the multipart uploads under the store's prefix that were
+// initiated more than olderThan ago: the leftovers of runs that were killed before they could
+// abort them (they are invisible but cost storage). It returns how many it aborted. Uploads of a
+// run in progress are younger than any sensible olderThan (hours). olderThan <= 0 aborts every
+// upload under the prefix, including those of a run in progress.
+func (s *Store) AbortIncompleteUploads(ctx context.Context, olderThan time.Duration) (int, error) {
+	all := olderThan <= 0
+	cutoff := time.Now().Add(-olderThan)
+	// The prefix is applied here rather than sent: MinIO lists the uploads of one exact key
+	// when given a prefix, not those of every key under it.
+	p := s3.NewListMultipartUploadsPaginator(s.client, &s3.ListMultipartUploadsInput{
+		Bucket: aws.String(s.bucket),
+	})
+	n := 0
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("listing incomplete uploads in %s: %w", s.Describe(), err)
+		}
+		for _, u := range page.Uploads {
+			if !strings.HasPrefix(aws.ToString(u.Key), s.prefix) {
+				continue
+			}
+			if !all && (u.Initiated == nil || !u.Initiated.Before(cutoff)) {
+				continue
+			}
+			_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+				Bucket:   aws.String(s.bucket),
+				Key:      u.Key,
+				UploadId: u.UploadId,
+			})
+			if err != nil && !isCode(err, "NoSuchUpload") {
+				return n, fmt.Errorf("aborting upload %s of s3://%s/%s: %w", aws.ToString(u.UploadId), s.bucket, aws.ToString(u.Key), err)
+			}
+			if err == nil {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
