@@ -499,3 +499,51 @@ func TestScaledTo(t *testing.T) {
 		t.Fatalf("GeneratedSize = %d, generated %d", got, want)
 	}
 }
+
+// The committed fixture is what the small preset generates (signatures aside, which carry a
+// time) and its signatures verify with the test keyring.
+func TestFixtureUpToDate(t *testing.T) {
+	const root = "../../testdata/stream"
+	s, err := Generate(SmallConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, data := range s.Files {
+		got, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s differs from the generator (%v): regenerate with go run ./scripts/genstream -preset small -out testdata/stream", p, err)
+		}
+	}
+	for p, size := range s.Content {
+		f, err := os.Open(filepath.Join(root, p))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		got, n := sum(f)
+		f.Close()
+		if n != size || got != s.SHA256(p) {
+			t.Errorf("%s differs from the generator", p)
+		}
+	}
+	_, kr := testSigner(t)
+	for _, p := range []string{SignedIndexPath, "streams/v1/" + DownloadID + ".sjson", "streams/v1/" + BootloaderID + ".sjson"} {
+		data, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sign.VerifyClearsigned(p, data, kr); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, p := range []string{IndexPath, ProductsPath(DownloadID), ProductsPath(BootloaderID)} {
+		data, err1 := os.ReadFile(filepath.Join(root, p))
+		sig, err2 := os.ReadFile(filepath.Join(root, p+".gpg"))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if err := sign.VerifyDetached(p, data, sig, kr); err != nil {
+			t.Error(err)
+		}
+	}
+}
