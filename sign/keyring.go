@@ -37,7 +37,7 @@ func ReadKeyring(r io.Reader) (*Keyring, error) {
 	case len(bytes.TrimSpace(data)) == 0:
 		return nil, errors.New("keyring is empty")
 	case isArmored(data):
-		el, err = readArmoredBlocks(data, armorPublicKey)
+		el, err = readArmoredBlocks(data)
 	case len(data) >= 12 && string(data[8:12]) == "KBXf":
 		return nil, errors.New("this is a GnuPG keybox (.kbx), not an OpenPGP keyring; export one with `gpg --export KEYID > keyring.gpg`")
 	default:
@@ -87,9 +87,9 @@ func isArmored(data []byte) bool {
 	return bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("-----BEGIN PGP "))
 }
 
-// readArmoredBlocks reads every armoured block in data, each of which must be of type want (or
-// a private key block, whose public parts are kept), and returns the keys of all of them.
-func readArmoredBlocks(data []byte, want string) (openpgp.EntityList, error) {
+// readArmoredBlocks reads every armoured block in data, each of which must be a PUBLIC or a
+// PRIVATE KEY BLOCK, and returns the keys of all of them.
+func readArmoredBlocks(data []byte) (openpgp.EntityList, error) {
 	var el openpgp.EntityList
 	begin := []byte("-----BEGIN PGP ")
 	rest := data
@@ -110,8 +110,8 @@ func readArmoredBlocks(data []byte, want string) (openpgp.EntityList, error) {
 		if err != nil {
 			return nil, fmt.Errorf("armoured block %d: %w", n, err)
 		}
-		if b.Type != want && b.Type != armorPrivateKey {
-			return nil, fmt.Errorf("armoured block %d is a %q, want %q", n, b.Type, want)
+		if b.Type != armorPublicKey && b.Type != armorPrivateKey {
+			return nil, fmt.Errorf("armoured block %d is a %q, not a key", n, b.Type)
 		}
 		got, err := openpgp.ReadKeyRing(b.Body)
 		if err != nil {

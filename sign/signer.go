@@ -35,7 +35,7 @@ func LoadSigner(r io.Reader, passphrase []byte) (*Signer, error) {
 	case len(bytes.TrimSpace(data)) == 0:
 		return nil, errors.New("secret key: the input is empty")
 	case isArmored(data):
-		el, err = readArmoredBlocks(data, armorPrivateKey)
+		el, err = readArmoredBlocks(data)
 	default:
 		el, err = openpgp.ReadKeyRing(bytes.NewReader(data))
 	}
