@@ -1,0 +1,270 @@
+package sync_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	gosync "sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/minio/minio-go/v7"
+
+	"github.com/ssmirror/ssmirror/internal/testserver"
+	"github.com/ssmirror/ssmirror/sign"
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/s3store"
+	"github.com/ssmirror/ssmirror/streams/streamtest"
+	"github.com/ssmirror/ssmirror/sync"
+)
+
+func TestMain(m *testing.M) { os.Exit(testserver.RunMain(m)) }
+
+// countingClient counts the HTTP requests the S3 client sends.
+type countingClient struct {
+	inner s3.HTTPClient
+	n     atomic.Int64
+	mu    gosync.Mutex
+	byOp  map[string]int
+}
+
+func (c *countingClient) Do(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	c.mu.Lock()
+	c.byOp[r.Method+" "+opName(r)]++
+	c.mu.Unlock()
+	return c.inner.Do(r)
+}
+
+func opName(r *http.Request) string {
+	q := r.URL.Query()
+	switch {
+	case q.Has("list-type"):
+		return "list"
+	case q.Has("uploads"), q.Has("uploadId"):
+		return "multipart"
+	}
+	return "object"
+}
+
+type s3env struct {
+	srv     *testserver.Server
+	mc      *minio.Client
+	counter *countingClient
+	bucket  string
+	dst     *s3store.Store
+}
+
+func newS3Target(t *testing.T, kind testserver.Kind) *s3env {
+	t.Helper()
+	srv := testserver.Shared(t, kind)
+	dir := t.TempDir()
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "AWS_") && name != "AWS_CA_BUNDLE" {
+			t.Setenv(name, "")
+			os.Unsetenv(name)
+		}
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	opts := s3store.Options{Endpoint: srv.Endpoint, Region: srv.Region, PartSize: s3store.MinPartSize, PartConcurrency: 2}
+	client, err := s3store.NewClient(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &countingClient{byOp: map[string]int{}}
+	client = s3.New(client.Options(), func(o *s3.Options) {
+		counter.inner = o.HTTPClient
+		o.HTTPClient = counter
+	})
+	bucket := srv.NewBucket(t, t.Name())
+	return &s3env{srv: srv, mc: srv.MinioClient(t), counter: counter, bucket: bucket, dst: s3store.New(client, bucket, "maas/stable/", opts)}
+}
+
+// largeConfig makes squashfs files big enough to go multipart with 5 MiB parts.
+func largeConfig() streamtest.Config {
+	cfg := smallConfig()
+	cfg.SquashfsSize = 6<<20 + 12345
+	return cfg
+}
+
+// checkBucket checks with an independent client (minio-go) that every item the mirror holds is
+// in the bucket with the catalogue's size and recorded sha256, that metadata is as expected, and
+// that no incomplete upload is left.
+func checkBucket(t *testing.T, e *s3env, up *upstream, want []string, curatedKeyring *sign.Keyring) {
+	t.Helper()
+	ctx := context.Background()
+	sums := map[string]string{}
+	sizes := map[string]int64{}
+	for _, it := range up.stream.Items {
+		sums[it.Path], sizes[it.Path] = it.SHA256, it.Size
+	}
+	got := map[string]bool{}
+	for obj := range e.mc.ListObjects(ctx, e.bucket, minio.ListObjectsOptions{Prefix: "maas/stable/", Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		got[strings.TrimPrefix(obj.Key, "maas/stable/")] = true
+	}
+	for _, p := range want {
+		if !got[p] {
+			t.Errorf("%s missing from the bucket", p)
+			continue
+		}
+		info, err := e.mc.StatObject(ctx, e.bucket, "maas/stable/"+p, minio.StatObjectOptions{})
+		if err != nil {
+			t.Errorf("stat %s: %v", p, err)
+			continue
+		}
+		if info.Size != sizes[p] {
+			t.Errorf("%s: %d bytes, catalogue says %d", p, info.Size, sizes[p])
+		}
+		if s := info.UserMetadata["Sha256"]; s != sums[p] {
+			t.Errorf("%s: recorded sha256 %q, catalogue says %s", p, s, sums[p])
+		}
+	}
+	for p := range got {
+		if _, isContent := sizes[p]; isContent && !contains(want, p) {
+			t.Errorf("%s is in the bucket but was not selected", p)
+		}
+	}
+	if curatedKeyring == nil {
+		for p, data := range up.stream.Files {
+			obj, err := e.mc.GetObject(ctx, e.bucket, "maas/stable/"+p, minio.GetObjectOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(obj)
+			obj.Close()
+			if err != nil || !bytes.Equal(b, data) {
+				t.Errorf("metadata %s is not upstream's byte for byte (err %v)", p, err)
+			}
+		}
+	} else {
+		cat, err := sync.LoadCatalogue(ctx, e.dst, "", sync.Verification{Keyring: curatedKeyring}, 0, 2)
+		if err != nil {
+			t.Fatalf("reading the curated bucket: %v", err)
+		}
+		listed := map[string]bool{}
+		for _, it := range cat.Items() {
+			listed[it.Path] = true
+		}
+		for _, p := range want {
+			if !listed[p] {
+				t.Errorf("curated catalogue does not list %s", p)
+			}
+		}
+		if len(listed) != len(want) {
+			t.Errorf("curated catalogue lists %d paths, the mirror holds %d", len(listed), len(want))
+		}
+	}
+	for u := range e.mc.ListIncompleteUploads(ctx, e.bucket, "", true) {
+		if u.Err != nil {
+			t.Fatal(u.Err)
+		}
+		t.Errorf("incomplete upload left: %s", u.Key)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestMirrorIntoS3(t *testing.T) {
+	for _, kind := range testserver.Kinds {
+		for _, curated := range []bool{false, true} {
+			name := string(kind) + "/verbatim"
+			if curated {
+				name = string(kind) + "/curated"
+			}
+			t.Run(name, func(t *testing.T) {
+				up := newUpstream(t, largeConfig(), nil)
+				e := newS3Target(t, kind)
+				filters := []string{"arch=amd64", "release~(jammy|noble)"}
+				opts := sync.Options{Filters: mustParse(t, filters...), Max: 1}
+				var kr *sign.Keyring
+				if curated {
+					opts.Signer = loadSigner(t, "other-signing-key.asc")
+					var pub bytes.Buffer
+					if err := opts.Signer.WritePublicKeyring(&pub); err != nil {
+						t.Fatal(err)
+					}
+					var err error
+					if kr, err = sign.ReadKeyring(&pub); err != nil {
+						t.Fatal(err)
+					}
+				}
+				rep := run(t, up, e.dst, opts)
+				if rep.Fetched == 0 {
+					t.Fatal("nothing fetched")
+				}
+				checkBucket(t, e, up, selected(t, up.stream, filters...), kr)
+
+				// Up to date: no content transferred, no metadata rewritten, and a handful of
+				// requests (the listing and the state), not one per object.
+				e.counter.n.Store(0)
+				up.stream.ResetRequests()
+				rep = run(t, up, e.dst, opts)
+				if n := up.stream.ContentRequests(); n != 0 || rep.Fetched+rep.Copied != 0 || len(rep.MetadataWritten) != 0 {
+					t.Errorf("up-to-date run: %d upstream content requests, fetched %d, copied %d, metadata %v", n, rep.Fetched, rep.Copied, rep.MetadataWritten)
+				}
+				if n := e.counter.n.Load(); n > 4 {
+					t.Errorf("up-to-date run sent %d S3 requests (%v), want at most 4", n, e.counter.byOp)
+				}
+			})
+		}
+	}
+}
+
+// TestS3FlippedByteInMultipartFile: the damaged file never becomes an object, no upload is left
+// incomplete, the metadata is unchanged, and the message names the path.
+func TestS3FlippedByteInMultipartFile(t *testing.T) {
+	up := newUpstream(t, largeConfig(), nil)
+	e := newS3Target(t, testserver.KindMinIO)
+	filters := mustParse(t, "release=noble", "arch=arm64")
+	var victim string
+	for _, it := range up.stream.Items {
+		if strings.HasPrefix(it.Path, "noble/arm64/20250718/squashfs") && it.Name == "squashfs" {
+			victim = it.Path
+		}
+	}
+	if err := up.stream.Corrupt(victim); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sync.Run(context.Background(), up.src, e.dst, sync.Options{Filters: filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
+	if !errors.Is(err, store.ErrChecksum) || !strings.Contains(err.Error(), victim) {
+		t.Fatalf("want a checksum error naming %s, got %v", victim, err)
+	}
+	ctx := context.Background()
+	if _, err := e.mc.StatObject(ctx, e.bucket, "maas/stable/"+victim, minio.StatObjectOptions{}); minio.ToErrorResponse(err).Code != minio.NoSuchKey {
+		t.Errorf("damaged object visible: %v", err)
+	}
+	for obj := range e.mc.ListObjects(ctx, e.bucket, minio.ListObjectsOptions{Prefix: "maas/stable/streams/", Recursive: true}) {
+		t.Errorf("metadata published after a failed run: %s", obj.Key)
+	}
+	for u := range e.mc.ListIncompleteUploads(ctx, e.bucket, "", true) {
+		t.Errorf("incomplete upload left: %s %v", u.Key, u.Err)
+	}
+	// Repaired upstream: the next run completes and fetches only the damaged file.
+	up.stream.SetOverride(victim, nil)
+	rep := run(t, up, e.dst, sync.Options{Filters: filters, Max: 1})
+	if rep.Fetched != 1 {
+		t.Errorf("repaired run fetched %d files, want 1", rep.Fetched)
+	}
+	checkBucket(t, e, up, selected(t, up.stream, "release=noble", "arch=arm64"), nil)
+}
