@@ -193,18 +193,27 @@ func verifyBytes(key string, data []byte, opts store.PutOptions) (string, error)
 	return sum, nil
 }
 
+// getBuf returns a part buffer from the store's free list, or a new one.
 func (s *Store) getBuf() *[]byte {
-	if bp, ok := s.bufs.Get().(*[]byte); ok {
+	select {
+	case bp := <-s.bufs:
 		return bp
+	default:
+		b := make([]byte, s.partSize)
+		return &b
 	}
-	b := make([]byte, s.partSize)
-	return &b
 }
 
+// putBuf returns a part buffer to the free list, which keeps at most PartConcurrency+1 of them
+// (what one Put uses) between Puts; others are left to the garbage collector.
 func (s *Store) putBuf(bp *[]byte) {
-	if bp != nil && int64(cap(*bp)) == s.partSize {
-		*bp = (*bp)[:s.partSize]
-		s.bufs.Put(bp)
+	if bp == nil || int64(cap(*bp)) != s.partSize {
+		return
+	}
+	*bp = (*bp)[:s.partSize]
+	select {
+	case s.bufs <- bp:
+	default:
 	}
 }
 

@@ -22,7 +22,6 @@ import (
 	"path"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -89,7 +88,7 @@ type Store struct {
 	opts        Options
 	partSize    int64
 	concurrency int
-	bufs        sync.Pool // *[]byte of len partSize
+	bufs        chan *[]byte // free part buffers, len partSize
 }
 
 var (
@@ -118,6 +117,7 @@ func New(client *s3.Client, bucket, prefix string, opts Options) *Store {
 	if s.concurrency <= 0 {
 		s.concurrency = DefaultPartConcurrency
 	}
+	s.bufs = make(chan *[]byte, s.concurrency+1)
 	return s
 }
 

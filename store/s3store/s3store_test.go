@@ -30,7 +30,7 @@ const testPartSize = s3store.MinPartSize
 // isolateAWSEnv points the SDK's configuration chain at the test server's credentials only:
 // no shared config files, no IMDS, no endpoint or profile from the developer's environment.
 // AWS_CA_BUNDLE is left as the environment has it.
-func isolateAWSEnv(t *testing.T, srv *testserver.Server) {
+func isolateAWSEnv(t testing.TB, srv *testserver.Server) {
 	t.Helper()
 	dir := t.TempDir()
 	for _, kv := range os.Environ() {
@@ -52,7 +52,6 @@ type env struct {
 	kind   testserver.Kind
 	srv    *testserver.Server
 	mc     *minio.Client
-	client *s3store.Store // unused placeholder to keep the struct printable
 	opts   s3store.Options
 	s3c    func(t *testing.T) *s3store.Store
 }
