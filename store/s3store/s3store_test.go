@@ -49,11 +49,11 @@ func isolateAWSEnv(t testing.TB, srv *testserver.Server) {
 
 // env is one S3 server with a client built by NewClient the way the CLI builds it.
 type env struct {
-	kind   testserver.Kind
-	srv    *testserver.Server
-	mc     *minio.Client
-	opts   s3store.Options
-	s3c    func(t *testing.T) *s3store.Store
+	kind testserver.Kind
+	srv  *testserver.Server
+	mc   *minio.Client
+	opts s3store.Options
+	s3c  func(t *testing.T) *s3store.Store
 }
 
 func newEnv(t *testing.T, kind testserver.Kind) *env {
