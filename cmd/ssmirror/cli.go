@@ -33,6 +33,8 @@ metadata last, old files deleted only after a grace period.
 Usage:
   ssmirror [sync] [flags] SOURCE TARGET [FILTER...]   mirror SOURCE into TARGET
   ssmirror query [flags] SOURCE [FILTER...]           list what a selection matches
+  ssmirror verify [flags] TARGET                      audit a published mirror (exit 1 on any fault)
+  ssmirror gc [flags] TARGET                          delete what nothing has referenced for --gc-grace
   ssmirror keygen [flags]                             make a signing key for curated mirrors
   ssmirror help [COMMAND]                             help on a command
 
@@ -51,7 +53,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "sync"
 	if len(args) > 0 {
 		switch args[0] {
-		case "sync", "query", "keygen":
+		case "sync", "query", "keygen", "verify", "gc":
 			cmd, args = args[0], args[1:]
 		case "help":
 			if len(args) > 1 {
@@ -77,6 +79,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runQuery(ctx, args, stdout, stderr)
 	case "keygen":
 		err = runKeygen(ctx, args, stdout, stderr)
+	case "verify":
+		err = runVerify(ctx, args, stdout, stderr)
+	case "gc":
+		err = runGC(ctx, args, stdout, stderr)
 	}
 	return report(err, stderr)
 }
