@@ -55,6 +55,8 @@ func TestGPGVAcceptsOurSignatures(t *testing.T) {
 			data := write("index.json", []byte(tc.body))
 			sig := write("index.json.gpg", detachSign(t, s, []byte(tc.body)))
 			run(t, nil, gpgv, "--keyring", keyring, sig, data)
+			// The committed keyring (an absolute path) works as well.
+			run(t, nil, gpgv, "--keyring", keyFile(t, "test-keyring.gpg"), sig, data)
 
 			if i == 0 {
 				write("index.sjson", bytes.Replace(msg, []byte("index:1.0"), []byte("index:1.1"), 1))

@@ -13,7 +13,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 )
 
-// Keyring is a set of public keys signatures are checked against.
+// Keyring is a set of public keys signatures are checked against. It is not modified after
+// ReadKeyring and may be shared by goroutines.
 type Keyring struct {
 	entities openpgp.EntityList
 }

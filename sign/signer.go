@@ -15,7 +15,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/s2k"
 )
 
-// Signer signs with the operator's key.
+// Signer signs with the operator's key. It may be shared by goroutines.
 type Signer struct {
 	entity *openpgp.Entity
 	now    func() time.Time // the signature time; nil means time.Now (tests set it)

@@ -3,6 +3,7 @@ package sign
 import (
 	"bytes"
 	"crypto"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -303,5 +304,38 @@ func TestVerifyDetachedErrors(t *testing.T) {
 	}
 	if err := VerifyDetached(name, data, good, kr); err != nil {
 		t.Fatalf("good signature: %v", err)
+	}
+}
+
+// TestConcurrentUse: a Keyring and a Signer may be shared by goroutines (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	s, kr := testSigner(t), testKeyring(t)
+	done := make(chan error)
+	for i := range 8 {
+		go func() {
+			body := []byte(strings.Repeat("{}\n", i+1))
+			var msg, sig bytes.Buffer
+			if err := s.ClearSign(&msg, bytes.NewReader(body)); err != nil {
+				done <- err
+				return
+			}
+			if err := s.DetachSign(&sig, bytes.NewReader(body)); err != nil {
+				done <- err
+				return
+			}
+			got, err := VerifyClearsigned("c.sjson", msg.Bytes(), kr)
+			if err == nil && !bytes.Equal(got, body) {
+				err = fmt.Errorf("body %q, want %q", got, body)
+			}
+			if err == nil {
+				err = VerifyDetached("c.json", body, sig.Bytes(), kr)
+			}
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }
