@@ -26,6 +26,30 @@ type scanner struct {
 	pos   int
 	depth int
 	seen  [][]string // per depth: keys of the object being read there (duplicate check)
+	keys  map[string]string
+}
+
+// maxInterned bounds the table of interned keys.
+const maxInterned = 4096
+
+// key decodes an object key, sharing one string per distinct key: catalogues repeat the same
+// few keys on every item.
+func (s *scanner) key(tok []byte, escaped bool) string {
+	if escaped {
+		return unquote(tok, true)
+	}
+	raw := tok[1 : len(tok)-1]
+	if k, ok := s.keys[string(raw)]; ok {
+		return k
+	}
+	k := string(raw)
+	if s.keys == nil {
+		s.keys = make(map[string]string, 64)
+	}
+	if len(s.keys) < maxInterned {
+		s.keys[k] = k
+	}
+	return k
 }
 
 // newScanner checks data is UTF-8 and prepares to read it.
@@ -217,7 +241,7 @@ func (s *scanner) object(member func(key string) error) error {
 		if err != nil {
 			return err
 		}
-		key := unquote(s.data[start:end], esc)
+		key := s.key(s.data[start:end], esc)
 		// Small objects: linear search; large ones: a map.
 		if seenMap != nil {
 			if seenMap[key] {
@@ -489,17 +513,30 @@ func (w *writer) object(depth int, keys []string, value func(key string) error) 
 
 // raw writes a raw JSON value at depth, checking it and indenting it.
 func (w *writer) raw(depth int, raw []byte) error {
-	s, err := newScanner(raw)
+	if !utf8.Valid(raw) {
+		return errors.New("invalid UTF-8")
+	}
+	s := scanner{data: raw}
+	switch s.peek() {
+	case 0:
+		return errors.New("empty value")
+	case '{', '[':
+		sc := &scanner{data: raw}
+		if err := w.scan(depth, sc); err != nil {
+			return err
+		}
+		return sc.end()
+	}
+	// Scalars, the common case, without the allocations of the general path.
+	start, err := s.scalar()
 	if err != nil {
 		return err
 	}
-	if s.peek() == 0 {
-		return errors.New("empty value")
-	}
-	if err := w.scan(depth, s); err != nil {
+	if err := s.end(); err != nil {
 		return err
 	}
-	return s.end()
+	w.buf = append(w.buf, raw[start:s.pos]...)
+	return nil
 }
 
 func (w *writer) scan(depth int, s *scanner) error {
