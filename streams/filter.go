@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Filter is one sstream-mirror filter: key=value, key!=value, key~regex, key!~regex.
@@ -49,8 +50,14 @@ func isKeyChar(c byte) bool {
 		c == '_' || c == '.' || c == ':' || c == '-'
 }
 
-// regexps caches compiled filter patterns (Filter is a plain value type, so it cannot carry one).
-var regexps sync.Map // string → *regexp.Regexp
+// regexps caches compiled filter patterns (Filter is a plain comparable value type, so it cannot
+// carry one). At most maxCachedRegexps are kept; others are compiled on every use.
+var (
+	regexps       sync.Map // string → *regexp.Regexp
+	regexpsCached atomic.Int64
+)
+
+const maxCachedRegexps = 1024
 
 func compileRegexp(pattern string) (*regexp.Regexp, error) {
 	if re, ok := regexps.Load(pattern); ok {
@@ -60,7 +67,9 @@ func compileRegexp(pattern string) (*regexp.Regexp, error) {
 	if err != nil {
 		return nil, err
 	}
-	regexps.Store(pattern, re)
+	if regexpsCached.Add(1) <= maxCachedRegexps {
+		regexps.Store(pattern, re)
+	}
 	return re, nil
 }
 

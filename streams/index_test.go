@@ -96,3 +96,14 @@ func TestParseIndexErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestIndexMarshalRejectsBadExtra(t *testing.T) {
+	ix := &Index{Format: FormatIndex, Extra: map[string]json.RawMessage{"x": json.RawMessage(`[1,`)}}
+	if _, err := ix.Marshal(); err == nil || !strings.Contains(err.Error(), `"x"`) {
+		t.Fatalf("err = %v", err)
+	}
+	ix = &Index{Format: FormatIndex, Index: map[string]*IndexEntry{"e": {Extra: map[string]json.RawMessage{"y": json.RawMessage("\"\xff\"")}}}}
+	if _, err := ix.Marshal(); err == nil || !strings.Contains(err.Error(), "UTF-8") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -455,25 +455,6 @@ func appendQuoted(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// canonical checks raw is one JSON value and returns its canonical form.
-func canonical(raw []byte) (json.RawMessage, error) {
-	s, err := newScanner(raw)
-	if err != nil {
-		return nil, err
-	}
-	if s.peek() == 0 {
-		return nil, errors.New("empty value")
-	}
-	v, err := s.value()
-	if err != nil {
-		return nil, err
-	}
-	if err := s.end(); err != nil {
-		return nil, err
-	}
-	return v, nil
-}
-
 // writer produces indented JSON: one space per level, sorted keys, python's separators.
 type writer struct {
 	buf []byte

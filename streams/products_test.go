@@ -273,3 +273,22 @@ func TestPruneAndClone(t *testing.T) {
 	}
 	roundTrip(t, none)
 }
+
+func TestMarshalQuotesKeys(t *testing.T) {
+	doc := `{"format":"products:1.0","products":{"a\u0001\n\r\t\"\\b\u00e9\u2028":{"versions":{}}}}`
+	p := mustParseProducts(t, []byte(doc))
+	out := roundTrip(t, p)
+	if !strings.Contains(string(out), `"a\u0001\n\r\t\"\\bé`+"\u2028"+`"`) {
+		t.Errorf("key written as:\n%s", out)
+	}
+	// A key built in Go with invalid UTF-8 is written with U+FFFD, so the output still parses.
+	p.Products["x\xffy"] = &Product{}
+	out, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := mustParseProducts(t, out)
+	if q.Products["x\uFFFDy"] == nil {
+		t.Errorf("products: %v", keysOf(q.Products))
+	}
+}
