@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -67,6 +68,8 @@ type State struct {
 
 	// listed are the sizes of every key the target listed at the start of the run (not saved).
 	listed map[string]int64
+	// saved is the state as last read or written, so an unchanged state is not rewritten.
+	saved []byte
 }
 
 // NewState returns an empty state.
@@ -189,6 +192,7 @@ func LoadState(ctx context.Context, dst store.Store) (*State, error) {
 	if err := json.Unmarshal(data, st); err != nil {
 		return nil, fmt.Errorf("%s in %s: %w", StateKey, store.Describe(dst), err)
 	}
+	st.saved = data
 	return st, nil
 }
 
@@ -198,12 +202,17 @@ func SaveState(ctx context.Context, dst store.Store, st *State) error {
 	if err != nil {
 		return err
 	}
-	_, err = store.PutBytes(ctx, dst, StateKey, append(data, '\n'), store.PutOptions{
+	data = append(data, '\n')
+	if bytes.Equal(data, st.saved) {
+		return nil
+	}
+	_, err = store.PutBytes(ctx, dst, StateKey, data, store.PutOptions{
 		ContentType:  "application/json",
 		CacheControl: "no-store",
 	})
 	if err != nil {
 		return fmt.Errorf("writing the mirror state: %w", err)
 	}
+	st.saved = data
 	return nil
 }

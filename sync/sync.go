@@ -68,6 +68,8 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock (default time.Now); tests move it to pass the grace period.
 	Now func() time.Time
+	// Lock configures the target's lease lock (one writer per target). Dry runs take no lock.
+	Lock LockOptions
 }
 
 func (o *Options) defaults() {
@@ -127,6 +129,21 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		return nil, errors.New("--no-item-download cannot be combined with --signing-key: a curated catalogue lists only what the mirror holds")
 	}
 	stage := startStages(rep, opts.Now)
+
+	if !opts.DryRun {
+		lock, lctx, err := AcquireLock(ctx, dst, opts.Lock)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if rerr := lock.Release(); rerr != nil {
+				opts.Log.Warn("could not release the lock", "error", rerr)
+			}
+		}()
+		ctx = lctx
+		// Holding the lock, this is the only writer: leftovers of killed runs can go.
+		cleanLeftovers(ctx, dst, opts.Log)
+	}
 
 	cat, err := LoadCatalogue(ctx, src, opts.StartPath, opts.Verification, opts.MetadataLimit, opts.Concurrency)
 	if err != nil {
@@ -286,6 +303,36 @@ func collect(ctx context.Context, dst store.Store, st *State, rep *Report, opts 
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// Backends that keep invisible leftovers of interrupted writes say how to clean them.
+type (
+	uploadAborter interface {
+		AbortIncompleteUploads(ctx context.Context, olderThan time.Duration) (int, error)
+	}
+	tempCleaner interface {
+		CleanTemp(ctx context.Context, olderThan time.Duration) (int, error)
+	}
+)
+
+// cleanLeftovers aborts incomplete multipart uploads (S3) and removes temporary files
+// (directory) that interrupted runs left. Failure to clean is logged, not fatal.
+func cleanLeftovers(ctx context.Context, dst store.Store, log *slog.Logger) {
+	var n int
+	var err error
+	switch d := dst.(type) {
+	case uploadAborter:
+		n, err = d.AbortIncompleteUploads(ctx, 0)
+	case tempCleaner:
+		n, err = d.CleanTemp(ctx, 0)
+	default:
+		return
+	}
+	if err != nil {
+		log.Warn("could not clean up after an interrupted run", "error", err)
+	} else if n > 0 {
+		log.Info("cleaned up after an interrupted run", "leftovers", n)
+	}
 }
 
 func startStages(rep *Report, now func() time.Time) func(string) {

@@ -79,6 +79,7 @@ type syncFlags struct {
 	logFormat       string
 	progressEvery   time.Duration
 	metadataMaxSize int64
+	lockTimeout     time.Duration
 }
 
 func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -102,6 +103,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&f.prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
 	fs.BoolVar(&f.verifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
 	fs.Int64Var(&f.metadataMaxSize, "metadata-max-size", sync.DefaultMetadataLimit, "refuse metadata files larger than this many bytes")
+	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the target before giving up (default: do not wait)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the run summary as JSON")
 	f.s3.addFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -176,6 +178,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		MetadataLimit:  f.metadataMaxSize,
 		Progress:       progress,
 		Log:            log,
+		Lock:           sync.LockOptions{Wait: f.lockTimeout},
 	}
 	if f.gcGrace == 0 {
 		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"
