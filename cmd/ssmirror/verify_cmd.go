@@ -2,16 +2,269 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/dirstore"
+	"github.com/ssmirror/ssmirror/sync"
 )
 
-// runVerify audits a published mirror. (Being written: see the verify issue.)
-func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("verify: not implemented yet")
+const verifyUsage = `Usage: ssmirror verify [flags] TARGET
+
+Audit a published mirror: read its catalogue (with --keyring, every metadata form must verify),
+then check that every item the mirror holds is present with the listed size and sha256. The
+sha256 is the one recorded when the object was written (S3 object metadata, a directory's
+extended attribute, or the mirror's state); --deep re-reads and hashes every object instead.
+
+One line per problem, then a summary. Exit status 0: no problem (warnings allowed); 1: problems
+found, or the target could not be read; 2: bad command line.
+
+TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
+        (ending in streams/v1/NAME.sjson or NAME.json picks the index to start from)
+
+Examples:
+  ssmirror verify --keyring=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg /srv/maas-images
+  ssmirror verify --keyring=mirror.gpg --deep --json s3://maas-images/stable
+`
+
+const gcUsage = `Usage: ssmirror gc [flags] TARGET
+
+Run the deferred garbage collection on demand: delete the objects this mirror wrote that nothing
+it holds has referenced for longer than --gc-grace. Objects it did not write, and anything its
+published metadata lists as held, are never deleted. --dry-run shows what would go and when.
+
+TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
+`
+
+// openExisting opens a directory or bucket target that must already exist (verify and gc do
+// not create one).
+func openExisting(ctx context.Context, loc location, s3f *s3Flags) (store.Store, error) {
+	switch loc.kind {
+	case "http":
+		return nil, usagef("%s: the target must be a directory or s3://bucket/prefix", loc.root)
+	case "s3":
+		return openS3(ctx, loc, s3f)
+	}
+	root, err := filepath.Abs(loc.root)
+	if err != nil {
+		return nil, err
+	}
+	info, err := os.Stat(root)
+	if err != nil {
+		return nil, fmt.Errorf("target: %w", err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("target %s is not a directory", root)
+	}
+	return dirstore.New(root, dirstore.Options{})
 }
 
-// runGC runs the deferred garbage collection on demand. (Being written.)
+// runVerify audits a published mirror.
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		vf          verifyFlags
+		s3f         s3Flags
+		deep        bool
+		jsonOut     bool
+		path        string
+		concurrency int
+		verbose     int
+	)
+	fs := newFlagSet("verify", verifyUsage, stdout)
+	vf.addFlags(fs)
+	fs.BoolVar(&deep, "deep", false, "re-read and hash every object instead of trusting recorded hashes")
+	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	fs.StringVar(&path, "path", "", "start from this index path instead of streams/v1/index.sjson (or index.json)")
+	fs.IntVar(&concurrency, "concurrency", 4, "objects checked at once")
+	fs.CountVarP(&verbose, "verbose", "v", "say more")
+	s3f.addFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("verify needs exactly one TARGET (see ssmirror help verify)")
+	}
+	loc, err := parseLocation(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	keyring, err := vf.load()
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, verbose, "text")
+	if err != nil {
+		return err
+	}
+	start := loc.start
+	if path != "" {
+		start = path
+	}
+	dst, err := openExisting(ctx, loc, &s3f)
+	if err != nil {
+		return err
+	}
+	rep, err := sync.Verify(ctx, dst, sync.VerifyOptions{
+		StartPath:   start,
+		Keyring:     keyring,
+		Deep:        deep,
+		Concurrency: concurrency,
+		Log:         log,
+	})
+	if err != nil {
+		return err
+	}
+	if jsonOut {
+		out := struct {
+			OK       bool `json:"ok"`
+			Failures int  `json:"failures"`
+			Warnings int  `json:"warnings"`
+			Deep     bool `json:"deep"`
+			*sync.VerifyReport
+		}{rep.OK(), rep.Failures(), rep.Warnings(), deep, rep}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	} else {
+		printVerify(stdout, rep, deep)
+	}
+	if n := rep.Failures(); n > 0 {
+		return fmt.Errorf("verify %s: %d %s", rep.Target, n, plural(n, "problem", "problems"))
+	}
+	return nil
+}
+
+func printVerify(w io.Writer, rep *sync.VerifyReport, deep bool) {
+	for _, p := range rep.Problems {
+		prefix := ""
+		if p.Warning {
+			prefix = "warning: "
+		}
+		name := p.Path
+		if name == "" {
+			name = rep.StartPath
+		}
+		if p.Detail != "" {
+			fmt.Fprintf(w, "%s%s: %s: %s\n", prefix, name, p.Problem, p.Detail)
+		} else {
+			fmt.Fprintf(w, "%s%s: %s\n", prefix, name, p.Problem)
+		}
+	}
+	how := "recorded sha256"
+	if deep {
+		how = "content re-read and hashed"
+	}
+	sigs := "signatures not checked (no --keyring)"
+	if rep.SignaturesChecked {
+		sigs = "signatures checked"
+	}
+	status := "OK"
+	if n := rep.Failures(); n > 0 {
+		status = fmt.Sprintf("%d %s", n, plural(n, "problem", "problems"))
+	}
+	if n := rep.Warnings(); n > 0 {
+		status += fmt.Sprintf(" (%d %s)", n, plural(n, "warning", "warnings"))
+	}
+	if !rep.ContentChecked {
+		fmt.Fprintf(w, "could not read the catalogue of %s, no content checked: %s\n", rep.Target, status)
+		return
+	}
+	fmt.Fprintf(w, "verified %d items in %d files (%s; %s, %s) of %s: %s\n",
+		rep.Items, rep.Files, humanBytes(rep.Bytes), how, sigs, rep.Target, status)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// runGC runs the deferred garbage collection on demand.
 func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("gc: not implemented yet")
+	var (
+		s3f     s3Flags
+		grace   time.Duration
+		dryRun  bool
+		jsonOut bool
+		verbose int
+	)
+	fs := newFlagSet("gc", gcUsage, stdout)
+	fs.DurationVar(&grace, "gc-grace", sync.DefaultGCGrace, "delete objects nothing has referenced for this long (0: at once; negative: never)")
+	fs.BoolVar(&dryRun, "dry-run", false, "show what would be deleted and when, delete nothing")
+	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	fs.CountVarP(&verbose, "verbose", "v", "say more (-v: each deletion)")
+	s3f.addFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("gc needs exactly one TARGET (see ssmirror help gc)")
+	}
+	loc, err := parseLocation(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if loc.start != "" {
+		return usagef("the target names a metadata file (%s); name the mirror root", loc.start)
+	}
+	log, err := newLogger(stderr, verbose, "text")
+	if err != nil {
+		return err
+	}
+	dst, err := openExisting(ctx, loc, &s3f)
+	if err != nil {
+		return err
+	}
+	if grace == 0 {
+		grace = time.Nanosecond // 0 means "at once", not "default"
+	}
+	rep, gcErr := sync.GC(ctx, dst, sync.GCOptions{Grace: grace, DryRun: dryRun, Log: log})
+	if rep == nil {
+		return gcErr
+	}
+	if jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+		return gcErr
+	}
+	deleted := map[string]bool{}
+	for _, p := range rep.Deleted {
+		deleted[p] = true
+	}
+	var due int
+	for _, c := range rep.Candidates {
+		when := "never (negative --gc-grace)"
+		switch {
+		case c.DueNow:
+			when = "due now"
+			due++
+		case !c.Due.IsZero():
+			when = "due at " + c.Due.UTC().Format(time.RFC3339)
+		}
+		verb := "keep"
+		switch {
+		case deleted[c.Path]:
+			verb = "deleted"
+		case dryRun && c.DueNow:
+			verb = "would delete"
+		}
+		fmt.Fprintf(stdout, "%s %s (%s): %s, unreferenced since %s\n", verb, c.Path, humanBytes(c.Size), when, c.Since.UTC().Format(time.RFC3339))
+	}
+	if dryRun {
+		fmt.Fprintf(stdout, "dry run: %d unreferenced, %d due now, %d within the grace period; nothing deleted\n", len(rep.Candidates), due, rep.Pending)
+	} else {
+		fmt.Fprintf(stdout, "deleted %d, waiting for the grace period: %d\n", len(rep.Deleted), rep.Pending)
+	}
+	return gcErr
 }
