@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/ssmirror/ssmirror/internal/testserver"
+	"github.com/ssmirror/ssmirror/sign"
+	"github.com/ssmirror/ssmirror/streams/streamtest"
+)
+
+// These tests run the real binary as a separate process against a real MinIO: what an operator
+// runs, measured from outside (peak RSS from the kernel's rusage, signals delivered for real).
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ssmirror")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func testKeys(t *testing.T) (*sign.Signer, string) {
+	t.Helper()
+	keys, _ := filepath.Abs(filepath.Join("..", "..", "testdata", "keys"))
+	f, err := os.Open(filepath.Join(keys, "test-signing-key.asc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s, err := sign.LoadSigner(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, filepath.Join(keys, "test-keyring.gpg")
+}
+
+// oneBigFile is a stream of one release/arch/version/kernel whose squashfs is size bytes.
+func oneBigFile(t *testing.T, size int64) (*streamtest.Stream, string) {
+	t.Helper()
+	signer, keyring := testKeys(t)
+	cfg := streamtest.Config{
+		Releases: []string{"noble"}, Arches: []string{"amd64"}, Versions: []string{"20250718"},
+		Kernels: []string{"ga"}, SquashfsSize: size, Seed: 7,
+	}
+	s, err := streamtest.Generate(cfg, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, keyring
+}
+
+// s3Env runs the binary with credentials for srv and nothing else from the developer's AWS setup.
+func s3Env(t *testing.T, srv *testserver.Server) []string {
+	dir := t.TempDir()
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "AWS_CA_BUNDLE=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env,
+		"AWS_ACCESS_KEY_ID="+srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+srv.SecretKey,
+		"AWS_CONFIG_FILE="+filepath.Join(dir, "config"), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(dir, "credentials"),
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL_S3="+srv.Endpoint)
+}
+
+func squashfsPath(s *streamtest.Stream) string {
+	for _, it := range s.Items {
+		if it.Name == "squashfs" {
+			return it.Path
+		}
+	}
+	return ""
+}
+
+// TestLargeObjectMemoryBounded uploads a 1 GiB object generated on the fly into MinIO and
+// checks the process's peak RSS stays within the part buffers plus a fixed overhead, far below
+// the object's size. The figure is logged.
+func TestLargeObjectMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("uploads 1 GiB")
+	}
+	srv := testserver.MinIO(t)
+	bucket := srv.NewBucket(t, "large")
+	s, keyring := oneBigFile(t, 1<<30+12345)
+	up := httptest.NewServer(s.Handler())
+	defer up.Close()
+	bin := buildBinary(t)
+
+	cmd := exec.Command(bin, "--keyring", keyring, up.URL+"/", "s3://"+bucket+"/mirror", "--json")
+	cmd.Env = s3Env(t, srv)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	began := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ssmirror: %v\n%s", err, stderr.String())
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	peakMB := float64(ru.Maxrss) / 1024
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	t.Logf("1 GiB object into MinIO: wall %s, client CPU %s, peak RSS %.0f MB (16 MiB parts, 4 in flight)", time.Since(began).Round(time.Millisecond), cpu.Round(time.Millisecond), peakMB)
+	// Defaults: 16 MiB parts, 4 in flight, plus one being filled: 80 MiB of buffers.
+	if peakMB > 200 {
+		t.Errorf("peak RSS %.0f MB for a 1 GiB object; the part buffers bound it near 100 MB", peakMB)
+	}
+	info, err := srv.MinioClient(t).StatObject(context.Background(), bucket, "mirror/"+squashfsPath(s), minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != s.Content[squashfsPath(s)] || info.UserMetadata["Sha256"] != s.SHA256(squashfsPath(s)) {
+		t.Errorf("object %d bytes sha256 %q; want %d and %s", info.Size, info.UserMetadata["Sha256"], s.Content[squashfsPath(s)], s.SHA256(squashfsPath(s)))
+	}
+}
+
+// throttled serves h, slowing content bodies down and counting the bytes sent.
+type throttled struct {
+	h    http.Handler
+	sent atomic.Int64
+	off  atomic.Bool
+}
+
+func (th *throttled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/streams/") || th.off.Load() {
+		th.h.ServeHTTP(w, r)
+		return
+	}
+	th.h.ServeHTTP(&slowWriter{ResponseWriter: w, th: th}, r)
+}
+
+type slowWriter struct {
+	http.ResponseWriter
+	th *throttled
+}
+
+// Write pauses 20 ms after every 256 KiB sent: about 12 MiB/s.
+func (sw *slowWriter) Write(p []byte) (int, error) {
+	const step = 256 << 10
+	n, err := sw.ResponseWriter.Write(p)
+	after := sw.th.sent.Add(int64(n))
+	if after/step != (after-int64(n))/step {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return n, err
+}
+
+// TestSIGINTMidUpload interrupts a multipart upload with a real SIGINT: the process exits
+// non-zero, no partial object and no incomplete upload is visible, nothing is published, and the
+// next run completes.
+func TestSIGINTMidUpload(t *testing.T) {
+	srv := testserver.MinIO(t)
+	bucket := srv.NewBucket(t, "sigint")
+	s, keyring := oneBigFile(t, 48<<20)
+	th := &throttled{h: s.Handler()}
+	up := httptest.NewServer(th)
+	defer up.Close()
+	bin := buildBinary(t)
+	args := []string{"--keyring", keyring, "--part-size", "5242880", up.URL + "/", "s3://" + bucket + "/mirror"}
+
+	cmd := exec.Command(bin, args...)
+	cmd.Env = s3Env(t, srv)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for th.sent.Load() < 16<<20 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the upload never got going: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	signalled := time.Now()
+	err := cmd.Wait()
+	t.Logf("exited %s after SIGINT", time.Since(signalled).Round(time.Millisecond))
+	if err == nil {
+		t.Fatal("an interrupted run exited 0")
+	}
+	if !strings.Contains(stderr.String(), "interrupted") && !strings.Contains(stderr.String(), "context canceled") {
+		t.Errorf("stderr does not say it was interrupted: %s", stderr.String())
+	}
+	t.Logf("interrupted after %d MiB: %s", th.sent.Load()>>20, strings.TrimSpace(stderr.String()))
+
+	mc := srv.MinioClient(t)
+	ctx := context.Background()
+	for obj := range mc.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "mirror/", Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		if strings.HasPrefix(obj.Key, "mirror/streams/") || obj.Key == "mirror/"+squashfsPath(s) {
+			t.Errorf("visible after the interrupt: %s", obj.Key)
+		}
+	}
+	for u := range mc.ListIncompleteUploads(ctx, bucket, "", true) {
+		t.Errorf("incomplete upload left: %s %v", u.Key, u.Err)
+	}
+
+	// The next run completes.
+	th.off.Store(true)
+	cmd = exec.Command(bin, args...)
+	cmd.Env = s3Env(t, srv)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the run after the interrupt failed: %v\n%s", err, out)
+	}
+	info, err := mc.StatObject(ctx, bucket, "mirror/"+squashfsPath(s), minio.StatObjectOptions{})
+	if err != nil || info.Size != 48<<20 {
+		t.Fatalf("after the second run: %v, size %d", err, info.Size)
+	}
+	if _, err := mc.StatObject(ctx, bucket, "mirror/streams/v1/index.sjson", minio.StatObjectOptions{}); err != nil {
+		t.Errorf("index not published by the completing run: %v", err)
+	}
+}
