@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
@@ -106,7 +107,7 @@ func AcquireLock(ctx context.Context, dst store.Store, opts LockOptions) (*Targe
 			continue // released meanwhile
 		case rerr != nil:
 			return nil, nil, rerr
-		case opts.Now().After(holder.Expires):
+		case opts.Now().After(holder.Expires) || holderDead(holder, host):
 			// The holder died (or stalled past its lease): take over. Delete only the lease we
 			// read, then race for the create like anyone else.
 			if cur, err := readLease(ctx, dst); err == nil && cur.ID == holder.ID {
@@ -183,6 +184,18 @@ func (l *TargetLock) Release() error {
 		return fmt.Errorf("releasing the lock: %w", err)
 	}
 	return nil
+}
+
+// holderDead reports whether the lease was taken on this host by a process that no longer
+// exists (killed with SIGKILL, say), so its lock need not wait for the lease to expire. Hosts
+// are told apart by name: containers and machines sharing one name would defeat this, which
+// is why only a missing process on a matching host counts, never a live one.
+func holderDead(l Lease, host string) bool {
+	if l.Host == "" || l.Host != host || l.PID <= 0 || l.PID == os.Getpid() {
+		return false
+	}
+	err := syscall.Kill(l.PID, 0)
+	return errors.Is(err, syscall.ESRCH)
 }
 
 func readLease(ctx context.Context, dst store.Store) (Lease, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -126,4 +127,29 @@ func TestInterruptedRunReleasesTheLock(t *testing.T) {
 	up.stream.SetOverride(victim, nil)
 	run(t, up, dst, sync.Options{Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1})
 	checkVerbatim(t, up, tree(t, dir))
+}
+
+func TestDeadHolderOnThisHostIsTakenOver(t *testing.T) {
+	up := newUpstream(t, smallConfig(), nil)
+	_, dst := newTarget(t)
+	// A process that has exited: its pid is free.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	lease := sync.Lease{ID: "killed", Host: host, PID: cmd.Process.Pid, Started: time.Now(), Expires: time.Now().Add(time.Hour)}
+	data, _ := json.Marshal(lease)
+	store.PutBytes(context.Background(), dst, sync.LockKey, data, store.PutOptions{})
+	run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1})
+
+	// The same lease from another host is respected until it expires.
+	lease.Host = "another-host"
+	data, _ = json.Marshal(lease)
+	store.PutBytes(context.Background(), dst, sync.LockKey, data, store.PutOptions{})
+	_, err := sync.Run(context.Background(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	var locked *sync.LockedError
+	if !errors.As(err, &locked) {
+		t.Fatalf("a lease from another host was taken over: %v", err)
+	}
 }
