@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	gosync "sync"
+	"time"
 
 	"github.com/ssmirror/ssmirror/store"
 )
@@ -154,21 +157,86 @@ func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom st
 		}
 		opts.Log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", copyFrom, "error", err)
 	}
+	var openFails, badSums int
+	for {
+		info, opened, err := fetchOnce(ctx, src, dst, f, put, opts)
+		if err == nil {
+			opts.Progress.fileDone()
+			return transferResult{"fetched", info.SHA256}, nil
+		}
+		var again bool
+		var attempt int
+		switch {
+		case ctx.Err() != nil:
+		case !opened:
+			openFails++
+			again, attempt = retryableOpen(err) && openFails < maxOpenAttempts, openFails
+		case errors.Is(err, store.ErrChecksum):
+			badSums++
+			again, attempt = badSums < maxChecksumAttempts, badSums
+		}
+		if !again {
+			if attempt > 1 {
+				return transferResult{}, fmt.Errorf("fetching %s: %w (after %d attempts)", f.Path, err, attempt)
+			}
+			return transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err)
+		}
+		opts.Log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
+		t := time.NewTimer(fetchBackoff(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return transferResult{}, fmt.Errorf("fetching %s: %w (interrupted while waiting to try again after: %v)", f.Path, context.Cause(ctx), err)
+		case <-t.C:
+		}
+	}
+}
+
+// Bounds on fetching one file: attempts to open it (the source answering 5xx or not at all),
+// and complete downloads whose checksum is wrong.
+const (
+	maxOpenAttempts     = 5
+	maxChecksumAttempts = 3
+)
+
+// fetchOnce opens f in src and streams it into dst. opened says whether the source answered, so
+// that a failure can be told apart from one in the body or the target. Bytes counted in the
+// progress by a failed attempt are taken back.
+func fetchOnce(ctx context.Context, src, dst store.Store, f Fetch, put store.PutOptions, opts *Options) (store.Info, bool, error) {
 	rc, err := src.Open(ctx, f.Path, 0)
 	if err != nil {
-		return transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err)
+		return store.Info{}, false, err
 	}
 	defer rc.Close()
-	var r io.Reader = &countingReader{r: rc, p: opts.Progress}
+	cr := &countingReader{r: rc, p: opts.Progress}
+	var r io.Reader = cr
 	if f.SHA256 == "" {
 		r = newExtraCheck(f, r)
 	}
 	info, err := dst.Put(ctx, f.Path, r, put)
 	if err != nil {
-		return transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err)
+		opts.Progress.add(-cr.n)
+		return store.Info{}, true, err
 	}
-	opts.Progress.fileDone()
-	return transferResult{"fetched", info.SHA256}, nil
+	return info, true, nil
+}
+
+// retryableOpen says whether a failure to open a source object may be transient: anything but a
+// missing object, a refusal or a cancelled run. (The HTTP store resumes interrupted bodies by
+// itself, but answers 5xx or connection failures on the first request as errors.)
+func retryableOpen(err error) bool {
+	for _, permanent := range []error{store.ErrNotExist, fs.ErrPermission, store.ErrReadOnly, store.ErrChecksum, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, permanent) {
+			return false
+		}
+	}
+	return true
+}
+
+// fetchBackoff waits about 0.5s, 1s, 2s, … (at most 8s) before attempt+1, jittered by ±25%.
+func fetchBackoff(attempt int) time.Duration {
+	d := 500 * time.Millisecond << min(attempt-1, 4)
+	return d*3/4 + rand.N(d/2+1)
 }
 
 // hashObject reads an object in the target and returns its sha256.
@@ -219,10 +287,12 @@ func (c *extraCheck) Read(p []byte) (int, error) {
 type countingReader struct {
 	r io.Reader
 	p *Progress
+	n int64
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.p.add(int64(n))
+	c.n += int64(n)
 	return n, err
 }

@@ -97,6 +97,10 @@ type Options struct {
 	Seed uint64
 	// Faults are considered in order; a request gets at most one.
 	Faults []Fault
+	// Key names a request for the pseudo-random draw; requests with the same key are told apart
+	// by how many came before. Nil: the method, path and query. Tests give one that drops parts
+	// that differ between runs (an S3 uploadId) so that every run draws the same faults.
+	Key func(*http.Request) string
 	// Transport forwards requests (nil: a fresh http.Transport without compression).
 	Transport http.RoundTripper
 }
@@ -200,6 +204,9 @@ func (p *Proxy) draw(key string, n uint64) *rand.Rand {
 // choose picks the fault for r, if any, and counts it.
 func (p *Proxy) choose(r *http.Request) (*Fault, *rand.Rand) {
 	key := r.Method + " " + r.URL.RequestURI()
+	if p.opts.Key != nil {
+		key = p.opts.Key(r)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := p.seen[key]

@@ -258,6 +258,30 @@ func TestRatesFiltersAndDeterminism(t *testing.T) {
 	t.Logf("seed 1: %v", sa.Faults)
 }
 
+// TestKey: with a key that ignores a per-run query parameter, runs draw the same faults.
+func TestKey(t *testing.T) {
+	b := newBackend(t, 10)
+	trace := func(run int) string {
+		_, srv := newProxy(t, b, Options{
+			Seed:   3,
+			Faults: []Fault{{Kind: Status503, Rate: 0.5}},
+			Key:    func(r *http.Request) string { return r.Method + " " + r.URL.Path },
+		})
+		var s strings.Builder
+		for i := range 40 {
+			resp, _, err := get(t, t.Context(), fmt.Sprintf("%s/k%d?run=%d", srv.URL, i%7, run))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&s, "%d ", resp.StatusCode)
+		}
+		return s.String()
+	}
+	if a, b := trace(1), trace(2); a != b || !strings.Contains(a, "503") || !strings.Contains(a, "200") {
+		t.Errorf("runs differ or inject nothing useful:\n%s\n%s", a, b)
+	}
+}
+
 func TestNewRefusesBadOptions(t *testing.T) {
 	for _, tc := range []struct {
 		target string

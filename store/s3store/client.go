@@ -3,10 +3,21 @@ package s3store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Retry settings of the clients NewClient builds.
+const (
+	// RetryMaxAttempts is how many times one S3 request is tried in all.
+	RetryMaxAttempts = 8
+	// RetryMaxBackoff caps the jittered exponential pause between attempts.
+	RetryMaxBackoff = 5 * time.Second
 )
 
 // DefaultRegion is used when neither Options.Region nor the SDK's configuration chain names one.
@@ -56,6 +67,26 @@ func NewClient(ctx context.Context, opts Options) (*s3.Client, error) {
 		// The SDK would otherwise log a warning for each response without a checksum; a
 		// library does not print.
 		o.DisableLogOutputChecksumValidationSkipped = true
+		o.Retryer = newRetryer(cfg.RetryMaxAttempts)
 	})
 	return client, nil
+}
+
+// newRetryer retries what the SDK's standard retryer deems transient (connection errors, 500,
+// 502, 503 and 504 answers, throttling codes such as SlowDown, request timeouts) up to
+// RetryMaxAttempts times with jittered exponential backoff. Request bodies are seekable buffers
+// (whole small objects, one part at a time), so every attempt resends them. The client-side
+// retry quota is off: a mirror run is one client, bounded per request by RetryMaxAttempts, and a
+// long run through a throttling store would otherwise exhaust the quota and fail requests that
+// a pause would have let through. maxAttempts, when positive (AWS_MAX_ATTEMPTS, max_attempts in the shared config), overrides
+// RetryMaxAttempts.
+func newRetryer(maxAttempts int) aws.Retryer {
+	if maxAttempts <= 0 {
+		maxAttempts = RetryMaxAttempts
+	}
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = maxAttempts
+		o.MaxBackoff = RetryMaxBackoff
+		o.RateLimiter = ratelimit.None
+	})
 }
