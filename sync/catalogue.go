@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
@@ -184,7 +185,7 @@ func loadProducts(ctx context.Context, src store.Store, id string, e *streams.In
 func readDocument(ctx context.Context, src store.Store, key string, v Verification, limit int64) ([]byte, []MetaFile, error) {
 	base, ending := splitForm(key)
 	if ending == "" {
-		data, err := store.ReadAll(ctx, src, key, limit)
+		data, err := readMetadata(ctx, src, key, limit)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -196,7 +197,7 @@ func readDocument(ctx context.Context, src store.Store, key string, v Verificati
 	found := map[string][]byte{}
 	for _, e := range metadataForms {
 		k := base + e
-		data, err := store.ReadAll(ctx, src, k, limit)
+		data, err := readMetadata(ctx, src, k, limit)
 		if errors.Is(err, store.ErrNotExist) {
 			if k == key {
 				return nil, nil, err
@@ -268,6 +269,24 @@ func readDocument(ctx context.Context, src store.Store, key string, v Verificati
 		}
 	}
 	return body, forms, nil
+}
+
+// readMetadata reads one metadata file, trying again with backoff when the failure may be
+// transient (a 5xx answer, a dropped connection), as content fetches do.
+func readMetadata(ctx context.Context, src store.Store, key string, limit int64) ([]byte, error) {
+	for attempt := 1; ; attempt++ {
+		data, err := store.ReadAll(ctx, src, key, limit)
+		if err == nil || !retryableOpen(err) || attempt == maxOpenAttempts {
+			return data, err
+		}
+		t := time.NewTimer(fetchBackoff(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, context.Cause(ctx)
+		case <-t.C:
+		}
+	}
 }
 
 // sameJSON compares two JSON documents by value, ignoring layout. Paths differ between the .json

@@ -21,6 +21,8 @@ type GCOptions struct {
 	Now func() time.Time
 	// Log receives each deletion (nil: nothing is logged).
 	Log *slog.Logger
+	// Lock configures the target's lock, taken unless DryRun.
+	Lock LockOptions
 }
 
 // GCCandidate is one object the mirror owns that nothing it holds references.
@@ -49,8 +51,7 @@ type GCReport struct {
 // deletes the objects the mirror wrote that nothing it holds has referenced for longer than the
 // grace period, exactly as the end of a sync run does. Objects the state's held items reference
 // are never deleted, nor objects the mirror did not write. With DryRun nothing changes.
-//
-// TODO: take the target's lock once there is one, so GC never runs beside a sync.
+// Except in a dry run it holds the target's lock (opts.Lock), so it never runs beside a sync.
 func GC(ctx context.Context, dst store.Store, opts GCOptions) (*GCReport, error) {
 	if opts.Grace == 0 {
 		opts.Grace = DefaultGCGrace
@@ -62,6 +63,14 @@ func GC(ctx context.Context, dst store.Store, opts GCOptions) (*GCReport, error)
 		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	rep := &GCReport{DryRun: opts.DryRun, Candidates: []GCCandidate{}, Deleted: []string{}}
+	if !opts.DryRun {
+		lock, lctx, err := AcquireLock(ctx, dst, opts.Lock)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Release()
+		ctx = lctx
+	}
 	st, err := LoadState(ctx, dst)
 	if err != nil {
 		return nil, err

@@ -75,9 +75,22 @@ func TestLostLeaseCancelsTheRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Another run takes over (as if this one had stalled past its lease).
+	// Another run takes over (as if this one had stalled past its lease) and, like any run,
+	// keeps renewing its lease: a renewal of ours racing with its takeover cannot win for long.
 	other, _ := json.Marshal(sync.Lease{ID: "other", Host: "elsewhere", Expires: time.Now().Add(time.Hour)})
-	store.PutBytes(context.Background(), dst, sync.LockKey, other, store.PutOptions{})
+	stopOther := make(chan struct{})
+	otherDone := make(chan struct{})
+	go func() {
+		defer close(otherDone)
+		for {
+			store.PutBytes(context.Background(), dst, sync.LockKey, other, store.PutOptions{})
+			select {
+			case <-stopOther:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
 	select {
 	case <-ctx.Done():
 		if !errors.Is(context.Cause(ctx), sync.ErrLockLost) {
@@ -86,6 +99,8 @@ func TestLostLeaseCancelsTheRun(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the run was not cancelled after losing its lease")
 	}
+	close(stopOther)
+	<-otherDone
 	if err := l.Release(); err != nil {
 		t.Fatal(err)
 	}

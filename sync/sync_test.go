@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -629,13 +630,16 @@ func TestDryRunChangesNothing(t *testing.T) {
 // recorder is a store that remembers the order of writes.
 type recorder struct {
 	*dirstore.Store
+	mu   gosync.Mutex
 	puts []string
 }
 
 func (r *recorder) Put(ctx context.Context, key string, rd io.Reader, opts store.PutOptions) (store.Info, error) {
 	info, err := r.Store.Put(ctx, key, rd, opts)
 	if err == nil {
+		r.mu.Lock()
 		r.puts = append(r.puts, key)
+		r.mu.Unlock()
 	}
 	return info, err
 }

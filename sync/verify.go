@@ -235,10 +235,14 @@ func Verify(ctx context.Context, dst store.Store, opts VerifyOptions) (*VerifyRe
 		info, ok := listed[p]
 		switch {
 		case !ok:
+			mu.Lock()
 			rep.add(p, ProblemMissing, fmt.Sprintf("listed with %d bytes", c.size))
+			mu.Unlock()
 			continue
 		case info.Size != c.size:
+			mu.Lock()
 			rep.add(p, ProblemSize, fmt.Sprintf("%d bytes, the catalogue says %d", info.Size, c.size))
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)

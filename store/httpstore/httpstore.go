@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -360,6 +361,8 @@ func (b *body) accept(resp *http.Response, first bool) error {
 			return nil
 		}
 		return fmt.Errorf("get %s from byte %d: %s", b.url, b.pos, resp.Status)
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return permanentError{fmt.Errorf("get %s: %s: %w", b.url, resp.Status, fs.ErrPermission)}
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
 		return permanentError{fmt.Errorf("get %s: %s", b.url, resp.Status)}
 	default:
