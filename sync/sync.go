@@ -199,8 +199,11 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	}
 	stage("publish metadata")
 
-	// The published metadata now promises plan.Held: record it, then release what it no longer needs.
-	st.Held = plan.Held
+	// The published metadata now promises plan.Held: record it, then release what it no longer
+	// needs. A metadata-only run fetched nothing, so it holds what it held before.
+	if !opts.NoItemDownload {
+		st.Held = plan.Held
+	}
 	markUnreferenced(st, opts.Now())
 	if err := SaveState(ctx, dst, st); err != nil {
 		return rep, err

@@ -679,3 +679,26 @@ func TestWriteOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestNoItemDownloadPublishesMetadataOnly(t *testing.T) {
+	up := newUpstream(t, smallConfig(), nil)
+	dir, dst := newTarget(t)
+	run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), NoItemDownload: true})
+	files := tree(t, dir)
+	if got := contentPaths(files); len(got) != 0 {
+		t.Errorf("content fetched: %v", got)
+	}
+	checkVerbatim(t, up, files)
+	st, err := sync.LoadState(context.Background(), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.Held.Items(); n != 0 {
+		t.Errorf("a metadata-only run records %d items as held", n)
+	}
+	// A later full run fetches the selection.
+	rep := run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1})
+	if rep.Fetched == 0 {
+		t.Error("the full run fetched nothing")
+	}
+}
