@@ -40,6 +40,13 @@ Publishing modes:
 Runs with different filters into one target accumulate (the MAAS recipe runs twice); --prune
 drops what the current selection no longer covers.
 
+Configuration: every flag may also come from the environment as SSMIRROR_<FLAG> (--s3-endpoint:
+SSMIRROR_S3_ENDPOINT) or from a config file (--config FILE or $SSMIRROR_CONFIG) of "key = value"
+lines, # comments, keys source and target, and [filter] sections of one filter per line.
+A flag wins over the environment, which wins over the file. With source and target configured,
+run 'ssmirror sync --config FILE'. Secrets never go in the file: the signing passphrase comes
+from $SSMIRROR_SIGNING_PASSPHRASE or --signing-passphrase-file. See docs/operator-guide.md.
+
 Examples:
   # The MAAS documentation's recipe, into a directory:
   ssmirror --keyring=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg \
@@ -106,24 +113,33 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the target before giving up (default: do not wait)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the run summary as JSON")
 	f.s3.addFlags(fs)
+	addConfigFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	pos := fs.Args()
-	if len(pos) < 2 {
-		return usagef("sync needs SOURCE and TARGET (see ssmirror help sync)")
-	}
-	srcLoc, err := parseLocation(pos[0])
+	conf, err := configure(fs, os.LookupEnv)
 	if err != nil {
 		return err
 	}
-	dstLoc, err := parseLocation(pos[1])
+	source, target, groups, err := syncArgs(fs.Args(), conf)
 	if err != nil {
 		return err
 	}
-	filters, err := streams.ParseFilters(pos[2:])
+	srcLoc, err := parseLocation(source)
 	if err != nil {
-		return usageError{err}
+		return err
+	}
+	dstLoc, err := parseLocation(target)
+	if err != nil {
+		return err
+	}
+	var filters streams.Filters
+	switch len(groups) {
+	case 0:
+	case 1:
+		filters = groups[0]
+	default:
+		return usagef("%d filter groups given: selecting by several groups (an OR of filter groups) is not supported yet; run once per group without --prune", len(groups))
 	}
 	keyring, err := f.verify.load()
 	if err != nil {
@@ -198,10 +214,33 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		} else if f.jsonOut {
 			printJSONSummary(stdout, rep, time.Since(began), err)
 		} else {
-			printSummary(stdout, pos[0], describe(dst), rep, time.Since(began), err)
+			printSummary(stdout, source, describe(dst), rep, time.Since(began), err)
 		}
 	}
 	return err
+}
+
+// syncArgs resolves SOURCE, TARGET and the filter groups. With no arguments they all come from
+// the configuration (environment, then config file); with SOURCE and TARGET as arguments, the
+// filters come from the arguments when there are any, else from the configuration.
+func syncArgs(pos []string, conf *settings) (source, target string, groups []streams.Filters, err error) {
+	switch {
+	case len(pos) == 0:
+		if conf.Source == "" || conf.Target == "" {
+			return "", "", nil, usagef("sync needs SOURCE and TARGET: as arguments, as $SSMIRROR_SOURCE and $SSMIRROR_TARGET, or as source and target in the config file (see ssmirror help sync)")
+		}
+		return conf.Source, conf.Target, conf.Groups, nil
+	case len(pos) == 1:
+		return "", "", nil, usagef("sync needs SOURCE and TARGET (see ssmirror help sync)")
+	}
+	if len(pos) == 2 {
+		return pos[0], pos[1], conf.Groups, nil
+	}
+	filters, err := streams.ParseFilters(pos[2:])
+	if err != nil {
+		return "", "", nil, usageError{err}
+	}
+	return pos[0], pos[1], []streams.Filters{filters}, nil
 }
 
 // printPlan prints sstream-mirror's dry-run lines: + or -, product, version, item, path, size.
