@@ -71,7 +71,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		if opts.Size < smallObject || partSize != s.partSize {
 			buf = make([]byte, opts.Size)
 		} else {
-			bp := s.getBuf()
+			bp, err := s.getBuf(ctx)
+			if err != nil {
+				return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
+			}
 			defer s.putBuf(bp)
 			buf = (*bp)[:opts.Size]
 		}
@@ -96,8 +99,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 
 	// Unknown or large size: read the first part, and decide.
 	var first *[]byte
+	var err error
 	if partSize == s.partSize {
-		first = s.getBuf()
+		if first, err = s.getBuf(ctx); err != nil {
+			return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
+		}
 	} else {
 		b := make([]byte, partSize)
 		first = &b
@@ -193,14 +199,22 @@ func verifyBytes(key string, data []byte, opts store.PutOptions) (string, error)
 	return sum, nil
 }
 
-// getBuf returns a part buffer from the store's free list, or a new one.
-func (s *Store) getBuf() *[]byte {
+// getBuf returns a part buffer from the store's free list, or a new one, once the store-wide
+// budget (Options.BufferBudget) has room for it: all the Puts of one Store share the budget, so
+// memory stays bounded however many files are uploaded at once. A waiting Put always gets a
+// buffer eventually: every buffer taken is released when its part has been answered.
+func (s *Store) getBuf(ctx context.Context) (*[]byte, error) {
+	select {
+	case s.tokens <- struct{}{}:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
 	select {
 	case bp := <-s.bufs:
-		return bp
+		return bp, nil
 	default:
 		b := make([]byte, s.partSize)
-		return &b
+		return &b, nil
 	}
 }
 
@@ -215,6 +229,7 @@ func (s *Store) putBuf(bp *[]byte) {
 	case s.bufs <- bp:
 	default:
 	}
+	<-s.tokens
 }
 
 // putMultipart uploads the object whose first part, already read from v, is in first.
@@ -310,7 +325,10 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 		}
 		var bp *[]byte
 		if partSize == s.partSize {
-			bp = s.getBuf()
+			var berr error
+			if bp, berr = s.getBuf(gctx); berr != nil {
+				break // cancelled or a part failed: g.Wait says which
+			}
 		} else {
 			b := make([]byte, partSize)
 			bp = &b

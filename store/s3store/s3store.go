@@ -36,9 +36,11 @@ import (
 
 // Sizes and limits of S3 multipart uploads.
 const (
-	MinPartSize     = 5 << 20  // S3's smallest part (except the last)
-	DefaultPartSize = 16 << 20 // Options.PartSize when zero
-	MaxParts        = 10000    // S3's largest part number
+	MinPartSize = 5 << 20 // S3's smallest part (except the last)
+	// DefaultBufferBudget is Options.BufferBudget when zero: four default parts.
+	DefaultBufferBudget = 64 << 20
+	DefaultPartSize     = 16 << 20 // Options.PartSize when zero
+	MaxParts            = 10000    // S3's largest part number
 	// MaxCopySize is the largest object CopyObject copies in one request.
 	MaxCopySize = 5 << 30
 	// DefaultPartConcurrency is Options.PartConcurrency when zero.
@@ -72,6 +74,10 @@ type Options struct {
 	// PartConcurrency is the number of parts of one object uploaded at once; zero:
 	// DefaultPartConcurrency.
 	PartConcurrency int
+	// BufferBudget bounds the bytes of part buffers all Puts of this Store hold at once (at
+	// least two parts' worth). Zero: DefaultBufferBudget. Peak memory is about this plus a fixed
+	// overhead, whatever the number and size of the objects being uploaded.
+	BufferBudget int64
 
 	// CacheControlMetadata is the Cache-Control recorded on SimpleStreams metadata objects (keys
 	// with a "streams" path segment, e.g. "streams/v1/index.json") and CacheControlContent on
@@ -88,7 +94,8 @@ type Store struct {
 	opts        Options
 	partSize    int64
 	concurrency int
-	bufs        chan *[]byte // free part buffers, len partSize
+	bufs        chan *[]byte  // free part buffers, len partSize
+	tokens      chan struct{} // one per part buffer taken: the store-wide budget
 }
 
 var (
@@ -118,6 +125,11 @@ func New(client *s3.Client, bucket, prefix string, opts Options) *Store {
 		s.concurrency = DefaultPartConcurrency
 	}
 	s.bufs = make(chan *[]byte, s.concurrency+1)
+	budget := opts.BufferBudget
+	if budget <= 0 {
+		budget = DefaultBufferBudget
+	}
+	s.tokens = make(chan struct{}, max(2, budget/s.partSize))
 	return s
 }
 
