@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha512"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -229,6 +231,14 @@ func retryableOpen(err error) bool {
 		if errors.Is(err, permanent) {
 			return false
 		}
+	}
+	// A certificate that does not verify will not verify on a second try.
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &badHost) || errors.As(err, &invalid) {
+		return false
 	}
 	return true
 }

@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -32,6 +36,60 @@ func (f *s3Flags) addFlags(fsAdd *pflag.FlagSet) {
 	fsAdd.StringVar(&f.profile, "profile", "", "AWS shared-config profile")
 	fsAdd.Int64Var(&f.partSize, "part-size", 16<<20, "multipart part size in bytes (at least 5 MiB)")
 	fsAdd.IntVar(&f.partConcurrency, "part-concurrency", 4, "parts of one object uploaded at once")
+}
+
+// tlsFlags configure TLS towards an HTTPS upstream. (S3 endpoints take their CA bundle from
+// AWS_CA_BUNDLE, as every AWS SDK does.)
+type tlsFlags struct {
+	caCert   string
+	insecure bool
+}
+
+func (f *tlsFlags) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&f.caCert, "ca-cert", "", "PEM file of extra CA certificates trusted for an HTTPS SOURCE (S3 endpoints: $AWS_CA_BUNDLE)")
+	fs.BoolVar(&f.insecure, "insecure", false, "do not verify the HTTPS SOURCE's certificate (dangerous: metadata signatures and content hashes remain the only protection)")
+}
+
+// httpClient builds the upstream HTTP client: TLS verification on, with extra CAs if given.
+func (f *tlsFlags) httpClient(stderr io.Writer) (*http.Client, error) {
+	client := httpstore.DefaultClient()
+	if f.caCert == "" && !f.insecure {
+		return client, nil
+	}
+	tr, ok := client.Transport.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("unexpected HTTP transport %T", client.Transport)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.caCert != "" {
+		pem, err := os.ReadFile(f.caCert)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-cert: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", f.caCert)
+		}
+		cfg.RootCAs = pool
+	}
+	if f.insecure {
+		fmt.Fprintln(stderr, "ssmirror: WARNING: --insecure: the source's TLS certificate is NOT verified; anyone on the path can answer in its place")
+		cfg.InsecureSkipVerify = true
+	}
+	tr.TLSClientConfig = cfg
+	return client, nil
+}
+
+// warnUnprotected says so when nothing protects what is read: no signature check and a plain
+// HTTP source.
+func warnUnprotected(stderr io.Writer, loc location, keyring bool) {
+	if loc.kind != "http" || !strings.HasPrefix(loc.root, "http://") || keyring {
+		return
+	}
+	fmt.Fprintf(stderr, "ssmirror: WARNING: %s is read over plain HTTP without checking signatures (no --keyring): anyone on the path can change what is mirrored\n", loc.root)
 }
 
 // location is a parsed SOURCE or TARGET.
@@ -90,11 +148,14 @@ func parseLocation(raw string) (location, error) {
 	return loc, nil
 }
 
-// openSource opens a location for reading.
-func openSource(ctx context.Context, loc location, s3f *s3Flags, mirrors []string) (store.Store, error) {
+// openSource opens a location for reading; client is used for HTTP(S) sources (nil: the default).
+func openSource(ctx context.Context, loc location, s3f *s3Flags, mirrors []string, client *http.Client) (store.Store, error) {
 	switch loc.kind {
 	case "http":
-		return httpstore.New(httpstore.DefaultClient(), loc.root, httpstore.Options{Mirrors: mirrors, UserAgent: "ssmirror/" + version()})
+		if client == nil {
+			client = httpstore.DefaultClient()
+		}
+		return httpstore.New(client, loc.root, httpstore.Options{Mirrors: mirrors, UserAgent: "ssmirror/" + version()})
 	case "s3":
 		return openS3(ctx, loc, s3f)
 	default:

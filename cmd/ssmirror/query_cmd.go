@@ -26,6 +26,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var (
 		vf      verifyFlags
 		s3f     s3Flags
+		tlsf    tlsFlags
 		max     int
 		path    string
 		jsonOut bool
@@ -36,6 +37,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per item")
 	s3f.addFlags(fs)
+	tlsf.addFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -54,7 +56,11 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	src, err := openSource(ctx, loc, &s3f, nil)
+	client, err := tlsf.httpClient(stderr)
+	if err != nil {
+		return err
+	}
+	src, err := openSource(ctx, loc, &s3f, nil, client)
 	if err != nil {
 		return err
 	}
