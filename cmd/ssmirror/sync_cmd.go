@@ -68,6 +68,7 @@ Examples:
 type syncFlags struct {
 	verify          verifyFlags
 	s3              s3Flags
+	tls             tlsFlags
 	max             int
 	keep            bool
 	path            string
@@ -87,9 +88,10 @@ type syncFlags struct {
 	progressEvery   time.Duration
 	metadataMaxSize int64
 	lockTimeout     time.Duration
+	metrics         metricsFlags
 }
 
-func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	var f syncFlags
 	fs := newFlagSet("sync", syncUsage, stdout)
 	f.verify.addFlags(fs)
@@ -113,6 +115,8 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the target before giving up (default: do not wait)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the run summary as JSON")
 	f.s3.addFlags(fs)
+	f.tls.addFlags(fs)
+	f.metrics.addFlags(fs)
 	addConfigFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -124,6 +128,27 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	source, target, groups, err := syncArgs(fs.Args(), conf)
 	if err != nil {
 		return err
+	}
+	if err := f.metrics.check(); err != nil {
+		return err
+	}
+	// From here on every failure is a failed run, reported in the metrics too.
+	var rep *sync.Report
+	began := time.Now()
+	if f.metrics.enabled() && !f.dryRun {
+		defer func() {
+			// Report even an interrupted run, within a bounded time.
+			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			merr := f.metrics.export(mctx, runResult{target: target, report: rep, duration: time.Since(began), err: err, end: time.Now()})
+			switch {
+			case merr != nil && err == nil:
+				err = fmt.Errorf("mirrored, but %w", merr)
+			case merr != nil:
+				// The run's own error is the one to report; the metrics failure goes with it.
+				err = fmt.Errorf("%w (and %v)", err, merr)
+			}
+		}()
 	}
 	srcLoc, err := parseLocation(source)
 	if err != nil {
@@ -169,7 +194,12 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if f.path != "" {
 		start = f.path
 	}
-	src, err := openSource(ctx, srcLoc, &f.s3, f.mirrors)
+	client, err := f.tls.httpClient(stderr)
+	if err != nil {
+		return err
+	}
+	warnUnprotected(stderr, srcLoc, keyring != nil)
+	src, err := openSource(ctx, srcLoc, &f.s3, f.mirrors, client)
 	if err != nil {
 		return err
 	}
@@ -203,18 +233,18 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if f.progress && !f.dryRun {
 		stopProgress = showProgress(progress, stderr, f.progressEvery)
 	}
-	began := time.Now()
-	rep, err := sync.Run(ctx, src, dst, opts)
+	rep, err = sync.Run(ctx, src, dst, opts)
 	if stopProgress != nil {
 		stopProgress()
 	}
+	took := time.Since(began)
 	if rep != nil && rep.Plan != nil {
 		if f.dryRun {
 			printPlan(stdout, rep.Plan)
 		} else if f.jsonOut {
-			printJSONSummary(stdout, rep, time.Since(began), err)
+			printJSONSummary(stdout, rep, took, err)
 		} else {
-			printSummary(stdout, source, describe(dst), rep, time.Since(began), err)
+			printSummary(stdout, source, describe(dst), rep, took, err)
 		}
 	}
 	return err

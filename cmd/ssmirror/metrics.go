@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/push"
+	"github.com/prometheus/common/expfmt"
+	"github.com/spf13/pflag"
+	"github.com/ssmirror/ssmirror/sync"
+)
+
+// Prometheus metrics of one sync run, for batch-job monitoring: written as a node_exporter
+// textfile (--metrics-textfile) or pushed to a Pushgateway (--metrics-push). All are gauges
+// describing the last run; alert on time() - ssmirror_last_success_timestamp_seconds.
+
+// pushJob is the Pushgateway job name; the grouping key adds the target.
+const pushJob = "ssmirror"
+
+const lastSuccessMetric = "ssmirror_last_success_timestamp_seconds"
+
+// metricsFlags are the flags that export a run's metrics.
+type metricsFlags struct {
+	textfile string
+	pushURL  string
+}
+
+func (m *metricsFlags) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&m.textfile, "metrics-textfile", "", "write the run's Prometheus metrics to this file (atomically; for node_exporter's textfile collector, name it *.prom)")
+	fs.StringVar(&m.pushURL, "metrics-push", "", "push the run's Prometheus metrics to this Pushgateway URL (job ssmirror, grouped by target)")
+}
+
+// check refuses, before any work, settings that could only fail after the run.
+func (m *metricsFlags) check() error {
+	if m.pushURL != "" {
+		if _, err := pushTarget(m.pushURL); err != nil {
+			return err
+		}
+	}
+	if m.textfile != "" {
+		if st, err := os.Stat(filepath.Dir(m.textfile)); err != nil || !st.IsDir() {
+			return usagef("--metrics-textfile %s: its directory does not exist", m.textfile)
+		}
+	}
+	return nil
+}
+
+// pushTarget parses a Pushgateway URL.
+func pushTarget(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, usagef("--metrics-push wants the http(s) URL of a Pushgateway")
+	}
+	return u, nil
+}
+
+func (m *metricsFlags) enabled() bool { return m.textfile != "" || m.pushURL != "" }
+
+// runResult is what the metrics describe.
+type runResult struct {
+	target   string
+	report   *sync.Report // nil when the run failed before planning
+	duration time.Duration
+	err      error
+	end      time.Time
+}
+
+// registry builds the run's metrics. With targetLabel, every series carries target="…" (for a
+// textfile); without it the label comes from the Pushgateway's grouping key. lastSuccess, when
+// not zero, is reported as the last success time (a failed run passes the previous one, if known).
+func (r runResult) registry(targetLabel bool, lastSuccess float64) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	var labels prometheus.Labels
+	if targetLabel {
+		labels = prometheus.Labels{"target": r.target}
+	}
+	gauge := func(name, help string, v float64) {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
+		g.Set(v)
+		reg.MustRegister(g)
+	}
+	failed := 0.0
+	if r.err != nil {
+		failed = 1
+	}
+	gauge("ssmirror_last_run_timestamp_seconds", "When the last run ended (Unix time).", unixSeconds(r.end))
+	gauge("ssmirror_last_run_error", "1 if the last run failed (nothing published), else 0.", failed)
+	gauge("ssmirror_last_run_duration_seconds", "How long the last run took.", r.duration.Seconds())
+	if lastSuccess != 0 {
+		gauge(lastSuccessMetric, "When the last successful run ended (Unix time).", lastSuccess)
+	}
+	rep := r.report
+	if rep == nil {
+		rep = &sync.Report{}
+	}
+	var added, removed, kept int
+	if rep.Plan != nil {
+		added, removed, kept = len(rep.Plan.Added), len(rep.Plan.Removed), rep.Plan.Kept
+	}
+	gauge("ssmirror_last_run_items_added", "Items the last run added to the mirror.", float64(added))
+	gauge("ssmirror_last_run_items_removed", "Items the last run released from the mirror.", float64(removed))
+	gauge("ssmirror_last_run_items_kept", "Items the last run kept as they were.", float64(kept))
+	gauge("ssmirror_last_run_files_fetched", "Files the last run downloaded from the source.", float64(rep.Fetched))
+	gauge("ssmirror_last_run_fetched_bytes", "Bytes the last run downloaded from the source.", float64(rep.FetchedBytes))
+	gauge("ssmirror_last_run_files_copied", "Files the last run copied inside the target.", float64(rep.Copied))
+	gauge("ssmirror_last_run_copied_bytes", "Bytes the last run copied inside the target.", float64(rep.CopiedBytes))
+	gauge("ssmirror_last_run_files_adopted", "Files the last run found already present and verified.", float64(rep.Adopted))
+	gauge("ssmirror_last_run_metadata_written", "Metadata files the last run published.", float64(len(rep.MetadataWritten)))
+	gauge("ssmirror_last_run_deleted_objects", "Objects the last run garbage-collected.", float64(len(rep.Deleted)))
+	gauge("ssmirror_last_run_pending_deletion_objects", "Unreferenced objects waiting for the grace period.", float64(rep.PendingDeletion))
+	stages := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "ssmirror_last_run_stage_duration_seconds", Help: "Time the last run spent in each stage.", ConstLabels: labels,
+	}, []string{"stage"})
+	for _, s := range rep.Stages {
+		stages.WithLabelValues(s.Name).Add(s.Duration.Seconds())
+	}
+	reg.MustRegister(stages)
+	return reg
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// export writes and pushes the run's metrics as the flags ask.
+func (m *metricsFlags) export(ctx context.Context, r runResult) error {
+	var errs []error
+	if m.textfile != "" {
+		if err := writeTextfile(m.textfile, r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if m.pushURL != "" {
+		if err := pushMetrics(ctx, m.pushURL, r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeTextfile replaces path with the run's metrics: a temporary file in the same directory,
+// renamed over it, so the collector never reads half a file. A failed run carries over the last
+// success time recorded in the previous file.
+func writeTextfile(path string, r runResult) error {
+	last := 0.0
+	if r.err == nil {
+		last = unixSeconds(r.end)
+	} else {
+		last = previousSuccess(path)
+	}
+	mfs, err := r.registry(true, last).Gather()
+	if err != nil {
+		return fmt.Errorf("metrics textfile %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("metrics textfile: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
+	for _, mf := range mfs {
+		if _, err = expfmt.MetricFamilyToText(tmp, mf); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("metrics textfile %s: %w", path, err)
+	}
+	return nil
+}
+
+// previousSuccess reads the last success time from an earlier textfile (0 when unknown).
+func previousSuccess(path string) float64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var p expfmt.TextParser
+	mfs, err := p.TextToMetricFamilies(f)
+	if err != nil {
+		return 0
+	}
+	if mf := mfs[lastSuccessMetric]; mf != nil && len(mf.GetMetric()) == 1 {
+		return mf.GetMetric()[0].GetGauge().GetValue()
+	}
+	return 0
+}
+
+// pushMetrics sends the run's metrics to a Pushgateway, grouped by job and target. A success
+// replaces the group (PUT); a failure updates only the metrics it has (POST), so the group keeps
+// the last success time. Credentials in the URL are sent as basic auth and never printed.
+func pushMetrics(ctx context.Context, rawURL string, r runResult) error {
+	u, err := pushTarget(rawURL)
+	if err != nil {
+		return err
+	}
+	user := u.User
+	u.User = nil
+	p := push.New(u.String(), pushJob).Grouping("target", r.target)
+	if user != nil {
+		pass, _ := user.Password()
+		p = p.BasicAuth(user.Username(), pass)
+	}
+	if r.err == nil {
+		err = p.Gatherer(r.registry(false, unixSeconds(r.end))).PushContext(ctx)
+	} else {
+		err = p.Gatherer(r.registry(false, 0)).AddContext(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("metrics push to %s: %w", u.Redacted(), err)
+	}
+	return nil
+}
