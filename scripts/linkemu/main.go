@@ -1,0 +1,284 @@
+// Command linkemu is a loopback TCP proxy that emulates a slower, farther link, for benchmarks:
+//
+//	go run ./scripts/linkemu -listen 127.0.0.1:8081 -to 127.0.0.1:8080 -rate 20MB -latency 30ms
+//
+// What it models, per accepted connection:
+//
+//   - Bandwidth: each direction of each connection has its own token bucket of -rate bytes per
+//     second (burst -burst bytes). Connections do not share a budget: the limit is per
+//     connection, like a path whose bottleneck is per-flow (a server's per-connection cap, or
+//     TCP over a long path), not a shared pipe.
+//   - Latency: -latency is the added round-trip time. Every chunk read from one side is
+//     delivered to the other side latency/2 after it was read (a one-way delay), so a request
+//     and its response cost one extra -latency. Connection setup costs one more round trip:
+//     the upstream connection is dialled -latency after the client's connection is accepted,
+//     as a TCP handshake would delay the client's first request.
+//   - Back-pressure: at most -window bytes per direction are in flight inside the proxy; beyond
+//     that it stops reading, so the sender sees TCP flow control as on a real path.
+//
+// It does not model loss, jitter or reordering. Both addresses must be loopback addresses.
+// It prints "linkemu: listening on ADDR" once ready and runs until interrupted.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "linkemu:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("linkemu", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "loopback address to listen on")
+	to := fs.String("to", "", "loopback address to forward to (required)")
+	rate := fs.String("rate", "20MB", "bytes per second per connection and direction (K/M/G = 1000^n, Ki/Mi/Gi = 1024^n; 0: unlimited)")
+	burst := fs.String("burst", "64KiB", "token bucket size in bytes")
+	latency := fs.Duration("latency", 30*time.Millisecond, "added round-trip time (each direction is delayed by half)")
+	window := fs.String("window", "4MiB", "bytes in flight inside the proxy per connection and direction")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *to == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errors.New("-to is required and no arguments are taken")
+	}
+	var l Link
+	var err error
+	if l.Rate, err = parseBytes(*rate); err != nil {
+		return fmt.Errorf("-rate: %w", err)
+	}
+	if l.Burst, err = parseBytes(*burst); err != nil {
+		return fmt.Errorf("-burst: %w", err)
+	}
+	if l.Window, err = parseBytes(*window); err != nil {
+		return fmt.Errorf("-window: %w", err)
+	}
+	if *latency < 0 {
+		return fmt.Errorf("-latency: negative duration %v", *latency)
+	}
+	l.Latency = *latency
+	for _, a := range []string{*listen, *to} {
+		if err := checkLoopback(a); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "linkemu: listening on %s, forwarding to %s (%s/s per connection and direction, +%v round trip)\n",
+		ln.Addr(), *to, *rate, l.Latency)
+	return l.Serve(ctx, ln, *to)
+}
+
+// checkLoopback refuses an address whose host is not a loopback IP (or "localhost").
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("address %q: only loopback addresses are allowed", addr)
+	}
+	return nil
+}
+
+// parseBytes parses "20MB", "20M", "64KiB", "1.5G" or a plain number of bytes.
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := 1.0
+	for _, u := range []struct {
+		suffix string
+		mult   float64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KI", 1 << 10}, {"MI", 1 << 20}, {"GI", 1 << 30},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"B", 1}} {
+		if strings.HasSuffix(strings.ToUpper(t), u.suffix) {
+			t, mult = t[:len(t)-len(u.suffix)], u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("bad byte count %q", s)
+	}
+	return int64(f * mult), nil
+}
+
+// Link is the emulated link's parameters.
+type Link struct {
+	Rate    int64         // bytes per second per connection and direction; 0: unlimited
+	Burst   int64         // token bucket size in bytes (0: 64 KiB)
+	Latency time.Duration // added round-trip time
+	Window  int64         // bytes in flight inside the proxy per direction (0: 4 MiB)
+}
+
+const chunkSize = 32 << 10
+
+// Serve accepts connections on ln and forwards each to the address to through the emulated
+// link until ctx is cancelled; it then closes ln and every open connection and returns nil.
+func (l Link) Serve(ctx context.Context, ln net.Listener, to string) error {
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.handle(ctx, c, to)
+		}()
+	}
+}
+
+// handle forwards one client connection.
+func (l Link) handle(ctx context.Context, client net.Conn, to string) {
+	defer client.Close()
+	// The handshake's round trip.
+	select {
+	case <-time.After(l.Latency):
+	case <-ctx.Done():
+		return
+	}
+	var d net.Dialer
+	upstream, err := d.DialContext(ctx, "tcp", to)
+	if err != nil {
+		return // the client sees its connection closed, as with a refused upstream
+	}
+	defer upstream.Close()
+	stop := context.AfterFunc(ctx, func() {
+		client.Close()
+		upstream.Close()
+	})
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); l.pipe(upstream, client) }()
+	go func() { defer wg.Done(); l.pipe(client, upstream) }()
+	wg.Wait()
+}
+
+type chunk struct {
+	data []byte
+	due  time.Time
+}
+
+// pipe copies src to dst through the delay line and the token bucket, then half-closes dst.
+// On an error in either direction both connections are closed.
+func (l Link) pipe(dst, src net.Conn) {
+	window := l.Window
+	if window <= 0 {
+		window = 4 << 20
+	}
+	ch := make(chan chunk, max(4, window/chunkSize))
+	oneWay := l.Latency / 2
+	go func() {
+		defer close(ch)
+		for {
+			buf := make([]byte, chunkSize)
+			n, err := src.Read(buf)
+			if n > 0 {
+				ch <- chunk{buf[:n], time.Now().Add(oneWay)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	bucket := newBucket(l.Rate, l.Burst)
+	failed := false
+	for c := range ch {
+		if failed {
+			continue // drain so that the reader goroutine ends
+		}
+		if d := time.Until(c.due); d > 0 {
+			time.Sleep(d)
+		}
+		bucket.wait(len(c.data))
+		if _, err := dst.Write(c.data); err != nil {
+			failed = true
+			src.Close()
+			dst.Close()
+		}
+	}
+	if !failed {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+		}
+	}
+}
+
+// bucket is a token bucket kept as a virtual clock: the time at which the bytes sent so far
+// have been paid for. Idle time earns tokens up to the burst (the clock never lags now by more
+// than burst/rate); a send of n bytes advances the clock by n/rate and waits until it.
+type bucket struct {
+	rate  float64 // bytes per second; 0: unlimited
+	slack time.Duration
+	clock time.Time
+}
+
+func newBucket(rate, burst int64) *bucket {
+	if burst <= 0 {
+		burst = 64 << 10
+	}
+	b := &bucket{rate: float64(rate)}
+	if rate > 0 {
+		b.slack = time.Duration(float64(burst) / float64(rate) * float64(time.Second))
+	}
+	return b
+}
+
+func (b *bucket) wait(n int) {
+	if b.rate <= 0 {
+		return
+	}
+	now := time.Now()
+	if earliest := now.Add(-b.slack); b.clock.Before(earliest) {
+		b.clock = earliest // unused tokens accumulate up to the burst, no further
+	}
+	b.clock = b.clock.Add(time.Duration(float64(n) / b.rate * float64(time.Second)))
+	if d := b.clock.Sub(now); d > 0 {
+		time.Sleep(d)
+	}
+}
