@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
@@ -64,19 +63,7 @@ type s3env struct {
 func newS3Target(t *testing.T, kind testserver.Kind) *s3env {
 	t.Helper()
 	srv := testserver.Shared(t, kind)
-	dir := t.TempDir()
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "AWS_") && name != "AWS_CA_BUNDLE" {
-			t.Setenv(name, "")
-			os.Unsetenv(name)
-		}
-	}
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	srv.IsolateAWSEnv(t)
 	opts := s3store.Options{Endpoint: srv.Endpoint, Region: srv.Region, PartSize: s3store.MinPartSize, PartConcurrency: 2}
 	client, err := s3store.NewClient(context.Background(), opts)
 	if err != nil {

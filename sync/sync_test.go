@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ssmirror/ssmirror/internal/testkeys"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
@@ -34,28 +35,9 @@ type upstream struct {
 	keyring *sign.Keyring
 }
 
-func loadSigner(t testing.TB, name string) *sign.Signer {
-	t.Helper()
-	f, err := os.Open(filepath.Join("..", "testdata", "keys", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	s, err := sign.LoadSigner(f, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func loadSigner(t testing.TB, name string) *sign.Signer { return testkeys.Signer(t, name) }
 
-func testKeyring(t testing.TB) *sign.Keyring {
-	t.Helper()
-	kr, err := sign.LoadKeyring(filepath.Join("..", "testdata", "keys", "test-keyring.gpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
-}
+func testKeyring(t testing.TB) *sign.Keyring { return testkeys.LoadKeyring(t, testkeys.Keyring) }
 
 func newUpstream(t *testing.T, cfg streamtest.Config, signer *sign.Signer) *upstream {
 	t.Helper()

@@ -52,7 +52,7 @@ func TestKillTrials(t *testing.T) {
 	t.Run("minio", func(t *testing.T) {
 		srv := testserver.MinIO(t)
 		bucket := srv.NewBucket(t, "kill")
-		env := s3Env(t, srv)
+		env := srv.AWSEnv(t)
 		for _, kv := range env {
 			k, v, _ := cutEnv(kv)
 			t.Setenv(k, v)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/ssmirror/ssmirror/internal/testkeys"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/streams/streamtest"
@@ -35,18 +36,7 @@ func buildBinary(t *testing.T) string {
 }
 
 func testKeys(t *testing.T) (*sign.Signer, string) {
-	t.Helper()
-	keys, _ := filepath.Abs(filepath.Join("..", "..", "testdata", "keys"))
-	f, err := os.Open(filepath.Join(keys, "test-signing-key.asc"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	s, err := sign.LoadSigner(f, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, filepath.Join(keys, "test-keyring.gpg")
+	return testkeys.Signer(t, testkeys.SigningKey), testkeys.Path(testkeys.Keyring)
 }
 
 // oneBigFile is a stream of one release/arch/version/kernel whose squashfs is size bytes.
@@ -62,22 +52,6 @@ func oneBigFile(t *testing.T, size int64) (*streamtest.Stream, string) {
 		t.Fatal(err)
 	}
 	return s, keyring
-}
-
-// s3Env runs the binary with credentials for srv and nothing else from the developer's AWS setup.
-func s3Env(t *testing.T, srv *testserver.Server) []string {
-	dir := t.TempDir()
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "AWS_CA_BUNDLE=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env,
-		"AWS_ACCESS_KEY_ID="+srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+srv.SecretKey,
-		"AWS_CONFIG_FILE="+filepath.Join(dir, "config"), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(dir, "credentials"),
-		"AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL_S3="+srv.Endpoint)
 }
 
 func squashfsPath(s *streamtest.Stream) string {
@@ -104,7 +78,7 @@ func TestLargeObjectMemoryBounded(t *testing.T) {
 	bin := buildBinary(t)
 
 	cmd := exec.Command(bin, "--keyring", keyring, up.URL+"/", "s3://"+bucket+"/mirror", "--json")
-	cmd.Env = s3Env(t, srv)
+	cmd.Env = srv.AWSEnv(t)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	began := time.Now()
@@ -173,7 +147,7 @@ func TestSIGINTMidUpload(t *testing.T) {
 	args := []string{"--keyring", keyring, "--part-size", "5242880", up.URL + "/", "s3://" + bucket + "/mirror"}
 
 	cmd := exec.Command(bin, args...)
-	cmd.Env = s3Env(t, srv)
+	cmd.Env = srv.AWSEnv(t)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -218,7 +192,7 @@ func TestSIGINTMidUpload(t *testing.T) {
 	// The next run completes.
 	th.off.Store(true)
 	cmd = exec.Command(bin, args...)
-	cmd.Env = s3Env(t, srv)
+	cmd.Env = srv.AWSEnv(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("the run after the interrupt failed: %v\n%s", err, out)
 	}

@@ -42,7 +42,7 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 func BenchmarkPutMultipart(b *testing.B) {
 	const size = 256 << 20
 	srv := testserver.Shared(b, testserver.KindMinIO)
-	isolateAWSEnv(b, srv)
+	srv.IsolateAWSEnv(b)
 	opts := s3store.Options{Endpoint: srv.Endpoint, Region: srv.Region}
 	client, err := s3store.NewClient(b.Context(), opts)
 	if err != nil {

@@ -9,8 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,26 +25,6 @@ func TestMain(m *testing.M) { os.Exit(testserver.RunMain(m)) }
 // testPartSize is the smallest part S3 allows, so that objects of a few MiB go multipart.
 const testPartSize = s3store.MinPartSize
 
-// isolateAWSEnv points the SDK's configuration chain at the test server's credentials only:
-// no shared config files, no IMDS, no endpoint or profile from the developer's environment.
-// AWS_CA_BUNDLE is left as the environment has it.
-func isolateAWSEnv(t testing.TB, srv *testserver.Server) {
-	t.Helper()
-	dir := t.TempDir()
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "AWS_") && name != "AWS_CA_BUNDLE" {
-			t.Setenv(name, "")
-			os.Unsetenv(name)
-		}
-	}
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-}
-
 // env is one S3 server with a client built by NewClient the way the CLI builds it.
 type env struct {
 	kind testserver.Kind
@@ -59,7 +37,7 @@ type env struct {
 func newEnv(t *testing.T, kind testserver.Kind) *env {
 	t.Helper()
 	srv := testserver.Shared(t, kind)
-	isolateAWSEnv(t, srv)
+	srv.IsolateAWSEnv(t)
 	opts := s3store.Options{
 		Endpoint:        srv.Endpoint,
 		Region:          srv.Region,

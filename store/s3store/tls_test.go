@@ -25,7 +25,7 @@ import (
 // with the proxy's certificate as the bundle single and multipart puts work over HTTPS.
 func TestCABundle(t *testing.T) {
 	srv := testserver.Shared(t, testserver.KindMinIO)
-	isolateAWSEnv(t, srv)
+	srv.IsolateAWSEnv(t)
 	target, err := url.Parse(srv.Endpoint)
 	if err != nil {
 		t.Fatal(err)
