@@ -1,0 +1,72 @@
+package sync_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ssmirror/ssmirror/internal/testserver"
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/dirstore"
+	"github.com/ssmirror/ssmirror/sync"
+)
+
+// sameContentTwice writes an unsigned stream whose two items have different paths and the same
+// content (MAAS streams have such pairs), and returns it as a source.
+func sameContentTwice(t *testing.T) store.Store {
+	t.Helper()
+	dir := t.TempDir()
+	content := []byte("identical bytes under two paths\n")
+	sum := sha256.Sum256(content)
+	hexsum := hex.EncodeToString(sum[:])
+	files := map[string]string{
+		"streams/v1/index.json": `{"format": "index:1.0", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "index": {"c": {"format": "products:1.0", "path": "streams/v1/c.json", "products": ["p"]}}}`,
+		"streams/v1/c.json": fmt.Sprintf(`{"format": "products:1.0", "content_id": "c", "products": {"p": {"arch": "amd64", "versions": {"1": {"items": {
+			"a": {"path": "one/file", "size": %d, "sha256": "%s"},
+			"b": {"path": "two/file", "size": %d, "sha256": "%s"}}}}}}}`, len(content), hexsum, len(content), hexsum),
+		"one/file": string(content),
+		"two/file": string(content),
+	}
+	for p, data := range files {
+		full := filepath.Join(dir, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := dirstore.New(dir, dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func TestSameContentIsCopiedInsideTheTarget(t *testing.T) {
+	targets := map[string]func(t *testing.T) store.Store{
+		"directory": func(t *testing.T) store.Store { _, d := newTarget(t); return d },
+		"minio":     func(t *testing.T) store.Store { return newS3Target(t, testserver.KindMinIO).dst },
+	}
+	for name, newDst := range targets {
+		t.Run(name, func(t *testing.T) {
+			src := sameContentTwice(t)
+			dst := newDst(t)
+			rep, err := sync.Run(context.Background(), src, dst, sync.Options{StartPath: "streams/v1/index.json", Concurrency: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Fetched != 1 || rep.Copied != 1 {
+				t.Errorf("fetched %d, copied %d; want the first fetched and the second copied in the target", rep.Fetched, rep.Copied)
+			}
+			for _, p := range []string{"one/file", "two/file"} {
+				info, err := dst.Stat(context.Background(), p)
+				if err != nil || info.Size != 32 {
+					t.Errorf("%s: %+v %v", p, info, err)
+				}
+			}
+		})
+	}
+}
