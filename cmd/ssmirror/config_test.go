@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
 	"github.com/ssmirror/ssmirror/streams"
+	"go.yaml.in/yaml/v3"
 )
 
 // testFlags is a flag set with one flag of each kind the commands use.
@@ -244,6 +247,66 @@ func TestSyncArgs(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.groups, groups); diff != "" {
 				t.Errorf("groups (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestDeployConfigs runs the real sync command line on every example config shipped in deploy/
+// (the files and the Kubernetes ConfigMap), dry, against the committed fixture: each must be
+// accepted (keys are flags, values parse, secrets absent) and its filters must select something.
+func TestDeployConfigs(t *testing.T) {
+	fx := fixtureDir(t)
+	configs := map[string]string{}
+	files, err := filepath.Glob(filepath.Join("..", "..", "deploy", "config", "*.conf"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no deploy/config/*.conf: %v", err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		configs[f] = string(data)
+	}
+	manifest, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kubernetes", "cronjob.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(manifest))
+	for {
+		var doc struct {
+			Kind string            `yaml:"kind"`
+			Data map[string]string `yaml:"data"`
+		}
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if doc.Kind == "ConfigMap" {
+			for k, v := range doc.Data {
+				configs["cronjob.yaml:"+k] = v
+			}
+		}
+	}
+	if len(configs) < 4 {
+		t.Fatalf("found %d configs, want the 2 files and the 2 in the ConfigMap", len(configs))
+	}
+	for name, text := range configs {
+		t.Run(filepath.Base(name), func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "c.conf")
+			if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// SOURCE, TARGET and --keyring replaced by the fixture's; the rest as shipped.
+			stdout, stderr, code := runMain(t, "sync", "--config", p, "--keyring", filepath.Join(fx, "keys", "test-keyring.gpg"),
+				"--dry-run", filepath.Join(fx, "stream"), filepath.Join(t.TempDir(), "m"))
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if !strings.Contains(stdout, "\n+ ") && !strings.HasPrefix(stdout, "+ ") {
+				t.Errorf("the config's filters select nothing in the fixture:\n%s", stdout)
 			}
 		})
 	}

@@ -1,0 +1,182 @@
+package deploy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// needTool finds an external program; absent, the test skips, unless CI=true.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not installed (CI=true)", name)
+		}
+		t.Skipf("%s is not installed", name)
+	}
+	return p
+}
+
+// TestSystemdUnits runs systemd-analyze verify on the service and timer, with ExecStart pointed
+// at an executable that exists here (verify checks it). Any diagnostic fails the test: unknown
+// keys are only warnings to systemd.
+func TestSystemdUnits(t *testing.T) {
+	analyze := needTool(t, "systemd-analyze")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	svc, err := os.ReadFile(filepath.Join("systemd", "ssmirror.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(svc, []byte("ExecStart=/usr/local/bin/ssmirror ")); n != 2 {
+		t.Fatalf("ssmirror.service: %d ExecStart lines running /usr/local/bin/ssmirror, want 2", n)
+	}
+	for _, want := range []string{"Type=oneshot", "EnvironmentFile=", "DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes"} {
+		if !bytes.Contains(svc, []byte("\n"+want)) {
+			t.Errorf("ssmirror.service lacks %s", want)
+		}
+	}
+	svc = bytes.ReplaceAll(svc, []byte("/usr/local/bin/ssmirror"), []byte(exe))
+	timer, err := os.ReadFile(filepath.Join("systemd", "ssmirror.timer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"ssmirror.service": svc, "ssmirror.timer": timer} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(analyze, "verify", "./ssmirror.service", "./ssmirror.timer")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestKubernetesCronJob parses the manifest and checks what the guide promises of it.
+func TestKubernetesCronJob(t *testing.T) {
+	docs := kubernetesDocs(t)
+	var cm, cj map[string]any
+	for _, d := range docs {
+		switch d["kind"] {
+		case "ConfigMap":
+			cm = d
+		case "CronJob":
+			cj = d
+		}
+	}
+	if cm == nil || cj == nil {
+		t.Fatalf("want a ConfigMap and a CronJob, got %d documents", len(docs))
+	}
+	if got := dig(t, cj, "apiVersion"); got != "batch/v1" {
+		t.Errorf("CronJob apiVersion %v", got)
+	}
+	if got := dig(t, cj, "spec", "concurrencyPolicy"); got != "Forbid" {
+		t.Errorf("concurrencyPolicy %v, want Forbid", got)
+	}
+	pod := dig(t, cj, "spec", "jobTemplate", "spec", "template", "spec").(map[string]any)
+	if dig(t, pod, "restartPolicy") != "Never" || dig(t, pod, "securityContext", "runAsNonRoot") != true {
+		t.Errorf("pod spec: restartPolicy Never and runAsNonRoot expected")
+	}
+	configs := dig(t, cm, "data").(map[string]any)
+	var containers []any
+	containers = append(containers, dig(t, pod, "initContainers").([]any)...)
+	containers = append(containers, dig(t, pod, "containers").([]any)...)
+	if len(containers) != 2 {
+		t.Fatalf("%d containers, want 2 (images, then bootloaders)", len(containers))
+	}
+	for _, c := range containers {
+		c := c.(map[string]any)
+		args := c["args"].([]any)
+		if len(args) != 3 || args[0] != "sync" || args[1] != "--config" {
+			t.Errorf("container %v: args %v, want sync --config FILE", c["name"], args)
+			continue
+		}
+		file := args[2].(string)
+		if dir, key := filepath.Split(file); dir != "/etc/ssmirror/config/" || configs[key] == nil {
+			t.Errorf("container %v: %s is not a key of the ConfigMap mounted at /etc/ssmirror/config", c["name"], file)
+		}
+		// Credentials come from the Secret, never inline.
+		if c["env"] != nil {
+			t.Errorf("container %v: inline env; credentials belong in the Secret", c["name"])
+		}
+		if dig(t, c, "envFrom").([]any)[0].(map[string]any)["secretRef"].(map[string]any)["name"] != "ssmirror-credentials" {
+			t.Errorf("container %v: no envFrom secretRef ssmirror-credentials", c["name"])
+		}
+		if dig(t, c, "securityContext", "readOnlyRootFilesystem") != true {
+			t.Errorf("container %v: root filesystem not read-only", c["name"])
+		}
+	}
+	for key, text := range configs {
+		if strings.Contains(strings.ToLower(text.(string)), "secret") {
+			t.Errorf("ConfigMap %s mentions a secret", key)
+		}
+	}
+}
+
+// kubernetesDocs parses kubernetes/cronjob.yaml into its documents.
+func kubernetesDocs(t *testing.T) []map[string]any {
+	t.Helper()
+	f, err := os.Open(filepath.Join("kubernetes", "cronjob.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	var docs []map[string]any
+	for {
+		var d map[string]any
+		if err := dec.Decode(&d); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatalf("cronjob.yaml: %v", err)
+		}
+		docs = append(docs, d)
+	}
+	return docs
+}
+
+// dig follows keys through nested maps.
+func dig(t *testing.T, m map[string]any, keys ...string) any {
+	t.Helper()
+	var v any = m
+	for _, k := range keys {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			t.Fatalf("%v: not a mapping at %q", keys, k)
+		}
+		v = mm[k]
+	}
+	return v
+}
+
+// TestDockerfile checks the promises the guide makes of the image (there is no Docker engine
+// here to build it).
+func TestDockerfile(t *testing.T) {
+	data, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CGO_ENABLED=0 go build", "FROM scratch", "ca-certificates.crt", "USER 65532:65532", `ENTRYPOINT ["/usr/local/bin/ssmirror"]`} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	if n := bytes.Count(data, []byte("\nFROM ")); n != 2 {
+		t.Errorf("Dockerfile has %d stages, want 2", n)
+	}
+}

@@ -1,0 +1,3 @@
+// Package deploy holds no code: it is where the packaging lives (Dockerfile, systemd units,
+// Kubernetes manifests, example configs), and its tests check those files.
+package deploy
