@@ -12,6 +12,9 @@ type PlanInput struct {
 	Upstream []streams.Item
 	// Filters select items (ANDed); empty selects everything.
 	Filters streams.Filters
+	// FilterGroups, when not empty, further select items matching any one group (an OR of
+	// AND-groups): a whole MAAS selection set (images and bootloaders) in one run.
+	FilterGroups []streams.Filters
 	// Max keeps at most this many versions per selected product (<= 0: no limit).
 	Max int
 	// Keep keeps held versions that vanished upstream, within Max.
@@ -107,7 +110,7 @@ func MakePlan(in PlanInput) *Plan {
 			upstream[vk] = uv
 		}
 		uv.all[it.Name] = it
-		if in.Filters.Match(it.Attrs) {
+		if in.Filters.Match(it.Attrs) && matchAny(in.FilterGroups, it.Attrs) {
 			if len(uv.matched) == 0 {
 				pk := productKey{it.ContentID, it.Product}
 				matchedVersions[pk] = append(matchedVersions[pk], it.Version)
@@ -215,6 +218,19 @@ func MakePlan(in PlanInput) *Plan {
 	}
 	sort.Strings(p.Unreferenced)
 	return p
+}
+
+// matchAny reports whether some group matches (true when there are no groups).
+func matchAny(groups []streams.Filters, attrs map[string]string) bool {
+	if len(groups) == 0 {
+		return true
+	}
+	for _, g := range groups {
+		if g.Match(attrs) {
+			return true
+		}
+	}
+	return false
 }
 
 func heldItem(it streams.Item) HeldItem {

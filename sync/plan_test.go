@@ -267,3 +267,21 @@ func TestPlanPresence(t *testing.T) {
 		t.Errorf("--verify-existing (-want +got):\n%s", diff)
 	}
 }
+
+func TestPlanFilterGroupsAreORed(t *testing.T) {
+	up := maasUpstream("20250701", "20250718")
+	groups := []streams.Filters{
+		filters(t, "arch=amd64", "release~(focal|jammy)"),
+		filters(t, "os~(grub*|pxelinux)"),
+	}
+	one := MakePlan(PlanInput{Upstream: up, FilterGroups: groups, Max: 1, Held: Held{}})
+	// The same as the MAAS recipe's two runs.
+	first := MakePlan(PlanInput{Upstream: up, Filters: groups[0], Max: 1, Held: Held{}})
+	second := MakePlan(PlanInput{Upstream: up, Filters: groups[1], Max: 1, Held: first.Held})
+	if diff := cmp.Diff(heldKeys(second.Held), heldKeys(one.Held)); diff != "" {
+		t.Errorf("one run with two groups differs from two runs (-two runs +groups):\n%s", diff)
+	}
+	if len(one.Held) == 0 {
+		t.Fatal("nothing selected")
+	}
+}

@@ -40,6 +40,8 @@ type Options struct {
 	StartPath    string
 	Verification Verification
 	Filters      streams.Filters
+	// FilterGroups select items matching any one group (see PlanInput.FilterGroups).
+	FilterGroups []streams.Filters
 	Max          int
 	Keep         bool
 	// Prune releases what the current selection does not cover.
@@ -164,6 +166,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	plan := MakePlan(PlanInput{
 		Upstream:       cat.Items(),
 		Filters:        opts.Filters,
+		FilterGroups:   opts.FilterGroups,
 		Max:            opts.Max,
 		Keep:           opts.Keep,
 		Prune:          opts.Prune,

@@ -67,7 +67,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 	}
-	if len(args) == 0 && cmd == "sync" {
+	if len(args) == 0 && cmd == "sync" && os.Getenv("SSMIRROR_CONFIG") == "" && os.Getenv("SSMIRROR_SOURCE") == "" {
 		fmt.Fprint(stderr, topUsage)
 		return exitUsage
 	}

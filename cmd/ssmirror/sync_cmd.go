@@ -159,12 +159,13 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		return err
 	}
 	var filters streams.Filters
+	var filterGroups []streams.Filters
 	switch len(groups) {
 	case 0:
 	case 1:
 		filters = groups[0]
 	default:
-		return usagef("%d filter groups given: selecting by several groups (an OR of filter groups) is not supported yet; run once per group without --prune", len(groups))
+		filterGroups = groups // an item is selected when any group matches
 	}
 	keyring, err := f.verify.load()
 	if err != nil {
@@ -212,6 +213,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		StartPath:      start,
 		Verification:   sync.Verification{Keyring: keyring, NoVerify: f.verify.noVerify},
 		Filters:        filters,
+		FilterGroups:   filterGroups,
 		Max:            f.max,
 		Keep:           f.keep,
 		Prune:          f.prune,
