@@ -98,3 +98,11 @@ type CreateExcluder interface {
 type Describer interface {
 	Describe() string
 }
+
+// RangeOpener is a store that can read a bounded byte range of an object in one request (HTTP:
+// Range: bytes=offset-end), so that several ranges of one large object can be fetched at once.
+// The reader yields exactly length bytes or fails; like Open's, it resumes an interrupted body
+// by itself where the backend can.
+type RangeOpener interface {
+	OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
+}

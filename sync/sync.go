@@ -72,6 +72,18 @@ type Options struct {
 	Now func() time.Time
 	// Lock configures the target's lease lock (one writer per target). Dry runs take no lock.
 	Lock LockOptions
+	// RangeStreams is how many byte ranges of one large file are fetched at once from a source
+	// that serves bounded ranges (HTTP), handed on in order so the file is still hashed and
+	// uploaded as one stream. 0 means DefaultRangeStreams; 1 fetches every file with one request.
+	// Files shorter than four chunks always take one request.
+	RangeStreams int
+	// RangeChunk is the size of one range (0: DefaultRangeChunk, 8 MiB). A ranged file holds up
+	// to RangeStreams+1 chunks in memory; all the files of a run share one budget of that many
+	// buffers ((4+1) × 8 MiB = 40 MiB at the defaults), and a file that starts while the budget
+	// is taken is fetched with one request.
+	RangeChunk int64
+
+	ranged *rangeBudget // the run's chunk buffers, made on first use (Options.rangeParams)
 }
 
 func (o *Options) defaults() {

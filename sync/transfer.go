@@ -205,9 +205,12 @@ const (
 // that a failure can be told apart from one in the body or the target. Bytes counted in the
 // progress by a failed attempt are taken back.
 func fetchOnce(ctx context.Context, src, dst store.Store, f Fetch, put store.PutOptions, opts *Options) (store.Info, bool, error) {
-	rc, err := src.Open(ctx, f.Path, 0)
-	if err != nil {
-		return store.Info{}, false, err
+	rc := openRanged(ctx, src, f, opts)
+	if rc == nil {
+		var err error
+		if rc, err = src.Open(ctx, f.Path, 0); err != nil {
+			return store.Info{}, false, err
+		}
 	}
 	defer rc.Close()
 	cr := &countingReader{r: rc, p: opts.Progress}

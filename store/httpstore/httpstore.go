@@ -54,8 +54,9 @@ type Store struct {
 }
 
 var (
-	_ store.Store     = (*Store)(nil)
-	_ store.Describer = (*Store)(nil)
+	_ store.Store       = (*Store)(nil)
+	_ store.Describer   = (*Store)(nil)
+	_ store.RangeOpener = (*Store)(nil)
 )
 
 // New returns a Store reading from base (an http or https URL; a trailing "/" is added when
@@ -223,7 +224,29 @@ func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadClos
 	if offset < 0 {
 		return nil, fmt.Errorf("open %s: negative offset %d", key, offset)
 	}
-	b := &body{ctx: ctx, s: s, key: key, pos: offset, total: -1}
+	return s.open(ctx, key, offset, -1)
+}
+
+// OpenRange reads length bytes of key from offset on with a bounded Range request. The reader
+// yields exactly length bytes: it resumes an interrupted body like Open's (from the byte where
+// it stopped to the end of the range), and fails when the object is shorter than the range.
+func (s *Store) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := store.ValidKey(key); err != nil {
+		return nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	if offset < 0 || length < 0 {
+		return nil, fmt.Errorf("open %s: bad range: %d bytes from byte %d", key, length, offset)
+	}
+	if length == 0 {
+		return http.NoBody, nil
+	}
+	return s.open(ctx, key, offset, offset+length)
+}
+
+// open starts a body from offset up to end (exclusive; -1: the end of the object), trying each
+// mirror in turn while the object is not found.
+func (s *Store) open(ctx context.Context, key string, offset, end int64) (io.ReadCloser, error) {
+	b := &body{ctx: ctx, s: s, key: key, pos: offset, end: end, total: -1}
 	var lastURL string
 	for _, base := range s.bases {
 		b.url = objectURL(base, key)
@@ -274,6 +297,7 @@ type body struct {
 	key   string
 	url   string
 	pos   int64 // absolute offset of the next byte to return
+	end   int64 // absolute offset where a ranged body stops (exclusive), -1 for the object's end
 	total int64 // size of the whole object, -1 while unknown
 	etag  string
 	known bool // total and etag were taken from a first accepted response
@@ -297,7 +321,10 @@ func (b *body) request(first bool) error {
 		cancel(nil)
 		return fmt.Errorf("open %s: %w", b.key, err)
 	}
-	if b.pos > 0 {
+	switch {
+	case b.end >= 0:
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(b.pos, 10)+"-"+strconv.FormatInt(b.end-1, 10))
+	case b.pos > 0:
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(b.pos, 10)+"-")
 	}
 	resp, err := b.s.client.Do(req)
@@ -328,7 +355,7 @@ func (b *body) accept(resp *http.Response, first bool) error {
 	switch {
 	case first && isNotFound(resp.StatusCode):
 		return errNotFound
-	case resp.StatusCode == http.StatusPartialContent && b.pos > 0:
+	case resp.StatusCode == http.StatusPartialContent && (b.pos > 0 || b.end >= 0):
 		start, total, err := parseContentRange(resp.Header.Get("Content-Range"))
 		if err != nil {
 			return fmt.Errorf("get %s from byte %d: %w", b.url, b.pos, err)
@@ -339,9 +366,12 @@ func (b *body) accept(resp *http.Response, first bool) error {
 		if err := b.sameObject(resp, total); err != nil {
 			return err
 		}
-		return nil
+		return b.rangeFits(total)
 	case resp.StatusCode == http.StatusOK:
 		if err := b.sameObject(resp, resp.ContentLength); err != nil {
+			return err
+		}
+		if err := b.rangeFits(resp.ContentLength); err != nil {
 			return err
 		}
 		if b.pos > 0 {
@@ -352,7 +382,7 @@ func (b *body) accept(resp *http.Response, first bool) error {
 			}
 		}
 		return nil
-	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && first:
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && first && b.end < 0:
 		// Asking for the empty tail of an object is not an error.
 		if _, total, err := parseContentRange(resp.Header.Get("Content-Range")); err == nil && total == b.pos {
 			b.known, b.total = true, total
@@ -390,6 +420,15 @@ func (b *body) sameObject(resp *http.Response, total int64) error {
 	}
 	if b.total < 0 {
 		b.total = total
+	}
+	return nil
+}
+
+// rangeFits fails, for good, when a ranged body asks for bytes past the end of an object of
+// total bytes (-1: unknown).
+func (b *body) rangeFits(total int64) error {
+	if b.end >= 0 && total >= 0 && total < b.end {
+		return permanentError{fmt.Errorf("get %s: the object is %d bytes, shorter than the range up to byte %d: %w", b.url, total, b.end, io.ErrUnexpectedEOF)}
 	}
 	return nil
 }
@@ -432,6 +471,14 @@ func (b *body) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	for {
+		if b.end >= 0 {
+			if b.pos >= b.end {
+				return 0, io.EOF
+			}
+			if rest := b.end - b.pos; int64(len(p)) > rest {
+				p = p[:rest]
+			}
+		}
 		if b.resp == nil {
 			if err := b.resume(); err != nil {
 				return 0, err
@@ -449,7 +496,10 @@ func (b *body) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if err == io.EOF {
-			if b.total < 0 || b.pos >= b.total {
+			if b.end >= 0 && b.pos >= b.end {
+				return n, io.EOF
+			}
+			if b.end < 0 && (b.total < 0 || b.pos >= b.total) {
 				if b.total >= 0 && b.pos > b.total {
 					return n, fmt.Errorf("read %s: %s sent %d bytes, more than its size %d", b.key, b.url, b.pos, b.total)
 				}
