@@ -1,0 +1,466 @@
+package sync
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/ssmirror/ssmirror/internal/testkeys"
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/dirstore"
+	"github.com/ssmirror/ssmirror/store/httpstore"
+	"github.com/ssmirror/ssmirror/streams/streamtest"
+)
+
+const bigKey = "big/squashfs"
+
+// bigBody is a deterministic 50 MiB body, made once.
+var bigBody = gosync.OnceValue(func() []byte {
+	b := make([]byte, 50<<20)
+	rand.NewChaCha8([32]byte{1, 2, 3}).Read(b)
+	return b
+})
+
+// rangeServer serves data at /big/squashfs with Range support (http.ServeContent); wrap, when
+// set, may take over a request (true: handled).
+type rangeServer struct {
+	data []byte
+	wrap func(w http.ResponseWriter, r *http.Request) bool
+
+	mu       gosync.Mutex
+	gets     int
+	inFlight int
+	maxIn    int
+	arrived  chan struct{} // closed when two requests are in flight at once
+}
+
+func (s *rangeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.TrimPrefix(r.URL.Path, "/") != bigKey {
+		http.NotFound(w, r)
+		return
+	}
+	s.mu.Lock()
+	s.gets++
+	s.inFlight++
+	s.maxIn = max(s.maxIn, s.inFlight)
+	if s.inFlight >= 2 && s.arrived != nil {
+		select {
+		case <-s.arrived:
+		default:
+			close(s.arrived)
+		}
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
+	if s.wrap != nil && s.wrap(w, r) {
+		return
+	}
+	http.ServeContent(w, r, "squashfs", time.Time{}, bytes.NewReader(s.data))
+}
+
+func newRangeSource(t *testing.T, rs *rangeServer) (*httpstore.Store, *httptest.Server) {
+	t.Helper()
+	srv := httptest.NewServer(rs)
+	t.Cleanup(srv.Close)
+	src, err := httpstore.New(srv.Client(), srv.URL, httpstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, srv
+}
+
+// readRanged reads key through a rangedReader with an odd-sized buffer.
+func readRanged(ctx context.Context, src store.RangeOpener, size int64, streams int, chunk int64) ([]byte, error) {
+	r := newRangedReader(ctx, src, bigKey, size, streams, chunk)
+	r.backoff = func(int) time.Duration { return time.Millisecond }
+	defer r.Close()
+	var out bytes.Buffer
+	_, err := io.CopyBuffer(&out, struct{ io.Reader }{r}, make([]byte, 7777))
+	return out.Bytes(), err
+}
+
+func mustSame(t *testing.T, got, want []byte) {
+	t.Helper()
+	if sha256.Sum256(got) != sha256.Sum256(want) || !bytes.Equal(got, want) {
+		i := 0
+		for i < len(got) && i < len(want) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("got %d bytes, want %d (first difference at byte %d)", len(got), len(want), i)
+	}
+}
+
+// TestRangedReaderBytes: the chunks come out in order and complete, whatever the number of
+// streams and the chunk size, also when the size is not a multiple of the chunk.
+func TestRangedReaderBytes(t *testing.T) {
+	data := bigBody()
+	src, _ := newRangeSource(t, &rangeServer{data: data})
+	for _, c := range []struct {
+		size    int64
+		streams int
+		chunk   int64
+	}{
+		{50 << 20, 4, 8 << 20},         // 6¼ chunks
+		{50 << 20, 3, 1<<20 + 3},       // many odd chunks
+		{50<<20 - 1, 8, 5 << 20},       // more streams than needed at the end
+		{50 << 20, 1, 4 << 20},         // one stream
+		{3<<20 + 17, 4, 8 << 20},       // one short chunk
+		{10 << 20, 16, 1 << 20},        // more streams than chunks
+		{50 << 20, 2, 50 << 20},        // one chunk exactly the size
+		{12345, 4, 1000},               // tiny
+		{50<<20 - 12345, 5, 7<<20 + 1}, // not a multiple, odd chunk
+	} {
+		t.Run(fmt.Sprintf("%d/%dx%d", c.size, c.streams, c.chunk), func(t *testing.T) {
+			got, err := readRanged(context.Background(), src, c.size, c.streams, c.chunk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustSame(t, got, data[:c.size])
+		})
+	}
+}
+
+// cutWriter sends a response up to limit body bytes, then drops the connection.
+type cutWriter struct {
+	http.ResponseWriter
+	limit int
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if len(p) < c.limit {
+		c.limit -= len(p)
+		return c.ResponseWriter.Write(p)
+	}
+	c.ResponseWriter.Write(p[:c.limit])
+	c.ResponseWriter.(http.Flusher).Flush()
+	panic(http.ErrAbortHandler)
+}
+
+// TestRangedReaderConnectionsCut: a server that drops a third of its connections part-way
+// (some before any byte) still yields the whole body: every range resumes where it stopped.
+func TestRangedReaderConnectionsCut(t *testing.T) {
+	data := bigBody()
+	var mu gosync.Mutex
+	rnd := rand.New(rand.NewPCG(7, 7))
+	var cuts int
+	rs := &rangeServer{data: data}
+	rs.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		cut := rnd.IntN(3) == 0
+		limit := rnd.IntN(2 << 20)
+		if cut {
+			cuts++
+		}
+		mu.Unlock()
+		if cut {
+			http.ServeContent(&cutWriter{ResponseWriter: w, limit: limit}, r, "squashfs", time.Time{}, bytes.NewReader(data))
+			return true
+		}
+		return false
+	}
+	src, _ := newRangeSource(t, rs)
+	got, err := readRanged(context.Background(), src, int64(len(data)), 4, 3<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSame(t, got, data)
+	if cuts < 3 {
+		t.Fatalf("only %d connections were cut: the test did not test resuming", cuts)
+	}
+	t.Logf("%d of %d requests cut", cuts, rs.gets)
+}
+
+// TestRangedReaderChunkFails: a range the server refuses for good fails the reader with an
+// error naming the key and the range, and nothing past the chunk before it comes out.
+func TestRangedReaderChunkFails(t *testing.T) {
+	data := bigBody()
+	const chunk = 4 << 20
+	bad := "bytes=" + strconv.Itoa(3*chunk) + "-"
+	rs := &rangeServer{data: data}
+	rs.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasPrefix(r.Header.Get("Range"), bad) {
+			http.Error(w, "broken disk", http.StatusInternalServerError)
+			return true
+		}
+		return false
+	}
+	src, _ := newRangeSource(t, rs)
+	got, err := readRanged(context.Background(), src, int64(len(data)), 4, chunk)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{bigKey, strconv.Itoa(3 * chunk), "500"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	t.Log(err)
+	if len(got) > 3*chunk {
+		t.Errorf("read %d bytes past a failed chunk at byte %d", len(got), 3*chunk)
+	}
+	mustSame(t, got, data[:len(got)])
+}
+
+// fakeRanges serves data from memory; short and long change the length of the chunk starting
+// at their key offset.
+type fakeRanges struct {
+	data        []byte
+	short, long map[int64]bool
+}
+
+func (f *fakeRanges) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	end := off + n
+	switch {
+	case f.short[off]:
+		end--
+	case f.long[off]:
+		end++
+	}
+	return io.NopCloser(bytes.NewReader(f.data[off:end])), nil
+}
+
+// TestRangedReaderChunkLength: a chunk shorter than asked is io.ErrUnexpectedEOF naming the key
+// and the offset; a longer one fails too.
+func TestRangedReaderChunkLength(t *testing.T) {
+	data := bigBody()[:1<<20]
+	_, err := readRanged(context.Background(), &fakeRanges{data: data, short: map[int64]bool{300_000: true}}, int64(len(data)), 3, 100_000)
+	if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), bigKey) || !strings.Contains(err.Error(), "300000") {
+		t.Errorf("short chunk: %v", err)
+	}
+	_, err = readRanged(context.Background(), &fakeRanges{data: data, long: map[int64]bool{500_000: true}}, int64(len(data)), 3, 100_000)
+	if err == nil || !strings.Contains(err.Error(), bigKey) || !strings.Contains(err.Error(), "500000") {
+		t.Errorf("long chunk: %v", err)
+	}
+	got, err := readRanged(context.Background(), &fakeRanges{data: data}, int64(len(data)), 3, 100_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSame(t, got, data)
+}
+
+// settleGoroutines waits (a bounded while) for the goroutine count to come back to base.
+func settleGoroutines(t *testing.T, base int) {
+	t.Helper()
+	for range 200 {
+		if runtime.NumGoroutine() <= base {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), base, buf)
+}
+
+// TestRangedReaderCancel: cancelling the context mid-way makes Read fail with the cause (not
+// hang on ranges the server holds back), and Close leaves no goroutine behind; so does closing a
+// reader that was never read to the end.
+func TestRangedReaderCancel(t *testing.T) {
+	base := runtime.NumGoroutine()
+	data := bigBody()
+	const chunk = 1 << 20
+	rs := &rangeServer{data: data}
+	rs.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Range") == "bytes=0-"+strconv.Itoa(chunk-1) {
+			return false
+		}
+		// Every other range: headers, then nothing until the client goes away.
+		w.Header().Set("Content-Length", strconv.Itoa(chunk))
+		w.WriteHeader(http.StatusPartialContent)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		return true
+	}
+	srv := httptest.NewServer(rs)
+	src, err := httpstore.New(srv.Client(), srv.URL, httpstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	r := newRangedReader(ctx, src, bigKey, int64(len(data)), 4, chunk)
+	if _, err := io.ReadFull(r, make([]byte, chunk)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Read(make([]byte, 100))
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), bigKey) {
+			t.Errorf("after cancel: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Read still waiting a minute after the context was cancelled")
+	}
+	r.Close()
+	if _, err := r.Read(make([]byte, 10)); err == nil {
+		t.Error("Read after Close did not fail")
+	}
+
+	// Closed half way, never cancelled.
+	rs.wrap = nil
+	r = newRangedReader(context.Background(), src, bigKey, int64(len(data)), 4, chunk)
+	if _, err := io.ReadFull(r, make([]byte, 5*chunk+7)); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+
+	srv.Close()
+	srv.Client().CloseIdleConnections()
+	settleGoroutines(t, base)
+}
+
+// TestRangedReaderParallel: the ranges of one file really are in flight at once. The server
+// holds the first request back until a second arrives (or 20 s pass, which only a reader that
+// asks for one range at a time would wait out).
+func TestRangedReaderParallel(t *testing.T) {
+	data := bigBody()[:20<<20]
+	rs := &rangeServer{data: data, arrived: make(chan struct{})}
+	rs.wrap = func(w http.ResponseWriter, r *http.Request) bool {
+		select {
+		case <-rs.arrived:
+		case <-time.After(20 * time.Second):
+		}
+		return false
+	}
+	src, _ := newRangeSource(t, rs)
+	got, err := readRanged(context.Background(), src, int64(len(data)), 4, 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSame(t, got, data)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.maxIn < 2 {
+		t.Fatalf("at most %d request in flight at once", rs.maxIn)
+	}
+	t.Logf("up to %d ranges in flight at once, %d requests", rs.maxIn, rs.gets)
+}
+
+// TestRunRanged: a whole run over HTTP with a 40 MiB squashfs fetches it in ranges at the
+// defaults (five 8 MiB chunks) and the mirror holds it intact; with RangeStreams 1 it takes one
+// request; and the run's buffers are all back in its budget afterwards.
+func TestRunRanged(t *testing.T) {
+	cfg := streamtest.Config{
+		Releases:     []string{"noble"},
+		Arches:       []string{"amd64"},
+		Versions:     []string{"20250718"},
+		Kernels:      []string{"ga"},
+		SquashfsSize: 40 << 20,
+		Seed:         3,
+	}
+	s, err := streamtest.Generate(cfg, testkeys.Signer(t, testkeys.SigningKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	src, err := httpstore.New(srv.Client(), srv.URL, httpstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var squashfs string
+	for p, size := range s.Content {
+		if size == 40<<20 {
+			squashfs = p
+		}
+	}
+	if squashfs == "" {
+		t.Fatal("no 40 MiB file in the generated stream")
+	}
+
+	for _, c := range []struct {
+		streams  int
+		requests int
+	}{{0, 5}, {1, 1}} {
+		t.Run(fmt.Sprintf("streams=%d", c.streams), func(t *testing.T) {
+			s.ResetRequests()
+			dir := t.TempDir()
+			dst, err := dirstore.New(dir, dirstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := Options{
+				Verification: Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
+				RangeStreams: c.streams,
+			}
+			rep, err := Run(context.Background(), src, dst, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Fetched != len(s.Content) {
+				t.Errorf("fetched %d files, want %d", rep.Fetched, len(s.Content))
+			}
+			if n := s.Requests(squashfs); n != c.requests {
+				t.Errorf("%d requests for %s, want %d", n, squashfs, c.requests)
+			}
+			for p := range s.Content {
+				got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := io.ReadAll(s.OpenContent(p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("%s: %d bytes differ from upstream's %d", p, len(got), len(want))
+				}
+			}
+		})
+	}
+
+	// The budget: a reader takes what is free and gives it all back on Close.
+	opts := Options{}
+	streams, chunk, budget := opts.rangeParams()
+	if streams != DefaultRangeStreams || chunk != DefaultRangeChunk || cap(budget.slots) != streams+1 {
+		t.Fatalf("defaults: %d streams of %d bytes, budget %d", streams, chunk, cap(budget.slots))
+	}
+	f := Fetch{Path: squashfs, Size: 40 << 20}
+	r1 := openRanged(context.Background(), src, f, &opts)
+	if r1 == nil {
+		t.Fatal("no ranged reader for a 40 MiB file over HTTP")
+	}
+	if r2 := openRanged(context.Background(), src, f, &opts); r2 != nil {
+		t.Error("a second ranged reader while the budget is taken")
+	}
+	if _, err := io.ReadFull(r1, make([]byte, 10<<20)); err != nil {
+		t.Fatal(err)
+	}
+	r1.Close()
+	if n := len(budget.slots); n != streams+1 {
+		t.Errorf("%d of %d buffers back in the budget after Close", n, streams+1)
+	}
+	if r := openRanged(context.Background(), src, Fetch{Path: squashfs, Size: 4*chunk - 1}, &opts); r != nil {
+		t.Error("ranged reader for a file shorter than four chunks")
+	}
+	dirSrc, err := dirstore.New(t.TempDir(), dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := openRanged(context.Background(), dirSrc, f, &opts); r != nil {
+		t.Error("ranged reader for a directory source")
+	}
+}
