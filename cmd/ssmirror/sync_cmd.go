@@ -8,6 +8,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
+
+	"github.com/ssmirror/ssmirror/internal/cdn"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
@@ -89,6 +92,8 @@ type syncFlags struct {
 	metadataMaxSize int64
 	lockTimeout     time.Duration
 	metrics         metricsFlags
+	cfDistribution  string
+	cfPathPrefix    string
 }
 
 func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
@@ -117,6 +122,8 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	f.s3.addFlags(fs)
 	f.tls.addFlags(fs)
 	f.metrics.addFlags(fs)
+	fs.StringVar(&f.cfDistribution, "cloudfront-distribution", "", "after a publish that wrote metadata, invalidate its paths in this CloudFront distribution (id)")
+	fs.StringVar(&f.cfPathPrefix, "cloudfront-path-prefix", "", `path of the mirror root as the distribution serves it (default: "/" + the S3 prefix)`)
 	addConfigFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -132,6 +139,17 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err := f.metrics.check(); err != nil {
 		return err
 	}
+	// A failed CloudFront invalidation does not fail the run the metrics report: it is added to
+	// the error after the metrics defer below has run.
+	var cdnErr error
+	defer func() {
+		switch {
+		case cdnErr != nil && err == nil:
+			err = fmt.Errorf("mirrored, but %w", cdnErr)
+		case cdnErr != nil:
+			err = fmt.Errorf("%w (and %v)", err, cdnErr)
+		}
+	}()
 	// From here on every failure is a failed run, reported in the metrics too.
 	var rep *sync.Report
 	began := time.Now()
@@ -208,6 +226,12 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
+	var cf *cloudfront.Client
+	if f.cfDistribution != "" && !f.dryRun {
+		if cf, err = cdn.NewClient(ctx, f.s3.profile); err != nil {
+			return err
+		}
+	}
 	progress := &sync.Progress{}
 	opts := sync.Options{
 		StartPath:      start,
@@ -238,6 +262,19 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	rep, err = sync.Run(ctx, src, dst, opts)
 	if stopProgress != nil {
 		stopProgress()
+	}
+	if err == nil && cf != nil && len(rep.MetadataWritten) > 0 {
+		prefix := f.cfPathPrefix
+		if prefix == "" {
+			prefix = cdn.DefaultPathPrefix(dstLoc.prefix)
+		}
+		paths := cdn.Paths(prefix, rep.MetadataWritten)
+		id, ierr := cdn.Invalidate(ctx, cf, f.cfDistribution, paths)
+		if ierr != nil {
+			cdnErr = ierr
+		} else {
+			log.Info("CloudFront invalidation created", "distribution", f.cfDistribution, "id", id, "paths", paths)
+		}
 	}
 	took := time.Since(began)
 	if rep != nil && rep.Plan != nil {

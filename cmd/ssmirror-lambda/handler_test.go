@@ -1,0 +1,366 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/minio/minio-go/v7"
+
+	"github.com/ssmirror/ssmirror/internal/testserver"
+)
+
+func TestMain(m *testing.M) { os.Exit(testserver.RunMain(m)) }
+
+// A scheduled event as EventBridge sends it: the handler ignores its content.
+const scheduledEvent = `{
+  "version": "0",
+  "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+  "detail-type": "Scheduled Event",
+  "source": "aws.events",
+  "account": "123456789012",
+  "time": "2025-07-01T06:15:00Z",
+  "region": "eu-west-1",
+  "resources": ["arn:aws:events:eu-west-1:123456789012:rule/ssmirror-every-6h"],
+  "detail": {}
+}`
+
+// repoFile is a file of the repository's testdata.
+func repoFile(t *testing.T, rel string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", "testdata", rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// clearSSMirrorEnv unsets every SSMIRROR_ variable of the developer's environment for the test.
+func clearSSMirrorEnv(t *testing.T) {
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "SSMIRROR_") {
+			t.Setenv(name, "")
+		}
+	}
+}
+
+type lambdaEnv struct {
+	srv    *testserver.Server
+	mc     *minio.Client
+	bucket string
+}
+
+// setupMinIO configures the function's environment for a sync of the committed fixture stream
+// (amd64 only, newest version) into a new bucket of the shared MinIO, under maas/stable.
+func setupMinIO(t *testing.T) *lambdaEnv {
+	t.Helper()
+	srv := testserver.Shared(t, testserver.KindMinIO)
+	srv.IsolateAWSEnv(t)
+	clearSSMirrorEnv(t)
+	bucket := srv.NewBucket(t, t.Name())
+	keyring, err := os.ReadFile(repoFile(t, "keys/test-keyring.gpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSMIRROR_SOURCE", repoFile(t, "stream"))
+	t.Setenv("SSMIRROR_TARGET", "s3://"+bucket+"/maas/stable")
+	t.Setenv("SSMIRROR_S3_ENDPOINT", srv.Endpoint)
+	t.Setenv("SSMIRROR_REGION", srv.Region)
+	t.Setenv("SSMIRROR_KEYRING_DATA", base64.StdEncoding.EncodeToString(keyring))
+	t.Setenv("SSMIRROR_FILTERS", "arch=amd64")
+	t.Setenv("SSMIRROR_MAX", "1")
+	return &lambdaEnv{srv: srv, mc: srv.MinioClient(t), bucket: bucket}
+}
+
+// invoke runs the handler the way the Lambda runtime does: JSON payload in, JSON result out.
+func invoke(t *testing.T, ctx context.Context, payload string) (*Summary, error) {
+	t.Helper()
+	out, err := lambda.NewHandler(handle).Invoke(ctx, []byte(payload))
+	if err != nil {
+		return nil, err
+	}
+	var s Summary
+	if err := json.Unmarshal(out, &s); err != nil {
+		t.Fatalf("the result is not a JSON summary: %v\n%s", err, out)
+	}
+	return &s, nil
+}
+
+// objects lists the bucket: key → ETag.
+func (e *lambdaEnv) objects(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for obj := range e.mc.ListObjects(context.Background(), e.bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatalf("listing %s: %v", e.bucket, obj.Err)
+		}
+		out[obj.Key] = obj.ETag
+	}
+	return out
+}
+
+func (e *lambdaEnv) read(t *testing.T, key string) []byte {
+	t.Helper()
+	obj, err := e.mc.GetObject(context.Background(), e.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer obj.Close()
+	data, err := io.ReadAll(obj)
+	if err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	return data
+}
+
+func TestHandlerSyncsIntoMinIO(t *testing.T) {
+	e := setupMinIO(t)
+	ctx := context.Background()
+
+	// A dry run plans the work and changes nothing.
+	dry, err := invoke(t, ctx, `{"dry_run": true}`)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if !dry.DryRun || dry.ItemsAdded == 0 || dry.FilesToFetch == 0 || len(dry.MetadataWritten) != 0 {
+		t.Errorf("dry run summary: %+v", dry)
+	}
+	if objs := e.objects(t); len(objs) != 0 {
+		t.Fatalf("a dry run wrote %d objects: %v", len(objs), objs)
+	}
+
+	// The scheduled run mirrors the selection.
+	sum, err := invoke(t, ctx, scheduledEvent)
+	if err != nil {
+		t.Fatalf("scheduled run: %v", err)
+	}
+	if sum.DryRun || sum.ItemsAdded != dry.ItemsAdded || sum.FilesFetched != dry.FilesToFetch || sum.BytesFetched != dry.BytesToFetch {
+		t.Errorf("run summary %+v does not match the dry run's plan %+v", sum, dry)
+	}
+	if !contains(sum.MetadataWritten, "streams/v1/index.sjson") {
+		t.Errorf("metadata written %v lacks the index", sum.MetadataWritten)
+	}
+	objs := e.objects(t)
+	var content int
+	for key := range objs {
+		rel, ok := strings.CutPrefix(key, "maas/stable/")
+		if !ok {
+			if !strings.HasPrefix(key, "maas/stable/.ssmirror/") {
+				t.Errorf("object %s outside the target prefix", key)
+			}
+			continue
+		}
+		if strings.HasPrefix(rel, ".ssmirror/") {
+			continue
+		}
+		if strings.Contains(rel, "/arm64/") {
+			t.Errorf("%s landed although the filter is arch=amd64", key)
+		}
+		want, err := os.ReadFile(filepath.Join(repoFile(t, "stream"), filepath.FromSlash(rel)))
+		if err != nil {
+			t.Errorf("%s: no such file in the fixture: %v", key, err)
+			continue
+		}
+		if !bytes.Equal(e.read(t, key), want) {
+			t.Errorf("%s differs from the fixture's %s", key, rel)
+		}
+		if !strings.HasPrefix(rel, "streams/") {
+			content++
+		}
+	}
+	if content != sum.FilesFetched {
+		t.Errorf("%d content objects in the bucket, the summary says %d fetched", content, sum.FilesFetched)
+	}
+	if _, ok := objs["maas/stable/streams/v1/index.sjson"]; !ok {
+		t.Errorf("no index in the bucket: %v", keys(objs))
+	}
+
+	// The next scheduled run finds nothing to do.
+	again, err := invoke(t, ctx, scheduledEvent)
+	if err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if again.ItemsAdded != 0 || again.FilesFetched != 0 || len(again.MetadataWritten) != 0 || again.ItemsKept != sum.ItemsAdded {
+		t.Errorf("second run did work: %+v", again)
+	}
+
+	// A dry run with the event's own filters plans arm64 items and changes nothing.
+	before := e.objects(t)
+	arm, err := invoke(t, ctx, `{"filters": ["arch=arm64"], "dry_run": true}`)
+	if err != nil {
+		t.Fatalf("dry run with event filters: %v", err)
+	}
+	if arm.ItemsAdded == 0 || arm.FilesToFetch == 0 {
+		t.Errorf("the event's filters were not used: %+v", arm)
+	}
+	after := e.objects(t)
+	if len(after) != len(before) {
+		t.Errorf("dry run changed the bucket: %d objects before, %d after", len(before), len(after))
+	}
+	for k, etag := range before {
+		if after[k] != etag && !strings.Contains(k, "/.ssmirror/") {
+			t.Errorf("dry run changed %s", k)
+		}
+	}
+}
+
+func TestHandlerRefusesWrongKeyring(t *testing.T) {
+	e := setupMinIO(t)
+	other, err := os.ReadFile(repoFile(t, "keys/other-keyring.gpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSMIRROR_KEYRING_DATA", base64.StdEncoding.EncodeToString(other))
+	if _, err := invoke(t, context.Background(), scheduledEvent); err == nil {
+		t.Fatal("a run whose keyring does not hold the signer's key succeeded")
+	}
+	for k := range e.objects(t) {
+		if strings.Contains(k, "streams/") || !strings.Contains(k, "/.ssmirror/") {
+			t.Errorf("a refused run left %s", k)
+		}
+	}
+}
+
+func TestHandlerStopsWithinTheSafetyMargin(t *testing.T) {
+	e := setupMinIO(t)
+	// The invocation has 30 s left, less than the default 60 s margin: nothing starts.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := invoke(t, ctx, scheduledEvent)
+	if err == nil || !strings.Contains(err.Error(), "SSMIRROR_SAFETY_MARGIN") {
+		t.Fatalf("err = %v, want the safety margin refusal", err)
+	}
+	if objs := e.objects(t); len(objs) != 0 {
+		t.Errorf("the refused run wrote %v", keys(objs))
+	}
+}
+
+func TestRunContext(t *testing.T) {
+	deadline := time.Now().Add(time.Hour)
+	parent, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	ctx, stop, err := runContext(parent, 90*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	got, ok := ctx.Deadline()
+	if !ok || !got.Equal(deadline.Add(-90*time.Second)) {
+		t.Errorf("run deadline = %v (%v), want the invocation's minus 90s: %v", got, ok, deadline.Add(-90*time.Second))
+	}
+
+	ctx, stop, err = runContext(context.Background(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if _, ok := ctx.Deadline(); ok {
+		t.Error("a context without a deadline got one")
+	}
+
+	if _, _, err := runContext(parent, 2*time.Hour); err == nil {
+		t.Error("no error when the margin exceeds the time left")
+	}
+}
+
+func TestReadConfigErrors(t *testing.T) {
+	base := map[string]string{
+		"SSMIRROR_SOURCE": "https://images.maas.io/ephemeral-v3/stable/",
+		"SSMIRROR_TARGET": "s3://bucket/prefix",
+	}
+	for _, tc := range []struct {
+		name string
+		set  map[string]string
+		want string // in the error
+	}{
+		{"no source", map[string]string{"SSMIRROR_SOURCE": ""}, "SSMIRROR_SOURCE"},
+		{"directory target", map[string]string{"SSMIRROR_TARGET": "/tmp/mirror"}, "SSMIRROR_TARGET"},
+		{"bad scheme", map[string]string{"SSMIRROR_SOURCE": "ftp://x/"}, "SSMIRROR_SOURCE"},
+		{"bad max", map[string]string{"SSMIRROR_MAX": "one"}, "SSMIRROR_MAX"},
+		{"bad bool", map[string]string{"SSMIRROR_PRUNE": "yes please"}, "SSMIRROR_PRUNE"},
+		{"bad duration", map[string]string{"SSMIRROR_GC_GRACE": "soon"}, "SSMIRROR_GC_GRACE"},
+		{"bad filter", map[string]string{"SSMIRROR_FILTERS": "arch"}, "SSMIRROR_FILTERS"},
+		{"empty group", map[string]string{"SSMIRROR_FILTERS": "arch=amd64;"}, "SSMIRROR_FILTERS"},
+		{"two keyrings", map[string]string{"SSMIRROR_KEYRING": "k.gpg", "SSMIRROR_KEYRING_DATA": "AAAA"}, "not both"},
+		{"keyring not base64", map[string]string{"SSMIRROR_KEYRING_DATA": "***"}, "SSMIRROR_KEYRING_DATA"},
+		{"keyring garbage", map[string]string{"SSMIRROR_KEYRING_DATA": base64.StdEncoding.EncodeToString([]byte("not a key"))}, "SSMIRROR_KEYRING_DATA"},
+		{"missing keyring file", map[string]string{"SSMIRROR_KEYRING": "/nonexistent/k.gpg"}, "/nonexistent/k.gpg"},
+		{"negative margin", map[string]string{"SSMIRROR_SAFETY_MARGIN": "-1s"}, "SSMIRROR_SAFETY_MARGIN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			envm := map[string]string{}
+			for k, v := range base {
+				envm[k] = v
+			}
+			for k, v := range tc.set {
+				envm[k] = v
+			}
+			_, err := readConfig(func(k string) (string, bool) { v, ok := envm[k]; return v, ok })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadConfig(t *testing.T) {
+	keyring, err := os.ReadFile(repoFile(t, "keys/test-keyring.gpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	envm := map[string]string{
+		"SSMIRROR_SOURCE":                  "https://images.maas.io/ephemeral-v3/stable/",
+		"SSMIRROR_TARGET":                  "s3://bucket/maas/stable",
+		"SSMIRROR_FILTERS":                 "arch=amd64 release~^(jammy|noble)$; os~^grub",
+		"SSMIRROR_KEYRING_DATA":            base64.StdEncoding.EncodeToString(keyring),
+		"SSMIRROR_MAX":                     "2",
+		"SSMIRROR_PRUNE":                   "true",
+		"SSMIRROR_GC_GRACE":                "48h",
+		"SSMIRROR_SAFETY_MARGIN":           "90s",
+		"SSMIRROR_CLOUDFRONT_DISTRIBUTION": "E2EXAMPLE",
+	}
+	c, err := readConfig(func(k string) (string, bool) { v, ok := envm[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.dstLoc.bucket != "bucket" || c.dstLoc.prefix != "maas/stable" || c.srcLoc.kind != "http" {
+		t.Errorf("locations: %+v %+v", c.srcLoc, c.dstLoc)
+	}
+	if len(c.groups) != 2 || len(c.groups[0]) != 2 || len(c.groups[1]) != 1 {
+		t.Errorf("filter groups: %v", c.groups)
+	}
+	if c.keyring == nil || c.max != 2 || !c.prune || c.gcGrace != 48*time.Hour || c.margin != 90*time.Second || c.cfDistribution != "E2EXAMPLE" {
+		t.Errorf("config: %+v", c)
+	}
+	if c.concurrency != 0 || c.lockTimeout != 0 || c.keep || c.dryRun {
+		t.Errorf("unset settings are not their defaults: %+v", c)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
