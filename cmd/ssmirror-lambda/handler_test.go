@@ -5,7 +5,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/xml"
+	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -211,6 +215,79 @@ func TestHandlerSyncsIntoMinIO(t *testing.T) {
 		if after[k] != etag && !strings.Contains(k, "/.ssmirror/") {
 			t.Errorf("dry run changed %s", k)
 		}
+	}
+}
+
+// fakeCloudFront answers CloudFront's CreateInvalidation call for distribution E2EXAMPLE only
+// and records the paths of each request.
+type fakeCloudFront struct {
+	paths [][]string
+}
+
+func (f *fakeCloudFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var batch struct {
+		Paths []string `xml:"Paths>Items>Path"`
+		Ref   string   `xml:"CallerReference"`
+	}
+	if err := xml.NewDecoder(r.Body).Decode(&batch); err != nil || r.Method != http.MethodPost {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	f.paths = append(f.paths, batch.Paths)
+	w.Header().Set("Content-Type", "text/xml")
+	if r.URL.Path != "/2020-05-31/distribution/E2EXAMPLE/invalidation" {
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `<ErrorResponse><Error><Type>Sender</Type><Code>NoSuchDistribution</Code><Message>The specified distribution does not exist.</Message></Error></ErrorResponse>`)
+		return
+	}
+	w.WriteHeader(http.StatusCreated)
+	fmt.Fprintf(w, `<Invalidation><Id>I%dEXAMPLE</Id><Status>InProgress</Status><CreateTime>2025-07-01T12:00:00Z</CreateTime><InvalidationBatch><Paths><Quantity>%d</Quantity><Items><Path>%s</Path></Items></Paths><CallerReference>%s</CallerReference></InvalidationBatch></Invalidation>`,
+		len(f.paths), len(batch.Paths), strings.Join(batch.Paths, "</Path><Path>"), batch.Ref)
+}
+
+func TestHandlerInvalidatesCloudFront(t *testing.T) {
+	setupMinIO(t)
+	fake := &fakeCloudFront{}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	t.Setenv("AWS_ENDPOINT_URL_CLOUDFRONT", srv.URL) // read by the SDK's configuration chain
+	t.Setenv("SSMIRROR_CLOUDFRONT_DISTRIBUTION", "E2EXAMPLE")
+
+	sum, err := invoke(t, context.Background(), scheduledEvent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.CloudFrontInvalidation != "I1EXAMPLE" {
+		t.Errorf("summary's invalidation = %q, want the fake's I1EXAMPLE", sum.CloudFrontInvalidation)
+	}
+	if len(fake.paths) != 1 || strings.Join(fake.paths[0], " ") != "/maas/stable/streams/v1/*" {
+		t.Errorf("invalidations sent: %q, want one of /maas/stable/streams/v1/*", fake.paths)
+	}
+
+	// Nothing new published: no invalidation.
+	sum, err = invoke(t, context.Background(), scheduledEvent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fake.paths) != 1 || sum.CloudFrontInvalidation != "" {
+		t.Errorf("a run that wrote no metadata invalidated: %q, %q", fake.paths, sum.CloudFrontInvalidation)
+	}
+}
+
+func TestHandlerReportsFailedInvalidation(t *testing.T) {
+	e := setupMinIO(t)
+	srv := httptest.NewServer(&fakeCloudFront{})
+	defer srv.Close()
+	t.Setenv("AWS_ENDPOINT_URL_CLOUDFRONT", srv.URL)
+	t.Setenv("SSMIRROR_CLOUDFRONT_DISTRIBUTION", "EWRONG")
+	t.Setenv("SSMIRROR_CLOUDFRONT_PATH_PREFIX", "/images/")
+
+	_, err := invoke(t, context.Background(), scheduledEvent)
+	if err == nil || !strings.HasPrefix(err.Error(), "mirrored (") || !strings.Contains(err.Error(), "EWRONG") || !strings.Contains(err.Error(), "/images/streams/v1/*") {
+		t.Fatalf("err = %v, want mirrored, but … naming the distribution and the paths", err)
+	}
+	if _, ok := e.objects(t)["maas/stable/streams/v1/index.sjson"]; !ok {
+		t.Error("the publish did not happen")
 	}
 }
 
