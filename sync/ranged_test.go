@@ -360,7 +360,7 @@ func TestRangedReaderParallel(t *testing.T) {
 }
 
 // TestRunRanged: a whole run over HTTP with a 40 MiB squashfs fetches it in ranges at the
-// defaults (five 8 MiB chunks) and the mirror holds it intact; with RangeStreams 1 it takes one
+// defaults (one request per DefaultRangeChunk) and the mirror holds it intact; with RangeStreams 1 it takes one
 // request; and the run's buffers are all back in its budget afterwards.
 func TestRunRanged(t *testing.T) {
 	cfg := streamtest.Config{
@@ -394,7 +394,7 @@ func TestRunRanged(t *testing.T) {
 	for _, c := range []struct {
 		streams  int
 		requests int
-	}{{0, 5}, {1, 1}} {
+	}{{0, (40<<20 + DefaultRangeChunk - 1) / DefaultRangeChunk}, {1, 1}} {
 		t.Run(fmt.Sprintf("streams=%d", c.streams), func(t *testing.T) {
 			s.ResetRequests()
 			dir := t.TempDir()

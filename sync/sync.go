@@ -77,9 +77,9 @@ type Options struct {
 	// uploaded as one stream. 0 means DefaultRangeStreams; 1 fetches every file with one request.
 	// Files shorter than four chunks always take one request.
 	RangeStreams int
-	// RangeChunk is the size of one range (0: DefaultRangeChunk, 8 MiB). A ranged file holds up
+	// RangeChunk is the size of one range (0: DefaultRangeChunk, 4 MiB). A ranged file holds up
 	// to RangeStreams+1 chunks in memory; all the files of a run share one budget of that many
-	// buffers ((4+1) × 8 MiB = 40 MiB at the defaults), and a file that starts while the budget
+	// buffers ((5+1) × 4 MiB = 24 MiB at the defaults), and a file that starts while the budget
 	// is taken is fetched with one request.
 	RangeChunk int64
 
