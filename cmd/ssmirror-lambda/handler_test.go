@@ -93,6 +93,7 @@ func invoke(t *testing.T, ctx context.Context, payload string) (*Summary, error)
 	if err != nil {
 		return nil, err
 	}
+	t.Logf("result: %s", out)
 	var s Summary
 	if err := json.Unmarshal(out, &s); err != nil {
 		t.Fatalf("the result is not a JSON summary: %v\n%s", err, out)
@@ -288,6 +289,75 @@ func TestHandlerReportsFailedInvalidation(t *testing.T) {
 	}
 	if _, ok := e.objects(t)["maas/stable/streams/v1/index.sjson"]; !ok {
 		t.Error("the publish did not happen")
+	}
+}
+
+// copyTree copies the directory tree at from into to.
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A run that fails part-way (as one stopped by the time limit does) publishes nothing, and the
+// next run keeps the files that arrived instead of fetching them again.
+func TestHandlerNextRunCarriesOn(t *testing.T) {
+	e := setupMinIO(t)
+	src := t.TempDir()
+	copyTree(t, repoFile(t, "stream"), src)
+	t.Setenv("SSMIRROR_SOURCE", src)
+	bad := filepath.Join(src, "noble", "amd64", "20250718", "squashfs")
+	good, err := os.ReadFile(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := bytes.Clone(good)
+	corrupt[0] ^= 0xff // same size, wrong sha256
+	if err := os.WriteFile(bad, corrupt, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := invoke(t, context.Background(), scheduledEvent); err == nil {
+		t.Fatal("a run with a corrupt source file succeeded")
+	}
+	var arrived int
+	for k := range e.objects(t) {
+		if strings.Contains(k, "/streams/") {
+			t.Errorf("the failed run published %s", k)
+		}
+		if !strings.Contains(k, "/.ssmirror/") {
+			arrived++
+		}
+	}
+	if arrived == 0 {
+		t.Fatal("no file arrived before the failure: the test shows nothing")
+	}
+
+	if err := os.WriteFile(bad, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := invoke(t, context.Background(), scheduledEvent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The files that arrived are recorded (or, failing that, found and adopted): only the
+	// corrupt one is fetched again.
+	if sum.FilesFetched != 1 || sum.FilesToFetch != 1 || len(sum.MetadataWritten) == 0 {
+		t.Errorf("next run fetched %d files (planned %d), want only the one that failed (%d had arrived): %+v", sum.FilesFetched, sum.FilesToFetch, arrived, sum)
 	}
 }
 
