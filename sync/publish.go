@@ -49,8 +49,10 @@ func (st *State) isPublished(key string, data []byte) bool {
 	if !ok || old.Size != int64(len(data)) {
 		return false
 	}
-	if size, listed := st.listed[key]; !listed || size != old.Size {
-		return false
+	if st.listed != nil { // the target was listed: the object must still be there
+		if size, listed := st.listed[key]; !listed || size != old.Size {
+			return false
+		}
 	}
 	sum := sha256.Sum256(data)
 	return old.SHA256 == hex.EncodeToString(sum[:])
@@ -60,8 +62,13 @@ func (st *State) isPublished(key string, data []byte) bool {
 func (st *State) isPublishedGroup(keys ...string) bool {
 	for _, key := range keys {
 		old, ok := st.Published[key]
-		if size, listed := st.listed[key]; !ok || !listed || size != old.Size {
+		if !ok {
 			return false
+		}
+		if st.listed != nil {
+			if size, listed := st.listed[key]; !listed || size != old.Size {
+				return false
+			}
 		}
 	}
 	return true

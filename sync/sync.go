@@ -169,13 +169,12 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	if err != nil {
 		return nil, err
 	}
-	present, err := listPresent(ctx, dst, st)
-	if err != nil {
-		return nil, err
-	}
-	stage("read target")
-
-	plan := MakePlan(PlanInput{
+	// Plan first from the mirror's own record. The target is listed only when that is not
+	// enough: no state yet, --verify-existing, or something to fetch (an object may be there
+	// already, left by a run killed before it recorded it). An up-to-date run thus costs a
+	// constant number of requests whatever the number of items; what the state cannot see
+	// (an object deleted behind the mirror's back) is what 'ssmirror verify' is for.
+	input := PlanInput{
 		Upstream:       cat.Items(),
 		Filters:        opts.Filters,
 		FilterGroups:   opts.FilterGroups,
@@ -183,9 +182,19 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		Keep:           opts.Keep,
 		Prune:          opts.Prune,
 		Held:           st.Held,
-		Present:        present,
+		Present:        st.recordedPresence(),
 		VerifyExisting: opts.VerifyExisting,
-	})
+	}
+	plan := MakePlan(input)
+	if st.saved == nil || opts.VerifyExisting || len(plan.Fetch) > 0 {
+		present, err := listPresent(ctx, dst, st)
+		if err != nil {
+			return nil, err
+		}
+		input.Present = present
+		plan = MakePlan(input)
+	}
+	stage("read target")
 	rep.Plan = plan
 	stage("plan")
 	opts.Log.Info("plan", "items_added", len(plan.Added), "items_removed", len(plan.Removed), "items_kept", plan.Kept,
@@ -267,6 +276,15 @@ func listPresent(ctx context.Context, dst store.Store, st *State) (map[string]Pr
 		}
 	}
 	return present, nil
+}
+
+// recordedPresence is what the state records as present: the owned, verified objects.
+func (st *State) recordedPresence() map[string]Presence {
+	present := make(map[string]Presence, len(st.Objects))
+	for key, obj := range st.Objects {
+		present[key] = Presence{Size: obj.Size, SHA256: obj.SHA256, Owned: true}
+	}
+	return present
 }
 
 // markUnreferenced stamps owned objects nothing held references with the time they became
