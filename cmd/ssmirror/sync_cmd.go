@@ -91,6 +91,7 @@ type syncFlags struct {
 	progressEvery   time.Duration
 	metadataMaxSize int64
 	lockTimeout     time.Duration
+	rangeStreams    int
 	metrics         metricsFlags
 	cfDistribution  string
 	cfPathPrefix    string
@@ -113,6 +114,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.StringVar(&f.signingKey, "signing-key", "", "curated mode: rewrite the catalogue to what the mirror holds and sign it with this secret key (armoured)")
 	fs.StringVar(&f.passphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
 	fs.IntVar(&f.concurrency, "concurrency", 4, "files transferred at once")
+	fs.IntVar(&f.rangeStreams, "range-streams", sync.DefaultRangeStreams, "byte ranges of one large file fetched at once from an HTTP(S) source (1: one request per file)")
 	fs.DurationVar(&f.gcGrace, "gc-grace", sync.DefaultGCGrace, "keep objects nothing references for this long before deleting them (negative: never delete)")
 	fs.BoolVar(&f.prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
 	fs.BoolVar(&f.verifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
@@ -245,6 +247,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		NoItemDownload: f.noItemDownload,
 		Signer:         signer,
 		Concurrency:    f.concurrency,
+		RangeStreams:   f.rangeStreams,
 		GCGrace:        f.gcGrace,
 		VerifyExisting: f.verifyExisting,
 		MetadataLimit:  f.metadataMaxSize,
