@@ -1,6 +1,8 @@
 package sync
 
 import (
+	"sort"
+	gosync "sync"
 	"sync/atomic"
 	"time"
 )
@@ -12,6 +14,16 @@ type Progress struct {
 	bytes, bytesDone atomic.Int64
 	started          atomic.Int64 // unix nanoseconds
 	running          atomic.Bool
+
+	mu     gosync.Mutex
+	active map[string]*FileProgress // files being transferred, by path
+}
+
+// FileProgress is one file being transferred.
+type FileProgress struct {
+	Path string
+	Size int64
+	Done int64
 }
 
 // ProgressSnapshot is a consistent-enough view of a Progress.
@@ -20,6 +32,8 @@ type ProgressSnapshot struct {
 	Bytes, BytesDone int64
 	Elapsed          time.Duration
 	Running          bool
+	// Active are the files being transferred now, sorted by path.
+	Active []FileProgress
 }
 
 // Rate is the mean transfer rate so far, in bytes per second.
@@ -51,7 +65,39 @@ func (p *Progress) Snapshot() ProgressSnapshot {
 	if t := p.started.Load(); t != 0 {
 		s.Elapsed = time.Since(time.Unix(0, t))
 	}
+	p.mu.Lock()
+	for _, f := range p.active {
+		s.Active = append(s.Active, *f)
+	}
+	p.mu.Unlock()
+	sort.Slice(s.Active, func(i, j int) bool { return s.Active[i].Path < s.Active[j].Path })
 	return s
+}
+
+// startFile and finishFile bracket one file's transfer; fileAdd counts its bytes (and the
+// run's).
+func (p *Progress) startFile(path string, size int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.active == nil {
+		p.active = map[string]*FileProgress{}
+	}
+	p.active[path] = &FileProgress{Path: path, Size: size}
+}
+
+func (p *Progress) finishFile(path string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.active, path)
+}
+
+func (p *Progress) fileAdd(path string, n int64) {
+	p.bytesDone.Add(n)
+	p.mu.Lock()
+	if f := p.active[path]; f != nil {
+		f.Done += n
+	}
+	p.mu.Unlock()
 }
 
 func (p *Progress) begin(files int, bytes int64) {

@@ -133,6 +133,8 @@ type transferResult struct {
 }
 
 func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom string, opts *Options) (transferResult, error) {
+	opts.Progress.startFile(f.Path, f.Size)
+	defer opts.Progress.finishFile(f.Path)
 	if f.Check {
 		sum, err := hashObject(ctx, dst, f.Path, opts.Progress)
 		if err != nil {
@@ -213,14 +215,14 @@ func fetchOnce(ctx context.Context, src, dst store.Store, f Fetch, put store.Put
 		}
 	}
 	defer rc.Close()
-	cr := &countingReader{r: rc, p: opts.Progress}
+	cr := &countingReader{r: rc, p: opts.Progress, path: f.Path}
 	var r io.Reader = cr
 	if f.SHA256 == "" {
 		r = newExtraCheck(f, r)
 	}
 	info, err := dst.Put(ctx, f.Path, r, put)
 	if err != nil {
-		opts.Progress.add(-cr.n)
+		opts.Progress.fileAdd(f.Path, -cr.n)
 		return store.Info{}, true, err
 	}
 	return info, true, nil
@@ -259,7 +261,7 @@ func hashObject(ctx context.Context, s store.Store, key string, p *Progress) (st
 		return "", fmt.Errorf("checking %s: %w", key, err)
 	}
 	defer rc.Close()
-	v := store.NewVerifier(key, &countingReader{r: rc, p: p}, store.PutOptions{Size: -1})
+	v := store.NewVerifier(key, &countingReader{r: rc, p: p, path: key}, store.PutOptions{Size: -1})
 	if _, err := io.Copy(io.Discard, v); err != nil {
 		return "", fmt.Errorf("checking %s: %w", key, err)
 	}
@@ -297,15 +299,17 @@ func (c *extraCheck) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// countingReader counts the bytes of one file into the progress.
 type countingReader struct {
-	r io.Reader
-	p *Progress
-	n int64
+	r    io.Reader
+	p    *Progress
+	path string
+	n    int64
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
-	c.p.add(int64(n))
+	c.p.fileAdd(c.path, int64(n))
 	c.n += int64(n)
 	return n, err
 }

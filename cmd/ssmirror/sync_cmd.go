@@ -106,7 +106,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.StringVar(&f.path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be added (+) and removed (-), change nothing")
 	fs.BoolVar(&f.noItemDownload, "no-item-download", false, "publish metadata only (verbatim mode)")
-	fs.BoolVar(&f.progress, "progress", false, "show progress (live on a terminal, periodic lines otherwise)")
+	fs.BoolVar(&f.progress, "progress", false, "show progress: on a terminal a bar for the run and one per file in flight; otherwise a line every --progress-interval")
 	fs.DurationVar(&f.progressEvery, "progress-interval", 10*time.Second, "how often --progress prints when not on a terminal")
 	fs.StringArrayVar(&f.mirrors, "mirror", nil, "extra base URL tried when SOURCE answers 404 (repeatable)")
 	fs.CountVarP(&f.verbose, "verbose", "v", "say more (-v: each step, -vv: each file)")
