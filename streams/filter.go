@@ -79,8 +79,12 @@ func (f Filter) String() string { return f.Key + f.Op + f.Value }
 // Match tests effective attributes; a missing key compares as "". Regexes search unanchored
 // (use ^ and $ to anchor). A filter that ParseFilter would reject (unknown operator, bad regex)
 // matches nothing.
-func (f Filter) Match(attrs map[string]string) bool {
-	v := attrs[f.Key]
+func (f Filter) Match(attrs map[string]string) bool { return f.matchValue(attrs[f.Key]) }
+
+// MatchAttrs is Match on an item's attributes.
+func (f Filter) MatchAttrs(attrs Attrs) bool { return f.matchValue(attrs.Value(f.Key)) }
+
+func (f Filter) matchValue(v string) bool {
 	switch f.Op {
 	case "=":
 		return v == f.Value
@@ -116,6 +120,16 @@ func ParseFilters(args []string) (Filters, error) {
 func (fs Filters) Match(attrs map[string]string) bool {
 	for _, f := range fs {
 		if !f.Match(attrs) {
+			return false
+		}
+	}
+	return true
+}
+
+// MatchAttrs is Match on an item's attributes.
+func (fs Filters) MatchAttrs(attrs Attrs) bool {
+	for _, f := range fs {
+		if !f.MatchAttrs(attrs) {
 			return false
 		}
 	}

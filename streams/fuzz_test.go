@@ -87,6 +87,7 @@ func FuzzParseProducts(f *testing.F) {
 			return
 		}
 		for _, it := range items {
+			checkAttrs(t, p, it)
 			if it.Path != "" {
 				if ValidPath(it.Path) != nil || it.Size < 0 {
 					t.Fatalf("item %+v has a bad path or size", it)

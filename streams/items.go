@@ -22,7 +22,7 @@ type Item struct {
 	MD5       string
 	// Attrs are the effective scalar attributes as strings, including content_id, product_name,
 	// version_name, item_name. Numbers keep their JSON spelling.
-	Attrs map[string]string
+	Attrs Attrs
 }
 
 // ItemKey names one item of one products document.
@@ -79,36 +79,23 @@ func (p *Products) Items() ([]Item, error) {
 		if prod == nil {
 			continue
 		}
-		pattrs := scalars(prod.Attrs)
+		pattrs := overlay(top, scalars(prod.Attrs))
 		for _, vn := range sortedKeys(prod.Versions) {
 			v := prod.Versions[vn]
 			if v == nil {
 				continue
 			}
-			vattrs := scalars(v.Attrs)
-			base := len(top) + len(pattrs) + len(vattrs) + 4
+			// Shared by the version's items.
+			inh := overlay(pattrs, scalars(v.Attrs))
+			syn := []kv{{"content_id", cid}, {"product_name", pn}, {"version_name", vn}}
 			for _, in := range sortedKeys(v.Items) {
 				it := v.Items[in]
-				var own map[string]json.RawMessage
+				var own []kv
 				if it != nil {
-					own = it.Attrs
+					own = scalars(it.Attrs)
 				}
-				attrs := make(map[string]string, base+len(own))
-				for _, lvl := range [][]kv{top, pattrs, vattrs} {
-					for _, e := range lvl {
-						attrs[e.k] = e.v
-					}
-				}
-				for k, raw := range own {
-					if s, ok := scalar(raw); ok {
-						attrs[k] = s
-					}
-				}
-				attrs["content_id"] = cid
-				attrs["product_name"] = pn
-				attrs["version_name"] = vn
-				attrs["item_name"] = in
-				aliases.apply(attrs)
+				attrs := Attrs{item: in, hasItem: true, syn: syn, own: own, inh: inh}
+				attrs.own = aliases.additions(attrs)
 				item := Item{ContentID: cid, Product: pn, Version: vn, Name: in, Attrs: attrs}
 				if err := item.fill(); err != nil {
 					return nil, fmt.Errorf("products %q: product %q version %q item %q: %w", cid, pn, vn, in, err)
@@ -122,18 +109,20 @@ func (p *Products) Items() ([]Item, error) {
 
 // fill sets Path, Size and the checksums from Attrs.
 func (it *Item) fill() error {
-	if s, ok := it.Attrs["size"]; ok {
-		size, err := parseSize(s)
-		if err != nil && it.Attrs["path"] != "" {
+	path, hasPath := it.Attrs.Get("path")
+	sizeStr, hasSize := it.Attrs.Get("size")
+	if hasSize {
+		size, err := parseSize(sizeStr)
+		if err != nil && path != "" {
 			return err
 		}
 		it.Size = size
 	}
-	if path, ok := it.Attrs["path"]; ok {
+	if hasPath {
 		if err := ValidPath(path); err != nil {
 			return err
 		}
-		if _, ok := it.Attrs["size"]; !ok {
+		if !hasSize {
 			return fmt.Errorf("path %q has no size", path)
 		}
 		it.Path = path
@@ -143,7 +132,7 @@ func (it *Item) fill() error {
 		n   int
 		dst *string
 	}{{"sha256", 64, &it.SHA256}, {"sha512", 128, &it.SHA512}, {"md5", 32, &it.MD5}} {
-		s, ok := it.Attrs[c.key]
+		s, ok := it.Attrs.Get(c.key)
 		if !ok {
 			continue
 		}
@@ -178,7 +167,7 @@ func isHexString(s string) bool {
 
 type kv struct{ k, v string }
 
-// scalars lists the scalar attributes of one level, decoded.
+// scalars lists the scalar attributes of one level, decoded, sorted by key.
 func scalars(attrs map[string]json.RawMessage) []kv {
 	out := make([]kv, 0, len(attrs))
 	for k, raw := range attrs {
@@ -186,6 +175,7 @@ func scalars(attrs map[string]json.RawMessage) []kv {
 			out = append(out, kv{k, s})
 		}
 	}
+	sortKV(out)
 	return out
 }
 
@@ -263,28 +253,43 @@ func rawObject(raw json.RawMessage) (map[string]json.RawMessage, bool) {
 	return m, true
 }
 
-// apply adds alias values to attrs; keys already present win.
-func (t aliasTable) apply(attrs map[string]string) {
+// additions returns a's own attributes with the alias values added: for each alias attribute
+// (in sorted order) whose value in a has an entry, its keys that a does not have, the first
+// alias adding a key winning. Matches are found first, so alias values never trigger other
+// aliases.
+func (t aliasTable) additions(a Attrs) []kv {
 	if len(t.attrs) == 0 {
-		return
+		return a.own
 	}
 	var matches [][]kv
 	for _, attr := range t.attrs {
-		if v, ok := attrs[attr]; ok {
+		if v, ok := a.Get(attr); ok {
 			if kvs, ok := t.values[attr][v]; ok {
 				matches = append(matches, kvs)
 			}
 		}
 	}
-	// Matches are found first so that alias values never trigger other aliases. A key already
-	// present, written in the document or added by an earlier alias, is kept.
+	if len(matches) == 0 {
+		return a.own
+	}
+	var added []kv
 	for _, kvs := range matches {
 		for _, e := range kvs {
-			if _, exists := attrs[e.k]; !exists {
-				attrs[e.k] = e.v
+			if _, exists := a.Get(e.k); exists {
+				continue
 			}
+			if slices.ContainsFunc(added, func(x kv) bool { return x.k == e.k }) {
+				continue
+			}
+			added = append(added, e)
 		}
 	}
+	if len(added) == 0 {
+		return a.own
+	}
+	own := append(slices.Clone(a.own), added...)
+	sortKV(own)
+	return own
 }
 
 // CheckConsistent fails when one path is listed with two different sizes or checksums. Items

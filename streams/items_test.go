@@ -1,6 +1,9 @@
 package streams
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -26,7 +29,7 @@ func TestItemsMAAS(t *testing.T) {
 		Path:      "jammy/amd64/20250718/ga-22.04/generic/boot-kernel",
 		Size:      11708744,
 		SHA256:    "54fe42a379c138a86bf12279ed26e5ac2b4c0821823978831ce288c2cd9a121f",
-		Attrs: map[string]string{
+		Attrs: NewAttrs(map[string]string{
 			"content_id": "com.ubuntu.maas:stable:v3:download", "datatype": "image-ids",
 			"format": "products:1.0", "updated": "Thu, 24 Jul 2025 09:01:42 +0000",
 			"arch": "amd64", "kflavor": "generic", "krel": "jammy", "label": "stable", "os": "ubuntu",
@@ -37,9 +40,9 @@ func TestItemsMAAS(t *testing.T) {
 			"sha256":       "54fe42a379c138a86bf12279ed26e5ac2b4c0821823978831ce288c2cd9a121f",
 			"size":         "11708744",
 			"product_name": prod, "version_name": "20250718", "item_name": "boot-kernel",
-		},
+		}),
 	}
-	if diff := cmp.Diff(want, k); diff != "" {
+	if diff := cmp.Diff(want, k, cmp.Transformer("attrs", Attrs.Map)); diff != "" {
 		t.Fatalf("boot-kernel (-want +got):\n%s", diff)
 	}
 	if items[1].Size != 455462912 || items[1].Path != "jammy/amd64/20250718/squashfs" {
@@ -72,14 +75,14 @@ func TestItemsCloudImages(t *testing.T) {
 	manifest, disk, lxd, root := items[0], items[1], items[2], items[3]
 
 	// No path: no content, no size.
-	if manifest.Path != "" || manifest.Size != 0 || manifest.Attrs["note"] != "no content here" {
+	if manifest.Path != "" || manifest.Size != 0 || manifest.Attrs.Map()["note"] != "no content here" {
 		t.Errorf("manifest = %+v", manifest)
 	}
 	// Version attributes are inherited; item keys win.
-	if disk.Attrs["pubname"] != "ubuntu-jammy-22.04-amd64-server-20250701" || disk.Attrs["label"] != "release" {
-		t.Errorf("version attrs not inherited: %v", disk.Attrs)
+	if disk.Attrs.Map()["pubname"] != "ubuntu-jammy-22.04-amd64-server-20250701" || disk.Attrs.Map()["label"] != "release" {
+		t.Errorf("version attrs not inherited: %v", disk.Attrs.Map())
 	}
-	if _, ok := manifest.Attrs["pubname"]; ok {
+	if _, ok := manifest.Attrs.Map()["pubname"]; ok {
 		t.Error("sibling version's attrs leaked")
 	}
 	// Checksums lowercased; string sizes accepted; size 0 valid.
@@ -95,16 +98,16 @@ func TestItemsCloudImages(t *testing.T) {
 	// Top-level scalars (numbers as spelled) are inherited; null, arrays and objects are not.
 	for k, want := range map[string]string{"ratio": "1.0e3", "big": "12345678901234567890", "neg": "-0.5E-7",
 		"note": "café <b> & \"quoted\" \\ tab\t", "datatype": "image-downloads"} {
-		if got, ok := disk.Attrs[k]; !ok || got != want {
+		if got, ok := disk.Attrs.Map()[k]; !ok || got != want {
 			t.Errorf("Attrs[%q] = %q, %v; want %q", k, got, ok, want)
 		}
 	}
 	for _, k := range []string{"nothing", "tags", "_aliases", "extra", "versions", "items", "products"} {
-		if _, ok := lxd.Attrs[k]; ok {
+		if _, ok := lxd.Attrs.Map()[k]; ok {
 			t.Errorf("non-scalar %q in Attrs", k)
 		}
 	}
-	if lxd.Attrs["combined_sha256"] == "" {
+	if lxd.Attrs.Map()["combined_sha256"] == "" {
 		t.Error("unknown item key missing")
 	}
 	// _aliases: crsn=jammy adds version and release_title; release and supported were written
@@ -112,15 +115,15 @@ func TestItemsCloudImages(t *testing.T) {
 	for k, want := range map[string]string{"version": "22.04", "release_title": "22.04 LTS",
 		"release": "jammy-explicit", "supported": "false", "arch_title": "x86-64",
 		"endpoint": "https://arch.example/amd64"} {
-		if got := disk.Attrs[k]; got != want {
+		if got := disk.Attrs.Map()[k]; got != want {
 			t.Errorf("disk Attrs[%q] = %q, want %q", k, got, want)
 		}
 	}
 	// crsn=noble on the other product; no alias for arm64.
-	if root.Attrs["release"] != "noble" || root.Attrs["version"] != "24.04" {
-		t.Errorf("noble aliases: %v", root.Attrs)
+	if root.Attrs.Map()["release"] != "noble" || root.Attrs.Map()["version"] != "24.04" {
+		t.Errorf("noble aliases: %v", root.Attrs.Map())
 	}
-	if _, ok := root.Attrs["arch_title"]; ok {
+	if _, ok := root.Attrs.Map()["arch_title"]; ok {
 		t.Error("amd64 alias applied to arm64")
 	}
 	if err := CheckConsistent(items); err != nil {
@@ -136,7 +139,7 @@ func TestItemsAliasPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := items[0].Attrs
+	got := items[0].Attrs.Map()
 	// First alias by attr name wins over later ones; an alias value never triggers another
 	// alias; an explicit key at any level (here the document's os) wins over aliases.
 	want := map[string]string{"k": "from-a", "m": "from-b", "a": "1", "os": "top"}
@@ -156,7 +159,7 @@ func TestItemsInheritanceLevels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := items[0].Attrs
+	a := items[0].Attrs.Map()
 	for k, want := range map[string]string{"x": "item", "y": "ver", "z": "prod", "w": "top",
 		"flag": "true", "n": "1.5e2", "item_name": "i", "product_name": "p", "version_name": "v", "content_id": "c"} {
 		if a[k] != want {
@@ -239,5 +242,107 @@ func TestCheckConsistent(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// referenceAttrs computes an item's effective attributes the plain way, one map per item, as
+// Items did before Attrs shared layers: the rules of the Items doc comment, written directly.
+func referenceAttrs(p *Products, product, version, item string) map[string]string {
+	m := map[string]string{}
+	prod := p.Products[product]
+	v := prod.Versions[version]
+	var own map[string]json.RawMessage
+	if e := v.Items[item]; e != nil {
+		own = e.Attrs
+	}
+	for _, level := range []map[string]json.RawMessage{p.Attrs, prod.Attrs, v.Attrs, own} {
+		for k, raw := range level {
+			if s, ok := scalar(raw); ok {
+				m[k] = s
+			}
+		}
+	}
+	m["content_id"], m["product_name"], m["version_name"], m["item_name"] = p.ContentID(), product, version, item
+	aliases := parseAliases(p.Attrs["_aliases"])
+	var adds []kv
+	for _, attr := range aliases.attrs {
+		if val, ok := m[attr]; ok {
+			adds = append(adds, aliases.values[attr][val]...)
+		}
+	}
+	for _, e := range adds {
+		if _, ok := m[e.k]; !ok {
+			m[e.k] = e.v
+		}
+	}
+	return m
+}
+
+// checkAttrs compares it.Attrs with referenceAttrs, through Map, Get and Len.
+func checkAttrs(t *testing.T, p *Products, it Item) {
+	t.Helper()
+	want := referenceAttrs(p, it.Product, it.Version, it.Name)
+	if diff := cmp.Diff(want, it.Attrs.Map()); diff != "" {
+		t.Fatalf("%s: attributes (-reference +Attrs):\n%s", it.Key(), diff)
+	}
+	for k, v := range want {
+		if got, ok := it.Attrs.Get(k); !ok || got != v {
+			t.Fatalf("%s: Get(%q) = %q, %v; want %q", it.Key(), k, got, ok, v)
+		}
+	}
+	if _, ok := it.Attrs.Get("no such attribute"); ok {
+		t.Fatalf("%s: Get found an absent key", it.Key())
+	}
+	if it.Attrs.Len() != len(want) {
+		t.Fatalf("%s: Len %d, want %d", it.Key(), it.Attrs.Len(), len(want))
+	}
+}
+
+// TestAttrsMatchReference: every item of the fixtures and of a document built to exercise
+// overriding (an item's own product_name, an alias key also written at a higher level, two
+// aliases adding one key) gets the attributes the plain computation gives.
+func TestAttrsMatchReference(t *testing.T) {
+	docs := map[string][]byte{"crafted": []byte(`{"format": "products:1.0", "content_id": "c",
+	  "arch": "top", "os": "ubuntu", "label": "top-label",
+	  "_aliases": {"release": {"noble": {"version": "24.04", "label": "alias-label", "zz": "r"}},
+	               "arch": {"amd64": {"zz": "a", "arch_title": "x86"}}},
+	  "products": {"p1": {"release": "noble", "arch": "amd64", "n": 1, "b": true, "nil": null,
+	    "versions": {"v1": {"version": "from-version", "obj": {"a": 1},
+	      "items": {"i1": {"product_name": "own", "item_name": "own", "ftype": "x", "path": "a/b", "size": 3},
+	                "i2": {"arch": "arm64", "a": "1", "b2": "2", "c": "3", "d": "4", "e": "5", "f": "6", "g": "7", "h": "8", "i": "9"}}}}}}}`)}
+	docs["cloud-images.json"] = readTestdata(t, "cloud-images.json")
+	docs["maas-v3.json"] = readTestdata(t, "maas-v3.json")
+	for _, name := range []string{"../testdata/stream/streams/v1"} {
+		entries, err := os.ReadDir(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".json") && e.Name() != "index.json" {
+				data, err := os.ReadFile(filepath.Join(name, e.Name()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				docs[e.Name()] = data
+			}
+		}
+	}
+	checked := 0
+	for name, data := range docs {
+		p, err := ParseProducts(data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		items, err := p.Items()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, it := range items {
+			checkAttrs(t, p, it)
+			checked++
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("only %d items checked", checked)
 	}
 }

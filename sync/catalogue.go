@@ -60,7 +60,11 @@ type Catalogue struct {
 
 // Items gives every item of every products file.
 func (c *Catalogue) Items() []streams.Item {
-	var all []streams.Item
+	n := 0
+	for _, pf := range c.Products {
+		n += len(pf.Items)
+	}
+	all := make([]streams.Item, 0, n)
 	for _, pf := range c.Products {
 		all = append(all, pf.Items...)
 	}

@@ -97,20 +97,21 @@ type productKey struct{ ContentID, Product string }
 func MakePlan(in PlanInput) *Plan {
 	// Index upstream: every item by version, and the matching ones.
 	type upVersion struct {
-		all     map[string]streams.Item
-		matched map[string]streams.Item
+		all     map[string]*streams.Item // pointers into in.Upstream: items are large to copy
+		matched map[string]*streams.Item
 	}
 	upstream := map[VersionKey]*upVersion{}
 	matchedVersions := map[productKey][]string{}
-	for _, it := range in.Upstream {
+	for i := range in.Upstream {
+		it := &in.Upstream[i]
 		vk := VersionKey{it.ContentID, it.Product, it.Version}
 		uv := upstream[vk]
 		if uv == nil {
-			uv = &upVersion{all: map[string]streams.Item{}, matched: map[string]streams.Item{}}
+			uv = &upVersion{all: map[string]*streams.Item{}, matched: map[string]*streams.Item{}}
 			upstream[vk] = uv
 		}
 		uv.all[it.Name] = it
-		if in.Filters.Match(it.Attrs) && matchAny(in.FilterGroups, it.Attrs) {
+		if in.Filters.MatchAttrs(it.Attrs) && matchAny(in.FilterGroups, it.Attrs) {
 			if len(uv.matched) == 0 {
 				pk := productKey{it.ContentID, it.Product}
 				matchedVersions[pk] = append(matchedVersions[pk], it.Version)
@@ -221,19 +222,19 @@ func MakePlan(in PlanInput) *Plan {
 }
 
 // matchAny reports whether some group matches (true when there are no groups).
-func matchAny(groups []streams.Filters, attrs map[string]string) bool {
+func matchAny(groups []streams.Filters, attrs streams.Attrs) bool {
 	if len(groups) == 0 {
 		return true
 	}
 	for _, g := range groups {
-		if g.Match(attrs) {
+		if g.MatchAttrs(attrs) {
 			return true
 		}
 	}
 	return false
 }
 
-func heldItem(it streams.Item) HeldItem {
+func heldItem(it *streams.Item) HeldItem {
 	return HeldItem{Path: it.Path, Size: it.Size, SHA256: it.SHA256}
 }
 

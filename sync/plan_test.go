@@ -21,18 +21,18 @@ func item(product, version, name string, attrs ...string) streams.Item {
 	if name == "boot-kernel" {
 		path = fmt.Sprintf("%s/%s/%s/%s/%s", rel, arch, version, parts[2], name)
 	}
-	it := streams.Item{
-		ContentID: cid, Product: product, Version: version, Name: name,
-		Path: path, Size: int64(len(path)), SHA256: fmt.Sprintf("%064x", len(path)),
-		Attrs: map[string]string{
-			"os": "ubuntu", "release": rel, "arch": arch, "product_name": product,
-			"version_name": version, "item_name": name, "ftype": name, "path": path,
-		},
+	m := map[string]string{
+		"os": "ubuntu", "release": rel, "arch": arch, "product_name": product,
+		"version_name": version, "item_name": name, "ftype": name, "path": path,
 	}
 	for i := 0; i+1 < len(attrs); i += 2 {
-		it.Attrs[attrs[i]] = attrs[i+1]
+		m[attrs[i]] = attrs[i+1]
 	}
-	return it
+	return streams.Item{
+		ContentID: cid, Product: product, Version: version, Name: name,
+		Path: path, Size: int64(len(path)), SHA256: fmt.Sprintf("%064x", len(path)),
+		Attrs: streams.NewAttrs(m),
+	}
 }
 
 func bootloader(os, arch, version string) streams.Item {
@@ -41,7 +41,7 @@ func bootloader(os, arch, version string) streams.Item {
 	return streams.Item{
 		ContentID: bootCID, Product: product, Version: version, Name: "archive",
 		Path: path, Size: 7, SHA256: fmt.Sprintf("%064x", 7),
-		Attrs: map[string]string{"os": os, "arch": arch, "product_name": product, "version_name": version, "item_name": "archive"},
+		Attrs: streams.NewAttrs(map[string]string{"os": os, "arch": arch, "product_name": product, "version_name": version, "item_name": "archive"}),
 	}
 }
 

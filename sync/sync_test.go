@@ -184,7 +184,7 @@ func itemAttrs(t *testing.T, s *streamtest.Stream, it streamtest.Item) map[strin
 	}
 	for _, x := range items {
 		if x.Product == it.Product && x.Version == it.Version && x.Name == it.Name {
-			return x.Attrs
+			return x.Attrs.Map()
 		}
 	}
 	t.Fatalf("item %v not in its products file", it)

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
+	"strconv"
+	"strings"
 
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
@@ -24,16 +26,16 @@ Examples:
 
 func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		vf      verifyFlags
-		s3f     s3Flags
-		tlsf    tlsFlags
-		max     int
-		path    string
-		jsonOut bool
+		vf          verifyFlags
+		s3f         s3Flags
+		tlsf        tlsFlags
+		maxVersions int
+		path        string
+		jsonOut     bool
 	)
 	fs := newFlagSet("query", queryUsage, stdout)
 	vf.addFlags(fs)
-	fs.IntVar(&max, "max", 0, "at most N versions per product (0: all)")
+	fs.IntVar(&maxVersions, "max", 0, "at most N versions per product (0: all)")
 	fs.StringVar(&path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per item")
 	s3f.addFlags(fs)
@@ -72,25 +74,45 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	plan := sync.MakePlan(sync.PlanInput{Upstream: cat.Items(), Filters: filters, Max: max})
+	plan := sync.MakePlan(sync.PlanInput{Upstream: cat.Items(), Filters: filters, Max: maxVersions})
+	// One buffered writer: a catalogue of 100,000 items is as many lines.
+	out := bufio.NewWriterSize(stdout, 64<<10)
 	if jsonOut {
-		enc := json.NewEncoder(stdout)
+		enc := json.NewEncoder(out)
 		for _, c := range plan.Added {
 			enc.Encode(map[string]any{
 				"content_id": c.ContentID, "product_name": c.Product, "version_name": c.Version,
 				"item_name": c.Item, "path": c.Path, "size": c.Size,
 			})
 		}
-		return nil
+		return out.Flush()
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PRODUCT\tVERSION\tITEM\tPATH\tSIZE")
+	// Columns as wide as their widest cell (what text/tabwriter does, without holding every
+	// cell a second time).
+	header := [4]string{"PRODUCT", "VERSION", "ITEM", "PATH"}
+	width := [4]int{}
+	for i, h := range header {
+		width[i] = len(h)
+	}
 	var total int64
 	for _, c := range plan.Added {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", c.Product, c.Version, c.Item, c.Path, c.Size)
+		for i, cell := range [4]string{c.Product, c.Version, c.Item, c.Path} {
+			width[i] = max(width[i], len(cell))
+		}
 		total += c.Size
 	}
-	tw.Flush()
-	fmt.Fprintf(stdout, "%d items, %s in %d distinct files\n", len(plan.Added), humanBytes(total), len(plan.Fetch))
-	return nil
+	row := func(cells [4]string, size string) {
+		for i, cell := range cells {
+			out.WriteString(cell)
+			out.WriteString(strings.Repeat(" ", width[i]-len(cell)+2))
+		}
+		out.WriteString(size)
+		out.WriteByte('\n')
+	}
+	row(header, "SIZE")
+	for _, c := range plan.Added {
+		row([4]string{c.Product, c.Version, c.Item, c.Path}, strconv.FormatInt(c.Size, 10))
+	}
+	fmt.Fprintf(out, "%d items, %s in %d distinct files\n", len(plan.Added), humanBytes(total), len(plan.Fetch))
+	return out.Flush()
 }

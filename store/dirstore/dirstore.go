@@ -239,14 +239,18 @@ func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadClos
 			return nil, s.fail("open", key, err)
 		}
 	}
-	return &reader{ctx: ctx, f: f, key: key}, nil
+	return &reader{ctx: ctx, f: f, key: key, size: info.Size - offset}, nil
 }
 
 type reader struct {
-	ctx context.Context
-	f   *os.File
-	key string
+	ctx  context.Context
+	f    *os.File
+	key  string
+	size int64
 }
+
+// Size is the bytes left to read when the file was opened (store.Sizer).
+func (r *reader) Size() int64 { return r.size }
 
 func (r *reader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {

@@ -291,6 +291,17 @@ var (
 
 // body is the reader Open returns: one HTTP response at a time, replaced by a Range request
 // from pos when it breaks.
+// Size is the bytes the body will return when the server said (store.Sizer), -1 otherwise.
+func (b *body) Size() int64 {
+	switch {
+	case b.end >= 0:
+		return b.end - b.pos
+	case b.known && b.total >= 0:
+		return b.total - b.pos
+	}
+	return -1
+}
+
 type body struct {
 	ctx   context.Context
 	s     *Store

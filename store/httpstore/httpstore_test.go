@@ -146,6 +146,17 @@ func TestFetchAndOffset(t *testing.T) {
 		t.Fatalf("offset at end: got %d bytes", len(got))
 	}
 
+	for _, off := range []int64{0, 12345} {
+		rc, err := s.Open(context.Background(), "jammy/amd64/20250718/squashfs", off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rc.(store.Sizer).Size(); got != int64(len(want))-off {
+			t.Errorf("Open at %d: Size() = %d, want %d", off, got, int64(len(want))-off)
+		}
+		rc.Close()
+	}
+
 	info, err := s.Stat(context.Background(), "jammy/amd64/20250718/squashfs")
 	if err != nil {
 		t.Fatal(err)

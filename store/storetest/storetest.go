@@ -333,6 +333,9 @@ func testOpenAtOffset(t *testing.T, s store.Store) {
 			t.Errorf("Open(%q, %d): %v", key, off, err)
 			continue
 		}
+		if sz, ok := rc.(store.Sizer); ok && sz.Size() >= 0 && sz.Size() != int64(len(data))-off {
+			t.Errorf("Open(%q, %d): Size() = %d, want %d", key, off, sz.Size(), int64(len(data))-off)
+		}
 		got, err := io.ReadAll(rc)
 		rc.Close()
 		if err != nil {
