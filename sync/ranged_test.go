@@ -432,26 +432,33 @@ func TestRunRanged(t *testing.T) {
 		})
 	}
 
-	// The budget: a reader takes what is free and gives it all back on Close.
+	// The budget: DefaultRangeFiles readers take what is free, a further one falls back to one
+	// request, and each gives it all back on Close.
 	opts := Options{}
 	streams, chunk, budget := opts.rangeParams()
-	if streams != DefaultRangeStreams || chunk != DefaultRangeChunk || cap(budget.slots) != streams+1 {
+	if streams != DefaultRangeStreams || chunk != DefaultRangeChunk || cap(budget.slots) != DefaultRangeFiles*(streams+1) {
 		t.Fatalf("defaults: %d streams of %d bytes, budget %d", streams, chunk, cap(budget.slots))
 	}
 	f := Fetch{Path: squashfs, Size: 40 << 20}
-	r1 := openRanged(context.Background(), src, f, &opts)
-	if r1 == nil {
-		t.Fatal("no ranged reader for a 40 MiB file over HTTP")
+	var readers []io.ReadCloser
+	for i := range DefaultRangeFiles {
+		r := openRanged(context.Background(), src, f, &opts)
+		if r == nil {
+			t.Fatalf("no ranged reader %d for a 40 MiB file over HTTP", i+1)
+		}
+		readers = append(readers, r)
 	}
-	if r2 := openRanged(context.Background(), src, f, &opts); r2 != nil {
-		t.Error("a second ranged reader while the budget is taken")
+	if r := openRanged(context.Background(), src, f, &opts); r != nil {
+		t.Error("one more ranged reader while the budget is taken")
 	}
-	if _, err := io.ReadFull(r1, make([]byte, 10<<20)); err != nil {
-		t.Fatal(err)
+	for _, r := range readers {
+		if _, err := io.ReadFull(r, make([]byte, 10<<20)); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
 	}
-	r1.Close()
-	if n := len(budget.slots); n != streams+1 {
-		t.Errorf("%d of %d buffers back in the budget after Close", n, streams+1)
+	if n := len(budget.slots); n != cap(budget.slots) {
+		t.Errorf("%d of %d buffers back in the budget after Close", n, cap(budget.slots))
 	}
 	if r := openRanged(context.Background(), src, Fetch{Path: squashfs, Size: 4*chunk - 1}, &opts); r != nil {
 		t.Error("ranged reader for a file shorter than four chunks")

@@ -77,11 +77,18 @@ type Options struct {
 	// uploaded as one stream. 0 means DefaultRangeStreams; 1 fetches every file with one request.
 	// Files shorter than four chunks always take one request.
 	RangeStreams int
-	// RangeChunk is the size of one range (0: DefaultRangeChunk, 4 MiB). A ranged file holds up
-	// to RangeStreams+1 chunks in memory; all the files of a run share one budget of that many
-	// buffers ((5+1) × 4 MiB = 24 MiB at the defaults), and a file that starts while the budget
-	// is taken is fetched with one request.
+	// RangeChunk is the size of one range (0: DefaultRangeChunk). A ranged file holds up to
+	// RangeStreams+1 chunks in memory.
 	RangeChunk int64
+	// RangeFiles is how many files may be fetched in ranges at once (0: DefaultRangeFiles): the
+	// files of a run share one budget of RangeFiles × (RangeStreams+1) chunk buffers, and a file
+	// that starts while the budget is taken is fetched with one request.
+	RangeFiles int
+
+	// LimitMemory sets a soft memory limit (runtime/debug.SetMemoryLimit) for the transfer
+	// stage, so that garbage does not double the resident memory its buffers take; for
+	// commands, which own their process. GOMEMLIMIT, when set, wins.
+	LimitMemory bool
 
 	ranged *rangeBudget // the run's chunk buffers, made on first use (Options.rangeParams)
 }

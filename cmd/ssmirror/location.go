@@ -28,14 +28,16 @@ type s3Flags struct {
 	profile         string
 	partSize        int64
 	partConcurrency int
+	uploadBuffers   int64
 }
 
 func (f *s3Flags) addFlags(fsAdd *pflag.FlagSet) {
 	fsAdd.StringVar(&f.endpoint, "s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, then AWS); implies path-style addressing")
 	fsAdd.StringVar(&f.region, "region", "", "S3 region (default: the SDK's configuration, else us-east-1)")
 	fsAdd.StringVar(&f.profile, "profile", "", "AWS shared-config profile")
-	fsAdd.Int64Var(&f.partSize, "part-size", 16<<20, "multipart part size in bytes (at least 5 MiB)")
+	fsAdd.Int64Var(&f.partSize, "part-size", s3store.DefaultPartSize, "multipart part size in bytes (at least 5 MiB)")
 	fsAdd.IntVar(&f.partConcurrency, "part-concurrency", 4, "parts of one object uploaded at once")
+	fsAdd.Int64Var(&f.uploadBuffers, "upload-buffers", s3store.DefaultBufferBudget, "bytes of part buffers all uploads of a run share (at least two parts)")
 }
 
 // tlsFlags configure TLS towards an HTTPS upstream. (S3 endpoints take their CA bundle from
@@ -199,6 +201,7 @@ func openS3(ctx context.Context, loc location, f *s3Flags) (store.Store, error) 
 		Profile:         f.profile,
 		PartSize:        f.partSize,
 		PartConcurrency: f.partConcurrency,
+		BufferBudget:    f.uploadBuffers,
 	}
 	client, err := s3store.NewClient(ctx, opts)
 	if err != nil {

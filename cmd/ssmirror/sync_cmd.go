@@ -92,6 +92,8 @@ type syncFlags struct {
 	metadataMaxSize int64
 	lockTimeout     time.Duration
 	rangeStreams    int
+	rangeChunk      int64
+	rangeFiles      int
 	metrics         metricsFlags
 	cfDistribution  string
 	cfPathPrefix    string
@@ -115,6 +117,8 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.StringVar(&f.passphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
 	fs.IntVar(&f.concurrency, "concurrency", 4, "files transferred at once")
 	fs.IntVar(&f.rangeStreams, "range-streams", sync.DefaultRangeStreams, "byte ranges of one large file fetched at once from an HTTP(S) source (1: one request per file)")
+	fs.Int64Var(&f.rangeChunk, "range-chunk", sync.DefaultRangeChunk, "bytes per range; a ranged file holds (range-streams+1) of them in memory")
+	fs.IntVar(&f.rangeFiles, "range-files", sync.DefaultRangeFiles, "files fetched in ranges at once (others take one request each)")
 	fs.DurationVar(&f.gcGrace, "gc-grace", sync.DefaultGCGrace, "keep objects nothing references for this long before deleting them (negative: never delete)")
 	fs.BoolVar(&f.prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
 	fs.BoolVar(&f.verifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
@@ -248,6 +252,9 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		Signer:         signer,
 		Concurrency:    f.concurrency,
 		RangeStreams:   f.rangeStreams,
+		LimitMemory:    true, // the command owns its process
+		RangeChunk:     f.rangeChunk,
+		RangeFiles:     f.rangeFiles,
 		GCGrace:        f.gcGrace,
 		VerifyExisting: f.verifyExisting,
 		MetadataLimit:  f.metadataMaxSize,

@@ -37,9 +37,11 @@ import (
 // Sizes and limits of S3 multipart uploads.
 const (
 	MinPartSize = 5 << 20 // S3's smallest part (except the last)
-	// DefaultBufferBudget is Options.BufferBudget when zero: four default parts.
-	DefaultBufferBudget = 64 << 20
-	DefaultPartSize     = 16 << 20 // Options.PartSize when zero
+	// DefaultBufferBudget is Options.BufferBudget when zero: four default parts. Measured with
+	// scripts/bench (docs/performance.md): 8 MiB parts and a 32 MiB budget leave room, within
+	// 100 MB of peak RSS, for the ranged downloads that a slow link needs.
+	DefaultBufferBudget = 32 << 20
+	DefaultPartSize     = 8 << 20 // Options.PartSize when zero
 	MaxParts            = 10000    // S3's largest part number
 	// MaxCopySize is the largest object CopyObject copies in one request.
 	MaxCopySize = 5 << 30
@@ -140,6 +142,9 @@ func (s *Store) Describe() string {
 
 // Bucket returns the bucket name.
 func (s *Store) Bucket() string { return s.bucket }
+
+// BufferBudget is the most bytes of part buffers the store's Puts hold at once.
+func (s *Store) BufferBudget() int64 { return int64(cap(s.tokens)) * s.partSize }
 
 // Prefix returns the key prefix ("" or ending in "/").
 func (s *Store) Prefix() string { return s.prefix }

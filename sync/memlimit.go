@@ -1,0 +1,43 @@
+package sync
+
+import (
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+
+	"github.com/ssmirror/ssmirror/store"
+)
+
+// BufferHolder is implemented by stores that hold transfer buffers of their own (the S3
+// store's part buffers): BufferBudget is the most they hold at once.
+type BufferHolder interface {
+	BufferBudget() int64
+}
+
+// transferHeadroom is the garbage the heap may gather on top of what a transfer keeps live.
+const transferHeadroom = 16 << 20
+
+// limitTransferMemory sets a soft memory limit for the transfer stage and returns what undoes
+// it. The transfer's buffers are long-lived and reused, so without a limit the collector lets
+// the heap grow to twice them (the default GOGC) before it runs: for the S3 store's and the
+// ranged downloads' buffers that is some 40 MB of resident memory holding only garbage. The
+// limit is what the process uses when the transfer starts (the catalogue, the plan), plus every
+// buffer the transfer may take, plus transferHeadroom: it never asks the collector to go below
+// what is live, so it costs a few more collections, never a stall. GOMEMLIMIT, when set, wins.
+func limitTransferMemory(dst store.Store, opts *Options) (undo func()) {
+	if !opts.LimitMemory || os.Getenv("GOMEMLIMIT") != "" {
+		return func() {}
+	}
+	sample := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(sample)
+	inUse := int64(sample[0].Value.Uint64() - sample[1].Value.Uint64())
+	buffers := int64(0)
+	if _, chunk, budget := opts.rangeParams(); budget != nil {
+		buffers += int64(cap(budget.slots)) * chunk
+	}
+	if h, ok := dst.(BufferHolder); ok {
+		buffers += h.BufferBudget()
+	}
+	old := debug.SetMemoryLimit(inUse + buffers + transferHeadroom)
+	return func() { debug.SetMemoryLimit(old) }
+}

@@ -1,0 +1,47 @@
+package sync
+
+import (
+	"runtime/debug"
+	"testing"
+
+	"github.com/ssmirror/ssmirror/store/memstore"
+)
+
+// bufferStore is a store that says it holds part buffers.
+type bufferStore struct {
+	*memstore.Store
+	budget int64
+}
+
+func (b bufferStore) BufferBudget() int64 { return b.budget }
+
+func TestLimitTransferMemory(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	before := debug.SetMemoryLimit(-1)
+	dst := bufferStore{memstore.New(), 32 << 20}
+
+	undo := limitTransferMemory(dst, &Options{})
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("without LimitMemory the limit changed to %d", got)
+	}
+	undo()
+
+	opts := &Options{LimitMemory: true}
+	undo = limitTransferMemory(dst, opts)
+	_, chunk, budget := opts.rangeParams()
+	floor := 32<<20 + int64(cap(budget.slots))*chunk + transferHeadroom
+	if got := debug.SetMemoryLimit(-1); got < floor || got > floor+(1<<30) {
+		t.Errorf("limit %d during the transfer; want the buffers and headroom (%d) over what is in use", got, floor)
+	}
+	undo()
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("limit %d after the transfer, want %d back", got, before)
+	}
+
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	undo = limitTransferMemory(dst, &Options{LimitMemory: true})
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("GOMEMLIMIT set, yet the limit changed to %d", got)
+	}
+	undo()
+}
