@@ -42,7 +42,7 @@ const (
 	// 100 MB of peak RSS, for the ranged downloads that a slow link needs.
 	DefaultBufferBudget = 32 << 20
 	DefaultPartSize     = 8 << 20 // Options.PartSize when zero
-	MaxParts            = 10000    // S3's largest part number
+	MaxParts            = 10000   // S3's largest part number
 	// MaxCopySize is the largest object CopyObject copies in one request.
 	MaxCopySize = 5 << 30
 	// DefaultPartConcurrency is Options.PartConcurrency when zero.
