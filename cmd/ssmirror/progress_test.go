@@ -30,19 +30,8 @@ func TestLiveProgressShowsFilesInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := httptest.NewServer(&throttled{h: s.Handler()})
-	defer up.Close()
-	src, _ := httpstore.New(up.Client(), up.URL, httpstore.Options{})
-	dst, _ := dirstore.New(t.TempDir(), dirstore.Options{})
-	filters, _ := streams.ParseFilters([]string{"release=noble", "arch=amd64"})
-
 	var out bytes.Buffer
-	p := &sync.Progress{}
-	stop := liveProgress(p, &out, 20*time.Millisecond)
-	rep, err := sync.Run(context.Background(), src, dst, sync.Options{
-		Verification: sync.Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
-		Filters:      filters, Max: 1, Progress: p, RangeStreams: 1,
-	})
+	rep, stop, err := syncShowingProgress(t, &throttled{h: s.Handler()}, &out, 20*time.Millisecond)
 	stop()
 	if err != nil {
 		t.Fatal(err)
@@ -77,26 +66,16 @@ func TestLiveProgressEndsOnFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &throttled{h: s.Handler()} // the other files are still in flight when the squashfs fails
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/squashfs") {
 			time.Sleep(100 * time.Millisecond) // a few display ticks
 			http.Error(w, "gone", http.StatusNotFound)
 			return
 		}
 		h.ServeHTTP(w, r)
-	}))
-	defer up.Close()
-	src, _ := httpstore.New(up.Client(), up.URL, httpstore.Options{})
-	dst, _ := dirstore.New(t.TempDir(), dirstore.Options{})
-	filters, _ := streams.ParseFilters([]string{"release=noble", "arch=amd64"})
-
-	var out bytes.Buffer
-	p := &sync.Progress{}
-	stop := liveProgress(p, &out, 10*time.Millisecond)
-	_, err = sync.Run(context.Background(), src, dst, sync.Options{
-		Verification: sync.Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
-		Filters:      filters, Max: 1, Progress: p,
 	})
+	var out bytes.Buffer
+	_, stop, err := syncShowingProgress(t, up, &out, 10*time.Millisecond)
 	if err == nil {
 		t.Fatal("a run whose squashfs never arrives whole succeeded")
 	}
@@ -107,4 +86,22 @@ func TestLiveProgressEndsOnFailure(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the progress display did not end after a failed run")
 	}
+}
+
+// syncShowingProgress mirrors noble/amd64 (newest version) from upstream into a new directory,
+// one request per file, with the live display drawing into out every tick. The caller stops
+// the display.
+func syncShowingProgress(t *testing.T, upstream http.Handler, out *bytes.Buffer, tick time.Duration) (*sync.Report, func(), error) {
+	up := httptest.NewServer(upstream)
+	t.Cleanup(up.Close)
+	src, _ := httpstore.New(up.Client(), up.URL, httpstore.Options{})
+	dst, _ := dirstore.New(t.TempDir(), dirstore.Options{})
+	filters, _ := streams.ParseFilters([]string{"release=noble", "arch=amd64"})
+	p := &sync.Progress{}
+	stop := liveProgress(p, out, tick)
+	rep, err := sync.Run(context.Background(), src, dst, sync.Options{
+		Verification: sync.Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
+		Filters:      filters, Max: 1, Progress: p, RangeStreams: 1,
+	})
+	return rep, stop, err
 }
