@@ -70,6 +70,7 @@ func GC(ctx context.Context, dst store.Store, opts GCOptions) (*GCReport, error)
 		}
 		defer lock.Release()
 		ctx = lctx
+		cleanLeftovers(ctx, dst, opts.Log) // it looks at the whole target anyway
 	}
 	st, err := LoadState(ctx, dst)
 	if err != nil {

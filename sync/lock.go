@@ -65,11 +65,12 @@ type LockOptions struct {
 
 // TargetLock is a held lease.
 type TargetLock struct {
-	dst   store.Store
-	lease Lease
-	opts  LockOptions
-	stop  chan struct{}
-	done  chan struct{}
+	dst      store.Store
+	lease    Lease
+	tookOver bool // the lock was taken over from a holder that never released it
+	opts     LockOptions
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 // AcquireLock takes the target's lease lock, waiting up to opts.Wait for another holder, taking
@@ -91,6 +92,7 @@ func AcquireLock(ctx context.Context, dst store.Store, opts LockOptions) (*Targe
 	rand.Read(idb[:])
 	lease := Lease{ID: hex.EncodeToString(idb[:]), Host: host, PID: os.Getpid(), Started: opts.Now().UTC()}
 	deadline := opts.Now().Add(opts.Wait)
+	tookOver := false
 	for {
 		lease.Expires = opts.Now().Add(opts.TTL).UTC()
 		data, _ := json.Marshal(lease)
@@ -115,6 +117,7 @@ func AcquireLock(ctx context.Context, dst store.Store, opts LockOptions) (*Targe
 					return nil, nil, fmt.Errorf("taking over the expired lock (%s): %w", holder, err)
 				}
 			}
+			tookOver = true
 			continue
 		case opts.Now().Before(deadline):
 			select {
@@ -127,11 +130,15 @@ func AcquireLock(ctx context.Context, dst store.Store, opts LockOptions) (*Targe
 			return nil, nil, &LockedError{Target: store.Describe(dst), Holder: holder}
 		}
 	}
-	l := &TargetLock{dst: dst, lease: lease, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &TargetLock{dst: dst, lease: lease, tookOver: tookOver, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
 	runCtx, cancel := context.WithCancelCause(ctx)
 	go l.renew(runCtx, cancel)
 	return l, runCtx, nil
 }
+
+// TookOver reports whether the lock was taken over from a holder that never released it: a
+// run killed or stalled, which may have left temporary files or incomplete uploads behind.
+func (l *TargetLock) TookOver() bool { return l.tookOver }
 
 // Lease is the lease held.
 func (l *TargetLock) Lease() Lease { return l.lease }

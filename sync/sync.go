@@ -151,6 +151,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	}
 	stage := startStages(rep, opts.Now)
 
+	tookOver := false
 	if !opts.DryRun {
 		lock, lctx, err := AcquireLock(ctx, dst, opts.Lock)
 		if err != nil {
@@ -162,8 +163,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 			}
 		}()
 		ctx = lctx
-		// Holding the lock, this is the only writer: leftovers of killed runs can go.
-		cleanLeftovers(ctx, dst, opts.Log)
+		tookOver = lock.TookOver()
 	}
 
 	cat, err := LoadCatalogue(ctx, src, opts.StartPath, opts.Verification, opts.MetadataLimit, opts.Concurrency)
@@ -193,6 +193,12 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		VerifyExisting: opts.VerifyExisting,
 	}
 	plan := MakePlan(input)
+	if !opts.DryRun && (tookOver || st.saved == nil || opts.VerifyExisting || len(plan.Fetch) > 0) {
+		// Holding the lock, this is the only writer: what a killed run left (temporary files,
+		// incomplete multipart uploads) can go. Only a run whose lease was taken over can have
+		// left any; the other cases sweep because they look at the target anyway.
+		cleanLeftovers(ctx, dst, opts.Log)
+	}
 	if st.saved == nil || opts.VerifyExisting || len(plan.Fetch) > 0 {
 		present, err := listPresent(ctx, dst, st)
 		if err != nil {

@@ -3,6 +3,7 @@ package sync_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -682,5 +683,41 @@ func TestNoItemDownloadPublishesMetadataOnly(t *testing.T) {
 	rep := run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1})
 	if rep.Fetched == 0 {
 		t.Error("the full run fetched nothing")
+	}
+}
+
+// TestLeftoversSweptAfterAKilledRun: a temporary file under the target is left alone by an
+// up-to-date run after a clean one (no walk of the whole tree), and removed by the run that takes
+// over the lease of a run that never released it.
+func TestLeftoversSweptAfterAKilledRun(t *testing.T) {
+	up := newUpstream(t, smallConfig(), nil)
+	dir, dst := newTarget(t)
+	opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1}
+	run(t, up, dst, opts)
+
+	leftover := filepath.Join(dir, "noble", dirstore.TempPrefix+"killed")
+	if err := os.MkdirAll(filepath.Dir(leftover), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leftover, []byte("half a file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(leftover, old, old)
+
+	run(t, up, dst, opts)
+	if _, err := os.Stat(leftover); err != nil {
+		t.Fatalf("an up-to-date run after a clean one swept the tree: %v", err)
+	}
+
+	// A run killed while holding the lock leaves its lease behind.
+	dead := sync.Lease{ID: "dead", Host: "gone", PID: 1, Started: old, Expires: old.Add(time.Minute)}
+	data, _ := json.Marshal(dead)
+	if _, err := store.PutBytes(context.Background(), dst, sync.LockKey, data, store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, up, dst, opts)
+	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the run that took over a dead run's lease left its temporary file: %v", err)
 	}
 }
