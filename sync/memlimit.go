@@ -15,7 +15,7 @@ type BufferHolder interface {
 }
 
 // transferHeadroom is the garbage the heap may gather on top of what a transfer keeps live.
-const transferHeadroom = 16 << 20
+const transferHeadroom = 12 << 20
 
 // limitTransferMemory sets a soft memory limit for the transfer stage and returns what undoes
 // it. The transfer's buffers are long-lived and reused, so without a limit the collector lets
