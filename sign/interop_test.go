@@ -2,8 +2,10 @@ package sign
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -129,6 +131,38 @@ func TestWeVerifyGnuPG(t *testing.T) {
 				}
 				checkClass(t, VerifyDetached("gnupg.json", body, binary, other), "gnupg.json", ErrUnknownKey)
 			})
+		}
+	}
+}
+
+// TestGPGVAcceptsManySignatures: every one of many clearsigned messages verifies with gpgv.
+// Signatures differ in length (a random salt notation, the RSA value's leading zeros), and
+// GnuPG 2.2 misread the armour of those whose base64 ends unpadded when it had no CRC24 line:
+// about one in ten failed before ClearSign added it. Each message must also carry that line.
+func TestGPGVAcceptsManySignatures(t *testing.T) {
+	gpgv := needBinary(t, "gpgv")
+	s := testSigner(t)
+	dir := t.TempDir()
+	keyring := filepath.Join(dir, "keyring.gpg")
+	var kb bytes.Buffer
+	if err := s.WritePublicKeyring(&kb); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyring, kb.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	crc := regexp.MustCompile(`\n=[A-Za-z0-9+/]{4}\n-----END PGP SIGNATURE-----\n$`)
+	for i := range 40 {
+		msg := clearSign(t, s, []byte(fmt.Sprintf("{\n  \"n\": %d\n}\n", i)))
+		if !crc.Match(msg) {
+			t.Fatalf("message %d has no CRC24 line before the END line:\n%s", i, msg)
+		}
+		p := filepath.Join(dir, "index.sjson")
+		if err := os.WriteFile(p, msg, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := runErr(nil, gpgv, "--keyring", keyring, p); err != nil {
+			t.Fatalf("gpgv refused message %d: %v\n%s\n%s", i, err, out, msg)
 		}
 	}
 }

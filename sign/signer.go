@@ -95,15 +95,22 @@ const MaxClearsignLine = 19993
 
 // ClearSign writes a clearsigned message (SHA512) of the bytes of r to w. Lines starting with
 // "-" are dash-escaped; trailing spaces, tabs and carriage returns on each line are dropped, as
-// the format requires. A line longer than MaxClearsignLine is an error. On error w may hold part
-// of the message.
+// the format requires. A line longer than MaxClearsignLine is an error. Nothing is written to w
+// on error.
+//
+// The signature block carries a CRC24 checksum line. go-crypto leaves it out of clearsigned
+// messages (RFC 9580 makes it optional), but GnuPG 2.2's gpgv, which MAAS and simplestreams
+// run, then misreads the block whenever its base64 ends without "=" padding: it takes the
+// END line for data and fails ("invalid radix64 character 2D", exit 2) although the signature
+// is good. That depends on the signature's length, so it failed about one time in ten.
 func (s *Signer) ClearSign(w io.Writer, r io.Reader) error {
 	cfg := s.config()
 	key, err := s.signingKey(cfg)
 	if err != nil {
 		return fmt.Errorf("clearsign: %w", err)
 	}
-	pt, err := clearsign.Encode(w, key, cfg)
+	var buf bytes.Buffer
+	pt, err := clearsign.Encode(&buf, key, cfg)
 	if err != nil {
 		return fmt.Errorf("clearsign: %w", err)
 	}
@@ -113,7 +120,42 @@ func (s *Signer) ClearSign(w io.Writer, r io.Reader) error {
 	if err := pt.Close(); err != nil {
 		return fmt.Errorf("clearsign: %w", err)
 	}
-	return nil
+	msg, err := withArmorChecksum(buf.Bytes())
+	if err != nil {
+		return fmt.Errorf("clearsign: %w", err)
+	}
+	_, err = w.Write(msg)
+	return err
+}
+
+// withArmorChecksum re-armours the signature block that ends a clearsigned message, with a
+// CRC24 checksum line; the text before it is kept byte for byte.
+func withArmorChecksum(msg []byte) ([]byte, error) {
+	i := bytes.LastIndex(msg, []byte("\n"+string(beginSignature)))
+	if i < 0 {
+		return nil, errors.New("no signature block in the encoded message")
+	}
+	block, err := armor.Decode(bytes.NewReader(msg[i+1:]))
+	if err != nil {
+		return nil, fmt.Errorf("re-reading the signature block: %w", err)
+	}
+	sig, err := io.ReadAll(block.Body)
+	if err != nil {
+		return nil, fmt.Errorf("re-reading the signature block: %w", err)
+	}
+	out := bytes.NewBuffer(bytes.Clone(msg[:i+1]))
+	aw, err := armor.EncodeWithChecksumOption(out, block.Type, block.Header, true)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := aw.Write(sig); err != nil {
+		return nil, err
+	}
+	if err := aw.Close(); err != nil {
+		return nil, err
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }
 
 // lineLimiter passes bytes on to w, failing on a line longer than MaxClearsignLine.
