@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
+	gosync "sync"
 
 	"github.com/ssmirror/ssmirror/store"
 )
@@ -28,9 +29,6 @@ func limitTransferMemory(dst store.Store, opts *Options) (undo func()) {
 	if !opts.LimitMemory || os.Getenv("GOMEMLIMIT") != "" {
 		return func() {}
 	}
-	sample := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
-	metrics.Read(sample)
-	inUse := int64(sample[0].Value.Uint64() - sample[1].Value.Uint64())
 	buffers := int64(0)
 	if _, chunk, budget := opts.rangeParams(); budget != nil {
 		buffers += int64(cap(budget.slots)) * chunk
@@ -38,6 +36,45 @@ func limitTransferMemory(dst store.Store, opts *Options) (undo func()) {
 	if h, ok := dst.(BufferHolder); ok {
 		buffers += h.BufferBudget()
 	}
-	old := debug.SetMemoryLimit(inUse + buffers + transferHeadroom)
-	return func() { debug.SetMemoryLimit(old) }
+	memLimit.enter(buffers)
+	return func() { memLimit.leave(buffers) }
+}
+
+// memLimit keeps the soft limit right when transfers overlap in one process (tests, a
+// program running several syncs): the first sets it from what is in use then, each adds its
+// buffers while it runs, and the last one out puts back the limit that was there before.
+var memLimit memLimiter
+
+type memLimiter struct {
+	mu      gosync.Mutex
+	users   int
+	before  int64 // the limit before the first user
+	base    int64 // memory in use when the first user came
+	buffers int64 // the buffers of the users now running
+}
+
+func (m *memLimiter) enter(buffers int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.users == 0 {
+		sample := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+		metrics.Read(sample)
+		m.base = int64(sample[0].Value.Uint64() - sample[1].Value.Uint64())
+		m.before = debug.SetMemoryLimit(-1)
+	}
+	m.users++
+	m.buffers += buffers
+	debug.SetMemoryLimit(m.base + m.buffers + transferHeadroom)
+}
+
+func (m *memLimiter) leave(buffers int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users--
+	m.buffers -= buffers
+	if m.users == 0 {
+		debug.SetMemoryLimit(m.before)
+		return
+	}
+	debug.SetMemoryLimit(m.base + m.buffers + transferHeadroom)
 }

@@ -45,3 +45,24 @@ func TestLimitTransferMemory(t *testing.T) {
 	}
 	undo()
 }
+
+// TestLimitTransferMemoryOverlapping: transfers that overlap in one process, ending in any
+// order, leave the limit as it was before the first.
+func TestLimitTransferMemoryOverlapping(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	before := debug.SetMemoryLimit(-1)
+	a := limitTransferMemory(bufferStore{memstore.New(), 32 << 20}, &Options{LimitMemory: true, RangeStreams: 1})
+	withA := debug.SetMemoryLimit(-1)
+	b := limitTransferMemory(bufferStore{memstore.New(), 64 << 20}, &Options{LimitMemory: true, RangeStreams: 1})
+	if got := debug.SetMemoryLimit(-1); got != withA+64<<20 {
+		t.Errorf("second transfer: limit %d, want the first's %d plus its 64 MiB", got, withA)
+	}
+	a() // the first ends before the second
+	if got := debug.SetMemoryLimit(-1); got != withA+32<<20 {
+		t.Errorf("after the first ended: limit %d, want %d", got, withA+32<<20)
+	}
+	b()
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("after both: limit %d, want %d back", got, before)
+	}
+}
