@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/vbauerster/mpb/v8"
@@ -42,11 +43,11 @@ func liveProgress(p *sync.Progress, w io.Writer, tick time.Duration) func() {
 	// The caller decides w is a terminal; forcing auto refresh also lets a test render into a buffer.
 	container := mpb.New(mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(tick), mpb.WithAutoRefresh())
 	var total *mpb.Bar
-	var last sync.ProgressSnapshot
+	var last atomic.Pointer[sync.ProgressSnapshot] // written here, read by mpb's rendering
 	files := map[string]*mpb.Bar{}
 	update := func(final bool) {
 		s := p.Snapshot()
-		last = s
+		last.Store(&s)
 		if total == nil {
 			if !s.Running && !final || s.Files == 0 {
 				return
@@ -54,11 +55,13 @@ func liveProgress(p *sync.Progress, w io.Writer, tick time.Duration) func() {
 			total = container.AddBar(s.Bytes,
 				mpb.BarPriority(1<<30), // stays at the bottom
 				mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
-					return fmt.Sprintf("%d/%d files", last.FilesDone, last.Files)
+					l := last.Load()
+					return fmt.Sprintf("%d/%d files", l.FilesDone, l.Files)
 				}, decor.WCSyncSpaceR)),
 				mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
-					line := fmt.Sprintf("%s/%s  %s/s", humanBytes(last.BytesDone), humanBytes(last.Bytes), humanBytes(int64(last.Rate())))
-					if eta := last.ETA(); eta > 0 {
+					l := last.Load()
+					line := fmt.Sprintf("%s/%s  %s/s", humanBytes(l.BytesDone), humanBytes(l.Bytes), humanBytes(int64(l.Rate())))
+					if eta := l.ETA(); eta > 0 {
 						line += "  ETA " + eta.Round(time.Second).String()
 					}
 					return line
