@@ -169,6 +169,11 @@ func newRangedReader(ctx context.Context, src store.RangeOpener, key string, siz
 
 // newRangedReaderBufs is newRangedReader with len(bufs)-1 streams over the given buffers.
 func newRangedReaderBufs(ctx context.Context, src store.RangeOpener, key string, size, chunk int64, bufs [][]byte) *rangedReader {
+	return unstartedRangedReader(ctx, src, key, size, chunk, bufs).start()
+}
+
+// unstartedRangedReader is newRangedReaderBufs before start: its fields may still be set.
+func unstartedRangedReader(ctx context.Context, src store.RangeOpener, key string, size, chunk int64, bufs [][]byte) *rangedReader {
 	r := &rangedReader{
 		parent:  ctx,
 		src:     src,
@@ -182,11 +187,16 @@ func newRangedReaderBufs(ctx context.Context, src store.RangeOpener, key string,
 		order:   make(chan *rangeChunk, len(bufs)),
 		jobs:    make(chan *rangeChunk),
 	}
-	r.ctx, r.cancel = context.WithCancelCause(ctx)
-	for i := range bufs {
+	return r
+}
+
+// start launches the reader's workers; the reader's fields are not changed after this.
+func (r *rangedReader) start() *rangedReader {
+	r.ctx, r.cancel = context.WithCancelCause(r.parent)
+	for i := range r.bufs {
 		r.free <- i
 	}
-	workers := int(min(int64(len(bufs)-1), r.nchunks))
+	workers := int(min(int64(len(r.bufs)-1), r.nchunks))
 	r.wg.Add(1 + workers)
 	go r.dispatch()
 	for range workers {
@@ -304,6 +314,11 @@ func (r *rangedReader) Read(p []byte) (int, error) {
 			return 0, r.fail(r.stopped())
 		}
 		if c.err != nil {
+			if r.parent.Err() != nil {
+				// The chunk failed because the caller cancelled (both cases of the select above
+				// can be ready at once): say so, naming the key.
+				return 0, r.fail(r.stopped())
+			}
 			return 0, r.fail(c.err)
 		}
 		r.cur, r.off = c, 0
