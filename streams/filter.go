@@ -117,14 +117,7 @@ func ParseFilters(args []string) (Filters, error) {
 }
 
 // Match reports whether every filter holds (true for no filters).
-func (fs Filters) Match(attrs map[string]string) bool {
-	for _, f := range fs {
-		if !f.Match(attrs) {
-			return false
-		}
-	}
-	return true
-}
+func (fs Filters) Match(attrs map[string]string) bool { return fs.MatchAttrs(NewAttrs(attrs)) }
 
 // MatchAttrs is Match on an item's attributes.
 func (fs Filters) MatchAttrs(attrs Attrs) bool {

@@ -179,39 +179,40 @@ func (s *scanner) number() error {
 	case i < len(d) && d[i] == '0':
 		i++
 	case i < len(d) && '1' <= d[i] && d[i] <= '9':
-		for i < len(d) && '0' <= d[i] && d[i] <= '9' {
-			i++
-		}
+		i = skipDigits(d, i)
 	default:
 		return s.errorf("malformed number")
 	}
 	if i < len(d) && d[i] == '.' {
-		i++
-		j := i
-		for i < len(d) && '0' <= d[i] && d[i] <= '9' {
-			i++
-		}
-		if i == j {
-			s.pos = i
+		j := skipDigits(d, i+1)
+		if j == i+1 {
+			s.pos = j
 			return s.errorf("malformed number")
 		}
+		i = j
 	}
 	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
 		i++
 		if i < len(d) && (d[i] == '+' || d[i] == '-') {
 			i++
 		}
-		j := i
-		for i < len(d) && '0' <= d[i] && d[i] <= '9' {
-			i++
-		}
-		if i == j {
-			s.pos = i
+		j := skipDigits(d, i)
+		if j == i {
+			s.pos = j
 			return s.errorf("malformed number")
 		}
+		i = j
 	}
 	s.pos = i
 	return nil
+}
+
+// skipDigits returns the index of the first byte at or after i in d that is not a decimal digit.
+func skipDigits(d []byte, i int) int {
+	for i < len(d) && '0' <= d[i] && d[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 // object reads an object, calling member for each key with the scanner positioned at the value;

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
 	"reflect"
 	"sort"
 	"strings"
@@ -323,23 +322,4 @@ func normaliseIndexPaths(v any) any {
 		}
 	}
 	return m
-}
-
-// contentType names the media type an object is published with.
-func contentType(key string) string {
-	switch {
-	case strings.HasSuffix(key, ".json"):
-		return "application/json"
-	case strings.HasSuffix(key, ".sjson"):
-		return "text/plain; charset=utf-8"
-	case strings.HasSuffix(key, ".gpg"):
-		return "application/pgp-signature"
-	case strings.HasSuffix(key, ".xz"):
-		return "application/x-xz"
-	case strings.HasSuffix(key, ".gz") || strings.HasSuffix(key, ".tgz"):
-		return "application/gzip"
-	case path.Base(key) == "squashfs.manifest" || strings.HasSuffix(key, ".manifest"):
-		return "text/plain; charset=utf-8"
-	}
-	return "application/octet-stream"
 }

@@ -16,7 +16,14 @@ type Progress struct {
 	running          atomic.Bool
 
 	mu     gosync.Mutex
-	active map[string]*FileProgress // files being transferred, by path
+	active map[string]*fileEntry // files being transferred, by path
+}
+
+// fileEntry is one file in flight; its reader counts into done without taking the lock.
+type fileEntry struct {
+	path string
+	size int64
+	done atomic.Int64
 }
 
 // FileProgress is one file being transferred.
@@ -67,22 +74,22 @@ func (p *Progress) Snapshot() ProgressSnapshot {
 	}
 	p.mu.Lock()
 	for _, f := range p.active {
-		s.Active = append(s.Active, *f)
+		s.Active = append(s.Active, FileProgress{Path: f.path, Size: f.size, Done: f.done.Load()})
 	}
 	p.mu.Unlock()
 	sort.Slice(s.Active, func(i, j int) bool { return s.Active[i].Path < s.Active[j].Path })
 	return s
 }
 
-// startFile and finishFile bracket one file's transfer; fileAdd counts its bytes (and the
-// run's).
+// startFile and finishFile bracket one file's transfer; the file's readers count its bytes
+// through file.
 func (p *Progress) startFile(path string, size int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.active == nil {
-		p.active = map[string]*FileProgress{}
+		p.active = map[string]*fileEntry{}
 	}
-	p.active[path] = &FileProgress{Path: path, Size: size}
+	p.active[path] = &fileEntry{path: path, size: size}
 }
 
 func (p *Progress) finishFile(path string) {
@@ -91,13 +98,11 @@ func (p *Progress) finishFile(path string) {
 	delete(p.active, path)
 }
 
-func (p *Progress) fileAdd(path string, n int64) {
-	p.bytesDone.Add(n)
+// file returns the entry of a file in flight, nil when path is not one.
+func (p *Progress) file(path string) *fileEntry {
 	p.mu.Lock()
-	if f := p.active[path]; f != nil {
-		f.Done += n
-	}
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	return p.active[path]
 }
 
 func (p *Progress) begin(files int, bytes int64) {

@@ -83,7 +83,7 @@ func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *
 	_, err := dst.Put(ctx, mf.Key, bytes.NewReader(mf.Data), store.PutOptions{
 		Size:         pub.Size,
 		SHA256:       pub.SHA256,
-		ContentType:  contentType(mf.Key),
+		ContentType:  streams.ContentType(mf.Key),
 		CacheControl: opts.MetadataCacheControl,
 	})
 	if err != nil {

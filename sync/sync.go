@@ -193,13 +193,14 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		VerifyExisting: opts.VerifyExisting,
 	}
 	plan := MakePlan(input)
-	if !opts.DryRun && (tookOver || st.saved == nil || opts.VerifyExisting || len(plan.Fetch) > 0) {
+	listTarget := st.saved == nil || opts.VerifyExisting || len(plan.Fetch) > 0
+	if !opts.DryRun && (tookOver || listTarget) {
 		// Holding the lock, this is the only writer: what a killed run left (temporary files,
 		// incomplete multipart uploads) can go. Only a run whose lease was taken over can have
 		// left any; the other cases sweep because they look at the target anyway.
 		cleanLeftovers(ctx, dst, opts.Log)
 	}
-	if st.saved == nil || opts.VerifyExisting || len(plan.Fetch) > 0 {
+	if listTarget {
 		present, err := listPresent(ctx, dst, st)
 		if err != nil {
 			return nil, err

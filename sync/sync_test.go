@@ -371,21 +371,7 @@ func TestBadContentPublishesNothing(t *testing.T) {
 			if !errors.Is(err, store.ErrChecksum) {
 				t.Errorf("error is not a checksum error: %v", err)
 			}
-			after := tree(t, dir)
-			if _, ok := after[victim]; ok {
-				t.Errorf("the damaged file %s is visible", victim)
-			}
-			// Metadata and every file that was reachable are unchanged; only complete new files were added.
-			for p, data := range before {
-				if !bytes.Equal(after[p], data) {
-					t.Errorf("%s changed", p)
-				}
-			}
-			for p := range after {
-				if _, ok := before[p]; !ok && strings.HasPrefix(p, "streams/") {
-					t.Errorf("metadata %s appeared", p)
-				}
-			}
+			checkNothingPublished(t, dir, before, victim)
 			// The next run, with upstream repaired, completes without fetching again what did arrive.
 			up.stream.SetOverride(victim, nil)
 			up.stream.ResetRequests()
@@ -720,4 +706,26 @@ func TestLeftoversSweptAfterAKilledRun(t *testing.T) {
 	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the run that took over a dead run's lease left its temporary file: %v", err)
 	}
+}
+
+// checkNothingPublished checks the directory target after a failed run: the damaged file victim
+// is not visible, every file that was there (metadata included) is unchanged, and no metadata
+// appeared. It returns the tree, in which only new content files may have been added.
+func checkNothingPublished(t *testing.T, dir string, before map[string][]byte, victim string) map[string][]byte {
+	t.Helper()
+	after := tree(t, dir)
+	if _, ok := after[victim]; ok {
+		t.Errorf("the damaged file %s is visible", victim)
+	}
+	for p, data := range before {
+		if !bytes.Equal(after[p], data) {
+			t.Errorf("%s changed", p)
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok && strings.HasPrefix(p, "streams/") {
+			t.Errorf("metadata %s appeared", p)
+		}
+	}
+	return after
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/streams"
 )
 
 // transferAll brings every planned path into dst, Concurrency at a time, each verified while it
@@ -150,7 +151,7 @@ func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom st
 	put := store.PutOptions{
 		Size:         f.Size,
 		SHA256:       f.SHA256,
-		ContentType:  contentType(f.Path),
+		ContentType:  streams.ContentType(f.Path),
 		CacheControl: opts.ContentCacheControl,
 	}
 	if copyFrom != "" && copyFrom != f.Path && f.SHA256 != "" {
@@ -216,14 +217,14 @@ func fetchOnce(ctx context.Context, src, dst store.Store, f Fetch, put store.Put
 		}
 	}
 	defer rc.Close()
-	cr := &countingReader{r: rc, p: opts.Progress, path: f.Path}
+	cr := newCountingReader(rc, opts.Progress, f.Path)
 	var r io.Reader = cr
 	if f.SHA256 == "" {
 		r = newExtraCheck(f, r)
 	}
 	info, err := dst.Put(ctx, f.Path, r, put)
 	if err != nil {
-		opts.Progress.fileAdd(f.Path, -cr.n)
+		cr.count(-cr.n)
 		return store.Info{}, true, err
 	}
 	return info, true, nil
@@ -262,7 +263,7 @@ func hashObject(ctx context.Context, s store.Store, key string, p *Progress) (st
 		return "", fmt.Errorf("checking %s: %w", key, err)
 	}
 	defer rc.Close()
-	v := store.NewVerifier(key, &countingReader{r: rc, p: p, path: key}, store.PutOptions{Size: -1})
+	v := store.NewVerifier(key, newCountingReader(rc, p, key), store.PutOptions{Size: -1})
 	if _, err := io.Copy(io.Discard, v); err != nil {
 		return "", fmt.Errorf("checking %s: %w", key, err)
 	}
@@ -300,17 +301,30 @@ func (c *extraCheck) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// countingReader counts the bytes of one file into the progress.
+// countingReader counts the bytes of one file into the progress: the run's total and, while
+// the file is in flight, its own entry (looked up once, not on every read).
 type countingReader struct {
 	r    io.Reader
 	p    *Progress
-	path string
+	file *fileEntry // nil when the file is not tracked
 	n    int64
+}
+
+func newCountingReader(r io.Reader, p *Progress, path string) *countingReader {
+	return &countingReader{r: r, p: p, file: p.file(path)}
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
-	c.p.fileAdd(c.path, int64(n))
+	c.count(int64(n))
 	c.n += int64(n)
 	return n, err
+}
+
+// count adds n bytes (negative: takes back bytes of an attempt that failed).
+func (c *countingReader) count(n int64) {
+	c.p.add(n)
+	if c.file != nil {
+		c.file.done.Add(n)
+	}
 }

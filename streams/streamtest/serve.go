@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ssmirror/ssmirror/sign"
+	"github.com/ssmirror/ssmirror/streams"
 )
 
 // Corrupt makes the served bytes of path (a content or metadata path) differ from the catalogue
@@ -134,18 +135,6 @@ func (s *Stream) served(path string) (io.ReadSeeker, bool, error) {
 	return bytes.NewReader(b), true, nil
 }
 
-func contentType(path string) string {
-	switch {
-	case strings.HasSuffix(path, ".json"):
-		return "application/json"
-	case strings.HasSuffix(path, ".sjson"):
-		return "text/plain; charset=utf-8"
-	case strings.HasSuffix(path, ".gpg"):
-		return "application/pgp-signature"
-	}
-	return "application/octet-stream"
-}
-
 // Handler serves the stream, rooted at "/": GET and HEAD, Range requests, Content-Length,
 // 404 for unknown and hidden paths.
 func (s *Stream) Handler() http.Handler {
@@ -170,7 +159,7 @@ func (s *Stream) Handler() http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", contentType(path))
+		w.Header().Set("Content-Type", streams.ContentType(path))
 		http.ServeContent(w, r, path, time.Time{}, rs)
 	})
 }
