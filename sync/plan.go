@@ -28,6 +28,10 @@ type PlanInput struct {
 	Present map[string]Presence
 	// VerifyExisting re-reads present objects instead of trusting recorded hashes.
 	VerifyExisting bool
+	// WholeVersions holds every item of a version the selection reaches, not only the items
+	// the filters match (curated mode: its catalogue lists what the mirror holds, and a client
+	// such as MAAS rejects a products file whose version lacks some of its items).
+	WholeVersions bool
 }
 
 // Presence is what is known of an object in the target.
@@ -72,6 +76,9 @@ type Plan struct {
 	Fetch []Fetch
 	// Unreferenced lists the owned objects no longer referenced by Held, sorted.
 	Unreferenced []string
+	// Widened lists the items held only because WholeVersions keeps their version whole: the
+	// filters did not match them (sorted by version and item).
+	Widened []ItemChange
 }
 
 // FetchBytes is the number of bytes the plan brings in (not counting Check entries).
@@ -126,6 +133,7 @@ func MakePlan(in PlanInput) *Plan {
 	}
 
 	next := Held{}
+	var widened []ItemChange
 	// Selected products: --max/--keep decide.
 	for pk, versions := range matchedVersions {
 		for _, v := range streams.SelectVersions(versions, heldVersions[pk], in.Max, in.Keep) {
@@ -143,6 +151,14 @@ func MakePlan(in PlanInput) *Plan {
 				for name := range in.Held[vk] {
 					if it, ok := uv.all[name]; ok {
 						hv[name] = heldItem(it)
+					}
+				}
+			}
+			if in.WholeVersions {
+				for name, it := range uv.all {
+					if _, ok := hv[name]; !ok {
+						hv[name] = heldItem(it)
+						widened = append(widened, ItemChange{vk, name, it.Path, it.Size})
 					}
 				}
 			}
@@ -170,12 +186,23 @@ func MakePlan(in PlanInput) *Plan {
 				hv[name] = heldItem(it)
 			}
 		}
+		if in.WholeVersions && len(hv) > 0 {
+			for name, it := range uv.all {
+				hv[name] = heldItem(it)
+			}
+		}
 		if len(hv) > 0 {
 			next[vk] = hv
 		}
 	}
 
-	p := &Plan{Held: next}
+	sort.Slice(widened, func(i, j int) bool {
+		if widened[i].VersionKey != widened[j].VersionKey {
+			return widened[i].VersionKey.less(widened[j].VersionKey)
+		}
+		return widened[i].Item < widened[j].Item
+	})
+	p := &Plan{Held: next, Widened: widened}
 	p.Added, p.Removed, p.Kept = diffHeld(in.Held, next)
 
 	// Fetch each referenced path once.

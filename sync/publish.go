@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/streams"
@@ -89,6 +91,7 @@ func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *
 	if err != nil {
 		return fmt.Errorf("publishing %s: %w", mf.Key, err)
 	}
+	pub.Updated = st.stamps[mf.Key]
 	st.Published[mf.Key] = pub
 	rep.MetadataWritten = append(rep.MetadataWritten, mf.Key)
 	opts.Log.Info("published", "path", mf.Key)
@@ -97,8 +100,10 @@ func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *
 
 // curate rewrites the catalogue to list exactly what held holds and signs it: each products
 // file as .json, .json.gpg and .sjson, and the index likewise (its .sjson form names the .sjson
-// products files, as upstream's does). A products file already published with the same JSON is
-// not signed again, so an unchanged mirror rewrites nothing.
+// products files, as upstream's does). A document's "updated" is the stamp it was last published
+// with while its curated content stays the same, and the run's time once it changes; so an
+// unchanged mirror rewrites (and signs) nothing, and a client sees a new stamp with new content.
+// Index entries carry their products file's stamp.
 func curate(cat *Catalogue, held Held, st *State, opts *Options) (groups [][]MetaFile, err error) {
 	out := &streams.Index{Format: cat.Index.Format, Updated: cat.Index.Updated, Index: map[string]*streams.IndexEntry{}, Extra: cat.Index.Extra}
 	sjsonPaths := map[string]string{}
@@ -114,12 +119,22 @@ func curate(cat *Catalogue, held Held, st *State, opts *Options) (groups [][]Met
 		if len(doc.Products) == 0 {
 			continue
 		}
-		forms, err := signForms(pf.Base, doc.Marshal, st, opts)
+		upstreamStamp, _ := rawJSONString(doc.Attrs["updated"])
+		forms, stamp, err := signCurated(pf.Base, upstreamStamp, func(updated string) ([]byte, []byte, error) {
+			raw, err := json.Marshal(updated)
+			if err != nil {
+				return nil, nil, err
+			}
+			doc.Attrs["updated"] = raw
+			body, err := doc.Marshal()
+			return body, body, err
+		}, st, opts)
 		if err != nil {
 			return nil, err
 		}
 		groups = append(groups, forms)
 		e := *pf.Entry
+		e.Updated = stamp
 		e.Products = make([]string, 0, len(keptProducts))
 		for p := range keptProducts {
 			e.Products = append(e.Products, p)
@@ -129,50 +144,95 @@ func curate(cat *Catalogue, held Held, st *State, opts *Options) (groups [][]Met
 		out.Index[pf.ContentID] = &e
 		sjsonPaths[pf.ContentID] = pf.Base + ".sjson"
 	}
-	plain, err := out.Marshal()
+	forms, _, err := signCurated(cat.IndexBase, cat.Index.Updated, func(updated string) ([]byte, []byte, error) {
+		ix := *out
+		ix.Updated = updated
+		ix.Index = make(map[string]*streams.IndexEntry, len(out.Index))
+		for id, e := range out.Index {
+			ix.Index[id] = e
+		}
+		plain, err := ix.Marshal()
+		if err != nil {
+			return nil, nil, err
+		}
+		for id, p := range sjsonPaths {
+			e := *ix.Index[id]
+			e.Path = p
+			ix.Index[id] = &e
+		}
+		signed, err := ix.Marshal()
+		return plain, signed, err
+	}, st, opts)
 	if err != nil {
 		return nil, err
 	}
-	for id, p := range sjsonPaths {
-		e := *out.Index[id]
-		e.Path = p
-		out.Index[id] = &e
+	return append(groups, forms), nil
+}
+
+// signCurated makes the three forms of the curated document at base: base.json (plain, with a
+// detached signature base.json.gpg) and base.sjson (signed, clearsigned), as marshal writes them
+// for an "updated" stamp. The stamp is the one the document was last published with (fallback,
+// upstream's, when none is recorded) if the document is then exactly as published: nothing needs
+// writing and no forms are returned. Otherwise the content changed, and the forms are made with
+// a new stamp: the run's time, later than the previous stamp.
+func signCurated(base, fallback string, marshal func(updated string) (plain, signed []byte, err error), st *State, opts *Options) ([]MetaFile, string, error) {
+	key := base + ".json"
+	prev := st.Published[key].Updated
+	if prev == "" {
+		prev = fallback
 	}
-	signedBody, err := out.Marshal()
+	if prev != "" {
+		plain, _, err := marshal(prev)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", key, err)
+		}
+		if st.isPublished(key, plain) && st.isPublishedGroup(base+".json.gpg", base+".sjson") {
+			if pub := st.Published[key]; pub.Updated != prev {
+				pub.Updated = prev
+				st.Published[key] = pub
+			}
+			return nil, prev, nil // unchanged: do not sign again
+		}
+	}
+	stamp := nextStamp(prev, opts.Now())
+	plain, signed, err := marshal(stamp)
 	if err != nil {
-		return nil, err
-	}
-	base := cat.IndexBase
-	if st.isPublished(base+".json", plain) && st.isPublishedGroup(base+".json.gpg", base+".sjson") {
-		return groups, nil // unchanged: do not sign again
+		return nil, "", fmt.Errorf("%s: %w", key, err)
 	}
 	var sig, clear bytes.Buffer
 	if err := opts.Signer.DetachSign(&sig, bytes.NewReader(plain)); err != nil {
-		return nil, fmt.Errorf("signing %s.json: %w", base, err)
+		return nil, "", fmt.Errorf("signing %s: %w", key, err)
 	}
-	if err := opts.Signer.ClearSign(&clear, bytes.NewReader(signedBody)); err != nil {
-		return nil, fmt.Errorf("signing %s.sjson: %w", base, err)
+	if err := opts.Signer.ClearSign(&clear, bytes.NewReader(signed)); err != nil {
+		return nil, "", fmt.Errorf("signing %s.sjson: %w", base, err)
 	}
-	groups = append(groups, []MetaFile{{base + ".json", plain}, {base + ".json.gpg", sig.Bytes()}, {base + ".sjson", clear.Bytes()}})
-	return groups, nil
+	if st.stamps == nil {
+		st.stamps = map[string]string{}
+	}
+	st.stamps[key] = stamp
+	return []MetaFile{{key, plain}, {base + ".json.gpg", sig.Bytes()}, {base + ".sjson", clear.Bytes()}}, stamp, nil
 }
 
-// signForms marshals a document and signs it both ways, unless exactly that JSON is already
-// published with both signed forms (then nothing needs writing).
-func signForms(base string, marshal func() ([]byte, error), st *State, opts *Options) ([]MetaFile, error) {
-	body, err := marshal()
-	if err != nil {
-		return nil, fmt.Errorf("%s.json: %w", base, err)
+// StampLayout is how SimpleStreams writes "updated" (RFC 2822, as MAAS parses it:
+// "%a, %d %b %Y %H:%M:%S %z").
+const StampLayout = time.RFC1123Z
+
+// nextStamp is now as an "updated" stamp (UTC, whole seconds), or a second after prev when now
+// is not later than prev (a clock behind, or two changes within a second), so that a document's
+// stamp only moves forward.
+func nextStamp(prev string, now time.Time) string {
+	t := now.UTC().Truncate(time.Second)
+	if p, err := time.Parse(StampLayout, prev); err == nil && !t.After(p) {
+		t = p.UTC().Add(time.Second)
 	}
-	if st.isPublished(base+".json", body) && st.isPublishedGroup(base+".json.gpg", base+".sjson") {
-		return nil, nil
+	return t.Format(StampLayout)
+}
+
+// rawJSONString decodes a raw JSON string value.
+func rawJSONString(raw json.RawMessage) (string, bool) {
+	var s string
+	if len(raw) == 0 || json.Unmarshal(raw, &s) != nil {
+		return "", false
 	}
-	var sig, clear bytes.Buffer
-	if err := opts.Signer.DetachSign(&sig, bytes.NewReader(body)); err != nil {
-		return nil, fmt.Errorf("signing %s.json: %w", base, err)
-	}
-	if err := opts.Signer.ClearSign(&clear, bytes.NewReader(body)); err != nil {
-		return nil, fmt.Errorf("signing %s.sjson: %w", base, err)
-	}
-	return []MetaFile{{base + ".json", body}, {base + ".json.gpg", sig.Bytes()}, {base + ".sjson", clear.Bytes()}}, nil
+	return s, true
 }

@@ -52,6 +52,9 @@ type Object struct {
 type Published struct {
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// Updated is the "updated" stamp a curated document was written with (curated .json forms
+	// only), so that a run whose curated content is unchanged writes the same bytes again.
+	Updated string `json:"updated,omitempty"`
 }
 
 // State is the mirror's own record, kept at StateKey in the target.
@@ -70,6 +73,8 @@ type State struct {
 	listed map[string]int64
 	// saved is the state as last read or written, so an unchanged state is not rewritten.
 	saved []byte
+	// stamps are the "updated" stamps of curated documents about to be written, by key (not saved).
+	stamps map[string]string
 }
 
 // NewState returns an empty state.

@@ -44,6 +44,9 @@ type Options struct {
 	FilterGroups []streams.Filters
 	Max          int
 	Keep         bool
+	// AllowEmpty lets a run go on when the filters (or a filter group) select no item upstream;
+	// otherwise such a run fails before it writes anything (see CheckSelection).
+	AllowEmpty bool
 	// Prune releases what the current selection does not cover.
 	Prune bool
 	// DryRun plans and reports without changing anything.
@@ -171,6 +174,12 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		return nil, err
 	}
 	stage("read catalogue")
+	upstream := cat.Items()
+	if !opts.AllowEmpty {
+		if err := CheckSelection(upstream, opts.Filters, opts.FilterGroups); err != nil {
+			return nil, err
+		}
+	}
 
 	st, err := LoadState(ctx, dst)
 	if err != nil {
@@ -182,7 +191,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	// constant number of requests whatever the number of items; what the state cannot see
 	// (an object deleted behind the mirror's back) is what 'ssmirror verify' is for.
 	input := PlanInput{
-		Upstream:       cat.Items(),
+		Upstream:       upstream,
 		Filters:        opts.Filters,
 		FilterGroups:   opts.FilterGroups,
 		Max:            opts.Max,
@@ -191,8 +200,17 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		Held:           st.Held,
 		Present:        st.recordedPresence(),
 		VerifyExisting: opts.VerifyExisting,
+		WholeVersions:  opts.Signer != nil,
 	}
 	plan := MakePlan(input)
+	if err := CheckControlPaths(plan.Held, controlKeys(cat)); err != nil {
+		return nil, err
+	}
+	if n := len(plan.Widened); n > 0 {
+		w := plan.Widened[0]
+		opts.Log.Warn("curated mode keeps versions whole: items the filters leave out are mirrored too, because a client such as MAAS rejects a products file in which a version lacks some of its items",
+			"items_added", n, "example", w.Product+" "+w.Version+" "+w.Item)
+	}
 	listTarget := st.saved == nil || opts.VerifyExisting || len(plan.Fetch) > 0
 	if !opts.DryRun && (tookOver || listTarget) {
 		// Holding the lock, this is the only writer: what a killed run left (temporary files,

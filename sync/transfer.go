@@ -138,15 +138,18 @@ func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom st
 	opts.Progress.startFile(f.Path, f.Size)
 	defer opts.Progress.finishFile(f.Path)
 	if f.Check {
-		sum, err := hashObject(ctx, dst, f.Path, opts.Progress)
-		if err != nil {
+		sum, err := hashObject(ctx, dst, f, opts.Progress)
+		switch {
+		case errors.Is(err, store.ErrChecksum): // a sha512 or md5 catalogue's hash differs
+			opts.Log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path, "error", err)
+		case err != nil:
 			return transferResult{}, err
-		}
-		if f.SHA256 == "" || sum == f.SHA256 {
+		case f.SHA256 == "" || sum == f.SHA256:
 			opts.Progress.fileDone()
 			return transferResult{"adopted", sum}, nil
+		default:
+			opts.Log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path)
 		}
-		opts.Log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path)
 	}
 	put := store.PutOptions{
 		Size:         f.Size,
@@ -256,14 +259,21 @@ func fetchBackoff(attempt int) time.Duration {
 	return d*3/4 + rand.N(d/2+1)
 }
 
-// hashObject reads an object in the target and returns its sha256.
-func hashObject(ctx context.Context, s store.Store, key string, p *Progress) (string, error) {
+// hashObject reads the object at f.Path in the target and returns its sha256. When the
+// catalogue gives no sha256 for it, the sha512 or md5 it gives is checked too: a mismatch is an
+// error wrapping store.ErrChecksum.
+func hashObject(ctx context.Context, s store.Store, f Fetch, p *Progress) (string, error) {
+	key := f.Path
 	rc, err := s.Open(ctx, key, 0)
 	if err != nil {
 		return "", fmt.Errorf("checking %s: %w", key, err)
 	}
 	defer rc.Close()
-	v := store.NewVerifier(key, newCountingReader(rc, p, key), store.PutOptions{Size: -1})
+	var r io.Reader = newCountingReader(rc, p, key)
+	if f.SHA256 == "" {
+		r = newExtraCheck(f, r)
+	}
+	v := store.NewVerifier(key, r, store.PutOptions{Size: -1})
 	if _, err := io.Copy(io.Discard, v); err != nil {
 		return "", fmt.Errorf("checking %s: %w", key, err)
 	}

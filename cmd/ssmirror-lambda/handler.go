@@ -70,6 +70,7 @@ const (
 	envMax            = "SSMIRROR_MAX"                     // versions kept per product (0: all)
 	envKeep           = "SSMIRROR_KEEP"                    // keep versions that vanished upstream
 	envPrune          = "SSMIRROR_PRUNE"                   // release what the selection no longer covers
+	envAllowEmpty     = "SSMIRROR_ALLOW_EMPTY"             // run even when the filters select no item
 	envPath           = "SSMIRROR_PATH"                    // start metadata path
 	envConcurrency    = "SSMIRROR_CONCURRENCY"             // files transferred at once
 	envGCGrace        = "SSMIRROR_GC_GRACE"                // grace before deleting unreferenced objects
@@ -98,6 +99,7 @@ type config struct {
 	signer         *sign.Signer
 	max            int
 	keep, prune    bool
+	allowEmpty     bool
 	path           string
 	concurrency    int
 	gcGrace        time.Duration
@@ -173,6 +175,7 @@ func readConfig(lookup func(string) (string, bool)) (*config, error) {
 		max:            e.integer(envMax),
 		keep:           e.boolean(envKeep),
 		prune:          e.boolean(envPrune),
+		allowEmpty:     e.boolean(envAllowEmpty),
 		path:           e.str(envPath),
 		concurrency:    e.integer(envConcurrency),
 		gcGrace:        e.duration(envGCGrace, sync.DefaultGCGrace),
@@ -365,6 +368,7 @@ func run(ctx context.Context, ev Event, lookup func(string) (string, bool), log 
 		Max:          c.max,
 		Keep:         c.keep,
 		Prune:        c.prune,
+		AllowEmpty:   c.allowEmpty,
 		DryRun:       dryRun,
 		Signer:       c.signer,
 		Concurrency:  c.concurrency,

@@ -74,6 +74,7 @@ type syncFlags struct {
 	tls             tlsFlags
 	max             int
 	keep            bool
+	allowEmpty      bool
 	path            string
 	dryRun          bool
 	noItemDownload  bool
@@ -105,6 +106,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	f.verify.addFlags(fs)
 	fs.IntVar(&f.max, "max", 0, "keep at most N versions per product (0: all)")
 	fs.BoolVar(&f.keep, "keep", false, "keep versions that vanished upstream, up to --max")
+	fs.BoolVar(&f.allowEmpty, "allow-empty", false, "run even when the filters (or a [filter] group) select no item (otherwise refused before anything is written)")
 	fs.StringVar(&f.path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be added (+) and removed (-), change nothing")
 	fs.BoolVar(&f.noItemDownload, "no-item-download", false, "publish metadata only (verbatim mode)")
@@ -246,6 +248,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		FilterGroups:   filterGroups,
 		Max:            f.max,
 		Keep:           f.keep,
+		AllowEmpty:     f.allowEmpty,
 		Prune:          f.prune,
 		DryRun:         f.dryRun,
 		NoItemDownload: f.noItemDownload,
