@@ -29,7 +29,7 @@ type EmptyGroup struct {
 
 func (e *EmptySelectionError) Error() string {
 	var b strings.Builder
-	const advice = " (nothing was written; give --allow-empty to run with an empty selection anyway)"
+	const advice = "nothing was written; give --allow-empty to run with an empty selection anyway"
 	if e.OfGroups == 0 || len(e.Groups) == 0 {
 		b.WriteString("the selection matches no item")
 		if len(e.Groups) > 0 {
@@ -38,7 +38,7 @@ func (e *EmptySelectionError) Error() string {
 			}
 			fmt.Fprintf(&b, ": %s", e.Groups[0].Reason)
 		}
-		b.WriteString(advice)
+		b.WriteString(" (" + advice + ")")
 		return b.String()
 	}
 	if len(e.Groups) == e.OfGroups {
@@ -49,7 +49,7 @@ func (e *EmptySelectionError) Error() string {
 	for _, g := range e.Groups {
 		fmt.Fprintf(&b, "\n  filter group %d (%s): %s", g.Index, strings.Join(g.Filters.Strings(), " "), g.Reason)
 	}
-	b.WriteString("\n" + strings.TrimPrefix(advice, " "))
+	b.WriteString("\n" + advice)
 	return b.String()
 }
 
