@@ -74,7 +74,14 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	plan := sync.MakePlan(sync.PlanInput{Upstream: cat.Items(), Filters: filters, Max: maxVersions})
+	items := cat.Items()
+	plan := sync.MakePlan(sync.PlanInput{Upstream: items, Filters: filters, Max: maxVersions})
+	if len(plan.Added) == 0 {
+		// Say why on stderr: a sync with this selection would be refused.
+		if why := streams.ExplainNoMatch(items, filters); why != "" {
+			fmt.Fprintf(stderr, "ssmirror: the selection matches no item: %s\n", why)
+		}
+	}
 	// One buffered writer: a catalogue of 100,000 items is as many lines.
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	if jsonOut {
