@@ -17,46 +17,52 @@ func ExplainNoMatch(items []Item, fs Filters) string {
 	if len(items) == 0 {
 		return "the catalogue lists no item at all"
 	}
+	all := make([]int32, len(items))
+	for i := range all {
+		all[i] = int32(i)
+	}
 	for _, f := range fs {
-		if matchesSome(items, f) {
+		if matchesSome(items, all, f) {
 			continue
 		}
-		return explainFilter(items, f, "")
+		return explainFilter(items, all, f, "")
 	}
 	// Each filter matches on its own: find the one that empties what the earlier ones left.
-	left := items
+	left := all
 	for i, f := range fs {
-		var next []Item
-		for _, it := range left {
-			if f.MatchAttrs(it.Attrs) {
-				next = append(next, it)
+		var next []int32
+		for _, j := range left {
+			if f.MatchAttrs(items[j].Attrs) {
+				next = append(next, j)
 			}
 		}
 		if len(next) == 0 {
 			before := strings.Join(fs[:i].Strings(), " ")
 			return fmt.Sprintf("%s and %s match no item together: %s", before, f,
-				explainFilter(left, f, fmt.Sprintf("of the %d that %s selects", len(left), before)))
+				explainFilter(items, left, f, fmt.Sprintf("of the %d that %s selects", len(left), before)))
 		}
 		left = next
 	}
 	return ""
 }
 
-func matchesSome(items []Item, f Filter) bool {
-	for _, it := range items {
-		if f.MatchAttrs(it.Attrs) {
+// matchesSome reports whether f matches some of the items at positions idx.
+func matchesSome(items []Item, idx []int32, f Filter) bool {
+	for _, j := range idx {
+		if f.MatchAttrs(items[j].Attrs) {
 			return true
 		}
 	}
 	return false
 }
 
-// explainFilter explains why f matches none of items; where, when not "", says which items.
-func explainFilter(items []Item, f Filter, where string) string {
+// explainFilter explains why f matches none of the items at positions idx; where, when not "",
+// says which items those are.
+func explainFilter(items []Item, idx []int32, f Filter, where string) string {
 	values := map[string]int{}
 	keys := map[string]bool{}
-	for _, it := range items {
-		for k, v := range it.Attrs.All() {
+	for _, j := range idx {
+		for k, v := range items[j].Attrs.All() {
 			keys[k] = true
 			if k == f.Key {
 				values[v]++
@@ -91,9 +97,9 @@ func explainFilter(items []Item, f Filter, where string) string {
 	if f.Op == "=" || f.Op == "~" {
 		// arch==amd64 parses as arch = "=amd64"; arch=~x as arch = "~x".
 		if v := strings.TrimLeft(f.Value, "=~!"); v != f.Value && v != "" {
-			if g, err := ParseFilter(f.Key + f.Value); err == nil && g.Op != f.Op && matchesSome(items, g) {
+			if g, err := ParseFilter(f.Key + f.Value); err == nil && g.Op != f.Op && matchesSome(items, idx, g) {
 				msg += fmt.Sprintf(" (did you mean %s?)", g)
-			} else if g := (Filter{f.Key, f.Op, v}); matchesSome(items, g) {
+			} else if g := (Filter{f.Key, f.Op, v}); matchesSome(items, idx, g) {
 				msg += fmt.Sprintf(" (did you mean %s?)", g)
 			}
 		} else if f.Op == "=" {

@@ -86,3 +86,25 @@ func TestNearestWords(t *testing.T) {
 		t.Errorf("editDistance(kitten, sitting) = %d, want 3", d)
 	}
 }
+
+// BenchmarkExplainNoMatch explains a typo over 100,000 items (the cost of a refused run's
+// message; a selection that matches stops at its first match).
+func BenchmarkExplainNoMatch(b *testing.B) {
+	items := make([]Item, 100_000)
+	for i := range items {
+		items[i] = Item{Attrs: NewAttrs(map[string]string{
+			"os": "ubuntu", "release": []string{"jammy", "noble"}[i%2], "arch": []string{"amd64", "arm64"}[i/2%2],
+			"ftype": "squashfs", "subarch": "ga-22.04", "version_name": "20250718", "path": "x", "sha256": "y", "size": "1",
+		})}
+	}
+	fs, err := ParseFilters([]string{"release=noble", "arch==amd64"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if ExplainNoMatch(items, fs) == "" {
+			b.Fatal("no explanation")
+		}
+	}
+}

@@ -187,21 +187,28 @@ func CheckControlPaths(held Held, control []string) error {
 		}
 	}
 	var bad []ControlPathItem
-	for _, vk := range held.Keys() {
-		for _, name := range sortedItems(held[vk]) {
-			p := held[vk][name].Path
-			if p == "" {
+	for vk, hv := range held {
+		for name, hi := range hv {
+			if hi.Path == "" {
 				continue
 			}
-			if w := why(p, reserved, dirOf); w != "" {
-				bad = append(bad, ControlPathItem{Version: vk, Item: name, Path: p, Why: w})
+			if w := why(hi.Path, reserved, dirOf); w != "" {
+				bad = append(bad, ControlPathItem{Version: vk, Item: name, Path: hi.Path, Why: w})
 			}
 		}
 	}
 	if len(bad) == 0 {
 		return nil
 	}
-	sort.SliceStable(bad, func(i, j int) bool { return bad[i].Path < bad[j].Path })
+	sort.Slice(bad, func(i, j int) bool {
+		if bad[i].Path != bad[j].Path {
+			return bad[i].Path < bad[j].Path
+		}
+		if bad[i].Version != bad[j].Version {
+			return bad[i].Version.less(bad[j].Version)
+		}
+		return bad[i].Item < bad[j].Item
+	})
 	return &ControlPathError{Items: bad}
 }
 
