@@ -125,6 +125,9 @@ func (e *ControlPathError) Error() string {
 
 // why says what about the mirror a content path would clash with.
 func why(p string, reserved map[string]bool, dirOf map[string]string) string {
+	// Compared without case: a directory target on a case-insensitive file system would put
+	// .SSMIRROR/lock where .ssmirror/lock is.
+	p = strings.ToLower(p)
 	switch {
 	case p == LockKey:
 		return "is the mirror's lock"
@@ -179,6 +182,7 @@ func CheckControlPaths(held Held, control []string) error {
 	// target, stand where the directory has to be.
 	dirOf := map[string]string{}
 	for _, k := range control {
+		k = strings.ToLower(k)
 		reserved[k] = true
 		for i := strings.IndexByte(k, '/'); i >= 0; i = nextSlash(k, i) {
 			if _, ok := dirOf[k[:i]]; !ok {

@@ -71,6 +71,8 @@ func TestCheckControlPaths(t *testing.T) {
 		{".ssmirror/lock", "is the mirror's lock"},
 		{".ssmirror/state.json", "is the mirror's state"},
 		{".ssmirror/anything", "is under the mirror's control directory .ssmirror/"},
+		{".SSMirror/Lock", "is the mirror's lock"},
+		{"Streams/V1/index.JSON", "is one of the mirror's metadata files"},
 		{".ssmirror", "would stand where the directory of the mirror's .ssmirror/lock is"},
 		{"streams/v1/index.json", "is one of the mirror's metadata files"},
 		{"streams/v1/c.json.gpg", "is one of the mirror's metadata files"},
