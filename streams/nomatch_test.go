@@ -108,3 +108,28 @@ func BenchmarkExplainNoMatch(b *testing.B) {
 		}
 	}
 }
+
+// FuzzExplainNoMatch: for any pair of filters, an explanation is given exactly when they
+// select nothing, and explaining never panics.
+func FuzzExplainNoMatch(f *testing.F) {
+	for _, seed := range [][2]string{{"arch==amd64", "release=noble"}, {"arch=amd64", "release=noble"}, {"x~(", "y!~"}, {"arch=arm64", "release=noble"}, {"ftype!=squashfs", "os!~^u"}} {
+		f.Add(seed[0], seed[1])
+	}
+	items := nomatchItems()
+	f.Fuzz(func(t *testing.T, a, b string) {
+		fs, err := ParseFilters([]string{a, b})
+		if err != nil {
+			return
+		}
+		matches := false
+		for _, it := range items {
+			if fs.MatchAttrs(it.Attrs) {
+				matches = true
+				break
+			}
+		}
+		if got := ExplainNoMatch(items, fs); (got == "") != matches {
+			t.Fatalf("filters %v: matches %v, explanation %q", fs, matches, got)
+		}
+	})
+}

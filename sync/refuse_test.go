@@ -3,6 +3,7 @@ package sync
 import (
 	"errors"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -143,6 +144,30 @@ func TestPlanWholeVersions(t *testing.T) {
 	if diff := cmp.Diff([]string{"noble:amd64:ga@20250718=boot-initrd,boot-kernel,manifest,squashfs"}, heldKeys(p.Held)); diff != "" {
 		t.Errorf("partial held version (-want +got):\n%s", diff)
 	}
+}
+
+// FuzzCheckControlPaths compares the refusal with a plain scan over the control keys.
+func FuzzCheckControlPaths(f *testing.F) {
+	control := []string{LockKey, StateKey, "streams/v1/index.json", "streams/v1/index.sjson", "streams/v1/c.json", "meta/x/y.json"}
+	for _, s := range []string{".ssmirror/lock", ".ssmirror", "streams", "streams/v1/a", "meta/x", "meta/xy", "a/b", ".SSMIRROR/LOCK"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if p == "" {
+			return
+		}
+		lp := strings.ToLower(p)
+		want := strings.HasPrefix(lp, ".ssmirror/") || strings.HasPrefix(lp, "streams/v1/")
+		for _, k := range control {
+			if lp == k || strings.HasPrefix(k, lp+"/") {
+				want = true
+			}
+		}
+		err := CheckControlPaths(Held{VersionKey{"c", "p", "1"}: {"i": {Path: p}}}, control)
+		if (err != nil) != want {
+			t.Fatalf("%q: refused %v, want %v (%v)", p, err != nil, want, err)
+		}
+	})
 }
 
 func contains(list []string, s string) bool {
