@@ -2,6 +2,7 @@ package sync
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -177,4 +178,30 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// BenchmarkRefusalChecks is what the two checks add to every run: a selection check and a
+// control-path check over 10,000 items.
+func BenchmarkRefusalChecks(b *testing.B) {
+	var versions []string
+	for i := range 625 {
+		versions = append(versions, fmt.Sprintf("2025%04d", i))
+	}
+	up := maasUpstream(versions...)                                  // 10,000 items
+	fs, err := streams.ParseFilters([]string{"os~(grub*|pxelinux)"}) // matches only the bootloaders, at the end
+	if err != nil {
+		b.Fatal(err)
+	}
+	plan := MakePlan(PlanInput{Upstream: up, Held: Held{}})
+	control := []string{LockKey, StateKey, "streams/v1/index.json", "streams/v1/index.sjson", "streams/v1/c.json"}
+	b.Logf("%d items, %d held", len(up), plan.Held.Items())
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckSelection(up, fs, nil); err != nil {
+			b.Fatal(err)
+		}
+		if err := CheckControlPaths(plan.Held, control); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
