@@ -68,6 +68,12 @@ func TestFixtureStream(t *testing.T) {
 	_, kr := testKeys(t)
 	dir := filepath.Join(root, "testdata/stream")
 	checkStream(t, dir, func(p string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, p)) }, kr, both)
+	// Without a keyring, CheckFS reads the signed forms as MAAS does when it skips verification.
+	for _, index := range []string{streamtest.IndexPath, streamtest.SignedIndexPath} {
+		if models, err := CheckFS(os.DirFS(dir), index); err != nil || fmt.Sprint(models) != fmt.Sprint(both) {
+			t.Errorf("CheckFS from %s: %v %v", index, models, err)
+		}
+	}
 }
 
 // Every stream streamtest generates, in every configuration the tests and presets use, is what

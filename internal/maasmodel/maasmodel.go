@@ -51,12 +51,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/streams"
 )
 
@@ -446,10 +448,13 @@ func CheckIndexJSON(data []byte) error {
 	return CheckIndex(ix)
 }
 
-// CheckMirror checks what MAAS reads from a mirror: the unsigned index at indexPath (read with
-// read, paths relative to the mirror root) and every products file it lists. It returns the
-// model of each products file by content id; the error joins every document's problems.
+// CheckMirror checks what MAAS reads from a mirror: the index at indexPath (read with read,
+// paths relative to the mirror root) and every products file it lists. A clearsigned document
+// (.sjson) is read without checking its signature, as MAAS does with skip_keyring_verification:
+// verify signatures separately, or have read return verified bodies. It returns the model of
+// each products file by content id; the error joins every document's problems.
 func CheckMirror(read func(path string) ([]byte, error), indexPath string) (map[string]Model, error) {
+	read = unsigned(read)
 	data, err := read(indexPath)
 	if err != nil {
 		return nil, err
@@ -486,6 +491,22 @@ func CheckMirror(read func(path string) ([]byte, error), indexPath string) (map[
 		models[id] = m
 	}
 	return models, errors.Join(errs...)
+}
+
+// CheckFS is CheckMirror over a file system holding the mirror root (os.DirFS(dir)).
+func CheckFS(fsys fs.FS, indexPath string) (map[string]Model, error) {
+	return CheckMirror(func(p string) ([]byte, error) { return fs.ReadFile(fsys, p) }, indexPath)
+}
+
+// unsigned wraps read so that a clearsigned document comes back as its body.
+func unsigned(read func(string) ([]byte, error)) func(string) ([]byte, error) {
+	return func(path string) ([]byte, error) {
+		data, err := read(path)
+		if err != nil || !sign.IsClearsigned(data) {
+			return data, err
+		}
+		return sign.StripClearsigned(path, data)
+	}
 }
 
 func quote(s string) json.RawMessage {
