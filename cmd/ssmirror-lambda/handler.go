@@ -199,6 +199,9 @@ func readConfig(lookup func(string) (string, bool)) (*config, error) {
 	if c.dstLoc, err = parseLocation(c.target); err != nil {
 		return nil, fmt.Errorf("$%s: %w", envTarget, err)
 	}
+	// source and target are shown (errors, logs, the summary): without user info from here on;
+	// srcLoc keeps it for the request.
+	c.source, c.target = httpstore.StripUserInfo(c.source), httpstore.StripUserInfo(c.target)
 	if c.dstLoc.kind != "s3" {
 		return nil, fmt.Errorf("$%s: %q: a Lambda function publishes into s3://bucket/prefix only (its disk does not outlive it)", envTarget, c.target)
 	}
@@ -275,21 +278,30 @@ type location struct {
 	bucket, prefix string
 }
 
+// parseLocation parses SOURCE or TARGET. An http(s) root keeps its user info (httpstore sends it
+// as basic auth and never shows it); no message here quotes it.
 func parseLocation(raw string) (location, error) {
 	loc := location{root: raw}
+	shown := httpstore.StripUserInfo(raw)
 	switch {
 	case strings.HasPrefix(raw, "http://"), strings.HasPrefix(raw, "https://"):
 		loc.kind = "http"
 	case strings.HasPrefix(raw, "s3://"):
 		bucket, prefix, _ := strings.Cut(strings.TrimPrefix(raw, "s3://"), "/")
 		if bucket == "" {
-			return loc, fmt.Errorf("%q: no bucket named", raw)
+			return loc, fmt.Errorf("%q: no bucket named", shown)
+		}
+		if shown != raw {
+			return loc, fmt.Errorf("%q: an s3:// URL takes no user info (S3 credentials come from the function's role)", shown)
 		}
 		loc.kind, loc.bucket, loc.prefix = "s3", bucket, prefix
 	case strings.HasPrefix(raw, "file://"):
+		if shown != raw {
+			return loc, fmt.Errorf("%q: a file:// URL takes no user info", shown)
+		}
 		loc.kind, loc.root = "dir", strings.TrimPrefix(raw, "file://")
 	case strings.Contains(raw, "://"):
-		return loc, fmt.Errorf("%q: unsupported scheme (use http(s)://, s3:// or a directory)", raw)
+		return loc, fmt.Errorf("%q: unsupported scheme (use http(s)://, s3:// or a directory)", shown)
 	default:
 		loc.kind = "dir"
 	}

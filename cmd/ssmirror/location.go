@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -97,8 +98,10 @@ func warnUnprotected(stderr io.Writer, loc location, keyring bool) {
 // location is a parsed SOURCE or TARGET.
 type location struct {
 	kind string // "http", "s3", "dir"
-	// root is the URL, directory, or bucket/prefix of the mirror root.
+	// root is the URL, directory, or bucket/prefix of the mirror root. A URL's user info is
+	// never in it (root is printed): it is kept in auth and sent only to the source.
 	root   string
+	auth   *url.Userinfo
 	bucket string
 	prefix string
 	// start is the metadata path named by the location itself ("" when it names a root).
@@ -106,28 +109,41 @@ type location struct {
 }
 
 // parseLocation splits a location; a URL or path ending in streams/v1/NAME.sjson or .json names
-// its start path.
+// its start path. User info in an http(s) URL is taken out of root into auth; no message quotes
+// it (shown is raw without it).
 func parseLocation(raw string) (location, error) {
 	var loc location
+	shown := httpstore.StripUserInfo(raw)
 	switch {
 	case strings.HasPrefix(raw, "http://"), strings.HasPrefix(raw, "https://"):
 		u, err := url.Parse(raw)
 		if err != nil {
-			return loc, usagef("%q: %v", raw, err)
+			if shown != raw {
+				// The parser's message may quote the user info.
+				return loc, usagef("%q: not a valid URL", shown)
+			}
+			return loc, usagef("%q: %v", shown, errors.Unwrap(err))
 		}
-		loc.kind = "http"
+		loc.kind, loc.auth = "http", u.User
+		u.User = nil
 		loc.root = u.String()
 	case strings.HasPrefix(raw, "s3://"):
 		rest := strings.TrimPrefix(raw, "s3://")
 		bucket, prefix, _ := strings.Cut(rest, "/")
 		if bucket == "" {
-			return loc, usagef("%q: no bucket named", raw)
+			return loc, usagef("%q: no bucket named", shown)
+		}
+		if shown != raw {
+			return loc, usagef("%q: an s3:// URL takes no user info (S3 credentials come from the AWS configuration: environment, profile, role)", shown)
 		}
 		loc.kind, loc.bucket, loc.prefix, loc.root = "s3", bucket, prefix, raw
 	case strings.HasPrefix(raw, "file://"):
+		if shown != raw {
+			return loc, usagef("%q: a file:// URL takes no user info", shown)
+		}
 		loc.kind, loc.root = "dir", strings.TrimPrefix(raw, "file://")
 	case strings.Contains(raw, "://"):
-		return loc, usagef("%q: unsupported scheme (use http(s)://, s3://, file:// or a directory)", raw)
+		return loc, usagef("%q: unsupported scheme (use http(s)://, s3://, file:// or a directory)", shown)
 	default:
 		loc.kind, loc.root = "dir", raw
 	}
@@ -157,7 +173,7 @@ func openSource(ctx context.Context, loc location, s3f *s3Flags, mirrors []strin
 		if client == nil {
 			client = httpstore.DefaultClient()
 		}
-		return httpstore.New(client, loc.root, httpstore.Options{Mirrors: mirrors, UserAgent: "ssmirror/" + version()})
+		return httpstore.New(client, loc.sourceURL(), httpstore.Options{Mirrors: mirrors, UserAgent: "ssmirror/" + version()})
 	case "s3":
 		return openS3(ctx, loc, s3f)
 	default:
@@ -192,6 +208,20 @@ func openTarget(ctx context.Context, loc location, s3f *s3Flags) (store.Store, e
 		}
 		return dirstore.New(root, dirstore.Options{})
 	}
+}
+
+// sourceURL is an http location's root with its user info put back, for httpstore (which sends
+// it as basic auth and never shows it). Never print it.
+func (l location) sourceURL() string {
+	if l.auth == nil {
+		return l.root
+	}
+	u, err := url.Parse(l.root)
+	if err != nil {
+		return l.root
+	}
+	u.User = l.auth
+	return u.String()
 }
 
 func openS3(ctx context.Context, loc location, f *s3Flags) (store.Store, error) {

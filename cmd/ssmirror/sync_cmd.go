@@ -12,6 +12,7 @@ import (
 
 	"github.com/ssmirror/ssmirror/internal/cdn"
 	"github.com/ssmirror/ssmirror/sign"
+	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
 )
@@ -23,7 +24,8 @@ parallel, and refused unless its size and sha256 match the catalogue; the metada
 only after everything it lists as held is in place (products files, then the index); objects
 nothing references any more are deleted by a later run once --gc-grace has passed.
 
-SOURCE  https://images.maas.io/ephemeral-v3/stable/   an HTTP(S) mirror
+SOURCE  https://images.maas.io/ephemeral-v3/stable/   an HTTP(S) mirror (https://user:password@host/…
+                                                      sends basic auth; never shown in any output)
         /srv/upstream  or  file:///srv/upstream         a directory
         s3://bucket/prefix                              a bucket (mirror of a mirror)
         Ending in streams/v1/NAME.sjson or NAME.json picks the start file; otherwise
@@ -166,7 +168,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 			// Report even an interrupted run, within a bounded time.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			merr := f.metrics.export(mctx, runResult{target: target, report: rep, duration: time.Since(began), err: err, end: time.Now()})
+			merr := f.metrics.export(mctx, runResult{target: httpstore.StripUserInfo(target), report: rep, duration: time.Since(began), err: err, end: time.Now()})
 			switch {
 			case merr != nil && err == nil:
 				err = fmt.Errorf("mirrored, but %w", merr)
@@ -296,7 +298,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		} else if f.jsonOut {
 			printJSONSummary(stdout, rep, took, err)
 		} else {
-			printSummary(stdout, source, describe(dst), rep, took, err)
+			printSummary(stdout, httpstore.StripUserInfo(source), describe(dst), rep, took, err)
 		}
 	}
 	return err

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ssmirror/ssmirror/internal/maasmodel"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/streams/streamtest"
 )
@@ -41,6 +42,11 @@ func TestRunSmall(t *testing.T) {
 	}
 	if _, err := sign.VerifyClearsigned(streamtest.SignedIndexPath, data, kr); err != nil {
 		t.Fatal(err)
+	}
+	// What genstream writes is what MAAS 4 accepts.
+	models, err := maasmodel.CheckMirror(func(p string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, p)) }, streamtest.IndexPath)
+	if err != nil || models[streamtest.DownloadID] != maasmodel.MultiFile || models[streamtest.BootloaderID] != maasmodel.Bootloader {
+		t.Fatalf("MAAS would refuse the written stream: %v %v", models, err)
 	}
 	var total int64
 	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {

@@ -4,6 +4,10 @@
 // Open returns a reader that resumes an interrupted body by itself (a Range request from the
 // byte where it stopped), so a hashing reader wrapped around it sees one continuous stream.
 // Extra mirrors are tried, in order, when the primary answers 404 or 410.
+//
+// A base URL may carry credentials (http://user:password@host/path/): they are sent as HTTP
+// basic authentication to that base and appear in no error and no Describe. StripUserInfo does
+// the same for callers that print a URL they were given.
 package httpstore
 
 import (
@@ -47,7 +51,7 @@ type Options struct {
 // Store reads objects from an HTTP(S) mirror root. It is safe for concurrent use.
 type Store struct {
 	client *http.Client
-	bases  []*url.URL // primary first, then mirrors; each path ends in "/"
+	bases  []base // primary first, then mirrors
 	opts   Options
 	// backoff is the pause before resume attempt n (1-based); tests shorten it.
 	backoff func(attempt int) time.Duration
@@ -76,28 +80,42 @@ func New(client *http.Client, base string, opts Options) (*Store, error) {
 	}
 	s := &Store{client: client, opts: opts, backoff: defaultBackoff}
 	for _, raw := range append([]string{base}, opts.Mirrors...) {
-		u, err := parseBase(raw)
+		b, err := parseBase(raw)
 		if err != nil {
 			return nil, err
 		}
-		s.bases = append(s.bases, u)
+		s.bases = append(s.bases, b)
 	}
 	return s, nil
 }
 
-func parseBase(raw string) (*url.URL, error) {
+// base is one mirror root: its URL without user info (every message shows this one) and the
+// credentials taken out of it.
+type base struct {
+	url  *url.URL // path ends in "/"; User is nil
+	auth *url.Userinfo
+}
+
+func parseBase(raw string) (base, error) {
+	shown := StripUserInfo(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("http source %q: %w", raw, err)
+		if shown != raw {
+			// The parser's message may quote the user info.
+			return base{}, fmt.Errorf("http source %q: not a valid URL", shown)
+		}
+		return base{}, fmt.Errorf("http source %q: %w", shown, errors.Unwrap(err))
 	}
+	b := base{url: u, auth: u.User}
+	u.User = nil
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("http source %q: scheme must be http or https", raw)
+		return base{}, fmt.Errorf("http source %q: scheme must be http or https", shown)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("http source %q: no host", raw)
+		return base{}, fmt.Errorf("http source %q: no host", shown)
 	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("http source %q: query, fragment and user info are not supported", raw)
+	if u.RawQuery != "" || u.Fragment != "" {
+		return base{}, fmt.Errorf("http source %q: query and fragment are not supported", shown)
 	}
 	if !strings.HasSuffix(u.Path, "/") {
 		u.Path += "/"
@@ -105,7 +123,33 @@ func parseBase(raw string) (*url.URL, error) {
 			u.RawPath += "/"
 		}
 	}
-	return u, nil
+	return b, nil
+}
+
+// StripUserInfo returns raw with the user info of its authority removed
+// ("https://user:pw@host/p" → "https://host/p"), for messages. It works on strings that do not
+// parse as URLs too: then everything between "://" and the last "@" before any "?" or "#" goes.
+// A string without "://" is returned unchanged.
+func StripUserInfo(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	if u, err := url.Parse(raw); err == nil {
+		if u.User == nil {
+			return raw
+		}
+		u.User = nil
+		return u.String()
+	}
+	end := strings.IndexAny(rest, "?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+		return scheme + "://" + rest[at+1:]
+	}
+	return raw
 }
 
 // DefaultClient returns an HTTP client for large downloads: proxies from the environment
@@ -130,7 +174,7 @@ func DefaultClient() *http.Client {
 
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return fmt.Errorf("refusing redirect to %s: only http and https are followed", req.URL.Redacted())
+		return fmt.Errorf("refusing redirect to %s: only http and https are followed", StripUserInfo(req.URL.String()))
 	}
 	if len(via) >= 10 {
 		return fmt.Errorf("stopped after %d redirects", len(via))
@@ -138,8 +182,8 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// Describe returns the primary base URL.
-func (s *Store) Describe() string { return s.bases[0].Redacted() }
+// Describe returns the primary base URL, without its user info.
+func (s *Store) Describe() string { return s.bases[0].url.String() }
 
 // objectURL joins base and key, escaping each segment of key (":" survives unescaped).
 func objectURL(base *url.URL, key string) string {
@@ -153,10 +197,15 @@ func objectURL(base *url.URL, key string) string {
 	return u.String()
 }
 
-func (s *Store) newRequest(ctx context.Context, method, rawURL string) (*http.Request, error) {
+func (s *Store) newRequest(ctx context.Context, method, rawURL string, auth *url.Userinfo) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
 	if err != nil {
 		return nil, err
+	}
+	if auth != nil {
+		// As a header, not in the URL: net/http's errors quote the request URL.
+		pass, _ := auth.Password()
+		req.SetBasicAuth(auth.Username(), pass)
 	}
 	req.Header.Set("User-Agent", s.opts.UserAgent)
 	// Ask for the bytes as stored: a transparently decompressed body has neither the catalogue's
@@ -175,11 +224,11 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 	}
 	var lastURL string
 	for _, base := range s.bases {
-		u := objectURL(base, key)
+		u := objectURL(base.url, key)
 		lastURL = u
-		resp, err := s.statOne(ctx, http.MethodHead, u)
+		resp, err := s.statOne(ctx, http.MethodHead, u, base.auth)
 		if err == nil && (resp.StatusCode == http.StatusMethodNotAllowed || resp.StatusCode == http.StatusNotImplemented) {
-			resp, err = s.statOne(ctx, http.MethodGet, u)
+			resp, err = s.statOne(ctx, http.MethodGet, u, base.auth)
 		}
 		if err != nil {
 			return store.Info{}, fmt.Errorf("stat %s: %w", key, err)
@@ -201,8 +250,8 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 	return store.Info{}, fmt.Errorf("stat %s: %w (%s answered 404)", key, store.ErrNotExist, lastURL)
 }
 
-func (s *Store) statOne(ctx context.Context, method, u string) (*http.Response, error) {
-	req, err := s.newRequest(ctx, method, u)
+func (s *Store) statOne(ctx context.Context, method, u string, auth *url.Userinfo) (*http.Response, error) {
+	req, err := s.newRequest(ctx, method, u, auth)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +298,7 @@ func (s *Store) open(ctx context.Context, key string, offset, end int64) (io.Rea
 	b := &body{ctx: ctx, s: s, key: key, pos: offset, end: end, total: -1}
 	var lastURL string
 	for _, base := range s.bases {
-		b.url = objectURL(base, key)
+		b.url, b.auth = objectURL(base.url, key), base.auth
 		lastURL = b.url
 		err := b.request(true)
 		if errors.Is(err, errNotFound) {
@@ -306,10 +355,11 @@ type body struct {
 	ctx   context.Context
 	s     *Store
 	key   string
-	url   string
-	pos   int64 // absolute offset of the next byte to return
-	end   int64 // absolute offset where a ranged body stops (exclusive), -1 for the object's end
-	total int64 // size of the whole object, -1 while unknown
+	url   string        // without user info
+	auth  *url.Userinfo // credentials of url's base
+	pos   int64         // absolute offset of the next byte to return
+	end   int64         // absolute offset where a ranged body stops (exclusive), -1 for the object's end
+	total int64         // size of the whole object, -1 while unknown
 	etag  string
 	known bool // total and etag were taken from a first accepted response
 
@@ -326,7 +376,7 @@ type body struct {
 func (b *body) request(first bool) error {
 	ctx, cancel := context.WithCancelCause(b.ctx)
 	timer := time.AfterFunc(b.s.opts.StallTimeout, func() { cancel(errStalled) })
-	req, err := b.s.newRequest(ctx, http.MethodGet, b.url)
+	req, err := b.s.newRequest(ctx, http.MethodGet, b.url, b.auth)
 	if err != nil {
 		timer.Stop()
 		cancel(nil)

@@ -82,17 +82,17 @@ func BenchConfig() Config {
 }
 
 type release struct {
-	version, title, codename, eol string
+	version, title, codename, eol, esmEOL string // esmEOL only for LTS releases
 }
 
 var releases = map[string]release{
-	"bionic":   {"18.04", "18.04 LTS", "Bionic Beaver", "2023-05-31"},
-	"focal":    {"20.04", "20.04 LTS", "Focal Fossa", "2025-05-29"},
-	"jammy":    {"22.04", "22.04 LTS", "Jammy Jellyfish", "2027-04-21"},
-	"noble":    {"24.04", "24.04 LTS", "Noble Numbat", "2029-05-31"},
-	"oracular": {"24.10", "24.10", "Oracular Oriole", "2025-07-10"},
-	"plucky":   {"25.04", "25.04", "Plucky Puffin", "2026-01-15"},
-	"questing": {"25.10", "25.10", "Questing Quokka", "2026-07-09"},
+	"bionic":   {"18.04", "18.04 LTS", "Bionic Beaver", "2023-05-31", "2028-04-01"},
+	"focal":    {"20.04", "20.04 LTS", "Focal Fossa", "2025-05-29", "2030-04-01"},
+	"jammy":    {"22.04", "22.04 LTS", "Jammy Jellyfish", "2027-04-21", "2032-04-21"},
+	"noble":    {"24.04", "24.04 LTS", "Noble Numbat", "2029-05-31", "2034-04-25"},
+	"oracular": {"24.10", "24.10", "Oracular Oriole", "2025-07-10", ""},
+	"plucky":   {"25.04", "25.04", "Plucky Puffin", "2026-01-15", ""},
+	"questing": {"25.10", "25.10", "Questing Quokka", "2026-07-09", ""},
 }
 
 // Releases lists the release codenames Config.Releases may name.
@@ -359,10 +359,14 @@ func (s *Stream) downloadProducts(cfg Config) map[string]any {
 					}}
 				}
 				name := fmt.Sprintf("com.ubuntu.maas.stable:v3:boot:%s:%s:%s", rel.version, arch, subarch)
-				products[name] = map[string]any{
+				// Every product carries its own os and label, as images.maas.io's do: MAAS reads
+				// a product's own keys only (it does not inherit from the top level).
+				prod := map[string]any{
 					"arch":             arch,
 					"kflavor":          kflavor,
 					"krel":             relName,
+					"label":            "stable",
+					"os":               "ubuntu",
 					"release":          relName,
 					"release_codename": rel.codename,
 					"release_title":    rel.title,
@@ -372,18 +376,18 @@ func (s *Stream) downloadProducts(cfg Config) map[string]any {
 					"version":          rel.version,
 					"versions":         versions,
 				}
+				if rel.esmEOL != "" {
+					prod["support_esm_eol"] = rel.esmEOL
+				}
+				products[name] = prod
 			}
 		}
 	}
-	// label and os are the same for every product: pushed up to the top level, as generators do,
-	// so that readers must apply inheritance.
 	return map[string]any{
 		"content_id": DownloadID,
 		"datatype":   "image-ids",
 		"format":     "products:1.0",
 		"updated":    s.Updated,
-		"label":      "stable",
-		"os":         "ubuntu",
 		"products":   products,
 	}
 }
@@ -405,16 +409,18 @@ func (s *Stream) addManifest(path, rel string) {
 
 type bootloader struct {
 	os, typ, arch, arches string
-	files                 []string // archive names, each also the item name
-	srcPackage            map[string]string
+	// items are the item names, as images.maas.io names them (each also the source package);
+	// the archive of item x is x.tar.xz.
+	items []string
 }
 
+// bootloaders are the products of images.maas.io's bootloader-download file that MAAS always
+// selects, in their real shape: grub-efi on arm64 ships the signed grub and shim too.
 var bootloaders = []bootloader{
-	{"pxelinux", "pxe", "i386", "i386,amd64", []string{"syslinux.tar.xz"}, map[string]string{"syslinux.tar.xz": "syslinux"}},
-	{"grub-efi-signed", "uefi", "amd64", "amd64", []string{"shim-signed.tar.xz", "grub2-signed.tar.xz"},
-		map[string]string{"shim-signed.tar.xz": "shim-signed", "grub2-signed.tar.xz": "grub2-signed"}},
-	{"grub-efi", "uefi", "arm64", "arm64", []string{"grub2.tar.xz"}, map[string]string{"grub2.tar.xz": "grub2"}},
-	{"grub-ieee1275", "open-firmware", "ppc64el", "ppc64el,ppc64", []string{"grub2.tar.xz"}, map[string]string{"grub2.tar.xz": "grub2"}},
+	{"pxelinux", "pxe", "i386", "i386,amd64", []string{"syslinux"}},
+	{"grub-efi-signed", "uefi", "amd64", "amd64", []string{"grub2-signed", "shim-signed"}},
+	{"grub-efi", "uefi", "arm64", "arm64", []string{"grub2-signed", "shim-signed"}},
+	{"grub-ieee1275", "open-firmware", "ppc64el", "ppc64el,ppc64", []string{"grub2"}},
 }
 
 func (s *Stream) bootloaderProducts(cfg Config) map[string]any {
@@ -424,13 +430,13 @@ func (s *Stream) bootloaderProducts(cfg Config) map[string]any {
 		versions := map[string]any{}
 		for i, ver := range cfg.Versions {
 			items := map[string]any{}
-			for _, f := range bl.files {
-				path := fmt.Sprintf("bootloaders/%s/%s/%s/%s", bl.typ, bl.arch, ver, f)
+			for _, name := range bl.items {
+				path := fmt.Sprintf("bootloaders/%s/%s/%s/%s.tar.xz", bl.typ, bl.arch, ver, name)
 				s.addRandom(path, cfg.BootloaderSize)
-				items[f] = map[string]any{
+				items[name] = map[string]any{
 					"ftype":       "archive.tar.xz",
 					"path":        path,
-					"src_package": bl.srcPackage[f],
+					"src_package": name,
 					"src_release": srcRelease,
 					"src_version": fmt.Sprintf("2.%d-0ubuntu%d", 10+i, i+1),
 				}
@@ -443,6 +449,7 @@ func (s *Stream) bootloaderProducts(cfg Config) map[string]any {
 			"arch":            bl.arch,
 			"arches":          bl.arches,
 			"bootloader-type": bl.typ,
+			"label":           "stable",
 			"versions":        versions,
 		}
 	}
@@ -451,7 +458,6 @@ func (s *Stream) bootloaderProducts(cfg Config) map[string]any {
 		"datatype":   "image-ids",
 		"format":     "products:1.0",
 		"updated":    s.Updated,
-		"label":      "stable",
 		"products":   products,
 	}
 }
@@ -499,7 +505,7 @@ func (c Config) GeneratedSize() int64 {
 	if c.Bootloaders {
 		files := 0
 		for _, bl := range bootloaders {
-			files += len(bl.files)
+			files += len(bl.items)
 		}
 		n += int64(files*len(c.Versions)) * c.BootloaderSize
 	}

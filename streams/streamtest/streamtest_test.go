@@ -52,6 +52,7 @@ type productsDoc struct {
 	Label     string `json:"label"`
 	OS        string `json:"os"`
 	Products  map[string]struct {
+		Label    string `json:"label"`
 		Arch     string `json:"arch"`
 		Release  string `json:"release"`
 		Subarch  string `json:"subarch"`
@@ -101,7 +102,7 @@ func TestGenerateSmall(t *testing.T) {
 		if err := json.Unmarshal(s.Files[entry.Path], &doc); err != nil {
 			t.Fatalf("%s: %v", entry.Path, err)
 		}
-		if doc.ContentID != id || doc.Format != "products:1.0" || doc.Label != "stable" {
+		if doc.ContentID != id || doc.Format != "products:1.0" || doc.Label != "" || doc.OS != "" {
 			t.Errorf("%s: top level %+v", entry.Path, doc)
 		}
 		if len(doc.Products) != len(entry.Products) {
@@ -114,11 +115,9 @@ func TestGenerateSmall(t *testing.T) {
 		}
 		squashfs := map[string]int{}
 		for pname, p := range doc.Products {
-			if id == DownloadID && (doc.OS != "ubuntu" || p.OS != "") {
-				t.Errorf("%s: os should be inherited from the top level", pname)
-			}
-			if id == BootloaderID && p.OS == "" {
-				t.Errorf("%s: no os", pname)
+			// MAAS reads os and label from the product itself, never inherited.
+			if id == DownloadID && p.OS != "ubuntu" || id == BootloaderID && p.OS == "" || p.Label != "stable" {
+				t.Errorf("%s: os %q, label %q", pname, p.OS, p.Label)
 			}
 			for vname, v := range p.Versions {
 				for iname, it := range v.Items {
@@ -157,9 +156,10 @@ func TestGenerateSmall(t *testing.T) {
 	if items != len(s.Items) {
 		t.Errorf("%d items in the files, %d in Items", items, len(s.Items))
 	}
-	// 8 groups × (squashfs + manifest + 2 × (kernel + initrd)) + 5 bootloader archives × 2 versions
-	if len(s.Content) != 8*6+5*2 {
-		t.Errorf("%d content paths, want %d", len(s.Content), 8*6+5*2)
+	// 8 groups × (squashfs + manifest + 2 × (kernel + initrd)) + 6 bootloader archives × 2
+	// versions (syslinux; grub2-signed and shim-signed on amd64 and on arm64; grub2 on ppc64el).
+	if len(s.Content) != 8*6+6*2 {
+		t.Errorf("%d content paths, want %d", len(s.Content), 8*6+6*2)
 	}
 	if total := s.TotalSize(); total >= 1<<20 {
 		t.Errorf("small preset is %d bytes", total)
