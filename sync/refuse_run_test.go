@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ssmirror/ssmirror/internal/maasmodel"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/streams/streamtest"
@@ -265,6 +266,10 @@ func TestCuratedPublishesWholeVersions(t *testing.T) {
 	}
 	if versions == 0 {
 		t.Fatal("nothing published")
+	}
+	// And the whole curated mirror is what MAAS 4's models accept.
+	if _, err := maasmodel.CheckFS(os.DirFS(dir), "streams/v1/index.json"); err != nil {
+		t.Errorf("MAAS would reject the curated mirror: %v", err)
 	}
 	t.Logf("%d versions published whole; %d items added", versions, len(rep.Plan.Added))
 }
