@@ -121,7 +121,7 @@ func (it *Item) fill() error {
 	if hasSize {
 		size, err := parseSize(sizeStr)
 		if err != nil && path != "" {
-			return err
+			return fmt.Errorf("path %q: %w", path, err)
 		}
 		it.Size = size
 	}
@@ -158,7 +158,7 @@ func parseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("size %q: %w", s, err)
+		return 0, fmt.Errorf("size %q is larger than any file can be", s)
 	}
 	return n, nil
 }

@@ -61,6 +61,15 @@ type Options struct {
 	VerifyExisting bool
 	// MetadataLimit caps one metadata file's size (default DefaultMetadataLimit).
 	MetadataLimit int64
+	// MaxFileSize refuses, before anything is written, a selection holding an item declared
+	// larger (0: DefaultMaxFileSize; negative: no limit).
+	MaxFileSize int64
+	// MinRate is the slowest a file may arrive, in bytes per second: each file must be in within
+	// FileDeadlineBase plus its size at this rate (0: DefaultMinRate; negative: no deadline).
+	MinRate int64
+	// FileDeadlineBase is the time every file gets on top of its size at MinRate (0:
+	// DefaultFileDeadlineBase).
+	FileDeadlineBase time.Duration
 	// MetadataCacheControl and ContentCacheControl override the Cache-Control defaults.
 	MetadataCacheControl string
 	ContentCacheControl  string
@@ -166,7 +175,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		tookOver = lock.TookOver()
 	}
 
-	cat, err := LoadCatalogue(ctx, src, opts.StartPath, opts.Verification, opts.MetadataLimit, opts.Concurrency)
+	cat, err := LoadCatalogue(ctx, guardRate(src, &opts), opts.StartPath, opts.Verification, opts.MetadataLimit, opts.Concurrency)
 	if err != nil {
 		return nil, err
 	}
@@ -210,6 +219,9 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	}
 	stage("read target")
 	rep.Plan = plan
+	if err := checkSizes(plan.Held, opts.maxFileSize()); err != nil {
+		return rep, err
+	}
 	stage("plan")
 	opts.Log.Info("plan", "items_added", len(plan.Added), "items_removed", len(plan.Removed), "items_kept", plan.Kept,
 		"files_to_fetch", len(plan.Fetch), "bytes_to_fetch", plan.FetchBytes())

@@ -134,7 +134,22 @@ type transferResult struct {
 	sha256 string
 }
 
-func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom string, opts *Options) (transferResult, error) {
+func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom string, opts *Options) (res transferResult, err error) {
+	if f.Size < 0 {
+		// The plan refuses these (checkSizes); a negative size would turn the size check off.
+		return transferResult{}, fmt.Errorf("fetching %s: %w: declared size %d", f.Path, ErrTooLarge, f.Size)
+	}
+	parent := ctx
+	ctx, cancel := opts.withFileDeadline(ctx, f.Path, f.Size)
+	defer cancel()
+	defer func() {
+		// A file that ran out of time says so, whatever the read or write in flight made of it.
+		if err != nil && parent.Err() == nil && ctx.Err() != nil {
+			if cause := context.Cause(ctx); !errors.Is(err, cause) {
+				err = fmt.Errorf("%w (%v)", cause, err)
+			}
+		}
+	}()
 	opts.Progress.startFile(f.Path, f.Size)
 	defer opts.Progress.finishFile(f.Path)
 	if f.Check {
@@ -234,7 +249,7 @@ func fetchOnce(ctx context.Context, src, dst store.Store, f Fetch, put store.Put
 // missing object, a refusal or a cancelled run. (The HTTP store resumes interrupted bodies by
 // itself, but answers 5xx or connection failures on the first request as errors.)
 func retryableOpen(err error) bool {
-	for _, permanent := range []error{store.ErrNotExist, fs.ErrPermission, store.ErrReadOnly, store.ErrChecksum, context.Canceled, context.DeadlineExceeded} {
+	for _, permanent := range []error{store.ErrNotExist, fs.ErrPermission, store.ErrReadOnly, store.ErrChecksum, context.Canceled, context.DeadlineExceeded, ErrTooSlow, store.ErrOverLimit} {
 		if errors.Is(err, permanent) {
 			return false
 		}
