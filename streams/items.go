@@ -158,7 +158,7 @@ func parseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("size %q is larger than any file can be", s)
+		return 0, fmt.Errorf("size %q is out of range: larger than any file can be", s)
 	}
 	return n, nil
 }
