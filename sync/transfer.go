@@ -265,8 +265,12 @@ func retryableOpen(err error) bool {
 	return true
 }
 
-// fetchBackoff waits about 0.5s, 1s, 2s, … (at most 8s) before attempt+1, jittered by ±25%.
-func fetchBackoff(attempt int) time.Duration {
+// fetchBackoff is the pause before attempt+1 of a fetch (a variable so that fuzz targets, which
+// run thousands of failing transfers, need not wait).
+var fetchBackoff = defaultFetchBackoff
+
+// defaultFetchBackoff waits about 0.5s, 1s, 2s, … (at most 8s) before attempt+1, jittered by ±25%.
+func defaultFetchBackoff(attempt int) time.Duration {
 	d := 500 * time.Millisecond << min(attempt-1, 4)
 	return d*3/4 + rand.N(d/2+1)
 }
