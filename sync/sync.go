@@ -180,6 +180,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		return nil, err
 	}
 	stage("read catalogue")
+	cat.keepForMode(opts.Signer != nil)
 
 	st, err := LoadState(ctx, dst)
 	if err != nil {
