@@ -203,6 +203,12 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		VerifyExisting: opts.VerifyExisting,
 	}
 	plan := MakePlan(input)
+	// What is held does not depend on what the target has: refuse oversized items now, before
+	// anything in the target is touched.
+	if err := checkSizes(plan.Held, opts.maxFileSize()); err != nil {
+		rep.Plan = plan
+		return rep, err
+	}
 	listTarget := st.saved == nil || opts.VerifyExisting || len(plan.Fetch) > 0
 	if !opts.DryRun && (tookOver || listTarget) {
 		// Holding the lock, this is the only writer: what a killed run left (temporary files,
@@ -220,9 +226,6 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	}
 	stage("read target")
 	rep.Plan = plan
-	if err := checkSizes(plan.Held, opts.maxFileSize()); err != nil {
-		return rep, err
-	}
 	stage("plan")
 	opts.Log.Info("plan", "items_added", len(plan.Added), "items_removed", len(plan.Removed), "items_kept", plan.Kept,
 		"files_to_fetch", len(plan.Fetch), "bytes_to_fetch", plan.FetchBytes())
