@@ -182,39 +182,59 @@ func TestMaxFileSizeOption(t *testing.T) {
 	}
 }
 
-// drip serves data one byte every every, flushing each, for at most for (then the rest at once),
-// so that a run without a deadline would still end, successfully.
-func drip(data []byte, every, limit time.Duration) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-		w.WriteHeader(http.StatusOK)
-		fl := w.(http.Flusher)
-		end := time.Now().Add(limit)
-		for i := range data {
-			if time.Now().After(end) {
-				w.Write(data[i:])
-				return
-			}
-			if _, err := w.Write(data[i : i+1]); err != nil {
-				return
-			}
-			fl.Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(every):
-			}
+// dripReader reads one byte at a time, every every, until the time until, then at full speed;
+// it stops when ctx (the request's) ends.
+type dripReader struct {
+	*bytes.Reader
+	ctx   context.Context
+	every time.Duration
+	until time.Time
+}
+
+func (d *dripReader) Read(p []byte) (int, error) {
+	if time.Now().Before(d.until) && len(p) > 0 {
+		select {
+		case <-d.ctx.Done():
+			return 0, d.ctx.Err()
+		case <-time.After(d.every):
 		}
+		p = p[:1]
+	}
+	return d.Reader.Read(p)
+}
+
+// drip serves data (honouring Range) one byte every every, flushed as it goes, for at most
+// limit after the handler is made (then the rest at once), so that a run without a deadline
+// would still end, successfully.
+func drip(data []byte, every, limit time.Duration) http.HandlerFunc {
+	until := time.Now().Add(limit)
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream") // no sniffing: headers go at once
+		http.ServeContent(flushWriter{w}, r, "", time.Time{}, &dripReader{bytes.NewReader(data), r.Context(), every, until})
 	}
 }
 
+// flushWriter flushes every write, so each dripped byte leaves at once.
+type flushWriter struct{ http.ResponseWriter }
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.ResponseWriter.Write(p)
+	f.ResponseWriter.(http.Flusher).Flush()
+	return n, err
+}
+
 // TestDripFeedFails: an upstream that drips one byte at a time (never stalling long enough for
-// the stall timeout) fails the file at its deadline, naming it, with the lock released; content
-// and metadata alike. The drip gives up after a few seconds and sends the rest, so without a
-// deadline the run would succeed.
+// the stall timeout) fails the file at its deadline, naming it, with the lock released: content
+// fetched with one request or in parallel ranges, and metadata. The drip gives up after a few
+// seconds and sends the rest, so without a deadline the run would succeed.
 func TestDripFeedFails(t *testing.T) {
-	for _, path := range []string{handContent, handProducts} {
-		t.Run(path, func(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		path   string
+		ranged bool
+	}{{"content", handContent, false}, {"content-ranged", handContent, true}, {"metadata", handProducts, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			path := c.path
 			up := newHandUpstream(t, strconv.Itoa(len(handBody)))
 			data := up.files[path]
 			if path == handContent {
@@ -229,17 +249,25 @@ func TestDripFeedFails(t *testing.T) {
 			}
 			up.handle(path, drip(data, 20*time.Millisecond, 4*time.Second))
 			_, dst := newTarget(t)
-			_, err := sync.Run(context.Background(), up.src, dst, sync.Options{
+			opts := sync.Options{
 				StartPath:        handIndex,
 				MinRate:          64 << 10,
 				FileDeadlineBase: time.Second,
-			})
+			}
+			if c.ranged {
+				opts.RangeChunk, opts.RangeStreams = 512, 3
+			}
+			_, err := sync.Run(context.Background(), up.src, dst, opts)
 			if err == nil {
 				t.Fatal("a drip-fed run succeeded")
 			}
 			if !errors.Is(err, sync.ErrTooSlow) || !strings.Contains(err.Error(), path) {
 				t.Errorf("want ErrTooSlow naming %s, got: %v", path, err)
 			}
+			if c.ranged && up.count(path) < 2 {
+				t.Errorf("%d requests for %s: the ranged reader was not used", up.count(path), path)
+			}
+			t.Log(err)
 			checkNothingLeft(t, dst)
 		})
 	}

@@ -102,14 +102,15 @@ func (o *Options) fileDeadline(size int64) time.Duration {
 	return time.Duration(d)
 }
 
-// withFileDeadline bounds the fetch of one file; the context's cause names the file.
-func (o *Options) withFileDeadline(ctx context.Context, path string, size int64) (context.Context, context.CancelFunc) {
+// withFileDeadline bounds the fetch of one file of size bytes; the context's cause says why it ended.
+func (o *Options) withFileDeadline(ctx context.Context, size int64) (context.Context, context.CancelFunc) {
 	d := o.fileDeadline(size)
 	if d == 0 {
 		return ctx, func() {}
 	}
-	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%s: %w: %v for %d bytes (%v plus the size at --min-rate %d bytes/s)",
-		path, ErrTooSlow, d.Round(time.Millisecond), size, o.deadlineBase(), o.minRate()))
+	// The path is not in the message: every error of a fetch already starts with it.
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: %v for %d bytes (%v plus the size at --min-rate %d bytes/s)",
+		ErrTooSlow, d.Round(time.Millisecond), size, o.deadlineBase(), o.minRate()))
 }
 
 // rateGuarded is a source whose readers fail once they fall behind the minimum rate: after the
@@ -133,12 +134,11 @@ func (g rateGuarded) Open(ctx context.Context, key string, offset int64) (io.Rea
 	if err != nil {
 		return nil, err
 	}
-	return &rateReader{rc: rc, key: key, start: g.opts.Now(), now: g.opts.Now, base: g.opts.deadlineBase(), rate: g.opts.minRate()}, nil
+	return &rateReader{rc: rc, start: g.opts.Now(), now: g.opts.Now, base: g.opts.deadlineBase(), rate: g.opts.minRate()}, nil
 }
 
 type rateReader struct {
 	rc    io.ReadCloser
-	key   string
 	start time.Time
 	now   func() time.Time
 	base  time.Duration
@@ -151,7 +151,8 @@ func (r *rateReader) Read(p []byte) (int, error) {
 	r.n += int64(n)
 	if err == nil {
 		if late := r.now().Sub(r.start) - r.base; late > 0 && float64(r.n) < late.Seconds()*float64(r.rate) {
-			return n, fmt.Errorf("reading %s: %w: %d bytes in %v, slower than --min-rate %d bytes/s", r.key, ErrTooSlow, r.n, (late + r.base).Round(time.Millisecond), r.rate)
+			// No key: ReadAll names it.
+			return n, fmt.Errorf("%w: %d bytes in %v, slower than --min-rate %d bytes/s", ErrTooSlow, r.n, (late + r.base).Round(time.Millisecond), r.rate)
 		}
 	}
 	return n, err

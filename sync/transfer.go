@@ -140,13 +140,13 @@ func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom st
 		return transferResult{}, fmt.Errorf("fetching %s: %w: declared size %d", f.Path, ErrTooLarge, f.Size)
 	}
 	parent := ctx
-	ctx, cancel := opts.withFileDeadline(ctx, f.Path, f.Size)
+	ctx, cancel := opts.withFileDeadline(ctx, f.Size)
 	defer cancel()
 	defer func() {
 		// A file that ran out of time says so, whatever the read or write in flight made of it.
 		if err != nil && parent.Err() == nil && ctx.Err() != nil {
 			if cause := context.Cause(ctx); !errors.Is(err, cause) {
-				err = fmt.Errorf("%w (%v)", cause, err)
+				err = fmt.Errorf("%w (%w)", err, cause)
 			}
 		}
 	}()
