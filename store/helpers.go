@@ -12,20 +12,29 @@ import (
 	"strings"
 )
 
+// ErrOverLimit is wrapped by ReadAll's error for an object larger than the limit it was given.
+var ErrOverLimit = errors.New("object over the size limit")
+
 // ReadAll reads the whole object at key, failing if it is larger than limit bytes (limit <= 0:
-// no limit). Metadata files are read with it.
+// no limit). Metadata files are read with it. An object whose size the opened reader knows
+// (Sizer: a directory, an HTTP Content-Length) is refused before any of it is read; otherwise at
+// most limit+1 bytes are.
 func ReadAll(ctx context.Context, s Store, key string, limit int64) ([]byte, error) {
 	rc, err := s.Open(ctx, key, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
+	sz, sized := rc.(Sizer)
+	if sized && limit > 0 && sz.Size() > limit {
+		return nil, fmt.Errorf("reading %s: %w: %d bytes, larger than the limit of %d bytes", key, ErrOverLimit, sz.Size(), limit)
+	}
 	var r io.Reader = rc
 	if limit > 0 {
 		r = io.LimitReader(rc, limit+1)
 	}
 	var data []byte
-	if sz, ok := rc.(Sizer); ok && sz.Size() >= 0 && (limit <= 0 || sz.Size() <= limit) {
+	if sized && sz.Size() >= 0 && (limit > 0 || sz.Size() <= 1<<30) {
 		// One allocation of the right size: a 26 MB catalogue read by doubling costs
 		// twice its size in copies and garbage.
 		var buf bytes.Buffer
@@ -39,7 +48,7 @@ func ReadAll(ctx context.Context, s Store, key string, limit int64) ([]byte, err
 		return nil, fmt.Errorf("reading %s: %w", key, err)
 	}
 	if limit > 0 && int64(len(data)) > limit {
-		return nil, fmt.Errorf("reading %s: larger than the limit of %d bytes", key, limit)
+		return nil, fmt.Errorf("reading %s: %w: larger than the limit of %d bytes", key, ErrOverLimit, limit)
 	}
 	return data, nil
 }

@@ -13,10 +13,12 @@ type Attrs struct {
 	item    string // item_name, when hasItem
 	hasItem bool
 	syn     []kv // content_id, product_name, version_name; shared by the version's items
-	own     []kv // the item's own scalars and what _aliases added
+	own     []kv // the item's own scalars
 	inh     []kv // the document's, product's and version's scalars merged; shared
-	// Each of syn, own, inh is sorted by key and has each key once; a key is looked up in
-	// item, syn, own, inh in that order, the first found winning.
+	ali     []kv // what _aliases add; shared by the items that match the same aliases
+	// Each of syn, own, inh, ali is sorted by key and has each key once; a key is looked up in
+	// item, syn, own, inh, ali in that order, the first found winning (so a key written at any
+	// level of the document wins over an alias value).
 }
 
 // NewAttrs makes Attrs holding exactly m (for items built by hand, as in tests).
@@ -34,7 +36,7 @@ func (a Attrs) Get(key string) (string, bool) {
 	if a.hasItem && key == "item_name" {
 		return a.item, true
 	}
-	for _, layer := range [...][]kv{a.syn, a.own, a.inh} {
+	for _, layer := range [...][]kv{a.syn, a.own, a.inh, a.ali} {
 		if v, ok := lookupKV(layer, key); ok {
 			return v, true
 		}
@@ -51,11 +53,11 @@ func (a Attrs) Value(key string) string {
 // All yields every attribute once, sorted by key.
 func (a Attrs) All() iter.Seq2[string, string] {
 	return func(yield func(string, string) bool) {
-		keys := make([]string, 0, len(a.syn)+len(a.own)+len(a.inh)+1)
+		keys := make([]string, 0, len(a.syn)+len(a.own)+len(a.inh)+len(a.ali)+1)
 		if a.hasItem {
 			keys = append(keys, "item_name")
 		}
-		for _, layer := range [...][]kv{a.syn, a.own, a.inh} {
+		for _, layer := range [...][]kv{a.syn, a.own, a.inh, a.ali} {
 			for _, e := range layer {
 				keys = append(keys, e.k)
 			}

@@ -61,6 +61,7 @@ func (k ItemKey) String() string {
 func (p *Products) Items() ([]Item, error) {
 	cid := p.ContentID()
 	aliases := parseAliases(p.Attrs["_aliases"])
+	aliases.cache = map[string][]kv{}
 	top := scalars(p.Attrs)
 
 	n := 0
@@ -88,14 +89,20 @@ func (p *Products) Items() ([]Item, error) {
 			// Shared by the version's items.
 			inh := overlay(pattrs, scalars(v.Attrs))
 			syn := []kv{{"content_id", cid}, {"product_name", pn}, {"version_name", vn}}
+			verMatched := aliases.present(syn, inh)
+			verAli := aliases.expand(Attrs{syn: syn, inh: inh}, verMatched)
 			for _, in := range sortedKeys(v.Items) {
 				it := v.Items[in]
 				var own []kv
 				if it != nil {
 					own = scalars(it.Attrs)
 				}
-				attrs := Attrs{item: in, hasItem: true, syn: syn, own: own, inh: inh}
-				attrs.own = aliases.additions(attrs)
+				attrs := Attrs{item: in, hasItem: true, syn: syn, own: own, inh: inh, ali: verAli}
+				if aliases.touches(in, own) {
+					// The item's own attributes (or its name) select aliases, or override a
+					// value that selected one: work its additions out on their own.
+					attrs.ali = aliases.expand(attrs, aliases.withOwn(verMatched, in, own))
+				}
 				item := Item{ContentID: cid, Product: pn, Version: vn, Name: in, Attrs: attrs}
 				if err := item.fill(); err != nil {
 					return nil, fmt.Errorf("products %q: product %q version %q item %q: %w", cid, pn, vn, in, err)
@@ -114,7 +121,7 @@ func (it *Item) fill() error {
 	if hasSize {
 		size, err := parseSize(sizeStr)
 		if err != nil && path != "" {
-			return err
+			return fmt.Errorf("path %q: %w", path, err)
 		}
 		it.Size = size
 	}
@@ -151,7 +158,7 @@ func parseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("size %q: %w", s, err)
+		return 0, fmt.Errorf("size %q is out of range: larger than any file can be", s)
 	}
 	return n, nil
 }
@@ -206,6 +213,7 @@ func sortedKeys[V any](m map[string]V) []string {
 type aliasTable struct {
 	attrs  []string // sorted
 	values map[string]map[string][]kv
+	cache  map[string][]kv // expansions by the (attribute, value) pairs that matched; nil: none
 }
 
 func parseAliases(raw json.RawMessage) aliasTable {
@@ -253,43 +261,116 @@ func rawObject(raw json.RawMessage) (map[string]json.RawMessage, bool) {
 	return m, true
 }
 
-// additions returns a's own attributes with the alias values added: for each alias attribute
-// (in sorted order) whose value in a has an entry, its keys that a does not have, the first
-// alias adding a key winning. Matches are found first, so alias values never trigger other
-// aliases.
-func (t aliasTable) additions(a Attrs) []kv {
+// present lists the alias attributes that syn or inh have, sorted: the ones that select aliases
+// for every item of a version whose own attributes do not say otherwise. It looks at the shorter
+// of the alias attributes and the version's attributes.
+func (t *aliasTable) present(syn, inh []kv) []string {
 	if len(t.attrs) == 0 {
-		return a.own
+		return nil
 	}
-	var matches [][]kv
-	for _, attr := range t.attrs {
-		if v, ok := a.Get(attr); ok {
-			if kvs, ok := t.values[attr][v]; ok {
-				matches = append(matches, kvs)
+	var out []string
+	if len(t.attrs) <= len(syn)+len(inh) {
+		for _, attr := range t.attrs {
+			if _, ok := lookupKV(syn, attr); ok {
+				out = append(out, attr)
+			} else if _, ok := lookupKV(inh, attr); ok {
+				out = append(out, attr)
+			}
+		}
+		return out
+	}
+	for _, layer := range [...][]kv{syn, inh} {
+		for _, e := range layer {
+			if _, ok := t.values[e.k]; ok {
+				out = append(out, e.k)
 			}
 		}
 	}
-	if len(matches) == 0 {
-		return a.own
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// touches reports whether an item's name or own attributes name an alias attribute.
+func (t *aliasTable) touches(name string, own []kv) bool {
+	if len(t.attrs) == 0 {
+		return false
 	}
-	var added []kv
-	for _, kvs := range matches {
-		for _, e := range kvs {
-			if _, exists := a.Get(e.k); exists {
-				continue
-			}
-			if slices.ContainsFunc(added, func(x kv) bool { return x.k == e.k }) {
-				continue
-			}
-			added = append(added, e)
+	if _, ok := t.values["item_name"]; ok {
+		return true
+	}
+	for _, e := range own {
+		if _, ok := t.values[e.k]; ok {
+			return true
 		}
 	}
-	if len(added) == 0 {
-		return a.own
+	return false
+}
+
+// withOwn adds to the version's matched alias attributes those the item's own attributes (or
+// its name) have, sorted and each once.
+func (t *aliasTable) withOwn(matched []string, name string, own []kv) []string {
+	out := slices.Clone(matched)
+	if _, ok := t.values["item_name"]; ok {
+		out = append(out, "item_name")
 	}
-	own := append(slices.Clone(a.own), added...)
-	sortKV(own)
-	return own
+	for _, e := range own {
+		if _, ok := t.values[e.k]; ok {
+			out = append(out, e.k)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// expand returns what the aliases of the attributes in matched (sorted) add for a: for each,
+// in order, whose value in a has an entry, its keys, the first alias adding a key winning.
+// Keys a already has are left in: Attrs looks the alias layer up last, so they never show.
+// Matches are found on a's own values, so alias values never trigger other aliases. The
+// result depends only on the (attribute, value) pairs that matched, and is shared by every
+// item with the same pairs: work linear in the size of the document, whatever the shape of
+// _aliases.
+func (t *aliasTable) expand(a Attrs, matched []string) []kv {
+	var key strings.Builder
+	var sets [][]kv
+	for _, attr := range matched {
+		v, ok := a.Get(attr)
+		if !ok {
+			continue
+		}
+		kvs, ok := t.values[attr][v]
+		if !ok || len(kvs) == 0 {
+			continue
+		}
+		sets = append(sets, kvs)
+		key.WriteString(attr)
+		key.WriteByte(0)
+		key.WriteString(v)
+		key.WriteByte(0)
+	}
+	switch len(sets) {
+	case 0:
+		return nil
+	case 1:
+		return sets[0] // sorted by key, each key once
+	}
+	if ali, ok := t.cache[key.String()]; ok {
+		return ali
+	}
+	n := 0
+	for _, kvs := range sets {
+		n += len(kvs)
+	}
+	all := make([]kv, 0, n)
+	for _, kvs := range sets {
+		all = append(all, kvs...)
+	}
+	// Stable: among equal keys the earlier alias (by attribute name) stays first.
+	slices.SortStableFunc(all, func(x, y kv) int { return strings.Compare(x.k, y.k) })
+	all = slices.CompactFunc(all, func(x, y kv) bool { return x.k == y.k })
+	if t.cache != nil {
+		t.cache[key.String()] = all
+	}
+	return all
 }
 
 // CheckConsistent fails when one path is listed with two different sizes or checksums. Items

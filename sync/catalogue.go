@@ -55,19 +55,45 @@ type Catalogue struct {
 	IndexBase  string
 	IndexForms []MetaFile
 	Products   []*ProductsFile // sorted by content id
+	items      []streams.Item  // every item; each ProductsFile.Items is a part of it
 }
 
-// Items gives every item of every products file.
+// Items gives every item of every products file, in the order of Products. The slice is the
+// catalogue's own (a catalogue of a million items is hundreds of MB): do not modify it.
 func (c *Catalogue) Items() []streams.Item {
+	return c.items
+}
+
+// shareItems moves the items of every products file into one slice, of which each file's Items
+// becomes a part, so that the catalogue holds each item once.
+func (c *Catalogue) shareItems() {
 	n := 0
 	for _, pf := range c.Products {
 		n += len(pf.Items)
 	}
-	all := make([]streams.Item, 0, n)
+	c.items = make([]streams.Item, 0, n)
 	for _, pf := range c.Products {
-		all = append(all, pf.Items...)
+		start := len(c.items)
+		c.items = append(c.items, pf.Items...)
+		pf.Items = c.items[start:len(c.items):len(c.items)]
 	}
-	return all
+}
+
+// keepForMode drops what the publishing mode will not use, before the plan is made: verbatim
+// publishing writes the forms upstream offers byte for byte and never looks at the parsed
+// documents (which hold a copy of each file's bytes and a map per item); curated publishing
+// rewrites the parsed documents and never writes upstream's forms.
+func (c *Catalogue) keepForMode(curated bool) {
+	for _, pf := range c.Products {
+		if curated {
+			pf.Forms = nil
+		} else {
+			pf.Doc = nil
+		}
+	}
+	if curated {
+		c.IndexForms = nil
+	}
 }
 
 // metadataForms are the endings a metadata document may be published under.
@@ -150,11 +176,8 @@ func LoadCatalogue(ctx context.Context, src store.Store, startPath string, v Ver
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	var all []streams.Item
-	for _, pf := range cat.Products {
-		all = append(all, pf.Items...)
-	}
-	if err := streams.CheckConsistent(all); err != nil {
+	cat.shareItems()
+	if err := streams.CheckConsistent(cat.items); err != nil {
 		return nil, err
 	}
 	return cat, nil

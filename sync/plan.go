@@ -205,17 +205,20 @@ func MakePlan(in PlanInput) *Plan {
 	p := &Plan{Held: next, Widened: widened}
 	p.Added, p.Removed, p.Kept = diffHeld(in.Held, next)
 
-	// Fetch each referenced path once.
-	want := map[string]Fetch{}
+	// Fetch each referenced path once. Room for every held item at once: appending a few
+	// hundred thousand fetches one by one allocates about five times their size.
+	seen := map[string]bool{}
+	p.Fetch = make([]Fetch, 0, next.count())
 	for _, vk := range next.Keys() {
 		uv := upstream[vk]
 		for name, hi := range next[vk] {
 			if hi.Path == "" {
 				continue
 			}
-			if _, seen := want[hi.Path]; seen {
+			if seen[hi.Path] {
 				continue
 			}
+			seen[hi.Path] = true
 			f := Fetch{Path: hi.Path, Size: hi.Size, SHA256: hi.SHA256}
 			if uv != nil {
 				if it, ok := uv.all[name]; ok && it.Path == hi.Path {
@@ -230,11 +233,11 @@ func MakePlan(in PlanInput) *Plan {
 			case have.SHA256 == f.SHA256:
 				continue // present and verified
 			}
-			want[hi.Path] = f
+			p.Fetch = append(p.Fetch, f)
 		}
 	}
-	for _, f := range want {
-		p.Fetch = append(p.Fetch, f)
+	if len(p.Fetch) == 0 {
+		p.Fetch = nil
 	}
 	sort.Slice(p.Fetch, func(i, j int) bool { return p.Fetch[i].Path < p.Fetch[j].Path })
 
@@ -267,6 +270,17 @@ func heldItem(it *streams.Item) HeldItem {
 
 // diffHeld lists the items only in before (removed), only in after (added), and counts the rest.
 func diffHeld(before, after Held) (added, removed []ItemChange, kept int) {
+	n := 0
+	for vk, hv := range after {
+		for name := range hv {
+			if _, ok := before[vk][name]; !ok {
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		added = make([]ItemChange, 0, n) // appended one by one, they would take five times more
+	}
 	for _, vk := range after.Keys() {
 		for _, name := range sortedItems(after[vk]) {
 			if _, ok := before[vk][name]; ok {
@@ -287,6 +301,15 @@ func diffHeld(before, after Held) (added, removed []ItemChange, kept int) {
 		}
 	}
 	return added, removed, kept
+}
+
+// count is the number of items held.
+func (h Held) count() int {
+	n := 0
+	for _, hv := range h {
+		n += len(hv)
+	}
+	return n
 }
 
 func sortedItems(hv HeldVersion) []string {

@@ -64,6 +64,15 @@ type Options struct {
 	VerifyExisting bool
 	// MetadataLimit caps one metadata file's size (default DefaultMetadataLimit).
 	MetadataLimit int64
+	// MaxFileSize refuses, before anything is written, a selection holding an item declared
+	// larger (0: DefaultMaxFileSize; negative: no limit).
+	MaxFileSize int64
+	// MinRate is the slowest a file may arrive, in bytes per second: each file must be in within
+	// FileDeadlineBase plus its size at this rate (0: DefaultMinRate; negative: no deadline).
+	MinRate int64
+	// FileDeadlineBase is the time every file gets on top of its size at MinRate (0:
+	// DefaultFileDeadlineBase).
+	FileDeadlineBase time.Duration
 	// MetadataCacheControl and ContentCacheControl override the Cache-Control defaults.
 	MetadataCacheControl string
 	ContentCacheControl  string
@@ -169,7 +178,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		tookOver = lock.TookOver()
 	}
 
-	cat, err := LoadCatalogue(ctx, src, opts.StartPath, opts.Verification, opts.MetadataLimit, opts.Concurrency)
+	cat, err := LoadCatalogue(ctx, guardRate(src, &opts), opts.StartPath, opts.Verification, opts.MetadataLimit, opts.Concurrency)
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +189,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 			return nil, err
 		}
 	}
+	cat.keepForMode(opts.Signer != nil)
 
 	st, err := LoadState(ctx, dst)
 	if err != nil {
@@ -205,6 +215,12 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	plan := MakePlan(input)
 	if err := CheckControlPaths(plan.Held, controlKeys(cat)); err != nil {
 		return nil, err
+	}
+	// What is held does not depend on what the target has: refuse oversized items now, before
+	// anything in the target is touched.
+	if err := checkSizes(plan.Held, opts.maxFileSize()); err != nil {
+		rep.Plan = plan
+		return rep, err
 	}
 	if n := len(plan.Widened); n > 0 {
 		w := plan.Widened[0]

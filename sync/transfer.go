@@ -134,7 +134,22 @@ type transferResult struct {
 	sha256 string
 }
 
-func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom string, opts *Options) (transferResult, error) {
+func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom string, opts *Options) (res transferResult, err error) {
+	if f.Size < 0 {
+		// The plan refuses these (checkSizes); a negative size would turn the size check off.
+		return transferResult{}, fmt.Errorf("fetching %s: %w: declared size %d", f.Path, ErrTooLarge, f.Size)
+	}
+	parent := ctx
+	ctx, cancel := opts.withFileDeadline(ctx, f.Size)
+	defer cancel()
+	defer func() {
+		// A file that ran out of time says so, whatever the read or write in flight made of it.
+		if err != nil && parent.Err() == nil && ctx.Err() != nil {
+			if cause := context.Cause(ctx); !errors.Is(err, cause) {
+				err = fmt.Errorf("%w (%w)", err, cause)
+			}
+		}
+	}()
 	opts.Progress.startFile(f.Path, f.Size)
 	defer opts.Progress.finishFile(f.Path)
 	if f.Check {
@@ -237,7 +252,7 @@ func fetchOnce(ctx context.Context, src, dst store.Store, f Fetch, put store.Put
 // missing object, a refusal or a cancelled run. (The HTTP store resumes interrupted bodies by
 // itself, but answers 5xx or connection failures on the first request as errors.)
 func retryableOpen(err error) bool {
-	for _, permanent := range []error{store.ErrNotExist, fs.ErrPermission, store.ErrReadOnly, store.ErrChecksum, context.Canceled, context.DeadlineExceeded} {
+	for _, permanent := range []error{store.ErrNotExist, fs.ErrPermission, store.ErrReadOnly, store.ErrChecksum, context.Canceled, context.DeadlineExceeded, ErrTooSlow, store.ErrOverLimit} {
 		if errors.Is(err, permanent) {
 			return false
 		}
@@ -253,8 +268,12 @@ func retryableOpen(err error) bool {
 	return true
 }
 
-// fetchBackoff waits about 0.5s, 1s, 2s, … (at most 8s) before attempt+1, jittered by ±25%.
-func fetchBackoff(attempt int) time.Duration {
+// fetchBackoff is the pause before attempt+1 of a fetch (a variable so that fuzz targets, which
+// run thousands of failing transfers, need not wait).
+var fetchBackoff = defaultFetchBackoff
+
+// defaultFetchBackoff waits about 0.5s, 1s, 2s, … (at most 8s) before attempt+1, jittered by ±25%.
+func defaultFetchBackoff(attempt int) time.Duration {
 	d := 500 * time.Millisecond << min(attempt-1, 4)
 	return d*3/4 + rand.N(d/2+1)
 }

@@ -83,6 +83,8 @@ const (
 	envCFDistribution = "SSMIRROR_CLOUDFRONT_DISTRIBUTION" // invalidate metadata after a publish
 	envCFPathPrefix   = "SSMIRROR_CLOUDFRONT_PATH_PREFIX"  // the mirror root as the CDN serves it
 	envDryRun         = "SSMIRROR_DRY_RUN"                 // plan only
+	envMaxFileSize    = "SSMIRROR_MAX_FILE_SIZE"           // refuse items declared larger (bytes)
+	envMinRate        = "SSMIRROR_MIN_RATE"                // per-file deadline: slowest rate, bytes/s
 )
 
 // DefaultSafetyMargin is how long before the invocation's deadline the sync is cancelled, so it
@@ -102,6 +104,8 @@ type config struct {
 	allowEmpty     bool
 	path           string
 	concurrency    int
+	maxFileSize    int
+	minRate        int
 	gcGrace        time.Duration
 	lockTimeout    time.Duration
 	s3             s3store.Options
@@ -178,6 +182,8 @@ func readConfig(lookup func(string) (string, bool)) (*config, error) {
 		allowEmpty:     e.boolean(envAllowEmpty),
 		path:           e.str(envPath),
 		concurrency:    e.integer(envConcurrency),
+		maxFileSize:    e.integer(envMaxFileSize),
+		minRate:        e.integer(envMinRate),
 		gcGrace:        e.duration(envGCGrace, sync.DefaultGCGrace),
 		lockTimeout:    e.duration(envLockTimeout, 0),
 		margin:         e.duration(envSafetyMargin, DefaultSafetyMargin),
@@ -384,6 +390,8 @@ func run(ctx context.Context, ev Event, lookup func(string) (string, bool), log 
 		DryRun:       dryRun,
 		Signer:       c.signer,
 		Concurrency:  c.concurrency,
+		MaxFileSize:  int64(c.maxFileSize),
+		MinRate:      int64(c.minRate),
 		GCGrace:      c.gcGrace,
 		Log:          log,
 		Lock:         sync.LockOptions{Wait: c.lockTimeout},

@@ -93,6 +93,8 @@ type syncFlags struct {
 	logFormat       string
 	progressEvery   time.Duration
 	metadataMaxSize int64
+	maxFileSize     int64
+	minRate         int64
 	lockTimeout     time.Duration
 	rangeStreams    int
 	rangeChunk      int64
@@ -127,6 +129,8 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.BoolVar(&f.prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
 	fs.BoolVar(&f.verifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
 	fs.Int64Var(&f.metadataMaxSize, "metadata-max-size", sync.DefaultMetadataLimit, "refuse metadata files larger than this many bytes")
+	fs.Int64Var(&f.maxFileSize, "max-file-size", sync.DefaultMaxFileSize, "refuse, before writing anything, a selection holding an item declared larger than this many bytes (negative: no limit)")
+	fs.Int64Var(&f.minRate, "min-rate", sync.DefaultMinRate, "per-file deadline: every file (and metadata file) must arrive within 5 minutes plus its size at this many bytes a second (negative: no deadline)")
 	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the target before giving up (default: do not wait)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the run summary as JSON")
 	f.s3.addFlags(fs)
@@ -263,6 +267,8 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		GCGrace:        f.gcGrace,
 		VerifyExisting: f.verifyExisting,
 		MetadataLimit:  f.metadataMaxSize,
+		MaxFileSize:    f.maxFileSize,
+		MinRate:        f.minRate,
 		Progress:       progress,
 		Log:            log,
 		Lock:           sync.LockOptions{Wait: f.lockTimeout},

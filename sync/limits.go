@@ -1,0 +1,169 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/ssmirror/ssmirror/store"
+)
+
+// DefaultMaxFileSize is the largest declared item size a run accepts (Options.MaxFileSize): the
+// biggest MAAS images are a few GB, and a catalogue that declares more is refused before anything
+// is written.
+const DefaultMaxFileSize = 64 << 30
+
+// Per-file deadlines (Options.MinRate, FileDeadlineBase). The stall timeout of the HTTP source
+// only catches a body that stops; one that drips a byte every few seconds would hold the target's
+// lock for ever. Every file must arrive within FileDeadlineBase plus its size at MinRate: with
+// the defaults a 1 GiB image has about 4 h 30 min, a metadata file read as fast as it must be.
+const (
+	DefaultMinRate          = 64 << 10 // bytes per second
+	DefaultFileDeadlineBase = 5 * time.Minute
+)
+
+// ErrTooLarge is wrapped by the error of a run whose selection holds an item larger than
+// Options.MaxFileSize (or with a negative size).
+var ErrTooLarge = errors.New("larger than the maximum file size")
+
+// ErrTooSlow is wrapped by the error of a file that did not arrive within its deadline.
+var ErrTooSlow = errors.New("took longer than its deadline")
+
+func (o *Options) maxFileSize() int64 {
+	if o.MaxFileSize == 0 {
+		return DefaultMaxFileSize
+	}
+	return o.MaxFileSize
+}
+
+// checkSizes refuses a plan that holds an item whose declared size is negative or above limit
+// (limit < 0: no limit), naming each (up to ten) with its path and size.
+func checkSizes(held Held, limit int64) error {
+	var bad []string
+	n := 0
+	for _, vk := range held.Keys() {
+		for _, name := range sortedItems(held[vk]) {
+			hi := held[vk][name]
+			if hi.Path == "" || hi.Size >= 0 && (limit < 0 || hi.Size <= limit) {
+				continue
+			}
+			n++
+			if len(bad) < 10 {
+				what := fmt.Sprintf("%d bytes", hi.Size)
+				if hi.Size < 0 {
+					what = fmt.Sprintf("a negative size (%d)", hi.Size)
+				}
+				bad = append(bad, fmt.Sprintf("%s/%s/%s/%s: %s: %s", vk.ContentID, vk.Product, vk.Version, name, hi.Path, what))
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if n > len(bad) {
+		bad = append(bad, fmt.Sprintf("… and %d more", n-len(bad)))
+	}
+	return fmt.Errorf("refusing %d item(s) %w (--max-file-size %d bytes); nothing was written:\n  %s", n, ErrTooLarge, limit, strings.Join(bad, "\n  "))
+}
+
+// minRate is the slowest rate accepted in bytes per second; 0: no deadline.
+func (o *Options) minRate() int64 {
+	switch {
+	case o.MinRate < 0:
+		return 0
+	case o.MinRate == 0:
+		return DefaultMinRate
+	}
+	return o.MinRate
+}
+
+func (o *Options) deadlineBase() time.Duration {
+	if o.FileDeadlineBase <= 0 {
+		return DefaultFileDeadlineBase
+	}
+	return o.FileDeadlineBase
+}
+
+// fileDeadline is how long a file of size bytes may take: the base plus its size at the minimum
+// rate; 0 means no deadline.
+func (o *Options) fileDeadline(size int64) time.Duration {
+	rate := o.minRate()
+	if rate == 0 {
+		return 0
+	}
+	d := float64(o.deadlineBase()) + float64(max(size, 0))/float64(rate)*float64(time.Second)
+	if d >= math.MaxInt64/2 {
+		return math.MaxInt64 / 2
+	}
+	return time.Duration(d)
+}
+
+// withFileDeadline bounds the fetch of one file of size bytes; the context's cause says why it ended.
+func (o *Options) withFileDeadline(ctx context.Context, size int64) (context.Context, context.CancelFunc) {
+	d := o.fileDeadline(size)
+	if d == 0 {
+		return ctx, func() {}
+	}
+	// The path is not in the message: every error of a fetch already starts with it.
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: %v for %d bytes (%v plus the size at --min-rate %d bytes/s)",
+		ErrTooSlow, d.Round(time.Millisecond), size, o.deadlineBase(), o.minRate()))
+}
+
+// rateGuarded is a source whose readers fail once they fall behind the minimum rate: after the
+// base time, at least MinRate bytes a second since. Metadata is read through it, where the size
+// is not known before the file is opened; the stall timeout of the HTTP source still catches a
+// body that stops altogether.
+type rateGuarded struct {
+	store.Store
+	opts *Options
+}
+
+func guardRate(src store.Store, opts *Options) store.Store {
+	if opts.minRate() == 0 {
+		return src
+	}
+	return rateGuarded{src, opts}
+}
+
+func (g rateGuarded) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
+	rc, err := g.Store.Open(ctx, key, offset)
+	if err != nil {
+		return nil, err
+	}
+	return &rateReader{rc: rc, start: g.opts.Now(), now: g.opts.Now, base: g.opts.deadlineBase(), rate: g.opts.minRate()}, nil
+}
+
+type rateReader struct {
+	rc    io.ReadCloser
+	start time.Time
+	now   func() time.Time
+	base  time.Duration
+	rate  int64
+	n     int64
+}
+
+func (r *rateReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	r.n += int64(n)
+	if err == nil {
+		if late := r.now().Sub(r.start) - r.base; late > 0 && float64(r.n) < late.Seconds()*float64(r.rate) {
+			// No key: ReadAll names it.
+			return n, fmt.Errorf("%w: %d bytes in %v, slower than --min-rate %d bytes/s", ErrTooSlow, r.n, (late + r.base).Round(time.Millisecond), r.rate)
+		}
+	}
+	return n, err
+}
+
+func (r *rateReader) Close() error { return r.rc.Close() }
+
+// Size passes on what the source knows of the size (store.Sizer).
+func (r *rateReader) Size() int64 {
+	if s, ok := r.rc.(store.Sizer); ok {
+		return s.Size()
+	}
+	return -1
+}
