@@ -46,13 +46,8 @@ func publish(ctx context.Context, dst store.Store, cat *Catalogue, held Held, st
 // was written and confirmed by the listing.
 func (st *State) isPublished(key string, data []byte) bool {
 	old, ok := st.Published[key]
-	if !ok || old.Size != int64(len(data)) {
+	if !ok || old.Size != int64(len(data)) || !st.stillListed(key, old) {
 		return false
-	}
-	if st.listed != nil { // the target was listed: the object must still be there
-		if size, listed := st.listed[key]; !listed || size != old.Size {
-			return false
-		}
 	}
 	sum := sha256.Sum256(data)
 	return old.SHA256 == hex.EncodeToString(sum[:])
@@ -62,16 +57,24 @@ func (st *State) isPublished(key string, data []byte) bool {
 func (st *State) isPublishedGroup(keys ...string) bool {
 	for _, key := range keys {
 		old, ok := st.Published[key]
-		if !ok {
+		if !ok || !st.stillListed(key, old) {
 			return false
-		}
-		if st.listed != nil {
-			if size, listed := st.listed[key]; !listed || size != old.Size {
-				return false
-			}
 		}
 	}
 	return true
+}
+
+// stillListed reports whether the target's listing (when it was listed) shows the metadata
+// object as it was written: there, with the recorded size and ETag. An object deleted or
+// replaced behind the mirror's back is thus rewritten. A record without an ETag (an older
+// state) does not match a listing that has one, so such an object is rewritten once and
+// recorded with its ETag: metadata is small, and rewriting it is cheaper than reading it.
+func (st *State) stillListed(key string, old Published) bool {
+	if st.listed == nil {
+		return true
+	}
+	info, listed := st.listed[key]
+	return listed && info.Size == old.Size && (info.ETag == "" || info.ETag == old.ETag)
 }
 
 func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *Report, opts *Options) error {
@@ -80,7 +83,7 @@ func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *
 	}
 	sum := sha256.Sum256(mf.Data)
 	pub := Published{Size: int64(len(mf.Data)), SHA256: hex.EncodeToString(sum[:])}
-	_, err := dst.Put(ctx, mf.Key, bytes.NewReader(mf.Data), store.PutOptions{
+	info, err := dst.Put(ctx, mf.Key, bytes.NewReader(mf.Data), store.PutOptions{
 		Size:         pub.Size,
 		SHA256:       pub.SHA256,
 		ContentType:  streams.ContentType(mf.Key),
@@ -89,6 +92,7 @@ func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *
 	if err != nil {
 		return fmt.Errorf("publishing %s: %w", mf.Key, err)
 	}
+	pub.ETag = info.ETag
 	st.Published[mf.Key] = pub
 	rep.MetadataWritten = append(rep.MetadataWritten, mf.Key)
 	opts.Log.Info("published", "path", mf.Key)

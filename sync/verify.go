@@ -344,7 +344,10 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 		recorded = si.SHA256
 	}
 	if recorded == "" {
-		if obj, ok := st.Objects[c.path]; ok && obj.Size == info.Size && obj.SHA256 != "" {
+		// The record holds only for the object it was made for: not one replaced since
+		// (another ETag).
+		if obj, ok := st.Objects[c.path]; ok && obj.Size == info.Size && obj.SHA256 != "" &&
+			(obj.ETag == "" || info.ETag == "" || obj.ETag == info.ETag) {
 			recorded, source = obj.SHA256, "recorded in the mirror state"
 		}
 	}
