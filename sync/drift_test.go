@@ -247,10 +247,19 @@ func TestDriftHealedS3(t *testing.T) {
 			rep := run(t, up, e.dst, opts)
 			healed := 0
 			for _, p := range d.content() {
-				if got := sha256Hex(get(p)); got == up.stream.SHA256(p) {
-					healed++
-				} else {
+				obj, err := e.mc.GetObject(ctx, e.bucket, "maas/stable/"+p, minio.GetObjectOptions{})
+				var data []byte
+				if err == nil {
+					data, err = io.ReadAll(obj)
+					obj.Close()
+				}
+				switch got := sha256Hex(data); {
+				case err != nil:
+					t.Errorf("%s not healed: %v", p, err)
+				case got != up.stream.SHA256(p):
 					t.Errorf("%s not healed: sha256 %s, catalogue says %s", p, got, up.stream.SHA256(p))
+				default:
+					healed++
 				}
 			}
 			if n := rep.Fetched + rep.Copied; n != len(d.content()) {
