@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"maps"
 	"os"
@@ -363,4 +364,58 @@ func TestUpToDate10000ItemsS3(t *testing.T) {
 	t.Logf("one listing of the target alone: %v", time.Since(listStart).Round(time.Millisecond))
 	t.Logf("up-to-date run of %d items (%d objects in the bucket): %d S3 requests %v, %v wall time; stages %v",
 		rep.Plan.Kept, objects, n, byOp, elapsed.Round(time.Millisecond), rep.Stages)
+}
+
+// TestStateWithoutETags: a state.json written before ETags were recorded is read; its content
+// objects are trusted on their size and take the listed ETags (nothing is read or fetched
+// again), its metadata is rewritten once to record theirs, and the next run writes nothing.
+func TestStateWithoutETags(t *testing.T) {
+	up := newUpstream(t, smallConfig(), nil)
+	dir, dst := newTarget(t)
+	opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1}
+	run(t, up, dst, opts)
+
+	name := filepath.Join(dir, ".ssmirror", "state.json")
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	stripped := 0
+	for _, field := range []string{"objects", "published"} {
+		for _, rec := range doc[field].(map[string]any) {
+			if _, ok := rec.(map[string]any)["etag"]; ok {
+				delete(rec.(map[string]any), "etag")
+				stripped++
+			}
+		}
+	}
+	if stripped == 0 {
+		t.Fatal("the state records no ETags")
+	}
+	old, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	rep := run(t, up, dst, opts)
+	if rep.Fetched+rep.Copied+rep.Adopted != 0 || len(rep.Drifted) != 0 {
+		t.Errorf("run on a state without ETags: fetched %d, copied %d, adopted %d, drifted %v", rep.Fetched, rep.Copied, rep.Adopted, rep.Drifted)
+	}
+	if len(rep.MetadataWritten) != len(up.stream.Files) {
+		t.Errorf("metadata rewritten: %v, want every one of the %d files once", rep.MetadataWritten, len(up.stream.Files))
+	}
+	if data, err := os.ReadFile(name); err != nil || bytes.Count(data, []byte(`"etag"`)) != stripped {
+		t.Errorf("the state records %d ETags after the run, want %d again (err %v)", bytes.Count(data, []byte(`"etag"`)), stripped, err)
+	}
+	rep = run(t, up, dst, opts)
+	if rep.Fetched+rep.Copied+rep.Adopted != 0 || len(rep.MetadataWritten) != 0 {
+		t.Errorf("the run after: fetched %d, copied %d, adopted %d, metadata %v", rep.Fetched, rep.Copied, rep.Adopted, rep.MetadataWritten)
+	}
 }
