@@ -13,6 +13,9 @@
 // reports SHA256 "". On a filesystem that refuses user extended attributes nothing is recorded and
 // SHA256 is "".
 //
+// Info.ETag is the file's inode number, size and modification time (see fileETag): a file
+// replaced by rename or rewritten in place gets another one.
+//
 // Symlinks: every access goes through an os.Root opened on the root directory, so no key can
 // reach outside it, not even through a symlink inside the tree pointing elsewhere (such access
 // fails with an error, it is not followed). Symlinks that stay inside the root are followed by

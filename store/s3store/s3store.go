@@ -290,7 +290,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 }
 
 // List calls fn for each object under prefix, in key order (ListObjectsV2). Info.SHA256 is "":
-// the listing does not carry user metadata. Keys ending in "/" (folder markers made by other
+// the listing does not carry user metadata; Info.ETag is the listed ETag, as Stat gives it. Keys ending in "/" (folder markers made by other
 // tools) are skipped: they are not objects a Store writes.
 func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
