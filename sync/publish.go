@@ -65,10 +65,9 @@ func (st *State) isPublishedGroup(keys ...string) bool {
 }
 
 // stillListed reports whether the target's listing (when it was listed) shows the metadata
-// object as it was written: there, with the recorded size and ETag. An object deleted or
-// replaced behind the mirror's back is thus rewritten. A record without an ETag (an older
-// state) does not match a listing that has one, so such an object is rewritten once and
-// recorded with its ETag: metadata is small, and rewriting it is cheaper than reading it.
+// object as it was written: there, with the recorded size and ETag (a record without one took
+// the listed ETag in listPresent). An object deleted or replaced behind the mirror's back is
+// thus rewritten.
 func (st *State) stillListed(key string, old Published) bool {
 	if st.listed == nil {
 		return true

@@ -281,6 +281,15 @@ func listPresent(ctx context.Context, dst store.Store, st *State) (present map[s
 	for _, key := range drifted {
 		delete(st.Unreferenced, key)
 	}
+	// Metadata recorded without an ETag (by an older version, or from a write that returned
+	// none) takes the listed one when the size matches, as content does (presenceOf): the
+	// trust the record had, without a rewrite at every run.
+	for key, pub := range st.Published {
+		if info, ok := st.listed[key]; ok && pub.ETag == "" && info.Size == pub.Size {
+			pub.ETag = info.ETag
+			st.Published[key] = pub
+		}
+	}
 	return present, drifted, nil
 }
 
