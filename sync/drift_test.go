@@ -179,18 +179,23 @@ func TestDriftHealedDirectory(t *testing.T) {
 	}
 }
 
-// TestDriftHealedS3: the same on MinIO, the drift made with an independent client (minio-go):
-// objects removed, and replaced with PutObject by other bytes of the same and of another size.
+// TestDriftHealedS3: the same on MinIO (and verbatim on versitygw), the drift made with an
+// independent client (minio-go): objects removed, and replaced with PutObject by other bytes of
+// the same and of another size.
 func TestDriftHealedS3(t *testing.T) {
-	for _, curated := range []bool{false, true} {
-		name := "verbatim"
+	for _, tc := range []struct {
+		kind    testserver.Kind
+		curated bool
+	}{{testserver.KindMinIO, false}, {testserver.KindMinIO, true}, {testserver.KindVersityGW, false}} {
+		curated := tc.curated
+		name := string(tc.kind) + "/verbatim"
 		if curated {
-			name = "curated"
+			name = string(tc.kind) + "/curated"
 		}
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			up := newUpstream(t, largeConfig(), nil)
-			e := newS3Target(t, testserver.KindMinIO)
+			e := newS3Target(t, tc.kind)
 			filters := []string{"arch=amd64", "release~(jammy|noble)"}
 			opts := sync.Options{Filters: mustParse(t, filters...), Max: 1}
 			var kr *sign.Keyring
