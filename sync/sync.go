@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	gosync "sync"
 	"time"
 
 	"github.com/ssmirror/ssmirror/sign"
@@ -169,6 +170,19 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		tookOver = lock.TookOver()
 	}
 
+	// Reality over the record: every run lists the target once (one request per 1,000 objects
+	// on S3) and plans from what it really holds. A recorded object that is missing, or whose
+	// size or ETag is not what the state recorded, is not held: the plan fetches it (or checks
+	// it) again before anything is published, and a metadata object in the same case is
+	// rewritten (State.isPublished). The listing depends on nothing else read here, so it
+	// runs while the catalogue and the state are read.
+	var listed map[string]store.Info
+	var listErr error
+	listCtx, stopListing := context.WithCancel(ctx)
+	var listing gosync.WaitGroup
+	listing.Go(func() { listed, listErr = listTarget(listCtx, dst) })
+	defer func() { stopListing(); listing.Wait() }()
+
 	cat, err := LoadCatalogue(ctx, src, opts.StartPath, opts.Verification, opts.MetadataLimit, opts.Concurrency)
 	if err != nil {
 		return nil, err
@@ -179,15 +193,11 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	if err != nil {
 		return nil, err
 	}
-	// Reality over the record: every run lists the target once (one request per 1,000 objects
-	// on S3) and plans from what it really holds. A recorded object that is missing, or whose
-	// size or ETag is not what the state recorded, is not held: the plan fetches it (or checks
-	// it) again before anything is published, and a metadata object in the same case is
-	// rewritten (State.isPublished).
-	present, drifted, err := listPresent(ctx, dst, st)
-	if err != nil {
-		return nil, err
+	listing.Wait()
+	if listErr != nil {
+		return nil, listErr
 	}
+	present, drifted := st.reconcileListing(listed)
 	stage("read target")
 	rep.Drifted = drifted
 	for _, key := range drifted {
@@ -264,19 +274,35 @@ func saveAfterFailure(dst store.Store, st *State, now time.Time) error {
 	return SaveState(ctx, dst, st)
 }
 
-// listPresent lists the target once and joins it with the recorded objects (reconcile): what
-// is there, its verified hash when known, and whether the mirror owns it. Recorded objects that
-// are missing or were replaced are forgotten (the mirror neither trusts nor deletes them) and
-// returned, sorted, as drifted. Every listed key is kept in st.listed for the metadata checks.
+// listPresent lists the target once and joins it with the recorded objects (reconcileListing).
 func listPresent(ctx context.Context, dst store.Store, st *State) (present map[string]Presence, drifted []string, err error) {
-	st.listed = map[string]store.Info{}
-	err = dst.List(ctx, "", func(info store.Info) error {
-		st.listed[info.Key] = info
+	listed, err := listTarget(ctx, dst)
+	if err != nil {
+		return nil, nil, err
+	}
+	present, drifted = st.reconcileListing(listed)
+	return present, drifted, nil
+}
+
+// listTarget lists every object of the target, by key.
+func listTarget(ctx context.Context, dst store.Store) (map[string]store.Info, error) {
+	listed := map[string]store.Info{}
+	err := dst.List(ctx, "", func(info store.Info) error {
+		listed[info.Key] = info
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("listing %s: %w", store.Describe(dst), err)
+		return nil, fmt.Errorf("listing %s: %w", store.Describe(dst), err)
 	}
+	return listed, nil
+}
+
+// reconcileListing joins the target's listing with the recorded objects (reconcile): what is
+// there, its verified hash when known, and whether the mirror owns it. Recorded objects that are
+// missing or were replaced are forgotten (the mirror neither trusts nor deletes them) and
+// returned, sorted, as drifted. The listing is kept in st.listed for the metadata checks.
+func (st *State) reconcileListing(listed map[string]store.Info) (present map[string]Presence, drifted []string) {
+	st.listed = listed
 	present, drifted = reconcile(st.listed, st.Objects)
 	for _, key := range drifted {
 		delete(st.Unreferenced, key)
@@ -290,7 +316,7 @@ func listPresent(ctx context.Context, dst store.Store, st *State) (present map[s
 			st.Published[key] = pub
 		}
 	}
-	return present, drifted, nil
+	return present, drifted
 }
 
 // markUnreferenced stamps owned objects nothing held references with the time they became
