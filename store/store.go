@@ -41,6 +41,14 @@ type Info struct {
 	// was written through a Store, or "" when the backend does not know it (an object written by
 	// something else). It is never derived from an ETag.
 	SHA256 string
+	// ETag is an opaque version tag the backend gives for the object's current content: it stays
+	// the same while the object is untouched and changes when the object is replaced by other
+	// bytes (a replacement by the same bytes may keep it: S3's single-part ETag is their MD5), so
+	// a recorded ETag tells whether an object is still the one the mirror wrote. Stat, List and
+	// the Info returned by a write give the same value for the same object. It is never a content
+	// hash (an S3 multipart ETag is not an MD5): only compare it with another ETag of the same
+	// key from the same backend. "" when the backend gives none.
+	ETag string
 }
 
 // PutOptions says what Put must check and record.

@@ -77,7 +77,7 @@ func GC(ctx context.Context, dst store.Store, opts GCOptions) (*GCReport, error)
 		return nil, err
 	}
 	// Forget recorded objects that are gone, then (re)stamp what nothing held references.
-	if _, err := listPresent(ctx, dst, st); err != nil {
+	if _, _, err := listPresent(ctx, dst, st); err != nil {
 		return nil, err
 	}
 	now := opts.Now()

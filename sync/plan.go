@@ -2,7 +2,9 @@ package sync
 
 import (
 	"sort"
+	"strings"
 
+	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/streams"
 )
 
@@ -24,7 +26,8 @@ type PlanInput struct {
 	Prune bool
 	// Held is what the mirror holds now.
 	Held Held
-	// Present are the content objects known to be in the target, by key.
+	// Present are the content objects the target's listing shows, joined with the mirror's
+	// record of them (reconcile), by key. A path missing here is fetched.
 	Present map[string]Presence
 	// VerifyExisting re-reads present objects instead of trusting recorded hashes.
 	VerifyExisting bool
@@ -37,11 +40,74 @@ type PlanInput struct {
 // Presence is what is known of an object in the target.
 type Presence struct {
 	Size int64
-	// SHA256 is the verified hash ("" when unknown: an object the mirror did not record).
+	// SHA256 is the verified hash ("" when unknown: an object the mirror did not record, or one
+	// that changed since it recorded it).
 	SHA256 string
 	// Owned means the mirror wrote (or adopted) the object, so it may delete it once nothing
 	// references it. Objects it did not write are never released.
 	Owned bool
+}
+
+// reconcile joins the target's listing (by key) with the mirror's record of the content objects
+// it wrote, using presenceOf for each listed object: it gives the Presence of every listed
+// content object (the mirror's own files under .ssmirror/ and the metadata under streams/ are not
+// content) and updates objects in place: a record that still holds is kept (with the listed ETag
+// adopted when it had none), one that does not (the object is missing, or was replaced) is
+// removed and its key returned, sorted, in drifted.
+func reconcile(listed map[string]store.Info, objects map[string]Object) (present map[string]Presence, drifted []string) {
+	present = make(map[string]Presence, len(listed))
+	for key, info := range listed {
+		if strings.HasPrefix(key, ".ssmirror/") || strings.HasPrefix(key, "streams/") {
+			continue
+		}
+		rec, recorded := objects[key]
+		p, kept, holds := presenceOf(info, rec, recorded)
+		present[key] = p
+		if holds {
+			objects[key] = kept
+		}
+	}
+	for key := range objects {
+		if p, ok := present[key]; !ok || !p.Owned {
+			delete(objects, key)
+			drifted = append(drifted, key)
+		}
+	}
+	sort.Strings(drifted)
+	return present, drifted
+}
+
+// presenceOf joins one object of the target's listing with the mirror's record of it (recorded:
+// there is one) and says whether the record still holds. It holds only while the listing shows
+// the very object the mirror wrote: the same size, the same ETag, and no other sha256 recorded
+// by the store. Then the object is present, verified (the recorded sha256) and owned, and kept
+// is the record to keep.
+//
+// A record without an ETag (written by a version that did not record them) is trusted on its
+// size, as those versions did, and takes the listed ETag from now on: checking it instead would
+// mean reading the whole mirror once. A listing without ETags (a backend that gives none) is
+// compared on size alone.
+//
+// When the record does not hold (the object was replaced behind the mirror's back) the object
+// is present but neither verified nor owned, exactly like an object the mirror never wrote: the
+// plan fetches it again when its size is wrong, and otherwise reads and hashes it (Fetch.Check),
+// adopting it only if it is still the catalogue's content. A recorded object missing from the
+// listing has no Presence at all, so it is fetched.
+func presenceOf(listed store.Info, rec Object, recorded bool) (p Presence, kept Object, holds bool) {
+	p = Presence{Size: listed.Size, SHA256: listed.SHA256}
+	if !recorded || rec.Size != listed.Size {
+		return p, Object{}, false
+	}
+	if rec.ETag != "" && listed.ETag != "" && rec.ETag != listed.ETag {
+		return p, Object{}, false
+	}
+	if listed.SHA256 != "" && rec.SHA256 != "" && !strings.EqualFold(listed.SHA256, rec.SHA256) {
+		return p, Object{}, false
+	}
+	if rec.ETag == "" {
+		rec.ETag = listed.ETag
+	}
+	return Presence{Size: rec.Size, SHA256: rec.SHA256, Owned: true}, rec, true
 }
 
 // ItemChange is one item added to or removed from what the mirror holds.

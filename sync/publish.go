@@ -48,41 +48,47 @@ func publish(ctx context.Context, dst store.Store, cat *Catalogue, held Held, st
 // was written and confirmed by the listing.
 func (st *State) isPublished(key string, data []byte) bool {
 	old, ok := st.Published[key]
-	if !ok || old.Size != int64(len(data)) {
+	if !ok || old.Size != int64(len(data)) || !st.stillListed(key, old) {
 		return false
 	}
-	if st.listed != nil { // the target was listed: the object must still be there
-		if size, listed := st.listed[key]; !listed || size != old.Size {
-			return false
-		}
-	}
+	return old.SHA256 == hexSHA256(data)
+}
+
+// hexSHA256 is the lowercase hex sha256 of data.
+func hexSHA256(data []byte) string {
 	sum := sha256.Sum256(data)
-	return old.SHA256 == hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:])
 }
 
 // isPublishedGroup reports whether every key is in the target as recorded.
 func (st *State) isPublishedGroup(keys ...string) bool {
 	for _, key := range keys {
 		old, ok := st.Published[key]
-		if !ok {
+		if !ok || !st.stillListed(key, old) {
 			return false
-		}
-		if st.listed != nil {
-			if size, listed := st.listed[key]; !listed || size != old.Size {
-				return false
-			}
 		}
 	}
 	return true
+}
+
+// stillListed reports whether the target's listing (when it was listed) shows the metadata
+// object as it was written: there, with the recorded size and ETag (a record without one took
+// the listed ETag in listPresent). An object deleted or replaced behind the mirror's back is
+// thus rewritten.
+func (st *State) stillListed(key string, old Published) bool {
+	if st.listed == nil {
+		return true
+	}
+	info, listed := st.listed[key]
+	return listed && info.Size == old.Size && (info.ETag == "" || info.ETag == old.ETag)
 }
 
 func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *Report, opts *Options) error {
 	if err := store.ValidKey(mf.Key); err != nil {
 		return err
 	}
-	sum := sha256.Sum256(mf.Data)
-	pub := Published{Size: int64(len(mf.Data)), SHA256: hex.EncodeToString(sum[:])}
-	_, err := dst.Put(ctx, mf.Key, bytes.NewReader(mf.Data), store.PutOptions{
+	pub := Published{Size: int64(len(mf.Data)), SHA256: hexSHA256(mf.Data)}
+	info, err := dst.Put(ctx, mf.Key, bytes.NewReader(mf.Data), store.PutOptions{
 		Size:         pub.Size,
 		SHA256:       pub.SHA256,
 		ContentType:  streams.ContentType(mf.Key),
@@ -92,6 +98,7 @@ func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *
 		return fmt.Errorf("publishing %s: %w", mf.Key, err)
 	}
 	pub.Updated = st.stamps[mf.Key]
+	pub.ETag = info.ETag
 	st.Published[mf.Key] = pub
 	rep.MetadataWritten = append(rep.MetadataWritten, mf.Key)
 	opts.Log.Info("published", "path", mf.Key)
@@ -181,6 +188,7 @@ func signCurated(base, fallback string, marshal func(updated string) (plain, sig
 	if prev == "" {
 		prev = fallback
 	}
+	stamp := ""
 	if prev != "" {
 		plain, _, err := marshal(prev)
 		if err != nil {
@@ -193,8 +201,15 @@ func signCurated(base, fallback string, marshal func(updated string) (plain, sig
 			}
 			return nil, prev, nil // unchanged: do not sign again
 		}
+		if pub, ok := st.Published[key]; ok && pub.Size == int64(len(plain)) && pub.SHA256 == hexSHA256(plain) {
+			// The content is what was published, but a form is missing or was replaced behind
+			// the mirror's back: write it again as it was, with the same stamp.
+			stamp = prev
+		}
 	}
-	stamp := nextStamp(prev, opts.Now())
+	if stamp == "" {
+		stamp = nextStamp(prev, opts.Now())
+	}
 	plain, signed, err := marshal(stamp)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", key, err)

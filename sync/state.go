@@ -46,6 +46,10 @@ type Held map[VersionKey]HeldVersion
 type Object struct {
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// ETag is the store's version tag of the object as written or adopted (store.Info.ETag): a
+	// listing that shows another one means the object was replaced behind the mirror's back.
+	// "" in states written before ETags were recorded, and for backends that give none.
+	ETag string `json:"etag,omitempty"`
 }
 
 // Published records a metadata object as last written, so an unchanged one is not rewritten.
@@ -55,6 +59,8 @@ type Published struct {
 	// Updated is the "updated" stamp a curated document was written with (curated .json forms
 	// only), so that a run whose curated content is unchanged writes the same bytes again.
 	Updated string `json:"updated,omitempty"`
+	// ETag is the store's version tag of the object as written ("" as for Object.ETag).
+	ETag string `json:"etag,omitempty"`
 }
 
 // State is the mirror's own record, kept at StateKey in the target.
@@ -69,8 +75,8 @@ type State struct {
 	// Published are the metadata objects as last written.
 	Published map[string]Published
 
-	// listed are the sizes of every key the target listed at the start of the run (not saved).
-	listed map[string]int64
+	// listed describes every key the target listed at the start of the run (not saved).
+	listed map[string]store.Info
 	// saved is the state as last read or written, so an unchanged state is not rewritten.
 	saved []byte
 	// stamps are the "updated" stamps of curated documents about to be written, by key (not saved).

@@ -12,7 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
-	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/ssmirror/ssmirror/sign"
@@ -138,6 +138,10 @@ type Report struct {
 	// objects found already present and verified.
 	Fetched, Copied, Adopted  int
 	FetchedBytes, CopiedBytes int64
+	// Drifted lists, sorted, the content objects the mirror had recorded that the target's
+	// listing showed missing or replaced (another size or ETag): not held any more. Those still
+	// referenced are in the plan's Fetch, so the run brings them back before it publishes.
+	Drifted []string
 	// MetadataWritten lists the metadata objects written, in order.
 	MetadataWritten []string
 	// Deleted lists the objects garbage-collected.
@@ -178,6 +182,19 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		tookOver = lock.TookOver()
 	}
 
+	// Reality over the record: every run lists the target once (one request per 1,000 objects
+	// on S3) and plans from what it really holds. A recorded object that is missing, or whose
+	// size or ETag is not what the state recorded, is not held: the plan fetches it (or checks
+	// it) again before anything is published, and a metadata object in the same case is
+	// rewritten (State.isPublished). The listing depends on nothing else read here, so it
+	// runs while the catalogue and the state are read.
+	var listed map[string]store.Info
+	var listErr error
+	listCtx, stopListing := context.WithCancel(ctx)
+	var listing gosync.WaitGroup
+	listing.Go(func() { listed, listErr = listTarget(listCtx, dst) })
+	defer func() { stopListing(); listing.Wait() }()
+
 	cat, err := LoadCatalogue(ctx, guardRate(src, &opts), opts.StartPath, opts.Verification, opts.MetadataLimit, opts.Concurrency)
 	if err != nil {
 		return nil, err
@@ -195,12 +212,17 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	if err != nil {
 		return nil, err
 	}
-	// Plan first from the mirror's own record. The target is listed only when that is not
-	// enough: no state yet, --verify-existing, or something to fetch (an object may be there
-	// already, left by a run killed before it recorded it). An up-to-date run thus costs a
-	// constant number of requests whatever the number of items; what the state cannot see
-	// (an object deleted behind the mirror's back) is what 'ssmirror verify' is for.
-	input := PlanInput{
+	listing.Wait()
+	if listErr != nil {
+		return nil, listErr
+	}
+	present, drifted := st.reconcileListing(listed)
+	stage("read target")
+	rep.Drifted = drifted
+	for _, key := range drifted {
+		opts.Log.Warn("the target no longer holds this object as recorded (deleted or replaced behind the mirror's back)", "path", key)
+	}
+	plan := MakePlan(PlanInput{
 		Upstream:       upstream,
 		Filters:        opts.Filters,
 		FilterGroups:   opts.FilterGroups,
@@ -208,16 +230,15 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		Keep:           opts.Keep,
 		Prune:          opts.Prune,
 		Held:           st.Held,
-		Present:        st.recordedPresence(),
+		Present:        present,
 		VerifyExisting: opts.VerifyExisting,
 		WholeVersions:  opts.Signer != nil,
-	}
-	plan := MakePlan(input)
+	})
 	if err := CheckControlPaths(plan.Held, controlKeys(cat)); err != nil {
 		return nil, err
 	}
 	// What is held does not depend on what the target has: refuse oversized items now, before
-	// anything in the target is touched.
+	// anything in the target is written.
 	if err := checkSizes(plan.Held, opts.maxFileSize()); err != nil {
 		rep.Plan = plan
 		return rep, err
@@ -227,22 +248,13 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		opts.Log.Warn("curated mode keeps versions whole: items the filters leave out are mirrored too, because a client such as MAAS rejects a products file in which a version lacks some of its items",
 			"items_added", n, "example", w.Product+" "+w.Version+" "+w.Item)
 	}
-	listTarget := st.saved == nil || opts.VerifyExisting || len(plan.Fetch) > 0
-	if !opts.DryRun && (tookOver || listTarget) {
+	if !opts.DryRun && (tookOver || st.saved == nil || opts.VerifyExisting || len(plan.Fetch) > 0) {
 		// Holding the lock, this is the only writer: what a killed run left (temporary files,
 		// incomplete multipart uploads) can go. Only a run whose lease was taken over can have
-		// left any; the other cases sweep because they look at the target anyway.
+		// left any; a run with work to do sweeps as well, which an up-to-date run skips to
+		// stay at its few requests.
 		cleanLeftovers(ctx, dst, opts.Log)
 	}
-	if listTarget {
-		present, err := listPresent(ctx, dst, st)
-		if err != nil {
-			return nil, err
-		}
-		input.Present = present
-		plan = MakePlan(input)
-	}
-	stage("read target")
 	rep.Plan = plan
 	stage("plan")
 	opts.Log.Info("plan", "items_added", len(plan.Added), "items_removed", len(plan.Removed), "items_kept", plan.Kept,
@@ -296,43 +308,49 @@ func saveAfterFailure(dst store.Store, st *State, now time.Time) error {
 	return SaveState(ctx, dst, st)
 }
 
-// listPresent lists the target once and joins it with the recorded objects: what is there, its
-// verified hash when known, and whether the mirror owns it. Recorded objects that disappeared are
-// forgotten.
-func listPresent(ctx context.Context, dst store.Store, st *State) (map[string]Presence, error) {
-	present := map[string]Presence{}
-	st.listed = map[string]int64{}
+// listPresent lists the target once and joins it with the recorded objects (reconcileListing).
+func listPresent(ctx context.Context, dst store.Store, st *State) (present map[string]Presence, drifted []string, err error) {
+	listed, err := listTarget(ctx, dst)
+	if err != nil {
+		return nil, nil, err
+	}
+	present, drifted = st.reconcileListing(listed)
+	return present, drifted, nil
+}
+
+// listTarget lists every object of the target, by key.
+func listTarget(ctx context.Context, dst store.Store) (map[string]store.Info, error) {
+	listed := map[string]store.Info{}
 	err := dst.List(ctx, "", func(info store.Info) error {
-		st.listed[info.Key] = info.Size
-		if strings.HasPrefix(info.Key, ".ssmirror/") || strings.HasPrefix(info.Key, "streams/") {
-			return nil
-		}
-		p := Presence{Size: info.Size, SHA256: info.SHA256}
-		if obj, ok := st.Objects[info.Key]; ok && obj.Size == info.Size {
-			p.SHA256, p.Owned = obj.SHA256, true
-		}
-		present[info.Key] = p
+		listed[info.Key] = info
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", store.Describe(dst), err)
 	}
-	for key, obj := range st.Objects {
-		if p, ok := present[key]; !ok || p.Size != obj.Size {
-			delete(st.Objects, key)
-			delete(st.Unreferenced, key)
-		}
-	}
-	return present, nil
+	return listed, nil
 }
 
-// recordedPresence is what the state records as present: the owned, verified objects.
-func (st *State) recordedPresence() map[string]Presence {
-	present := make(map[string]Presence, len(st.Objects))
-	for key, obj := range st.Objects {
-		present[key] = Presence{Size: obj.Size, SHA256: obj.SHA256, Owned: true}
+// reconcileListing joins the target's listing with the recorded objects (reconcile): what is
+// there, its verified hash when known, and whether the mirror owns it. Recorded objects that are
+// missing or were replaced are forgotten (the mirror neither trusts nor deletes them) and
+// returned, sorted, as drifted. The listing is kept in st.listed for the metadata checks.
+func (st *State) reconcileListing(listed map[string]store.Info) (present map[string]Presence, drifted []string) {
+	st.listed = listed
+	present, drifted = reconcile(st.listed, st.Objects)
+	for _, key := range drifted {
+		delete(st.Unreferenced, key)
 	}
-	return present
+	// Metadata recorded without an ETag (by an older version, or from a write that returned
+	// none) takes the listed one when the size matches, as content does (presenceOf): the
+	// trust the record had, without a rewrite at every run.
+	for key, pub := range st.Published {
+		if info, ok := st.listed[key]; ok && pub.ETag == "" && info.Size == pub.Size {
+			pub.ETag = info.ETag
+			st.Published[key] = pub
+		}
+	}
+	return present, drifted
 }
 
 // markUnreferenced stamps owned objects nothing held references with the time they became

@@ -67,7 +67,11 @@ func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st 
 					errs = append(errs, err)
 					opts.Log.Error("transfer failed", "path", f.Path, "error", err)
 				} else {
-					st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256}
+					etag := res.etag
+					if res.how == "adopted" { // checked as listed
+						etag = st.listed[f.Path].ETag
+					}
+					st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
 					if res.sha256 != "" {
 						if _, seen := bySum[res.sha256]; !seen {
 							bySum[res.sha256] = f.Path
@@ -132,6 +136,7 @@ func (e *TransferError) Unwrap() []error { return e.Errs }
 type transferResult struct {
 	how    string // fetched, copied, adopted
 	sha256 string
+	etag   string // of the object written ("" when adopted: the listing has it)
 }
 
 func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom string, opts *Options) (res transferResult, err error) {
@@ -161,7 +166,7 @@ func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom st
 			return transferResult{}, err
 		case f.SHA256 == "" || sum == f.SHA256:
 			opts.Progress.fileDone()
-			return transferResult{"adopted", sum}, nil
+			return transferResult{"adopted", sum, ""}, nil
 		default:
 			opts.Log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path)
 		}
@@ -177,7 +182,7 @@ func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom st
 		if err == nil {
 			opts.Progress.add(f.Size)
 			opts.Progress.fileDone()
-			return transferResult{"copied", info.SHA256}, nil
+			return transferResult{"copied", info.SHA256, info.ETag}, nil
 		}
 		opts.Log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", copyFrom, "error", err)
 	}
@@ -186,7 +191,7 @@ func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom st
 		info, opened, err := fetchOnce(ctx, src, dst, f, put, opts)
 		if err == nil {
 			opts.Progress.fileDone()
-			return transferResult{"fetched", info.SHA256}, nil
+			return transferResult{"fetched", info.SHA256, info.ETag}, nil
 		}
 		var again bool
 		var attempt int

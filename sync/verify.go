@@ -343,12 +343,21 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 		}
 		recorded = si.SHA256
 	}
+	var replaced string
 	if recorded == "" {
+		// The record holds only for the object it was made for: not one replaced since
+		// (another ETag).
 		if obj, ok := st.Objects[c.path]; ok && obj.Size == info.Size && obj.SHA256 != "" {
-			recorded, source = obj.SHA256, "recorded in the mirror state"
+			if obj.ETag == "" || info.ETag == "" || obj.ETag == info.ETag {
+				recorded, source = obj.SHA256, "recorded in the mirror state"
+			} else {
+				replaced = fmt.Sprintf("replaced since the mirror wrote it (ETag %s, recorded %s), so its recorded sha256 no longer applies: use --deep to read it, or run sync to fetch it again", info.ETag, obj.ETag)
+			}
 		}
 	}
 	switch {
+	case replaced != "":
+		rep.add(c.path, ProblemUnknownHash, replaced)
 	case recorded == "":
 		rep.add(c.path, ProblemUnknownHash, "no sha256 recorded for it (use --deep to read it)")
 	case !strings.EqualFold(recorded, c.sha256):

@@ -287,4 +287,30 @@ func TestVerifyS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOnly(t, verify(t, e.dst, sync.VerifyOptions{Keyring: up.keyring}), victim, sync.ProblemMissing)
+
+	// Replaced behind the mirror's back by other bytes of the same size (no recorded sha256 on
+	// the new object): the state's sha256 was for another object, so it is not vouched for.
+	replaced := want[1]
+	obj, err := e.mc.GetObject(context.Background(), e.bucket, "maas/stable/"+replaced, minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(obj)
+	obj.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mc.PutObject(context.Background(), e.bucket, "maas/stable/"+replaced, bytes.NewReader(flipped(data)), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep = verify(t, e.dst, sync.VerifyOptions{Keyring: up.keyring})
+	found := false
+	for _, p := range rep.Problems {
+		if p.Path == replaced && p.Problem == sync.ProblemUnknownHash && strings.Contains(p.Detail, "replaced since the mirror wrote it") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("plain verify after %s was replaced: %+v, want it reported as replaced", replaced, rep.Problems)
+	}
 }

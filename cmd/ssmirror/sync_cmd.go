@@ -359,6 +359,9 @@ func printSummary(w io.Writer, src, dst string, rep *sync.Report, took time.Dura
 	fmt.Fprintf(w, "  items: %d added, %d removed, %d kept\n", len(p.Added), len(p.Removed), p.Kept)
 	fmt.Fprintf(w, "  files: %d fetched (%s), %d copied in the target (%s), %d already present and verified\n",
 		rep.Fetched, humanBytes(rep.FetchedBytes), rep.Copied, humanBytes(rep.CopiedBytes), rep.Adopted)
+	if len(rep.Drifted) > 0 {
+		fmt.Fprintf(w, "  drift: %d recorded files were missing or replaced in the target (those still listed are brought back)\n", len(rep.Drifted))
+	}
 	mode := "verbatim (upstream metadata byte for byte)"
 	if rep.Curated {
 		mode = "curated (rewritten and signed with the signing key)"
@@ -387,6 +390,7 @@ func printJSONSummary(w io.Writer, rep *sync.Report, took time.Duration, runErr 
 		Copied          int      `json:"files_copied"`
 		CopiedBytes     int64    `json:"bytes_copied"`
 		Adopted         int      `json:"files_adopted"`
+		Drifted         []string `json:"drifted"`
 		MetadataWritten []string `json:"metadata_written"`
 		Deleted         []string `json:"deleted"`
 		PendingDeletion int      `json:"pending_deletion"`
@@ -395,7 +399,7 @@ func printJSONSummary(w io.Writer, rep *sync.Report, took time.Duration, runErr 
 		OK: runErr == nil, Seconds: took.Seconds(), Curated: rep.Curated,
 		ItemsAdded: len(rep.Plan.Added), ItemsRemoved: len(rep.Plan.Removed), ItemsKept: rep.Plan.Kept,
 		Fetched: rep.Fetched, FetchedBytes: rep.FetchedBytes, Copied: rep.Copied, CopiedBytes: rep.CopiedBytes,
-		Adopted: rep.Adopted, MetadataWritten: rep.MetadataWritten, Deleted: rep.Deleted, PendingDeletion: rep.PendingDeletion,
+		Adopted: rep.Adopted, Drifted: rep.Drifted, MetadataWritten: rep.MetadataWritten, Deleted: rep.Deleted, PendingDeletion: rep.PendingDeletion,
 	}
 	if runErr != nil {
 		out.Error = runErr.Error()

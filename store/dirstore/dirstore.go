@@ -13,6 +13,9 @@
 // reports SHA256 "". On a filesystem that refuses user extended attributes nothing is recorded and
 // SHA256 is "".
 //
+// Info.ETag is the file's inode number, size and modification time (see fileETag): a file
+// replaced by rename or rewritten in place gets another one.
+//
 // Symlinks: every access goes through an os.Root opened on the root directory, so no key can
 // reach outside it, not even through a symlink inside the tree pointing elsewhere (such access
 // fails with an error, it is not followed). Symlinks that stay inside the root are followed by
@@ -170,7 +173,20 @@ func (s *Store) openFile(key string) (*os.File, store.Info, error) {
 		f.Close()
 		return nil, store.Info{}, &fs.PathError{Op: "open", Path: key, Err: fmt.Errorf("%w: not a regular file", fs.ErrNotExist)}
 	}
-	return f, store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: s.recorded(f, fi)}, nil
+	return f, store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: s.recorded(f, fi), ETag: fileETag(fi)}, nil
+}
+
+// fileETag is the version tag of a file: its inode number, size and modification time in
+// nanoseconds. A file replaced by rename (as Put does, and rsync, and most editors) has a new
+// inode; one rewritten in place has a new modification time. What it cannot see is a rewrite in
+// place that keeps the size and sets the old modification time back (or lands in the same clock
+// tick on a filesystem with coarse timestamps): reading the content (--verify-existing) does.
+func fileETag(fi fs.FileInfo) string {
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	return strconv.FormatUint(ino, 16) + "-" + strconv.FormatInt(fi.Size(), 16) + "-" + strconv.FormatInt(fi.ModTime().UnixNano(), 16)
 }
 
 // recorded returns the sha256 recorded on f, or "" when there is none or it does not apply to
@@ -373,7 +389,8 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 	if err := ctx.Err(); err != nil {
 		return "", store.Info{}, fmt.Errorf("%s %s: %w", op, key, err)
 	}
-	return name, store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: sum}, nil
+	// The inode, size and mtime stay the same through the rename or link that publishes it.
+	return name, store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: sum, ETag: fileETag(fi)}, nil
 }
 
 // syncDir fsyncs the directory holding key so a rename or link in it is durable.

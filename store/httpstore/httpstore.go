@@ -217,7 +217,8 @@ func (s *Store) newRequest(ctx context.Context, method, rawURL string, auth *url
 func isNotFound(code int) bool { return code == http.StatusNotFound || code == http.StatusGone }
 
 // Stat sends a HEAD request (a GET whose body is closed at once when the server refuses HEAD).
-// Size is -1 when the server sends no Content-Length; SHA256 is always "".
+// Size is -1 when the server sends no Content-Length; SHA256 is always ""; ETag is the server's
+// ETag header as sent ("" without one).
 func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 	if err := store.ValidKey(key); err != nil {
 		return store.Info{}, fmt.Errorf("stat %s: %w", key, err)
@@ -239,7 +240,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 		if resp.StatusCode != http.StatusOK {
 			return store.Info{}, fmt.Errorf("stat %s: %s answered %s", key, u, resp.Status)
 		}
-		info := store.Info{Key: key, Size: resp.ContentLength}
+		info := store.Info{Key: key, Size: resp.ContentLength, ETag: resp.Header.Get("ETag")}
 		if lm := resp.Header.Get("Last-Modified"); lm != "" {
 			if t, err := http.ParseTime(lm); err == nil {
 				info.ModTime = t

@@ -710,3 +710,25 @@ func TestResumeChunkedRangeEndsEarly(t *testing.T) {
 		t.Fatalf("%d requests, want 3", o.getCount("f"))
 	}
 }
+
+// Stat passes on the server's ETag as it is sent, and "" when there is none.
+func TestStatETag(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/tagged" {
+			w.Header().Set("ETag", `"5f3a-63b1"`)
+		}
+		w.Header().Set("Content-Length", "4")
+		w.Write([]byte("data"))
+	}))
+	defer srv.Close()
+	s := newStore(t, srv.URL, Options{})
+	for key, want := range map[string]string{"tagged": `"5f3a-63b1"`, "untagged": ""} {
+		info, err := s.Stat(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.ETag != want {
+			t.Errorf("Stat(%q).ETag = %q, want %q", key, info.ETag, want)
+		}
+	}
+}

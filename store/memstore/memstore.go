@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ type object struct {
 	data    []byte
 	modTime time.Time
 	sha256  string
+	etag    string // "m" and the store's write counter when the object was written
 }
 
 // Store is an in-memory store. The zero value is not usable; call New. It is safe for concurrent
@@ -33,6 +35,7 @@ type object struct {
 type Store struct {
 	mu      sync.Mutex
 	objects map[string]object
+	writes  uint64 // counts writes, to give every written object a new ETag
 }
 
 // New returns an empty store.
@@ -44,7 +47,13 @@ func New() *Store {
 func (s *Store) Describe() string { return "memory" }
 
 func (s *Store) info(key string, o object) store.Info {
-	return store.Info{Key: key, Size: int64(len(o.data)), ModTime: o.modTime, SHA256: o.sha256}
+	return store.Info{Key: key, Size: int64(len(o.data)), ModTime: o.modTime, SHA256: o.sha256, ETag: o.etag}
+}
+
+// newETag gives the next write its ETag; s.mu must be held.
+func (s *Store) newETag() string {
+	s.writes++
+	return "m" + strconv.FormatUint(s.writes, 10)
 }
 
 func (s *Store) get(key string) (object, error) {
@@ -131,6 +140,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	}
 	o := object{data: data, modTime: time.Now(), sha256: sum}
 	s.mu.Lock()
+	o.etag = s.newETag()
 	s.objects[key] = o
 	s.mu.Unlock()
 	return s.info(key, o), nil
@@ -194,6 +204,7 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 	}
 	o := object{data: src.data, modTime: time.Now(), sha256: src.sha256}
 	s.mu.Lock()
+	o.etag = s.newETag()
 	s.objects[dstKey] = o
 	s.mu.Unlock()
 	return s.info(dstKey, o), nil
@@ -216,6 +227,7 @@ func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, op
 	if _, ok := s.objects[key]; ok {
 		return store.Info{}, fmt.Errorf("memory store: create %s: %w", key, store.ErrExist)
 	}
+	o.etag = s.newETag()
 	s.objects[key] = o
 	return s.info(key, o), nil
 }

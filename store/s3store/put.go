@@ -90,11 +90,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 			return store.Info{}, err
 		}
 		sum := v.Sum()
-		mtime, err := s.putObject(ctx, key, buf, sum, opts, false)
+		mtime, etag, err := s.putObject(ctx, key, buf, sum, opts, false)
 		if err != nil {
 			return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
 		}
-		return store.Info{Key: key, Size: int64(len(buf)), SHA256: sum, ModTime: mtime}, nil
+		return store.Info{Key: key, Size: int64(len(buf)), SHA256: sum, ModTime: mtime, ETag: etag}, nil
 	}
 
 	// Unknown or large size: read the first part, and decide.
@@ -119,11 +119,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		}
 		sum := v.Sum()
 		data := (*first)[:n]
-		mtime, err := s.putObject(ctx, key, data, sum, opts, false)
+		mtime, etag, err := s.putObject(ctx, key, data, sum, opts, false)
 		if err != nil {
 			return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
 		}
-		return store.Info{Key: key, Size: int64(n), SHA256: sum, ModTime: mtime}, nil
+		return store.Info{Key: key, Size: int64(n), SHA256: sum, ModTime: mtime, ETag: etag}, nil
 	case err != nil:
 		s.putBuf(first)
 		return store.Info{}, readError(s.uri(key), v, opts, err)
@@ -150,8 +150,8 @@ func readError(name string, v *store.Verifier, opts store.PutOptions, err error)
 }
 
 // putObject sends data with one PutObject, recording sum as the sha256; exclusive adds
-// If-None-Match: *.
-func (s *Store) putObject(ctx context.Context, key string, data []byte, sum string, opts store.PutOptions, exclusive bool) (time.Time, error) {
+// If-None-Match: *. It returns the server's time and the new object's ETag.
+func (s *Store) putObject(ctx context.Context, key string, data []byte, sum string, opts store.PutOptions, exclusive bool) (time.Time, string, error) {
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(s.bucket),
 		Key:           aws.String(s.fullKey(key)),
@@ -165,13 +165,13 @@ func (s *Store) putObject(ctx context.Context, key string, data []byte, sum stri
 		in.IfNoneMatch = aws.String("*")
 	}
 	if err := ctx.Err(); err != nil {
-		return time.Time{}, err
+		return time.Time{}, "", err
 	}
 	out, err := s.client.PutObject(ctx, in, unsignedPayload)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, "", err
 	}
-	return serverTime(out.ResultMetadata), nil
+	return serverTime(out.ResultMetadata), etagOf(out.ETag), nil
 }
 
 // serverTime is the Date of the response described by md (the time the server stored the
@@ -378,14 +378,14 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 		return store.Info{}, fmt.Errorf("put %s: completing multipart upload: %w", name, err)
 	}
 	completed = true
-	info = store.Info{Key: key, Size: v.N(), SHA256: sum, ModTime: serverTime(done.ResultMetadata)}
+	info = store.Info{Key: key, Size: v.N(), SHA256: sum, ModTime: serverTime(done.ResultMetadata), ETag: etagOf(done.ETag)}
 
 	if opts.SHA256 == "" && v.N() <= MaxCopySize {
-		mtime, err := s.recordSHA256(ctx, key, sum, opts)
+		mtime, etag, err := s.recordSHA256(ctx, key, sum, opts)
 		if err != nil {
 			return info, err
 		}
-		info.ModTime = mtime
+		info.ModTime, info.ETag = mtime, etag
 	}
 	return info, nil
 }
@@ -430,8 +430,8 @@ func (s *Store) abortUpload(ctx context.Context, key string, uploadID *string, i
 }
 
 // recordSHA256 rewrites the object's metadata in place (CopyObject onto itself with
-// MetadataDirective REPLACE) to record sum.
-func (s *Store) recordSHA256(ctx context.Context, key, sum string, opts store.PutOptions) (time.Time, error) {
+// MetadataDirective REPLACE) to record sum. It returns the rewritten object's time and ETag.
+func (s *Store) recordSHA256(ctx context.Context, key, sum string, opts store.PutOptions) (time.Time, string, error) {
 	out, err := s.client.CopyObject(ctx, &s3.CopyObjectInput{
 		Bucket:            aws.String(s.bucket),
 		Key:               aws.String(s.fullKey(key)),
@@ -442,12 +442,16 @@ func (s *Store) recordSHA256(ctx context.Context, key, sum string, opts store.Pu
 		CacheControl:      optString(s.cacheControl(key, opts)),
 	})
 	if err != nil {
-		return time.Time{}, fmt.Errorf("put %s: recording sha256 in metadata: %w", s.uri(key), err)
+		return time.Time{}, "", fmt.Errorf("put %s: recording sha256 in metadata: %w", s.uri(key), err)
 	}
-	if out.CopyObjectResult != nil && out.CopyObjectResult.LastModified != nil {
-		return *out.CopyObjectResult.LastModified, nil
+	var etag string
+	if out.CopyObjectResult != nil {
+		etag = etagOf(out.CopyObjectResult.ETag)
+		if out.CopyObjectResult.LastModified != nil {
+			return *out.CopyObjectResult.LastModified, etag, nil
+		}
 	}
-	return serverTime(out.ResultMetadata), nil
+	return serverTime(out.ResultMetadata), etag, nil
 }
 
 func sortParts(parts []types.CompletedPart) {

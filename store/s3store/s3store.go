@@ -235,7 +235,14 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 		Size:    aws.ToInt64(out.ContentLength),
 		ModTime: aws.ToTime(out.LastModified),
 		SHA256:  recordedSHA256(out.Metadata),
+		ETag:    etagOf(out.ETag),
 	}, nil
+}
+
+// etagOf is an ETag as S3 sends it ("\"…\"", quotes included) without the quotes, the same
+// from every operation.
+func etagOf(p *string) string {
+	return strings.Trim(aws.ToString(p), `"`)
 }
 
 // Open reads the object at key from offset on (GetObject with a Range header when offset > 0).
@@ -283,7 +290,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 }
 
 // List calls fn for each object under prefix, in key order (ListObjectsV2). Info.SHA256 is "":
-// the listing does not carry user metadata. Keys ending in "/" (folder markers made by other
+// the listing does not carry user metadata; Info.ETag is the listed ETag, as Stat gives it. Keys ending in "/" (folder markers made by other
 // tools) are skipped: they are not objects a Store writes.
 func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
@@ -305,6 +312,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) err
 				Key:     key,
 				Size:    aws.ToInt64(obj.Size),
 				ModTime: aws.ToTime(obj.LastModified),
+				ETag:    etagOf(obj.ETag),
 			}
 			if err := fn(info); err != nil {
 				return err
@@ -356,7 +364,7 @@ func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, op
 	if err != nil {
 		return store.Info{}, err
 	}
-	mtime, err := s.putObject(ctx, key, data, sum, opts, true)
+	mtime, etag, err := s.putObject(ctx, key, data, sum, opts, true)
 	if err != nil {
 		if httpStatus(err) == http.StatusPreconditionFailed || httpStatus(err) == http.StatusConflict ||
 			isCode(err, "PreconditionFailed", "ConditionalRequestConflict") {
@@ -364,7 +372,7 @@ func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, op
 		}
 		return store.Info{}, fmt.Errorf("create %s: %w", s.uri(key), err)
 	}
-	return store.Info{Key: key, Size: int64(len(data)), SHA256: sum, ModTime: mtime}, nil
+	return store.Info{Key: key, Size: int64(len(data)), SHA256: sum, ModTime: mtime, ETag: etag}, nil
 }
 
 // Copy copies srcKey to dstKey on the server (CopyObject), keeping the recorded sha256. The source
@@ -427,6 +435,7 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 	info := store.Info{Key: dstKey, Size: size, SHA256: sum}
 	if out.CopyObjectResult != nil {
 		info.ModTime = aws.ToTime(out.CopyObjectResult.LastModified)
+		info.ETag = etagOf(out.CopyObjectResult.ETag)
 	}
 	return info, nil
 }

@@ -62,6 +62,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LargeStreaming", testLarge},
 		{"Copier", testCopier},
 		{"CreateExcluder", testCreateExcluder},
+		{"ETag", testETag},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -844,4 +845,96 @@ func testCreateExcluder(t *testing.T, s store.Store) {
 		t.Errorf("%d racing CreateExclusive calls succeeded, want exactly 1", winners)
 	}
 	checkKeys(t, s, key, "race")
+}
+
+// testETag checks the version tag: given by every write, Stat and List alike for the same object,
+// stable while the object is untouched, changed when it is replaced by other bytes of the same or
+// another size, and the same through a copy's result and the copy's Stat.
+func testETag(t *testing.T, s store.Store) {
+	key := "noble/amd64/20250718/boot-kernel"
+	etagOf := func(what string, info store.Info) string {
+		t.Helper()
+		if info.ETag == "" {
+			t.Fatalf("%s(%q): ETag is empty", what, key)
+		}
+		return info.ETag
+	}
+	stat := func(k string) store.Info {
+		t.Helper()
+		info, err := s.Stat(t.Context(), k)
+		if err != nil {
+			t.Fatalf("Stat(%q): %v", k, err)
+		}
+		return info
+	}
+	listed := func(k string) store.Info {
+		t.Helper()
+		var found *store.Info
+		err := s.List(t.Context(), k, func(info store.Info) error {
+			if info.Key == k {
+				found = &info
+			}
+			return nil
+		})
+		if err != nil || found == nil {
+			t.Fatalf("List(%q): found %v, error %v", k, found != nil, err)
+		}
+		return *found
+	}
+	same := func(k string, written store.Info) string {
+		t.Helper()
+		w := etagOf("Put", written)
+		if st := etagOf("Stat", stat(k)); st != w {
+			t.Errorf("%s: Stat ETag %q, the write returned %q", k, st, w)
+		}
+		if l := etagOf("List", listed(k)); l != w {
+			t.Errorf("%s: List ETag %q, the write returned %q", k, l, w)
+		}
+		if again := etagOf("Stat", stat(k)); again != w {
+			t.Errorf("%s: a second Stat gave ETag %q, then %q", k, w, again)
+		}
+		return w
+	}
+
+	first := randBytes(21, 4096)
+	e1 := same(key, put(t, s, key, first))
+
+	sameSize := randBytes(22, 4096)
+	e2 := same(key, put(t, s, key, sameSize))
+	if e2 == e1 {
+		t.Errorf("replaced by other bytes of the same size: ETag stayed %q", e1)
+	}
+	otherSize := randBytes(23, 777)
+	e3 := same(key, put(t, s, key, otherSize))
+	if e3 == e2 || e3 == e1 {
+		t.Errorf("replaced by bytes of another size: ETag %q, before %q and %q", e3, e2, e1)
+	}
+
+	if c, ok := s.(store.Copier); ok {
+		dst := "noble/amd64/20250801/boot-kernel"
+		put(t, s, dst, first)
+		info, err := c.Copy(t.Context(), dst, key, store.PutOptions{Size: int64(len(otherSize)), SHA256: sum(otherSize)})
+		if err != nil {
+			t.Fatalf("Copy: %v", err)
+		}
+		same(dst, info)
+	}
+	if c, ok := s.(store.CreateExcluder); ok {
+		data := []byte(`{"holder":"etag"}`)
+		info, err := c.CreateExclusive(t.Context(), ".ssmirror/lock", data, store.PutOptions{Size: int64(len(data))})
+		if err != nil {
+			t.Fatalf("CreateExclusive: %v", err)
+		}
+		same(".ssmirror/lock", info)
+	}
+
+	// A large object (multipart on S3, with its sha256 recorded afterwards when not given
+	// upfront) has one ETag too.
+	large := "noble/amd64/20250718/squashfs"
+	size := LargeSize
+	info, err := s.Put(t.Context(), large, randReader(24, size), store.PutOptions{Size: size})
+	if err != nil {
+		t.Fatalf("Put of %d bytes: %v", size, err)
+	}
+	same(large, info)
 }
