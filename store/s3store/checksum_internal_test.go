@@ -46,7 +46,7 @@ func TestCombine(t *testing.T) {
 func TestSumEncoding(t *testing.T) {
 	data := []byte("123456789")
 	for c, want := range map[Checksum]string{
-		ChecksumCRC32C: "4waSgw==",     // CRC-32C check value 0xe3069283
+		ChecksumCRC32C: "4waSgw==", // CRC-32C check value 0xe3069283
 		ChecksumMD5:    "JfnnlDI7RTiF9RgfG2JNCw==",
 	} {
 		if got := c.sumOf(data).String(); got != want {
