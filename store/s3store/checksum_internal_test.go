@@ -125,3 +125,29 @@ func TestLargePartsTakeTheBudget(t *testing.T) {
 		t.Error("a buffer larger than the whole budget was handed out")
 	}
 }
+
+// FuzzPartSizeFor: for any declared size and store settings, partSizeFor either refuses, or
+// returns a part size with which the object fits in MaxParts parts and one part fits in the
+// budget; nothing panics or overflows.
+func FuzzPartSizeFor(f *testing.F) {
+	f.Add(int64(9e18), int64(0), int64(0))
+	f.Add(int64(MaxObjectSize), int64(MinPartSize), int64(1<<40))
+	f.Add(int64(-1), int64(1<<62), int64(-5))
+	f.Add(int64(52428800001), int64(MinPartSize), int64(4*MinPartSize))
+	f.Fuzz(func(t *testing.T, size, partSize, budget int64) {
+		s := New(nil, "b", "", Options{PartSize: partSize, BufferBudget: budget})
+		if s.partSize < MinPartSize || s.partSize > MaxPartSize || s.BufferBudget() < 2*s.partSize {
+			t.Fatalf("New(part size %d, budget %d): part size %d, budget %d", partSize, budget, s.partSize, s.BufferBudget())
+		}
+		ps, err := s.partSizeFor("k", size)
+		if err != nil {
+			if !strings.Contains(err.Error(), "s3://b/k") {
+				t.Errorf("refusal without the key: %v", err)
+			}
+			return
+		}
+		if size > MaxObjectSize || ps < s.partSize || (size > 0 && (size+ps-1)/ps > MaxParts) || s.units(ps) > s.budgetUnits {
+			t.Errorf("size %d: part size %d (store %d, budget %d)", size, ps, s.partSize, s.BufferBudget())
+		}
+	})
+}

@@ -9,7 +9,12 @@
 //
 // Payloads are signed as UNSIGNED-PAYLOAD: the SigV4 payload hash would be a second sha256 pass
 // over every byte, and Put already hashes everything it sends and checks it before the object
-// becomes visible.
+// becomes visible. What the server receives is checked by the server instead: every PutObject
+// and UploadPart carries a checksum of its exact bytes (Options.Checksum: CRC32C by default,
+// computed in the same pass as the sha256, sent as a header, never as an aws-chunked trailer),
+// multipart uploads are completed with every part's checksum and the whole object's, and a
+// mismatch is sent again a few times before failing with ErrTransit. Copy only copies objects
+// so uploaded (x-amz-meta-upload-checksum).
 package s3store
 
 import (
@@ -41,6 +46,7 @@ import (
 // Sizes and limits of S3 multipart uploads.
 const (
 	MinPartSize = 5 << 20 // S3's smallest part (except the last)
+	MaxPartSize = 5 << 30 // S3's largest part
 	// DefaultBufferBudget is Options.BufferBudget when zero: four default parts. Measured with
 	// scripts/bench (docs/performance.md): 8 MiB parts and a 32 MiB budget leave room, within
 	// 100 MB of peak RSS, for the ranged downloads that a slow link needs.
@@ -74,8 +80,10 @@ type Options struct {
 	PathStyle *bool
 
 	// PartSize is the multipart part size; objects up to this size are written with one
-	// PutObject. Zero: DefaultPartSize; values below MinPartSize are raised to it. Each Put holds
-	// at most PartSize × (PartConcurrency+1) bytes of buffers.
+	// PutObject. Zero: DefaultPartSize; values below MinPartSize are raised to it, values above
+	// MaxPartSize lowered to it. Objects of more than MaxParts × PartSize bytes use larger
+	// parts. Each Put holds at most PartConcurrency+1 parts of buffers, all taken from
+	// BufferBudget.
 	PartSize int64
 	// PartConcurrency is the number of parts of one object uploaded at once; zero:
 	// DefaultPartConcurrency.
@@ -134,6 +142,9 @@ func New(client *s3.Client, bucket, prefix string, opts Options) *Store {
 	}
 	if s.partSize < MinPartSize {
 		s.partSize = MinPartSize
+	}
+	if s.partSize > MaxPartSize {
+		s.partSize = MaxPartSize
 	}
 	s.concurrency = opts.PartConcurrency
 	if s.concurrency <= 0 {
