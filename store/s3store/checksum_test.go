@@ -9,11 +9,14 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/minio/minio-go/v7"
 
 	"github.com/ssmirror/ssmirror/internal/faultproxy"
+	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/s3store"
 )
@@ -243,4 +246,77 @@ func TestChecksumModesRecorded(t *testing.T) {
 			})
 		}
 	})
+}
+
+// headerRecorder records the headers of the PUT requests a client sends.
+type headerRecorder struct {
+	inner s3.HTTPClient
+	mu    sync.Mutex
+	puts  []http.Header
+}
+
+func (h *headerRecorder) Do(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut {
+		h.mu.Lock()
+		h.puts = append(h.puts, r.Header.Clone())
+		h.mu.Unlock()
+	}
+	return h.inner.Do(r)
+}
+
+// TestChecksumOnTheWire: each mode's PutObject and UploadPart requests carry the checksum as a
+// plain header computed before sending (never aws-chunked encoding with a trailer, which
+// S3-compatible servers refuse), with an UNSIGNED-PAYLOAD signature; none sends no checksum.
+// This pins the SDK's behaviour with ChecksumAlgorithm left unset and the value given.
+func TestChecksumOnTheWire(t *testing.T) {
+	e := newEnv(t, testserver.KindMinIO)
+	header := map[s3store.Checksum]string{
+		s3store.ChecksumCRC32C:    "X-Amz-Checksum-Crc32c",
+		s3store.ChecksumCRC64NVME: "X-Amz-Checksum-Crc64nvme",
+		s3store.ChecksumMD5:       "Content-Md5",
+	}
+	for _, mode := range s3store.Checksums {
+		t.Run(string(mode), func(t *testing.T) {
+			opts := e.opts
+			opts.Checksum = mode
+			base, err := s3store.NewClient(t.Context(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &headerRecorder{}
+			client := s3.New(base.Options(), func(o *s3.Options) {
+				rec.inner = o.HTTPClient
+				o.HTTPClient = rec
+			})
+			s := s3store.New(client, e.srv.NewBucket(t, t.Name()), "mirror/", opts)
+			small, large := randBytes(61, 1000), randBytes(62, 2*testPartSize+1)
+			for key, data := range map[string][]byte{"small": small, "large": large} {
+				if _, err := s.Put(t.Context(), key, bytes.NewReader(data), store.PutOptions{Size: int64(len(data)), SHA256: sha(data)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(rec.puts) != 4 { // one PutObject, three UploadParts
+				t.Fatalf("%d PUT requests, want 4", len(rec.puts))
+			}
+			for _, h := range rec.puts {
+				if h.Get("X-Amz-Content-Sha256") != "UNSIGNED-PAYLOAD" || h.Get("X-Amz-Trailer") != "" ||
+					strings.Contains(h.Get("Content-Encoding"), "aws-chunked") || h.Get("X-Amz-Decoded-Content-Length") != "" {
+					t.Errorf("request not sent as a plain unsigned body: %v", h)
+				}
+				var got []string
+				for k := range h {
+					if strings.HasPrefix(k, "X-Amz-Checksum-") || k == "Content-Md5" {
+						got = append(got, k)
+					}
+				}
+				want := []string{header[mode]}
+				if mode == s3store.ChecksumNone {
+					want = nil
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("checksum headers %v, want %v", got, want)
+				}
+			}
+		})
+	}
 }
