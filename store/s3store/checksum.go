@@ -291,7 +291,13 @@ type hashingReader struct {
 	n int64
 }
 
+// hashChunk bounds each read so that the bytes are still in the CPU's cache when hashed.
+const hashChunk = 64 << 10
+
 func (r *hashingReader) Read(p []byte) (int, error) {
+	if len(p) > hashChunk {
+		p = p[:hashChunk]
+	}
 	n, err := r.r.Read(p)
 	if n > 0 {
 		r.h.Write(p[:n])
