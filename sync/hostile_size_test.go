@@ -73,4 +73,6 @@ func TestHostileSizeIntoS3(t *testing.T) {
 	}
 }
 
-func errorsIsNotExist(err error) bool { return err != nil && strings.Contains(err.Error(), store.ErrNotExist.Error()) }
+func errorsIsNotExist(err error) bool {
+	return err != nil && strings.Contains(err.Error(), store.ErrNotExist.Error())
+}
