@@ -2,6 +2,7 @@ package sync_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -63,16 +64,12 @@ func TestHostileSizeIntoS3(t *testing.T) {
 				t.Fatalf("sync with a declared size of %s bytes = %v, want an error naming %s", size, err, victim)
 			}
 			t.Logf("error: %v", err)
-			if _, err := e.dst.Stat(t.Context(), ".ssmirror/lock"); !errorsIsNotExist(err) {
+			if _, err := e.dst.Stat(t.Context(), ".ssmirror/lock"); !errors.Is(err, store.ErrNotExist) {
 				t.Errorf("lock after the failed run: %v, want none", err)
 			}
-			if _, err := e.dst.Stat(t.Context(), "streams/v1/index.json"); !errorsIsNotExist(err) {
+			if _, err := e.dst.Stat(t.Context(), "streams/v1/index.json"); !errors.Is(err, store.ErrNotExist) {
 				t.Errorf("index published after the failed run: %v", err)
 			}
 		})
 	}
-}
-
-func errorsIsNotExist(err error) bool {
-	return err != nil && strings.Contains(err.Error(), store.ErrNotExist.Error())
 }
