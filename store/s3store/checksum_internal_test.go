@@ -1,6 +1,7 @@
 package s3store
 
 import (
+	"bytes"
 	"context"
 	"hash/crc32"
 	"math/rand/v2"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/minio/crc64nvme"
+	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/store"
 )
 
@@ -150,4 +152,48 @@ func FuzzPartSizeFor(f *testing.F) {
 			t.Errorf("size %d: part size %d (store %d, budget %d)", size, ps, s.partSize, s.BufferBudget())
 		}
 	})
+}
+
+// TestLargePartsUploadWithinBudget: a multipart upload whose parts are larger than the store's
+// part size (as for objects above MaxParts × PartSize) takes them from the shared budget:
+// never more buffer bytes at once than the budget, though the store's PartConcurrency would
+// allow more parts in flight; the object lands intact with its CRC verified.
+func TestLargePartsUploadWithinBudget(t *testing.T) {
+	srv := testserver.Shared(t, testserver.KindMinIO)
+	srv.IsolateAWSEnv(t)
+	opts := Options{Endpoint: srv.Endpoint, Region: srv.Region, PartSize: MinPartSize, PartConcurrency: 4, BufferBudget: 5 * MinPartSize}
+	client, err := NewClient(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(client, srv.NewBucket(t, "largeparts"), "", opts)
+	data := make([]byte, 7*MinPartSize+12345)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	const partSize = 2 * MinPartSize // two units of the five-unit budget: two parts at once
+	popts := store.PutOptions{Size: int64(len(data))}
+	v := store.NewVerifier("big", bytes.NewReader(data), popts)
+	first, err := s.getBuf(t.Context(), partSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cs, err := s.checksum.readPart(v, first.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.putMultipart(t.Context(), "big", v, popts, partSize, first, cs); err != nil {
+		t.Fatal(err)
+	}
+	if p := s.PeakBuffers(); p > s.BufferBudget() || p < 2*partSize {
+		t.Errorf("peak buffers %d bytes, budget %d (want two parts of %d in flight at most)", p, s.BufferBudget(), partSize)
+	}
+	if n := s.inUse.Load(); n != 0 {
+		t.Errorf("%d budget units still taken after the upload", n)
+	}
+	got, err := store.ReadAll(t.Context(), s, "big", 0)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the object did not land intact (err %v)", err)
+	}
 }
