@@ -77,6 +77,7 @@ const (
 	envLockTimeout    = "SSMIRROR_LOCK_TIMEOUT"            // wait for another run's lock
 	envS3Endpoint     = "SSMIRROR_S3_ENDPOINT"             // S3-compatible endpoint
 	envRegion         = "SSMIRROR_REGION"                  // S3 region
+	envUploadChecksum = "SSMIRROR_UPLOAD_CHECKSUM"         // crc32c (default), crc64nvme, md5, none
 	envSigningKey     = "SSMIRROR_SIGNING_KEY"             // curated mode: secret key file
 	envPassphrase     = "SSMIRROR_SIGNING_PASSPHRASE"      // its passphrase
 	envSafetyMargin   = "SSMIRROR_SAFETY_MARGIN"           // stop this long before the deadline
@@ -191,6 +192,11 @@ func readConfig(lookup func(string) (string, bool)) (*config, error) {
 		cfPathPrefix:   e.str(envCFPathPrefix),
 		dryRun:         e.boolean(envDryRun),
 		s3:             s3store.Options{Endpoint: e.str(envS3Endpoint), Region: e.str(envRegion)},
+	}
+	if cs, err := s3store.ParseChecksum(e.str(envUploadChecksum)); err != nil {
+		e.fail(envUploadChecksum, "%v", err)
+	} else {
+		c.s3.Checksum = cs
 	}
 	if e.err != nil {
 		return nil, e.err

@@ -436,6 +436,7 @@ func TestReadConfigErrors(t *testing.T) {
 		{"bad max", map[string]string{"SSMIRROR_MAX": "one"}, "SSMIRROR_MAX"},
 		{"bad bool", map[string]string{"SSMIRROR_PRUNE": "yes please"}, "SSMIRROR_PRUNE"},
 		{"bad duration", map[string]string{"SSMIRROR_GC_GRACE": "soon"}, "SSMIRROR_GC_GRACE"},
+		{"bad upload checksum", map[string]string{"SSMIRROR_UPLOAD_CHECKSUM": "sha1"}, "SSMIRROR_UPLOAD_CHECKSUM"},
 		{"bad filter", map[string]string{"SSMIRROR_FILTERS": "arch"}, "SSMIRROR_FILTERS"},
 		{"empty group", map[string]string{"SSMIRROR_FILTERS": "arch=amd64;"}, "SSMIRROR_FILTERS"},
 		{"two keyrings", map[string]string{"SSMIRROR_KEYRING": "k.gpg", "SSMIRROR_KEYRING_DATA": "AAAA"}, "not both"},

@@ -30,6 +30,7 @@ type s3Flags struct {
 	partSize        int64
 	partConcurrency int
 	uploadBuffers   int64
+	uploadChecksum  string
 }
 
 func (f *s3Flags) addFlags(fsAdd *pflag.FlagSet) {
@@ -39,6 +40,7 @@ func (f *s3Flags) addFlags(fsAdd *pflag.FlagSet) {
 	fsAdd.Int64Var(&f.partSize, "part-size", s3store.DefaultPartSize, "multipart part size in bytes (at least 5 MiB)")
 	fsAdd.IntVar(&f.partConcurrency, "part-concurrency", 4, "parts of one object uploaded at once")
 	fsAdd.Int64Var(&f.uploadBuffers, "upload-buffers", s3store.DefaultBufferBudget, "bytes of part buffers all uploads of a run share (at least two parts)")
+	fsAdd.StringVar(&f.uploadChecksum, "upload-checksum", string(s3store.DefaultChecksum), "checksum every S3 upload request carries for the server to verify: crc32c, crc64nvme, md5 (Content-MD5), or none for servers that check neither")
 }
 
 // tlsFlags configure TLS towards an HTTPS upstream. (S3 endpoints take their CA bundle from
@@ -225,7 +227,12 @@ func (l location) sourceURL() string {
 }
 
 func openS3(ctx context.Context, loc location, f *s3Flags) (store.Store, error) {
+	checksum, err := s3store.ParseChecksum(f.uploadChecksum)
+	if err != nil {
+		return nil, usagef("--upload-checksum: %v", err)
+	}
 	opts := s3store.Options{
+		Checksum:        checksum,
 		Endpoint:        f.endpoint,
 		Region:          f.region,
 		Profile:         f.profile,

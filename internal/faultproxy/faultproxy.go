@@ -1,6 +1,7 @@
 // Package faultproxy is a reverse proxy for tests that sits in front of an HTTP server (an
 // upstream mirror, an S3 server) and breaks some of the exchanges on purpose: connections reset
-// mid-body, bodies cut short, flipped bytes, 500 and 503 answers, S3 SlowDown errors, stalls and
+// mid-body, bodies cut short, flipped bytes (in responses, or in request bodies on their way to
+// the server), 500 and 503 answers, S3 SlowDown errors, stalls and
 // wrong Content-Length headers.
 //
 // Which requests are broken is decided by a seeded pseudo-random draw over the request's method,
@@ -38,6 +39,10 @@ const (
 	Truncate Kind = "truncate"
 	// Flip forwards the whole body with one byte inverted.
 	Flip Kind = "flip"
+	// FlipRequest forwards the request's body to the server with one byte inverted (a middlebox
+	// corrupting an upload), and the answer untouched. Requests without a body are forwarded
+	// as they are.
+	FlipRequest Kind = "flip-request"
 	// Status500 answers 500 Internal Server Error without contacting the server.
 	Status500 Kind = "500"
 	// Status503 answers 503 Service Unavailable without contacting the server.
@@ -71,8 +76,9 @@ type Fault struct {
 	Path *regexp.Regexp
 	// Filter, when set, limits the fault to requests for which it returns true.
 	Filter func(*http.Request) bool
-	// At is the body offset where Reset, Truncate, Flip and Stall strike: 0 picks one
-	// pseudo-randomly within the body, AtStart strikes before its first byte.
+	// At is the body offset where Reset, Truncate, Flip, FlipRequest and Stall strike: 0 picks
+	// one pseudo-randomly within the body (the request's, for FlipRequest), AtStart strikes
+	// before its first byte.
 	At int64
 	// Stall is how long a Stall fault sends nothing (0: DefaultStall). The stall ends early
 	// when the client hangs up.
@@ -113,6 +119,9 @@ type Stats struct {
 	BytesOut int64
 	// BytesIn is the number of request body bytes forwarded to the server.
 	BytesIn int64
+	// RequestFlips counts the request bodies forwarded with a byte inverted (FlipRequest faults
+	// that struck a byte).
+	RequestFlips int64
 	// Faults counts the faults injected, by kind.
 	Faults map[Kind]int64
 	// StallsOutlasted counts stalls that ran their full length with the client still waiting.
@@ -129,7 +138,7 @@ type Proxy struct {
 	opts   Options
 	rt     http.RoundTripper
 
-	requests, bytesOut, bytesIn atomic.Int64
+	requests, bytesOut, bytesIn, requestFlips atomic.Int64
 
 	mu       gosync.Mutex
 	seen     map[string]uint64 // method and URI → requests so far
@@ -151,7 +160,7 @@ func New(target string, opts Options) (*Proxy, error) {
 	}
 	for i, f := range opts.Faults {
 		switch f.Kind {
-		case Reset, Truncate, Flip, Status500, Status503, SlowDown, Stall, WrongLength:
+		case Reset, Truncate, Flip, FlipRequest, Status500, Status503, SlowDown, Stall, WrongLength:
 		default:
 			return nil, fmt.Errorf("faultproxy: fault %d: unknown kind %q", i, f.Kind)
 		}
@@ -181,6 +190,7 @@ func (p *Proxy) Stats() Stats {
 		Requests:        p.requests.Load(),
 		BytesOut:        p.bytesOut.Load(),
 		BytesIn:         p.bytesIn.Load(),
+		RequestFlips:    p.requestFlips.Load(),
 		Faults:          map[Kind]int64{},
 		StallsOutlasted: p.outlast,
 		StallWaits:      slices.Clone(p.waits),
@@ -260,6 +270,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.Body = nil
 	} else {
 		out.Body = &countReader{r: r.Body, n: &p.bytesIn}
+		if f != nil && f.Kind == FlipRequest {
+			at := f.At
+			if at == 0 {
+				limit := r.ContentLength
+				if limit <= 0 {
+					limit = 64 << 10
+				}
+				at = rng.Int64N(limit)
+			}
+			out.Body = &flipReader{r: out.Body, at: max(at, 0), flipped: &p.requestFlips}
+		}
 	}
 	resp, err := p.rt.RoundTrip(out)
 	if err != nil {
@@ -440,6 +461,25 @@ func (p *Proxy) stall(w http.ResponseWriter, r *http.Request, d time.Duration) {
 		p.outlast++
 	}
 }
+
+// flipReader inverts the byte at offset at of what it reads.
+type flipReader struct {
+	r       io.ReadCloser
+	at, off int64
+	flipped *atomic.Int64
+}
+
+func (f *flipReader) Read(b []byte) (int, error) {
+	n, err := f.r.Read(b)
+	if f.at >= f.off && f.at < f.off+int64(n) {
+		b[f.at-f.off] ^= 0xff
+		f.flipped.Add(1)
+	}
+	f.off += int64(n)
+	return n, err
+}
+
+func (f *flipReader) Close() error { return f.r.Close() }
 
 type countReader struct {
 	r io.Reader

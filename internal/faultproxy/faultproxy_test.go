@@ -297,3 +297,49 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestFlipRequest: the server receives the PUT body with exactly one byte inverted, at the
+// offset asked for, with the declared length; requests not matched arrive intact.
+func TestFlipRequest(t *testing.T) {
+	got := make(chan []byte, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- b
+	}))
+	t.Cleanup(srv.Close)
+	p, err := New(srv.URL, Options{Faults: []Fault{{Kind: FlipRequest, Rate: 1, Methods: []string{http.MethodPut}, At: 1234}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(p)
+	t.Cleanup(front.Close)
+	body := bytes.Repeat([]byte("abcdefgh"), 1000)
+	for _, method := range []string{http.MethodPut, http.MethodPost} {
+		req, _ := http.NewRequestWithContext(t.Context(), method, front.URL+"/b/k", bytes.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		recv := <-got
+		if len(recv) != len(body) {
+			t.Fatalf("%s: server got %d bytes, want %d", method, len(recv), len(body))
+		}
+		var diff []int
+		for i := range body {
+			if recv[i] != body[i] {
+				diff = append(diff, i)
+			}
+		}
+		want := []int{1234}
+		if method != http.MethodPut {
+			want = nil
+		}
+		if fmt.Sprint(diff) != fmt.Sprint(want) {
+			t.Errorf("%s: bytes differing at %v, want %v", method, diff, want)
+		}
+	}
+	if st := p.Stats(); st.RequestFlips != 1 || st.Faults[FlipRequest] != 1 {
+		t.Errorf("stats: %d request flips, %d faults, want 1 and 1", st.RequestFlips, st.Faults[FlipRequest])
+	}
+}

@@ -60,25 +60,26 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	}
 	v := store.NewVerifier(key, r, opts)
 
-	partSize := s.partSize
-	if opts.Size > partSize*MaxParts {
-		partSize = (opts.Size + MaxParts - 1) / MaxParts
+	partSize, err := s.partSizeFor(key, opts.Size)
+	if err != nil {
+		return store.Info{}, err
 	}
 
 	// Small known size: one buffer, one request.
 	if opts.Size >= 0 && opts.Size <= partSize {
 		var buf []byte
-		if opts.Size < smallObject || partSize != s.partSize {
+		if opts.Size < smallObject {
 			buf = make([]byte, opts.Size)
 		} else {
-			bp, err := s.getBuf(ctx)
+			pb, err := s.getBuf(ctx, opts.Size)
 			if err != nil {
 				return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
 			}
-			defer s.putBuf(bp)
-			buf = (*bp)[:opts.Size]
+			defer s.putBuf(pb)
+			buf = pb.b[:opts.Size]
 		}
-		if _, err := io.ReadFull(v, buf); err != nil {
+		_, cs, err := s.checksum.readPart(v, buf)
+		if err != nil {
 			return store.Info{}, readError(s.uri(key), v, opts, err)
 		}
 		// One more read must find the end (the Verifier fails on an extra byte).
@@ -90,7 +91,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 			return store.Info{}, err
 		}
 		sum := v.Sum()
-		mtime, etag, err := s.putObject(ctx, key, buf, sum, opts, false)
+		mtime, etag, err := s.putObject(ctx, key, buf, sum, cs, opts, false)
 		if err != nil {
 			return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
 		}
@@ -98,17 +99,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	}
 
 	// Unknown or large size: read the first part, and decide.
-	var first *[]byte
-	var err error
-	if partSize == s.partSize {
-		if first, err = s.getBuf(ctx); err != nil {
-			return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
-		}
-	} else {
-		b := make([]byte, partSize)
-		first = &b
+	first, err := s.getBuf(ctx, partSize)
+	if err != nil {
+		return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
 	}
-	n, err := io.ReadFull(v, *first)
+	n, cs, err := s.checksum.readPart(v, first.b)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		// The whole object fitted (unknown size, or a known size that turns out short, which
@@ -118,8 +113,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 			return store.Info{}, err
 		}
 		sum := v.Sum()
-		data := (*first)[:n]
-		mtime, etag, err := s.putObject(ctx, key, data, sum, opts, false)
+		data := first.b[:n]
+		mtime, etag, err := s.putObject(ctx, key, data, sum, cs, opts, false)
 		if err != nil {
 			return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
 		}
@@ -128,7 +123,29 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		s.putBuf(first)
 		return store.Info{}, readError(s.uri(key), v, opts, err)
 	}
-	return s.putMultipart(ctx, key, v, opts, partSize, first)
+	return s.putMultipart(ctx, key, v, opts, partSize, first, cs)
+}
+
+// MaxObjectSize is the largest object S3 stores (5 TiB).
+const MaxObjectSize = 5 << 40
+
+// partSizeFor returns the part size of an object of size bytes (negative: unknown): the
+// store's, or larger when the object needs more than MaxParts of those. A size above
+// MaxObjectSize, or one whose parts do not fit in the buffer budget, is refused before any byte
+// is read or any memory is taken.
+func (s *Store) partSizeFor(key string, size int64) (int64, error) {
+	if size > MaxObjectSize {
+		return 0, fmt.Errorf("put %s: declared size of %d bytes is more than S3's largest object (%d bytes, 5 TiB)", s.uri(key), size, int64(MaxObjectSize))
+	}
+	partSize := s.partSize
+	if size > partSize*MaxParts {
+		partSize = (size + MaxParts - 1) / MaxParts
+	}
+	if s.units(partSize) > s.budgetUnits {
+		return 0, fmt.Errorf("put %s: %d bytes need parts of %d bytes (S3 allows %d parts), more than the whole upload buffer budget of %d bytes; raise the budget (--upload-buffers) or the part size (--part-size)",
+			s.uri(key), size, partSize, MaxParts, s.BufferBudget())
+	}
+	return partSize, nil
 }
 
 // readError wraps an error from reading Put's source.
@@ -149,29 +166,72 @@ func readError(name string, v *store.Verifier, opts store.PutOptions, err error)
 	return fmt.Errorf("put %s: reading source after %d bytes: %w", name, v.N(), err)
 }
 
-// putObject sends data with one PutObject, recording sum as the sha256; exclusive adds
-// If-None-Match: *. It returns the server's time and the new object's ETag.
-func (s *Store) putObject(ctx context.Context, key string, data []byte, sum string, opts store.PutOptions, exclusive bool) (time.Time, string, error) {
+// putObject sends data with one PutObject, recording sum as the sha256 and carrying cs, the
+// checksum of data the server checks (nil: none); exclusive adds If-None-Match: *. A mismatch
+// the server reports is sent again, up to maxTransitAttempts times in all. It returns the
+// server's time and the new object's ETag.
+func (s *Store) putObject(ctx context.Context, key string, data []byte, sum string, cs *sum, opts store.PutOptions, exclusive bool) (time.Time, string, error) {
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(s.bucket),
 		Key:           aws.String(s.fullKey(key)),
-		Body:          bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))),
 		ContentType:   optString(opts.ContentType),
 		CacheControl:  optString(s.cacheControl(key, opts)),
-		Metadata:      map[string]string{MetadataSHA256: sum},
+		Metadata:      s.metadata(sum),
 	}
+	cs.setPut(in)
 	if exclusive {
 		in.IfNoneMatch = aws.String("*")
 	}
-	if err := ctx.Err(); err != nil {
-		return time.Time{}, "", err
-	}
-	out, err := s.client.PutObject(ctx, in, unsignedPayload)
+	var out *s3.PutObjectOutput
+	err := s.sendChecked(ctx, func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		in.Body = bytes.NewReader(data)
+		var err error
+		out, err = s.client.PutObject(ctx, in, unsignedPayload)
+		return err
+	})
 	if err != nil {
 		return time.Time{}, "", err
 	}
 	return serverTime(out.ResultMetadata), etagOf(out.ETag), nil
+}
+
+// metadata is the user metadata of an object whose sha256 is sum ("": not known yet).
+func (s *Store) metadata(sum string) map[string]string {
+	md := map[string]string{}
+	if sum != "" {
+		md[MetadataSHA256] = sum
+	}
+	if s.checksum != ChecksumNone {
+		md[MetadataChecksum] = string(s.checksum)
+	}
+	return md
+}
+
+// sendChecked calls send, again while the server answers that the body it received does not
+// match the checksum sent with it (the bytes were changed on the way), up to maxTransitAttempts
+// times in all; the last mismatch is returned wrapped in ErrTransit.
+func (s *Store) sendChecked(ctx context.Context, send func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := send()
+		if err == nil || !isTransitMismatch(err) {
+			return err
+		}
+		if attempt == maxTransitAttempts {
+			return fmt.Errorf("%w (%d attempts): %w", ErrTransit, attempt, err)
+		}
+		s.transitRetries.Add(1)
+		t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (interrupted after %d attempts): %w", ErrTransit, attempt, err)
+		case <-t.C:
+		}
+	}
 }
 
 // serverTime is the Date of the response described by md (the time the server stored the
@@ -199,57 +259,90 @@ func verifyBytes(key string, data []byte, opts store.PutOptions) (string, error)
 	return sum, nil
 }
 
-// getBuf returns a part buffer from the store's free list, or a new one, once the store-wide
-// budget (Options.BufferBudget) has room for it: all the Puts of one Store share the budget, so
-// memory stays bounded however many files are uploaded at once. A waiting Put always gets a
-// buffer eventually: every buffer taken is released when its part has been answered.
-func (s *Store) getBuf(ctx context.Context) (*[]byte, error) {
-	select {
-	case s.tokens <- struct{}{}:
-	case <-ctx.Done():
+// partBuf is a buffer taken from the store-wide budget: units parts' worth of it.
+type partBuf struct {
+	b     []byte
+	units int64
+}
+
+// units is how many of the budget's parts (of the store's part size) a buffer of size bytes
+// takes.
+func (s *Store) units(size int64) int64 {
+	return max(1, (size+s.partSize-1)/s.partSize)
+}
+
+// getBuf returns a buffer of size bytes once the store-wide budget (Options.BufferBudget) has
+// room for it: all the Puts of one Store share the budget, so memory stays bounded however many
+// files are uploaded at once and however large their parts. Buffers of the store's part size
+// (or less) come from a free list; larger ones (the parts of objects above MaxParts × PartSize)
+// take as many parts' worth of the budget as they hold. A waiting Put always gets its buffer
+// eventually: every buffer taken is released when its part has been answered, and the budget
+// is handed out first come, first served. partSizeFor refuses sizes above the whole budget.
+func (s *Store) getBuf(ctx context.Context, size int64) (*partBuf, error) {
+	units := s.units(size)
+	if units > s.budgetUnits {
+		return nil, fmt.Errorf("a buffer of %d bytes is more than the whole upload buffer budget (%d bytes)", size, s.BufferBudget())
+	}
+	if err := s.budget.Acquire(ctx, units); err != nil {
 		return nil, context.Cause(ctx)
 	}
-	select {
-	case bp := <-s.bufs:
-		return bp, nil
-	default:
-		b := make([]byte, s.partSize)
-		return &b, nil
+	n := s.inUse.Add(units)
+	for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
 	}
+	if size <= s.partSize {
+		select {
+		case bp := <-s.bufs:
+			return &partBuf{b: bp[:s.partSize], units: 1}, nil
+		default:
+			return &partBuf{b: make([]byte, s.partSize), units: 1}, nil
+		}
+	}
+	return &partBuf{b: make([]byte, size), units: units}, nil
 }
 
-// putBuf returns a part buffer to the free list, which keeps at most PartConcurrency+1 of them
-// (what one Put uses) between Puts; others are left to the garbage collector.
-func (s *Store) putBuf(bp *[]byte) {
-	if bp == nil || int64(cap(*bp)) != s.partSize {
+// putBuf releases a buffer's share of the budget; a buffer of the store's part size goes back to
+// the free list, which keeps at most PartConcurrency+1 of them (what one Put uses) between Puts;
+// others are left to the garbage collector.
+func (s *Store) putBuf(pb *partBuf) {
+	if pb == nil {
 		return
 	}
-	*bp = (*bp)[:s.partSize]
-	select {
-	case s.bufs <- bp:
-	default:
+	if int64(cap(pb.b)) == s.partSize {
+		select {
+		case s.bufs <- pb.b[:s.partSize]:
+		default:
+		}
 	}
-	<-s.tokens
+	pb.b = nil
+	s.inUse.Add(-pb.units)
+	s.budget.Release(pb.units)
 }
 
-// putMultipart uploads the object whose first part, already read from v, is in first.
-func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier, opts store.PutOptions, partSize int64, first *[]byte) (info store.Info, err error) {
+// putMultipart uploads the object whose first part, already read from v, is in first, with
+// checksum firstSum.
+//
+// Each part carries its checksum (s.checksum) for the server to check. With a CRC the upload is
+// created as a FULL_OBJECT one of that algorithm, the Complete request lists every part's CRC
+// and carries the CRC of the whole object (combined from the parts' as they are read, so every
+// byte is summed once): the server refuses to assemble anything else.
+func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier, opts store.PutOptions, partSize int64, first *partBuf, firstSum *sum) (info store.Info, err error) {
 	name := s.uri(key)
-	md := map[string]string{}
-	if opts.SHA256 != "" {
-		md[MetadataSHA256] = opts.SHA256
-	}
 	if err := ctx.Err(); err != nil {
 		s.putBuf(first)
 		return store.Info{}, fmt.Errorf("put %s: %w", name, err)
 	}
-	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+	cin := &s3.CreateMultipartUploadInput{
 		Bucket:       aws.String(s.bucket),
 		Key:          aws.String(s.fullKey(key)),
 		ContentType:  optString(opts.ContentType),
 		CacheControl: optString(s.cacheControl(key, opts)),
-		Metadata:     md,
-	})
+		Metadata:     s.metadata(opts.SHA256),
+	}
+	if alg := s.checksum.algorithm(); alg != "" {
+		cin.ChecksumAlgorithm = alg
+		cin.ChecksumType = types.ChecksumTypeFullObject
+	}
+	created, err := s.client.CreateMultipartUpload(ctx, cin)
 	if err != nil {
 		s.putBuf(first)
 		return store.Info{}, fmt.Errorf("put %s: starting multipart upload: %w", name, err)
@@ -281,25 +374,37 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 	// At most concurrency parts in flight plus the one being read: g.Go blocks while the limit
 	// is reached, holding the freshly read buffer.
 	g.SetLimit(s.concurrency)
-	upload := func(num int32, bp *[]byte, n int) {
+	upload := func(num int32, pb *partBuf, n int, ps *sum) {
 		g.Go(func() error {
-			defer s.putBuf(bp)
+			defer s.putBuf(pb)
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			out, err := s.client.UploadPart(partCtx, &s3.UploadPartInput{
+			in := &s3.UploadPartInput{
 				Bucket:        aws.String(s.bucket),
 				Key:           aws.String(s.fullKey(key)),
 				UploadId:      uploadID,
 				PartNumber:    aws.Int32(num),
-				Body:          bytes.NewReader((*bp)[:n]),
 				ContentLength: aws.Int64(int64(n)),
-			}, unsignedPayload)
+			}
+			cp := types.CompletedPart{PartNumber: aws.Int32(num)}
+			ps.setPart(in, &cp)
+			var out *s3.UploadPartOutput
+			err := s.sendChecked(gctx, func() error {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				in.Body = bytes.NewReader(pb.b[:n])
+				var err error
+				out, err = s.client.UploadPart(partCtx, in, unsignedPayload)
+				return err
+			})
 			if err != nil {
 				return fmt.Errorf("put %s: uploading part %d: %w", name, num, err)
 			}
+			cp.ETag = out.ETag
 			mu.Lock()
-			parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+			parts = append(parts, cp)
 			mu.Unlock()
 			return nil
 		})
@@ -307,7 +412,8 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 
 	var readErr error
 	num := int32(1)
-	upload(num, first, len(*first))
+	whole := firstSum // the checksum of every byte read so far
+	upload(num, first, len(first.b), firstSum)
 	for {
 		if gctx.Err() != nil {
 			break // an upload failed or ctx was cancelled; g.Wait says which
@@ -323,22 +429,19 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 			}
 			break
 		}
-		var bp *[]byte
-		if partSize == s.partSize {
-			var berr error
-			if bp, berr = s.getBuf(gctx); berr != nil {
-				break // cancelled or a part failed: g.Wait says which
-			}
-		} else {
-			b := make([]byte, partSize)
-			bp = &b
+		pb, berr := s.getBuf(gctx, partSize)
+		if berr != nil {
+			break // cancelled or a part failed: g.Wait says which
 		}
-		n, rerr := io.ReadFull(v, *bp)
+		n, ps, rerr := s.checksum.readPart(v, pb.b)
 		if n > 0 {
 			num++
-			upload(num, bp, n)
+			if s.checksum.isCRC() {
+				whole = combine(whole, ps)
+			}
+			upload(num, pb, n, ps)
 		} else {
-			s.putBuf(bp)
+			s.putBuf(pb)
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break
@@ -368,12 +471,19 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 
 	// Parts were appended as they finished; Complete wants them in order.
 	sortParts(parts)
-	done, err := s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	cin2 := &s3.CompleteMultipartUploadInput{
 		Bucket:          aws.String(s.bucket),
 		Key:             aws.String(s.fullKey(key)),
 		UploadId:        uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-	})
+	}
+	if s.checksum.isCRC() {
+		whole.setComplete(cin2)
+	}
+	done, err := s.client.CompleteMultipartUpload(ctx, cin2)
+	if isTransitMismatch(err) {
+		return store.Info{}, fmt.Errorf("put %s: completing multipart upload: %w: the parts the server holds do not add up to the checksum of what was read: %w", name, ErrTransit, err)
+	}
 	if err != nil {
 		return store.Info{}, fmt.Errorf("put %s: completing multipart upload: %w", name, err)
 	}
@@ -437,7 +547,7 @@ func (s *Store) recordSHA256(ctx context.Context, key, sum string, opts store.Pu
 		Key:               aws.String(s.fullKey(key)),
 		CopySource:        aws.String(copySource(s.bucket, s.fullKey(key))),
 		MetadataDirective: types.MetadataDirectiveReplace,
-		Metadata:          map[string]string{MetadataSHA256: sum},
+		Metadata:          s.metadata(sum),
 		ContentType:       optString(opts.ContentType),
 		CacheControl:      optString(s.cacheControl(key, opts)),
 	})

@@ -9,11 +9,18 @@
 //
 // Payloads are signed as UNSIGNED-PAYLOAD: the SigV4 payload hash would be a second sha256 pass
 // over every byte, and Put already hashes everything it sends and checks it before the object
-// becomes visible.
+// becomes visible. What the server receives is checked by the server instead: every PutObject
+// and UploadPart carries a checksum of its exact bytes (Options.Checksum: CRC32C by default,
+// computed in the same pass as the sha256, sent as a header, never as an aws-chunked trailer),
+// multipart uploads are completed with every part's checksum and the whole object's, and a
+// mismatch is sent again a few times before failing with ErrTransit. Copy only copies objects
+// so uploaded (x-amz-meta-upload-checksum).
 package s3store
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +29,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,6 +38,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/ssmirror/ssmirror/store"
 )
@@ -37,6 +46,7 @@ import (
 // Sizes and limits of S3 multipart uploads.
 const (
 	MinPartSize = 5 << 20 // S3's smallest part (except the last)
+	MaxPartSize = 5 << 30 // S3's largest part
 	// DefaultBufferBudget is Options.BufferBudget when zero: four default parts. Measured with
 	// scripts/bench (docs/performance.md): 8 MiB parts and a 32 MiB budget leave room, within
 	// 100 MB of peak RSS, for the ranged downloads that a slow link needs.
@@ -70,8 +80,10 @@ type Options struct {
 	PathStyle *bool
 
 	// PartSize is the multipart part size; objects up to this size are written with one
-	// PutObject. Zero: DefaultPartSize; values below MinPartSize are raised to it. Each Put holds
-	// at most PartSize × (PartConcurrency+1) bytes of buffers.
+	// PutObject. Zero: DefaultPartSize; values below MinPartSize are raised to it, values above
+	// MaxPartSize lowered to it. Objects of more than MaxParts × PartSize bytes use larger
+	// parts. Each Put holds at most PartConcurrency+1 parts of buffers, all taken from
+	// BufferBudget.
 	PartSize int64
 	// PartConcurrency is the number of parts of one object uploaded at once; zero:
 	// DefaultPartConcurrency.
@@ -86,6 +98,10 @@ type Options struct {
 	// every other object, when PutOptions.CacheControl is empty. Empty: none.
 	CacheControlMetadata string
 	CacheControlContent  string
+
+	// Checksum is the checksum every upload request carries for the server to check (see
+	// Checksum); empty: DefaultChecksum (CRC32C).
+	Checksum Checksum
 }
 
 // Store is an S3 bucket, or the part of it under a prefix, as a store.Store.
@@ -96,8 +112,13 @@ type Store struct {
 	opts        Options
 	partSize    int64
 	concurrency int
-	bufs        chan *[]byte  // free part buffers, len partSize
-	tokens      chan struct{} // one per part buffer taken: the store-wide budget
+	checksum    Checksum
+	bufs        chan []byte         // free part buffers, len partSize
+	budget      *semaphore.Weighted // the store-wide buffer budget, in parts of partSize
+	budgetUnits int64               // its size
+
+	inUse, peak    atomic.Int64 // budget units taken now, and the most at once
+	transitRetries atomic.Int64 // requests sent again after a checksum mismatch
 }
 
 var (
@@ -122,18 +143,33 @@ func New(client *s3.Client, bucket, prefix string, opts Options) *Store {
 	if s.partSize < MinPartSize {
 		s.partSize = MinPartSize
 	}
+	if s.partSize > MaxPartSize {
+		s.partSize = MaxPartSize
+	}
 	s.concurrency = opts.PartConcurrency
 	if s.concurrency <= 0 {
 		s.concurrency = DefaultPartConcurrency
 	}
-	s.bufs = make(chan *[]byte, s.concurrency+1)
+	s.bufs = make(chan []byte, s.concurrency+1)
 	budget := opts.BufferBudget
 	if budget <= 0 {
 		budget = DefaultBufferBudget
 	}
-	s.tokens = make(chan struct{}, max(2, budget/s.partSize))
+	s.budgetUnits = max(2, budget/s.partSize)
+	s.budget = semaphore.NewWeighted(s.budgetUnits)
+	s.checksum = opts.Checksum
+	if s.checksum == "" {
+		s.checksum = DefaultChecksum
+	}
 	return s
 }
+
+// TransitRetries is how many upload requests were sent again because the server found that the
+// bytes it received did not match their checksum.
+func (s *Store) TransitRetries() int64 { return s.transitRetries.Load() }
+
+// PeakBuffers is the most bytes of part buffers the store's Puts held at once.
+func (s *Store) PeakBuffers() int64 { return s.peak.Load() * s.partSize }
 
 // Describe returns "s3://bucket/prefix".
 func (s *Store) Describe() string {
@@ -144,7 +180,7 @@ func (s *Store) Describe() string {
 func (s *Store) Bucket() string { return s.bucket }
 
 // BufferBudget is the most bytes of part buffers the store's Puts hold at once.
-func (s *Store) BufferBudget() int64 { return int64(cap(s.tokens)) * s.partSize }
+func (s *Store) BufferBudget() int64 { return s.budgetUnits * s.partSize }
 
 // Prefix returns the key prefix ("" or ending in "/").
 func (s *Store) Prefix() string { return s.prefix }
@@ -364,7 +400,7 @@ func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, op
 	if err != nil {
 		return store.Info{}, err
 	}
-	mtime, etag, err := s.putObject(ctx, key, data, sum, opts, true)
+	mtime, etag, err := s.putObject(ctx, key, data, sum, s.checksum.sumOf(data), opts, true)
 	if err != nil {
 		if httpStatus(err) == http.StatusPreconditionFailed || httpStatus(err) == http.StatusConflict ||
 			isCode(err, "PreconditionFailed", "ConditionalRequestConflict") {
@@ -381,6 +417,16 @@ func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, op
 // is set), and the copy is conditional on the source's ETag, so what is copied is what was
 // checked. ContentType and CacheControl are replaced when given in opts, kept otherwise.
 // Objects larger than MaxCopySize are refused (UploadPartCopy is not implemented).
+//
+// A recorded sha256 is only what the uploader computed of the bytes it read, not of what the
+// server stored; so the copy is verified twice over. The source must have been uploaded with a
+// checksum the server verified (x-amz-meta-upload-checksum, written by Put and CreateExclusive
+// unless the store's Checksum is none): an object without it, written by an older version or
+// another tool, may hold bytes changed in transit, and is refused with store.ErrChecksum (the
+// caller uploads the content instead). And the copy asks the server for the SHA256 of the
+// bytes it copies (x-amz-checksum-algorithm: SHA256): a server that answers with it (AWS,
+// versitygw; MinIO ignores the request) has it compared with the expected sha256, and a
+// mismatch deletes the copy and fails with store.ErrChecksum.
 func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutOptions) (store.Info, error) {
 	if err := store.ValidKey(dstKey); err != nil {
 		return store.Info{}, fmt.Errorf("copy to %s: %w", s.uri(dstKey), err)
@@ -404,6 +450,10 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 		}
 		return store.Info{}, fmt.Errorf("copy %s to %s: %w: sha256 %s, expected %s", s.uri(srcKey), s.uri(dstKey), store.ErrChecksum, got, opts.SHA256)
 	}
+	if s.checksum != ChecksumNone && !uploadVerified(head.Metadata) {
+		return store.Info{}, fmt.Errorf("copy %s to %s: %w: the source was not uploaded with a checksum the server verified (no x-amz-meta-%s); its bytes are not trusted for copying",
+			s.uri(srcKey), s.uri(dstKey), store.ErrChecksum, MetadataChecksum)
+	}
 	if size > MaxCopySize {
 		return store.Info{}, fmt.Errorf("copy %s to %s: %d bytes is more than CopyObject handles (%d); multipart copy is not implemented", s.uri(srcKey), s.uri(dstKey), size, int64(MaxCopySize))
 	}
@@ -412,6 +462,7 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 		Key:               aws.String(s.fullKey(dstKey)),
 		CopySource:        aws.String(copySource(s.bucket, s.fullKey(srcKey))),
 		CopySourceIfMatch: head.ETag,
+		ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 	}
 	if opts.ContentType != "" || opts.CacheControl != "" {
 		in.MetadataDirective = types.MetadataDirectiveReplace
@@ -432,12 +483,49 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 	if err != nil {
 		return store.Info{}, s.opError("copy "+s.uri(srcKey)+" to", dstKey, err)
 	}
+	want := opts.SHA256
+	if want == "" {
+		want = sum
+	}
+	if got := copiedSHA256(out.CopyObjectResult); got != "" && want != "" && got != want {
+		// The copy holds other bytes than the catalogue lists: remove it before anyone lists it.
+		err := fmt.Errorf("copy %s to %s: %w: the server computed sha256 %s of the copied bytes, expected %s", s.uri(srcKey), s.uri(dstKey), store.ErrChecksum, got, want)
+		if derr := s.Delete(context.WithoutCancel(ctx), dstKey); derr != nil {
+			err = fmt.Errorf("%w (and removing the bad copy failed: %w)", err, derr)
+		}
+		return store.Info{}, err
+	}
 	info := store.Info{Key: dstKey, Size: size, SHA256: sum}
 	if out.CopyObjectResult != nil {
 		info.ModTime = aws.ToTime(out.CopyObjectResult.LastModified)
 		info.ETag = etagOf(out.CopyObjectResult.ETag)
 	}
 	return info, nil
+}
+
+// uploadVerified reports whether user metadata records that the server verified the upload's
+// bytes against a checksum (MetadataChecksum).
+func uploadVerified(md map[string]string) bool {
+	for k, v := range md {
+		if strings.EqualFold(k, MetadataChecksum) {
+			c, err := ParseChecksum(v)
+			return err == nil && c != ChecksumNone && strings.TrimSpace(v) != ""
+		}
+	}
+	return false
+}
+
+// copiedSHA256 returns, in hex, the full-object SHA256 the server reports for a copy, or "" when
+// it reports none (or only a composite checksum).
+func copiedSHA256(r *types.CopyObjectResult) string {
+	if r == nil || r.ChecksumSHA256 == nil || r.ChecksumType == types.ChecksumTypeComposite {
+		return ""
+	}
+	b, err := base64.StdEncoding.DecodeString(*r.ChecksumSHA256)
+	if err != nil || len(b) != 32 {
+		return ""
+	}
+	return hex.EncodeToString(b)
 }
 
 // copySource is the x-amz-copy-source value: bucket/key with the key URL-escaped per segment.

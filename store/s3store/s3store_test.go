@@ -71,6 +71,29 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceChecksumModes runs the conformance suite with each upload checksum other than
+// the default (which TestConformance uses).
+func TestConformanceChecksumModes(t *testing.T) {
+	old := storetest.LargeSize
+	storetest.LargeSize = 24 << 20
+	t.Cleanup(func() { storetest.LargeSize = old })
+	forEachServer(t, func(t *testing.T, e *env) {
+		for _, mode := range []s3store.Checksum{s3store.ChecksumCRC64NVME, s3store.ChecksumMD5, s3store.ChecksumNone} {
+			t.Run(string(mode), func(t *testing.T) {
+				opts := e.opts
+				opts.Checksum = mode
+				client, err := s3store.NewClient(t.Context(), opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				storetest.Run(t, func(t *testing.T) store.Store {
+					return s3store.New(client, e.srv.NewBucket(t, t.Name()), "mirror/", opts)
+				})
+			})
+		}
+	})
+}
+
 func sha(data []byte) string {
 	h := sha256.Sum256(data)
 	return hex.EncodeToString(h[:])
