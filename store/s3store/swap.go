@@ -1,0 +1,98 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/ssmirror/ssmirror/store"
+)
+
+var _ store.Swapper = (*Store)(nil)
+
+// ReadTagged reads the object at key (GetObject) with its ETag as the tag.
+func (s *Store) ReadTagged(ctx context.Context, key string, limit int64) ([]byte, string, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(s.fullKey(key)),
+	})
+	if err != nil {
+		return nil, "", s.opError("read", key, err)
+	}
+	defer out.Body.Close()
+	r := io.Reader(out.Body)
+	if limit > 0 {
+		r = io.LimitReader(out.Body, limit+1)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, "", fmt.Errorf("read %s: %w", s.uri(key), err)
+	}
+	if limit > 0 && int64(len(data)) > limit {
+		return nil, "", fmt.Errorf("read %s: more than the %d bytes expected", s.uri(key), limit)
+	}
+	tag := aws.ToString(out.ETag)
+	if tag == "" {
+		return nil, "", fmt.Errorf("read %s: the server sent no ETag, so the object cannot be swapped", s.uri(key))
+	}
+	return data, tag, nil
+}
+
+// Swap writes data at key with one PutObject conditional on the ETag tag (If-Match), or on there
+// being no object (If-None-Match: *) when tag is "". A 412, a 409 ConditionalRequestConflict (a
+// concurrent conditional write) and a 404 to If-Match (the object was deleted) fail with
+// store.ErrPrecondition. The body carries Content-MD5, so the server checks the bytes it stores.
+func (s *Store) Swap(ctx context.Context, key string, data []byte, tag string, opts store.PutOptions) (string, error) {
+	if err := store.ValidKey(key); err != nil {
+		return "", fmt.Errorf("swap %s: %w", s.uri(key), err)
+	}
+	opts.Size = int64(len(data))
+	sum, err := verifyBytes(key, data, opts)
+	if err != nil {
+		return "", err
+	}
+	digest := md5.Sum(data)
+	in := &s3.PutObjectInput{
+		Bucket:        aws.String(s.bucket),
+		Key:           aws.String(s.fullKey(key)),
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+		ContentMD5:    aws.String(base64.StdEncoding.EncodeToString(digest[:])),
+		ContentType:   optString(opts.ContentType),
+		CacheControl:  optString(s.cacheControl(key, opts)),
+		Metadata:      map[string]string{MetadataSHA256: sum},
+	}
+	if tag == "" {
+		in.IfNoneMatch = aws.String("*")
+	} else {
+		in.IfMatch = aws.String(tag)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("swap %s: %w", s.uri(key), err)
+	}
+	out, err := s.client.PutObject(ctx, in, unsignedPayload)
+	if err != nil {
+		if isPrecondition(err) || (tag != "" && isNotFound(err)) {
+			return "", fmt.Errorf("swap %s: %w: %w", s.uri(key), store.ErrPrecondition, err)
+		}
+		return "", fmt.Errorf("swap %s: %w", s.uri(key), err)
+	}
+	newTag := aws.ToString(out.ETag)
+	if newTag == "" {
+		return "", fmt.Errorf("swap %s: written, but the server sent no ETag", s.uri(key))
+	}
+	return newTag, nil
+}
+
+// isPrecondition reports whether err is S3's answer to a failed conditional write.
+func isPrecondition(err error) bool {
+	return httpStatus(err) == http.StatusPreconditionFailed || httpStatus(err) == http.StatusConflict ||
+		isCode(err, "PreconditionFailed", "ConditionalRequestConflict")
+}
