@@ -20,6 +20,7 @@ const LockKey = ".ssmirror/lock"
 // Lock defaults.
 const (
 	DefaultLockTTL  = 10 * time.Minute
+	MinLockTTL      = time.Second // shorter leases cannot be renewed reliably
 	lockPollEvery   = 2 * time.Second
 	lockRenewFactor = 3 // renew when a third of the lease is gone
 )

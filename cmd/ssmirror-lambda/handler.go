@@ -74,6 +74,7 @@ const (
 	envConcurrency    = "SSMIRROR_CONCURRENCY"             // files transferred at once
 	envGCGrace        = "SSMIRROR_GC_GRACE"                // grace before deleting unreferenced objects
 	envLockTimeout    = "SSMIRROR_LOCK_TIMEOUT"            // wait for another run's lock
+	envLockTTL        = "SSMIRROR_LOCK_TTL"                // lease of the target's lock
 	envS3Endpoint     = "SSMIRROR_S3_ENDPOINT"             // S3-compatible endpoint
 	envRegion         = "SSMIRROR_REGION"                  // S3 region
 	envSigningKey     = "SSMIRROR_SIGNING_KEY"             // curated mode: secret key file
@@ -102,6 +103,7 @@ type config struct {
 	concurrency    int
 	gcGrace        time.Duration
 	lockTimeout    time.Duration
+	lockTTL        time.Duration
 	s3             s3store.Options
 	margin         time.Duration
 	cfDistribution string
@@ -177,11 +179,15 @@ func readConfig(lookup func(string) (string, bool)) (*config, error) {
 		concurrency:    e.integer(envConcurrency),
 		gcGrace:        e.duration(envGCGrace, sync.DefaultGCGrace),
 		lockTimeout:    e.duration(envLockTimeout, 0),
+		lockTTL:        e.duration(envLockTTL, sync.DefaultLockTTL),
 		margin:         e.duration(envSafetyMargin, DefaultSafetyMargin),
 		cfDistribution: e.str(envCFDistribution),
 		cfPathPrefix:   e.str(envCFPathPrefix),
 		dryRun:         e.boolean(envDryRun),
 		s3:             s3store.Options{Endpoint: e.str(envS3Endpoint), Region: e.str(envRegion)},
+	}
+	if e.err == nil && c.lockTTL < sync.MinLockTTL {
+		e.fail(envLockTTL, "%s is shorter than %s", c.lockTTL, sync.MinLockTTL)
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -370,7 +376,7 @@ func run(ctx context.Context, ev Event, lookup func(string) (string, bool), log 
 		Concurrency:  c.concurrency,
 		GCGrace:      c.gcGrace,
 		Log:          log,
-		Lock:         sync.LockOptions{Wait: c.lockTimeout},
+		Lock:         sync.LockOptions{Wait: c.lockTimeout, TTL: c.lockTTL},
 	}
 	if c.gcGrace == 0 {
 		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"

@@ -91,6 +91,7 @@ type syncFlags struct {
 	progressEvery   time.Duration
 	metadataMaxSize int64
 	lockTimeout     time.Duration
+	lockTTL         time.Duration
 	rangeStreams    int
 	rangeChunk      int64
 	rangeFiles      int
@@ -124,6 +125,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.BoolVar(&f.verifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
 	fs.Int64Var(&f.metadataMaxSize, "metadata-max-size", sync.DefaultMetadataLimit, "refuse metadata files larger than this many bytes")
 	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the target before giving up (default: do not wait)")
+	fs.DurationVar(&f.lockTTL, "lock-ttl", sync.DefaultLockTTL, "lease of the target's lock: renewed while the run works, taken over by another run only once it expires unprovably alive (a holder paused longer than this loses the target and writes nothing more)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the run summary as JSON")
 	f.s3.addFlags(fs)
 	f.tls.addFlags(fs)
@@ -140,6 +142,9 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	source, target, groups, err := syncArgs(fs.Args(), conf)
 	if err != nil {
+		return err
+	}
+	if err := checkLockTTL(f.lockTTL); err != nil {
 		return err
 	}
 	if err := f.metrics.check(); err != nil {
@@ -260,7 +265,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		MetadataLimit:  f.metadataMaxSize,
 		Progress:       progress,
 		Log:            log,
-		Lock:           sync.LockOptions{Wait: f.lockTimeout},
+		Lock:           sync.LockOptions{Wait: f.lockTimeout, TTL: f.lockTTL},
 	}
 	if f.gcGrace == 0 {
 		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"
