@@ -40,8 +40,20 @@ func TestSecondRunIsRefusedWithTheHolder(t *testing.T) {
 		held.Release()
 	}()
 	run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1, Lock: sync.LockOptions{Wait: 30 * time.Second}})
-	if ok, _ := store.Exists(context.Background(), dst, sync.LockKey); ok {
-		t.Error("the lock is still there after the run")
+	checkReleased(t, dst)
+}
+
+// checkReleased checks that the lock is released: the lease object is never deleted (a delete
+// could remove a newer holder's), it is marked released by a conditional write.
+func checkReleased(t *testing.T, dst store.Store) {
+	t.Helper()
+	data, err := store.ReadAll(context.Background(), dst, sync.LockKey, 0)
+	if err != nil {
+		t.Fatalf("reading the lock after the run: %v", err)
+	}
+	var l sync.Lease
+	if err := json.Unmarshal(data, &l); err != nil || !l.Released {
+		t.Errorf("the lock is still held after the run: %s (%v)", data, err)
 	}
 }
 
@@ -54,9 +66,7 @@ func TestStaleLockIsTakenOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1})
-	if ok, _ := store.Exists(context.Background(), dst, sync.LockKey); ok {
-		t.Error("the lock is still there after the run")
-	}
+	checkReleased(t, dst)
 	// A live lease is not taken over.
 	live := dead
 	live.Expires = time.Now().Add(time.Hour)
@@ -136,35 +146,64 @@ func TestInterruptedRunReleasesTheLock(t *testing.T) {
 			t.Errorf("metadata published by an interrupted run: %s", p)
 		}
 	}
-	if ok, _ := store.Exists(context.Background(), dst, sync.LockKey); ok {
-		t.Error("the interrupted run left its lock")
-	}
+	checkReleased(t, dst)
 	up.stream.SetOverride(victim, nil)
 	run(t, up, dst, sync.Options{Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1})
 	checkVerbatim(t, up, tree(t, dir))
 }
 
+// thisKernel returns this process's boot id and PID namespace as a lease records them.
+func thisKernel(t *testing.T) (bootID, pidNS string) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Skipf("no boot id: %v", err)
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		t.Skipf("no PID namespace identity: %v", err)
+	}
+	return strings.TrimSpace(string(b)), ns
+}
+
 func TestDeadHolderOnThisHostIsTakenOver(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	_, dst := newTarget(t)
+	bootID, pidNS := thisKernel(t)
 	// A process that has exited: its pid is free.
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	lease := sync.Lease{ID: "killed", Host: host, PID: cmd.Process.Pid, Started: time.Now(), Expires: time.Now().Add(time.Hour)}
-	data, _ := json.Marshal(lease)
-	store.PutBytes(context.Background(), dst, sync.LockKey, data, store.PutOptions{})
+	lease := sync.Lease{ID: "killed", Host: host, PID: cmd.Process.Pid, BootID: bootID, PIDNamespace: pidNS,
+		Started: time.Now(), Expires: time.Now().Add(time.Hour)}
+	put := func(l sync.Lease) {
+		t.Helper()
+		data, _ := json.Marshal(l)
+		if _, err := store.PutBytes(context.Background(), dst, sync.LockKey, data, store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(lease)
 	run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1})
 
-	// The same lease from another host is respected until it expires.
-	lease.Host = "another-host"
-	data, _ = json.Marshal(lease)
-	store.PutBytes(context.Background(), dst, sync.LockKey, data, store.PutOptions{})
-	_, err := sync.Run(context.Background(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
-	var locked *sync.LockedError
-	if !errors.As(err, &locked) {
-		t.Fatalf("a lease from another host was taken over: %v", err)
+	// The same lease is respected until it expires when anything but the PID fails to prove
+	// the holder was on this very kernel and namespace: another host, another boot, another PID
+	// namespace (a container with the same host name), or a lease that does not say.
+	for name, change := range map[string]func(*sync.Lease){
+		"another host":          func(l *sync.Lease) { l.Host = "another-host" },
+		"another boot":          func(l *sync.Lease) { l.BootID = "00000000-0000-0000-0000-000000000000" },
+		"another PID namespace": func(l *sync.Lease) { l.PIDNamespace = "pid:[1]" },
+		"no namespace recorded": func(l *sync.Lease) { l.PIDNamespace, l.BootID = "", "" },
+	} {
+		l := lease
+		change(&l)
+		put(l)
+		_, err := sync.Run(context.Background(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+		var locked *sync.LockedError
+		if !errors.As(err, &locked) {
+			t.Errorf("%s: the lease was taken over: %v", name, err)
+		}
 	}
 }

@@ -80,6 +80,9 @@ func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *
 	}
 	sum := sha256.Sum256(mf.Data)
 	pub := Published{Size: int64(len(mf.Data)), SHA256: hex.EncodeToString(sum[:])}
+	if err := opts.fence(ctx, "publishing "+mf.Key); err != nil {
+		return err
+	}
 	_, err := dst.Put(ctx, mf.Key, bytes.NewReader(mf.Data), store.PutOptions{
 		Size:         pub.Size,
 		SHA256:       pub.SHA256,
