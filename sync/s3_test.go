@@ -26,7 +26,12 @@ import (
 	"github.com/ssmirror/ssmirror/sync"
 )
 
-func TestMain(m *testing.M) { os.Exit(testserver.RunMain(m)) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(lockHolderEnv); dir != "" {
+		os.Exit(holdLock(dir)) // the test binary re-executed as a lock holder (lock_test.go)
+	}
+	os.Exit(testserver.RunMain(m))
+}
 
 // countingClient counts the HTTP requests the S3 client sends.
 type countingClient struct {
