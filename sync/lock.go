@@ -76,7 +76,8 @@ type Lease struct {
 	// long by its own monotonic clock considers it expired, whatever the holder's wall clock said.
 	TTLSeconds float64 `json:"ttl_seconds,omitempty"`
 	// Released is set when the holder gave the lock back; the object stays (it is replaced, never
-	// deleted, so that no delete can remove a newer holder's lease).
+	// deleted, so that no delete can remove a newer holder's lease: the pinned MinIO ignores
+	// If-Match on DeleteObject and deletes whatever is there; versitygw honours it).
 	Released bool `json:"released,omitempty"`
 }
 
