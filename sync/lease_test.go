@@ -292,3 +292,44 @@ func TestHolderGone(t *testing.T) {
 		}
 	}
 }
+
+// lostAnswer is a store that writes a swap but then loses its answer once, as a connection
+// reset after the server stored the object does.
+type lostAnswer struct {
+	*memstore.Store
+	drop atomic.Bool
+}
+
+func (s *lostAnswer) Swap(ctx context.Context, key string, data []byte, tag string, opts store.PutOptions) (string, error) {
+	newTag, err := s.Store.Swap(ctx, key, data, tag, opts)
+	if err == nil && s.drop.CompareAndSwap(true, false) {
+		return "", errors.New("connection reset by peer")
+	}
+	return newTag, err
+}
+
+// TestRenewalWhoseAnswerWasLost: a renewal that landed though its answer was lost leaves the
+// holder with an outdated tag; the next renewal finds the lease still its own and goes on,
+// rather than believing it lost.
+func TestRenewalWhoseAnswerWasLost(t *testing.T) {
+	ctx := context.Background()
+	s := &lostAnswer{Store: memstore.New()}
+	l, lctx, err := AcquireLock(ctx, s, LockOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	s.drop.Store(true)
+	if err := l.Renew(ctx); err == nil || errors.Is(err, ErrLockLost) {
+		t.Fatalf("renewal whose answer was lost = %v, want a passing error", err)
+	}
+	if err := l.Renew(ctx); err != nil {
+		t.Fatalf("the renewal after it: %v", err)
+	}
+	if err := l.Fence(ctx); err != nil {
+		t.Errorf("Fence: %v", err)
+	}
+	if lctx.Err() != nil {
+		t.Errorf("the run was cancelled: %v", context.Cause(lctx))
+	}
+}

@@ -17,7 +17,9 @@
 // named SwapLockName in the key's directory, which is created on first use and never removed (it
 // is hidden like a temporary file, and CleanTemp leaves it). The tag is the sha256 of the content.
 // flock works between processes of one kernel whatever their PID namespaces; on a network
-// filesystem Swap is only as atomic as that filesystem's flock.
+// filesystem Swap is only as atomic as that filesystem's flock. A process stopped inside a swap
+// (SIGSTOP in that millisecond) holds up the other swaps of that directory until it resumes or
+// dies; they wait until their context ends.
 //
 // Symlinks: every access goes through an os.Root opened on the root directory, so no key can
 // reach outside it, not even through a symlink inside the tree pointing elsewhere (such access
