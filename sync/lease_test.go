@@ -333,3 +333,24 @@ func TestRenewalWhoseAnswerWasLost(t *testing.T) {
 		t.Errorf("the run was cancelled: %v", context.Cause(lctx))
 	}
 }
+
+// TestTakingWhoseAnswerWasLost: a lease written though the answer to the write was lost is
+// this run's; AcquireLock goes on with it instead of failing and leaving it to expire.
+func TestTakingWhoseAnswerWasLost(t *testing.T) {
+	ctx := context.Background()
+	s := &lostAnswer{Store: memstore.New()}
+	s.drop.Store(true)
+	l, _, err := AcquireLock(ctx, s, LockOptions{})
+	if err != nil {
+		t.Fatalf("AcquireLock whose write landed but whose answer was lost: %v", err)
+	}
+	if err := l.Fence(ctx); err != nil {
+		t.Errorf("Fence: %v", err)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readLeaseFrom(t, s.Store); !got.Released || got.ID != l.Lease().ID {
+		t.Errorf("after Release: %+v", got)
+	}
+}

@@ -200,7 +200,12 @@ func AcquireLock(ctx context.Context, dst store.Store, opts LockOptions) (*Targe
 				continue // another run changed it first: look again
 			}
 			if err != nil {
-				return nil, nil, fmt.Errorf("taking the lock: %w", err)
+				// The write may have landed with its answer lost: then the lease is this run's.
+				cur, curTag, rerr := sw.ReadTagged(ctx, LockKey, maxLeaseSize)
+				if rerr != nil || parseLease(cur).ID != lease.ID {
+					return nil, nil, fmt.Errorf("taking the lock: %w", err)
+				}
+				newTag = curTag
 			}
 			l.lease, l.tag, l.renewed = lease, newTag, sent
 			l.tookOver = exists && !holder.Released
