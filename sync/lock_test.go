@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	gosync "sync"
 	"syscall"
 	"testing"
 	"time"
@@ -333,4 +334,52 @@ func freePID(t *testing.T) int {
 	}
 	t.Fatal("no free PID")
 	return 0
+}
+
+// TestRacingTakeoversInADirectory: the same race on a directory target, each racer with a store
+// of its own (as separate processes have): one winner per trial.
+func TestRacingTakeoversInADirectory(t *testing.T) {
+	const trials, racers = 20, 10
+	dir, dst := newTarget(t)
+	ctx := context.Background()
+	var perTrial []int
+	for trial := range trials {
+		dead := sync.Lease{ID: fmt.Sprintf("dead-%d", trial), Host: "gone", PID: 1, Expires: time.Now().Add(-time.Minute)}
+		data, _ := json.Marshal(dead)
+		if _, err := store.PutBytes(ctx, dst, sync.LockKey, data, store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var wg gosync.WaitGroup
+		var mu gosync.Mutex
+		var won []*sync.TargetLock
+		start := make(chan struct{})
+		for range racers {
+			own, err := dirstore.New(dir, dirstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Go(func() {
+				<-start
+				l, _, err := sync.AcquireLock(ctx, own, sync.LockOptions{})
+				switch {
+				case err == nil:
+					mu.Lock()
+					won = append(won, l)
+					mu.Unlock()
+				case !errors.As(err, new(*sync.LockedError)):
+					t.Errorf("trial %d: racing AcquireLock: %v", trial, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		for _, l := range won {
+			l.Release()
+		}
+		perTrial = append(perTrial, len(won))
+		if len(won) != 1 {
+			t.Errorf("trial %d: %d of %d racing runs took over the expired lease, want exactly 1", trial, len(won), racers)
+		}
+	}
+	t.Logf("directory: %d trials of %d racing takeovers; winners per trial %v", trials, racers, perTrial)
 }
