@@ -6,7 +6,8 @@
 // Use ValidKey before a key from the network touches a store.
 //
 // The interface is small on purpose. Abilities that only some backends have (server-side copy,
-// conditional create) are one-method interfaces found by type assertion (Copier, CreateExcluder).
+// conditional create, compare-and-swap) are small interfaces found by type assertion (Copier,
+// CreateExcluder, Swapper).
 // Helpers written once over the interface (ReadAll, PutBytes, Exists) live in this package.
 package store
 
@@ -28,6 +29,11 @@ var ErrExist = fs.ErrExist
 // ErrChecksum is returned (wrapped, with the key and the two values) when what was written does
 // not have the size or sha256 the caller said it must have. Nothing is left visible.
 var ErrChecksum = errors.New("checksum mismatch")
+
+// ErrPrecondition is returned (wrapped, with the key) by Swapper.Swap when the object is no longer
+// the version the caller named: another writer replaced, created or deleted it meanwhile. Nothing
+// was written.
+var ErrPrecondition = errors.New("the object changed meanwhile (precondition failed)")
 
 // ErrReadOnly is returned by the write methods of a read-only store (an HTTP source).
 var ErrReadOnly = errors.New("store is read only")
@@ -100,6 +106,26 @@ type Copier interface {
 // (S3: If-None-Match: *; directory: O_EXCL). It fails with ErrExist when the key exists.
 type CreateExcluder interface {
 	CreateExclusive(ctx context.Context, key string, data []byte, opts PutOptions) (Info, error)
+}
+
+// Swapper is a store that replaces an object only if it is still the version the caller read: a
+// compare-and-swap on an opaque version tag (S3: the ETag, with If-Match, or If-None-Match: * to
+// create; directory: a read-compare-rename under an flock(2) lock; memory: under the store's
+// mutex). The target's lease and state are written this way, so that a writer that lost its lease
+// changes nothing.
+//
+// Tags are opaque: compare them only for equality and hand them back to Swap. Swaps of one key
+// are atomic with respect to each other; a plain Put or Delete of the same key is not ordered with
+// them, so keys written with Swap should be written only with Swap.
+type Swapper interface {
+	// ReadTagged reads the whole object at key with its current tag, or fails with ErrNotExist.
+	// An object of more than limit bytes fails (limit <= 0: no limit).
+	ReadTagged(ctx context.Context, key string, limit int64) (data []byte, tag string, err error)
+
+	// Swap writes data at key only if the object's current tag is tag, or, when tag is "", only
+	// if no object exists at key, and returns the new object's tag. Otherwise it fails with
+	// ErrPrecondition and writes nothing. opts.Size is taken from len(data).
+	Swap(ctx context.Context, key string, data []byte, tag string, opts PutOptions) (newTag string, err error)
 }
 
 // Describer is a store that can say where it is, for messages ("s3://bucket/prefix", "/srv/mirror").

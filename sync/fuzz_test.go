@@ -208,7 +208,11 @@ func FuzzTransferSizes(f *testing.F) {
 		if tooLarge && declared >= 0 && !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("declared %d over limit %d: want ErrTooLarge, got %v", declared, eff, err)
 		}
-		for _, k := range []string{LockKey, "streams/v1/index.json", "streams/v1/c.json", path} {
+		// The lease object stays (it is released by a conditional write, never deleted).
+		if data, rerr := store.ReadAll(ctx, dst, LockKey, 0); rerr == nil && !parseLease(data).Released {
+			t.Fatalf("the lock is still held after a failed run (%v)", err)
+		}
+		for _, k := range []string{"streams/v1/index.json", "streams/v1/c.json", path} {
 			if ok, _ := store.Exists(ctx, dst, k); ok {
 				t.Fatalf("%s is in the target after a failed run (%v)", k, err)
 			}

@@ -63,8 +63,11 @@ func GC(ctx context.Context, dst store.Store, opts GCOptions) (*GCReport, error)
 		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	rep := &GCReport{DryRun: opts.DryRun, Candidates: []GCCandidate{}, Deleted: []string{}}
+	var lock *TargetLock
 	if !opts.DryRun {
-		lock, lctx, err := AcquireLock(ctx, dst, opts.Lock)
+		var lctx context.Context
+		var err error
+		lock, lctx, err = AcquireLock(ctx, dst, opts.Lock)
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +109,7 @@ func GC(ctx context.Context, dst store.Store, opts GCOptions) (*GCReport, error)
 	}
 
 	runRep := &Report{}
-	err = collect(ctx, dst, st, runRep, &Options{GCGrace: opts.Grace, Now: func() time.Time { return now }, Log: opts.Log})
+	err = collect(ctx, dst, st, runRep, &Options{GCGrace: opts.Grace, Now: func() time.Time { return now }, Log: opts.Log, lock: lock})
 	if runRep.Deleted != nil {
 		rep.Deleted = runRep.Deleted
 	}

@@ -95,11 +95,12 @@ func (u *handUpstream) count(path string) int {
 	return u.requests[path]
 }
 
-// checkNothingLeft fails when dst holds the lock, any metadata, or the content.
+// checkNothingLeft fails when dst's lock is still held, or dst holds any metadata or the content.
 func checkNothingLeft(t *testing.T, dst store.Store) {
 	t.Helper()
 	ctx := context.Background()
-	for _, key := range []string{sync.LockKey, handIndex, handProducts, handContent} {
+	checkReleased(t, dst)
+	for _, key := range []string{handIndex, handProducts, handContent} {
 		ok, err := store.Exists(ctx, dst, key)
 		if err != nil {
 			t.Fatal(err)

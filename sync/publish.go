@@ -88,6 +88,9 @@ func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *
 		return err
 	}
 	pub := Published{Size: int64(len(mf.Data)), SHA256: hexSHA256(mf.Data)}
+	if err := opts.fence(ctx, "publishing "+mf.Key); err != nil {
+		return err
+	}
 	info, err := dst.Put(ctx, mf.Key, bytes.NewReader(mf.Data), store.PutOptions{
 		Size:         pub.Size,
 		SHA256:       pub.SHA256,

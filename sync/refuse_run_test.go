@@ -24,7 +24,9 @@ import (
 	"github.com/ssmirror/ssmirror/sync"
 )
 
-// allFiles reads every file under dir, the mirror's own .ssmirror/ included.
+// allFiles reads every file under dir, the mirror's own .ssmirror/ included, except the lease
+// object and the directory store's swap lock: every run rewrites the lease (taken, then marked
+// released; callers check it is released with checkReleased).
 func allFiles(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -32,11 +34,14 @@ func allFiles(t *testing.T, dir string) map[string]string {
 		if err != nil || d.IsDir() {
 			return err
 		}
+		rel, _ := filepath.Rel(dir, p)
+		if filepath.ToSlash(rel) == sync.LockKey || d.Name() == dirstore.SwapLockName {
+			return nil
+		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
 		out[filepath.ToSlash(rel)] = string(data)
 		return nil
 	})
@@ -66,6 +71,7 @@ func TestEmptySelectionIsRefused(t *testing.T) {
 		if diff := cmp.Diff(before, allFiles(t, dir)); diff != "" {
 			t.Errorf("%v: the target changed (-before +after):\n%s", args, diff)
 		}
+		checkReleased(t, dst)
 	}
 	_, err := sync.Run(context.Background(), up.src, dst, sync.Options{
 		Filters: mustParse(t, "arch==amd64"), Verification: sync.Verification{Keyring: up.keyring},
@@ -142,6 +148,7 @@ func TestControlPathItemsAreRefused(t *testing.T) {
 			if files := allFiles(t, dir); len(files) != 0 {
 				t.Errorf("files written: %v", files)
 			}
+			checkReleased(t, dst)
 			// The target is not locked: a good selection runs at once.
 			good := hostileUpstream(t, map[string]string{"squashfs": "noble/squashfs"}, "sha256")
 			if _, err := sync.Run(context.Background(), good, dst, sync.Options{StartPath: "streams/v1/index.json"}); err != nil {

@@ -3,7 +3,9 @@ package sync_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +13,7 @@ import (
 	gosync "sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/minio/minio-go/v7"
@@ -23,7 +26,12 @@ import (
 	"github.com/ssmirror/ssmirror/sync"
 )
 
-func TestMain(m *testing.M) { os.Exit(testserver.RunMain(m)) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(lockHolderEnv); dir != "" {
+		os.Exit(holdLock(dir)) // the test binary re-executed as a lock holder (lock_test.go)
+	}
+	os.Exit(testserver.RunMain(m))
+}
 
 // countingClient counts the HTTP requests the S3 client sends.
 type countingClient struct {
@@ -260,4 +268,53 @@ func TestS3FlippedByteInMultipartFile(t *testing.T) {
 		t.Errorf("repaired run fetched %d files, want 1", rep.Fetched)
 	}
 	checkBucket(t, e, up, selected(t, up.stream, "release=noble", "arch=arm64"), nil)
+}
+
+// TestRacingTakeoversOnS3: runs that find the same expired lease at the same moment race to take
+// it over on a real S3 server; in every trial exactly one wins, the others are refused naming
+// the winner. (Taking over by read, compare, delete, create let two win about one trial in four.)
+func TestRacingTakeoversOnS3(t *testing.T) {
+	const trials, racers = 20, 10
+	for _, kind := range testserver.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			e := newS3Target(t, kind)
+			ctx := context.Background()
+			var perTrial []int
+			for trial := range trials {
+				dead := sync.Lease{ID: fmt.Sprintf("dead-%d", trial), Host: "gone", PID: 1, Started: time.Now().Add(-time.Hour), Expires: time.Now().Add(-time.Minute)}
+				data, _ := json.Marshal(dead)
+				if _, err := store.PutBytes(ctx, e.dst, sync.LockKey, data, store.PutOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				var wg gosync.WaitGroup
+				var mu gosync.Mutex
+				var won []*sync.TargetLock
+				start := make(chan struct{})
+				for range racers {
+					wg.Go(func() {
+						<-start
+						l, _, err := sync.AcquireLock(ctx, e.dst, sync.LockOptions{})
+						switch {
+						case err == nil:
+							mu.Lock()
+							won = append(won, l)
+							mu.Unlock()
+						case !errors.As(err, new(*sync.LockedError)):
+							t.Errorf("trial %d: racing AcquireLock: %v", trial, err)
+						}
+					})
+				}
+				close(start)
+				wg.Wait()
+				for _, l := range won {
+					l.Release()
+				}
+				perTrial = append(perTrial, len(won))
+				if len(won) != 1 {
+					t.Errorf("trial %d: %d of %d racing runs took over the expired lease, want exactly 1", trial, len(won), racers)
+				}
+			}
+			t.Logf("%s: %d trials of %d racing takeovers of an expired lease; winners per trial %v", kind, trials, racers, perTrial)
+		})
+	}
 }

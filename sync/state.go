@@ -81,6 +81,9 @@ type State struct {
 	saved []byte
 	// stamps are the "updated" stamps of curated documents about to be written, by key (not saved).
 	stamps map[string]string
+	// tag is the version of StateKey this state was read as or last written as ("": there was
+	// none), so that it is saved only over that version (store.Swapper).
+	tag string
 }
 
 // NewState returns an empty state.
@@ -190,9 +193,17 @@ func (h Held) Items() int {
 	return n
 }
 
-// LoadState reads the state from the target; a target without one gives an empty state.
+// LoadState reads the state from the target; a target without one gives an empty state. The
+// version read is remembered: SaveState writes only over it.
 func LoadState(ctx context.Context, dst store.Store) (*State, error) {
-	data, err := store.ReadAll(ctx, dst, StateKey, 1<<30)
+	var data []byte
+	var tag string
+	var err error
+	if sw, ok := dst.(store.Swapper); ok {
+		data, tag, err = sw.ReadTagged(ctx, StateKey, 1<<30)
+	} else {
+		data, err = store.ReadAll(ctx, dst, StateKey, 1<<30)
+	}
 	if errors.Is(err, store.ErrNotExist) {
 		return NewState(), nil
 	}
@@ -203,12 +214,24 @@ func LoadState(ctx context.Context, dst store.Store) (*State, error) {
 	if err := json.Unmarshal(data, st); err != nil {
 		return nil, fmt.Errorf("%s in %s: %w", StateKey, store.Describe(dst), err)
 	}
-	st.saved = data
+	st.saved, st.tag = data, tag
 	return st, nil
 }
 
-// SaveState writes the state to the target atomically.
+// ErrStateChanged is the error SaveState fails with when the state in the target is no longer
+// the version this state was read as: another run wrote it, and this one's record is stale.
+var ErrStateChanged = errors.New("the mirror state was changed by another run since this run read it")
+
+// SaveState writes the state to the target atomically, unless it is unchanged. On a store that
+// can (store.Swapper, which every writable backend is) it writes only over the version it was
+// read as (or only if there is none, for a state that did not exist), failing with
+// ErrStateChanged and writing nothing otherwise.
 func SaveState(ctx context.Context, dst store.Store, st *State) error {
+	return saveState(ctx, dst, st, nil)
+}
+
+// saveState is SaveState calling fence (when not nil) right before it writes.
+func saveState(ctx context.Context, dst store.Store, st *State, fence func(context.Context) error) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -217,13 +240,28 @@ func SaveState(ctx context.Context, dst store.Store, st *State) error {
 	if bytes.Equal(data, st.saved) {
 		return nil
 	}
-	_, err = store.PutBytes(ctx, dst, StateKey, data, store.PutOptions{
-		ContentType:  "application/json",
-		CacheControl: "no-store",
-	})
+	if fence != nil {
+		if err := fence(ctx); err != nil {
+			return fmt.Errorf("not writing the mirror state %s: %w", StateKey, err)
+		}
+	}
+	sw, ok := dst.(store.Swapper)
+	if !ok {
+		if _, err := store.PutBytes(ctx, dst, StateKey, data, statePut); err != nil {
+			return fmt.Errorf("writing the mirror state: %w", err)
+		}
+		st.saved = data
+		return nil
+	}
+	tag, err := sw.Swap(ctx, StateKey, data, st.tag, statePut)
+	if errors.Is(err, store.ErrPrecondition) {
+		return fmt.Errorf("not writing %s in %s: %w (%w)", StateKey, store.Describe(dst), ErrStateChanged, err)
+	}
 	if err != nil {
 		return fmt.Errorf("writing the mirror state: %w", err)
 	}
-	st.saved = data
+	st.saved, st.tag = data, tag
 	return nil
 }
+
+var statePut = store.PutOptions{ContentType: "application/json", CacheControl: "no-store"}

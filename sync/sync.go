@@ -103,6 +103,16 @@ type Options struct {
 	LimitMemory bool
 
 	ranged *rangeBudget // the run's chunk buffers, made on first use (Options.rangeParams)
+	lock   *TargetLock  // the run's lease: every write readers see is fenced by it (nil: none)
+}
+
+// fence checks that the run still holds its lease (TargetLock.Fence) before a write that
+// readers or the next run see; what names the write for the message.
+func (o *Options) fence(ctx context.Context, what string) error {
+	if err := o.lock.Fence(ctx); err != nil {
+		return fmt.Errorf("not %s: %w", what, err)
+	}
+	return nil
 }
 
 func (o *Options) defaults() {
@@ -180,6 +190,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		}()
 		ctx = lctx
 		tookOver = lock.TookOver()
+		opts.lock = lock
 	}
 
 	// Reality over the record: every run lists the target once (one request per 1,000 objects
@@ -268,7 +279,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		stage("transfer")
 		if terr != nil {
 			// Keep what did arrive verified, so the next run does not fetch it again; publish nothing.
-			if err := saveAfterFailure(dst, st, opts.Now()); err != nil {
+			if err := saveAfterFailure(dst, st, &opts); err != nil {
 				terr = errors.Join(terr, err)
 			}
 			return rep, terr
@@ -276,7 +287,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	}
 
 	if err := publish(ctx, dst, cat, plan.Held, st, rep, &opts); err != nil {
-		if serr := saveAfterFailure(dst, st, opts.Now()); serr != nil {
+		if serr := saveAfterFailure(dst, st, &opts); serr != nil {
 			err = errors.Join(err, serr)
 		}
 		return rep, err
@@ -289,7 +300,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		st.Held = plan.Held
 	}
 	markUnreferenced(st, opts.Now())
-	if err := SaveState(ctx, dst, st); err != nil {
+	if err := saveState(ctx, dst, st, opts.lock.Fence); err != nil {
 		return rep, err
 	}
 	if err := collect(ctx, dst, st, rep, &opts); err != nil {
@@ -300,12 +311,14 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 }
 
 // saveAfterFailure records verified objects after a failed run, with a context of its own so
-// that an interrupted run still records what it finished.
-func saveAfterFailure(dst store.Store, st *State, now time.Time) error {
+// that an interrupted run still records what it finished. It is fenced like every other save: a
+// run that lost its lease (the likely reason it failed) saves nothing, and a state another run
+// wrote since this one read it is never overwritten.
+func saveAfterFailure(dst store.Store, st *State, opts *Options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	markUnreferenced(st, now)
-	return SaveState(ctx, dst, st)
+	markUnreferenced(st, opts.Now())
+	return saveState(ctx, dst, st, opts.lock.Fence)
 }
 
 // listPresent lists the target once and joins it with the recorded objects (reconcileListing).
@@ -392,6 +405,10 @@ func collect(ctx context.Context, dst store.Store, st *State, rep *Report, opts 
 	sort.Strings(due)
 	var errs []error
 	for _, key := range due {
+		if err := opts.fence(ctx, "deleting "+key); err != nil {
+			errs = append(errs, err)
+			break
+		}
 		if err := dst.Delete(ctx, key); err != nil {
 			errs = append(errs, err)
 			continue
@@ -401,7 +418,7 @@ func collect(ctx context.Context, dst store.Store, st *State, rep *Report, opts 
 		rep.Deleted = append(rep.Deleted, key)
 		opts.Log.Info("deleted", "path", key)
 	}
-	if err := SaveState(ctx, dst, st); err != nil {
+	if err := saveState(ctx, dst, st, opts.lock.Fence); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

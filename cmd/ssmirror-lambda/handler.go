@@ -75,6 +75,7 @@ const (
 	envConcurrency    = "SSMIRROR_CONCURRENCY"             // files transferred at once
 	envGCGrace        = "SSMIRROR_GC_GRACE"                // grace before deleting unreferenced objects
 	envLockTimeout    = "SSMIRROR_LOCK_TIMEOUT"            // wait for another run's lock
+	envLockTTL        = "SSMIRROR_LOCK_TTL"                // lease of the target's lock
 	envS3Endpoint     = "SSMIRROR_S3_ENDPOINT"             // S3-compatible endpoint
 	envRegion         = "SSMIRROR_REGION"                  // S3 region
 	envUploadChecksum = "SSMIRROR_UPLOAD_CHECKSUM"         // crc32c (default), crc64nvme, md5, none
@@ -109,6 +110,7 @@ type config struct {
 	minRate        int
 	gcGrace        time.Duration
 	lockTimeout    time.Duration
+	lockTTL        time.Duration
 	s3             s3store.Options
 	margin         time.Duration
 	cfDistribution string
@@ -187,6 +189,7 @@ func readConfig(lookup func(string) (string, bool)) (*config, error) {
 		minRate:        e.integer(envMinRate),
 		gcGrace:        e.duration(envGCGrace, sync.DefaultGCGrace),
 		lockTimeout:    e.duration(envLockTimeout, 0),
+		lockTTL:        e.duration(envLockTTL, sync.DefaultLockTTL),
 		margin:         e.duration(envSafetyMargin, DefaultSafetyMargin),
 		cfDistribution: e.str(envCFDistribution),
 		cfPathPrefix:   e.str(envCFPathPrefix),
@@ -197,6 +200,9 @@ func readConfig(lookup func(string) (string, bool)) (*config, error) {
 		e.fail(envUploadChecksum, "%v", err)
 	} else {
 		c.s3.Checksum = cs
+	}
+	if e.err == nil && c.lockTTL < sync.MinLockTTL {
+		e.fail(envLockTTL, "%s is shorter than %s", c.lockTTL, sync.MinLockTTL)
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -400,7 +406,7 @@ func run(ctx context.Context, ev Event, lookup func(string) (string, bool), log 
 		MinRate:      int64(c.minRate),
 		GCGrace:      c.gcGrace,
 		Log:          log,
-		Lock:         sync.LockOptions{Wait: c.lockTimeout},
+		Lock:         sync.LockOptions{Wait: c.lockTimeout, TTL: c.lockTTL},
 	}
 	if c.gcGrace == 0 {
 		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"

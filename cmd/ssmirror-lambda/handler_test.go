@@ -21,6 +21,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/ssmirror/ssmirror/internal/testserver"
+	"github.com/ssmirror/ssmirror/sync"
 )
 
 func TestMain(m *testing.M) { os.Exit(testserver.RunMain(m)) }
@@ -490,8 +491,16 @@ func TestReadConfig(t *testing.T) {
 	if c.keyring == nil || c.max != 2 || !c.prune || c.gcGrace != 48*time.Hour || c.margin != 90*time.Second || c.cfDistribution != "E2EXAMPLE" {
 		t.Errorf("config: %+v", c)
 	}
-	if c.concurrency != 0 || c.lockTimeout != 0 || c.keep || c.dryRun {
+	if c.concurrency != 0 || c.lockTimeout != 0 || c.lockTTL != sync.DefaultLockTTL || c.keep || c.dryRun {
 		t.Errorf("unset settings are not their defaults: %+v", c)
+	}
+	envm["SSMIRROR_LOCK_TTL"] = "90s"
+	if c, err := readConfig(func(k string) (string, bool) { v, ok := envm[k]; return v, ok }); err != nil || c.lockTTL != 90*time.Second {
+		t.Errorf("SSMIRROR_LOCK_TTL=90s: %v, %v", c, err)
+	}
+	envm["SSMIRROR_LOCK_TTL"] = "10ms"
+	if _, err := readConfig(func(k string) (string, bool) { v, ok := envm[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "SSMIRROR_LOCK_TTL") {
+		t.Errorf("SSMIRROR_LOCK_TTL=10ms: %v, want an error naming it", err)
 	}
 }
 

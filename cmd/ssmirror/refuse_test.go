@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,9 +12,14 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ssmirror/ssmirror/store/dirstore"
+	"github.com/ssmirror/ssmirror/sync"
 )
 
-// snapshot reads every file under dir, the mirror's own .ssmirror/ included.
+// snapshot reads every file under dir, the mirror's own .ssmirror/ included, except the lease
+// object and the directory store's swap lock (every run takes the lease and marks it released;
+// checkLeaseReleased checks that).
 func snapshot(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -21,11 +27,14 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		if err != nil || d.IsDir() {
 			return err
 		}
+		rel, _ := filepath.Rel(dir, p)
+		if filepath.ToSlash(rel) == sync.LockKey || d.Name() == dirstore.SwapLockName {
+			return nil
+		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
 		out[filepath.ToSlash(rel)] = string(data)
 		return nil
 	})
@@ -33,6 +42,19 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// checkLeaseReleased fails unless dir's lease object, when there is one, is marked released.
+func checkLeaseReleased(t *testing.T, dir string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(sync.LockKey)))
+	if os.IsNotExist(err) {
+		return
+	}
+	var l sync.Lease
+	if err != nil || json.Unmarshal(data, &l) != nil || !l.Released {
+		t.Errorf("the target's lock is not released after the refused run: %s (%v)", data, err)
+	}
 }
 
 // runRefused runs Main in this process, as the binary would, and returns the exit code first.
@@ -62,6 +84,7 @@ func TestEmptySelectionCLI(t *testing.T) {
 	if !strings.Contains(stderr, `no item has arch "=amd64"`) || !strings.Contains(stderr, "--allow-empty") {
 		t.Errorf("stderr %q", stderr)
 	}
+	checkLeaseReleased(t, target)
 	if diff := cmp.Diff(before, snapshot(t, target)); diff != "" {
 		t.Errorf("the target changed (-before +after):\n%s", diff)
 	}
@@ -103,6 +126,7 @@ func TestControlPathCLI(t *testing.T) {
 			if !strings.Contains(stderr, "item evil: path "+evil) {
 				t.Errorf("stderr does not name the item and path: %q", stderr)
 			}
+			checkLeaseReleased(t, target)
 			if files := snapshot(t, target); len(files) != 0 {
 				t.Errorf("files written: %v", files)
 			}

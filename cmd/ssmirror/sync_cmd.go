@@ -96,6 +96,7 @@ type syncFlags struct {
 	maxFileSize     int64
 	minRate         int64
 	lockTimeout     time.Duration
+	lockTTL         time.Duration
 	rangeStreams    int
 	rangeChunk      int64
 	rangeFiles      int
@@ -132,6 +133,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.Int64Var(&f.maxFileSize, "max-file-size", sync.DefaultMaxFileSize, "refuse, before writing anything, a selection holding an item declared larger than this many bytes (negative: no limit)")
 	fs.Int64Var(&f.minRate, "min-rate", sync.DefaultMinRate, "per-file deadline: every file (and metadata file) must arrive within 5 minutes plus its size at this many bytes a second (negative: no deadline)")
 	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the target before giving up (default: do not wait)")
+	fs.DurationVar(&f.lockTTL, "lock-ttl", sync.DefaultLockTTL, "lease of the target's lock: renewed while the run works, taken over by another run only once it expires unprovably alive (a holder paused longer than this loses the target and writes nothing more)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the run summary as JSON")
 	f.s3.addFlags(fs)
 	f.tls.addFlags(fs)
@@ -148,6 +150,9 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	source, target, groups, err := syncArgs(fs.Args(), conf)
 	if err != nil {
+		return err
+	}
+	if err := checkLockTTL(f.lockTTL); err != nil {
 		return err
 	}
 	if err := f.metrics.check(); err != nil {
@@ -271,7 +276,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		MinRate:        f.minRate,
 		Progress:       progress,
 		Log:            log,
-		Lock:           sync.LockOptions{Wait: f.lockTimeout},
+		Lock:           sync.LockOptions{Wait: f.lockTimeout, TTL: f.lockTTL},
 	}
 	if f.gcGrace == 0 {
 		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"

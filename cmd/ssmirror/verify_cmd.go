@@ -195,18 +195,23 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		dryRun  bool
 		jsonOut bool
 		verbose int
+		lockTTL time.Duration
 	)
 	fs := newFlagSet("gc", gcUsage, stdout)
 	fs.DurationVar(&grace, "gc-grace", sync.DefaultGCGrace, "delete objects nothing has referenced for this long (0: at once; negative: never)")
 	fs.BoolVar(&dryRun, "dry-run", false, "show what would be deleted and when, delete nothing")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	fs.CountVarP(&verbose, "verbose", "v", "say more (-v: each deletion)")
+	fs.DurationVar(&lockTTL, "lock-ttl", sync.DefaultLockTTL, "lease of the target's lock (see ssmirror help sync)")
 	s3f.addFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usagef("gc needs exactly one TARGET (see ssmirror help gc)")
+	}
+	if err := checkLockTTL(lockTTL); err != nil {
+		return err
 	}
 	loc, err := parseLocation(fs.Arg(0))
 	if err != nil {
@@ -226,7 +231,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if grace == 0 {
 		grace = time.Nanosecond // 0 means "at once", not "default"
 	}
-	rep, gcErr := sync.GC(ctx, dst, sync.GCOptions{Grace: grace, DryRun: dryRun, Log: log})
+	rep, gcErr := sync.GC(ctx, dst, sync.GCOptions{Grace: grace, DryRun: dryRun, Log: log, Lock: sync.LockOptions{TTL: lockTTL}})
 	if rep == nil {
 		return gcErr
 	}
@@ -267,4 +272,12 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "deleted %d, waiting for the grace period: %d\n", len(rep.Deleted), rep.Pending)
 	}
 	return gcErr
+}
+
+// checkLockTTL refuses a lease too short to be renewed in time (renewals go every third of it).
+func checkLockTTL(ttl time.Duration) error {
+	if ttl < sync.MinLockTTL {
+		return usagef("--lock-ttl %s is shorter than %s", ttl, sync.MinLockTTL)
+	}
+	return nil
 }

@@ -16,6 +16,14 @@
 // Info.ETag is the file's inode number, size and modification time (see fileETag): a file
 // replaced by rename or rewritten in place gets another one.
 //
+// Swap (store.Swapper) is a read-compare-rename done while holding an flock(2) lock on a file
+// named SwapLockName in the key's directory, which is created on first use and never removed (it
+// is hidden like a temporary file, and CleanTemp leaves it). The tag is the sha256 of the content.
+// flock works between processes of one kernel whatever their PID namespaces; on a network
+// filesystem Swap is only as atomic as that filesystem's flock. A process stopped inside a swap
+// (SIGSTOP in that millisecond) holds up the other swaps of that directory until it resumes or
+// dies; they wait until their context ends.
+//
 // Symlinks: every access goes through an os.Root opened on the root directory, so no key can
 // reach outside it, not even through a symlink inside the tree pointing elsewhere (such access
 // fails with an error, it is not followed). Symlinks that stay inside the root are followed by
@@ -28,6 +36,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -55,7 +64,11 @@ const TempPrefix = ".ssmirror-tmp-"
 // Store.
 const XattrName = "user.ssmirror.sha256"
 
+// SwapLockName is the file, in the directory of a key written with Swap, that Swap locks.
+const SwapLockName = TempPrefix + "swap-lock"
+
 var (
+	_ store.Swapper        = (*Store)(nil)
 	_ store.Store          = (*Store)(nil)
 	_ store.Copier         = (*Store)(nil)
 	_ store.CreateExcluder = (*Store)(nil)
@@ -669,7 +682,7 @@ func (s *Store) CleanTemp(ctx context.Context, olderThan time.Duration) (int, er
 				}
 				continue
 			}
-			if !de.Type().IsRegular() || !strings.HasPrefix(de.Name(), TempPrefix) {
+			if !de.Type().IsRegular() || !strings.HasPrefix(de.Name(), TempPrefix) || de.Name() == SwapLockName {
 				continue
 			}
 			fi, err := de.Info()
@@ -689,4 +702,128 @@ func (s *Store) CleanTemp(ctx context.Context, olderThan time.Duration) (int, er
 	}
 	err := walk(".")
 	return removed, err
+}
+
+// contentTag is the Swapper tag of a file's content.
+func contentTag(data []byte) string {
+	h := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+// readTagged reads the file at key whole (at most limit bytes when limit > 0) with its tag.
+func (s *Store) readTagged(key string, limit int64) ([]byte, string, error) {
+	f, info, err := s.openFile(key)
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	if limit > 0 && info.Size > limit {
+		return nil, "", fmt.Errorf("%d bytes, more than the %d expected", info.Size, limit)
+	}
+	r := io.Reader(f)
+	if limit > 0 {
+		r = io.LimitReader(f, limit+1)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, "", err
+	}
+	if limit > 0 && int64(len(data)) > limit {
+		return nil, "", fmt.Errorf("more than the %d bytes expected", limit)
+	}
+	return data, contentTag(data), nil
+}
+
+// ReadTagged reads the file at key with its tag, the sha256 of its content.
+func (s *Store) ReadTagged(ctx context.Context, key string, limit int64) ([]byte, string, error) {
+	if err := checkKey("read", key); err != nil {
+		return nil, "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("read %s: %w", key, err)
+	}
+	data, tag, err := s.readTagged(key, limit)
+	if err != nil {
+		return nil, "", s.fail("read", key, err)
+	}
+	return data, tag, nil
+}
+
+// Swap writes data at key only if the file's content still has the given tag ("": only if there
+// is no file), holding the directory's swap lock from the comparison to the rename.
+func (s *Store) Swap(ctx context.Context, key string, data []byte, tag string, opts store.PutOptions) (string, error) {
+	if err := checkKey("swap", key); err != nil {
+		return "", err
+	}
+	unlock, err := s.lockDir(ctx, path.Dir(key))
+	if err != nil {
+		return "", s.fail("swap", key, err)
+	}
+	defer unlock()
+	_, cur, err := s.readTagged(key, 0)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		return "", s.fail("swap", key, err)
+	}
+	switch {
+	case tag == "" && exists:
+		return "", fmt.Errorf("swap %s: %w: it exists", key, store.ErrPrecondition)
+	case tag != "" && !exists:
+		return "", fmt.Errorf("swap %s: %w: it no longer exists", key, store.ErrPrecondition)
+	case tag != "" && cur != tag:
+		return "", fmt.Errorf("swap %s: %w: its content changed", key, store.ErrPrecondition)
+	}
+	opts.Size = int64(len(data))
+	if _, err := s.commit(ctx, "swap", key, bytes.NewReader(data), opts); err != nil {
+		return "", err
+	}
+	return contentTag(data), nil
+}
+
+// lockDir takes an exclusive flock(2) lock on dir's SwapLockName file, creating dir and the file
+// when needed, and returns the function that releases it. It waits for another holder until ctx
+// is done.
+func (s *Store) lockDir(ctx context.Context, dir string) (func(), error) {
+	name := path.Join(dir, SwapLockName)
+	var f *os.File
+	var err error
+	for range 5 { // a concurrent Delete may remove the directory between mkdirs and the open
+		if err = s.mkdirs(dir); err != nil {
+			return nil, err
+		}
+		f, err = s.root.OpenFile(name, os.O_RDONLY|os.O_CREATE, s.opts.FileMode)
+		if !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	wait := time.Millisecond
+	for {
+		var ferr error
+		if err := rc.Control(func(fd uintptr) { ferr = unix.Flock(int(fd), unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if ferr == nil {
+			return func() { f.Close() }, nil // closing the only descriptor releases the lock
+		}
+		if !errors.Is(ferr, unix.EWOULDBLOCK) && !errors.Is(ferr, unix.EINTR) {
+			f.Close()
+			return nil, &fs.PathError{Op: "flock", Path: name, Err: ferr}
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for the lock on %s: %w", name, context.Cause(ctx))
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
 }

@@ -524,3 +524,45 @@ func TestSpecialFilesAreNotObjects(t *testing.T) {
 		t.Errorf("List = %q, want only dir/file", keys)
 	}
 }
+
+// TestSwapHoldsTheDirectoryLock: Swap waits for the flock on SwapLockName (held here as another
+// process would hold it), and the lock file is neither listed nor removed by CleanTemp, so two
+// swappers can never lock two different files.
+func TestSwapHoldsTheDirectoryLock(t *testing.T) {
+	s := newStore(t, dirstore.Options{})
+	root := s.Describe()
+	if _, err := s.Swap(t.Context(), ".ssmirror/lock", []byte("first"), "", store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	lockPath := filepath.Join(root, ".ssmirror", dirstore.SwapLockName)
+	f, err := os.Open(lockPath)
+	if err != nil {
+		t.Fatalf("the swap lock file: %v", err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	_, tag, err := s.ReadTagged(t.Context(), ".ssmirror/lock", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := s.Swap(ctx, ".ssmirror/lock", []byte("second"), tag, store.PutOptions{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Swap while another holds the directory's lock = %v, want it to wait until the deadline", err)
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	if _, err := s.Swap(t.Context(), ".ssmirror/lock", []byte("second"), tag, store.PutOptions{}); err != nil {
+		t.Errorf("Swap once the lock is free: %v", err)
+	}
+	if n, err := s.CleanTemp(t.Context(), 0); err != nil || n != 0 {
+		t.Errorf("CleanTemp = %d, %v; want nothing removed", n, err)
+	}
+	if _, err := os.Stat(lockPath); err != nil {
+		t.Errorf("the swap lock file after CleanTemp: %v", err)
+	}
+	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{".ssmirror/lock"}) {
+		t.Errorf("List = %q, want only the object", keys)
+	}
+}

@@ -1,5 +1,5 @@
 // Package memstore is an in-memory store.Store, for tests. It keeps every object in a map behind
-// a mutex and implements store.Copier and store.CreateExcluder.
+// a mutex and implements store.Copier, store.CreateExcluder and store.Swapper.
 package memstore
 
 import (
@@ -20,6 +20,7 @@ var (
 	_ store.Store          = (*Store)(nil)
 	_ store.Copier         = (*Store)(nil)
 	_ store.CreateExcluder = (*Store)(nil)
+	_ store.Swapper        = (*Store)(nil)
 	_ store.Describer      = (*Store)(nil)
 )
 
@@ -27,7 +28,7 @@ type object struct {
 	data    []byte
 	modTime time.Time
 	sha256  string
-	etag    string // "m" and the store's write counter when the object was written
+	gen     uint64 // which write made it: its Swapper tag
 }
 
 // Store is an in-memory store. The zero value is not usable; call New. It is safe for concurrent
@@ -35,7 +36,15 @@ type object struct {
 type Store struct {
 	mu      sync.Mutex
 	objects map[string]object
-	writes  uint64 // counts writes, to give every written object a new ETag
+	gen     uint64 // writes so far
+}
+
+// store saves o at key, giving it the next generation; s.mu must be held.
+func (s *Store) store(key string, o object) object {
+	s.gen++
+	o.gen = s.gen
+	s.objects[key] = o
+	return o
 }
 
 // New returns an empty store.
@@ -47,13 +56,7 @@ func New() *Store {
 func (s *Store) Describe() string { return "memory" }
 
 func (s *Store) info(key string, o object) store.Info {
-	return store.Info{Key: key, Size: int64(len(o.data)), ModTime: o.modTime, SHA256: o.sha256, ETag: o.etag}
-}
-
-// newETag gives the next write its ETag; s.mu must be held.
-func (s *Store) newETag() string {
-	s.writes++
-	return "m" + strconv.FormatUint(s.writes, 10)
+	return store.Info{Key: key, Size: int64(len(o.data)), ModTime: o.modTime, SHA256: o.sha256, ETag: tagOf(o)}
 }
 
 func (s *Store) get(key string) (object, error) {
@@ -140,8 +143,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	}
 	o := object{data: data, modTime: time.Now(), sha256: sum}
 	s.mu.Lock()
-	o.etag = s.newETag()
-	s.objects[key] = o
+	o = s.store(key, o)
 	s.mu.Unlock()
 	return s.info(key, o), nil
 }
@@ -204,8 +206,7 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 	}
 	o := object{data: src.data, modTime: time.Now(), sha256: src.sha256}
 	s.mu.Lock()
-	o.etag = s.newETag()
-	s.objects[dstKey] = o
+	o = s.store(dstKey, o)
 	s.mu.Unlock()
 	return s.info(dstKey, o), nil
 }
@@ -227,7 +228,49 @@ func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, op
 	if _, ok := s.objects[key]; ok {
 		return store.Info{}, fmt.Errorf("memory store: create %s: %w", key, store.ErrExist)
 	}
-	o.etag = s.newETag()
-	s.objects[key] = o
+	o = s.store(key, o)
 	return s.info(key, o), nil
+}
+
+func tagOf(o object) string { return "g" + strconv.FormatUint(o.gen, 10) }
+
+// ReadTagged returns the object at key and its tag: the number of the write that made it, so a
+// rewrite with the same bytes still changes the tag.
+func (s *Store) ReadTagged(ctx context.Context, key string, limit int64) ([]byte, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("memory store: read %s: %w", key, err)
+	}
+	o, err := s.get(key)
+	if err != nil {
+		return nil, "", err
+	}
+	if limit > 0 && int64(len(o.data)) > limit {
+		return nil, "", fmt.Errorf("memory store: read %s: %d bytes, more than the %d expected", key, len(o.data), limit)
+	}
+	return slices.Clone(o.data), tagOf(o), nil
+}
+
+// Swap stores data at key only if the object there has the given tag ("": only if there is none).
+func (s *Store) Swap(ctx context.Context, key string, data []byte, tag string, opts store.PutOptions) (string, error) {
+	if err := store.ValidKey(key); err != nil {
+		return "", fmt.Errorf("memory store: %w", err)
+	}
+	opts.Size = int64(len(data))
+	data, sum, err := readVerified(ctx, key, bytes.NewReader(data), opts)
+	if err != nil {
+		return "", err
+	}
+	o := object{data: slices.Clone(data), modTime: time.Now(), sha256: sum}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.objects[key]
+	switch {
+	case tag == "" && ok:
+		return "", fmt.Errorf("memory store: swap %s: %w: it exists", key, store.ErrPrecondition)
+	case tag != "" && !ok:
+		return "", fmt.Errorf("memory store: swap %s: %w: it no longer exists", key, store.ErrPrecondition)
+	case tag != "" && tagOf(cur) != tag:
+		return "", fmt.Errorf("memory store: swap %s: %w: version %s, expected %s", key, store.ErrPrecondition, tagOf(cur), tag)
+	}
+	return tagOf(s.store(key, o)), nil
 }

@@ -91,7 +91,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 			return store.Info{}, err
 		}
 		sum := v.Sum()
-		mtime, etag, err := s.putObject(ctx, key, buf, sum, cs, opts, false)
+		mtime, etag, err := s.putObject(ctx, key, buf, sum, cs, opts, nil)
 		if err != nil {
 			return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
 		}
@@ -114,7 +114,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		}
 		sum := v.Sum()
 		data := first.b[:n]
-		mtime, etag, err := s.putObject(ctx, key, data, sum, cs, opts, false)
+		mtime, etag, err := s.putObject(ctx, key, data, sum, cs, opts, nil)
 		if err != nil {
 			return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
 		}
@@ -167,10 +167,10 @@ func readError(name string, v *store.Verifier, opts store.PutOptions, err error)
 }
 
 // putObject sends data with one PutObject, recording sum as the sha256 and carrying cs, the
-// checksum of data the server checks (nil: none); exclusive adds If-None-Match: *. A mismatch
-// the server reports is sent again, up to maxTransitAttempts times in all. It returns the
-// server's time and the new object's ETag.
-func (s *Store) putObject(ctx context.Context, key string, data []byte, sum string, cs *sum, opts store.PutOptions, exclusive bool) (time.Time, string, error) {
+// checksum of data the server checks (nil: none); cond, when not nil, adds the request's
+// conditions (If-None-Match, If-Match). A mismatch the server reports is sent again, up to
+// maxTransitAttempts times in all. It returns the server's time and the new object's ETag.
+func (s *Store) putObject(ctx context.Context, key string, data []byte, sum string, cs *sum, opts store.PutOptions, cond func(*s3.PutObjectInput)) (time.Time, string, error) {
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(s.bucket),
 		Key:           aws.String(s.fullKey(key)),
@@ -180,8 +180,8 @@ func (s *Store) putObject(ctx context.Context, key string, data []byte, sum stri
 		Metadata:      s.metadata(sum),
 	}
 	cs.setPut(in)
-	if exclusive {
-		in.IfNoneMatch = aws.String("*")
+	if cond != nil {
+		cond(in)
 	}
 	var out *s3.PutObjectOutput
 	err := s.sendChecked(ctx, func() error {

@@ -400,7 +400,7 @@ func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, op
 	if err != nil {
 		return store.Info{}, err
 	}
-	mtime, etag, err := s.putObject(ctx, key, data, sum, s.checksum.sumOf(data), opts, true)
+	mtime, etag, err := s.putObject(ctx, key, data, sum, s.checksum.sumOf(data), opts, ifNoneMatch)
 	if err != nil {
 		if httpStatus(err) == http.StatusPreconditionFailed || httpStatus(err) == http.StatusConflict ||
 			isCode(err, "PreconditionFailed", "ConditionalRequestConflict") {
@@ -578,3 +578,6 @@ func (s *Store) AbortIncompleteUploads(ctx context.Context, olderThan time.Durat
 	}
 	return n, nil
 }
+
+// ifNoneMatch makes a PutObject conditional on there being no object at its key.
+func ifNoneMatch(in *s3.PutObjectInput) { in.IfNoneMatch = aws.String("*") }

@@ -63,6 +63,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Copier", testCopier},
 		{"CreateExcluder", testCreateExcluder},
 		{"ETag", testETag},
+		{"Swapper", testSwapper},
+		{"SwapperRace", testSwapperRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -937,4 +939,134 @@ func testETag(t *testing.T, s store.Store) {
 		t.Fatalf("Put of %d bytes: %v", size, err)
 	}
 	same(large, info)
+}
+
+func testSwapper(t *testing.T, s store.Store) {
+	sw, ok := s.(store.Swapper)
+	if !ok {
+		t.Skipf("%T does not implement store.Swapper", s)
+	}
+	ctx := t.Context()
+	key := ".ssmirror/state.json"
+	if _, _, err := sw.ReadTagged(ctx, key, 0); !errors.Is(err, store.ErrNotExist) {
+		t.Fatalf("ReadTagged of a missing key = %v, want store.ErrNotExist", err)
+	}
+	// A stale tag on a missing key fails.
+	if _, err := sw.Swap(ctx, key, []byte("x"), "some-tag", store.PutOptions{}); !errors.Is(err, store.ErrPrecondition) {
+		t.Errorf("Swap with a tag of a missing key = %v, want store.ErrPrecondition", err)
+	}
+	checkMissing(t, s, key)
+
+	// Create with "".
+	v1 := []byte(`{"v":1}`)
+	tag1, err := sw.Swap(ctx, key, v1, "", store.PutOptions{ContentType: "application/json"})
+	if err != nil {
+		t.Fatalf("Swap creating a new key: %v", err)
+	}
+	checkObject(t, s, key, v1)
+	data, tag, err := sw.ReadTagged(ctx, key, 0)
+	if err != nil || !bytes.Equal(data, v1) || tag != tag1 {
+		t.Fatalf("ReadTagged = %q, %q, %v; want %q, %q (the tag Swap returned)", data, tag, err, v1, tag1)
+	}
+	if _, _, err := sw.ReadTagged(ctx, key, int64(len(v1)-1)); err == nil {
+		t.Errorf("ReadTagged of %d bytes with a limit of %d succeeded", len(v1), len(v1)-1)
+	}
+
+	// Creating again fails and changes nothing.
+	_, err = sw.Swap(ctx, key, []byte(`{"v":"other"}`), "", store.PutOptions{})
+	if !errors.Is(err, store.ErrPrecondition) {
+		t.Errorf("Swap with \"\" over an existing key = %v, want store.ErrPrecondition", err)
+	} else if !strings.Contains(err.Error(), key) {
+		t.Errorf("Swap error %q does not name the key", err)
+	}
+	checkObject(t, s, key, v1)
+
+	// Swap on the current tag works and gives a new tag.
+	v2 := []byte(`{"v":2}`)
+	tag2, err := sw.Swap(ctx, key, v2, tag1, store.PutOptions{})
+	if err != nil {
+		t.Fatalf("Swap on the current tag: %v", err)
+	}
+	if tag2 == tag1 || tag2 == "" {
+		t.Errorf("Swap gave tag %q after %q", tag2, tag1)
+	}
+	checkObject(t, s, key, v2)
+
+	// The old tag is stale now.
+	if _, err := sw.Swap(ctx, key, []byte(`{"v":"stale"}`), tag1, store.PutOptions{}); !errors.Is(err, store.ErrPrecondition) {
+		t.Errorf("Swap on a stale tag = %v, want store.ErrPrecondition", err)
+	}
+	checkObject(t, s, key, v2)
+
+	// A write by Put changes the tag too.
+	put(t, s, key, []byte(`{"v":3}`))
+	if _, err := sw.Swap(ctx, key, []byte(`{"v":"stale"}`), tag2, store.PutOptions{}); !errors.Is(err, store.ErrPrecondition) {
+		t.Errorf("Swap on the tag from before a Put = %v, want store.ErrPrecondition", err)
+	}
+	checkObject(t, s, key, []byte(`{"v":3}`))
+
+	// Content that does not match opts is refused and leaves the object as it was.
+	_, tag3, err := sw.ReadTagged(ctx, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sw.Swap(ctx, key, []byte("bad"), tag3, store.PutOptions{SHA256: sum([]byte("good"))}); !errors.Is(err, store.ErrChecksum) {
+		t.Errorf("Swap of content that does not match its sha256 = %v, want store.ErrChecksum", err)
+	}
+	checkObject(t, s, key, []byte(`{"v":3}`))
+
+	// After a Delete the tag is stale, and "" creates again.
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sw.Swap(ctx, key, v1, tag3, store.PutOptions{}); !errors.Is(err, store.ErrPrecondition) {
+		t.Errorf("Swap on the tag of a deleted object = %v, want store.ErrPrecondition", err)
+	}
+	checkMissing(t, s, key)
+	if _, err := sw.Swap(ctx, key, v1, "", store.PutOptions{}); err != nil {
+		t.Errorf("Swap creating a deleted key: %v", err)
+	}
+	checkKeys(t, s, key)
+}
+
+// testSwapperRace: racing swaps from one tag, and racing creations, each have exactly one winner.
+func testSwapperRace(t *testing.T, s store.Store) {
+	sw, ok := s.(store.Swapper)
+	if !ok {
+		t.Skipf("%T does not implement store.Swapper", s)
+	}
+	ctx := t.Context()
+	const racers, rounds = 8, 4
+	race := func(tag string, round int) []error {
+		var wg sync.WaitGroup
+		errs := make([]error, racers)
+		for i := range racers {
+			wg.Go(func() {
+				data := []byte(fmt.Sprintf("round %d racer %d", round, i))
+				_, errs[i] = sw.Swap(ctx, "lease", data, tag, store.PutOptions{})
+			})
+		}
+		wg.Wait()
+		return errs
+	}
+	tag := ""
+	for round := range rounds {
+		winners := 0
+		for i, err := range race(tag, round) {
+			switch {
+			case err == nil:
+				winners++
+			case !errors.Is(err, store.ErrPrecondition):
+				t.Errorf("round %d: racing Swap #%d: %v", round, i, err)
+			}
+		}
+		if winners != 1 {
+			t.Errorf("round %d (from tag %q): %d racing Swaps succeeded, want exactly 1", round, tag, winners)
+		}
+		var err error
+		if _, tag, err = sw.ReadTagged(ctx, "lease", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkKeys(t, s, "lease")
 }

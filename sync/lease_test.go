@@ -1,0 +1,356 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	gosync "sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/memstore"
+)
+
+// These tests drive the lease with a fake clock (testing/synctest): no sleeps, no flakes.
+
+// partitioned is a store whose conditional writes fail while cut is set, as a holder cut off
+// from the bucket sees it.
+type partitioned struct {
+	*memstore.Store
+	cut atomic.Bool
+}
+
+var errCut = errors.New("connection refused")
+
+func (p *partitioned) Swap(ctx context.Context, key string, data []byte, tag string, opts store.PutOptions) (string, error) {
+	if p.cut.Load() {
+		return "", fmt.Errorf("swap %s: %w", key, errCut)
+	}
+	return p.Store.Swap(ctx, key, data, tag, opts)
+}
+
+func readLeaseFrom(t *testing.T, s store.Store) Lease {
+	t.Helper()
+	data, err := store.ReadAll(context.Background(), s, LockKey, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseLease(data)
+}
+
+// TestLeaseLostWhilePartitioned: a holder that cannot renew stops passing Fence before its lease
+// runs out; another run takes the lease once it expired; when the first comes back, its renewal
+// finds the lease taken: its context is cancelled with ErrLockLost, every Fence fails, and its
+// Release leaves the new holder's lease alone.
+func TestLeaseLostWhilePartitioned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		mem := memstore.New()
+		pa := &partitioned{Store: mem}
+		const ttl = 30 * time.Second
+		a, actx, err := AcquireLock(ctx, pa, LockOptions{TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := AcquireLock(ctx, mem, LockOptions{TTL: ttl}); !errors.As(err, new(*LockedError)) {
+			t.Fatalf("second AcquireLock of a live lease = %v, want a LockedError", err)
+		}
+		if err := a.Fence(ctx); err != nil {
+			t.Fatalf("Fence right after taking the lock: %v", err)
+		}
+
+		// The holder renews every third of the TTL.
+		time.Sleep(ttl/3 + time.Second)
+		synctest.Wait()
+		if got, want := readLeaseFrom(t, mem).Expires, time.Now().Add(-time.Second).Add(ttl).UTC(); !got.Equal(want) {
+			t.Errorf("lease after one renewal expires at %s, want %s", got, want)
+		}
+
+		// Cut off, it cannot confirm the lease: Fence refuses at once (no write without a fresh
+		// renewal), long before the lease expires.
+		pa.cut.Store(true)
+		time.Sleep(5 * time.Second)
+		if err := a.Fence(ctx); !errors.Is(err, errCut) {
+			t.Errorf("Fence while cut off = %v, want the renewal's failure", err)
+		}
+
+		// Another run waits for the expiry, then takes over.
+		began := time.Now()
+		b, _, err := AcquireLock(ctx, mem, LockOptions{TTL: ttl, Wait: time.Minute})
+		if err != nil {
+			t.Fatalf("taking over the expired lease: %v", err)
+		}
+		if waited := time.Since(began); waited < 10*time.Second {
+			t.Errorf("the lease was taken over after %s, before it expired", waited)
+		}
+		if !b.TookOver() {
+			t.Error("TookOver() = false for a lease that was never released")
+		}
+
+		// The first holder comes back: its next renewal finds the lease taken.
+		pa.cut.Store(false)
+		time.Sleep(ttl / 3)
+		synctest.Wait()
+		if cause := context.Cause(actx); !errors.Is(cause, ErrLockLost) {
+			t.Errorf("the old holder's context: cause %v, want ErrLockLost", cause)
+		}
+		if err := a.Fence(ctx); !errors.Is(err, ErrLockLost) {
+			t.Errorf("the old holder's Fence = %v, want ErrLockLost", err)
+		}
+		if err := a.Release(); err != nil {
+			t.Errorf("the old holder's Release: %v", err)
+		}
+		if got := readLeaseFrom(t, mem); got.ID != b.Lease().ID || got.Released {
+			t.Errorf("after the old holder's Release the lease is %+v, want the new holder's, held", got)
+		}
+		if err := b.Fence(ctx); err != nil {
+			t.Errorf("the new holder's Fence: %v", err)
+		}
+		if err := b.Release(); err != nil {
+			t.Fatal(err)
+		}
+		if got := readLeaseFrom(t, mem); got.ID != b.Lease().ID || !got.Released {
+			t.Errorf("after Release the lease is %+v, want it marked released", got)
+		}
+		if err := b.Fence(ctx); err == nil {
+			t.Error("Fence passed after Release")
+		}
+	})
+}
+
+// TestFenceRenewsAfterAClockJump: a holder whose clock shows more than half the TTL since its
+// last renewal (a VM resumed from suspend) does not trust that renewal: Fence renews first.
+func TestFenceRenewsAfterAClockJump(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		mem := memstore.New()
+		var mu gosync.Mutex
+		var skip time.Duration // added to the holder's clock
+		now := func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return time.Now().Add(skip)
+		}
+		l, _, err := AcquireLock(ctx, mem, LockOptions{TTL: time.Minute, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Release()
+		// The clock jumps by 40s (a suspended VM resumes): the lease looks 40s old, past
+		// TTL/2, so Fence renews before it lets a write through, and the renewal is fresh.
+		mu.Lock()
+		skip = 40 * time.Second
+		mu.Unlock()
+		before := readLeaseFrom(t, mem).Expires
+		if err := l.Fence(ctx); err != nil {
+			t.Fatalf("Fence after a jump with the lease still ours: %v", err)
+		}
+		if after := readLeaseFrom(t, mem).Expires; !after.After(before) {
+			t.Errorf("Fence did not renew a lease last renewed 40s ago (expiry %s, then %s)", before, after)
+		}
+	})
+}
+
+// TestStampSinceTakesTheLargestClock: the age of a renewal is the largest of the monotonic,
+// wall and boot clocks' readings, so a suspended VM (monotonic stopped) or a stepped-back wall
+// clock never makes it look younger than it is.
+func TestStampSinceTakesTheLargestClock(t *testing.T) {
+	t0 := time.Now()
+	s := stamp{mono: t0, wall: t0.Round(0), boot: time.Hour}
+	for _, tc := range []struct {
+		name string
+		now  stamp
+		want time.Duration
+	}{
+		{"all agree", stamp{t0.Add(time.Second), t0.Round(0).Add(time.Second), time.Hour + time.Second}, time.Second},
+		{"suspended: monotonic stopped, boot clock ran", stamp{t0.Add(time.Second), t0.Round(0).Add(time.Second), time.Hour + 5*time.Minute}, 5 * time.Minute},
+		{"wall clock stepped forward", stamp{t0.Add(time.Second), t0.Round(0).Add(time.Hour), time.Hour + time.Second}, time.Hour},
+		{"wall clock stepped back", stamp{t0.Add(2 * time.Second), t0.Round(0).Add(-time.Hour), time.Hour + time.Second}, 2 * time.Second},
+		{"no boot clock", stamp{t0.Add(time.Second), t0.Round(0).Add(time.Second), 0}, time.Second},
+	} {
+		if got := tc.now.since(s); got != tc.want {
+			t.Errorf("%s: since = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestLeaseWithAFutureExpiryIsTakenOverAfterItsTTL: a lease written by a holder whose clock was
+// years ahead (expiry in 2099) is not a lock for ever: a waiter that sees it unchanged for the
+// lease's TTL by its own clock takes it over.
+func TestLeaseWithAFutureExpiryIsTakenOverAfterItsTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		mem := memstore.New()
+		stuck := Lease{ID: "stuck", Host: "elsewhere", PID: 7, Started: time.Now(), Expires: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), TTLSeconds: 20}
+		if _, err := mem.Swap(ctx, LockKey, marshalLease(stuck), "", store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := AcquireLock(ctx, mem, LockOptions{Wait: 10 * time.Second}); !errors.As(err, new(*LockedError)) {
+			t.Fatalf("AcquireLock waiting less than the lease's TTL = %v, want a LockedError", err)
+		}
+		began := time.Now()
+		l, _, err := AcquireLock(ctx, mem, LockOptions{Wait: time.Minute})
+		if err != nil {
+			t.Fatalf("AcquireLock waiting more than the lease's TTL: %v", err)
+		}
+		if waited := time.Since(began); waited < 20*time.Second {
+			t.Errorf("taken over after %s, less than the lease's 20s TTL", waited)
+		}
+		l.Release()
+	})
+}
+
+// TestRacingTakeoversInMemory: many runs taking over one expired lease at once: one wins.
+func TestRacingTakeoversInMemory(t *testing.T) {
+	ctx := context.Background()
+	for trial := range 20 {
+		mem := memstore.New()
+		expired := Lease{ID: "dead", Host: "gone", Expires: time.Now().Add(-time.Minute)}
+		if _, err := mem.Swap(ctx, LockKey, marshalLease(expired), "", store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		winners := racingTakeovers(t, mem, 10)
+		if winners != 1 {
+			t.Errorf("trial %d: %d winners", trial, winners)
+		}
+	}
+}
+
+func racingTakeovers(t *testing.T, s store.Store, racers int) int {
+	t.Helper()
+	var wg gosync.WaitGroup
+	var won []*TargetLock
+	var mu gosync.Mutex
+	start := make(chan struct{})
+	for range racers {
+		wg.Go(func() {
+			<-start
+			l, _, err := AcquireLock(context.Background(), s, LockOptions{})
+			switch {
+			case err == nil:
+				mu.Lock()
+				won = append(won, l)
+				mu.Unlock()
+			case !errors.As(err, new(*LockedError)):
+				t.Errorf("racing AcquireLock: %v", err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	for _, l := range won {
+		l.Release()
+	}
+	return len(won)
+}
+
+// TestHolderGone: a lease's PID is believed only on this host, boot and PID namespace, and then
+// a PID that is free or that belongs to a process started at another time means the holder is
+// gone.
+func TestHolderGone(t *testing.T) {
+	self := currentProcess()
+	if self.bootID == "" || self.pidNS == "" || !self.procOurs || self.start == 0 {
+		t.Skipf("no /proc identity here: %+v", self)
+	}
+	parent := os.Getppid()
+	parentStart, err := procStart(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := 1 << 22 // above pid_max's usual 4194304 limit: never a live process
+	base := Lease{Host: self.host, BootID: self.bootID, PIDNamespace: self.pidNS}
+	for _, tc := range []struct {
+		name string
+		edit func(*Lease)
+		self func(*process)
+		want bool
+	}{
+		{"free PID here", func(l *Lease) { l.PID = free }, nil, true},
+		{"live PID", func(l *Lease) { l.PID, l.ProcStart = parent, parentStart }, nil, false},
+		{"live PID, start unknown", func(l *Lease) { l.PID = parent }, nil, false},
+		{"PID reused by a later process", func(l *Lease) { l.PID, l.ProcStart = parent, parentStart+1 }, nil, true},
+		{"our own PID, earlier process", func(l *Lease) { l.PID, l.ProcStart = self.pid, self.start-1 }, nil, true},
+		{"our own PID, this process", func(l *Lease) { l.PID, l.ProcStart = self.pid, self.start }, nil, false},
+		{"another PID namespace", func(l *Lease) { l.PID, l.PIDNamespace = free, "pid:[4026531836999]" }, nil, false},
+		{"another boot", func(l *Lease) { l.PID, l.BootID = free, "another-boot" }, nil, false},
+		{"another host", func(l *Lease) { l.PID, l.Host = free, "another-host" }, nil, false},
+		{"no namespace recorded", func(l *Lease) { l.PID, l.PIDNamespace = free, "" }, nil, false},
+		{"no boot recorded", func(l *Lease) { l.PID, l.BootID = free, "" }, nil, false},
+		{"our /proc is another namespace's", func(l *Lease) { l.PID = free }, func(p *process) { p.procOurs = false }, false},
+	} {
+		l, p := base, self
+		tc.edit(&l)
+		if tc.self != nil {
+			tc.self(&p)
+		}
+		if got := holderGone(l, p); got != tc.want {
+			t.Errorf("%s: holderGone = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// lostAnswer is a store that writes a swap but then loses its answer once, as a connection
+// reset after the server stored the object does.
+type lostAnswer struct {
+	*memstore.Store
+	drop atomic.Bool
+}
+
+func (s *lostAnswer) Swap(ctx context.Context, key string, data []byte, tag string, opts store.PutOptions) (string, error) {
+	newTag, err := s.Store.Swap(ctx, key, data, tag, opts)
+	if err == nil && s.drop.CompareAndSwap(true, false) {
+		return "", errors.New("connection reset by peer")
+	}
+	return newTag, err
+}
+
+// TestRenewalWhoseAnswerWasLost: a renewal that landed though its answer was lost leaves the
+// holder with an outdated tag; the next renewal finds the lease still its own and goes on,
+// rather than believing it lost.
+func TestRenewalWhoseAnswerWasLost(t *testing.T) {
+	ctx := context.Background()
+	s := &lostAnswer{Store: memstore.New()}
+	l, lctx, err := AcquireLock(ctx, s, LockOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	s.drop.Store(true)
+	if err := l.Renew(ctx); err == nil || errors.Is(err, ErrLockLost) {
+		t.Fatalf("renewal whose answer was lost = %v, want a passing error", err)
+	}
+	if err := l.Renew(ctx); err != nil {
+		t.Fatalf("the renewal after it: %v", err)
+	}
+	if err := l.Fence(ctx); err != nil {
+		t.Errorf("Fence: %v", err)
+	}
+	if lctx.Err() != nil {
+		t.Errorf("the run was cancelled: %v", context.Cause(lctx))
+	}
+}
+
+// TestTakingWhoseAnswerWasLost: a lease written though the answer to the write was lost is
+// this run's; AcquireLock goes on with it instead of failing and leaving it to expire.
+func TestTakingWhoseAnswerWasLost(t *testing.T) {
+	ctx := context.Background()
+	s := &lostAnswer{Store: memstore.New()}
+	s.drop.Store(true)
+	l, _, err := AcquireLock(ctx, s, LockOptions{})
+	if err != nil {
+		t.Fatalf("AcquireLock whose write landed but whose answer was lost: %v", err)
+	}
+	if err := l.Fence(ctx); err != nil {
+		t.Errorf("Fence: %v", err)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readLeaseFrom(t, s.Store); !got.Released || got.ID != l.Lease().ID {
+		t.Errorf("after Release: %+v", got)
+	}
+}
