@@ -18,6 +18,7 @@ import (
 	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/store/s3store"
+	"github.com/ssmirror/ssmirror/streams"
 )
 
 // s3Flags configure S3 access beyond what the AWS SDK reads from its own chain (environment,
@@ -66,14 +67,14 @@ func (f *tlsFlags) httpClient(stderr io.Writer) (*http.Client, error) {
 	if f.caCert != "" {
 		pem, err := os.ReadFile(f.caCert)
 		if err != nil {
-			return nil, fmt.Errorf("--ca-cert: %w", err)
+			return nil, usagef("--ca-cert: %w", err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", f.caCert)
+			return nil, usagef("--ca-cert %s: no PEM certificate in it", f.caCert)
 		}
 		cfg.RootCAs = pool
 	}
@@ -128,6 +129,9 @@ func parseLocation(raw string) (location, error) {
 		loc.kind, loc.root = "dir", strings.TrimPrefix(raw, "file://")
 	case strings.Contains(raw, "://"):
 		return loc, usagef("%q: unsupported scheme (use http(s)://, s3://, file:// or a directory)", raw)
+	case malformedScheme(raw) != "":
+		scheme := malformedScheme(raw)
+		return loc, usagef("%q: a %s location is written %s://… (did you mean %s://%s?)", raw, scheme, scheme, scheme, strings.TrimLeft(raw[len(scheme)+1:], "/"))
 	default:
 		loc.kind, loc.root = "dir", raw
 	}
@@ -148,6 +152,32 @@ func parseLocation(raw string) (location, error) {
 		}
 	}
 	return loc, nil
+}
+
+// malformedScheme returns the scheme of a location that starts like a URL of a kind ssmirror
+// reads but lacks the "//" (s3:/bucket, s3:bucket, https:/host): such a string would otherwise
+// be taken for a directory name.
+func malformedScheme(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, ":")
+	if !ok || strings.HasPrefix(rest, "//") {
+		return ""
+	}
+	switch strings.ToLower(scheme) {
+	case "s3", "http", "https", "file":
+		return strings.ToLower(scheme)
+	}
+	return ""
+}
+
+// looksLikeFilter reports whether a SOURCE or TARGET argument is in fact a filter (key=value,
+// key~regex…): what a forgotten argument shifts into its place. A directory whose name has =
+// or ~ in it is still reachable as ./name.
+func looksLikeFilter(arg string) bool {
+	if strings.ContainsAny(arg, "/\\") {
+		return false
+	}
+	_, err := streams.ParseFilter(arg)
+	return err == nil
 }
 
 // openSource opens a location for reading; client is used for HTTP(S) sources (nil: the default).

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -147,14 +148,13 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err := f.metrics.check(); err != nil {
 		return err
 	}
-	// A failed CloudFront invalidation does not fail the run the metrics report: it is added to
-	// the error after the metrics defer below has run.
+	// A CloudFront invalidation or a metrics export that fails after a good publish is a warning:
+	// the mirror is published and consistent, so the run exits 0; the metrics record it
+	// (ssmirror_last_run_warnings). After a failed run they go with its error.
 	var cdnErr error
+	var log *slog.Logger // set once the flags are checked; warnings before that are plain text
 	defer func() {
-		switch {
-		case cdnErr != nil && err == nil:
-			err = fmt.Errorf("mirrored, but %w", cdnErr)
-		case cdnErr != nil:
+		if cdnErr != nil && err != nil {
 			err = fmt.Errorf("%w (and %v)", err, cdnErr)
 		}
 	}()
@@ -166,10 +166,10 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 			// Report even an interrupted run, within a bounded time.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			merr := f.metrics.export(mctx, runResult{target: target, report: rep, duration: time.Since(began), err: err, end: time.Now()})
+			merr := f.metrics.export(mctx, runResult{target: target, report: rep, duration: time.Since(began), err: err, cdnErr: cdnErr, end: time.Now()})
 			switch {
 			case merr != nil && err == nil:
-				err = fmt.Errorf("mirrored, but %w", merr)
+				warnRun(log, stderr, "mirrored, but the metrics export failed", merr)
 			case merr != nil:
 				// The run's own error is the one to report; the metrics failure goes with it.
 				err = fmt.Errorf("%w (and %v)", err, merr)
@@ -197,7 +197,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, f.verbose, f.logFormat)
+	log, err = newLogger(stderr, f.verbose, f.logFormat)
 	if err != nil {
 		return err
 	}
@@ -209,12 +209,12 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		}
 		kf, err := os.Open(f.signingKey)
 		if err != nil {
-			return fmt.Errorf("signing key: %w", err)
+			return usagef("signing key: %w", err)
 		}
 		signer, err = sign.LoadSigner(kf, pass)
 		kf.Close()
 		if err != nil {
-			return fmt.Errorf("signing key %s: %w", f.signingKey, err)
+			return usagef("signing key %s: %w", f.signingKey, err)
 		}
 	}
 	start := srcLoc.start
@@ -285,6 +285,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		id, ierr := cdn.Invalidate(ctx, cf, f.cfDistribution, paths)
 		if ierr != nil {
 			cdnErr = ierr
+			warnRun(log, stderr, "mirrored, but the CDN invalidation failed", ierr)
 		} else {
 			log.Info("CloudFront invalidation created", "distribution", f.cfDistribution, "id", id, "paths", paths)
 		}
@@ -314,6 +315,11 @@ func syncArgs(pos []string, conf *settings) (source, target string, groups []str
 		return conf.Source, conf.Target, conf.Groups, nil
 	case len(pos) == 1:
 		return "", "", nil, usagef("sync needs SOURCE and TARGET (see ssmirror help sync)")
+	}
+	for i, name := range []string{"SOURCE", "TARGET"} {
+		if looksLikeFilter(pos[i]) {
+			return "", "", nil, usagef("%s %q looks like a filter: the command line is SOURCE TARGET [FILTER...] (a directory of that name is written ./%s)", name, pos[i], pos[i])
+		}
 	}
 	if len(pos) == 2 {
 		return pos[0], pos[1], conf.Groups, nil
