@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ssmirror/ssmirror/internal/cdn"
+	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
@@ -59,7 +60,7 @@ type Summary struct {
 }
 
 // Environment variables the function reads. Booleans take strconv.ParseBool's forms, durations
-// time.ParseDuration's; an empty variable counts as unset.
+// units.ParseDuration's (1d, 12h, 90s); an empty variable counts as unset.
 const (
 	envSource         = "SSMIRROR_SOURCE"                  // required: http(s)://…, s3://bucket/prefix, or a directory
 	envTarget         = "SSMIRROR_TARGET"                  // required: s3://bucket/prefix
@@ -157,9 +158,9 @@ func (e *env) duration(name string, def time.Duration) time.Duration {
 	if v == "" {
 		return def
 	}
-	d, err := time.ParseDuration(v)
+	d, err := units.ParseDuration(v)
 	if err != nil {
-		e.fail(name, "want a duration such as 90s or 24h, not %q", v)
+		e.fail(name, "%v", err)
 	}
 	return d
 }

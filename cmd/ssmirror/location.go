@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/store/httpstore"
@@ -36,9 +37,9 @@ func (f *s3Flags) addFlags(fsAdd *pflag.FlagSet) {
 	fsAdd.StringVar(&f.endpoint, "s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, then AWS); implies path-style addressing")
 	fsAdd.StringVar(&f.region, "region", "", "S3 region (default: the SDK's configuration, else us-east-1)")
 	fsAdd.StringVar(&f.profile, "profile", "", "AWS shared-config profile")
-	fsAdd.Int64Var(&f.partSize, "part-size", s3store.DefaultPartSize, "multipart part size in bytes (at least 5 MiB)")
+	fsAdd.Var(units.NewSize(&f.partSize, s3store.DefaultPartSize), "part-size", "multipart part size, as 16MiB or bytes (at least 5MiB)")
 	fsAdd.IntVar(&f.partConcurrency, "part-concurrency", 4, "parts of one object uploaded at once")
-	fsAdd.Int64Var(&f.uploadBuffers, "upload-buffers", s3store.DefaultBufferBudget, "bytes of part buffers all uploads of a run share (at least two parts)")
+	fsAdd.Var(units.NewSize(&f.uploadBuffers, s3store.DefaultBufferBudget), "upload-buffers", "part buffers all uploads of a run share, as 64MiB or bytes (at least two parts)")
 }
 
 // tlsFlags configure TLS towards an HTTPS upstream. (S3 endpoints take their CA bundle from

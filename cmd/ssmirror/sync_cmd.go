@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
 
 	"github.com/ssmirror/ssmirror/internal/cdn"
+	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
@@ -112,7 +113,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be added (+) and removed (-), change nothing")
 	fs.BoolVar(&f.noItemDownload, "no-item-download", false, "publish metadata only (verbatim mode)")
 	fs.BoolVar(&f.progress, "progress", false, "show progress: on a terminal a bar for the run and one per file in flight; otherwise a line every --progress-interval")
-	fs.DurationVar(&f.progressEvery, "progress-interval", 10*time.Second, "how often --progress prints when not on a terminal")
+	fs.Var(units.NewDuration(&f.progressEvery, 10*time.Second), "progress-interval", "how often --progress prints when not on a terminal")
 	fs.StringArrayVar(&f.mirrors, "mirror", nil, "extra base URL tried when SOURCE answers 404 (repeatable)")
 	fs.CountVarP(&f.verbose, "verbose", "v", "say more (-v: each step, -vv: each file)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -120,13 +121,13 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.StringVar(&f.passphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
 	fs.IntVar(&f.concurrency, "concurrency", 4, "files transferred at once")
 	fs.IntVar(&f.rangeStreams, "range-streams", sync.DefaultRangeStreams, "byte ranges of one large file fetched at once from an HTTP(S) source (1: one request per file)")
-	fs.Int64Var(&f.rangeChunk, "range-chunk", sync.DefaultRangeChunk, "bytes per range; a ranged file holds (range-streams+1) of them in memory")
+	fs.Var(units.NewSize(&f.rangeChunk, sync.DefaultRangeChunk), "range-chunk", "size of one range (as 2MiB or bytes); a ranged file holds (range-streams+1) of them in memory")
 	fs.IntVar(&f.rangeFiles, "range-files", sync.DefaultRangeFiles, "files fetched in ranges at once (others take one request each)")
-	fs.DurationVar(&f.gcGrace, "gc-grace", sync.DefaultGCGrace, "keep objects nothing references for this long before deleting them (negative: never delete)")
+	fs.Var(units.NewDuration(&f.gcGrace, sync.DefaultGCGrace), "gc-grace", "keep objects nothing references for this long (as 3d, 12h) before deleting them (negative: never delete)")
 	fs.BoolVar(&f.prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
 	fs.BoolVar(&f.verifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
-	fs.Int64Var(&f.metadataMaxSize, "metadata-max-size", sync.DefaultMetadataLimit, "refuse metadata files larger than this many bytes")
-	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the target before giving up (default: do not wait)")
+	fs.Var(units.NewSize(&f.metadataMaxSize, sync.DefaultMetadataLimit), "metadata-max-size", "refuse metadata files larger than this (as 256MiB or bytes)")
+	fs.Var(units.NewDuration(&f.lockTimeout, 0), "lock-timeout", "wait this long for another run's lock on the target before giving up (default: do not wait)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the run summary as JSON")
 	f.s3.addFlags(fs)
 	f.tls.addFlags(fs)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/sync"
@@ -197,7 +198,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		verbose int
 	)
 	fs := newFlagSet("gc", gcUsage, stdout)
-	fs.DurationVar(&grace, "gc-grace", sync.DefaultGCGrace, "delete objects nothing has referenced for this long (0: at once; negative: never)")
+	fs.Var(units.NewDuration(&grace, sync.DefaultGCGrace), "gc-grace", "delete objects nothing has referenced for this long, as 3d or 12h (0: at once; negative: never)")
 	fs.BoolVar(&dryRun, "dry-run", false, "show what would be deleted and when, delete nothing")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	fs.CountVarP(&verbose, "verbose", "v", "say more (-v: each deletion)")
