@@ -68,7 +68,7 @@ const (
 	envKeyring        = "SSMIRROR_KEYRING"                 // keyring file (in the deployment package)
 	envKeyringData    = "SSMIRROR_KEYRING_DATA"            // keyring, base64
 	envNoVerify       = "SSMIRROR_NO_VERIFY"               // do not check the source's signatures
-	envMax            = "SSMIRROR_MAX"                     // versions kept per product (0: all)
+	envMax            = "SSMIRROR_MAX"                     // versions kept per product (unset: all; 0 refused)
 	envKeep           = "SSMIRROR_KEEP"                    // keep versions that vanished upstream
 	envPrune          = "SSMIRROR_PRUNE"                   // release what the selection no longer covers
 	envAllowEmpty     = "SSMIRROR_ALLOW_EMPTY"             // run even when the filters select no item
@@ -186,6 +186,9 @@ func readConfig(lookup func(string) (string, bool)) (*config, error) {
 		cfPathPrefix:   e.str(envCFPathPrefix),
 		dryRun:         e.boolean(envDryRun),
 		s3:             s3store.Options{Endpoint: e.str(envS3Endpoint), Region: e.str(envRegion)},
+	}
+	if e.str(envMax) == "0" {
+		e.fail(envMax, "0 is refused: sstream-mirror reads it as \"hold no version\", ssmirror's default is every version; leave it unset to keep them all")
 	}
 	if e.err != nil {
 		return nil, e.err

@@ -436,6 +436,8 @@ func TestReadConfigErrors(t *testing.T) {
 		{"bad max", map[string]string{"SSMIRROR_MAX": "one"}, "SSMIRROR_MAX"},
 		{"bad bool", map[string]string{"SSMIRROR_PRUNE": "yes please"}, "SSMIRROR_PRUNE"},
 		{"bad duration", map[string]string{"SSMIRROR_GC_GRACE": "soon"}, "SSMIRROR_GC_GRACE"},
+		{"duration without a unit", map[string]string{"SSMIRROR_LOCK_TIMEOUT": "30"}, "$SSMIRROR_LOCK_TIMEOUT: invalid duration \"30\": want a number and a unit"},
+		{"max 0", map[string]string{"SSMIRROR_MAX": "0"}, "$SSMIRROR_MAX: 0 is refused"},
 		{"bad filter", map[string]string{"SSMIRROR_FILTERS": "arch"}, "SSMIRROR_FILTERS"},
 		{"empty group", map[string]string{"SSMIRROR_FILTERS": "arch=amd64;"}, "SSMIRROR_FILTERS"},
 		{"two keyrings", map[string]string{"SSMIRROR_KEYRING": "k.gpg", "SSMIRROR_KEYRING_DATA": "AAAA"}, "not both"},
@@ -472,7 +474,7 @@ func TestReadConfig(t *testing.T) {
 		"SSMIRROR_KEYRING_DATA":            base64.StdEncoding.EncodeToString(keyring),
 		"SSMIRROR_MAX":                     "2",
 		"SSMIRROR_PRUNE":                   "true",
-		"SSMIRROR_GC_GRACE":                "48h",
+		"SSMIRROR_GC_GRACE":                "2d",
 		"SSMIRROR_SAFETY_MARGIN":           "90s",
 		"SSMIRROR_CLOUDFRONT_DISTRIBUTION": "E2EXAMPLE",
 	}

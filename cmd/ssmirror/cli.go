@@ -163,6 +163,22 @@ func warnRun(log *slog.Logger, stderr io.Writer, msg string, err error) {
 	log.Warn(msg, "error", err.Error())
 }
 
+// checkMax refuses a --max that sstream-mirror and ssmirror would read differently. In
+// sstream-mirror, --max 0 means "hold no version": simplestreams' resolve_work keeps the newest
+// maxnum versions, so with 0 it adds none and removes every version already held. ssmirror's
+// default is every version; rather than publish an empty mirror or silently do the opposite of
+// what the sstream-mirror command line meant, an explicit 0 (flag, $SSMIRROR_MAX or config) is
+// refused.
+func checkMax(fs *pflag.FlagSet, n int) error {
+	switch {
+	case n < 0:
+		return usagef("--max %d: want a number of versions per product, at least 1 (leave --max out to keep every version)", n)
+	case n == 0 && fs.Changed("max"):
+		return usagef("--max=0 is refused: sstream-mirror reads it as \"hold no version\" (it removes every version held and adds none), while ssmirror's default is every version; leave --max out to keep them all, or give at least 1")
+	}
+	return nil
+}
+
 // commands are the subcommands Main knows (sync is also the default).
 var commands = []string{"sync", "query", "verify", "gc", "keygen", "version", "help"}
 

@@ -79,6 +79,7 @@ type syncFlags struct {
 	allowEmpty      bool
 	path            string
 	dryRun          bool
+	compat          compatFlags
 	noItemDownload  bool
 	progress        bool
 	mirrors         []string
@@ -106,11 +107,12 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	var f syncFlags
 	fs := newFlagSet("sync", syncUsage, stdout)
 	f.verify.addFlags(fs)
-	fs.IntVar(&f.max, "max", 0, "keep at most N versions per product (0: all)")
+	fs.IntVar(&f.max, "max", 0, "keep at most N versions per product (default: all; 0, which sstream-mirror reads as none, is refused)")
 	fs.BoolVar(&f.keep, "keep", false, "keep versions that vanished upstream, up to --max")
 	fs.BoolVar(&f.allowEmpty, "allow-empty", false, "run even when the filters (or a [filter] group) select no item (otherwise refused before anything is written)")
 	fs.StringVar(&f.path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
-	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be added (+) and removed (-), change nothing")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be added (+) and removed (-) as sstream-mirror does (sizes in whole MiB, then the net change), change nothing; exact totals on stderr")
+	f.compat.addFlags(fs)
 	fs.BoolVar(&f.noItemDownload, "no-item-download", false, "publish metadata only (verbatim mode)")
 	fs.BoolVar(&f.progress, "progress", false, "show progress: on a terminal a bar for the run and one per file in flight; otherwise a line every --progress-interval")
 	fs.Var(units.NewDuration(&f.progressEvery, 10*time.Second), "progress-interval", "how often --progress prints when not on a terminal")
@@ -146,6 +148,15 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
+	if err := checkMax(fs, f.max); err != nil {
+		return err
+	}
+	logOut, closeLog, err := f.compat.openLog(stderr)
+	if err != nil {
+		return err
+	}
+	var log *slog.Logger // set once the flags are checked; warnings before that are plain text
+	defer func() { closeLog(log, &err) }()
 	if err := f.metrics.check(); err != nil {
 		return err
 	}
@@ -153,7 +164,6 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	// the mirror is published and consistent, so the run exits 0; the metrics record it
 	// (ssmirror_last_run_warnings). After a failed run they go with its error.
 	var cdnErr error
-	var log *slog.Logger // set once the flags are checked; warnings before that are plain text
 	defer func() {
 		if cdnErr != nil && err != nil {
 			err = fmt.Errorf("%w (and %v)", err, cdnErr)
@@ -198,7 +208,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
-	log, err = newLogger(stderr, f.verbose, f.logFormat)
+	log, err = newLogger(logOut, f.verbose, f.logFormat)
 	if err != nil {
 		return err
 	}
@@ -294,7 +304,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	took := time.Since(began)
 	if rep != nil && rep.Plan != nil {
 		if f.dryRun {
-			printPlan(stdout, rep.Plan)
+			printPlan(stdout, stderr, rep.Plan)
 		} else if f.jsonOut {
 			printJSONSummary(stdout, rep, took, err)
 		} else {
@@ -332,18 +342,23 @@ func syncArgs(pos []string, conf *settings) (source, target string, groups []str
 	return pos[0], pos[1], []streams.Filters{filters}, nil
 }
 
-// printPlan prints sstream-mirror's dry-run lines: + or -, product, version, item, path, size.
-func printPlan(w io.Writer, p *sync.Plan) {
+// printPlan prints sstream-mirror's dry-run output on w: a line per item added or removed, "+"
+// or "-", product, version, item, path and size in whole MiB ("+ P V I PATH 8 Mb"), then the
+// net change ("512 Mb change"), so that scripts written for sstream-mirror read it unchanged.
+// The exact totals go to the summary writer (stderr).
+func printPlan(w, summary io.Writer, p *sync.Plan) {
+	const mib = 1 << 20
 	var addBytes, rmBytes int64
 	for _, c := range p.Added {
-		fmt.Fprintf(w, "+ %s %s %s %s %d\n", c.Product, c.Version, c.Item, c.Path, c.Size)
+		fmt.Fprintf(w, "+ %s %s %s %s %d Mb\n", c.Product, c.Version, c.Item, c.Path, c.Size/mib)
 		addBytes += c.Size
 	}
 	for _, c := range p.Removed {
-		fmt.Fprintf(w, "- %s %s %s %s %d\n", c.Product, c.Version, c.Item, c.Path, c.Size)
+		fmt.Fprintf(w, "- %s %s %s %s %d Mb\n", c.Product, c.Version, c.Item, c.Path, c.Size/mib)
 		rmBytes += c.Size
 	}
-	fmt.Fprintf(w, "%d items to add (%s), %d to remove (%s), %d kept; %d files to fetch (%s)\n",
+	fmt.Fprintf(w, "%d Mb change\n", (addBytes-rmBytes)/mib)
+	fmt.Fprintf(summary, "ssmirror: dry run, nothing changed: %d items to add (%s), %d to remove (%s), %d kept; %d files to fetch (%s)\n",
 		len(p.Added), humanBytes(addBytes), len(p.Removed), humanBytes(rmBytes), p.Kept,
 		len(p.Fetch), humanBytes(p.FetchBytes()))
 }
