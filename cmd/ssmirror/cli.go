@@ -77,6 +77,7 @@ Usage:
   ssmirror verify [flags] TARGET                      audit a published mirror (exit 1 on any fault)
   ssmirror gc [flags] TARGET                          delete what nothing has referenced for --gc-grace
   ssmirror keygen [flags]                             make a signing key for curated mirrors
+  ssmirror version                                    the version and VCS revision of this binary
   ssmirror help [COMMAND]                             help on a command
 
 The sync command line is sstream-mirror's, so the MAAS documentation's commands work with the
@@ -108,7 +109,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stdout, topUsage)
 			return exitOK
 		case "version", "--version":
-			fmt.Fprintln(stdout, "ssmirror", version())
+			fmt.Fprintln(stdout, printVersion())
 			return exitOK
 		}
 	}
