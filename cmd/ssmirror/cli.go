@@ -78,6 +78,8 @@ Usage:
   ssmirror gc [flags] TARGET                          delete what nothing has referenced for --gc-grace
   ssmirror keygen [flags]                             make a signing key for curated mirrors
   ssmirror version                                    the version and VCS revision of this binary
+  ssmirror completion bash|zsh|fish                   a shell completion script
+  ssmirror man                                        the man page (roff): ssmirror man | man -l -
   ssmirror help [COMMAND]                             help on a command
 
 The sync command line is sstream-mirror's, so the MAAS documentation's commands work with the
@@ -110,6 +112,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		case "version", "--version":
 			fmt.Fprintln(stdout, printVersion())
+			return exitOK
+		case "completion":
+			return report(ctx, runCompletion(args[1:], stdout), stderr)
+		case "man":
+			if len(args) > 1 {
+				return report(ctx, usagef("man takes no arguments"), stderr)
+			}
+			writeMan(stdout, manDate())
 			return exitOK
 		}
 	}
@@ -180,9 +190,6 @@ func checkMax(fs *pflag.FlagSet, n int) error {
 	return nil
 }
 
-// commands are the subcommands Main knows (sync is also the default).
-var commands = []string{"sync", "query", "verify", "gc", "keygen", "version", "help"}
-
 // checkCommandWord refuses a first argument that can only be a mistyped command: a bare word
 // (no /, :, . or filter operator) that names no existing file. Without this check
 // "ssmirror verfy /srv/mirror" would mirror a source directory called verfy.
@@ -194,6 +201,7 @@ func checkCommandWord(arg string) error {
 		return nil // a directory of that name: a SOURCE
 	}
 	hint := ""
+	commands := commandNames()
 	if near := nearest(arg, commands); near != "" {
 		hint = fmt.Sprintf(" (did you mean %s?)", near)
 	}
@@ -234,9 +242,16 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// flagSetHook, when set, is given every flag set newFlagSet makes: commandFlags uses it to
+// read a command's flags (for completion and the man page) from the command itself.
+var flagSetHook func(*pflag.FlagSet)
+
 // newFlagSet makes a flag set whose --help prints usage text followed by the flags.
 func newFlagSet(name, usage string, stdout io.Writer) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	if flagSetHook != nil {
+		flagSetHook(fs)
+	}
 	fs.SetOutput(stdout)
 	fs.SortFlags = false
 	fs.Usage = func() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"time"
 )
 
 // buildRevision may be set at link time (-ldflags "-X main.buildRevision=…") for builds where
@@ -59,4 +60,19 @@ func versionLine(bi *debug.BuildInfo, ok bool) string {
 func printVersion() string {
 	bi, ok := debug.ReadBuildInfo()
 	return versionLine(bi, ok)
+}
+
+// manDate is the man page's date: the commit time of the build's VCS revision, else today, so
+// that a build's man page does not change from one day to the next.
+func manDate() time.Time {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.time" {
+				if t, err := time.Parse(time.RFC3339, s.Value); err == nil {
+					return t
+				}
+			}
+		}
+	}
+	return time.Now()
 }
