@@ -76,6 +76,7 @@ Usage:
   ssmirror query [flags] SOURCE [FILTER...]           list what a selection matches
   ssmirror verify [flags] TARGET                      audit a published mirror (exit 1 on any fault)
   ssmirror gc [flags] TARGET                          delete what nothing has referenced for --gc-grace
+  ssmirror status [flags] TARGET                      what a mirror holds, its lock, what waits for deletion
   ssmirror keygen [flags]                             make a signing key for curated mirrors
   ssmirror version                                    the version and VCS revision of this binary
   ssmirror completion bash|zsh|fish                   a shell completion script
@@ -97,7 +98,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "sync"
 	if len(args) > 0 {
 		switch args[0] {
-		case "sync", "query", "keygen", "verify", "gc":
+		case "sync", "query", "keygen", "verify", "gc", "status":
 			cmd, args = args[0], args[1:]
 		default:
 			if err := checkCommandWord(args[0]); err != nil {
@@ -139,6 +140,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runVerify(ctx, args, stdout, stderr)
 	case "gc":
 		err = runGC(ctx, args, stdout, stderr)
+	case "status":
+		err = runStatus(ctx, args, stdout, stderr)
 	}
 	return report(ctx, err, stderr)
 }

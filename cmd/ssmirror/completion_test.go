@@ -123,9 +123,6 @@ func TestCompletionZshFish(t *testing.T) {
 				}
 			}
 		}
-		if strings.Count(stdout, "'")%2 != 0 && shell == "zsh" {
-			t.Errorf("zsh script has unbalanced quotes")
-		}
 		path, err := exec.LookPath(shell)
 		if err != nil {
 			t.Logf("%s not installed: syntax not checked", shell)

@@ -139,6 +139,15 @@ func (r runResult) registry(targetLabel bool, lastSuccess float64) *prometheus.R
 	gauge("ssmirror_last_run_metadata_written", "Metadata files the last run published.", float64(len(rep.MetadataWritten)))
 	gauge("ssmirror_last_run_deleted_objects", "Objects the last run garbage-collected.", float64(len(rep.Deleted)))
 	gauge("ssmirror_last_run_pending_deletion_objects", "Unreferenced objects waiting for the grace period.", float64(rep.PendingDeletion))
+	if r.err == nil && rep.Plan != nil {
+		// What the mirror holds after a good run (a failed one leaves the previous values out).
+		t := totalsOf(rep.Plan.Held)
+		gauge("ssmirror_mirror_products", "Products the mirror holds.", float64(t.Products))
+		gauge("ssmirror_mirror_versions", "Versions the mirror holds.", float64(t.Versions))
+		gauge("ssmirror_mirror_items", "Items the mirror holds.", float64(t.Items))
+		gauge("ssmirror_mirror_files", "Distinct content files the mirror holds.", float64(t.Files))
+		gauge("ssmirror_mirror_bytes", "Bytes of content the mirror holds (each file once).", float64(t.Bytes))
+	}
 	stages := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "ssmirror_last_run_stage_duration_seconds", Help: "Time the last run spent in each stage.", ConstLabels: labels,
 	}, []string{"stage"})
