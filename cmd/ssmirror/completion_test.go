@@ -125,7 +125,7 @@ func TestCompletionZshFish(t *testing.T) {
 		}
 		path, err := exec.LookPath(shell)
 		if err != nil {
-			t.Logf("%s not installed: syntax not checked", shell)
+			missingTool(t, shell, "syntax not checked")
 			continue
 		}
 		script := filepath.Join(t.TempDir(), "ssmirror."+shell)
@@ -136,6 +136,34 @@ func TestCompletionZshFish(t *testing.T) {
 		}
 		if out, err := check.CombinedOutput(); err != nil {
 			t.Errorf("%s syntax: %v\n%s", shell, err, out)
+		}
+		if shell != "fish" {
+			continue
+		}
+		// fish can be asked what it would complete.
+		for line, want := range map[string][]string{
+			"ssmirror --keyr":         {"--keyring"},
+			"ssmirror verify --de":    {"--deep"},
+			"ssmirror ver":            {"verify", "version"},
+			"ssmirror --log-format ":  {"json", "text"},
+			"ssmirror completion ":    {"bash", "fish", "zsh"},
+			"ssmirror status --js":    {"--json"},
+			"ssmirror gc --no-verif":  nil, // gc has no --no-verify
+			"ssmirror --no-checksumm": {"--no-checksumming-reader"},
+		} {
+			out, err := exec.Command(path, "-c", "source "+script+"; complete -C'"+line+"'").CombinedOutput()
+			if err != nil {
+				t.Fatalf("fish complete -C %q: %v\n%s", line, err, out)
+			}
+			var got []string
+			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if w, _, _ := strings.Cut(l, "\t"); w != "" {
+					got = append(got, w)
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("fish completes %q as %v, want %v", line, got, want)
+			}
 		}
 	}
 	if _, stderr, code := runMain(t, "completion", "tcsh"); code != 2 || !strings.Contains(stderr, "bash, zsh or fish") {
@@ -175,7 +203,7 @@ func TestManPage(t *testing.T) {
 			t.Errorf("groff -man -ww: %v\n%s", err, out)
 		}
 	} else {
-		t.Log("groff not installed: roff not checked")
+		missingTool(t, "groff", "roff not checked")
 	}
 	if man, err := exec.LookPath("man"); err == nil {
 		cmd := exec.Command(man, "-l", file)
@@ -185,6 +213,17 @@ func TestManPage(t *testing.T) {
 			t.Errorf("man -l: %v\n%s", err, out)
 		}
 	} else {
-		t.Log("man not installed: rendering not checked")
+		missingTool(t, "man", "rendering not checked")
 	}
+}
+
+// missingTool logs that a checking tool is absent; with CI=true (where .ci/run installs it) that
+// is a failure.
+func missingTool(t *testing.T, tool, what string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Errorf("%s is not installed (CI=true: .ci/run installs it): %s", tool, what)
+		return
+	}
+	t.Logf("%s not installed: %s", tool, what)
 }
