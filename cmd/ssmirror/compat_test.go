@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+
+	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
@@ -107,5 +110,26 @@ func TestMaxZero(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "m")); err == nil {
 		t.Error("a refused run created its target")
+	}
+}
+
+// TestHumanUnitsEverywhere: every duration flag of every command, and every byte-count flag,
+// parses human units (internal/units), so that flags added later cannot forget them.
+func TestHumanUnitsEverywhere(t *testing.T) {
+	for _, c := range commandTable() {
+		commandFlags(c).VisitAll(func(f *pflag.Flag) {
+			switch f.Value.(type) {
+			case *units.Duration, *units.Size:
+				return
+			}
+			bytesLike := strings.Contains(f.Usage, "bytes") || strings.HasSuffix(f.Name, "-size") ||
+				strings.HasSuffix(f.Name, "-buffers") || strings.HasSuffix(f.Name, "-chunk")
+			switch {
+			case f.Value.Type() == "duration":
+				t.Errorf("%s --%s is a plain duration: use fs.Var(units.NewDuration(&v, default), ...)", c.name, f.Name)
+			case (f.Value.Type() == "int64" || f.Value.Type() == "int") && bytesLike:
+				t.Errorf("%s --%s looks like a byte count: use fs.Var(units.NewSize(&v, default), ...)", c.name, f.Name)
+			}
+		})
 	}
 }
