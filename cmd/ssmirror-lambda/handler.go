@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -294,6 +295,9 @@ func parseLocation(raw string) (location, error) {
 		loc.kind, loc.root = "dir", strings.TrimPrefix(raw, "file://")
 	case strings.Contains(raw, "://"):
 		return loc, fmt.Errorf("%q: unsupported scheme (use http(s)://, s3:// or a directory)", raw)
+	case regexp.MustCompile(`^(?i)(s3|https?|file):`).MatchString(raw):
+		scheme, rest, _ := strings.Cut(raw, ":")
+		return loc, fmt.Errorf("%q: a %s location is written %s://… (did you mean %s://%s?)", raw, scheme, scheme, scheme, strings.TrimLeft(rest, "/"))
 	default:
 		loc.kind = "dir"
 	}

@@ -433,6 +433,7 @@ func TestReadConfigErrors(t *testing.T) {
 		{"no source", map[string]string{"SSMIRROR_SOURCE": ""}, "SSMIRROR_SOURCE"},
 		{"directory target", map[string]string{"SSMIRROR_TARGET": "/tmp/mirror"}, "SSMIRROR_TARGET"},
 		{"bad scheme", map[string]string{"SSMIRROR_SOURCE": "ftp://x/"}, "SSMIRROR_SOURCE"},
+		{"s3 with one slash", map[string]string{"SSMIRROR_TARGET": "s3:/bucket/prefix"}, "did you mean s3://bucket/prefix"},
 		{"bad max", map[string]string{"SSMIRROR_MAX": "one"}, "SSMIRROR_MAX"},
 		{"bad bool", map[string]string{"SSMIRROR_PRUNE": "yes please"}, "SSMIRROR_PRUNE"},
 		{"bad duration", map[string]string{"SSMIRROR_GC_GRACE": "soon"}, "SSMIRROR_GC_GRACE"},
