@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -194,4 +196,48 @@ func regexpMatch(t *testing.T, pattern, s string) bool {
 		t.Fatal(err)
 	}
 	return ok
+}
+
+// TestCDNFailureIsWarning: a CloudFront invalidation refused after a good publish (here by a
+// fake CloudFront endpoint answering AccessDenied) is a warning: exit 0, the mirror published,
+// and the textfile metrics record it.
+func TestCDNFailureIsWarning(t *testing.T) {
+	var calls atomic.Int32
+	cf := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, `<?xml version="1.0"?><ErrorResponse xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: cloudfront:CreateInvalidation</Message></Error><RequestId>1</RequestId></ErrorResponse>`)
+	}))
+	defer cf.Close()
+	dir := t.TempDir()
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL_CLOUDFRONT": cf.URL, "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "not-a-secret",
+		"AWS_CONFIG_FILE": filepath.Join(dir, "none"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "none"),
+		"AWS_EC2_METADATA_DISABLED": "true", "AWS_PROFILE": "", "AWS_ENDPOINT_URL": "",
+	} {
+		t.Setenv(k, v)
+	}
+	fx := fixtureDir(t)
+	prom := filepath.Join(dir, "x.prom")
+	_, stderr, code := runMain(t, "--keyring="+filepath.Join(fx, "keys", "test-keyring.gpg"), "--cloudfront-distribution", "E2EXAMPLE",
+		"--metrics-textfile", prom, filepath.Join(fx, "stream"), filepath.Join(dir, "m"), "os=pxelinux")
+	if calls.Load() == 0 {
+		t.Fatalf("CloudFront was never asked: exit %d, %s", code, stderr)
+	}
+	if code != 0 || !strings.Contains(stderr, "mirrored, but the CDN invalidation failed") || !strings.Contains(stderr, "AccessDenied") {
+		t.Fatalf("exit %d, stderr %q; want exit 0 and a warning", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "m", "streams", "v1", "index.sjson")); err != nil {
+		t.Errorf("not published: %v", err)
+	}
+	data, err := os.ReadFile(prom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexpMatch(t, `(?m)^ssmirror_last_run_cdn_invalidation_error\{.*\} 1$`, string(data)) ||
+		!regexpMatch(t, `(?m)^ssmirror_last_run_warnings\{.*\} 1$`, string(data)) ||
+		!regexpMatch(t, `(?m)^ssmirror_last_run_error\{.*\} 0$`, string(data)) {
+		t.Errorf("textfile does not record a good run with a failed invalidation:\n%s", data)
+	}
 }
