@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ssmirror/ssmirror/internal/cdn"
+	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
@@ -59,7 +61,7 @@ type Summary struct {
 }
 
 // Environment variables the function reads. Booleans take strconv.ParseBool's forms, durations
-// time.ParseDuration's; an empty variable counts as unset.
+// units.ParseDuration's (1d, 12h, 90s); an empty variable counts as unset.
 const (
 	envSource         = "SSMIRROR_SOURCE"                  // required: http(s)://…, s3://bucket/prefix, or a directory
 	envTarget         = "SSMIRROR_TARGET"                  // required: s3://bucket/prefix
@@ -67,7 +69,7 @@ const (
 	envKeyring        = "SSMIRROR_KEYRING"                 // keyring file (in the deployment package)
 	envKeyringData    = "SSMIRROR_KEYRING_DATA"            // keyring, base64
 	envNoVerify       = "SSMIRROR_NO_VERIFY"               // do not check the source's signatures
-	envMax            = "SSMIRROR_MAX"                     // versions kept per product (0: all)
+	envMax            = "SSMIRROR_MAX"                     // versions kept per product (unset: all; 0 refused)
 	envKeep           = "SSMIRROR_KEEP"                    // keep versions that vanished upstream
 	envPrune          = "SSMIRROR_PRUNE"                   // release what the selection no longer covers
 	envAllowEmpty     = "SSMIRROR_ALLOW_EMPTY"             // run even when the filters select no item
@@ -164,9 +166,9 @@ func (e *env) duration(name string, def time.Duration) time.Duration {
 	if v == "" {
 		return def
 	}
-	d, err := time.ParseDuration(v)
+	d, err := units.ParseDuration(v)
 	if err != nil {
-		e.fail(name, "want a duration such as 90s or 24h, not %q", v)
+		e.fail(name, "%v", err)
 	}
 	return d
 }
@@ -203,6 +205,9 @@ func readConfig(lookup func(string) (string, bool)) (*config, error) {
 	}
 	if e.err == nil && c.lockTTL < sync.MinLockTTL {
 		e.fail(envLockTTL, "%s is shorter than %s", c.lockTTL, sync.MinLockTTL)
+	}
+	if e.str(envMax) == "0" {
+		e.fail(envMax, "0 is refused: sstream-mirror reads it as \"hold no version\", ssmirror's default is every version; leave it unset to keep them all")
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -320,6 +325,9 @@ func parseLocation(raw string) (location, error) {
 		loc.kind, loc.root = "dir", strings.TrimPrefix(raw, "file://")
 	case strings.Contains(raw, "://"):
 		return loc, fmt.Errorf("%q: unsupported scheme (use http(s)://, s3:// or a directory)", shown)
+	case regexp.MustCompile(`^(?i)(s3|https?|file):`).MatchString(shown):
+		scheme, rest, _ := strings.Cut(shown, ":")
+		return loc, fmt.Errorf("%q: a %s location is written %s://… (did you mean %s://%s?)", shown, scheme, scheme, scheme, strings.TrimLeft(rest, "/"))
 	default:
 		loc.kind = "dir"
 	}

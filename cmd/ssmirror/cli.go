@@ -8,18 +8,59 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/pflag"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/sync"
 )
 
-// Exit codes, mapped in one place.
+// Exit codes, mapped in one place (exitCode). Scripts may rely on them; README lists them.
 const (
-	exitOK      = 0
-	exitFailure = 1 // the work failed: see the message
-	exitUsage   = 2 // the command line is wrong
+	exitOK       = 0
+	exitFailure  = 1   // the work failed: see the message
+	exitUsage    = 2   // the command line or the configuration is wrong
+	exitLocked   = 75  // EX_TEMPFAIL: another run holds the target's lock; try again later
+	exitSignaled = 128 // plus the signal number: interrupted by SIGINT (130) or SIGTERM (143)
 )
+
+// interrupted is the cause of the main context's cancellation when a signal arrives.
+type interrupted struct{ sig syscall.Signal }
+
+func (e interrupted) Error() string { return "interrupted by " + signalName(e.sig) }
+
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return sig.String()
+}
+
+// exitCode maps the outcome of a command to the process's exit status. A run that failed while
+// a signal was cancelling it exits 128+signal whatever its error says (a cancelled transfer, a
+// lock wait cut short); a run that completed before the signal took effect exits 0.
+func exitCode(ctx context.Context, err error) int {
+	if err == nil || errors.Is(err, pflag.ErrHelp) {
+		return exitOK
+	}
+	var sig interrupted
+	if errors.As(context.Cause(ctx), &sig) || errors.As(err, &sig) {
+		return exitSignaled + int(sig.sig)
+	}
+	var locked *sync.LockedError
+	if errors.As(err, &locked) {
+		return exitLocked
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailure
+}
 
 // usageError marks an error in how the command was called.
 type usageError struct{ error }
@@ -35,7 +76,11 @@ Usage:
   ssmirror query [flags] SOURCE [FILTER...]           list what a selection matches
   ssmirror verify [flags] TARGET                      audit a published mirror (exit 1 on any fault)
   ssmirror gc [flags] TARGET                          delete what nothing has referenced for --gc-grace
+  ssmirror status [flags] TARGET                      what a mirror holds, its lock, what waits for deletion
   ssmirror keygen [flags]                             make a signing key for curated mirrors
+  ssmirror version                                    the version and VCS revision of this binary
+  ssmirror completion bash|zsh|fish                   a shell completion script
+  ssmirror man                                        the man page (roff): ssmirror man | man -l -
   ssmirror help [COMMAND]                             help on a command
 
 The sync command line is sstream-mirror's, so the MAAS documentation's commands work with the
@@ -53,8 +98,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "sync"
 	if len(args) > 0 {
 		switch args[0] {
-		case "sync", "query", "keygen", "verify", "gc":
+		case "sync", "query", "keygen", "verify", "gc", "status":
 			cmd, args = args[0], args[1:]
+		default:
+			if err := checkCommandWord(args[0]); err != nil {
+				return report(ctx, err, stderr)
+			}
 		case "help":
 			if len(args) > 1 {
 				args = []string{args[1], "--help"}
@@ -63,7 +112,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stdout, topUsage)
 			return exitOK
 		case "version", "--version":
-			fmt.Fprintln(stdout, "ssmirror", version())
+			fmt.Fprintln(stdout, printVersion())
+			return exitOK
+		case "completion":
+			return report(ctx, runCompletion(args[1:], stdout), stderr)
+		case "man":
+			if len(args) > 1 {
+				return report(ctx, usagef("man takes no arguments"), stderr)
+			}
+			writeMan(stdout, manDate())
 			return exitOK
 		}
 	}
@@ -83,30 +140,121 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runVerify(ctx, args, stdout, stderr)
 	case "gc":
 		err = runGC(ctx, args, stdout, stderr)
+	case "status":
+		err = runStatus(ctx, args, stdout, stderr)
 	}
-	return report(err, stderr)
+	return report(ctx, err, stderr)
 }
 
-// report prints err as one line (plus detail lines for multi-file failures) and maps it to an
-// exit code.
-func report(err error, stderr io.Writer) int {
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, pflag.ErrHelp):
-		return exitOK
+// report prints err as one line (plus detail lines for multi-file failures) and returns the exit
+// code exitCode maps it to.
+func report(ctx context.Context, err error, stderr io.Writer) int {
+	code := exitCode(ctx, err)
+	if code == exitOK {
+		return code
+	}
+	var sig interrupted
+	if errors.As(context.Cause(ctx), &sig) && !errors.As(err, &sig) {
+		fmt.Fprintf(stderr, "ssmirror: %v: %v\n", sig, err)
+		return code
 	}
 	fmt.Fprintf(stderr, "ssmirror: %v\n", err)
-	var ue usageError
-	if errors.As(err, &ue) {
-		return exitUsage
-	}
-	return exitFailure
+	return code
 }
+
+// warn prints a warning: something the operator should know that did not make the work fail.
+func warn(stderr io.Writer, format string, args ...any) {
+	fmt.Fprintf(stderr, "ssmirror: WARNING: %s\n", fmt.Sprintf(format, args...))
+}
+
+// warnRun reports a problem that did not fail the run: through the run's logger (so that it is a
+// JSON line with --log-format json), or as a plain warning before there is one.
+func warnRun(log *slog.Logger, stderr io.Writer, msg string, err error) {
+	if log == nil {
+		warn(stderr, "%s: %v", msg, err)
+		return
+	}
+	log.Warn(msg, "error", err.Error())
+}
+
+// checkMax refuses a --max that sstream-mirror and ssmirror would read differently. In
+// sstream-mirror, --max 0 means "hold no version": simplestreams' resolve_work keeps the newest
+// maxnum versions, so with 0 it adds none and removes every version already held. ssmirror's
+// default is every version; rather than publish an empty mirror or silently do the opposite of
+// what the sstream-mirror command line meant, an explicit 0 (flag, $SSMIRROR_MAX or config) is
+// refused.
+func checkMax(fs *pflag.FlagSet, n int) error {
+	switch {
+	case n < 0:
+		return usagef("--max %d: want a number of versions per product, at least 1 (leave --max out to keep every version)", n)
+	case n == 0 && fs.Changed("max"):
+		return usagef("--max=0 is refused: sstream-mirror reads it as \"hold no version\" (it removes every version held and adds none), while ssmirror's default is every version; leave --max out to keep them all, or give at least 1")
+	}
+	return nil
+}
+
+// checkCommandWord refuses a first argument that can only be a mistyped command: a bare word
+// (no /, :, . or filter operator) that names no existing file. Without this check
+// "ssmirror verfy /srv/mirror" would mirror a source directory called verfy.
+func checkCommandWord(arg string) error {
+	if arg == "" || strings.HasPrefix(arg, "-") || strings.ContainsAny(arg, "/:.=~!\\") {
+		return nil
+	}
+	if _, err := os.Stat(arg); err == nil {
+		return nil // a directory of that name: a SOURCE
+	}
+	hint := ""
+	commands := commandNames()
+	if near := nearest(arg, commands); near != "" {
+		hint = fmt.Sprintf(" (did you mean %s?)", near)
+	}
+	return usagef("unknown command %q%s; the commands are %s (a SOURCE directory of that name is written ./%s)",
+		arg, hint, strings.Join(commands, ", "), arg)
+}
+
+// nearest returns the candidate closest to s by edit distance, if it is close enough to be a
+// typo of it ("" otherwise).
+func nearest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), c); d < bestD && d <= max(1, len(c)/3) {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// flagSetHook, when set, is given every flag set newFlagSet makes: commandFlags uses it to
+// read a command's flags (for completion and the man page) from the command itself.
+var flagSetHook func(*pflag.FlagSet)
 
 // newFlagSet makes a flag set whose --help prints usage text followed by the flags.
 func newFlagSet(name, usage string, stdout io.Writer) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	if flagSetHook != nil {
+		flagSetHook(fs)
+	}
 	fs.SetOutput(stdout)
 	fs.SortFlags = false
 	fs.Usage = func() {
@@ -146,7 +294,11 @@ func (v *verifyFlags) load() (*sign.Keyring, error) {
 	if v.noVerify {
 		return nil, usagef("--keyring and --no-verify contradict each other")
 	}
-	return sign.LoadKeyring(v.keyring)
+	kr, err := sign.LoadKeyring(v.keyring)
+	if err != nil {
+		return nil, usageError{err} // a configuration error, not a failed run
+	}
+	return kr, nil
 }
 
 // newLogger logs to stderr: warnings by default, info with -v, debug with -vv; text or JSON.
@@ -188,7 +340,7 @@ func readPassphrase(file string) ([]byte, error) {
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("reading the passphrase: %w", err)
+			return nil, usagef("reading the passphrase: %w", err)
 		}
 		return []byte(strings.TrimRight(string(data), "\r\n")), nil
 	}

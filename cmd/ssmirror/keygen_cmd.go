@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/ssmirror/ssmirror/sign"
 )
@@ -16,7 +18,8 @@ const keygenUsage = `Usage: ssmirror keygen [flags]
 Make an OpenPGP signing key for a curated mirror (sync --signing-key). Writes the armoured
 secret key (mode 0600) and the public keyring in the binary form MAAS takes: give it to MAAS as
 keyring_filename, or base64 of it as keyring_data. Existing files are never overwritten.
-The passphrase, if any, comes from --passphrase-file or $SSMIRROR_SIGNING_PASSPHRASE.
+The passphrase, if any, comes from --passphrase-file or $SSMIRROR_SIGNING_PASSPHRASE. The key's
+fingerprint is printed, to publish beside the keyring (clients compare it with gpg --show-keys).
 
 Example:
   ssmirror keygen --name "Example mirror" --email mirror@example.com \
@@ -60,8 +63,31 @@ func runKeygen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := writeNew(keyringOut, public, 0o644); err != nil {
 		return err
 	}
+	kr, err := sign.ReadKeyring(bytes.NewReader(public))
+	if err != nil {
+		return fmt.Errorf("reading back the public keyring: %w", err)
+	}
 	fmt.Fprintf(stdout, "secret key: %s\npublic keyring: %s (give this to MAAS and other clients)\n", secretOut, keyringOut)
+	for _, fp := range kr.Fingerprints() {
+		fmt.Fprintf(stdout, "fingerprint: %s\n", groupFingerprint(fp))
+	}
 	return nil
+}
+
+// groupFingerprint writes a fingerprint in blocks of four, as gpg shows it, so that it can be
+// compared by eye with gpg --show-keys.
+func groupFingerprint(fp string) string {
+	var b strings.Builder
+	for i := 0; i < len(fp); i += 4 {
+		if i > 0 {
+			b.WriteByte(' ')
+			if i == len(fp)/2 {
+				b.WriteByte(' ')
+			}
+		}
+		b.WriteString(fp[i:min(i+4, len(fp))])
+	}
+	return b.String()
 }
 
 func writeNew(path string, data []byte, mode os.FileMode) error {

@@ -15,10 +15,12 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/store/s3store"
+	"github.com/ssmirror/ssmirror/streams"
 )
 
 // s3Flags configure S3 access beyond what the AWS SDK reads from its own chain (environment,
@@ -37,9 +39,9 @@ func (f *s3Flags) addFlags(fsAdd *pflag.FlagSet) {
 	fsAdd.StringVar(&f.endpoint, "s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, then AWS); implies path-style addressing")
 	fsAdd.StringVar(&f.region, "region", "", "S3 region (default: the SDK's configuration, else us-east-1)")
 	fsAdd.StringVar(&f.profile, "profile", "", "AWS shared-config profile")
-	fsAdd.Int64Var(&f.partSize, "part-size", s3store.DefaultPartSize, "multipart part size in bytes (at least 5 MiB)")
+	fsAdd.Var(units.NewSize(&f.partSize, s3store.DefaultPartSize), "part-size", "multipart part size, as 16MiB or bytes (at least 5MiB)")
 	fsAdd.IntVar(&f.partConcurrency, "part-concurrency", 4, "parts of one object uploaded at once")
-	fsAdd.Int64Var(&f.uploadBuffers, "upload-buffers", s3store.DefaultBufferBudget, "bytes of part buffers all uploads of a run share (at least two parts)")
+	fsAdd.Var(units.NewSize(&f.uploadBuffers, s3store.DefaultBufferBudget), "upload-buffers", "part buffers all uploads of a run share, as 64MiB or bytes (at least two parts)")
 	fsAdd.StringVar(&f.uploadChecksum, "upload-checksum", string(s3store.DefaultChecksum), "checksum every S3 upload request carries for the server to verify: crc32c, crc64nvme, md5 (Content-MD5), or none for servers that check neither")
 }
 
@@ -69,14 +71,14 @@ func (f *tlsFlags) httpClient(stderr io.Writer) (*http.Client, error) {
 	if f.caCert != "" {
 		pem, err := os.ReadFile(f.caCert)
 		if err != nil {
-			return nil, fmt.Errorf("--ca-cert: %w", err)
+			return nil, usagef("--ca-cert: %w", err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", f.caCert)
+			return nil, usagef("--ca-cert %s: no PEM certificate in it", f.caCert)
 		}
 		cfg.RootCAs = pool
 	}
@@ -146,6 +148,9 @@ func parseLocation(raw string) (location, error) {
 		loc.kind, loc.root = "dir", strings.TrimPrefix(raw, "file://")
 	case strings.Contains(raw, "://"):
 		return loc, usagef("%q: unsupported scheme (use http(s)://, s3://, file:// or a directory)", shown)
+	case malformedScheme(shown) != "":
+		scheme := malformedScheme(shown)
+		return loc, usagef("%q: a %s location is written %s://… (did you mean %s://%s?)", shown, scheme, scheme, scheme, strings.TrimLeft(shown[len(scheme)+1:], "/"))
 	default:
 		loc.kind, loc.root = "dir", raw
 	}
@@ -166,6 +171,32 @@ func parseLocation(raw string) (location, error) {
 		}
 	}
 	return loc, nil
+}
+
+// malformedScheme returns the scheme of a location that starts like a URL of a kind ssmirror
+// reads but lacks the "//" (s3:/bucket, s3:bucket, https:/host): such a string would otherwise
+// be taken for a directory name.
+func malformedScheme(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, ":")
+	if !ok || strings.HasPrefix(rest, "//") {
+		return ""
+	}
+	switch strings.ToLower(scheme) {
+	case "s3", "http", "https", "file":
+		return strings.ToLower(scheme)
+	}
+	return ""
+}
+
+// looksLikeFilter reports whether a SOURCE or TARGET argument is in fact a filter (key=value,
+// key~regex…): what a forgotten argument shifts into its place. A directory whose name has =
+// or ~ in it is still reachable as ./name.
+func looksLikeFilter(arg string) bool {
+	if strings.ContainsAny(arg, "/\\") {
+		return false
+	}
+	_, err := streams.ParseFilter(arg)
+	return err == nil
 }
 
 // openSource opens a location for reading; client is used for HTTP(S) sources (nil: the default).

@@ -44,9 +44,20 @@ func (m *metricsFlags) check() error {
 		}
 	}
 	if m.textfile != "" {
-		if st, err := os.Stat(filepath.Dir(m.textfile)); err != nil || !st.IsDir() {
+		dir := filepath.Dir(m.textfile)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return usagef("--metrics-textfile %s: its directory does not exist", m.textfile)
 		}
+		if st, err := os.Stat(m.textfile); err == nil && !st.Mode().IsRegular() {
+			return usagef("--metrics-textfile %s: not a regular file", m.textfile)
+		}
+		// The file is replaced by a rename from a temporary file beside it: try making one.
+		tmp, err := os.CreateTemp(dir, "."+filepath.Base(m.textfile)+".check*")
+		if err != nil {
+			return usagef("--metrics-textfile %s: its directory is not writable: %w", m.textfile, err)
+		}
+		tmp.Close()
+		os.Remove(tmp.Name())
 	}
 	return nil
 }
@@ -69,6 +80,10 @@ type runResult struct {
 	duration time.Duration
 	err      error
 	end      time.Time
+	// cdnErr is a CloudFront invalidation that failed after the publish (a warning).
+	cdnErr error
+	// pushErr is a failed Pushgateway push, recorded in the textfile written after it.
+	pushErr error
 }
 
 // registry builds the run's metrics. With targetLabel, every series carries target="…" (for a
@@ -92,6 +107,16 @@ func (r runResult) registry(targetLabel bool, lastSuccess float64) *prometheus.R
 	gauge("ssmirror_last_run_timestamp_seconds", "When the last run ended (Unix time).", unixSeconds(r.end))
 	gauge("ssmirror_last_run_error", "1 if the last run failed (nothing published), else 0.", failed)
 	gauge("ssmirror_last_run_duration_seconds", "How long the last run took.", r.duration.Seconds())
+	cdnFailed, pushFailed := 0.0, 0.0
+	if r.cdnErr != nil {
+		cdnFailed = 1
+	}
+	if r.pushErr != nil {
+		pushFailed = 1
+	}
+	gauge("ssmirror_last_run_warnings", "Problems after the publish that did not fail the last run (a failed CDN invalidation or metrics push).", cdnFailed+pushFailed)
+	gauge("ssmirror_last_run_cdn_invalidation_error", "1 if the last run's CDN invalidation failed after the publish, else 0.", cdnFailed)
+	gauge("ssmirror_last_run_metrics_push_error", "1 if the last run's push to the Pushgateway failed (seen in the textfile, written after the push), else 0.", pushFailed)
 	if lastSuccess != 0 {
 		gauge(lastSuccessMetric, "When the last successful run ended (Unix time).", lastSuccess)
 	}
@@ -114,6 +139,15 @@ func (r runResult) registry(targetLabel bool, lastSuccess float64) *prometheus.R
 	gauge("ssmirror_last_run_metadata_written", "Metadata files the last run published.", float64(len(rep.MetadataWritten)))
 	gauge("ssmirror_last_run_deleted_objects", "Objects the last run garbage-collected.", float64(len(rep.Deleted)))
 	gauge("ssmirror_last_run_pending_deletion_objects", "Unreferenced objects waiting for the grace period.", float64(rep.PendingDeletion))
+	if r.err == nil && rep.Plan != nil {
+		// What the mirror holds after a good run (a failed one leaves the previous values out).
+		t := totalsOf(rep.Plan.Held)
+		gauge("ssmirror_mirror_products", "Products the mirror holds.", float64(t.Products))
+		gauge("ssmirror_mirror_versions", "Versions the mirror holds.", float64(t.Versions))
+		gauge("ssmirror_mirror_items", "Items the mirror holds.", float64(t.Items))
+		gauge("ssmirror_mirror_files", "Distinct content files the mirror holds.", float64(t.Files))
+		gauge("ssmirror_mirror_bytes", "Bytes of content the mirror holds (each file once).", float64(t.Bytes))
+	}
 	stages := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "ssmirror_last_run_stage_duration_seconds", Help: "Time the last run spent in each stage.", ConstLabels: labels,
 	}, []string{"stage"})
@@ -128,14 +162,16 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // export writes and pushes the run's metrics as the flags ask.
 func (m *metricsFlags) export(ctx context.Context, r runResult) error {
+	// Push first, so that the textfile can record a failed push.
 	var errs []error
-	if m.textfile != "" {
-		if err := writeTextfile(m.textfile, r); err != nil {
+	if m.pushURL != "" {
+		if err := pushMetrics(ctx, m.pushURL, r); err != nil {
+			r.pushErr = err
 			errs = append(errs, err)
 		}
 	}
-	if m.pushURL != "" {
-		if err := pushMetrics(ctx, m.pushURL, r); err != nil {
+	if m.textfile != "" {
+		if err := writeTextfile(m.textfile, r); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -190,8 +190,9 @@ func TestMetricsFlagErrors(t *testing.T) {
 	}
 }
 
-// TestMetricsPushSecretNotShown pushes to a closed port with credentials in the URL: the run
-// fails with exit 1 and the password appears nowhere in the output.
+// TestMetricsPushSecretNotShown pushes to a closed port with credentials in the URL: the mirror
+// is published, so the run exits 0 with a warning naming the push, and the password appears
+// nowhere in the output.
 func TestMetricsPushSecretNotShown(t *testing.T) {
 	fx := fixtureDir(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -203,8 +204,8 @@ func TestMetricsPushSecretNotShown(t *testing.T) {
 	const password = "pgw-Pa55word-xyzzy"
 	stdout, stderr, code := runMain(t, "--no-verify", "--metrics-push", "http://ops:"+password+"@"+addr,
 		filepath.Join(fx, "stream"), filepath.Join(t.TempDir(), "m"), "os=pxelinux")
-	if code != 1 || !strings.Contains(stderr, "metrics push to http://"+addr) {
-		t.Errorf("exit %d, stderr %q; want exit 1 and the push error", code, stderr)
+	if code != 0 || !strings.Contains(stderr, "mirrored, but the metrics export failed") || !strings.Contains(stderr, "metrics push to http://"+addr) {
+		t.Errorf("exit %d, stderr %q; want exit 0 and a warning naming the push", code, stderr)
 	}
 	if strings.Contains(stdout+stderr, password) {
 		t.Errorf("the password appears in the output:\n%s\n%s", stdout, stderr)

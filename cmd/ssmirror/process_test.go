@@ -169,6 +169,9 @@ func TestSIGINTMidUpload(t *testing.T) {
 	if err == nil {
 		t.Fatal("an interrupted run exited 0")
 	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("exit %d after SIGINT, want 130", code)
+	}
 	if !strings.Contains(stderr.String(), "interrupted") && !strings.Contains(stderr.String(), "context canceled") {
 		t.Errorf("stderr does not say it was interrupted: %s", stderr.String())
 	}

@@ -35,12 +35,15 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	)
 	fs := newFlagSet("query", queryUsage, stdout)
 	vf.addFlags(fs)
-	fs.IntVar(&maxVersions, "max", 0, "at most N versions per product (0: all)")
+	fs.IntVar(&maxVersions, "max", 0, "at most N versions per product (default: all; 0 is refused, see help sync)")
 	fs.StringVar(&path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per item")
 	s3f.addFlags(fs)
 	tlsf.addFlags(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkMax(fs, maxVersions); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
 
 	"github.com/ssmirror/ssmirror/internal/cdn"
+	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/streams"
@@ -79,6 +81,7 @@ type syncFlags struct {
 	allowEmpty      bool
 	path            string
 	dryRun          bool
+	compat          compatFlags
 	noItemDownload  bool
 	progress        bool
 	mirrors         []string
@@ -109,14 +112,15 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	var f syncFlags
 	fs := newFlagSet("sync", syncUsage, stdout)
 	f.verify.addFlags(fs)
-	fs.IntVar(&f.max, "max", 0, "keep at most N versions per product (0: all)")
+	fs.IntVar(&f.max, "max", 0, "keep at most N versions per product (default: all; 0, which sstream-mirror reads as none, is refused)")
 	fs.BoolVar(&f.keep, "keep", false, "keep versions that vanished upstream, up to --max")
 	fs.BoolVar(&f.allowEmpty, "allow-empty", false, "run even when the filters (or a [filter] group) select no item (otherwise refused before anything is written)")
 	fs.StringVar(&f.path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
-	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be added (+) and removed (-), change nothing")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be added (+) and removed (-) as sstream-mirror does (sizes in whole MiB, then the net change), change nothing; exact totals on stderr")
+	f.compat.addFlags(fs)
 	fs.BoolVar(&f.noItemDownload, "no-item-download", false, "publish metadata only (verbatim mode)")
 	fs.BoolVar(&f.progress, "progress", false, "show progress: on a terminal a bar for the run and one per file in flight; otherwise a line every --progress-interval")
-	fs.DurationVar(&f.progressEvery, "progress-interval", 10*time.Second, "how often --progress prints when not on a terminal")
+	fs.Var(units.NewDuration(&f.progressEvery, 10*time.Second), "progress-interval", "how often --progress prints when not on a terminal")
 	fs.StringArrayVar(&f.mirrors, "mirror", nil, "extra base URL tried when SOURCE answers 404 (repeatable)")
 	fs.CountVarP(&f.verbose, "verbose", "v", "say more (-v: each step, -vv: each file)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -124,16 +128,16 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.StringVar(&f.passphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
 	fs.IntVar(&f.concurrency, "concurrency", 4, "files transferred at once")
 	fs.IntVar(&f.rangeStreams, "range-streams", sync.DefaultRangeStreams, "byte ranges of one large file fetched at once from an HTTP(S) source (1: one request per file)")
-	fs.Int64Var(&f.rangeChunk, "range-chunk", sync.DefaultRangeChunk, "bytes per range; a ranged file holds (range-streams+1) of them in memory")
+	fs.Var(units.NewSize(&f.rangeChunk, sync.DefaultRangeChunk), "range-chunk", "size of one range (as 2MiB or bytes); a ranged file holds (range-streams+1) of them in memory")
 	fs.IntVar(&f.rangeFiles, "range-files", sync.DefaultRangeFiles, "files fetched in ranges at once (others take one request each)")
-	fs.DurationVar(&f.gcGrace, "gc-grace", sync.DefaultGCGrace, "keep objects nothing references for this long before deleting them (negative: never delete)")
+	fs.Var(units.NewDuration(&f.gcGrace, sync.DefaultGCGrace), "gc-grace", "keep objects nothing references for this long (as 3d, 12h) before deleting them (negative: never delete)")
 	fs.BoolVar(&f.prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
 	fs.BoolVar(&f.verifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
-	fs.Int64Var(&f.metadataMaxSize, "metadata-max-size", sync.DefaultMetadataLimit, "refuse metadata files larger than this many bytes")
-	fs.Int64Var(&f.maxFileSize, "max-file-size", sync.DefaultMaxFileSize, "refuse, before writing anything, a selection holding an item declared larger than this many bytes (negative: no limit)")
-	fs.Int64Var(&f.minRate, "min-rate", sync.DefaultMinRate, "per-file deadline: every file (and metadata file) must arrive within 5 minutes plus its size at this many bytes a second (negative: no deadline)")
-	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the target before giving up (default: do not wait)")
-	fs.DurationVar(&f.lockTTL, "lock-ttl", sync.DefaultLockTTL, "lease of the target's lock: renewed while the run works, taken over by another run only once it expires unprovably alive (a holder paused longer than this loses the target and writes nothing more)")
+	fs.Var(units.NewSize(&f.metadataMaxSize, sync.DefaultMetadataLimit), "metadata-max-size", "refuse metadata files larger than this (as 256MiB or bytes)")
+	fs.Var(units.NewLimit(&f.maxFileSize, sync.DefaultMaxFileSize), "max-file-size", "refuse, before writing anything, a selection holding an item declared larger than this (as 64GiB or bytes; none: no limit)")
+	fs.Var(units.NewLimit(&f.minRate, sync.DefaultMinRate), "min-rate", "per-file deadline: every file (and metadata file) must arrive within 5 minutes plus its size at this rate a second (as 64KiB or bytes; none: no deadline)")
+	fs.Var(units.NewDuration(&f.lockTimeout, 0), "lock-timeout", "wait this long for another run's lock on the target before giving up (default: do not wait)")
+	fs.Var(units.NewDuration(&f.lockTTL, sync.DefaultLockTTL), "lock-ttl", "lease of the target's lock (as 10m): renewed while the run works, taken over by another run only once it expires unprovably alive (a holder paused longer than this loses the target and writes nothing more)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the run summary as JSON")
 	f.s3.addFlags(fs)
 	f.tls.addFlags(fs)
@@ -155,17 +159,24 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err := checkLockTTL(f.lockTTL); err != nil {
 		return err
 	}
+	if err := checkMax(fs, f.max); err != nil {
+		return err
+	}
+	logOut, closeLog, err := f.compat.openLog(stderr)
+	if err != nil {
+		return err
+	}
+	var log *slog.Logger // set once the flags are checked; warnings before that are plain text
+	defer func() { closeLog(log, &err) }()
 	if err := f.metrics.check(); err != nil {
 		return err
 	}
-	// A failed CloudFront invalidation does not fail the run the metrics report: it is added to
-	// the error after the metrics defer below has run.
+	// A CloudFront invalidation or a metrics export that fails after a good publish is a warning:
+	// the mirror is published and consistent, so the run exits 0; the metrics record it
+	// (ssmirror_last_run_warnings). After a failed run they go with its error.
 	var cdnErr error
 	defer func() {
-		switch {
-		case cdnErr != nil && err == nil:
-			err = fmt.Errorf("mirrored, but %w", cdnErr)
-		case cdnErr != nil:
+		if cdnErr != nil && err != nil {
 			err = fmt.Errorf("%w (and %v)", err, cdnErr)
 		}
 	}()
@@ -177,10 +188,10 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 			// Report even an interrupted run, within a bounded time.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			merr := f.metrics.export(mctx, runResult{target: httpstore.StripUserInfo(target), report: rep, duration: time.Since(began), err: err, end: time.Now()})
+			merr := f.metrics.export(mctx, runResult{target: httpstore.StripUserInfo(target), report: rep, duration: time.Since(began), err: err, cdnErr: cdnErr, end: time.Now()})
 			switch {
 			case merr != nil && err == nil:
-				err = fmt.Errorf("mirrored, but %w", merr)
+				warnRun(log, stderr, "mirrored, but the metrics export failed", merr)
 			case merr != nil:
 				// The run's own error is the one to report; the metrics failure goes with it.
 				err = fmt.Errorf("%w (and %v)", err, merr)
@@ -208,7 +219,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, f.verbose, f.logFormat)
+	log, err = newLogger(logOut, f.verbose, f.logFormat)
 	if err != nil {
 		return err
 	}
@@ -220,12 +231,12 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		}
 		kf, err := os.Open(f.signingKey)
 		if err != nil {
-			return fmt.Errorf("signing key: %w", err)
+			return usagef("signing key: %w", err)
 		}
 		signer, err = sign.LoadSigner(kf, pass)
 		kf.Close()
 		if err != nil {
-			return fmt.Errorf("signing key %s: %w", f.signingKey, err)
+			return usagef("signing key %s: %w", f.signingKey, err)
 		}
 	}
 	start := srcLoc.start
@@ -298,6 +309,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		id, ierr := cdn.Invalidate(ctx, cf, f.cfDistribution, paths)
 		if ierr != nil {
 			cdnErr = ierr
+			warnRun(log, stderr, "mirrored, but the CDN invalidation failed", ierr)
 		} else {
 			log.Info("CloudFront invalidation created", "distribution", f.cfDistribution, "id", id, "paths", paths)
 		}
@@ -305,7 +317,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	took := time.Since(began)
 	if rep != nil && rep.Plan != nil {
 		if f.dryRun {
-			printPlan(stdout, rep.Plan)
+			printPlan(stdout, stderr, rep.Plan)
 		} else if f.jsonOut {
 			printJSONSummary(stdout, rep, took, err)
 		} else {
@@ -328,6 +340,11 @@ func syncArgs(pos []string, conf *settings) (source, target string, groups []str
 	case len(pos) == 1:
 		return "", "", nil, usagef("sync needs SOURCE and TARGET (see ssmirror help sync)")
 	}
+	for i, name := range []string{"SOURCE", "TARGET"} {
+		if looksLikeFilter(pos[i]) {
+			return "", "", nil, usagef("%s %q looks like a filter: the command line is SOURCE TARGET [FILTER...] (a directory of that name is written ./%s)", name, pos[i], pos[i])
+		}
+	}
 	if len(pos) == 2 {
 		return pos[0], pos[1], conf.Groups, nil
 	}
@@ -338,18 +355,23 @@ func syncArgs(pos []string, conf *settings) (source, target string, groups []str
 	return pos[0], pos[1], []streams.Filters{filters}, nil
 }
 
-// printPlan prints sstream-mirror's dry-run lines: + or -, product, version, item, path, size.
-func printPlan(w io.Writer, p *sync.Plan) {
+// printPlan prints sstream-mirror's dry-run output on w: a line per item added or removed, "+"
+// or "-", product, version, item, path and size in whole MiB ("+ P V I PATH 8 Mb"), then the
+// net change ("512 Mb change"), so that scripts written for sstream-mirror read it unchanged.
+// The exact totals go to the summary writer (stderr).
+func printPlan(w, summary io.Writer, p *sync.Plan) {
+	const mib = 1 << 20
 	var addBytes, rmBytes int64
 	for _, c := range p.Added {
-		fmt.Fprintf(w, "+ %s %s %s %s %d\n", c.Product, c.Version, c.Item, c.Path, c.Size)
+		fmt.Fprintf(w, "+ %s %s %s %s %d Mb\n", c.Product, c.Version, c.Item, c.Path, c.Size/mib)
 		addBytes += c.Size
 	}
 	for _, c := range p.Removed {
-		fmt.Fprintf(w, "- %s %s %s %s %d\n", c.Product, c.Version, c.Item, c.Path, c.Size)
+		fmt.Fprintf(w, "- %s %s %s %s %d Mb\n", c.Product, c.Version, c.Item, c.Path, c.Size/mib)
 		rmBytes += c.Size
 	}
-	fmt.Fprintf(w, "%d items to add (%s), %d to remove (%s), %d kept; %d files to fetch (%s)\n",
+	fmt.Fprintf(w, "%d Mb change\n", (addBytes-rmBytes)/mib)
+	fmt.Fprintf(summary, "ssmirror: dry run, nothing changed: %d items to add (%s), %d to remove (%s), %d kept; %d files to fetch (%s)\n",
 		len(p.Added), humanBytes(addBytes), len(p.Removed), humanBytes(rmBytes), p.Kept,
 		len(p.Fetch), humanBytes(p.FetchBytes()))
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/sync"
@@ -198,11 +199,11 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lockTTL time.Duration
 	)
 	fs := newFlagSet("gc", gcUsage, stdout)
-	fs.DurationVar(&grace, "gc-grace", sync.DefaultGCGrace, "delete objects nothing has referenced for this long (0: at once; negative: never)")
+	fs.Var(units.NewDuration(&grace, sync.DefaultGCGrace), "gc-grace", "delete objects nothing has referenced for this long, as 3d or 12h (0: at once; negative: never)")
 	fs.BoolVar(&dryRun, "dry-run", false, "show what would be deleted and when, delete nothing")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	fs.CountVarP(&verbose, "verbose", "v", "say more (-v: each deletion)")
-	fs.DurationVar(&lockTTL, "lock-ttl", sync.DefaultLockTTL, "lease of the target's lock (see ssmirror help sync)")
+	fs.Var(units.NewDuration(&lockTTL, sync.DefaultLockTTL), "lock-ttl", "lease of the target's lock, as 10m (see ssmirror help sync)")
 	s3f.addFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
