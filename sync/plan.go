@@ -50,14 +50,14 @@ type Presence struct {
 
 // reconcile joins the target's listing (by key) with the mirror's record of the content objects
 // it wrote, using presenceOf for each listed object: it gives the Presence of every listed
-// content object (the mirror's own files under .ssmirror/ and the metadata under streams/ are not
-// content) and updates objects in place: a record that still holds is kept (with the listed ETag
+// content object (the mirror's own files under .ssmirror/ and streams/v1/, where CheckControlPaths
+// refuses content, are not content; anything else, streams/v2/x too, may be) and updates objects in place: a record that still holds is kept (with the listed ETag
 // adopted when it had none), one that does not (the object is missing, or was replaced) is
 // removed and its key returned, sorted, in drifted.
 func reconcile(listed map[string]store.Info, objects map[string]Object) (present map[string]Presence, drifted []string) {
 	present = make(map[string]Presence, len(listed))
 	for key, info := range listed {
-		if strings.HasPrefix(key, ".ssmirror/") || strings.HasPrefix(key, "streams/") {
+		if strings.HasPrefix(key, controlDir) || strings.HasPrefix(key, metadataDir) {
 			continue
 		}
 		rec, recorded := objects[key]
