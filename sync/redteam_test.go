@@ -1,9 +1,18 @@
 package sync_test
 
 import (
+	"bytes"
 	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/httpstore"
+	"github.com/ssmirror/ssmirror/streams/streamtest"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
@@ -26,6 +35,78 @@ func TestContentUnderStreamsIsUpToDate(t *testing.T) {
 			}
 			if rep.Fetched != 0 || rep.Adopted != 0 || len(rep.Drifted) != 0 || len(rep.Plan.Fetch) != 0 {
 				t.Errorf("second run: fetched %d, adopted %d, drifted %v, plan fetch %v; want an up-to-date run", rep.Fetched, rep.Adopted, rep.Drifted, rep.Plan.Fetch)
+			}
+		})
+	}
+}
+
+// unsignedUpstream serves a generated stream with only its unsigned .json forms.
+func unsignedUpstream(t *testing.T, cfg streamtest.Config) store.Store {
+	t.Helper()
+	s, err := streamtest.Generate(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	src, err := httpstore.New(srv.Client(), srv.URL+"/", httpstore.Options{Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// A metadata form the mirror published earlier that this run does not write (upstream stopped
+// offering the signed forms; or the target moves from curated to verbatim publishing) must not
+// stay behind: it is an older generation of a document the new index still names, so a reader
+// starting from it (MAAS starts from index.sjson) would see the old catalogue for ever, and once
+// its content is collected it lists files that are not there.
+func TestStaleMetadataFormsRemoved(t *testing.T) {
+	for _, curated := range []bool{false, true} {
+		name := "signed upstream then unsigned"
+		if curated {
+			name = "curated then verbatim"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir, dst := newTarget(t)
+			now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+			clock := func() time.Time { return now }
+			first := sync.Options{Max: 1, GCGrace: time.Hour, Now: clock}
+			if curated {
+				first.Signer = loadSigner(t, "other-signing-key.asc")
+			}
+			run(t, newUpstream(t, smallConfig("20250701"), nil), dst, first)
+			if _, err := os.Stat(filepath.Join(dir, "streams/v1/index.sjson")); err != nil {
+				t.Fatal(err)
+			}
+
+			src := unsignedUpstream(t, smallConfig("20250701", "20250718"))
+			second := sync.Options{Max: 1, GCGrace: time.Hour, Now: clock, StartPath: "streams/v1/index.json"}
+			for range 2 { // the second run collects what the first released
+				if _, err := sync.Run(context.Background(), src, dst, second); err != nil {
+					t.Fatal(err)
+				}
+				now = now.Add(2 * time.Hour)
+			}
+			want, err := store.ReadAll(context.Background(), src, "streams/v1/index.json", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p, data := range tree(t, dir) {
+				if !strings.HasPrefix(p, "streams/") {
+					continue
+				}
+				if !strings.HasSuffix(p, ".json") {
+					t.Errorf("%s is still in the target: upstream no longer offers it and the mirror did not write it", p)
+					continue
+				}
+				up, err := store.ReadAll(context.Background(), src, p, 0)
+				if err != nil || !bytes.Equal(up, data) {
+					t.Errorf("%s is not upstream's (%v)", p, err)
+				}
+			}
+			if got, _ := os.ReadFile(filepath.Join(dir, "streams/v1/index.json")); !bytes.Equal(got, want) {
+				t.Errorf("index.json is not upstream's")
 			}
 		})
 	}

@@ -144,7 +144,8 @@ type Report struct {
 	Drifted []string
 	// MetadataWritten lists the metadata objects written, in order.
 	MetadataWritten []string
-	// Deleted lists the objects garbage-collected.
+	// Deleted lists the objects garbage-collected, and metadata forms the mirror wrote before
+	// that upstream no longer offers (removeStaleForms).
 	Deleted []string
 	// PendingDeletion counts unreferenced objects still within the grace period.
 	PendingDeletion int
