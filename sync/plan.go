@@ -274,7 +274,7 @@ func MakePlan(in PlanInput) *Plan {
 	// Fetch each referenced path once. Room for every held item at once: appending a few
 	// hundred thousand fetches one by one allocates about five times their size.
 	seen := map[string]bool{}
-	p.Fetch = make([]Fetch, 0, next.count())
+	p.Fetch = make([]Fetch, 0, next.Items())
 	for _, vk := range next.Keys() {
 		uv := upstream[vk]
 		for name, hi := range next[vk] {
@@ -367,15 +367,6 @@ func diffHeld(before, after Held) (added, removed []ItemChange, kept int) {
 		}
 	}
 	return added, removed, kept
-}
-
-// count is the number of items held.
-func (h Held) count() int {
-	n := 0
-	for _, hv := range h {
-		n += len(hv)
-	}
-	return n
 }
 
 func sortedItems(hv HeldVersion) []string {
