@@ -262,6 +262,8 @@ func MakePlan(in PlanInput) *Plan {
 		}
 	}
 
+	dropShadowed(next, itemsByPath(in.Upstream), func(vk VersionKey) bool { return upstream[vk] == nil })
+
 	sort.Slice(widened, func(i, j int) bool {
 		if widened[i].VersionKey != widened[j].VersionKey {
 			return widened[i].VersionKey.less(widened[j].VersionKey)
@@ -315,6 +317,52 @@ func MakePlan(in PlanInput) *Plan {
 	}
 	sort.Strings(p.Unreferenced)
 	return p
+}
+
+// itemsByPath maps every content path upstream lists to (the first of) its items.
+func itemsByPath(items []streams.Item) map[string]*streams.Item {
+	paths := make(map[string]*streams.Item, len(items))
+	for i := range items {
+		if p := items[i].Path; p != "" {
+			if _, ok := paths[p]; !ok {
+				paths[p] = &items[i]
+			}
+		}
+	}
+	return paths
+}
+
+// dropShadowed removes from next the items of versions gone upstream (kept by Keep) whose path
+// upstream now lists with other content (another size or sha256): the path can hold only one
+// of them, and it is upstream's that the published metadata promises. Without this, whichever
+// version sorted first decided what the path was fetched as. Maps shared with the plan's input
+// are copied, not changed.
+func dropShadowed(next Held, upPaths map[string]*streams.Item, vanished func(VersionKey) bool) {
+	for vk, hv := range next {
+		if !vanished(vk) {
+			continue
+		}
+		var kept HeldVersion
+		for name, hi := range hv {
+			u, ok := upPaths[hi.Path]
+			if hi.Path != "" && ok && (u.Size != hi.Size || u.SHA256 != "" && hi.SHA256 != "" && u.SHA256 != hi.SHA256) {
+				if kept == nil {
+					kept = make(HeldVersion, len(hv))
+					for n, h := range hv {
+						kept[n] = h
+					}
+				}
+				delete(kept, name)
+			}
+		}
+		switch {
+		case kept == nil:
+		case len(kept) == 0:
+			delete(next, vk)
+		default:
+			next[vk] = kept
+		}
+	}
 }
 
 // matchAny reports whether some group matches (true when there are no groups).
