@@ -300,7 +300,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	took := time.Since(began)
 	if rep != nil && rep.Plan != nil {
 		if f.dryRun {
-			printPlan(stdout, rep.Plan)
+			printPlan(stdout, rep)
 		} else if f.jsonOut {
 			printJSONSummary(stdout, rep, took, err)
 		} else {
@@ -333,8 +333,11 @@ func syncArgs(pos []string, conf *settings) (source, target string, groups []str
 	return pos[0], pos[1], []streams.Filters{filters}, nil
 }
 
-// printPlan prints sstream-mirror's dry-run lines: + or -, product, version, item, path, size.
-func printPlan(w io.Writer, p *sync.Plan) {
+// printPlan prints sstream-mirror's dry-run lines: + or -, product, version, item, path, size;
+// then the totals (files present to be read and checked apart from those to fetch), and the
+// recorded files the target no longer holds as recorded, which the run would bring back.
+func printPlan(w io.Writer, rep *sync.Report) {
+	p := rep.Plan
 	var addBytes, rmBytes int64
 	for _, c := range p.Added {
 		fmt.Fprintf(w, "+ %s %s %s %s %d\n", c.Product, c.Version, c.Item, c.Path, c.Size)
@@ -344,9 +347,22 @@ func printPlan(w io.Writer, p *sync.Plan) {
 		fmt.Fprintf(w, "- %s %s %s %s %d\n", c.Product, c.Version, c.Item, c.Path, c.Size)
 		rmBytes += c.Size
 	}
-	fmt.Fprintf(w, "%d items to add (%s), %d to remove (%s), %d kept; %d files to fetch (%s)\n",
+	checks := 0
+	for _, f := range p.Fetch {
+		if f.Check {
+			checks++
+		}
+	}
+	fmt.Fprintf(w, "%d items to add (%s), %d to remove (%s), %d kept; %d files to fetch (%s)",
 		len(p.Added), humanBytes(addBytes), len(p.Removed), humanBytes(rmBytes), p.Kept,
-		len(p.Fetch), humanBytes(p.FetchBytes()))
+		len(p.Fetch)-checks, humanBytes(p.FetchBytes()))
+	if checks > 0 {
+		fmt.Fprintf(w, ", %d present to read and check (fetched if they differ)", checks)
+	}
+	fmt.Fprintln(w)
+	for _, key := range rep.Drifted {
+		fmt.Fprintf(w, "drift: %s is missing or was replaced in the target since the mirror wrote it\n", key)
+	}
 }
 
 func printSummary(w io.Writer, src, dst string, rep *sync.Report, took time.Duration, err error) {
