@@ -3,6 +3,8 @@ package sync_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/streams/streamtest"
 	"github.com/ssmirror/ssmirror/sync"
@@ -107,6 +110,44 @@ func TestStaleMetadataFormsRemoved(t *testing.T) {
 			}
 			if got, _ := os.ReadFile(filepath.Join(dir, "streams/v1/index.json")); !bytes.Equal(got, want) {
 				t.Errorf("index.json is not upstream's")
+			}
+		})
+	}
+}
+
+// An index entry naming one of the mirror's own files (.ssmirror/state.json, .ssmirror/lock)
+// as its products file is refused before anything is written: published verbatim, upstream's
+// bytes would replace the mirror's state or lock.
+func TestControlPathProductsFileRefused(t *testing.T) {
+	for _, p := range []string{sync.StateKey, sync.LockKey, ".ssmirror/x.json", ".SSMIRROR/state.json"} {
+		t.Run(p, func(t *testing.T) {
+			dir := t.TempDir()
+			sum := sha256.Sum256([]byte("content\n"))
+			files := map[string]string{
+				"streams/v1/index.json": `{"format": "index:1.0", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "index": {"c": {"format": "products:1.0", "path": "` + p + `", "products": ["p"]}}}`,
+				p: `{"format": "products:1.0", "content_id": "c", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "products": {"p": {"arch": "amd64", "versions": {"1": {"items": {"k": {"ftype": "k", "path": "noble/k", "size": 8, "sha256": "` + hex.EncodeToString(sum[:]) + `"}}}}}}}`,
+				"noble/k": "content\n",
+			}
+			for name, data := range files {
+				full := filepath.Join(dir, filepath.FromSlash(name))
+				if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			src, err := dirstore.New(dir, dirstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			target, dst := newTarget(t)
+			_, err = sync.Run(context.Background(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
+			if err == nil || !strings.Contains(err.Error(), p) {
+				t.Errorf("a products file at %s was not refused naming it: %v", p, err)
+			}
+			if files := allFiles(t, target); len(files) != 0 {
+				t.Errorf("files written: %v", files)
 			}
 		})
 	}

@@ -201,6 +201,9 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		return nil, err
 	}
 	stage("read catalogue")
+	if err := checkMetadataKeys(cat); err != nil {
+		return nil, err
+	}
 	upstream := cat.Items()
 	if !opts.AllowEmpty {
 		if err := CheckSelection(upstream, opts.Filters, opts.FilterGroups); err != nil {
