@@ -125,8 +125,8 @@ func TestControlPathProductsFileRefused(t *testing.T) {
 			sum := sha256.Sum256([]byte("content\n"))
 			files := map[string]string{
 				"streams/v1/index.json": `{"format": "index:1.0", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "index": {"c": {"format": "products:1.0", "path": "` + p + `", "products": ["p"]}}}`,
-				p: `{"format": "products:1.0", "content_id": "c", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "products": {"p": {"arch": "amd64", "versions": {"1": {"items": {"k": {"ftype": "k", "path": "noble/k", "size": 8, "sha256": "` + hex.EncodeToString(sum[:]) + `"}}}}}}}`,
-				"noble/k": "content\n",
+				p:                       `{"format": "products:1.0", "content_id": "c", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "products": {"p": {"arch": "amd64", "versions": {"1": {"items": {"k": {"ftype": "k", "path": "noble/k", "size": 8, "sha256": "` + hex.EncodeToString(sum[:]) + `"}}}}}}}`,
+				"noble/k":               "content\n",
 			}
 			for name, data := range files {
 				full := filepath.Join(dir, filepath.FromSlash(name))
