@@ -152,3 +152,43 @@ func TestControlPathProductsFileRefused(t *testing.T) {
 		})
 	}
 }
+
+// A run killed before it saved its state leaves objects it wrote and verified that no state
+// records. Present with the sha256 the store recorded for them (a directory's xattr), the next
+// run trusts them without reading them, and must record them as its own: otherwise they are
+// never collected once nothing references them (a leak after every kill -9).
+func TestUnrecordedVerifiedObjectsAreOwned(t *testing.T) {
+	up := newUpstream(t, smallConfig(), nil)
+	dir, dst := newTarget(t)
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1, GCGrace: time.Hour, Now: func() time.Time { return now }}
+	first := run(t, up, dst, opts)
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(sync.StateKey))); err != nil { // as if killed before the save
+		t.Fatal(err)
+	}
+	rep := run(t, up, dst, opts)
+	if rep.Fetched != 0 {
+		t.Errorf("fetched %d of what was already there", rep.Fetched)
+	}
+	st, err := sync.LoadState(context.Background(), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Objects) != first.Fetched+first.Copied {
+		t.Errorf("the state records %d objects, want the %d the first run wrote", len(st.Objects), first.Fetched+first.Copied)
+	}
+	// Narrower, pruned, after the grace period: what the selection drops is collected.
+	narrow := opts
+	narrow.Filters, narrow.Prune = mustParse(t, "arch=amd64", "release=noble"), true
+	run(t, up, dst, narrow)
+	now = now.Add(2 * time.Hour)
+	rep = run(t, up, dst, narrow)
+	if len(rep.Deleted) == 0 {
+		t.Errorf("nothing collected: the objects the killed run wrote are not the mirror's")
+	}
+	for p := range tree(t, dir) {
+		if strings.HasPrefix(p, "jammy/") {
+			t.Errorf("%s is still there after its grace period", p)
+		}
+	}
+}

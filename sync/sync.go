@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	gosync "sync"
 	"time"
 
@@ -266,6 +267,9 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 	if opts.DryRun {
 		return rep, nil
 	}
+	if !opts.VerifyExisting {
+		adoptVerified(st, plan.Held, present, rep)
+	}
 
 	if !opts.NoItemDownload {
 		terr := transferAll(ctx, src, dst, plan.Fetch, st, rep, &opts)
@@ -355,6 +359,30 @@ func (st *State) reconcileListing(listed map[string]store.Info) (present map[str
 		}
 	}
 	return present, drifted
+}
+
+// adoptVerified records as the mirror's own the held content objects that the target holds
+// with the catalogue's size and a sha256 the store itself recorded for them (a directory's
+// xattr), but that the state does not record: a run killed before it saved its state wrote
+// them. The plan trusts them without reading them, as it would a recorded object; without
+// this they would never be collected once nothing references them.
+func adoptVerified(st *State, held Held, present map[string]Presence, rep *Report) {
+	for _, hv := range held {
+		for _, hi := range hv {
+			if hi.Path == "" || hi.SHA256 == "" {
+				continue
+			}
+			p, ok := present[hi.Path]
+			if !ok || p.Owned || p.Size != hi.Size || !strings.EqualFold(p.SHA256, hi.SHA256) {
+				continue
+			}
+			if _, recorded := st.Objects[hi.Path]; recorded {
+				continue
+			}
+			st.Objects[hi.Path] = Object{Size: hi.Size, SHA256: strings.ToLower(hi.SHA256), ETag: st.listed[hi.Path].ETag}
+			rep.Adopted++
+		}
+	}
 }
 
 // markUnreferenced stamps owned objects nothing held references with the time they became
