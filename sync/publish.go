@@ -149,6 +149,10 @@ func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *
 	pub.Updated = st.stamps[mf.Key]
 	pub.ETag = info.ETag
 	st.Published[mf.Key] = pub
+	// The key may have held content the mirror released (upstream reused its path for
+	// metadata): it is metadata now, never to be collected as that content.
+	delete(st.Objects, mf.Key)
+	delete(st.Unreferenced, mf.Key)
 	rep.MetadataWritten = append(rep.MetadataWritten, mf.Key)
 	opts.Log.Info("published", "path", mf.Key)
 	return nil

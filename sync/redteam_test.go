@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -190,5 +191,79 @@ func TestUnrecordedVerifiedObjectsAreOwned(t *testing.T) {
 		if strings.HasPrefix(p, "jammy/") {
 			t.Errorf("%s is still there after its grace period", p)
 		}
+	}
+}
+
+// writeFiles writes name → content under dir, creating directories.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, data := range files {
+		full := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A key that held content the mirror released, and that upstream later uses for a products file,
+// is metadata once published: the collection of the old content (its grace period over) must not
+// delete the products file the index just published.
+func TestPublishedMetadataNotCollectedAsOldContent(t *testing.T) {
+	const reused = "meta/d.json"
+	item := func(name, p, content string) string {
+		sum := sha256.Sum256([]byte(content))
+		return fmt.Sprintf(`%q: {"ftype": %q, "path": %q, "size": %d, "sha256": %q}`, name, name, p, len(content), hex.EncodeToString(sum[:]))
+	}
+	products := func(id string, items ...string) string {
+		return `{"format": "products:1.0", "content_id": "` + id + `", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "products": {"p` + id + `": {"arch": "amd64", "versions": {"1": {"items": {` + strings.Join(items, ", ") + `}}}}}}`
+	}
+	index := func(entries ...string) string {
+		return `{"format": "index:1.0", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "index": {` + strings.Join(entries, ", ") + `}}`
+	}
+	entry := func(id, p string) string {
+		return fmt.Sprintf(`%q: {"format": "products:1.0", "path": %q, "products": ["p%s"]}`, id, p, id)
+	}
+	srcDir := t.TempDir()
+	src, err := dirstore.New(srcDir, dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, dst := newTarget(t)
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	opts := sync.Options{StartPath: "streams/v1/index.json", GCGrace: time.Hour, Now: func() time.Time { return now }}
+	runOnce := func() {
+		t.Helper()
+		if _, err := sync.Run(context.Background(), src, dst, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// 1: reused is content.
+	writeFiles(t, srcDir, map[string]string{
+		"streams/v1/index.json": index(entry("c", "streams/v1/c.json")),
+		"streams/v1/c.json":     products("c", item("k", "a/k", "kernel\n"), item("d", reused, "old content\n")),
+		"a/k":                   "kernel\n",
+		reused:                  "old content\n",
+	})
+	runOnce()
+	// 2: upstream drops it: released.
+	now = now.Add(time.Minute)
+	writeFiles(t, srcDir, map[string]string{"streams/v1/c.json": products("c", item("k", "a/k", "kernel\n"))})
+	runOnce()
+	// 3: after the grace period, upstream publishes a products file at that key.
+	now = now.Add(2 * time.Hour)
+	d := products("d", item("x", "a/x", "x\n"))
+	writeFiles(t, srcDir, map[string]string{
+		"streams/v1/index.json": index(entry("c", "streams/v1/c.json"), entry("d", reused)),
+		reused:                  d,
+		"a/x":                   "x\n",
+	})
+	runOnce()
+	got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(reused)))
+	if err != nil || string(got) != d {
+		t.Fatalf("the products file the index names at %s is not there after the run (%v)", reused, err)
 	}
 }
