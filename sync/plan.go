@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"sort"
 	"strings"
 
@@ -273,36 +274,47 @@ func MakePlan(in PlanInput) *Plan {
 	p := &Plan{Held: next, Widened: widened}
 	p.Added, p.Removed, p.Kept = diffHeld(in.Held, next)
 
-	// Fetch each referenced path once. Room for every held item at once: appending a few
-	// hundred thousand fetches one by one allocates about five times their size.
-	seen := map[string]bool{}
-	p.Fetch = make([]Fetch, 0, next.Items())
+	// Fetch each referenced path once, with every hash some held item gives for it (the
+	// catalogue lets one item omit a hash another gives): whichever version sorts first, the
+	// content is verified against all the metadata promises. Room for every held item at once:
+	// appending a few hundred thousand fetches one by one allocates about five times their size.
+	byPath := make(map[string]int, next.Items())
+	wanted := make([]Fetch, 0, next.Items())
 	for _, vk := range next.Keys() {
 		uv := upstream[vk]
 		for name, hi := range next[vk] {
 			if hi.Path == "" {
 				continue
 			}
-			if seen[hi.Path] {
-				continue
-			}
-			seen[hi.Path] = true
 			f := Fetch{Path: hi.Path, Size: hi.Size, SHA256: hi.SHA256}
 			if uv != nil {
 				if it, ok := uv.all[name]; ok && it.Path == hi.Path {
 					f.SHA512, f.MD5 = it.SHA512, it.MD5
 				}
 			}
-			have, ok := in.Present[hi.Path]
-			switch {
-			case !ok || have.Size != hi.Size:
-			case in.VerifyExisting || have.SHA256 == "" || f.SHA256 == "":
-				f.Check = true
-			case have.SHA256 == f.SHA256:
-				continue // present and verified
+			i, seen := byPath[hi.Path]
+			if !seen {
+				byPath[hi.Path] = len(wanted)
+				wanted = append(wanted, f)
+				continue
 			}
-			p.Fetch = append(p.Fetch, f)
+			w := &wanted[i]
+			w.SHA256 = cmp.Or(w.SHA256, f.SHA256)
+			w.SHA512 = cmp.Or(w.SHA512, f.SHA512)
+			w.MD5 = cmp.Or(w.MD5, f.MD5)
 		}
+	}
+	p.Fetch = wanted[:0]
+	for _, f := range wanted {
+		have, ok := in.Present[f.Path]
+		switch {
+		case !ok || have.Size != f.Size:
+		case in.VerifyExisting || have.SHA256 == "" || f.SHA256 == "":
+			f.Check = true
+		case have.SHA256 == f.SHA256:
+			continue // present and verified
+		}
+		p.Fetch = append(p.Fetch, f)
 	}
 	if len(p.Fetch) == 0 {
 		p.Fetch = nil

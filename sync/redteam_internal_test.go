@@ -34,3 +34,27 @@ func TestPlanKeptVersionDoesNotHideUpstreamContent(t *testing.T) {
 		})
 	}
 }
+
+// One path listed by two items, only one of which gives its sha256 (the catalogue allows a hash
+// absent on one side): the fetch carries every hash some item gives for the path, whichever
+// item's version sorts first, so the content is verified against what the metadata promises.
+func TestPlanFetchCarriesEveryHashOfAPath(t *testing.T) {
+	const p = "shared/squashfs"
+	sum, md := fmt.Sprintf("%064x", 7), fmt.Sprintf("%032x", 9)
+	mk := func(product, sha, md5 string) streams.Item {
+		return streams.Item{
+			ContentID: cid, Product: product, Version: "20250701", Name: "squashfs",
+			Path: p, Size: 10, SHA256: sha, MD5: md5,
+			Attrs: streams.NewAttrs(map[string]string{"arch": "amd64", "ftype": "squashfs"}),
+		}
+	}
+	for _, up := range [][]streams.Item{
+		{mk("a", "", md), mk("b", sum, "")},
+		{mk("a", sum, ""), mk("b", "", md)},
+	} {
+		plan := MakePlan(PlanInput{Upstream: up, Held: Held{}})
+		if len(plan.Fetch) != 1 || plan.Fetch[0].SHA256 != sum || plan.Fetch[0].MD5 != md {
+			t.Errorf("fetch %+v, want %s with sha256 %s and md5 %s", plan.Fetch, p, sum, md)
+		}
+	}
+}
