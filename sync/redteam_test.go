@@ -267,3 +267,28 @@ func TestPublishedMetadataNotCollectedAsOldContent(t *testing.T) {
 		t.Fatalf("the products file the index names at %s is not there after the run (%v)", reused, err)
 	}
 }
+
+// An index whose entries name one products file many times (a products document without a
+// content_id matches every entry) is refused before that file is read more than once: each
+// entry would parse the whole file again, multiplying the catalogue's memory by the number of
+// entries, and publish the same key once per entry.
+func TestIndexEntriesSharingAProductsFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	var entries []string
+	for i := range 50 {
+		entries = append(entries, fmt.Sprintf(`"c%d": {"format": "products:1.0", "path": "streams/v1/shared.json", "products": ["p"]}`, i))
+	}
+	writeFiles(t, dir, map[string]string{
+		"streams/v1/index.json":  `{"format": "index:1.0", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "index": {` + strings.Join(entries, ", ") + `}}`,
+		"streams/v1/shared.json": `{"format": "products:1.0", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "products": {"p": {"arch": "amd64", "versions": {"1": {"items": {"k": {"ftype": "k", "path": "noble/k", "size": 8, "sha256": "434728a410a78f56fc1b5899c3593436e61ab0c731e9072d95e96db290205e53"}}}}}}}`,
+		"noble/k":                "content\n",
+	})
+	src, err := dirstore.New(dir, dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sync.LoadCatalogue(context.Background(), src, "streams/v1/index.json", sync.Verification{}, 0, 4)
+	if err == nil || !strings.Contains(err.Error(), "streams/v1/shared.json") {
+		t.Errorf("an index naming one products file 50 times was read: %v", err)
+	}
+}
