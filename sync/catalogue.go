@@ -142,6 +142,7 @@ func LoadCatalogue(ctx context.Context, src store.Store, startPath string, v Ver
 	cat := &Catalogue{StartPath: startPath, Index: ix, IndexBase: base, IndexForms: forms}
 
 	ids := make([]string, 0, len(ix.Index))
+	byBase := make(map[string]string, len(ix.Index)) // products base → the entry naming it
 	for id, e := range ix.Index {
 		if e.Format != "" && e.Format != "products:1.0" {
 			return nil, fmt.Errorf("%s: entry %s has format %q; only products:1.0 entries are mirrored", startPath, id, e.Format)
@@ -149,9 +150,17 @@ func LoadCatalogue(ctx context.Context, src store.Store, startPath string, v Ver
 		if err := store.ValidKey(e.Path); err != nil {
 			return nil, fmt.Errorf("%s: entry %s: %w", startPath, id, err)
 		}
-		if pb, _ := splitForm(e.Path); pb == base {
+		pb, _ := splitForm(e.Path)
+		if pb == base {
 			return nil, fmt.Errorf("%s: entry %s points at the index itself", startPath, id)
 		}
+		// Each entry reads and parses its file whole, and publishes it: one file named by many
+		// entries would multiply the catalogue's memory and be published once per entry.
+		if other, dup := byBase[pb]; dup {
+			a, b := min(id, other), max(id, other)
+			return nil, fmt.Errorf("%s: entries %s and %s both name the products file %s", startPath, a, b, e.Path)
+		}
+		byBase[pb] = id
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)

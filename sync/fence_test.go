@@ -35,7 +35,10 @@ func (c *cutOff) Swap(ctx context.Context, key string, data []byte, tag string, 
 // metadata, saves no state (not even on its failure path) and deletes nothing.
 func TestRunThatLostItsLeaseWritesNothing(t *testing.T) {
 	dir, dst := newTarget(t)
-	opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1, Lock: sync.LockOptions{TTL: time.Second, Wait: 30 * time.Second}}
+	// The runs that are meant to succeed have a lease long enough for a loaded machine (a fence
+	// refuses to write when half the lease has gone since the last renewal); only the old run's
+	// lease is short.
+	opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1, Lock: sync.LockOptions{TTL: 20 * time.Second, Wait: 30 * time.Second}}
 	run(t, newUpstream(t, smallConfig("20250701"), nil), dst, opts)
 
 	up := newUpstream(t, smallConfig("20250701", "20250718"), nil)

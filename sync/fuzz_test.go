@@ -62,13 +62,23 @@ func FuzzMakePlan(f *testing.F) {
 		r := rand.New(rand.NewPCG(seed, uint64(n)))
 		up := fuzzItems(r, int(n))
 		// What was held: some upstream items, some that vanished upstream.
+		upPaths := map[string]bool{}
+		for _, it := range up {
+			upPaths[it.Path] = it.Path != ""
+		}
 		held := Held{}
 		for _, it := range fuzzItems(r, int(n)/2) {
 			if r.IntN(3) == 0 {
 				it.Version += "-gone"
 				if it.Path != "" {
-					it.Path = "gone/" + it.Path
-					it.Size, it.SHA256 = pathSize(it.Path), pathSum(it.Path)
+					if !upPaths[it.Path] || r.IntN(2) == 0 {
+						it.Path = "gone/" + it.Path
+						it.Size, it.SHA256 = pathSize(it.Path), pathSum(it.Path)
+					} else {
+						// Upstream now lists this path with other content. (Only then: the
+						// old holdings agreed with themselves.)
+						it.SHA256 = pathSum("old " + it.Path)
+					}
 				}
 			}
 			vk := VersionKey{it.ContentID, it.Product, it.Version}
@@ -104,10 +114,14 @@ func FuzzMakePlan(f *testing.F) {
 		p := MakePlan(in)
 
 		heldSize := map[string]int64{}
+		heldSum := map[string]string{}
 		for vk, hv := range p.Held {
 			for name, hi := range hv {
 				if hi.Path != "" {
-					heldSize[hi.Path] = hi.Size
+					if s, ok := heldSum[hi.Path]; ok && s != hi.SHA256 {
+						t.Fatalf("%s is held with two sha256s, %s and %s", hi.Path, s, hi.SHA256)
+					}
+					heldSize[hi.Path], heldSum[hi.Path] = hi.Size, hi.SHA256
 				}
 				// Held items come from upstream or from what was held.
 				fromUp := false

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"sort"
 	"strings"
 
@@ -50,14 +51,14 @@ type Presence struct {
 
 // reconcile joins the target's listing (by key) with the mirror's record of the content objects
 // it wrote, using presenceOf for each listed object: it gives the Presence of every listed
-// content object (the mirror's own files under .ssmirror/ and the metadata under streams/ are not
-// content) and updates objects in place: a record that still holds is kept (with the listed ETag
+// content object (the mirror's own files under .ssmirror/ and streams/v1/, where CheckControlPaths
+// refuses content, are not content; anything else, streams/v2/x too, may be) and updates objects in place: a record that still holds is kept (with the listed ETag
 // adopted when it had none), one that does not (the object is missing, or was replaced) is
 // removed and its key returned, sorted, in drifted.
 func reconcile(listed map[string]store.Info, objects map[string]Object) (present map[string]Presence, drifted []string) {
 	present = make(map[string]Presence, len(listed))
 	for key, info := range listed {
-		if strings.HasPrefix(key, ".ssmirror/") || strings.HasPrefix(key, "streams/") {
+		if strings.HasPrefix(key, controlDir) || strings.HasPrefix(key, metadataDir) {
 			continue
 		}
 		rec, recorded := objects[key]
@@ -262,6 +263,8 @@ func MakePlan(in PlanInput) *Plan {
 		}
 	}
 
+	dropShadowed(next, itemsByPath(in.Upstream), func(vk VersionKey) bool { return upstream[vk] == nil })
+
 	sort.Slice(widened, func(i, j int) bool {
 		if widened[i].VersionKey != widened[j].VersionKey {
 			return widened[i].VersionKey.less(widened[j].VersionKey)
@@ -271,36 +274,47 @@ func MakePlan(in PlanInput) *Plan {
 	p := &Plan{Held: next, Widened: widened}
 	p.Added, p.Removed, p.Kept = diffHeld(in.Held, next)
 
-	// Fetch each referenced path once. Room for every held item at once: appending a few
-	// hundred thousand fetches one by one allocates about five times their size.
-	seen := map[string]bool{}
-	p.Fetch = make([]Fetch, 0, next.count())
+	// Fetch each referenced path once, with every hash some held item gives for it (the
+	// catalogue lets one item omit a hash another gives): whichever version sorts first, the
+	// content is verified against all the metadata promises. Room for every held item at once:
+	// appending a few hundred thousand fetches one by one allocates about five times their size.
+	byPath := make(map[string]int, next.Items())
+	wanted := make([]Fetch, 0, next.Items())
 	for _, vk := range next.Keys() {
 		uv := upstream[vk]
 		for name, hi := range next[vk] {
 			if hi.Path == "" {
 				continue
 			}
-			if seen[hi.Path] {
-				continue
-			}
-			seen[hi.Path] = true
 			f := Fetch{Path: hi.Path, Size: hi.Size, SHA256: hi.SHA256}
 			if uv != nil {
 				if it, ok := uv.all[name]; ok && it.Path == hi.Path {
 					f.SHA512, f.MD5 = it.SHA512, it.MD5
 				}
 			}
-			have, ok := in.Present[hi.Path]
-			switch {
-			case !ok || have.Size != hi.Size:
-			case in.VerifyExisting || have.SHA256 == "" || f.SHA256 == "":
-				f.Check = true
-			case have.SHA256 == f.SHA256:
-				continue // present and verified
+			i, seen := byPath[hi.Path]
+			if !seen {
+				byPath[hi.Path] = len(wanted)
+				wanted = append(wanted, f)
+				continue
 			}
-			p.Fetch = append(p.Fetch, f)
+			w := &wanted[i]
+			w.SHA256 = cmp.Or(w.SHA256, f.SHA256)
+			w.SHA512 = cmp.Or(w.SHA512, f.SHA512)
+			w.MD5 = cmp.Or(w.MD5, f.MD5)
 		}
+	}
+	p.Fetch = wanted[:0]
+	for _, f := range wanted {
+		have, ok := in.Present[f.Path]
+		switch {
+		case !ok || have.Size != f.Size:
+		case in.VerifyExisting || have.SHA256 == "" || f.SHA256 == "":
+			f.Check = true
+		case have.SHA256 == f.SHA256:
+			continue // present and verified
+		}
+		p.Fetch = append(p.Fetch, f)
 	}
 	if len(p.Fetch) == 0 {
 		p.Fetch = nil
@@ -315,6 +329,52 @@ func MakePlan(in PlanInput) *Plan {
 	}
 	sort.Strings(p.Unreferenced)
 	return p
+}
+
+// itemsByPath maps every content path upstream lists to (the first of) its items.
+func itemsByPath(items []streams.Item) map[string]*streams.Item {
+	paths := make(map[string]*streams.Item, len(items))
+	for i := range items {
+		if p := items[i].Path; p != "" {
+			if _, ok := paths[p]; !ok {
+				paths[p] = &items[i]
+			}
+		}
+	}
+	return paths
+}
+
+// dropShadowed removes from next the items of versions gone upstream (kept by Keep) whose path
+// upstream now lists with other content (another size or sha256): the path can hold only one
+// of them, and it is upstream's that the published metadata promises. Without this, whichever
+// version sorted first decided what the path was fetched as. Maps shared with the plan's input
+// are copied, not changed.
+func dropShadowed(next Held, upPaths map[string]*streams.Item, vanished func(VersionKey) bool) {
+	for vk, hv := range next {
+		if !vanished(vk) {
+			continue
+		}
+		var kept HeldVersion
+		for name, hi := range hv {
+			u, ok := upPaths[hi.Path]
+			if hi.Path != "" && ok && (u.Size != hi.Size || u.SHA256 != "" && hi.SHA256 != "" && u.SHA256 != hi.SHA256) {
+				if kept == nil {
+					kept = make(HeldVersion, len(hv))
+					for n, h := range hv {
+						kept[n] = h
+					}
+				}
+				delete(kept, name)
+			}
+		}
+		switch {
+		case kept == nil:
+		case len(kept) == 0:
+			delete(next, vk)
+		default:
+			next[vk] = kept
+		}
+	}
 }
 
 // matchAny reports whether some group matches (true when there are no groups).
@@ -367,15 +427,6 @@ func diffHeld(before, after Held) (added, removed []ItemChange, kept int) {
 		}
 	}
 	return added, removed, kept
-}
-
-// count is the number of items held.
-func (h Held) count() int {
-	n := 0
-	for _, hv := range h {
-		n += len(hv)
-	}
-	return n
 }
 
 func sortedItems(hv HeldVersion) []string {

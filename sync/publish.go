@@ -41,7 +41,56 @@ func publish(ctx context.Context, dst store.Store, cat *Catalogue, held Held, st
 			}
 		}
 	}
+	if opts.Signer == nil {
+		// Curated publishing writes every form of each document it publishes; verbatim
+		// publishing writes the forms upstream offers now, which may be fewer than before.
+		return removeStaleForms(ctx, dst, cat, groups, st, rep, opts)
+	}
 	return nil
+}
+
+// removeStaleForms deletes, once the new index is in place, the forms of the documents just
+// published (the index and each products file) that the mirror wrote earlier and that this run
+// did not: upstream stopped offering them, or the target was curated before. Such a form is an
+// older generation of a document the new index still names: a reader starting from it (MAAS
+// starts from index.sjson) would see the old catalogue for ever, whose content is collected
+// after the grace period. The index's forms go first, so that no reader reaches a products form
+// through an index form still there. Objects the mirror did not write are left alone.
+func removeStaleForms(ctx context.Context, dst store.Store, cat *Catalogue, groups [][]MetaFile, st *State, rep *Report, opts *Options) error {
+	current := map[string]bool{}
+	for _, group := range groups {
+		for _, mf := range group {
+			current[mf.Key] = true
+		}
+	}
+	var stale []string
+	for _, base := range append([]string{cat.IndexBase}, productBases(cat)...) {
+		for _, e := range metadataForms {
+			if key := base + e; !current[key] {
+				if _, wrote := st.Published[key]; wrote {
+					stale = append(stale, key)
+				}
+			}
+		}
+	}
+	for _, key := range stale {
+		if err := dst.Delete(ctx, key); err != nil {
+			return fmt.Errorf("removing %s, a metadata form upstream no longer offers: %w", key, err)
+		}
+		delete(st.Published, key)
+		rep.Deleted = append(rep.Deleted, key)
+		opts.Log.Info("deleted a metadata form upstream no longer offers", "path", key)
+	}
+	return nil
+}
+
+// productBases lists the base of every products file of cat.
+func productBases(cat *Catalogue) []string {
+	bases := make([]string, 0, len(cat.Products))
+	for _, pf := range cat.Products {
+		bases = append(bases, pf.Base)
+	}
+	return bases
 }
 
 // isPublished reports whether key is in the target with exactly these bytes, as recorded when it
@@ -103,6 +152,10 @@ func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *
 	pub.Updated = st.stamps[mf.Key]
 	pub.ETag = info.ETag
 	st.Published[mf.Key] = pub
+	// The key may have held content the mirror released (upstream reused its path for
+	// metadata): it is metadata now, never to be collected as that content.
+	delete(st.Objects, mf.Key)
+	delete(st.Unreferenced, mf.Key)
 	rep.MetadataWritten = append(rep.MetadataWritten, mf.Key)
 	opts.Log.Info("published", "path", mf.Key)
 	return nil

@@ -216,6 +216,28 @@ func CheckControlPaths(held Held, control []string) error {
 	return &ControlPathError{Items: bad}
 }
 
+// checkMetadataKeys refuses a catalogue whose index or products files would be published under
+// the mirror's control directory (.ssmirror/, compared without case as in why): an index entry
+// naming .ssmirror/lock or .ssmirror/state.json as its products file would have upstream's bytes
+// replace the mirror's lock or state. It is a pure function.
+func checkMetadataKeys(cat *Catalogue) error {
+	check := func(what, key string) error {
+		if strings.HasPrefix(strings.ToLower(key), controlDir) {
+			return fmt.Errorf("refusing to publish %s at %s: it is under the mirror's control directory %s (nothing was written)", what, key, controlDir)
+		}
+		return nil
+	}
+	if err := check("the index", cat.StartPath); err != nil {
+		return err
+	}
+	for _, pf := range cat.Products {
+		if err := check("the products file of index entry "+pf.ContentID, pf.Base+".json"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // nextSlash finds the next "/" in k after position i (-1 when none).
 func nextSlash(k string, i int) int {
 	j := strings.IndexByte(k[i+1:], '/')

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	gosync "sync"
 	"time"
 
@@ -154,7 +155,8 @@ type Report struct {
 	Drifted []string
 	// MetadataWritten lists the metadata objects written, in order.
 	MetadataWritten []string
-	// Deleted lists the objects garbage-collected.
+	// Deleted lists the objects garbage-collected, and metadata forms the mirror wrote before
+	// that upstream no longer offers (removeStaleForms).
 	Deleted []string
 	// PendingDeletion counts unreferenced objects still within the grace period.
 	PendingDeletion int
@@ -211,6 +213,9 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		return nil, err
 	}
 	stage("read catalogue")
+	if err := checkMetadataKeys(cat); err != nil {
+		return nil, err
+	}
 	upstream := cat.Items()
 	if !opts.AllowEmpty {
 		if err := CheckSelection(upstream, opts.Filters, opts.FilterGroups); err != nil {
@@ -272,6 +277,9 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		"files_to_fetch", len(plan.Fetch), "bytes_to_fetch", plan.FetchBytes())
 	if opts.DryRun {
 		return rep, nil
+	}
+	if !opts.VerifyExisting {
+		adoptVerified(st, plan.Held, present, rep)
 	}
 
 	if !opts.NoItemDownload {
@@ -364,6 +372,30 @@ func (st *State) reconcileListing(listed map[string]store.Info) (present map[str
 		}
 	}
 	return present, drifted
+}
+
+// adoptVerified records as the mirror's own the held content objects that the target holds
+// with the catalogue's size and a sha256 the store itself recorded for them (a directory's
+// xattr), but that the state does not record: a run killed before it saved its state wrote
+// them. The plan trusts them without reading them, as it would a recorded object; without
+// this they would never be collected once nothing references them.
+func adoptVerified(st *State, held Held, present map[string]Presence, rep *Report) {
+	for _, hv := range held {
+		for _, hi := range hv {
+			if hi.Path == "" || hi.SHA256 == "" {
+				continue
+			}
+			p, ok := present[hi.Path]
+			if !ok || p.Owned || p.Size != hi.Size || !strings.EqualFold(p.SHA256, hi.SHA256) {
+				continue
+			}
+			if _, recorded := st.Objects[hi.Path]; recorded {
+				continue
+			}
+			st.Objects[hi.Path] = Object{Size: hi.Size, SHA256: strings.ToLower(hi.SHA256), ETag: st.listed[hi.Path].ETag}
+			rep.Adopted++
+		}
+	}
 }
 
 // markUnreferenced stamps owned objects nothing held references with the time they became

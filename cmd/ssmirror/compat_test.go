@@ -31,7 +31,7 @@ func TestPrintPlanSstreamFormat(t *testing.T) {
 		Fetch: []sync.Fetch{{Path: "noble/amd64/20250718/squashfs", Size: 300*mib + 123}},
 	}
 	var out, summary bytes.Buffer
-	printPlan(&out, &summary, p)
+	printPlan(&out, &summary, &sync.Report{Plan: p})
 	want := `+ com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04 20250718 squashfs noble/amd64/20250718/squashfs 300 Mb
 + com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04 20250718 boot-kernel noble/amd64/20250718/ga-24.04/generic/boot-kernel 0 Mb
 - com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04 20250701 squashfs noble/amd64/20250701/squashfs 310 Mb

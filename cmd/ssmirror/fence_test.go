@@ -92,8 +92,10 @@ func pausedWriter(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyrin
 	defer up.Close()
 	filters := []string{"arch=amd64"}
 	fs, _ := streams.ParseFilters(filters)
+	// Only the run to be paused has a short lease; the others have one long enough for a loaded
+	// machine (a fence refuses to write once half the lease has gone since the last renewal).
 	args := func(extra ...string) []string {
-		return append(append([]string{"--keyring", keyringPath, "--max=1", "--lock-ttl=3s"}, extra...), append([]string{up.URL + "/", target}, filters...)...)
+		return append(append([]string{"--keyring", keyringPath, "--max=1", "--lock-ttl=30s"}, extra...), append([]string{up.URL + "/", target}, filters...)...)
 	}
 	runOK := func(name string, a ...string) string {
 		t.Helper()
@@ -119,7 +121,7 @@ func pausedWriter(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyrin
 			newFiles = append(newFiles, p)
 		}
 	}
-	paused := exec.Command(bin, args()...)
+	paused := exec.Command(bin, args("--lock-ttl=3s")...)
 	paused.Env = env
 	var pausedOut bytes.Buffer
 	paused.Stdout, paused.Stderr = &pausedOut, &pausedOut

@@ -317,7 +317,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	took := time.Since(began)
 	if rep != nil && rep.Plan != nil {
 		if f.dryRun {
-			printPlan(stdout, stderr, rep.Plan)
+			printPlan(stdout, stderr, rep)
 		} else if f.jsonOut {
 			printJSONSummary(stdout, rep, took, err)
 		} else {
@@ -358,9 +358,12 @@ func syncArgs(pos []string, conf *settings) (source, target string, groups []str
 // printPlan prints sstream-mirror's dry-run output on w: a line per item added or removed, "+"
 // or "-", product, version, item, path and size in whole MiB ("+ P V I PATH 8 Mb"), then the
 // net change ("512 Mb change"), so that scripts written for sstream-mirror read it unchanged.
-// The exact totals go to the summary writer (stderr).
-func printPlan(w, summary io.Writer, p *sync.Plan) {
+// The exact totals (files present to be read and checked apart from those to fetch) and the
+// recorded files the target no longer holds as recorded, which the run would bring back, go to
+// the summary writer (stderr).
+func printPlan(w, summary io.Writer, rep *sync.Report) {
 	const mib = 1 << 20
+	p := rep.Plan
 	var addBytes, rmBytes int64
 	for _, c := range p.Added {
 		fmt.Fprintf(w, "+ %s %s %s %s %d Mb\n", c.Product, c.Version, c.Item, c.Path, c.Size/mib)
@@ -371,9 +374,22 @@ func printPlan(w, summary io.Writer, p *sync.Plan) {
 		rmBytes += c.Size
 	}
 	fmt.Fprintf(w, "%d Mb change\n", (addBytes-rmBytes)/mib)
-	fmt.Fprintf(summary, "ssmirror: dry run, nothing changed: %d items to add (%s), %d to remove (%s), %d kept; %d files to fetch (%s)\n",
+	checks := 0
+	for _, f := range p.Fetch {
+		if f.Check {
+			checks++
+		}
+	}
+	fmt.Fprintf(summary, "ssmirror: dry run, nothing changed: %d items to add (%s), %d to remove (%s), %d kept; %d files to fetch (%s)",
 		len(p.Added), humanBytes(addBytes), len(p.Removed), humanBytes(rmBytes), p.Kept,
-		len(p.Fetch), humanBytes(p.FetchBytes()))
+		len(p.Fetch)-checks, humanBytes(p.FetchBytes()))
+	if checks > 0 {
+		fmt.Fprintf(summary, ", %d present to read and check (fetched if they differ)", checks)
+	}
+	fmt.Fprintln(summary)
+	for _, key := range rep.Drifted {
+		fmt.Fprintf(summary, "ssmirror: drift: %s is missing or was replaced in the target since the mirror wrote it\n", key)
+	}
 }
 
 func printSummary(w io.Writer, src, dst string, rep *sync.Report, took time.Duration, err error) {

@@ -78,6 +78,15 @@ func isTransitMismatch(err error) bool {
 	return isCode(err, "BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest", "InvalidChecksum")
 }
 
+// isCompleteMismatch reports whether err is the server refusing a CompleteMultipartUpload whose
+// body was changed on the way: a checksum or payload-hash mismatch (versitygw:
+// XAmzContentSHA256Mismatch), XML that no longer parses (MalformedXML: this client writes well-formed XML),
+// or a part ETag that no longer names a part (InvalidPart). Sending the same body again is
+// safe: a refused Complete changed nothing.
+func isCompleteMismatch(err error) bool {
+	return isTransitMismatch(err) || isCode(err, "XAmzContentSHA256Mismatch", "MalformedXML", "InvalidPart")
+}
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Reflected polynomials of the two CRCs, for crcCombine.

@@ -215,9 +215,14 @@ func (s *Store) metadata(sum string) map[string]string {
 // match the checksum sent with it (the bytes were changed on the way), up to maxTransitAttempts
 // times in all; the last mismatch is returned wrapped in ErrTransit.
 func (s *Store) sendChecked(ctx context.Context, send func() error) error {
+	return s.sendCheckedIf(ctx, isTransitMismatch, send)
+}
+
+// sendCheckedIf is sendChecked with mismatch deciding which errors mean the body was changed.
+func (s *Store) sendCheckedIf(ctx context.Context, mismatch func(error) bool, send func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := send()
-		if err == nil || !isTransitMismatch(err) {
+		if err == nil || !mismatch(err) {
 			return err
 		}
 		if attempt == maxTransitAttempts {
@@ -480,9 +485,16 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 	if s.checksum.isCRC() {
 		whole.setComplete(cin2)
 	}
-	done, err := s.client.CompleteMultipartUpload(ctx, cin2)
-	if isTransitMismatch(err) {
-		return store.Info{}, fmt.Errorf("put %s: completing multipart upload: %w: the parts the server holds do not add up to the checksum of what was read: %w", name, ErrTransit, err)
+	// The Complete's body (the parts and their checksums) can be changed on the way like any
+	// other: the server then refuses it, and it is sent again rather than the file failing.
+	var done *s3.CompleteMultipartUploadOutput
+	err = s.sendCheckedIf(ctx, isCompleteMismatch, func() error {
+		var err error
+		done, err = s.client.CompleteMultipartUpload(ctx, cin2)
+		return err
+	})
+	if errors.Is(err, ErrTransit) {
+		return store.Info{}, fmt.Errorf("put %s: completing multipart upload: the server kept refusing the list of parts and their checksums (changed on the way, or the parts it holds do not add up to what was read): %w", name, err)
 	}
 	if err != nil {
 		return store.Info{}, fmt.Errorf("put %s: completing multipart upload: %w", name, err)
