@@ -14,11 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
-	"github.com/ssmirror/ssmirror/store/dirstore"
-	"github.com/ssmirror/ssmirror/store/s3store"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/streams/streamtest"
 	"github.com/ssmirror/ssmirror/sync"
@@ -40,28 +37,8 @@ func TestPausedWriterChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Run("directory", func(t *testing.T) {
-		dir := t.TempDir()
-		dst, err := dirstore.New(dir, dirstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pausedWriter(t, bin, signer, kr, keyringPath, dir, nil, dst)
-	})
-	t.Run("minio", func(t *testing.T) {
-		srv := testserver.MinIO(t)
-		bucket := srv.NewBucket(t, "fence")
-		env := srv.AWSEnv(t)
-		for _, kv := range env {
-			k, v, _ := cutEnv(kv)
-			t.Setenv(k, v)
-		}
-		client, err := s3store.NewClient(context.Background(), s3store.Options{Endpoint: srv.Endpoint, Region: srv.Region})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dst := s3store.New(client, bucket, "mirror/", s3store.Options{})
-		pausedWriter(t, bin, signer, kr, keyringPath, "s3://"+bucket+"/mirror", env, dst)
+	onEveryTarget(t, "fence", func(t *testing.T, target string, env []string, dst store.Store) {
+		pausedWriter(t, bin, signer, kr, keyringPath, target, env, dst)
 	})
 }
 

@@ -41,28 +41,8 @@ func TestKillTrials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Run("directory", func(t *testing.T) {
-		dir := t.TempDir()
-		dst, err := dirstore.New(dir, dirstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		killTrials(t, bin, signer, kr, keyringPath, dir, nil, dst)
-	})
-	t.Run("minio", func(t *testing.T) {
-		srv := testserver.MinIO(t)
-		bucket := srv.NewBucket(t, "kill")
-		env := srv.AWSEnv(t)
-		for _, kv := range env {
-			k, v, _ := cutEnv(kv)
-			t.Setenv(k, v)
-		}
-		client, err := s3store.NewClient(context.Background(), s3store.Options{Endpoint: srv.Endpoint, Region: srv.Region})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dst := s3store.New(client, bucket, "mirror/", s3store.Options{})
-		killTrials(t, bin, signer, kr, keyringPath, "s3://"+bucket+"/mirror", env, dst)
+	onEveryTarget(t, "kill", func(t *testing.T, target string, env []string, dst store.Store) {
+		killTrials(t, bin, signer, kr, keyringPath, target, env, dst)
 	})
 }
 
@@ -279,4 +259,32 @@ func completeFiles(t *testing.T, dst store.Store, s *streamtest.Stream) map[stri
 		}
 	}
 	return out
+}
+
+// onEveryTarget runs fn against each kind of target the binary publishes into: a directory,
+// and a MinIO bucket (named after bucket) with the AWS environment the binary needs (env, also
+// set in this process). target is what the command line names; dst opens the same target here.
+func onEveryTarget(t *testing.T, bucket string, fn func(t *testing.T, target string, env []string, dst store.Store)) {
+	t.Run("directory", func(t *testing.T) {
+		dir := t.TempDir()
+		dst, err := dirstore.New(dir, dirstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, dir, nil, dst)
+	})
+	t.Run("minio", func(t *testing.T) {
+		srv := testserver.MinIO(t)
+		name := srv.NewBucket(t, bucket)
+		env := srv.AWSEnv(t)
+		for _, kv := range env {
+			k, v, _ := cutEnv(kv)
+			t.Setenv(k, v)
+		}
+		client, err := s3store.NewClient(context.Background(), s3store.Options{Endpoint: srv.Endpoint, Region: srv.Region})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, "s3://"+name+"/mirror", env, s3store.New(client, name, "mirror/", s3store.Options{}))
+	})
 }
