@@ -295,7 +295,6 @@ func TestAbortIncompleteUploads(t *testing.T) {
 		s := e.s3c(t)
 		core := &minio.Core{Client: e.mc}
 		ctx := t.Context()
-		var ids []string
 		for _, key := range []string{"mirror/a/left", "mirror/b/left", "elsewhere/left"} {
 			id, err := core.NewMultipartUpload(ctx, s.Bucket(), key, minio.PutObjectOptions{})
 			if err != nil {
@@ -305,7 +304,6 @@ func TestAbortIncompleteUploads(t *testing.T) {
 			if _, err := core.PutObjectPart(ctx, s.Bucket(), key, id, 1, bytes.NewReader(part), int64(len(part)), minio.PutObjectPartOptions{}); err != nil {
 				t.Fatalf("PutObjectPart(%s): %v", key, err)
 			}
-			ids = append(ids, id)
 		}
 		countUploads := func() map[string]int {
 			got := map[string]int{}
