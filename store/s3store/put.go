@@ -176,7 +176,7 @@ func (s *Store) putObject(ctx context.Context, key string, data []byte, sum stri
 		Key:           aws.String(s.fullKey(key)),
 		ContentLength: aws.Int64(int64(len(data))),
 		ContentType:   optString(opts.ContentType),
-		CacheControl:  optString(s.cacheControl(key, opts)),
+		CacheControl:  optString(opts.CacheControl),
 		Metadata:      s.metadata(sum),
 	}
 	cs.setPut(in)
@@ -335,7 +335,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 		Bucket:       aws.String(s.bucket),
 		Key:          aws.String(s.fullKey(key)),
 		ContentType:  optString(opts.ContentType),
-		CacheControl: optString(s.cacheControl(key, opts)),
+		CacheControl: optString(opts.CacheControl),
 		Metadata:     s.metadata(opts.SHA256),
 	}
 	if alg := s.checksum.algorithm(); alg != "" {
@@ -549,7 +549,7 @@ func (s *Store) recordSHA256(ctx context.Context, key, sum string, opts store.Pu
 		MetadataDirective: types.MetadataDirectiveReplace,
 		Metadata:          s.metadata(sum),
 		ContentType:       optString(opts.ContentType),
-		CacheControl:      optString(s.cacheControl(key, opts)),
+		CacheControl:      optString(opts.CacheControl),
 	})
 	if err != nil {
 		return time.Time{}, "", fmt.Errorf("put %s: recording sha256 in metadata: %w", s.uri(key), err)
