@@ -47,8 +47,12 @@ const (
 	ProblemMissing ProblemKind = "missing"
 	// ProblemSize: the object's size differs from the catalogue's.
 	ProblemSize ProblemKind = "size mismatch"
-	// ProblemSHA256: the object's recorded or computed hash differs from the catalogue's.
+	// ProblemSHA256: the object's recorded or computed sha256 differs from the catalogue's.
 	ProblemSHA256 ProblemKind = "sha256 mismatch"
+	// ProblemSHA512 and ProblemMD5: the object's sha512 or md5, computed by a deep verify of an
+	// item whose catalogue gives that hash, differs from the catalogue's.
+	ProblemSHA512 ProblemKind = "sha512 mismatch"
+	ProblemMD5    ProblemKind = "md5 mismatch"
 	// ProblemSignature: a metadata form does not verify against the keyring.
 	ProblemSignature ProblemKind = "signature failure"
 	// ProblemMetadata: metadata that cannot be read as a consistent catalogue (forms that
@@ -320,7 +324,7 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 				continue
 			}
 			if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, want[name]) {
-				kind := ProblemSHA256
+				kind := map[string]ProblemKind{"sha256": ProblemSHA256, "sha512": ProblemSHA512, "md5": ProblemMD5}[name]
 				rep.add(c.path, kind, fmt.Sprintf("content %s %s, the catalogue says %s", name, got, want[name]))
 			}
 		}
