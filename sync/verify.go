@@ -332,7 +332,7 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 	}
 
 	if c.sha256 == "" {
-		rep.add(c.path, ProblemUnknownHash, "the catalogue lists no sha256 for it (use --deep to check its other checksums)")
+		rep.add(c.path, ProblemUnknownHash, "the catalogue lists no sha256 for it (a deep verify checks its other checksums)")
 		return rep.Problems, false, nil
 	}
 	recorded, source := info.SHA256, "recorded by the store"
@@ -355,7 +355,7 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 			if obj.ETag == "" || info.ETag == "" || obj.ETag == info.ETag {
 				recorded, source = obj.SHA256, "recorded in the mirror state"
 			} else {
-				replaced = fmt.Sprintf("replaced since the mirror wrote it (ETag %s, recorded %s), so its recorded sha256 no longer applies: use --deep to read it, or run sync to fetch it again", info.ETag, obj.ETag)
+				replaced = fmt.Sprintf("replaced since the mirror wrote it (ETag %s, recorded %s), so its recorded sha256 no longer applies: a deep verify reads it, a sync run fetches it again", info.ETag, obj.ETag)
 			}
 		}
 	}
@@ -363,7 +363,7 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 	case replaced != "":
 		rep.add(c.path, ProblemUnknownHash, replaced)
 	case recorded == "":
-		rep.add(c.path, ProblemUnknownHash, "no sha256 recorded for it (use --deep to read it)")
+		rep.add(c.path, ProblemUnknownHash, "no sha256 recorded for it (a deep verify reads it)")
 	case !strings.EqualFold(recorded, c.sha256):
 		rep.add(c.path, ProblemSHA256, fmt.Sprintf("sha256 %s %s, the catalogue says %s", source, recorded, c.sha256))
 	}

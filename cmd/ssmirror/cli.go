@@ -155,10 +155,10 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 	}
 	var sig interrupted
 	if errors.As(context.Cause(ctx), &sig) && !errors.As(err, &sig) {
-		fmt.Fprintf(stderr, "ssmirror: %v: %v\n", sig, err)
+		fmt.Fprintf(stderr, "ssmirror: %v: %s\n", sig, withHint(err))
 		return code
 	}
-	fmt.Fprintf(stderr, "ssmirror: %v\n", err)
+	fmt.Fprintf(stderr, "ssmirror: %s\n", withHint(err))
 	return code
 }
 
