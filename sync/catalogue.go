@@ -110,6 +110,10 @@ func splitForm(key string) (base, ending string) {
 	return key, ""
 }
 
+// ErrNoKeyring is wrapped by LoadCatalogue's error for a signed start path read with neither a
+// keyring (Verification.Keyring) nor Verification.NoVerify.
+var ErrNoKeyring = errors.New("signed, but there is no keyring to verify it with")
+
 // LoadCatalogue reads the index at startPath and every products file it lists, in every form
 // upstream offers, checking signatures as v says. It changes nothing anywhere.
 //
@@ -129,7 +133,7 @@ func LoadCatalogue(ctx context.Context, src store.Store, startPath string, v Ver
 	}
 	base, ending := splitForm(startPath)
 	if ending == ".sjson" && v.Keyring == nil && !v.NoVerify {
-		return nil, fmt.Errorf("%s is signed: give --keyring FILE to verify it, or --no-verify to read it unchecked", startPath)
+		return nil, fmt.Errorf("%s: %w", startPath, ErrNoKeyring)
 	}
 	body, forms, err := readDocument(ctx, src, startPath, v, limit)
 	if err != nil {

@@ -67,7 +67,7 @@ func checkSizes(held Held, limit int64) error {
 	if n > len(bad) {
 		bad = append(bad, fmt.Sprintf("… and %d more", n-len(bad)))
 	}
-	return fmt.Errorf("refusing %d item(s) %w (--max-file-size %d bytes); nothing was written:\n  %s", n, ErrTooLarge, limit, strings.Join(bad, "\n  "))
+	return fmt.Errorf("refusing %d item(s) %w (%d bytes); nothing was written:\n  %s", n, ErrTooLarge, limit, strings.Join(bad, "\n  "))
 }
 
 // minRate is the slowest rate accepted in bytes per second; 0: no deadline.
@@ -109,7 +109,7 @@ func (o *Options) withFileDeadline(ctx context.Context, size int64) (context.Con
 		return ctx, func() {}
 	}
 	// The path is not in the message: every error of a fetch already starts with it.
-	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: %v for %d bytes (%v plus the size at --min-rate %d bytes/s)",
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: %v for %d bytes (%v plus the size at the minimum rate of %d bytes/s)",
 		ErrTooSlow, d.Round(time.Millisecond), size, o.deadlineBase(), o.minRate()))
 }
 
@@ -152,7 +152,7 @@ func (r *rateReader) Read(p []byte) (int, error) {
 	if err == nil {
 		if late := r.now().Sub(r.start) - r.base; late > 0 && float64(r.n) < late.Seconds()*float64(r.rate) {
 			// No key: ReadAll names it.
-			return n, fmt.Errorf("%w: %d bytes in %v, slower than --min-rate %d bytes/s", ErrTooSlow, r.n, (late + r.base).Round(time.Millisecond), r.rate)
+			return n, fmt.Errorf("%w: %d bytes in %v, slower than the minimum rate of %d bytes/s", ErrTooSlow, r.n, (late + r.base).Round(time.Millisecond), r.rate)
 		}
 	}
 	return n, err

@@ -12,7 +12,8 @@ import (
 // typo would otherwise publish a catalogue with nothing behind it) and items whose paths are the
 // mirror's own control or metadata files (an item at .ssmirror/lock would overwrite the lock).
 
-// EmptySelectionError says that the filters (or some filter groups) select no item upstream.
+// EmptySelectionError says that the filters (or some filter groups) select no item upstream
+// (Run returns it unless Options.AllowEmpty).
 type EmptySelectionError struct {
 	// Groups are the filter groups that select nothing, each with why.
 	Groups []EmptyGroup
@@ -29,7 +30,7 @@ type EmptyGroup struct {
 
 func (e *EmptySelectionError) Error() string {
 	var b strings.Builder
-	const advice = "nothing was written; give --allow-empty to run with an empty selection anyway"
+	const advice = "nothing was written; an empty selection is refused unless allowed"
 	if e.OfGroups == 0 || len(e.Groups) == 0 {
 		b.WriteString("the selection matches no item")
 		if len(e.Groups) > 0 {

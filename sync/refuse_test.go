@@ -23,7 +23,7 @@ func TestCheckSelection(t *testing.T) {
 		{"matches", g("arch=amd64"), nil, ""},
 		{"no filters", nil, nil, ""},
 		{"typo", g("arch==amd64"), nil,
-			`^the selection matches no item \(arch==amd64\): no item has arch "=amd64"; arch is one of: "amd64", "arm64", "i386" \(did you mean arch=amd64\?\) \(nothing was written; give --allow-empty`},
+			`^the selection matches no item \(arch==amd64\): no item has arch "=amd64"; arch is one of: "amd64", "arm64", "i386" \(did you mean arch=amd64\?\) \(nothing was written; an empty selection is refused unless allowed\)$`},
 		{"unknown key", g("relase=jammy"), nil, `no item has the key "relase" \(nearest known keys: release\)`},
 		{"groups all match", nil, []streams.Filters{g("arch=amd64"), g("os~grub")}, ""},
 		{"one group empty", nil, []streams.Filters{g("arch=amd64"), g("os~(grub*|pxelinx)", "arch=i368")},

@@ -170,12 +170,15 @@ type Stage struct {
 	Duration time.Duration
 }
 
+// ErrMetadataOnlyCurated is Run's error for Options with both NoItemDownload and a Signer.
+var ErrMetadataOnlyCurated = errors.New("a metadata-only run (NoItemDownload) cannot curate (Signer): a curated catalogue lists only what the mirror holds")
+
 // Run mirrors src into dst.
 func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, error) {
 	opts.defaults()
 	rep := &Report{Curated: opts.Signer != nil}
 	if opts.NoItemDownload && opts.Signer != nil {
-		return nil, errors.New("--no-item-download cannot be combined with --signing-key: a curated catalogue lists only what the mirror holds")
+		return nil, ErrMetadataOnlyCurated
 	}
 	stage := startStages(rep, opts.Now)
 

@@ -47,8 +47,12 @@ const (
 	ProblemMissing ProblemKind = "missing"
 	// ProblemSize: the object's size differs from the catalogue's.
 	ProblemSize ProblemKind = "size mismatch"
-	// ProblemSHA256: the object's recorded or computed hash differs from the catalogue's.
+	// ProblemSHA256: the object's recorded or computed sha256 differs from the catalogue's.
 	ProblemSHA256 ProblemKind = "sha256 mismatch"
+	// ProblemSHA512 and ProblemMD5: the object's sha512 or md5, computed by a deep verify of an
+	// item whose catalogue gives that hash, differs from the catalogue's.
+	ProblemSHA512 ProblemKind = "sha512 mismatch"
+	ProblemMD5    ProblemKind = "md5 mismatch"
 	// ProblemSignature: a metadata form does not verify against the keyring.
 	ProblemSignature ProblemKind = "signature failure"
 	// ProblemMetadata: metadata that cannot be read as a consistent catalogue (forms that
@@ -320,7 +324,7 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 				continue
 			}
 			if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, want[name]) {
-				kind := ProblemSHA256
+				kind := map[string]ProblemKind{"sha256": ProblemSHA256, "sha512": ProblemSHA512, "md5": ProblemMD5}[name]
 				rep.add(c.path, kind, fmt.Sprintf("content %s %s, the catalogue says %s", name, got, want[name]))
 			}
 		}
@@ -328,7 +332,7 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 	}
 
 	if c.sha256 == "" {
-		rep.add(c.path, ProblemUnknownHash, "the catalogue lists no sha256 for it (use --deep to check its other checksums)")
+		rep.add(c.path, ProblemUnknownHash, "the catalogue lists no sha256 for it (a deep verify checks its other checksums)")
 		return rep.Problems, false, nil
 	}
 	recorded, source := info.SHA256, "recorded by the store"
@@ -351,7 +355,7 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 			if obj.ETag == "" || info.ETag == "" || obj.ETag == info.ETag {
 				recorded, source = obj.SHA256, "recorded in the mirror state"
 			} else {
-				replaced = fmt.Sprintf("replaced since the mirror wrote it (ETag %s, recorded %s), so its recorded sha256 no longer applies: use --deep to read it, or run sync to fetch it again", info.ETag, obj.ETag)
+				replaced = fmt.Sprintf("replaced since the mirror wrote it (ETag %s, recorded %s), so its recorded sha256 no longer applies: a deep verify reads it, a sync run fetches it again", info.ETag, obj.ETag)
 			}
 		}
 	}
@@ -359,7 +363,7 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 	case replaced != "":
 		rep.add(c.path, ProblemUnknownHash, replaced)
 	case recorded == "":
-		rep.add(c.path, ProblemUnknownHash, "no sha256 recorded for it (use --deep to read it)")
+		rep.add(c.path, ProblemUnknownHash, "no sha256 recorded for it (a deep verify reads it)")
 	case !strings.EqualFold(recorded, c.sha256):
 		rep.add(c.path, ProblemSHA256, fmt.Sprintf("sha256 %s %s, the catalogue says %s", source, recorded, c.sha256))
 	}

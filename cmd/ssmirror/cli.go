@@ -100,10 +100,6 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "sync", "query", "keygen", "verify", "gc", "status":
 			cmd, args = args[0], args[1:]
-		default:
-			if err := checkCommandWord(args[0]); err != nil {
-				return report(ctx, err, stderr)
-			}
 		case "help":
 			if len(args) > 1 {
 				args = []string{args[1], "--help"}
@@ -122,6 +118,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 			writeMan(stdout, manDate())
 			return exitOK
+		default:
+			if err := checkCommandWord(args[0]); err != nil {
+				return report(ctx, err, stderr)
+			}
 		}
 	}
 	if len(args) == 0 && cmd == "sync" && os.Getenv("SSMIRROR_CONFIG") == "" && os.Getenv("SSMIRROR_SOURCE") == "" {
@@ -155,10 +155,10 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 	}
 	var sig interrupted
 	if errors.As(context.Cause(ctx), &sig) && !errors.As(err, &sig) {
-		fmt.Fprintf(stderr, "ssmirror: %v: %v\n", sig, err)
+		fmt.Fprintf(stderr, "ssmirror: %v: %s\n", sig, withHint(err))
 		return code
 	}
-	fmt.Fprintf(stderr, "ssmirror: %v\n", err)
+	fmt.Fprintf(stderr, "ssmirror: %s\n", withHint(err))
 	return code
 }
 

@@ -27,7 +27,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ssmirror/ssmirror/sign"
@@ -224,11 +223,9 @@ func plan(args []string, stdout, stderr io.Writer) error {
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	fmt.Fprintf(stdout, "benchcat plan: %d items, %d products bytes; read %.3fs, parse %.3fs, items %.3fs, plan %.3fs, up-to-date plan %.3fs, total %.3fs; %d to fetch (%d bytes); allocated %d MB in all, peak RSS %d MB\n",
 		len(all), bytes, tRead.Seconds(), tParse.Seconds(), tItems.Seconds(), tPlan.Seconds(), tReplan.Seconds(), total.Seconds(),
-		len(first.Fetch), first.FetchBytes(), ms.TotalAlloc>>20, ru.Maxrss>>10)
+		len(first.Fetch), first.FetchBytes(), ms.TotalAlloc>>20, peakRSS()>>20)
 	return nil
 }
 

@@ -24,6 +24,10 @@
 // (SIGSTOP in that millisecond) holds up the other swaps of that directory until it resumes or
 // dies; they wait until their context ends.
 //
+// Platforms: the code above is what runs on Linux and the other Unix systems. Windows builds
+// (not exercised by the tests): there Swap's lock is LockFileEx, no sha256 is recorded (no
+// extended attributes), and an ETag is the size and modification time only (no inode number).
+//
 // Symlinks: every access goes through an os.Root opened on the root directory, so no key can
 // reach outside it, not even through a symlink inside the tree pointing elsewhere (such access
 // fails with an error, it is not followed). Symlinks that stay inside the root are followed by
@@ -50,8 +54,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/ssmirror/ssmirror/store"
 )
@@ -195,11 +197,7 @@ func (s *Store) openFile(key string) (*os.File, store.Info, error) {
 // place that keeps the size and sets the old modification time back (or lands in the same clock
 // tick on a filesystem with coarse timestamps): reading the content (--verify-existing) does.
 func fileETag(fi fs.FileInfo) string {
-	var ino uint64
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = st.Ino
-	}
-	return strconv.FormatUint(ino, 16) + "-" + strconv.FormatInt(fi.Size(), 16) + "-" + strconv.FormatInt(fi.ModTime().UnixNano(), 16)
+	return strconv.FormatUint(inode(fi), 16) + "-" + strconv.FormatInt(fi.Size(), 16) + "-" + strconv.FormatInt(fi.ModTime().UnixNano(), 16)
 }
 
 // recorded returns the sha256 recorded on f, or "" when there is none or it does not apply to
@@ -215,7 +213,7 @@ func (s *Store) recorded(f *os.File, fi fs.FileInfo) string {
 	if err != nil {
 		return ""
 	}
-	if err := rc.Control(func(fd uintptr) { n, xerr = unix.Fgetxattr(int(fd), XattrName, buf[:]) }); err != nil || xerr != nil {
+	if err := rc.Control(func(fd uintptr) { n, xerr = getxattr(fd, XattrName, buf[:]) }); err != nil || xerr != nil {
 		return ""
 	}
 	parts := strings.Split(string(buf[:n]), ":")
@@ -241,7 +239,7 @@ func (s *Store) record(f *os.File, fi fs.FileInfo, sum string) {
 	}
 	val := fmt.Sprintf("%d:%d:%s", fi.Size(), fi.ModTime().UnixNano(), sum)
 	if rc, err := f.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) { _ = unix.Fsetxattr(int(fd), XattrName, []byte(val), 0) })
+		_ = rc.Control(func(fd uintptr) { _ = setxattr(fd, XattrName, []byte(val)) })
 	}
 }
 
@@ -807,16 +805,16 @@ func (s *Store) lockDir(ctx context.Context, dir string) (func(), error) {
 	wait := time.Millisecond
 	for {
 		var ferr error
-		if err := rc.Control(func(fd uintptr) { ferr = unix.Flock(int(fd), unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
+		if err := rc.Control(func(fd uintptr) { ferr = tryLock(fd) }); err != nil {
 			f.Close()
 			return nil, err
 		}
 		if ferr == nil {
-			return func() { f.Close() }, nil // closing the only descriptor releases the lock
+			return func() { unlockClose(f) }, nil
 		}
-		if !errors.Is(ferr, unix.EWOULDBLOCK) && !errors.Is(ferr, unix.EINTR) {
+		if !errors.Is(ferr, errLockBusy) {
 			f.Close()
-			return nil, &fs.PathError{Op: "flock", Path: name, Err: ferr}
+			return nil, &fs.PathError{Op: "lock", Path: name, Err: ferr}
 		}
 		select {
 		case <-ctx.Done():

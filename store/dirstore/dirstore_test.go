@@ -1,3 +1,7 @@
+//go:build linux
+
+// The tests run on Linux (as CI does): they use its xattr, fsuid, flock and FIFO calls throughout.
+
 package dirstore_test
 
 import (

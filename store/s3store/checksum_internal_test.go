@@ -3,6 +3,7 @@ package s3store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"hash/crc32"
 	"math/rand/v2"
 	"strings"
@@ -80,6 +81,9 @@ func TestHostileSizes(t *testing.T) {
 		_, err := s.Put(t.Context(), "big/file", strings.NewReader("x"), store.PutOptions{Size: size})
 		if err == nil || !strings.Contains(err.Error(), "s3://b/mirror/big/file") {
 			t.Errorf("Put of a declared %d bytes = %v, want a refusal naming the key", size, err)
+		}
+		if size <= MaxObjectSize && !errors.Is(err, ErrBufferBudget) {
+			t.Errorf("Put of a declared %d bytes = %v, want ErrBufferBudget", size, err)
 		}
 	}
 	// A budget that holds the parts of a 5 TiB object lets partSizeFor accept it.

@@ -33,21 +33,6 @@ func TestOptionsDefaults(t *testing.T) {
 	}
 }
 
-func TestIsMetadataKey(t *testing.T) {
-	for key, want := range map[string]bool{
-		"streams/v1/index.json":                       true,
-		"streams/v1/com.ubuntu.maas:v3:download.json": true,
-		"mirror/streams/v1/index.sjson":               true,
-		"noble/amd64/20250718/squashfs":               false,
-		"streams":                                     false,
-		"upstreams/v1/x":                              false,
-	} {
-		if got := isMetadataKey(key); got != want {
-			t.Errorf("isMetadataKey(%q) = %v, want %v", key, got, want)
-		}
-	}
-}
-
 func TestCopySource(t *testing.T) {
 	got := copySource("bkt", "mirror/a b/c+d/ü?x")
 	want := "bkt/mirror/a%20b/c+d/%C3%BC%3Fx"

@@ -129,6 +129,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 // MaxObjectSize is the largest object S3 stores (5 TiB).
 const MaxObjectSize = 5 << 40
 
+// ErrBufferBudget is wrapped by the error of a Put whose parts cannot fit in the store's upload
+// buffer budget (Options.BufferBudget), refused before any byte is read.
+var ErrBufferBudget = errors.New("more than the whole upload buffer budget")
+
 // partSizeFor returns the part size of an object of size bytes (negative: unknown): the
 // store's, or larger when the object needs more than MaxParts of those. A size above
 // MaxObjectSize, or one whose parts do not fit in the buffer budget, is refused before any byte
@@ -142,8 +146,8 @@ func (s *Store) partSizeFor(key string, size int64) (int64, error) {
 		partSize = (size + MaxParts - 1) / MaxParts
 	}
 	if s.units(partSize) > s.budgetUnits {
-		return 0, fmt.Errorf("put %s: %d bytes need parts of %d bytes (S3 allows %d parts), more than the whole upload buffer budget of %d bytes; raise the budget (--upload-buffers) or the part size (--part-size)",
-			s.uri(key), size, partSize, MaxParts, s.BufferBudget())
+		return 0, fmt.Errorf("put %s: %d bytes need parts of %d bytes (S3 allows %d parts), %w of %d bytes",
+			s.uri(key), size, partSize, MaxParts, ErrBufferBudget, s.BufferBudget())
 	}
 	return partSize, nil
 }
@@ -176,7 +180,7 @@ func (s *Store) putObject(ctx context.Context, key string, data []byte, sum stri
 		Key:           aws.String(s.fullKey(key)),
 		ContentLength: aws.Int64(int64(len(data))),
 		ContentType:   optString(opts.ContentType),
-		CacheControl:  optString(s.cacheControl(key, opts)),
+		CacheControl:  optString(opts.CacheControl),
 		Metadata:      s.metadata(sum),
 	}
 	cs.setPut(in)
@@ -340,7 +344,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 		Bucket:       aws.String(s.bucket),
 		Key:          aws.String(s.fullKey(key)),
 		ContentType:  optString(opts.ContentType),
-		CacheControl: optString(s.cacheControl(key, opts)),
+		CacheControl: optString(opts.CacheControl),
 		Metadata:     s.metadata(opts.SHA256),
 	}
 	if alg := s.checksum.algorithm(); alg != "" {
@@ -561,7 +565,7 @@ func (s *Store) recordSHA256(ctx context.Context, key, sum string, opts store.Pu
 		MetadataDirective: types.MetadataDirectiveReplace,
 		Metadata:          s.metadata(sum),
 		ContentType:       optString(opts.ContentType),
-		CacheControl:      optString(s.cacheControl(key, opts)),
+		CacheControl:      optString(opts.CacheControl),
 	})
 	if err != nil {
 		return time.Time{}, "", fmt.Errorf("put %s: recording sha256 in metadata: %w", s.uri(key), err)

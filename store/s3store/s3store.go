@@ -26,7 +26,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -92,12 +91,6 @@ type Options struct {
 	// least two parts' worth). Zero: DefaultBufferBudget. Peak memory is about this plus a fixed
 	// overhead, whatever the number and size of the objects being uploaded.
 	BufferBudget int64
-
-	// CacheControlMetadata is the Cache-Control recorded on SimpleStreams metadata objects (keys
-	// with a "streams" path segment, e.g. "streams/v1/index.json") and CacheControlContent on
-	// every other object, when PutOptions.CacheControl is empty. Empty: none.
-	CacheControlMetadata string
-	CacheControlContent  string
 
 	// Checksum is the checksum every upload request carries for the server to check (see
 	// Checksum); empty: DefaultChecksum (CRC32C).
@@ -356,27 +349,6 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) err
 		}
 	}
 	return nil
-}
-
-// cacheControl returns the Cache-Control to record for key.
-func (s *Store) cacheControl(key string, opts store.PutOptions) string {
-	if opts.CacheControl != "" {
-		return opts.CacheControl
-	}
-	if isMetadataKey(key) {
-		return s.opts.CacheControlMetadata
-	}
-	return s.opts.CacheControlContent
-}
-
-// isMetadataKey reports whether key is SimpleStreams metadata: it has a "streams" segment.
-func isMetadataKey(key string) bool {
-	for _, seg := range strings.Split(path.Dir(key), "/") {
-		if seg == "streams" {
-			return true
-		}
-	}
-	return false
 }
 
 func optString(v string) *string {

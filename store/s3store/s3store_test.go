@@ -141,8 +141,6 @@ func TestMetadata(t *testing.T) {
 			t.Fatal(err)
 		}
 		opts := e.opts
-		opts.CacheControlMetadata = "max-age=60"
-		opts.CacheControlContent = "max-age=86400, immutable"
 		bucket := e.srv.NewBucket(t, "metadata")
 		s := s3store.New(client, bucket, "/mirror", opts)
 		if got, want := s.Describe(), "s3://"+bucket+"/mirror"; got != want {
@@ -156,11 +154,12 @@ func TestMetadata(t *testing.T) {
 			opts      store.PutOptions
 			wantCache string
 		}{
-			{"streams/v1/index.json", small, store.PutOptions{Size: int64(len(small)), ContentType: "application/json"}, "max-age=60"},
+			{"streams/v1/index.json", small, store.PutOptions{Size: int64(len(small)), ContentType: "application/json", CacheControl: "max-age=60"}, "max-age=60"},
 			{"streams/v1/index.sjson", small, store.PutOptions{Size: -1, CacheControl: "no-cache"}, "no-cache"},
-			{"noble/amd64/1/squashfs", large, store.PutOptions{Size: int64(len(large)), SHA256: sha(large)}, "max-age=86400, immutable"},
-			{"noble/amd64/2/squashfs", large, store.PutOptions{Size: int64(len(large)), ContentType: "application/octet-stream"}, "max-age=86400, immutable"},
-			{"noble/amd64/3/squashfs", large, store.PutOptions{Size: -1}, "max-age=86400, immutable"},
+			{"streams/v1/products.json", small, store.PutOptions{Size: int64(len(small))}, ""},
+			{"noble/amd64/1/squashfs", large, store.PutOptions{Size: int64(len(large)), SHA256: sha(large), CacheControl: "max-age=86400, immutable"}, "max-age=86400, immutable"},
+			{"noble/amd64/2/squashfs", large, store.PutOptions{Size: int64(len(large)), ContentType: "application/octet-stream"}, ""},
+			{"noble/amd64/3/squashfs", large, store.PutOptions{Size: -1, CacheControl: "max-age=86400, immutable"}, "max-age=86400, immutable"},
 		}
 		for _, tc := range cases {
 			info, err := s.Put(t.Context(), tc.key, bytes.NewReader(tc.data), tc.opts)
@@ -295,7 +294,6 @@ func TestAbortIncompleteUploads(t *testing.T) {
 		s := e.s3c(t)
 		core := &minio.Core{Client: e.mc}
 		ctx := t.Context()
-		var ids []string
 		for _, key := range []string{"mirror/a/left", "mirror/b/left", "elsewhere/left"} {
 			id, err := core.NewMultipartUpload(ctx, s.Bucket(), key, minio.PutObjectOptions{})
 			if err != nil {
@@ -305,7 +303,6 @@ func TestAbortIncompleteUploads(t *testing.T) {
 			if _, err := core.PutObjectPart(ctx, s.Bucket(), key, id, 1, bytes.NewReader(part), int64(len(part)), minio.PutObjectPartOptions{}); err != nil {
 				t.Fatalf("PutObjectPart(%s): %v", key, err)
 			}
-			ids = append(ids, id)
 		}
 		countUploads := func() map[string]int {
 			got := map[string]int{}

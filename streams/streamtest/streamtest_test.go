@@ -376,7 +376,7 @@ func TestHandler(t *testing.T) {
 	if err := s.Corrupt(path); err != nil {
 		t.Fatal(err)
 	}
-	resp, body = get(t, srv.URL+"/"+path, nil)
+	_, body = get(t, srv.URL+"/"+path, nil)
 	if len(body) != len(full) || bytes.Equal(body, full) {
 		t.Fatalf("corrupted content: %d bytes, equal %v", len(body), bytes.Equal(body, full))
 	}
