@@ -90,8 +90,13 @@ func TestFaultySyncIntoS3(t *testing.T) {
 	e := newS3Target(t, testserver.KindMinIO)
 	uploadID := regexp.MustCompile(`uploadId=[^&]*`)
 	s3Proxy, s3URL := startProxy(t, e.srv.Endpoint, faultproxy.Options{
-		Seed:   6,
-		Faults: []faultproxy.Fault{{Kind: faultproxy.SlowDown, Rate: 0.05}},
+		Seed: 6,
+		Faults: []faultproxy.Fault{
+			// At least one SlowDown whatever the draws give (they depend on how many lease and
+			// listing requests a run makes): the first upload of a kernel.
+			{Kind: faultproxy.SlowDown, Rate: 1, Max: 1, Methods: []string{http.MethodPut}, Path: regexp.MustCompile(`/boot-kernel(\?|$)`)},
+			{Kind: faultproxy.SlowDown, Rate: 0.05},
+		},
 		// Upload ids differ between runs; without them every run draws the same faults.
 		Key: func(r *http.Request) string {
 			return r.Method + " " + uploadID.ReplaceAllString(r.URL.RequestURI(), "")
