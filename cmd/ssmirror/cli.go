@@ -128,6 +128,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, topUsage)
 		return exitUsage
 	}
+	warnAll(stderr, unknownEnv(os.Environ()))
 	var err error
 	switch cmd {
 	case "sync":

@@ -203,6 +203,9 @@ func looksLikeFilter(arg string) bool {
 func openSource(ctx context.Context, loc location, s3f *s3Flags, mirrors []string, client *http.Client) (store.Store, error) {
 	switch loc.kind {
 	case "http":
+		if err := checkSpeaksTLS(ctx, "source", loc.root); err != nil {
+			return nil, err
+		}
 		if client == nil {
 			client = httpstore.DefaultClient()
 		}
@@ -274,6 +277,14 @@ func openS3(ctx context.Context, loc location, f *s3Flags) (store.Store, error) 
 	client, err := s3store.NewClient(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("S3 configuration: %w", err)
+	}
+	if ep := client.Options().BaseEndpoint; ep != nil {
+		if err := checkSpeaksTLS(ctx, "S3 endpoint", *ep); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkCredentials(ctx, client); err != nil {
+		return nil, err
 	}
 	return s3store.New(client, loc.bucket, loc.prefix, opts), nil
 }

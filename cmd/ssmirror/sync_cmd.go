@@ -348,7 +348,7 @@ func syncArgs(pos []string, conf *settings) (source, target string, groups []str
 	if len(pos) == 2 {
 		return pos[0], pos[1], conf.Groups, nil
 	}
-	filters, err := streams.ParseFilters(pos[2:])
+	filters, err := parseFilterArgs(pos[2:])
 	if err != nil {
 		return "", "", nil, usageError{err}
 	}
