@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	gosync "sync"
 	"syscall"
 	"testing"
 	"time"
@@ -262,5 +264,63 @@ func TestJSONSummaryEveryRun(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestVerboseLogsRetries: with -v, each request the HTTP source repeats after a failure (a body
+// cut off mid-transfer, a 503) is logged.
+func TestVerboseLogsRetries(t *testing.T) {
+	bin := buildBinary(t)
+	fx := fixtureDir(t)
+	stream := filepath.Join(fx, "stream")
+	keyring := "--keyring=" + filepath.Join(fx, "keys", "test-keyring.gpg")
+	const cut = "/noble/amd64/20250718/squashfs"
+	const unavailable = "/noble/amd64/20250718/squashfs.manifest"
+	var mu gosync.Mutex
+	seen := map[string]int{}
+	files := http.FileServer(http.Dir(stream))
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path]++
+		n := seen[r.URL.Path]
+		mu.Unlock()
+		switch {
+		case r.URL.Path == cut && n == 1:
+			// Half the body, then the connection drops.
+			data, err := os.ReadFile(filepath.Join(stream, cut))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(data[:len(data)/2])
+			w.(http.Flusher).Flush()
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		case r.URL.Path == unavailable && n == 1:
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+		default:
+			files.ServeHTTP(w, r)
+		}
+	}))
+	defer up.Close()
+	code, _, stderr := runBinary(t, bin, nil, "-v", "--log-format", "json", keyring, up.URL+"/", filepath.Join(t.TempDir(), "m"), "release=noble", "arch=amd64")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	objs := checkJSONLines(t, "stderr", stderr)
+	retried := map[string]bool{}
+	for _, o := range objs {
+		if o["msg"] == "retrying" {
+			retried[o["url"].(string)] = true
+		}
+	}
+	for _, p := range []string{cut, unavailable} {
+		if !retried[up.URL+p] {
+			t.Errorf("no retry of %s logged:\n%s", p, stderr)
+		}
 	}
 }

@@ -285,6 +285,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
+	client = withRetryLog(client, log)
 	warnUnprotected(stderr, srcLoc, keyring != nil)
 	src, err := openSource(ctx, srcLoc, &f.s3, f.mirrors, client)
 	if err != nil {
