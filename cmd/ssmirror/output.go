@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	gosync "sync"
 	"time"
@@ -71,6 +72,8 @@ func (j *jsonLines) emit(line []byte) error {
 	s = strings.TrimPrefix(s, "ssmirror: ")
 	if rest, ok := strings.CutPrefix(s, "WARNING: "); ok {
 		level, s = "WARN", rest
+	} else if strings.HasPrefix(s, "SDK ") && strings.Contains(s, " WARN ") {
+		level = "WARN" // the AWS SDK's default logger
 	}
 	_, err := j.w.Write(jsonLogLine(level, s))
 	return err
@@ -222,4 +225,27 @@ func reportJSON(w io.Writer, err error, code int, signal string) {
 		attrs = append(attrs, "signal", signal)
 	}
 	w.Write(jsonLogLine("ERROR", "failed", attrs...))
+}
+
+// redirectStderr points os.Stderr at a pipe whose lines are copied to w, for code that writes
+// to os.Stderr on its own: the AWS SDK's default logger (its warnings) captures os.Stderr when a
+// client is configured. restore puts os.Stderr back and returns once everything is copied.
+func redirectStderr(w io.Writer) (restore func(), err error) {
+	r, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	orig := os.Stderr
+	os.Stderr = pw
+	done := make(chan struct{})
+	go func() {
+		io.Copy(w, r)
+		close(done)
+	}()
+	return func() {
+		os.Stderr = orig
+		pw.Close()
+		<-done
+		r.Close()
+	}, nil
 }

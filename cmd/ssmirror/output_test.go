@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -322,5 +323,23 @@ func TestVerboseLogsRetries(t *testing.T) {
 		if !retried[up.URL+p] {
 			t.Errorf("no retry of %s logged:\n%s", p, stderr)
 		}
+	}
+}
+
+// TestRedirectStderr: what other code writes on os.Stderr (the AWS SDK's default logger) comes
+// out as JSON lines under --log-format json.
+func TestRedirectStderr(t *testing.T) {
+	var buf bytes.Buffer
+	jl := newJSONLines(&buf)
+	restore, err := redirectStderr(jl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(os.Stderr, "SDK 2026/11/29 23:00:00 WARN Response has no supported checksum. Not validating response payload.")
+	restore()
+	jl.Flush()
+	objs := checkJSONLines(t, "stderr", buf.String())
+	if len(objs) != 1 || objs[0]["level"] != "WARN" || !strings.Contains(objs[0]["msg"].(string), "WARN Response has no supported checksum") {
+		t.Errorf("got %q", buf.String())
 	}
 }

@@ -181,6 +181,13 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	jsonLog = f.logFormat == "json"
 	if jsonLog {
 		jo, je := newJSONLines(stdout), newJSONLines(stderr)
+		if f, ok := stderr.(*os.File); ok && f == os.Stderr {
+			// The process's own stderr: what the AWS SDK writes there (its warnings) becomes
+			// JSON lines too.
+			if restore, rerr := redirectStderr(je); rerr == nil {
+				flushes = append(flushes, restore)
+			}
+		}
 		stdout, stderr = jo, je
 		flushes = append(flushes, jo.Flush, je.Flush)
 	}
