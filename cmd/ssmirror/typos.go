@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"regexp"
 	"sort"
@@ -248,6 +249,11 @@ func lastLine(err error) string {
 func checkSpeaksTLS(ctx context.Context, what, endpoint string) error {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Scheme != "https" {
+		return nil
+	}
+	// Through a proxy the direct dial below says nothing (and may be blocked): leave it to the
+	// request.
+	if p, err := http.ProxyFromEnvironment(&http.Request{URL: u}); err != nil || p != nil {
 		return nil
 	}
 	host := u.Host
