@@ -163,7 +163,8 @@ func fixtureEnv(t *testing.T, e *lambdaEnv) []string {
 // amd64 selection into MinIO and returns the summary.
 func TestRIEMirrorsIntoMinIO(t *testing.T) {
 	e := setupMinIO(t)
-	env := append(fixtureEnv(t, e), "SSMIRROR_SOURCE="+repoFile(t, "stream"), "SSMIRROR_FILTERS=arch=amd64", "SSMIRROR_MAX=1")
+	env := append(fixtureEnv(t, e), "SSMIRROR_SOURCE="+repoFile(t, "stream"), "SSMIRROR_FILTERS=arch=amd64", "SSMIRROR_MAX=1",
+		"SSMIRROR_MAXX=2") // a typo: warned about
 	r := startRIE(t, e.srv, env...)
 
 	sum, msg := r.invoke(t, scheduledEvent)
@@ -183,6 +184,10 @@ func TestRIEMirrorsIntoMinIO(t *testing.T) {
 	}
 	if content != sum.FilesFetched || objs["maas/stable/streams/v1/index.sjson"] == "" {
 		t.Errorf("the bucket holds %d content objects (summary: %d fetched) and index.sjson %q", content, sum.FilesFetched, objs["maas/stable/streams/v1/index.sjson"])
+	}
+
+	if want := `"msg":"not a setting of ssmirror-lambda, ignored","variable":"SSMIRROR_MAXX","did_you_mean":"SSMIRROR_MAX"`; !strings.Contains(r.log.String(), want) {
+		t.Errorf("the function's log lacks %s", want)
 	}
 
 	// A second invocation (the same warm function) has nothing to do.
