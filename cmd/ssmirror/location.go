@@ -203,11 +203,11 @@ func looksLikeFilter(arg string) bool {
 func openSource(ctx context.Context, loc location, s3f *s3Flags, mirrors []string, client *http.Client) (store.Store, error) {
 	switch loc.kind {
 	case "http":
-		if err := checkSpeaksTLS(ctx, "source", loc.root); err != nil {
-			return nil, err
-		}
 		if client == nil {
 			client = httpstore.DefaultClient()
+		}
+		if err := checkTLS(ctx, "source", loc.root, client); err != nil {
+			return nil, err
 		}
 		return httpstore.New(client, loc.sourceURL(), httpstore.Options{Mirrors: mirrors, UserAgent: "ssmirror/" + version()})
 	case "s3":
@@ -279,7 +279,7 @@ func openS3(ctx context.Context, loc location, f *s3Flags) (store.Store, error) 
 		return nil, fmt.Errorf("S3 configuration: %w", err)
 	}
 	if ep := client.Options().BaseEndpoint; ep != nil {
-		if err := checkSpeaksTLS(ctx, "S3 endpoint", *ep); err != nil {
+		if err := checkTLS(ctx, "S3 endpoint", *ep, client.Options().HTTPClient); err != nil {
 			return nil, err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -140,5 +141,27 @@ func TestTLSSchemeMismatch(t *testing.T) {
 	code, _, stderr = runBinary(t, bin, nil, "--no-verify", src, filepath.Join(t.TempDir(), "m"))
 	if code != exitUsage || !strings.Contains(stderr, "does not speak TLS") || !strings.Contains(stderr, "use "+plain.URL+"/") || strings.Contains(stderr, "secret") {
 		t.Errorf("https source on a plain HTTP server: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestTLSUntrustedFailsAtOnce: an https:// S3 endpoint or source whose certificate does not
+// verify is refused at once (the SDK would retry 8 times, about 30 s), saying how to trust it.
+func TestTLSUntrustedFailsAtOnce(t *testing.T) {
+	bin := buildBinary(t)
+	stream := filepath.Join(fixtureDir(t), "stream")
+	var requests atomic.Int32
+	untrusted := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { requests.Add(1) }))
+	defer untrusted.Close()
+	env := []string{"AWS_ACCESS_KEY_ID=x", "AWS_SECRET_ACCESS_KEY=y", "AWS_EC2_METADATA_DISABLED=true"}
+	code, _, stderr := runBinary(t, bin, env, "--no-verify", "--s3-endpoint", untrusted.URL, stream, "s3://bucket/m")
+	if code != exitFailure || !strings.Contains(stderr, "S3 endpoint "+untrusted.URL+": its TLS certificate does not verify") || !strings.Contains(stderr, "AWS_CA_BUNDLE") {
+		t.Errorf("untrusted S3 endpoint: exit %d\n%s", code, stderr)
+	}
+	code, _, stderr = runBinary(t, bin, nil, "--no-verify", untrusted.URL+"/", filepath.Join(t.TempDir(), "m"))
+	if code != exitFailure || !strings.Contains(stderr, "its TLS certificate does not verify") || !strings.Contains(stderr, "--ca-cert") {
+		t.Errorf("untrusted source: exit %d\n%s", code, stderr)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("%d requests reached the untrusted server", n)
 	}
 }
