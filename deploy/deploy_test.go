@@ -91,6 +91,11 @@ func TestKubernetesCronJob(t *testing.T) {
 	if dig(t, pod, "restartPolicy") != "Never" || dig(t, pod, "securityContext", "runAsNonRoot") != true {
 		t.Errorf("pod spec: restartPolicy Never and runAsNonRoot expected")
 	}
+	raw, err := os.ReadFile(filepath.Join("kubernetes", "cronjob.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, _, _ := strings.Cut(string(raw), "\napiVersion:")
 	configs := dig(t, cm, "data").(map[string]any)
 	var containers []any
 	containers = append(containers, dig(t, pod, "initContainers").([]any)...)
@@ -115,6 +120,10 @@ func TestKubernetesCronJob(t *testing.T) {
 		}
 		if dig(t, c, "envFrom").([]any)[0].(map[string]any)["secretRef"].(map[string]any)["name"] != "ssmirror-credentials" {
 			t.Errorf("container %v: no envFrom secretRef ssmirror-credentials", c["name"])
+		}
+		// The image is the one the header's commands build and push.
+		if img, _ := c["image"].(string); img == "" || !strings.Contains(header, "-t "+img+" .") || !strings.Contains(header, "push "+img) {
+			t.Errorf("container %v: image %q is not the one the file's header says to build and push", c["name"], c["image"])
 		}
 		if dig(t, c, "securityContext", "readOnlyRootFilesystem") != true {
 			t.Errorf("container %v: root filesystem not read-only", c["name"])
@@ -164,8 +173,8 @@ func dig(t *testing.T, m map[string]any, keys ...string) any {
 	return v
 }
 
-// TestDockerfile checks the promises the guide makes of the image (there is no Docker engine
-// here to build it).
+// TestDockerfile checks the promises the guide makes of the image (TestImageBuiltAndRun builds
+// and runs it).
 func TestDockerfile(t *testing.T) {
 	data, err := os.ReadFile("Dockerfile")
 	if err != nil {
@@ -176,7 +185,14 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
-	if n := bytes.Count(data, []byte("\nFROM ")); n != 2 {
-		t.Errorf("Dockerfile has %d stages, want 2", n)
+	// The last stage is the runtime image; its binary comes from a stage chosen by BINARY:
+	// compiled (build) or taken from the context (prebuilt, buildable without a registry).
+	for _, want := range []string{"ARG BINARY=build", "AS build\n", "FROM scratch AS prebuilt\n", "FROM ${BINARY} AS binary\n", "COPY --from=binary "} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	if i := bytes.LastIndex(data, []byte("\nFROM ")); i < 0 || !bytes.HasPrefix(data[i:], []byte("\nFROM scratch AS runtime\n")) {
+		t.Errorf("the last stage is not FROM scratch AS runtime")
 	}
 }

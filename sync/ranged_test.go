@@ -57,6 +57,7 @@ func (s *rangeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.gets++
 	s.inFlight++
 	s.maxIn = max(s.maxIn, s.inFlight)
+	wrap := s.wrap // read under the lock: a test may change it while requests are still in flight
 	if s.inFlight >= 2 && s.arrived != nil {
 		select {
 		case <-s.arrived:
@@ -70,7 +71,7 @@ func (s *rangeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.inFlight--
 		s.mu.Unlock()
 	}()
-	if s.wrap != nil && s.wrap(w, r) {
+	if wrap != nil && wrap(w, r) {
 		return
 	}
 	http.ServeContent(w, r, "squashfs", time.Time{}, bytes.NewReader(s.data))
@@ -320,8 +321,11 @@ func TestRangedReaderCancel(t *testing.T) {
 		t.Error("Read after Close did not fail")
 	}
 
-	// Closed half way, never cancelled.
+	// Closed half way, never cancelled. (A range request of the cancelled reader may still be
+	// reaching the server: change the handler under its lock.)
+	rs.mu.Lock()
 	rs.wrap = nil
+	rs.mu.Unlock()
 	r = newRangedReader(context.Background(), src, bigKey, int64(len(data)), 4, chunk)
 	if _, err := io.ReadFull(r, make([]byte, 5*chunk+7)); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -90,6 +91,53 @@ const (
 	envMaxFileSize    = "SSMIRROR_MAX_FILE_SIZE"           // refuse items declared larger (bytes)
 	envMinRate        = "SSMIRROR_MIN_RATE"                // per-file deadline: slowest rate, bytes/s
 )
+
+// knownEnv are the variables above: any other SSMIRROR_* variable is a typo, warned about.
+var knownEnv = []string{envSource, envTarget, envFilters, envKeyring, envKeyringData, envNoVerify, envMax,
+	envKeep, envPrune, envAllowEmpty, envPath, envConcurrency, envGCGrace, envLockTimeout, envLockTTL,
+	envS3Endpoint, envRegion, envUploadChecksum, envSigningKey, envPassphrase, envSafetyMargin,
+	envCFDistribution, envCFPathPrefix, envDryRun, envMaxFileSize, envMinRate}
+
+// unknownEnv returns the SSMIRROR_* names of environ the function does not read, each with the
+// nearest name it does read ("" when none is close).
+func unknownEnv(environ []string) map[string]string {
+	out := map[string]string{}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "SSMIRROR_") || slices.Contains(knownEnv, name) {
+			continue
+		}
+		best, bestD := "", 4
+		for _, k := range knownEnv {
+			if d := editDistance(name, k); d < bestD && d <= max(1, (len(k)-len("SSMIRROR_"))/3) {
+				best, bestD = k, d
+			}
+		}
+		out[name] = best
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
 
 // DefaultSafetyMargin is how long before the invocation's deadline the sync is cancelled, so it
 // stops cleanly (lock released, nothing published) instead of being killed.
@@ -369,7 +417,20 @@ func runContext(ctx context.Context, margin time.Duration) (context.Context, con
 
 // handle runs one sync configured from the environment, with the event's overrides.
 func handle(ctx context.Context, ev Event) (*Summary, error) {
-	return run(ctx, ev, os.LookupEnv, slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	warnUnknownEnv(log, os.Environ())
+	return run(ctx, ev, os.LookupEnv, log)
+}
+
+// warnUnknownEnv logs a warning for each SSMIRROR_* variable the function does not read.
+func warnUnknownEnv(log *slog.Logger, environ []string) {
+	for name, near := range unknownEnv(environ) {
+		if near != "" {
+			log.Warn("not a setting of ssmirror-lambda, ignored", "variable", name, "did_you_mean", near)
+		} else {
+			log.Warn("not a setting of ssmirror-lambda, ignored", "variable", name)
+		}
+	}
 }
 
 func run(ctx context.Context, ev Event, lookup func(string) (string, bool), log *slog.Logger) (*Summary, error) {

@@ -128,6 +128,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, topUsage)
 		return exitUsage
 	}
+	if cmd != "sync" { // sync warns once its log format is known
+		warnAll(stderr, unknownEnv(os.Environ()))
+	}
 	var err error
 	switch cmd {
 	case "sync":
@@ -154,6 +157,14 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 		return code
 	}
 	var sig interrupted
+	if errors.As(err, new(jsonLogError)) {
+		name := ""
+		if errors.As(context.Cause(ctx), &sig) || errors.As(err, &sig) {
+			name = signalName(sig.sig)
+		}
+		reportJSON(stderr, err, code, name)
+		return code
+	}
 	if errors.As(context.Cause(ctx), &sig) && !errors.As(err, &sig) {
 		fmt.Fprintf(stderr, "ssmirror: %v: %s\n", sig, withHint(err))
 		return code

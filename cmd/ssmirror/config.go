@@ -78,7 +78,7 @@ func parseConfigFile(path string, data []byte) (*configFile, error) {
 	cf := &configFile{path: path}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	inFilter := false
+	inFilter, sectionLine := false, 0
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -88,12 +88,15 @@ func parseConfigFile(path string, data []byte) (*configFile, error) {
 			if line != "[filter]" {
 				return nil, fmt.Errorf("%s:%d: unknown section %s (the only section is [filter])", path, n, line)
 			}
-			inFilter = true
+			inFilter, sectionLine = true, n
 			cf.groups = append(cf.groups, nil)
 			continue
 		}
 		if inFilter {
-			f, err := streams.ParseFilter(line)
+			if err := settingInFilter(line, sectionLine); err != nil {
+				return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+			}
+			f, err := parseFilterLine(line)
 			if err != nil {
 				return nil, fmt.Errorf("%s:%d: %w", path, n, err)
 			}
@@ -245,7 +248,7 @@ func configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) (*setti
 	}
 	if v, ok := env(envPrefix + "FILTERS"); ok {
 		for _, g := range strings.Split(v, ";") {
-			fl, perr := streams.ParseFilters(strings.Fields(g))
+			fl, perr := parseFilterArgs(strings.Fields(g))
 			if perr != nil {
 				return nil, usagef("$%sFILTERS: %v", envPrefix, perr)
 			}

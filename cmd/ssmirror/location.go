@@ -206,6 +206,9 @@ func openSource(ctx context.Context, loc location, s3f *s3Flags, mirrors []strin
 		if client == nil {
 			client = httpstore.DefaultClient()
 		}
+		if err := checkTLS(ctx, "source", loc.root, client); err != nil {
+			return nil, err
+		}
 		return httpstore.New(client, loc.sourceURL(), httpstore.Options{Mirrors: mirrors, UserAgent: "ssmirror/" + version()})
 	case "s3":
 		return openS3(ctx, loc, s3f)
@@ -274,6 +277,14 @@ func openS3(ctx context.Context, loc location, f *s3Flags) (store.Store, error) 
 	client, err := s3store.NewClient(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("S3 configuration: %w", err)
+	}
+	if ep := client.Options().BaseEndpoint; ep != nil {
+		if err := checkTLS(ctx, "S3 endpoint", *ep, client.Options().HTTPClient); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkCredentials(ctx, client); err != nil {
+		return nil, err
 	}
 	return s3store.New(client, loc.bucket, loc.prefix, opts), nil
 }

@@ -37,6 +37,20 @@ func periodicProgress(p *sync.Progress, w io.Writer, interval time.Duration) fun
 	})
 }
 
+// progressJSON prints the periodic progress as JSON log lines (--log-format json), never the
+// terminal display.
+func progressJSON(p *sync.Progress, w io.Writer, interval time.Duration) func() {
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	return every(interval, func(final bool) {
+		s := p.Snapshot()
+		if (final && s.Files > 0) || (!final && s.Running) {
+			jsonProgress(w, s)
+		}
+	})
+}
+
 // liveProgress redraws bars every tick: the run's bytes, files, rate and ETA, and a bar per
 // file being transferred, removed when it completes.
 func liveProgress(p *sync.Progress, w io.Writer, tick time.Duration) func() {

@@ -53,7 +53,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	filters, err := streams.ParseFilters(fs.Args()[1:])
+	filters, err := parseFilterArgs(fs.Args()[1:])
 	if err != nil {
 		return usageError{err}
 	}

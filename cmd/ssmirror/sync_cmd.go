@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
+	"github.com/spf13/pflag"
 
 	"github.com/ssmirror/ssmirror/internal/cdn"
 	"github.com/ssmirror/ssmirror/internal/units"
@@ -123,7 +124,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.Var(units.NewDuration(&f.progressEvery, 10*time.Second), "progress-interval", "how often --progress prints when not on a terminal")
 	fs.StringArrayVar(&f.mirrors, "mirror", nil, "extra base URL tried when SOURCE answers 404 (repeatable)")
 	fs.CountVarP(&f.verbose, "verbose", "v", "say more (-v: each step, -vv: each file)")
-	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (json: every line on stdout and stderr is one JSON object, the summary and the final error included)")
 	fs.StringVar(&f.signingKey, "signing-key", "", "curated mode: rewrite the catalogue to what the mirror holds and sign it with this secret key (armoured)")
 	fs.StringVar(&f.passphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
 	fs.IntVar(&f.concurrency, "concurrency", 4, "files transferred at once")
@@ -138,13 +139,38 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.Var(units.NewLimit(&f.minRate, sync.DefaultMinRate), "min-rate", "per-file deadline: every file (and metadata file) must arrive within 5 minutes plus its size at this rate a second (as 64KiB or bytes; none: no deadline)")
 	fs.Var(units.NewDuration(&f.lockTimeout, 0), "lock-timeout", "wait this long for another run's lock on the target before giving up (default: do not wait)")
 	fs.Var(units.NewDuration(&f.lockTTL, sync.DefaultLockTTL), "lock-ttl", "lease of the target's lock (as 10m): renewed while the run works, taken over by another run only once it expires unprovably alive (a holder paused longer than this loses the target and writes nothing more)")
-	fs.BoolVar(&f.jsonOut, "json", false, "print the run summary as JSON")
+	fs.BoolVar(&f.jsonOut, "json", false, "print a JSON summary of the run on stdout, for every run: dry runs (with the items added and removed) and failed ones (ok false, error) included")
 	f.s3.addFlags(fs)
 	f.tls.addFlags(fs)
 	f.metrics.addFlags(fs)
 	fs.StringVar(&f.cfDistribution, "cloudfront-distribution", "", "after a publish that wrote metadata, invalidate its paths in this CloudFront distribution (id)")
 	fs.StringVar(&f.cfPathPrefix, "cloudfront-path-prefix", "", `path of the mirror root as the distribution serves it (default: "/" + the S3 prefix)`)
 	addConfigFlag(fs)
+	// Machine output on every path: a --json summary and, with --log-format json, JSON lines
+	// only, whatever the run met (registered first, so it sees the final error).
+	jsonLog := wantsJSONLog(args, os.LookupEnv)
+	var rep *sync.Report
+	var source, target string
+	summaryDone := false
+	began := time.Now()
+	var flushes []func()
+	defer func() {
+		if err == nil || errors.Is(err, pflag.ErrHelp) {
+			for _, fl := range flushes {
+				fl()
+			}
+			return
+		}
+		if f.jsonOut && !summaryDone {
+			writeSummary(stdout, summarize(httpstore.StripUserInfo(source), httpstore.StripUserInfo(target), f.dryRun, rep, time.Since(began), err), jsonLog)
+		}
+		for _, fl := range flushes {
+			fl()
+		}
+		if jsonLog {
+			err = jsonLogError{err}
+		}
+	}()
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -152,6 +178,20 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
+	jsonLog = f.logFormat == "json"
+	if jsonLog {
+		jo, je := newJSONLines(stdout), newJSONLines(stderr)
+		if f, ok := stderr.(*os.File); ok && f == os.Stderr {
+			// The process's own stderr: what the AWS SDK writes there (its warnings) becomes
+			// JSON lines too.
+			if restore, rerr := redirectStderr(je); rerr == nil {
+				flushes = append(flushes, restore)
+			}
+		}
+		stdout, stderr = jo, je
+		flushes = append(flushes, jo.Flush, je.Flush)
+	}
+	warnAll(stderr, unknownEnv(os.Environ()))
 	source, target, groups, err := syncArgs(fs.Args(), conf)
 	if err != nil {
 		return err
@@ -181,8 +221,6 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		}
 	}()
 	// From here on every failure is a failed run, reported in the metrics too.
-	var rep *sync.Report
-	began := time.Now()
 	if f.metrics.enabled() && !f.dryRun {
 		defer func() {
 			// Report even an interrupted run, within a bounded time.
@@ -219,10 +257,17 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
+	if jsonLog && logOut != stderr {
+		jl := newJSONLines(logOut) // the --log-file
+		logOut = jl
+		flushes = append(flushes, jl.Flush)
+	}
 	log, err = newLogger(logOut, f.verbose, f.logFormat)
 	if err != nil {
 		return err
 	}
+	log.Info("start", "version", version(), "source", httpstore.StripUserInfo(source), "target", httpstore.StripUserInfo(target),
+		"filters", groupStrings(groups), "dry_run", f.dryRun)
 	var signer *sign.Signer
 	if f.signingKey != "" {
 		pass, err := readPassphrase(f.passphraseFile)
@@ -247,6 +292,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
+	client = withRetryLog(client, log)
 	warnUnprotected(stderr, srcLoc, keyring != nil)
 	src, err := openSource(ctx, srcLoc, &f.s3, f.mirrors, client)
 	if err != nil {
@@ -293,7 +339,10 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"
 	}
 	var stopProgress func()
-	if f.progress && !f.dryRun {
+	switch {
+	case f.progress && !f.dryRun && jsonLog:
+		stopProgress = progressJSON(progress, stderr, f.progressEvery)
+	case f.progress && !f.dryRun:
 		stopProgress = showProgress(progress, stderr, f.progressEvery)
 	}
 	rep, err = sync.Run(ctx, src, dst, opts)
@@ -315,16 +364,26 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		}
 	}
 	took := time.Since(began)
-	if rep != nil && rep.Plan != nil {
-		if f.dryRun {
-			printPlan(stdout, stderr, rep)
-		} else if f.jsonOut {
-			printJSONSummary(stdout, rep, took, err)
-		} else {
-			printSummary(stdout, httpstore.StripUserInfo(source), describe(dst), rep, took, err)
-		}
+	hasPlan := rep != nil && rep.Plan != nil
+	switch {
+	case f.jsonOut || (jsonLog && hasPlan):
+		writeSummary(stdout, summarize(httpstore.StripUserInfo(source), httpstore.StripUserInfo(target), f.dryRun, rep, took, err), jsonLog)
+		summaryDone = true
+	case hasPlan && f.dryRun:
+		printPlan(stdout, stderr, rep)
+	case hasPlan:
+		printSummary(stdout, httpstore.StripUserInfo(source), describe(dst), rep, took, err)
 	}
 	return err
+}
+
+// groupStrings are the filter groups as written.
+func groupStrings(groups []streams.Filters) [][]string {
+	out := [][]string{}
+	for _, g := range groups {
+		out = append(out, g.Strings())
+	}
+	return out
 }
 
 // syncArgs resolves SOURCE, TARGET and the filter groups. With no arguments they all come from
@@ -348,7 +407,7 @@ func syncArgs(pos []string, conf *settings) (source, target string, groups []str
 	if len(pos) == 2 {
 		return pos[0], pos[1], conf.Groups, nil
 	}
-	filters, err := streams.ParseFilters(pos[2:])
+	filters, err := parseFilterArgs(pos[2:])
 	if err != nil {
 		return "", "", nil, usageError{err}
 	}
@@ -413,44 +472,4 @@ func printSummary(w io.Writer, src, dst string, rep *sync.Report, took time.Dura
 		fmt.Fprintf(w, "  metadata: %d files written, %s\n", len(rep.MetadataWritten), mode)
 		fmt.Fprintf(w, "  deleted: %d, waiting for the grace period: %d\n", len(rep.Deleted), rep.PendingDeletion)
 	}
-}
-
-func printJSONSummary(w io.Writer, rep *sync.Report, took time.Duration, runErr error) {
-	type stage struct {
-		Name    string  `json:"name"`
-		Seconds float64 `json:"seconds"`
-	}
-	out := struct {
-		OK              bool     `json:"ok"`
-		Error           string   `json:"error,omitempty"`
-		Seconds         float64  `json:"seconds"`
-		Curated         bool     `json:"curated"`
-		ItemsAdded      int      `json:"items_added"`
-		ItemsRemoved    int      `json:"items_removed"`
-		ItemsKept       int      `json:"items_kept"`
-		Fetched         int      `json:"files_fetched"`
-		FetchedBytes    int64    `json:"bytes_fetched"`
-		Copied          int      `json:"files_copied"`
-		CopiedBytes     int64    `json:"bytes_copied"`
-		Adopted         int      `json:"files_adopted"`
-		Drifted         []string `json:"drifted"`
-		MetadataWritten []string `json:"metadata_written"`
-		Deleted         []string `json:"deleted"`
-		PendingDeletion int      `json:"pending_deletion"`
-		Stages          []stage  `json:"stages"`
-	}{
-		OK: runErr == nil, Seconds: took.Seconds(), Curated: rep.Curated,
-		ItemsAdded: len(rep.Plan.Added), ItemsRemoved: len(rep.Plan.Removed), ItemsKept: rep.Plan.Kept,
-		Fetched: rep.Fetched, FetchedBytes: rep.FetchedBytes, Copied: rep.Copied, CopiedBytes: rep.CopiedBytes,
-		Adopted: rep.Adopted, Drifted: rep.Drifted, MetadataWritten: rep.MetadataWritten, Deleted: rep.Deleted, PendingDeletion: rep.PendingDeletion,
-	}
-	if runErr != nil {
-		out.Error = runErr.Error()
-	}
-	for _, s := range rep.Stages {
-		out.Stages = append(out.Stages, stage{s.Name, s.Duration.Seconds()})
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(out)
 }
