@@ -40,8 +40,13 @@ func TestSystemdUnits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := bytes.Count(svc, []byte("ExecStart=/usr/local/bin/ssmirror ")); n != 2 {
-		t.Fatalf("ssmirror.service: %d ExecStart lines running /usr/local/bin/ssmirror, want 2", n)
+	if n := bytes.Count(svc, []byte("ExecStart=/usr/local/bin/ssmirror sync --config /etc/ssmirror/maas.conf\n")); n != 1 {
+		t.Fatalf("ssmirror.service: %d ExecStart lines running the whole selection (maas.conf), want 1", n)
+	}
+	// A DynamicUser cannot write into a directory another user owns: the only writable place is
+	// its StateDirectory, so no other path may be promised as writable.
+	if bytes.Contains(svc, []byte("\nReadWritePaths=")) {
+		t.Error("ssmirror.service promises a ReadWritePaths= directory its DynamicUser cannot write to")
 	}
 	for _, want := range []string{"Type=oneshot", "EnvironmentFile=", "DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes"} {
 		if !bytes.Contains(svc, []byte("\n"+want)) {
@@ -98,10 +103,12 @@ func TestKubernetesCronJob(t *testing.T) {
 	header, _, _ := strings.Cut(string(raw), "\napiVersion:")
 	configs := dig(t, cm, "data").(map[string]any)
 	var containers []any
-	containers = append(containers, dig(t, pod, "initContainers").([]any)...)
+	if pod["initContainers"] != nil {
+		t.Error("init containers: one run holds the whole selection")
+	}
 	containers = append(containers, dig(t, pod, "containers").([]any)...)
-	if len(containers) != 2 {
-		t.Fatalf("%d containers, want 2 (images, then bootloaders)", len(containers))
+	if len(containers) != 1 {
+		t.Fatalf("%d containers, want 1 (the whole selection, maas.conf)", len(containers))
 	}
 	for _, c := range containers {
 		c := c.(map[string]any)

@@ -292,8 +292,9 @@ func TestDeployConfigs(t *testing.T) {
 		}
 	}
 	if len(configs) < 4 {
-		t.Fatalf("found %d configs, want the 2 files and the 2 in the ConfigMap", len(configs))
+		t.Fatalf("found %d configs, want the 3 files and the one in the ConfigMap", len(configs))
 	}
+	added := map[string]int{} // items a config's dry run adds, by file name
 	for name, text := range configs {
 		t.Run(filepath.Base(name), func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "c.conf")
@@ -312,6 +313,7 @@ func TestDeployConfigs(t *testing.T) {
 				Added int `json:"items_added"`
 			}
 			if json.Unmarshal([]byte(stdout), &sum) == nil {
+				added[name] = sum.Added
 				if sum.Added == 0 {
 					t.Errorf("the config's filters select nothing in the fixture:\n%s", stdout)
 				}
@@ -319,5 +321,14 @@ func TestDeployConfigs(t *testing.T) {
 				t.Errorf("the config's filters select nothing in the fixture:\n%s", stdout)
 			}
 		})
+	}
+	// The whole-selection config (a file and the ConfigMap's) holds the union of the two
+	// one-group configs: images and bootloaders in one run.
+	dir := filepath.Join("..", "..", "deploy", "config")
+	images, loaders := added[filepath.Join(dir, "maas-images.conf")], added[filepath.Join(dir, "maas-bootloaders.conf")]
+	for _, whole := range []string{filepath.Join(dir, "maas.conf"), "cronjob.yaml:maas.conf"} {
+		if got := added[whole]; got == 0 || got != images+loaders {
+			t.Errorf("%s adds %d items, want the images' %d plus the bootloaders' %d", whole, got, images, loaders)
+		}
 	}
 }
