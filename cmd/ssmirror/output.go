@@ -221,10 +221,12 @@ func reportJSON(w io.Writer, err error, code int, signal string) {
 		err = inner.error
 	}
 	attrs := []any{"error", err.Error(), "exit_code", code}
+	msg := "failed"
 	if signal != "" {
 		attrs = append(attrs, "signal", signal)
+		msg = "interrupted"
 	}
-	w.Write(jsonLogLine("ERROR", "failed", attrs...))
+	w.Write(jsonLogLine("ERROR", msg, attrs...))
 }
 
 // redirectStderr points os.Stderr at a pipe whose lines are copied to w, for code that writes

@@ -352,6 +352,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		stopProgress = showProgress(progress, stderr, f.progressEvery)
 	}
 	rep, err = sync.Run(ctx, src, dst, opts)
+	err = summarizeInterrupt(ctx, rep, err)
 	if stopProgress != nil {
 		stopProgress()
 	}
