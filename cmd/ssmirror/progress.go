@@ -48,10 +48,12 @@ func progressJSON(p *sync.Progress, w io.Writer, interval time.Duration) func() 
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
+	var tr tracker
 	return every(interval, func(final bool) {
 		s := p.Snapshot()
-		if (final && s.Files > 0) || (!final && s.Running) {
-			jsonProgress(w, s)
+		v := tr.observe(s)
+		if (final && s.Files > 0) || (!final && (s.Running || s.Phase == sync.PhasePublish && s.Files > 0)) {
+			jsonProgress(w, v)
 		}
 	})
 }
