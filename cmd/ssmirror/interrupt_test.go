@@ -35,7 +35,11 @@ func TestInterruptOneLine(t *testing.T) {
 			up := httptest.NewServer(th)
 			defer up.Close()
 			dir := t.TempDir()
-			cmd := exec.Command(bin, "--keyring", keyring, "--log-format", format, "--range-streams", "1", up.URL+"/", dir+"/m")
+			args := []string{"--keyring", keyring, "--log-format", format, "--range-streams", "1", up.URL + "/", dir + "/m"}
+			if format == "json" {
+				args = append(args, "--progress", "--progress-interval", "100ms") // progress lines are JSON too
+			}
+			cmd := exec.Command(bin, args...)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Start(); err != nil {
