@@ -27,6 +27,9 @@ func summarizeInterrupt(ctx context.Context, rep *sync.Report, err error) error 
 	if err == nil || !errors.As(context.Cause(ctx), &sig) {
 		return err
 	}
+	if errors.Is(err, sync.ErrLockLost) || errors.Is(err, sync.ErrStateChanged) {
+		return err // another run took over: that, not the signal, is what the operator must know
+	}
 	msg := sig.Error()
 	published := rep != nil && slices.ContainsFunc(rep.Stages, func(s sync.Stage) bool { return s.Name == "publish metadata" })
 	switch {
