@@ -296,8 +296,9 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	client = withRetryLog(client, log)
 	warnUnprotected(stderr, srcLoc, keyring != nil)
-	if f.bwlimit > 0 && f.minRate > 0 && f.bwlimit < f.minRate {
-		return usagef("--bwlimit %s is below --min-rate %s: every file would miss its deadline (lower --min-rate, or none)", units.FormatSize(f.bwlimit), units.FormatSize(f.minRate))
+	// The files in flight share the rate; each must still arrive at --min-rate.
+	if n := int64(max(f.concurrency, 1)); f.bwlimit > 0 && f.minRate > 0 && f.bwlimit < f.minRate*n {
+		return usagef("--bwlimit %s shared by --concurrency %d files is below --min-rate %s each: large files would miss their deadline (lower --concurrency or --min-rate, or set --min-rate none)", units.FormatSize(f.bwlimit), n, units.FormatSize(f.minRate))
 	}
 	src, err := openSource(ctx, srcLoc, &f.s3, f.mirrors, client)
 	if err != nil {
