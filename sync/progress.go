@@ -14,6 +14,7 @@ type Progress struct {
 	bytes, bytesDone atomic.Int64
 	started          atomic.Int64 // unix nanoseconds
 	running          atomic.Bool
+	phase            atomic.Pointer[string]
 
 	mu     gosync.Mutex
 	active map[string]*fileEntry // files being transferred, by path
@@ -39,6 +40,9 @@ type ProgressSnapshot struct {
 	Bytes, BytesDone int64
 	Elapsed          time.Duration
 	Running          bool
+	// Phase is what the run does now: "" before the transfer, then PhaseTransfer,
+	// PhasePublish, PhaseCleanUp.
+	Phase string
 	// Active are the files being transferred now, sorted by path.
 	Active []FileProgress
 }
@@ -60,6 +64,15 @@ func (s ProgressSnapshot) ETA() time.Duration {
 	return time.Duration(float64(s.Bytes-s.BytesDone) / r * float64(time.Second))
 }
 
+// The phases of a run a display shows.
+const (
+	PhaseTransfer = "transferring"
+	PhasePublish  = "publishing"
+	PhaseCleanUp  = "cleaning up"
+)
+
+func (p *Progress) setPhase(name string) { p.phase.Store(&name) }
+
 // Snapshot reads the counters.
 func (p *Progress) Snapshot() ProgressSnapshot {
 	s := ProgressSnapshot{
@@ -68,6 +81,9 @@ func (p *Progress) Snapshot() ProgressSnapshot {
 		Bytes:     p.bytes.Load(),
 		BytesDone: p.bytesDone.Load(),
 		Running:   p.running.Load(),
+	}
+	if ph := p.phase.Load(); ph != nil {
+		s.Phase = *ph
 	}
 	if t := p.started.Load(); t != 0 {
 		s.Elapsed = time.Since(time.Unix(0, t))
@@ -110,6 +126,7 @@ func (p *Progress) begin(files int, bytes int64) {
 	p.bytes.Store(bytes)
 	p.started.Store(time.Now().UnixNano())
 	p.running.Store(true)
+	p.setPhase(PhaseTransfer)
 }
 
 func (p *Progress) end()        { p.running.Store(false) }

@@ -297,6 +297,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		}
 	}
 
+	opts.Progress.setPhase(PhasePublish)
 	if err := publish(ctx, dst, cat, plan.Held, st, rep, &opts); err != nil {
 		if serr := saveAfterFailure(dst, st, &opts); serr != nil {
 			err = errors.Join(err, serr)
@@ -311,6 +312,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		st.Held = plan.Held
 	}
 	markUnreferenced(st, opts.Now())
+	opts.Progress.setPhase(PhaseCleanUp)
 	if err := saveState(ctx, dst, st, opts.lock.Fence); err != nil {
 		return rep, err
 	}

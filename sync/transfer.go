@@ -65,7 +65,10 @@ func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st 
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
-					opts.Log.Error("transfer failed", "path", f.Path, "error", err)
+					if ctx.Err() == nil {
+						// A cancelled run says so once (the caller knows why); not once per file in flight.
+						opts.Log.Error("transfer failed", "path", f.Path, "error", err)
+					}
 				} else {
 					etag := res.etag
 					if res.how == "adopted" { // checked as listed

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/ssmirror/ssmirror/internal/bwlimit"
 	"log/slog"
 	"os"
 	"regexp"
@@ -90,13 +91,14 @@ const (
 	envDryRun         = "SSMIRROR_DRY_RUN"                 // plan only
 	envMaxFileSize    = "SSMIRROR_MAX_FILE_SIZE"           // refuse items declared larger (bytes)
 	envMinRate        = "SSMIRROR_MIN_RATE"                // per-file deadline: slowest rate, bytes/s
+	envBwlimit        = "SSMIRROR_BWLIMIT"                 // download at most this many bytes/s
 )
 
 // knownEnv are the variables above: any other SSMIRROR_* variable is a typo, warned about.
 var knownEnv = []string{envSource, envTarget, envFilters, envKeyring, envKeyringData, envNoVerify, envMax,
 	envKeep, envPrune, envAllowEmpty, envPath, envConcurrency, envGCGrace, envLockTimeout, envLockTTL,
 	envS3Endpoint, envRegion, envUploadChecksum, envSigningKey, envPassphrase, envSafetyMargin,
-	envCFDistribution, envCFPathPrefix, envDryRun, envMaxFileSize, envMinRate}
+	envCFDistribution, envCFPathPrefix, envDryRun, envMaxFileSize, envMinRate, envBwlimit}
 
 // unknownEnv returns the SSMIRROR_* names of environ the function does not read, each with the
 // nearest name it does read ("" when none is close).
@@ -158,6 +160,7 @@ type config struct {
 	concurrency    int
 	maxFileSize    int
 	minRate        int
+	bwlimit        int
 	gcGrace        time.Duration
 	lockTimeout    time.Duration
 	lockTTL        time.Duration
@@ -237,6 +240,7 @@ func readConfig(lookup func(string) (string, bool)) (*config, error) {
 		concurrency:    e.integer(envConcurrency),
 		maxFileSize:    e.integer(envMaxFileSize),
 		minRate:        e.integer(envMinRate),
+		bwlimit:        e.integer(envBwlimit),
 		gcGrace:        e.duration(envGCGrace, sync.DefaultGCGrace),
 		lockTimeout:    e.duration(envLockTimeout, 0),
 		lockTTL:        e.duration(envLockTTL, sync.DefaultLockTTL),
@@ -456,6 +460,9 @@ func run(ctx context.Context, ev Event, lookup func(string) (string, bool), log 
 	src, err := c.open(runCtx, c.srcLoc)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", c.source, err)
+	}
+	if c.bwlimit > 0 {
+		src = bwlimit.Store(src, bwlimit.New(int64(c.bwlimit), nil, nil))
 	}
 	dst, err := c.open(runCtx, c.dstLoc)
 	if err != nil {

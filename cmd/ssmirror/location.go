@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/ssmirror/ssmirror/internal/bwlimit"
 	"io"
 	"net/http"
 	"net/url"
@@ -294,4 +295,13 @@ func version() string {
 		return bi.Main.Version
 	}
 	return "dev"
+}
+
+// limitSource caps what the run reads from src at bwlimit bytes a second, all readers together
+// (ranged reads included); bwlimit <= 0 leaves src as it is.
+func limitSource(src store.Store, rate int64) store.Store {
+	if rate <= 0 {
+		return src
+	}
+	return bwlimit.Store(src, bwlimit.New(rate, nil, nil))
 }

@@ -205,11 +205,16 @@ func writeSummary(w io.Writer, s syncSummary, oneLine bool) {
 	enc.Encode(s)
 }
 
-// jsonProgress prints the periodic progress line as a JSON log line.
-func jsonProgress(w io.Writer, s sync.ProgressSnapshot) {
-	attrs := []any{"files_done", s.FilesDone, "files", s.Files, "bytes_done", s.BytesDone, "bytes", s.Bytes, "bytes_per_second", int64(s.Rate())}
-	if eta := s.ETA(); eta > 0 {
-		attrs = append(attrs, "eta_seconds", eta.Round(time.Second).Seconds())
+// jsonProgress prints the periodic progress line as a JSON log line: the rate of the last
+// seconds and the ETA at that rate, as the terminal display shows them.
+func jsonProgress(w io.Writer, v progressView) {
+	s := v.ProgressSnapshot
+	attrs := []any{"files_done", s.FilesDone, "files", s.Files, "bytes_done", s.BytesDone, "bytes", s.Bytes, "bytes_per_second", int64(v.Rate)}
+	if v.ETA > 0 {
+		attrs = append(attrs, "eta_seconds", v.ETA.Round(time.Second).Seconds())
+	}
+	if s.Phase != "" {
+		attrs = append(attrs, "phase", s.Phase)
 	}
 	w.Write(jsonLogLine("INFO", "progress", attrs...))
 }
@@ -221,10 +226,12 @@ func reportJSON(w io.Writer, err error, code int, signal string) {
 		err = inner.error
 	}
 	attrs := []any{"error", err.Error(), "exit_code", code}
+	msg := "failed"
 	if signal != "" {
 		attrs = append(attrs, "signal", signal)
+		msg = "interrupted"
 	}
-	w.Write(jsonLogLine("ERROR", "failed", attrs...))
+	w.Write(jsonLogLine("ERROR", msg, attrs...))
 }
 
 // redirectStderr points os.Stderr at a pipe whose lines are copied to w, for code that writes

@@ -99,6 +99,7 @@ type syncFlags struct {
 	metadataMaxSize int64
 	maxFileSize     int64
 	minRate         int64
+	bwlimit         int64
 	lockTimeout     time.Duration
 	lockTTL         time.Duration
 	rangeStreams    int
@@ -137,6 +138,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.Var(units.NewSize(&f.metadataMaxSize, sync.DefaultMetadataLimit), "metadata-max-size", "refuse metadata files larger than this (as 256MiB or bytes)")
 	fs.Var(units.NewLimit(&f.maxFileSize, sync.DefaultMaxFileSize), "max-file-size", "refuse, before writing anything, a selection holding an item declared larger than this (as 64GiB or bytes; none: no limit)")
 	fs.Var(units.NewLimit(&f.minRate, sync.DefaultMinRate), "min-rate", "per-file deadline: every file (and metadata file) must arrive within 5 minutes plus its size at this rate a second (as 64KiB or bytes; none: no deadline)")
+	fs.Var(units.NewLimit(&f.bwlimit, 0), "bwlimit", "download at most this many bytes a second from the source, all connections together (as 20MiB; default none: no limit)")
 	fs.Var(units.NewDuration(&f.lockTimeout, 0), "lock-timeout", "wait this long for another run's lock on the target before giving up (default: do not wait)")
 	fs.Var(units.NewDuration(&f.lockTTL, sync.DefaultLockTTL), "lock-ttl", "lease of the target's lock (as 10m): renewed while the run works, taken over by another run only once it expires unprovably alive (a holder paused longer than this loses the target and writes nothing more)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print a JSON summary of the run on stdout, for every run: dry runs (with the items added and removed) and failed ones (ok false, error) included")
@@ -294,10 +296,15 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	client = withRetryLog(client, log)
 	warnUnprotected(stderr, srcLoc, keyring != nil)
+	// The files in flight share the rate; each must still arrive at --min-rate.
+	if n := int64(max(f.concurrency, 1)); f.bwlimit > 0 && f.minRate > 0 && f.bwlimit < f.minRate*n {
+		return usagef("--bwlimit %s shared by --concurrency %d files is below --min-rate %s each: large files would miss their deadline (lower --concurrency or --min-rate, or set --min-rate none)", units.FormatSize(f.bwlimit), n, units.FormatSize(f.minRate))
+	}
 	src, err := openSource(ctx, srcLoc, &f.s3, f.mirrors, client)
 	if err != nil {
 		return err
 	}
+	src = limitSource(src, f.bwlimit)
 	dst, err := openTarget(ctx, dstLoc, &f.s3)
 	if err != nil {
 		return err
@@ -346,6 +353,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		stopProgress = showProgress(progress, stderr, f.progressEvery)
 	}
 	rep, err = sync.Run(ctx, src, dst, opts)
+	err = summarizeInterrupt(ctx, rep, err)
 	if stopProgress != nil {
 		stopProgress()
 	}
