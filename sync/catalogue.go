@@ -20,6 +20,10 @@ import (
 // DefaultStartPath is where a reader starts when the source names no metadata file.
 const DefaultStartPath = "streams/v1/index.sjson"
 
+// UnsignedStartPath is where a reader starts when the source names no metadata file and has no
+// DefaultStartPath (LXD and Incus image servers publish no signed index).
+const UnsignedStartPath = "streams/v1/index.json"
+
 // DefaultMetadataLimit caps the size of one metadata file read from a source.
 const DefaultMetadataLimit = 256 << 20
 
@@ -122,7 +126,8 @@ var ErrNoKeyring = errors.New("signed, but there is no keyring to verify it with
 // present must verify; with NoVerify signatures are stripped unchecked; with neither, an unsigned
 // start path (.json) is read as it is.
 func LoadCatalogue(ctx context.Context, src store.Store, startPath string, v Verification, limit int64, concurrency int) (*Catalogue, error) {
-	if startPath == "" {
+	defaulted := startPath == ""
+	if defaulted {
 		startPath = DefaultStartPath
 	}
 	if err := store.ValidKey(startPath); err != nil {
@@ -131,11 +136,28 @@ func LoadCatalogue(ctx context.Context, src store.Store, startPath string, v Ver
 	if limit <= 0 {
 		limit = DefaultMetadataLimit
 	}
+	if defaulted && v.Keyring == nil && !v.NoVerify {
+		// No keyring: a source that has no signed index (an LXD or Incus image server) starts
+		// from its unsigned one; one that has a signed index needs a keyring.
+		if _, err := src.Stat(ctx, DefaultStartPath); errors.Is(err, store.ErrNotExist) {
+			if _, err := src.Stat(ctx, UnsignedStartPath); err == nil {
+				startPath = UnsignedStartPath
+			}
+		}
+	}
 	base, ending := splitForm(startPath)
 	if ending == ".sjson" && v.Keyring == nil && !v.NoVerify {
 		return nil, fmt.Errorf("%s: %w", startPath, ErrNoKeyring)
 	}
 	body, forms, err := readDocument(ctx, src, startPath, v, limit)
+	if err != nil && defaulted && errors.Is(err, store.ErrNotExist) {
+		// No signed index at the source's root: start from the unsigned one. With a keyring it
+		// must still carry a good detached signature (readDocument's rules), so nothing is
+		// downgraded.
+		startPath = UnsignedStartPath
+		base, _ = splitForm(startPath)
+		body, forms, err = readDocument(ctx, src, startPath, v, limit)
+	}
 	if err != nil {
 		return nil, err
 	}

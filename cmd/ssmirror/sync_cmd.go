@@ -32,7 +32,8 @@ SOURCE  https://images.maas.io/ephemeral-v3/stable/   an HTTP(S) mirror (https:/
         /srv/upstream  or  file:///srv/upstream         a directory
         s3://bucket/prefix                              a bucket (mirror of a mirror)
         Ending in streams/v1/NAME.sjson or NAME.json picks the start file; otherwise
-        streams/v1/index.sjson (signed: give --keyring, or --no-verify).
+        streams/v1/index.sjson (signed: give --keyring, or --no-verify), or, at a source
+        without one (LXD, Incus), streams/v1/index.json.
 TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
 FILTER  key=value  key!=value  key~regex  key!~regex  (all must hold; regex is unanchored).
         Keys are item attributes after inheritance: arch, release, os, subarch, ftype,
