@@ -308,3 +308,43 @@ func TestTakingWhoseAnswerWasLost(t *testing.T) {
 		t.Errorf("after Release: %+v", got)
 	}
 }
+
+// TestLastSuccessCarriedOver: a run that succeeded stamps its lease on release; a later run's
+// lease carries the stamp over, and a run that did not succeed leaves it as it was.
+func TestLastSuccessCarriedOver(t *testing.T) {
+	ctx := context.Background()
+	mem := memstore.New()
+	clock := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	opts := LockOptions{TTL: time.Minute, Now: func() time.Time { return clock }}
+
+	l, _, err := AcquireLock(ctx, mem, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readLeaseFrom(t, mem).LastSuccess; got != nil {
+		t.Fatalf("a new target's lease says a run succeeded at %v", got)
+	}
+	l.Succeeded()
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	first := readLeaseFrom(t, mem).LastSuccess
+	if first == nil || !first.Equal(clock) {
+		t.Fatalf("after a successful run LastSuccess = %v, want %v", first, clock)
+	}
+
+	clock = clock.Add(time.Hour)
+	l, _, err = AcquireLock(ctx, mem, opts) // a run that fails: no Succeeded
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readLeaseFrom(t, mem).LastSuccess; got == nil || !got.Equal(*first) {
+		t.Errorf("while the next run holds the lock LastSuccess = %v, want %v carried over", got, first)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readLeaseFrom(t, mem).LastSuccess; got == nil || !got.Equal(*first) {
+		t.Errorf("after a failed run LastSuccess = %v, want %v unchanged", got, first)
+	}
+}

@@ -79,6 +79,10 @@ type Lease struct {
 	// deleted, so that no delete can remove a newer holder's lease: the pinned MinIO ignores
 	// If-Match on DeleteObject and deletes whatever is there; versitygw honours it).
 	Released bool `json:"released,omitempty"`
+	// LastSuccess is when a run last finished its work on the target (published and collected):
+	// set by the run that succeeded when it releases the lock, and carried over by each later
+	// lease, so the record costs no request of its own and survives failed runs.
+	LastSuccess *time.Time `json:"last_success,omitempty"`
 }
 
 func (l Lease) String() string {
@@ -139,6 +143,8 @@ type TargetLock struct {
 	tag     string // the lock object's version as this run last wrote it
 	renewed stamp  // when the last successful write of the lease was sent
 	lost    error  // ErrLockLost (wrapped) once lost, errReleased once released
+	// succeeded: the run finished its work (Succeeded); Release records when.
+	succeeded bool
 }
 
 var lockPut = store.PutOptions{ContentType: "application/json", CacheControl: "no-store"}
@@ -195,6 +201,7 @@ func AcquireLock(ctx context.Context, dst store.Store, opts LockOptions) (*Targe
 			now.Sub(since) >= holder.ttl(opts.TTL) || holderGone(holder, self) {
 			sent := l.stamp()
 			lease.Expires = sent.wall.Add(opts.TTL).UTC()
+			lease.LastSuccess = holder.LastSuccess
 			newTag, err := sw.Swap(ctx, LockKey, marshalLease(lease), tag, lockPut)
 			if errors.Is(err, store.ErrPrecondition) {
 				continue // another run changed it first: look again
@@ -344,6 +351,14 @@ func (l *TargetLock) Fence(ctx context.Context) error {
 	return nil
 }
 
+// Succeeded records that the run finished its work: Release then stamps the lease with the
+// time (Lease.LastSuccess).
+func (l *TargetLock) Succeeded() {
+	l.mu.Lock()
+	l.succeeded = true
+	l.mu.Unlock()
+}
+
 // Release stops renewing and marks the lease released, by a swap on the version this run last
 // wrote, so that a lease another run took meanwhile is left alone. It works even when the run's
 // context was cancelled (SIGINT, SIGTERM). After it, Fence fails.
@@ -363,6 +378,10 @@ func (l *TargetLock) Release() error {
 		rel := l.lease
 		rel.Released = true
 		rel.Expires = l.opts.Now().UTC()
+		if l.succeeded {
+			t := rel.Expires
+			rel.LastSuccess = &t
+		}
 		_, serr := l.swapOwn(ctx, rel)
 		l.lost = errReleased
 		if serr != nil && !errors.Is(serr, ErrLockLost) {

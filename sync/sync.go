@@ -320,6 +320,9 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 		return rep, err
 	}
 	stage("garbage collection")
+	if opts.lock != nil {
+		opts.lock.Succeeded()
+	}
 	return rep, nil
 }
 

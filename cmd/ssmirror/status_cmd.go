@@ -17,8 +17,8 @@ import (
 const statusUsage = `Usage: ssmirror status [flags] TARGET
 
 Show what a mirror holds, from its own record (.ssmirror/state.json): per product and version,
-items, files and bytes; the totals; when its metadata was last published and its state last
-written; whether a run holds its lock; and what waits for deletion, and when (the grace period
+items, files and bytes; the totals; when a run last succeeded; when its metadata was last
+published and its state last written; whether a run holds its lock; and what waits for deletion, and when (the grace period
 is --gc-grace, as given to sync). Read-only: it takes no lock and writes nothing.
 
 Exit status 0: shown; 1: no ssmirror mirror at TARGET, or it could not be read; 2: bad command
@@ -99,6 +99,9 @@ type statusReport struct {
 	LastPublished *time.Time `json:"last_published"`
 	// StateWritten is when the state was last written (at the end of a run that changed it).
 	StateWritten *time.Time `json:"state_written"`
+	// LastSuccess is when a run last finished its work (recorded in the lock's lease), null
+	// before the first.
+	LastSuccess *time.Time `json:"last_success"`
 	// Lock is the lease of a run holding the target, null when none does.
 	Lock         *statusLock     `json:"lock"`
 	GCGrace      string          `json:"gc_grace"`
@@ -206,6 +209,10 @@ func mirrorStatus(ctx context.Context, dst store.Store, grace time.Duration) (*s
 	// A run in progress.
 	if data, err := store.ReadAll(ctx, dst, sync.LockKey, 1<<16); err == nil {
 		var l sync.Lease
+		if json.Unmarshal(data, &l) == nil && l.LastSuccess != nil {
+			t := l.LastSuccess.UTC()
+			rep.LastSuccess = &t
+		}
 		switch {
 		case json.Unmarshal(data, &l) != nil:
 			rep.Lock = &statusLock{}
@@ -248,6 +255,7 @@ func printStatus(w io.Writer, r *statusReport) {
 		}
 		return p.Format(time.RFC3339)
 	}
+	fmt.Fprintf(w, "last successful run: %s\n", stamp(r.LastSuccess))
 	fmt.Fprintf(w, "metadata: %d files, last published %s; state written %s\n", r.MetadataFiles, stamp(r.LastPublished), stamp(r.StateWritten))
 	switch {
 	case r.Lock == nil:
