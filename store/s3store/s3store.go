@@ -98,8 +98,9 @@ type Options struct {
 	Checksum Checksum
 
 	// RetryLog, when set, is where NewClient's client logs (at Info, message "retrying") each
-	// request its retryer sends again: the operation, bucket, key, part number, the retry's
-	// number and why the attempt before failed. Nil: retries are not logged.
+	// request its retryer sends again, and where the Store logs each upload it sends again
+	// after the server found the body changed on the way: the operation, bucket, key, part
+	// number, the retry's number and why the attempt before failed. Nil: nothing is logged.
 	RetryLog *slog.Logger
 }
 
