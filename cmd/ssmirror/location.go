@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/ssmirror/ssmirror/internal/bwlimit"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -34,6 +35,10 @@ type s3Flags struct {
 	partConcurrency int
 	uploadBuffers   int64
 	uploadChecksum  string
+
+	// retryLog is not a flag: the run's logger, where the S3 client logs each request the AWS
+	// SDK retries (nil: nowhere).
+	retryLog *slog.Logger
 }
 
 func (f *s3Flags) addFlags(fsAdd *pflag.FlagSet) {
@@ -274,6 +279,7 @@ func openS3(ctx context.Context, loc location, f *s3Flags) (store.Store, error) 
 		PartSize:        f.partSize,
 		PartConcurrency: f.partConcurrency,
 		BufferBudget:    f.uploadBuffers,
+		RetryLog:        f.retryLog,
 	}
 	client, err := s3store.NewClient(ctx, opts)
 	if err != nil {

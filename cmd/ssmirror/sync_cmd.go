@@ -296,6 +296,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		return err
 	}
 	client = withRetryLog(client, log)
+	f.s3.retryLog = log
 	warnUnprotected(stderr, srcLoc, keyring != nil)
 	// The files in flight share the rate; each must still arrive at --min-rate.
 	if n := int64(max(f.concurrency, 1)); f.bwlimit > 0 && f.minRate > 0 && f.bwlimit < f.minRate*n {

@@ -31,6 +31,7 @@ const DefaultRegion = "us-east-1"
 // endpoint is set, unless opts.PathStyle says otherwise. Checksums are computed and validated
 // only when an operation requires them: the SDK's default CRC32 checksums break many
 // S3-compatible stores, and Put verifies sha256 itself. AWS_CA_BUNDLE is honoured by the SDK.
+// With opts.RetryLog, each request the SDK retries is logged there.
 func NewClient(ctx context.Context, opts Options) (*s3.Client, error) {
 	var load []func(*config.LoadOptions) error
 	if opts.Profile != "" {
@@ -68,6 +69,9 @@ func NewClient(ctx context.Context, opts Options) (*s3.Client, error) {
 		// library does not print.
 		o.DisableLogOutputChecksumValidationSkipped = true
 		o.Retryer = newRetryer(cfg.RetryMaxAttempts)
+		if opts.RetryLog != nil {
+			o.APIOptions = append(o.APIOptions, addRetryLog(opts.RetryLog))
+		}
 	})
 	return client, nil
 }

@@ -17,6 +17,7 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"golang.org/x/sync/errgroup"
@@ -188,7 +189,7 @@ func (s *Store) putObject(ctx context.Context, key string, data []byte, sum stri
 		cond(in)
 	}
 	var out *s3.PutObjectOutput
-	err := s.sendChecked(ctx, func() error {
+	err := s.sendChecked(ctx, key, 0, func() error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -217,13 +218,14 @@ func (s *Store) metadata(sum string) map[string]string {
 
 // sendChecked calls send, again while the server answers that the body it received does not
 // match the checksum sent with it (the bytes were changed on the way), up to maxTransitAttempts
-// times in all; the last mismatch is returned wrapped in ErrTransit.
-func (s *Store) sendChecked(ctx context.Context, send func() error) error {
-	return s.sendCheckedIf(ctx, isTransitMismatch, send)
+// times in all; the last mismatch is returned wrapped in ErrTransit. Each new attempt is logged
+// to Options.RetryLog with key (relative to the prefix) and part (0: none).
+func (s *Store) sendChecked(ctx context.Context, key string, part int32, send func() error) error {
+	return s.sendCheckedIf(ctx, key, part, isTransitMismatch, send)
 }
 
 // sendCheckedIf is sendChecked with mismatch deciding which errors mean the body was changed.
-func (s *Store) sendCheckedIf(ctx context.Context, mismatch func(error) bool, send func() error) error {
+func (s *Store) sendCheckedIf(ctx context.Context, key string, part int32, mismatch func(error) bool, send func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := send()
 		if err == nil || !mismatch(err) {
@@ -233,6 +235,19 @@ func (s *Store) sendCheckedIf(ctx context.Context, mismatch func(error) bool, se
 			return fmt.Errorf("%w (%d attempts): %w", ErrTransit, attempt, err)
 		}
 		s.transitRetries.Add(1)
+		if log := s.opts.RetryLog; log != nil {
+			op := ""
+			var oe *smithy.OperationError
+			if errors.As(err, &oe) {
+				op = oe.Operation()
+			}
+			attrs := []any{"op", op, "bucket", s.bucket, "key", s.fullKey(key)}
+			if part > 0 {
+				attrs = append(attrs, "part", part)
+			}
+			attrs = append(attrs, "retry", attempt, "after", describeErr(err))
+			log.InfoContext(ctx, "retrying", attrs...)
+		}
 		t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
 		select {
 		case <-ctx.Done():
@@ -399,7 +414,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 			cp := types.CompletedPart{PartNumber: aws.Int32(num)}
 			ps.setPart(in, &cp)
 			var out *s3.UploadPartOutput
-			err := s.sendChecked(gctx, func() error {
+			err := s.sendChecked(gctx, key, num, func() error {
 				if err := gctx.Err(); err != nil {
 					return err
 				}
@@ -492,7 +507,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 	// The Complete's body (the parts and their checksums) can be changed on the way like any
 	// other: the server then refuses it, and it is sent again rather than the file failing.
 	var done *s3.CompleteMultipartUploadOutput
-	err = s.sendCheckedIf(ctx, isCompleteMismatch, func() error {
+	err = s.sendCheckedIf(ctx, key, 0, isCompleteMismatch, func() error {
 		var err error
 		done, err = s.client.CompleteMultipartUpload(ctx, cin2)
 		return err

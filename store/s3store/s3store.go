@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -95,6 +96,12 @@ type Options struct {
 	// Checksum is the checksum every upload request carries for the server to check (see
 	// Checksum); empty: DefaultChecksum (CRC32C).
 	Checksum Checksum
+
+	// RetryLog, when set, is where NewClient's client logs (at Info, message "retrying") each
+	// request its retryer sends again, and where the Store logs each upload it sends again
+	// after the server found the body changed on the way: the operation, bucket, key, part
+	// number, the retry's number and why the attempt before failed. Nil: nothing is logged.
+	RetryLog *slog.Logger
 }
 
 // Store is an S3 bucket, or the part of it under a prefix, as a store.Store.
