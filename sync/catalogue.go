@@ -154,9 +154,13 @@ func LoadCatalogue(ctx context.Context, src store.Store, startPath string, v Ver
 		// No signed index at the source's root: start from the unsigned one. With a keyring it
 		// must still carry a good detached signature (readDocument's rules), so nothing is
 		// downgraded.
+		first := err
 		startPath = UnsignedStartPath
 		base, _ = splitForm(startPath)
 		body, forms, err = readDocument(ctx, src, startPath, v, limit)
+		if errors.Is(err, store.ErrNotExist) {
+			return nil, fmt.Errorf("no catalogue: neither %s nor %s: %w", DefaultStartPath, UnsignedStartPath, first)
+		}
 	}
 	if err != nil {
 		return nil, err
