@@ -152,7 +152,7 @@ func NearestWords(w string, words []string, n int) []string {
 		if x == w {
 			continue
 		}
-		if d := editDistance(lw, strings.ToLower(x)); d <= limit {
+		if d := EditDistance(lw, strings.ToLower(x)); d <= limit {
 			cands = append(cands, cand{x, d, i})
 		}
 	}
@@ -164,8 +164,9 @@ func NearestWords(w string, words []string, n int) []string {
 	return out
 }
 
-// editDistance is the Levenshtein distance between a and b, by runes.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b, by runes: how near a typed word is
+// to a known one, for the suggestions of this package and of the commands.
+func EditDistance(a, b string) int {
 	ra, rb := []rune(a), []rune(b)
 	prev := make([]int, len(rb)+1)
 	cur := make([]int, len(rb)+1)

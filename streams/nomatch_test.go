@@ -82,8 +82,8 @@ func TestNearestWords(t *testing.T) {
 			t.Errorf("NearestWords(%q) = %q, want %q", tc.w, got, tc.want)
 		}
 	}
-	if d := editDistance("kitten", "sitting"); d != 3 {
-		t.Errorf("editDistance(kitten, sitting) = %d, want 3", d)
+	if d := EditDistance("kitten", "sitting"); d != 3 {
+		t.Errorf("EditDistance(kitten, sitting) = %d, want 3", d)
 	}
 }
 

@@ -111,34 +111,13 @@ func unknownEnv(environ []string) map[string]string {
 		}
 		best, bestD := "", 4
 		for _, k := range knownEnv {
-			if d := editDistance(name, k); d < bestD && d <= max(1, (len(k)-len("SSMIRROR_"))/3) {
+			if d := streams.EditDistance(name, k); d < bestD && d <= max(1, (len(k)-len("SSMIRROR_"))/3) {
 				best, bestD = k, d
 			}
 		}
 		out[name] = best
 	}
 	return out
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // DefaultSafetyMargin is how long before the invocation's deadline the sync is cancelled, so it

@@ -81,7 +81,7 @@ func nearestName(s string, candidates []string) string {
 	best, bestD := "", 4
 	for _, c := range candidates {
 		limit := max(1, (len(c)-len(envPrefix))/3)
-		if d := editDistance(s, c); d < bestD && d <= limit {
+		if d := streams.EditDistance(s, c); d < bestD && d <= limit {
 			best, bestD = c, d
 		}
 	}
