@@ -348,3 +348,42 @@ func TestLastSuccessCarriedOver(t *testing.T) {
 		t.Errorf("after a failed run LastSuccess = %v, want %v unchanged", got, first)
 	}
 }
+
+// TestStaleFormsNotRemovedAfterLeaseLost: the deletion of metadata forms upstream stopped
+// offering is a write readers see, fenced like the others: a run whose lease another run took
+// deletes nothing.
+func TestStaleFormsNotRemovedAfterLeaseLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		mem := memstore.New()
+		l, _, err := AcquireLock(ctx, mem, LockOptions{TTL: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Release()
+		// Another run takes the lease over.
+		_, tag, err := mem.ReadTagged(ctx, LockKey, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mem.Swap(ctx, LockKey, marshalLease(Lease{ID: "newer", Expires: time.Now().Add(time.Hour)}), tag, store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second) // past the fence's renewal interval: it must look again
+		const form = "streams/v1/index.json.gpg"
+		if _, err := store.PutBytes(ctx, mem, form, []byte("sig"), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		st := NewState()
+		st.Published[form] = Published{Size: 3}
+		opts := &Options{lock: l}
+		opts.defaults()
+		err = removeStaleForms(ctx, mem, &Catalogue{IndexBase: "streams/v1/index"}, nil, st, &Report{}, opts)
+		if !errors.Is(err, ErrLockLost) {
+			t.Errorf("removing a stale form after the lease was lost: %v, want ErrLockLost", err)
+		}
+		if ok, _ := store.Exists(ctx, mem, form); !ok {
+			t.Error("a run that lost its lease deleted a published metadata form")
+		}
+	})
+}

@@ -74,6 +74,9 @@ func removeStaleForms(ctx context.Context, dst store.Store, cat *Catalogue, grou
 		}
 	}
 	for _, key := range stale {
+		if err := opts.fence(ctx, "deleting "+key); err != nil {
+			return err
+		}
 		if err := dst.Delete(ctx, key); err != nil {
 			return fmt.Errorf("removing %s, a metadata form upstream no longer offers: %w", key, err)
 		}
