@@ -94,12 +94,20 @@ func reconcile(listed map[string]store.Info, objects map[string]Object) (present
 // plan fetches it again when its size is wrong, and otherwise reads and hashes it (Fetch.Check),
 // adopting it only if it is still the catalogue's content. A recorded object missing from the
 // listing has no Presence at all, so it is fetched.
+// sameVersion reports whether an object listed with ETag listed is still the one a record
+// with ETag recorded was made for: the same tag, or no tag to tell them apart (a record from
+// before ETags were kept, a backend that gives none). This is the one rule by which a record is
+// trusted over what the target holds, for content, metadata and verify alike.
+func sameVersion(recorded, listed string) bool {
+	return recorded == "" || listed == "" || recorded == listed
+}
+
 func presenceOf(listed store.Info, rec Object, recorded bool) (p Presence, kept Object, holds bool) {
 	p = Presence{Size: listed.Size, SHA256: listed.SHA256}
 	if !recorded || rec.Size != listed.Size {
 		return p, Object{}, false
 	}
-	if rec.ETag != "" && listed.ETag != "" && rec.ETag != listed.ETag {
+	if !sameVersion(rec.ETag, listed.ETag) {
 		return p, Object{}, false
 	}
 	if listed.SHA256 != "" && rec.SHA256 != "" && !strings.EqualFold(listed.SHA256, rec.SHA256) {

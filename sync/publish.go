@@ -132,7 +132,7 @@ func (st *State) stillListed(key string, old Published) bool {
 		return true
 	}
 	info, listed := st.listed[key]
-	return listed && info.Size == old.Size && (info.ETag == "" || info.ETag == old.ETag)
+	return listed && info.Size == old.Size && sameVersion(old.ETag, info.ETag)
 }
 
 func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *Report, opts *Options) error {

@@ -352,7 +352,7 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 		// The record holds only for the object it was made for: not one replaced since
 		// (another ETag).
 		if obj, ok := st.Objects[c.path]; ok && obj.Size == info.Size && obj.SHA256 != "" {
-			if obj.ETag == "" || info.ETag == "" || obj.ETag == info.ETag {
+			if sameVersion(obj.ETag, info.ETag) {
 				recorded, source = obj.SHA256, "recorded in the mirror state"
 			} else {
 				replaced = fmt.Sprintf("replaced since the mirror wrote it (ETag %s, recorded %s), so its recorded sha256 no longer applies: a deep verify reads it, a sync run fetches it again", info.ETag, obj.ETag)
