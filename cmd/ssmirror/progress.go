@@ -29,22 +29,18 @@ func showProgress(p *sync.Progress, w io.Writer, interval time.Duration) (stop f
 // periodicProgress prints one line every interval while the transfer runs or the run
 // publishes, and a last one.
 func periodicProgress(p *sync.Progress, w io.Writer, interval time.Duration) func() {
-	if interval <= 0 {
-		interval = 10 * time.Second
-	}
-	var tr tracker
-	return every(interval, func(final bool) {
-		s := p.Snapshot()
-		v := tr.observe(s)
-		if (final && s.Files > 0) || (!final && (s.Running || s.Phase == sync.PhasePublish && s.Files > 0)) {
-			fmt.Fprintln(w, progressLine(v))
-		}
-	})
+	return everyProgress(p, interval, func(v progressView) { fmt.Fprintln(w, progressLine(v)) })
 }
 
 // progressJSON prints the periodic progress as JSON log lines (--log-format json), never the
 // terminal display.
 func progressJSON(p *sync.Progress, w io.Writer, interval time.Duration) func() {
+	return everyProgress(p, interval, func(v progressView) { jsonProgress(w, v) })
+}
+
+// everyProgress calls show with the run's progress every interval (default 10s) while the
+// transfer runs or the run publishes, and once at the end when there was anything to do.
+func everyProgress(p *sync.Progress, interval time.Duration, show func(progressView)) func() {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
@@ -53,7 +49,7 @@ func progressJSON(p *sync.Progress, w io.Writer, interval time.Duration) func() 
 		s := p.Snapshot()
 		v := tr.observe(s)
 		if (final && s.Files > 0) || (!final && (s.Running || s.Phase == sync.PhasePublish && s.Files > 0)) {
-			jsonProgress(w, v)
+			show(v)
 		}
 	})
 }
