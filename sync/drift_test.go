@@ -17,10 +17,10 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
-	"github.com/ssmirror/ssmirror/streams/streamtest"
 	"github.com/ssmirror/ssmirror/sync"
 )
 

@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/ssmirror/ssmirror/internal/faultproxy"
+	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/store/s3store"
-	"github.com/ssmirror/ssmirror/streams/streamtest"
 	"github.com/ssmirror/ssmirror/sync"
 )
 

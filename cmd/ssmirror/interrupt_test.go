@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssmirror/ssmirror/streams/streamtest"
+	"github.com/ssmirror/ssmirror/internal/streamtest"
 )
 
 // TestInterruptOneLine stops a run with two large files in flight by a real SIGINT: stderr

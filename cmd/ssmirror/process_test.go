@@ -15,10 +15,10 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/internal/testkeys"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/sign"
-	"github.com/ssmirror/ssmirror/streams/streamtest"
 )
 
 // These tests run the real binary as a separate process against a real MinIO: what an operator

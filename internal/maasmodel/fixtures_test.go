@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/sign"
-	"github.com/ssmirror/ssmirror/streams/streamtest"
 )
 
 const root = "../.."

@@ -4,7 +4,7 @@
 //	go run ./scripts/benchcat gen -items 100000 -meta-only -out DIR          # metadata only
 //	benchcat plan [-cpuprofile F] [-memprofile F] DIR                        # parse + plan, timed
 //
-// gen writes a MAAS-shaped stream (streams/streamtest) with at least -items items: 4 items
+// gen writes a MAAS-shaped stream (internal/streamtest) with at least -items items: 4 items
 // (kernel, initrd, squashfs, manifest) per product version, products = releases × arches ×
 // kernel flavours (5 × 2 × 1 up to 20,000 items, 5 × 4 × 5 beyond), and as many versions as it
 // takes. Every content file has -content-size bytes (manifests are a few hundred bytes of text).
@@ -29,9 +29,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/streams"
-	"github.com/ssmirror/ssmirror/streams/streamtest"
 	"github.com/ssmirror/ssmirror/sync"
 )
 

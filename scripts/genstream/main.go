@@ -18,8 +18,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/sign"
-	"github.com/ssmirror/ssmirror/streams/streamtest"
 )
 
 func main() {

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/ssmirror/ssmirror/internal/maasmodel"
+	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/sign"
-	"github.com/ssmirror/ssmirror/streams/streamtest"
 )
 
 func TestParseSize(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/store"
-	"github.com/ssmirror/ssmirror/streams/streamtest"
 )
 
 // Every item of a generated stream read through the store, from a server that cuts every
