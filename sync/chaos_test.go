@@ -12,6 +12,7 @@ import (
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/store/s3store"
 	"github.com/ssmirror/ssmirror/sync"
+	"github.com/ssmirror/ssmirror/sync/audit"
 )
 
 // notLock keeps the lock's own requests out of the faults: a lock this test process left
@@ -69,7 +70,7 @@ func TestCorruptionBothWays(t *testing.T) {
 			rep := run(t, up, e.dst, sync.Options{Filters: mustParse(t, "release~(jammy|noble)"), Max: 1})
 			t.Logf("clean run: fetched %d, adopted %d, drifted %v, metadata %v", rep.Fetched, rep.Adopted, rep.Drifted, rep.MetadataWritten)
 			checkEveryObject(t, e, up.stream.Files, catalogue)
-			vr, err := sync.Verify(context.Background(), e.dst, sync.VerifyOptions{Deep: true, Keyring: up.keyring})
+			vr, err := audit.Verify(context.Background(), e.dst, audit.VerifyOptions{Deep: true, Keyring: up.keyring})
 			if err != nil {
 				t.Fatal(err)
 			}

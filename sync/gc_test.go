@@ -11,6 +11,7 @@ import (
 
 	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/sync"
+	"github.com/ssmirror/ssmirror/sync/audit"
 )
 
 // gcMirror holds jammy/amd64 20250718 after holding 20250701: the old version's files became
@@ -107,7 +108,7 @@ func TestGCGracePeriod(t *testing.T) {
 	if diff := cmp.Diff(held, contentPaths(tree(t, dir))); diff != "" {
 		t.Errorf("after GC (-want +got):\n%s", diff)
 	}
-	if vr := verify(t, dst, sync.VerifyOptions{}); len(vr.Problems) != 0 {
+	if vr := verify(t, dst, audit.VerifyOptions{}); len(vr.Problems) != 0 {
 		t.Errorf("mirror after GC: %+v", vr.Problems)
 	}
 	// And the state forgot them: nothing left to collect.

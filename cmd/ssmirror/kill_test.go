@@ -21,6 +21,7 @@ import (
 	"github.com/ssmirror/ssmirror/store/s3store"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
+	"github.com/ssmirror/ssmirror/sync/audit"
 )
 
 // killTrialCount is how many runs each target gets killed in.
@@ -150,8 +151,8 @@ func killTrials(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring,
 
 // checkPublished reads the published catalogue through the keyring and checks that every item
 // its newest version of each selected product lists is present with the listed size and sha256.
-// It also runs ssmirror's own audit (sync.Verify --deep).
-func checkPublished(t *testing.T, dst store.Store, kr *sign.Keyring, fs streams.Filters, trial int, audit bool) {
+// It also runs ssmirror's own audit (audit.Verify --deep).
+func checkPublished(t *testing.T, dst store.Store, kr *sign.Keyring, fs streams.Filters, trial int, withAudit bool) {
 	t.Helper()
 	ctx := context.Background()
 	cat, err := sync.LoadCatalogue(ctx, dst, "", sync.Verification{Keyring: kr}, 0, 4)
@@ -175,10 +176,10 @@ func checkPublished(t *testing.T, dst store.Store, kr *sign.Keyring, fs streams.
 			t.Errorf("trial %d: %s recorded sha256 %s, listed %s", trial, f.Path, info.SHA256, f.SHA256)
 		}
 	}
-	if !audit {
+	if !withAudit {
 		return
 	}
-	rep, err := sync.Verify(ctx, dst, sync.VerifyOptions{Keyring: kr, Deep: true})
+	rep, err := audit.Verify(ctx, dst, audit.VerifyOptions{Keyring: kr, Deep: true})
 	if err != nil {
 		t.Fatalf("trial %d: verify: %v", trial, err)
 	}

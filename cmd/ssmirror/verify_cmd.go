@@ -13,6 +13,7 @@ import (
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/sync"
+	"github.com/ssmirror/ssmirror/sync/audit"
 )
 
 const verifyUsage = `Usage: ssmirror verify [flags] TARGET
@@ -110,7 +111,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	rep, err := sync.Verify(ctx, dst, sync.VerifyOptions{
+	rep, err := audit.Verify(ctx, dst, audit.VerifyOptions{
 		StartPath:   start,
 		Keyring:     keyring,
 		Deep:        deep,
@@ -126,7 +127,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			Failures int  `json:"failures"`
 			Warnings int  `json:"warnings"`
 			Deep     bool `json:"deep"`
-			*sync.VerifyReport
+			*audit.VerifyReport
 		}{rep.OK(), rep.Failures(), rep.Warnings(), deep, rep}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -142,7 +143,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-func printVerify(w io.Writer, rep *sync.VerifyReport, deep bool) {
+func printVerify(w io.Writer, rep *audit.VerifyReport, deep bool) {
 	for _, p := range rep.Problems {
 		prefix := ""
 		if p.Warning {

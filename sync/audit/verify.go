@@ -1,4 +1,8 @@
-package sync
+// Package audit checks a published mirror without changing it (ssmirror verify): it reads the
+// published catalogue, checking signatures, and checks that every item the mirror claims to hold
+// is present with the catalogue's size and hashes. It reads a target only through the store
+// interface and sync's exported API (LoadCatalogue, LoadState, SameVersion).
+package audit
 
 import (
 	"context"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/sync"
 )
 
 // VerifyOptions configure Verify.
@@ -31,7 +36,7 @@ type VerifyOptions struct {
 	Deep bool
 	// Concurrency is the number of objects stat'ed or hashed at once (default 4).
 	Concurrency int
-	// MetadataLimit caps one metadata file's size (default DefaultMetadataLimit).
+	// MetadataLimit caps one metadata file's size (default sync.DefaultMetadataLimit).
 	MetadataLimit int64
 	// Log receives progress notes (nil: nothing is logged).
 	Log *slog.Logger
@@ -152,20 +157,20 @@ func Verify(ctx context.Context, dst store.Store, opts VerifyOptions) (*VerifyRe
 	}); err != nil {
 		return nil, fmt.Errorf("listing %s: %w", rep.Target, err)
 	}
-	st, err := LoadState(ctx, dst)
+	st, err := sync.LoadState(ctx, dst)
 	if err != nil {
 		return nil, err
 	}
 
 	start := opts.StartPath
 	if start == "" {
-		start = DefaultStartPath
+		start = sync.DefaultStartPath
 		if _, ok := listed[start]; !ok && opts.Keyring == nil {
-			start = strings.TrimSuffix(DefaultStartPath, ".sjson") + ".json"
+			start = strings.TrimSuffix(sync.DefaultStartPath, ".sjson") + ".json"
 		}
 	}
 	rep.StartPath = start
-	v := Verification{Keyring: opts.Keyring}
+	v := sync.Verification{Keyring: opts.Keyring}
 	if opts.Keyring == nil && strings.HasSuffix(start, ".sjson") {
 		v.NoVerify = true
 	}
@@ -176,7 +181,7 @@ func Verify(ctx context.Context, dst store.Store, opts VerifyOptions) (*VerifyRe
 	}
 	if cat == nil && opts.Keyring != nil && rep.has(ProblemSignature) {
 		// The signatures failed: still audit the content, reading the metadata unchecked.
-		cat, err = loadForAudit(ctx, dst, start, Verification{NoVerify: strings.HasSuffix(start, ".sjson")}, opts.MetadataLimit, rep)
+		cat, err = loadForAudit(ctx, dst, start, sync.Verification{NoVerify: strings.HasSuffix(start, ".sjson")}, opts.MetadataLimit, rep)
 		if err != nil {
 			return nil, err
 		}
@@ -277,7 +282,7 @@ func Verify(ctx context.Context, dst store.Store, opts VerifyOptions) (*VerifyRe
 
 // checkObject checks one present object of the right size against its claim. It returns an
 // error only when the object could not be read.
-func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info, st *State, deep bool) ([]Problem, bool, error) {
+func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info, st *sync.State, deep bool) ([]Problem, bool, error) {
 	var rep VerifyReport
 	if deep {
 		if c.sha256 == "" && c.sha512 == "" && c.md5 == "" {
@@ -352,7 +357,7 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 		// The record holds only for the object it was made for: not one replaced since
 		// (another ETag).
 		if obj, ok := st.Objects[c.path]; ok && obj.Size == info.Size && obj.SHA256 != "" {
-			if sameVersion(obj.ETag, info.ETag) {
+			if sync.SameVersion(obj.ETag, info.ETag) {
 				recorded, source = obj.SHA256, "recorded in the mirror state"
 			} else {
 				replaced = fmt.Sprintf("replaced since the mirror wrote it (ETag %s, recorded %s), so its recorded sha256 no longer applies: a deep verify reads it, a sync run fetches it again", info.ETag, obj.ETag)
@@ -373,9 +378,9 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 // loadForAudit reads the catalogue for Verify. Problems with the metadata itself (signatures,
 // missing or inconsistent files) go into rep and give a nil catalogue; only a failure to read
 // the target is an error.
-func loadForAudit(ctx context.Context, dst store.Store, start string, v Verification, limit int64, rep *VerifyReport) (*Catalogue, error) {
+func loadForAudit(ctx context.Context, dst store.Store, start string, v sync.Verification, limit int64, rep *VerifyReport) (*sync.Catalogue, error) {
 	as := &auditStore{Store: dst}
-	cat, err := LoadCatalogue(ctx, as, start, v, limit, 4)
+	cat, err := sync.LoadCatalogue(ctx, as, start, v, limit, 4)
 	if err == nil {
 		return cat, nil
 	}
@@ -428,7 +433,7 @@ func isSignatureError(err error) bool {
 // names every file that fails. It returns the number of failures added.
 func pinpointSignatures(ctx context.Context, dst store.Store, keys []string, kr *sign.Keyring, limit int64, rep *VerifyReport) int {
 	if limit <= 0 {
-		limit = DefaultMetadataLimit
+		limit = sync.DefaultMetadataLimit
 	}
 	read := func(key string) []byte {
 		data, err := store.ReadAll(ctx, dst, key, limit)

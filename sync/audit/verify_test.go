@@ -1,4 +1,4 @@
-package sync_test
+package audit_test
 
 import (
 	"bytes"
@@ -17,11 +17,12 @@ import (
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/sync"
+	"github.com/ssmirror/ssmirror/sync/audit"
 )
 
-func verify(t *testing.T, dst store.Store, opts sync.VerifyOptions) *sync.VerifyReport {
+func verify(t *testing.T, dst store.Store, opts audit.VerifyOptions) *audit.VerifyReport {
 	t.Helper()
-	rep, err := sync.Verify(context.Background(), dst, opts)
+	rep, err := audit.Verify(context.Background(), dst, opts)
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
@@ -29,7 +30,7 @@ func verify(t *testing.T, dst store.Store, opts sync.VerifyOptions) *sync.Verify
 }
 
 // wantOnly checks the report's problems are exactly one of kind, about path.
-func wantOnly(t *testing.T, rep *sync.VerifyReport, path string, kind sync.ProblemKind) {
+func wantOnly(t *testing.T, rep *audit.VerifyReport, path string, kind audit.ProblemKind) {
 	t.Helper()
 	if len(rep.Problems) != 1 || rep.Problems[0].Path != path || rep.Problems[0].Problem != kind || rep.Problems[0].Warning {
 		t.Fatalf("want exactly one %q problem for %s, got %+v", kind, path, rep.Problems)
@@ -59,7 +60,7 @@ func TestVerifyCleanMirror(t *testing.T) {
 		_, dst := newTarget(t)
 		run(t, up, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1})
 		want := selected(t, up.stream, filters...)
-		for _, opts := range []sync.VerifyOptions{{Keyring: up.keyring}, {Keyring: up.keyring, Deep: true}, {}} {
+		for _, opts := range []audit.VerifyOptions{{Keyring: up.keyring}, {Keyring: up.keyring, Deep: true}, {}} {
 			rep := verify(t, dst, opts)
 			if len(rep.Problems) != 0 {
 				t.Errorf("%+v: problems on a clean mirror: %+v", opts, rep.Problems)
@@ -80,13 +81,13 @@ func TestVerifyCleanMirror(t *testing.T) {
 		_, dst := newTarget(t)
 		operator := loadSigner(t, "other-signing-key.asc")
 		run(t, up, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Signer: operator})
-		rep := verify(t, dst, sync.VerifyOptions{Keyring: operatorKeyring(t, operator), Deep: true})
+		rep := verify(t, dst, audit.VerifyOptions{Keyring: operatorKeyring(t, operator), Deep: true})
 		if len(rep.Problems) != 0 || rep.Files != len(selected(t, up.stream, filters...)) {
 			t.Errorf("curated mirror: %d files, problems %+v", rep.Files, rep.Problems)
 		}
 		// Upstream's keyring does not verify the operator's signatures: every form is named.
-		rep = verify(t, dst, sync.VerifyOptions{Keyring: up.keyring})
-		if rep.OK() || rep.Problems[0].Problem != sync.ProblemSignature {
+		rep = verify(t, dst, audit.VerifyOptions{Keyring: up.keyring})
+		if rep.OK() || rep.Problems[0].Problem != audit.ProblemSignature {
 			t.Fatalf("curated mirror checked with upstream's keyring: %+v", rep.Problems)
 		}
 		names := map[string]bool{}
@@ -128,15 +129,15 @@ func TestVerifyFindsDamage(t *testing.T) {
 		if err := os.Remove(filepath.Join(dir, victim)); err != nil {
 			t.Fatal(err)
 		}
-		wantOnly(t, verify(t, dst, sync.VerifyOptions{Keyring: up.keyring}), victim, sync.ProblemMissing)
+		wantOnly(t, verify(t, dst, audit.VerifyOptions{Keyring: up.keyring}), victim, audit.ProblemMissing)
 	})
 	t.Run("truncated", func(t *testing.T) {
 		up, dir, dst, victim := damagedMirror(t)
 		if err := os.Truncate(filepath.Join(dir, victim), 100); err != nil {
 			t.Fatal(err)
 		}
-		wantOnly(t, verify(t, dst, sync.VerifyOptions{Keyring: up.keyring}), victim, sync.ProblemSize)
-		wantOnly(t, verify(t, dst, sync.VerifyOptions{Keyring: up.keyring, Deep: true}), victim, sync.ProblemSize)
+		wantOnly(t, verify(t, dst, audit.VerifyOptions{Keyring: up.keyring}), victim, audit.ProblemSize)
+		wantOnly(t, verify(t, dst, audit.VerifyOptions{Keyring: up.keyring, Deep: true}), victim, audit.ProblemSize)
 	})
 	t.Run("flipped byte, mtime restored", func(t *testing.T) {
 		// Bit rot: same size, same mtime, so the recorded hash still looks valid. Only --deep
@@ -158,7 +159,7 @@ func TestVerifyFindsDamage(t *testing.T) {
 		if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
 			t.Fatal(err)
 		}
-		wantOnly(t, verify(t, dst, sync.VerifyOptions{Keyring: up.keyring, Deep: true}), victim, sync.ProblemSHA256)
+		wantOnly(t, verify(t, dst, audit.VerifyOptions{Keyring: up.keyring, Deep: true}), victim, audit.ProblemSHA256)
 	})
 	t.Run("replaced through the store", func(t *testing.T) {
 		// Other content of the same size written through the store records its own sha256:
@@ -171,8 +172,8 @@ func TestVerifyFindsDamage(t *testing.T) {
 		if _, err := store.PutBytes(context.Background(), dst, victim, bytes.Repeat([]byte("x"), int(info.Size)), store.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		rep := verify(t, dst, sync.VerifyOptions{Keyring: up.keyring})
-		wantOnly(t, rep, victim, sync.ProblemSHA256)
+		rep := verify(t, dst, audit.VerifyOptions{Keyring: up.keyring})
+		wantOnly(t, rep, victim, audit.ProblemSHA256)
 		if rep.Hashed != 0 {
 			t.Errorf("non-deep verify read %d files", rep.Hashed)
 		}
@@ -191,10 +192,10 @@ func TestVerifyFindsDamage(t *testing.T) {
 		if err := os.WriteFile(p, evil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		rep := verify(t, dst, sync.VerifyOptions{Keyring: up.keyring})
+		rep := verify(t, dst, audit.VerifyOptions{Keyring: up.keyring})
 		var sig bool
 		for _, pr := range rep.Problems {
-			if pr.Problem == sync.ProblemSignature && pr.Path == "streams/v1/index.sjson" && strings.Contains(pr.Detail, "bad signature") {
+			if pr.Problem == audit.ProblemSignature && pr.Path == "streams/v1/index.sjson" && strings.Contains(pr.Detail, "bad signature") {
 				sig = true
 			}
 		}
@@ -202,7 +203,7 @@ func TestVerifyFindsDamage(t *testing.T) {
 			t.Errorf("want a signature failure naming streams/v1/index.sjson, got %+v", rep.Problems)
 		}
 		// Without a keyring the disagreement between index.sjson and index.json is still a fault.
-		if rep := verify(t, dst, sync.VerifyOptions{}); rep.OK() {
+		if rep := verify(t, dst, audit.VerifyOptions{}); rep.OK() {
 			t.Errorf("tampered index accepted without a keyring: %+v", rep)
 		}
 	})
@@ -217,7 +218,7 @@ func TestVerifyWithoutState(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, sync.StateKey)); err != nil {
 		t.Fatal(err)
 	}
-	rep := verify(t, dst, sync.VerifyOptions{Keyring: up.keyring})
+	rep := verify(t, dst, audit.VerifyOptions{Keyring: up.keyring})
 	if rep.FromState || len(rep.Problems) != 0 || rep.Items != len(up.stream.Items) {
 		t.Fatalf("from state %v, %d items (want %d), problems %+v", rep.FromState, rep.Items, len(up.stream.Items), rep.Problems)
 	}
@@ -235,11 +236,11 @@ func TestVerifyWithoutState(t *testing.T) {
 	if err := os.Chtimes(p, later, later); err != nil {
 		t.Fatal(err)
 	}
-	rep = verify(t, dst, sync.VerifyOptions{Keyring: up.keyring})
-	if len(rep.Problems) != 1 || rep.Problems[0].Path != victim || rep.Problems[0].Problem != sync.ProblemUnknownHash || !rep.Problems[0].Warning || !rep.OK() {
+	rep = verify(t, dst, audit.VerifyOptions{Keyring: up.keyring})
+	if len(rep.Problems) != 1 || rep.Problems[0].Path != victim || rep.Problems[0].Problem != audit.ProblemUnknownHash || !rep.Problems[0].Warning || !rep.OK() {
 		t.Fatalf("want one unknown-hash warning for %s, got %+v", victim, rep.Problems)
 	}
-	if rep := verify(t, dst, sync.VerifyOptions{Keyring: up.keyring, Deep: true}); len(rep.Problems) != 0 {
+	if rep := verify(t, dst, audit.VerifyOptions{Keyring: up.keyring, Deep: true}); len(rep.Problems) != 0 {
 		t.Errorf("deep verify of intact content: %+v", rep.Problems)
 	}
 }
@@ -265,7 +266,7 @@ func TestVerifyReadFailureIsAnError(t *testing.T) {
 		key  string
 		deep bool
 	}{{"streams/v1/index.sjson", false}, {victim, true}} {
-		rep, err := sync.Verify(context.Background(), &failingStore{dst, c.key}, sync.VerifyOptions{Keyring: up.keyring, Deep: c.deep})
+		rep, err := audit.Verify(context.Background(), &failingStore{dst, c.key}, audit.VerifyOptions{Keyring: up.keyring, Deep: c.deep})
 		if !errors.Is(err, errDisk) || rep != nil {
 			t.Errorf("unreadable %s: want the read error, got %v and report %+v", c.key, err, rep)
 		}
@@ -278,7 +279,7 @@ func TestVerifyS3(t *testing.T) {
 	filters := []string{"release=noble", "arch=arm64"}
 	run(t, up, e.dst, sync.Options{Filters: mustParse(t, filters...), Max: 1})
 	want := selected(t, up.stream, filters...)
-	rep := verify(t, e.dst, sync.VerifyOptions{Keyring: up.keyring})
+	rep := verify(t, e.dst, audit.VerifyOptions{Keyring: up.keyring})
 	if len(rep.Problems) != 0 || rep.Files != len(want) {
 		t.Fatalf("clean bucket mirror: %d files (want %d), problems %+v", rep.Files, len(want), rep.Problems)
 	}
@@ -286,7 +287,7 @@ func TestVerifyS3(t *testing.T) {
 	if err := e.mc.RemoveObject(context.Background(), e.bucket, "maas/stable/"+victim, minio.RemoveObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	wantOnly(t, verify(t, e.dst, sync.VerifyOptions{Keyring: up.keyring}), victim, sync.ProblemMissing)
+	wantOnly(t, verify(t, e.dst, audit.VerifyOptions{Keyring: up.keyring}), victim, audit.ProblemMissing)
 
 	// Replaced behind the mirror's back by other bytes of the same size (no recorded sha256 on
 	// the new object): the state's sha256 was for another object, so it is not vouched for.
@@ -303,10 +304,10 @@ func TestVerifyS3(t *testing.T) {
 	if _, err := e.mc.PutObject(context.Background(), e.bucket, "maas/stable/"+replaced, bytes.NewReader(flipped(data)), int64(len(data)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	rep = verify(t, e.dst, sync.VerifyOptions{Keyring: up.keyring})
+	rep = verify(t, e.dst, audit.VerifyOptions{Keyring: up.keyring})
 	found := false
 	for _, p := range rep.Problems {
-		if p.Path == replaced && p.Problem == sync.ProblemUnknownHash && strings.Contains(p.Detail, "replaced since the mirror wrote it") {
+		if p.Path == replaced && p.Problem == audit.ProblemUnknownHash && strings.Contains(p.Detail, "replaced since the mirror wrote it") {
 			found = true
 		}
 	}

@@ -1,0 +1,19 @@
+package sync_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/sync/audit"
+)
+
+// verify audits dst (sync/audit), failing the test when the target cannot be read.
+func verify(t *testing.T, dst store.Store, opts audit.VerifyOptions) *audit.VerifyReport {
+	t.Helper()
+	rep, err := audit.Verify(context.Background(), dst, opts)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	return rep
+}
