@@ -1,4 +1,8 @@
-package sync
+// Package ranged reads one object as consecutive byte ranges fetched in parallel from a
+// store.RangeOpener (an HTTP source), handed on strictly in order as one stream, in a bounded
+// number of caller-supplied buffers. Choosing when a ranged read is worth it, and sharing
+// buffers between the files of a run, is the caller's business (sync's rangeBudget).
+package ranged
 
 import (
 	"context"
@@ -11,110 +15,37 @@ import (
 	"github.com/ssmirror/ssmirror/store"
 )
 
-// Defaults for ranged downloads (Options.RangeStreams, RangeChunk, RangeFiles). Measured with
-// scripts/bench over scripts/linkemu (20 MB/s per connection, 30 ms), into MinIO. One ~1 GB
-// file: 5 × 4 MiB took 12.8 s at 81 MB peak RSS, 4 × 4 MiB 15.8 s at 76 MB, 4 × 8 MiB 15.0 s
-// at 111 MB, 6 × 2 MiB 12.1 s at 61 MB; one connection (curl) 52.7 s. The 1.5 GB stream
-// (4 files at once, 8 MiB parts, 24 MiB of part buffers): one file ranged at 5 × 4 MiB 16.7 s,
-// two at 6 × 2 MiB 11.7-13.3 s and 91 MB, three at 6 × 2 MiB 9.7 s but 104 MB, three at
-// 5 × 2 MiB 10.1-10.2 s and 100 MB (32 MiB of part buffers); rclone 21.1 s.
-const (
-	DefaultRangeStreams = 5
-	DefaultRangeChunk   = 2 << 20
-	DefaultRangeFiles   = 3
-)
-
-// rangedMinChunks: a file shorter than this many chunks is fetched with one request; below it,
-// the request per chunk costs more than the extra connections bring.
-const rangedMinChunks = 4
-
 // errRangedClosed stops the workers of a reader that was closed.
 var errRangedClosed = errors.New("ranged reader closed")
 
-// rangeBudget is the chunk buffers one run may hold for ranged downloads, shared by every file
-// of the run and reused from file to file. A file takes buffers without waiting and falls back to
-// one request when too few are free, so files never wait on one another for memory.
-type rangeBudget struct {
-	slots chan []byte // one entry per buffer the run may hold; nil until first allocated
+// Options are the optional parts of a Reader.
+type Options struct {
+	// Attempts is how many times a chunk that cannot be opened is tried in all (<= 1: once).
+	Attempts int
+	// Retryable says whether a failure to open a chunk may be transient (nil: every failure is).
+	Retryable func(error) bool
+	// Backoff is the pause before attempt+1 of a chunk (nil: none).
+	Backoff func(attempt int) time.Duration
+	// Release takes the buffers back on Close (nil: they are dropped).
+	Release func([][]byte)
 }
 
-func newRangeBudget(n int) *rangeBudget {
-	b := &rangeBudget{slots: make(chan []byte, n)}
-	for range n {
-		b.slots <- nil
+// NewReader reads key (size bytes) from src in chunks of chunk bytes, len(bufs)-1 of them
+// fetched at once (at least one), into the given buffers: a nil or too short entry is allocated
+// when first needed. It holds at most len(bufs) chunks in memory. Reading it yields the object's
+// bytes in order; a chunk that fails for good fails the read with an error naming the key and
+// the byte range. Close stops the fetches, waits for them and hands bufs to opts.Release.
+func NewReader(ctx context.Context, src store.RangeOpener, key string, size, chunk int64, bufs [][]byte, opts Options) io.ReadCloser {
+	r := unstartedRangedReader(ctx, src, key, size, chunk, bufs)
+	r.attempts = max(opts.Attempts, 1)
+	if opts.Retryable != nil {
+		r.retryable = opts.Retryable
 	}
-	return b
-}
-
-// take returns up to n buffers (some may be nil: not allocated yet) without waiting.
-func (b *rangeBudget) take(n int) [][]byte {
-	var bufs [][]byte
-	for len(bufs) < n {
-		select {
-		case buf := <-b.slots:
-			bufs = append(bufs, buf)
-		default:
-			return bufs
-		}
+	if opts.Backoff != nil {
+		r.backoff = opts.Backoff
 	}
-	return bufs
-}
-
-// give returns buffers taken with take.
-func (b *rangeBudget) give(bufs [][]byte) {
-	for _, buf := range bufs {
-		b.slots <- buf
-	}
-}
-
-// rangedMu guards the lazy creation of Options.ranged: transfers of one run start concurrently.
-var rangedMu gosync.Mutex
-
-// rangeParams returns the run's ranged-download settings with defaults applied, and its budget.
-func (o *Options) rangeParams() (streams int, chunk int64, budget *rangeBudget) {
-	streams, chunk = o.RangeStreams, o.RangeChunk
-	if streams <= 0 {
-		streams = DefaultRangeStreams
-	}
-	if chunk <= 0 {
-		chunk = DefaultRangeChunk
-	}
-	if streams <= 1 {
-		return streams, chunk, nil
-	}
-	rangedMu.Lock()
-	defer rangedMu.Unlock()
-	if o.ranged == nil {
-		files := o.RangeFiles
-		if files <= 0 {
-			files = DefaultRangeFiles
-		}
-		o.ranged = newRangeBudget(files * (streams + 1))
-	}
-	return streams, chunk, o.ranged
-}
-
-// openRanged returns a reader fetching f from src in parallel ranges, or nil when that does not
-// apply: the source cannot serve bounded ranges (only HTTP can; reading a directory in pieces
-// gains nothing), ranged downloads are off, the file is small, or the run's buffers are taken.
-func openRanged(ctx context.Context, src store.Store, f Fetch, opts *Options) io.ReadCloser {
-	ro, ok := src.(store.RangeOpener)
-	if !ok {
-		return nil
-	}
-	streams, chunk, budget := opts.rangeParams()
-	if budget == nil || f.Size < rangedMinChunks*chunk {
-		return nil
-	}
-	bufs := budget.take(streams + 1)
-	if len(bufs) < 3 {
-		// Two streams and the chunk being consumed, or it is no better than one request.
-		budget.give(bufs)
-		return nil
-	}
-	r := newRangedReaderBufs(ctx, ro, f.Path, f.Size, chunk, bufs)
-	r.release = budget.give
-	return r
+	r.release = opts.Release
+	return r.start()
 }
 
 // rangedReader reads one object as consecutive chunks [i×chunk, min(size, (i+1)×chunk))
@@ -124,21 +55,23 @@ func openRanged(ctx context.Context, src store.Store, f Fetch, opts *Options) io
 // is fetched only once a buffer is free, and a buffer is freed only when its chunk has been read,
 // so chunk i+window never starts before chunk i has been consumed.
 //
-// A chunk that cannot be opened is tried again (like a whole file in transferOne); a body that
+// A chunk that cannot be opened is tried again (Options.Attempts); a body that
 // breaks is resumed by the store itself, and a chunk that still fails, or comes out short or
 // long, fails the reader with an error naming the key and the byte range. Read is not safe for
 // concurrent use (like any reader); Close stops the workers and waits for them.
 type rangedReader struct {
-	parent  context.Context
-	ctx     context.Context // cancelled by Close or by the first chunk failure (its cause)
-	cancel  context.CancelCauseFunc
-	src     store.RangeOpener
-	key     string
-	size    int64
-	chunk   int64
-	nchunks int64
-	backoff func(attempt int) time.Duration
-	release func([][]byte) // takes the buffers back on Close (nil: dropped)
+	parent    context.Context
+	ctx       context.Context // cancelled by Close or by the first chunk failure (its cause)
+	cancel    context.CancelCauseFunc
+	src       store.RangeOpener
+	key       string
+	size      int64
+	chunk     int64
+	nchunks   int64
+	backoff   func(attempt int) time.Duration
+	attempts  int              // opens of one chunk in all
+	retryable func(error) bool // whether a failed open is tried again
+	release   func([][]byte)   // takes the buffers back on Close (nil: dropped)
 
 	bufs  [][]byte         // one per window slot; a nil or short entry is allocated by its worker
 	free  chan int         // indices into bufs of the buffers not holding a chunk
@@ -162,30 +95,28 @@ type rangeChunk struct {
 }
 
 // newRangedReader reads key (size bytes) from src in chunks of chunk bytes, streams of them at
-// once; it allocates its own streams+1 buffers.
+// once; it allocates its own streams+1 buffers and tries each chunk once.
 func newRangedReader(ctx context.Context, src store.RangeOpener, key string, size int64, streams int, chunk int64) *rangedReader {
-	return newRangedReaderBufs(ctx, src, key, size, chunk, make([][]byte, max(streams, 1)+1))
+	return unstartedRangedReader(ctx, src, key, size, chunk, make([][]byte, max(streams, 1)+1)).start()
 }
 
-// newRangedReaderBufs is newRangedReader with len(bufs)-1 streams over the given buffers.
-func newRangedReaderBufs(ctx context.Context, src store.RangeOpener, key string, size, chunk int64, bufs [][]byte) *rangedReader {
-	return unstartedRangedReader(ctx, src, key, size, chunk, bufs).start()
-}
-
-// unstartedRangedReader is newRangedReaderBufs before start: its fields may still be set.
+// unstartedRangedReader is a reader before start, each chunk tried once: its fields may still
+// be set.
 func unstartedRangedReader(ctx context.Context, src store.RangeOpener, key string, size, chunk int64, bufs [][]byte) *rangedReader {
 	r := &rangedReader{
-		parent:  ctx,
-		src:     src,
-		key:     key,
-		size:    size,
-		chunk:   chunk,
-		nchunks: (size + chunk - 1) / chunk,
-		backoff: fetchBackoff,
-		bufs:    bufs,
-		free:    make(chan int, len(bufs)),
-		order:   make(chan *rangeChunk, len(bufs)),
-		jobs:    make(chan *rangeChunk),
+		parent:    ctx,
+		src:       src,
+		key:       key,
+		size:      size,
+		chunk:     chunk,
+		nchunks:   (size + chunk - 1) / chunk,
+		backoff:   func(int) time.Duration { return 0 },
+		attempts:  1,
+		retryable: func(error) bool { return true },
+		bufs:      bufs,
+		free:      make(chan int, len(bufs)),
+		order:     make(chan *rangeChunk, len(bufs)),
+		jobs:      make(chan *rangeChunk),
 	}
 	return r
 }
@@ -254,7 +185,7 @@ func (r *rangedReader) fetch(c *rangeChunk) error {
 			if r.ctx.Err() != nil {
 				return context.Cause(r.ctx)
 			}
-			if attempt < maxOpenAttempts && retryableOpen(err) {
+			if attempt < r.attempts && r.retryable(err) {
 				t := time.NewTimer(r.backoff(attempt))
 				select {
 				case <-r.ctx.Done():

@@ -1,4 +1,4 @@
-package sync
+package ranged
 
 import (
 	"bytes"
@@ -10,8 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -19,10 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssmirror/ssmirror/internal/streamtest"
-	"github.com/ssmirror/ssmirror/internal/testkeys"
 	"github.com/ssmirror/ssmirror/store"
-	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 )
 
@@ -92,6 +87,7 @@ func newRangeSource(t *testing.T, rs *rangeServer) (*httpstore.Store, *httptest.
 func readRanged(ctx context.Context, src store.RangeOpener, size int64, streams int, chunk int64) ([]byte, error) {
 	r := unstartedRangedReader(ctx, src, bigKey, size, chunk, make([][]byte, max(streams, 1)+1))
 	r.backoff = func(int) time.Duration { return time.Millisecond }
+	r.attempts = 5
 	r.start()
 	defer r.Close()
 	var out bytes.Buffer
@@ -364,115 +360,88 @@ func TestRangedReaderParallel(t *testing.T) {
 	t.Logf("up to %d ranges in flight at once, %d requests", rs.maxIn, rs.gets)
 }
 
-// TestRunRanged: a whole run over HTTP with a 40 MiB squashfs fetches it in ranges at the
-// defaults (one request per DefaultRangeChunk) and the mirror holds it intact; with RangeStreams 1 it takes one
-// request; and the run's buffers are all back in its budget afterwards.
-func TestRunRanged(t *testing.T) {
-	cfg := streamtest.Config{
-		Releases:     []string{"noble"},
-		Arches:       []string{"amd64"},
-		Versions:     []string{"20250718"},
-		Kernels:      []string{"ga"},
-		SquashfsSize: 40 << 20,
-		Seed:         3,
-	}
-	s, err := streamtest.Generate(cfg, testkeys.Signer(t, testkeys.SigningKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler())
-	defer srv.Close()
-	src, err := httpstore.New(srv.Client(), srv.URL, httpstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var squashfs string
-	for p, size := range s.Content {
-		if size == 40<<20 {
-			squashfs = p
+// flakyRanges fails the first fails opens of the chunk at offset at with err.
+type flakyRanges struct {
+	fakeRanges
+	at    int64
+	fails int
+	err   error
+
+	mu     gosync.Mutex
+	opens  int // opens of the chunk at at
+	failed int
+}
+
+func (f *flakyRanges) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if off == f.at {
+		f.mu.Lock()
+		f.opens++
+		fail := f.failed < f.fails
+		if fail {
+			f.failed++
+		}
+		f.mu.Unlock()
+		if fail {
+			return nil, f.err
 		}
 	}
-	if squashfs == "" {
-		t.Fatal("no 40 MiB file in the generated stream")
+	return f.fakeRanges.OpenRange(ctx, key, off, n)
+}
+
+// TestNewReaderOptions: NewReader tries a chunk that cannot be opened up to Options.Attempts
+// times, only when Options.Retryable allows it, pausing Options.Backoff between; and hands its
+// buffers to Options.Release on Close.
+func TestNewReaderOptions(t *testing.T) {
+	data := bigBody()[:1<<20]
+	errBusy := errors.New("503 busy")
+	const chunk = 100_000
+	read := func(src store.RangeOpener, opts Options) ([]byte, error) {
+		r := NewReader(context.Background(), src, bigKey, int64(len(data)), chunk, make([][]byte, 4), opts)
+		defer r.Close()
+		return io.ReadAll(r)
+	}
+	var pauses []int
+	backoff := func(attempt int) time.Duration {
+		pauses = append(pauses, attempt) // called from one worker at a time here: one chunk fails
+		return time.Microsecond
 	}
 
-	for _, c := range []struct {
-		streams  int
-		requests int
-	}{{0, (40<<20 + DefaultRangeChunk - 1) / DefaultRangeChunk}, {1, 1}} {
-		t.Run(fmt.Sprintf("streams=%d", c.streams), func(t *testing.T) {
-			s.ResetRequests()
-			dir := t.TempDir()
-			dst, err := dirstore.New(dir, dirstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			opts := Options{
-				Verification: Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
-				RangeStreams: c.streams,
-			}
-			rep, err := Run(context.Background(), src, dst, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rep.Fetched != len(s.Content) {
-				t.Errorf("fetched %d files, want %d", rep.Fetched, len(s.Content))
-			}
-			if n := s.Requests(squashfs); n != c.requests {
-				t.Errorf("%d requests for %s, want %d", n, squashfs, c.requests)
-			}
-			for p := range s.Content {
-				got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := io.ReadAll(s.OpenContent(p))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(got, want) {
-					t.Errorf("%s: %d bytes differ from upstream's %d", p, len(got), len(want))
-				}
-			}
-		})
+	src := &flakyRanges{fakeRanges: fakeRanges{data: data}, at: 3 * chunk, fails: 2, err: errBusy}
+	got, err := read(src, Options{Attempts: 3, Backoff: backoff})
+	if err != nil {
+		t.Fatalf("two failures in three attempts: %v", err)
+	}
+	mustSame(t, got, data)
+	if src.opens != 3 || len(pauses) != 2 || pauses[0] != 1 || pauses[1] != 2 {
+		t.Errorf("%d opens of the flaky chunk, backoff asked for attempts %v; want 3 opens, pauses [1 2]", src.opens, pauses)
 	}
 
-	// The budget: DefaultRangeFiles readers take what is free, a further one falls back to one
-	// request, and each gives it all back on Close.
-	opts := Options{}
-	streams, chunk, budget := opts.rangeParams()
-	if streams != DefaultRangeStreams || chunk != DefaultRangeChunk || cap(budget.slots) != DefaultRangeFiles*(streams+1) {
-		t.Fatalf("defaults: %d streams of %d bytes, budget %d", streams, chunk, cap(budget.slots))
+	src = &flakyRanges{fakeRanges: fakeRanges{data: data}, at: 3 * chunk, fails: 3, err: errBusy}
+	if _, err := read(src, Options{Attempts: 3}); !errors.Is(err, errBusy) || !strings.Contains(err.Error(), "after 3 attempts") || !strings.Contains(err.Error(), "300000") {
+		t.Errorf("three failures in three attempts: %v", err)
 	}
-	f := Fetch{Path: squashfs, Size: 40 << 20}
-	var readers []io.ReadCloser
-	for i := range DefaultRangeFiles {
-		r := openRanged(context.Background(), src, f, &opts)
-		if r == nil {
-			t.Fatalf("no ranged reader %d for a 40 MiB file over HTTP", i+1)
-		}
-		readers = append(readers, r)
+
+	src = &flakyRanges{fakeRanges: fakeRanges{data: data}, at: 3 * chunk, fails: 1, err: errBusy}
+	_, err = read(src, Options{Attempts: 5, Retryable: func(err error) bool { return !errors.Is(err, errBusy) }})
+	if !errors.Is(err, errBusy) || src.opens != 1 {
+		t.Errorf("a permanent failure: %v after %d opens, want it after 1", err, src.opens)
 	}
-	if r := openRanged(context.Background(), src, f, &opts); r != nil {
-		t.Error("one more ranged reader while the budget is taken")
+
+	src = &flakyRanges{fakeRanges: fakeRanges{data: data}, at: 3 * chunk, fails: 1, err: errBusy}
+	if _, err := read(src, Options{}); !errors.Is(err, errBusy) || src.opens != 1 {
+		t.Errorf("zero Options: %v after %d opens, want one attempt", err, src.opens)
 	}
-	for _, r := range readers {
-		if _, err := io.ReadFull(r, make([]byte, 10<<20)); err != nil {
-			t.Fatal(err)
-		}
-		r.Close()
-	}
-	if n := len(budget.slots); n != cap(budget.slots) {
-		t.Errorf("%d of %d buffers back in the budget after Close", n, cap(budget.slots))
-	}
-	if r := openRanged(context.Background(), src, Fetch{Path: squashfs, Size: 4*chunk - 1}, &opts); r != nil {
-		t.Error("ranged reader for a file shorter than four chunks")
-	}
-	dirSrc, err := dirstore.New(t.TempDir(), dirstore.Options{})
+
+	var released [][]byte
+	bufs := make([][]byte, 3)
+	r := NewReader(context.Background(), &fakeRanges{data: data}, bigKey, int64(len(data)), chunk, bufs, Options{Release: func(b [][]byte) { released = b }})
+	got, err = io.ReadAll(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := openRanged(context.Background(), dirSrc, f, &opts); r != nil {
-		t.Error("ranged reader for a directory source")
+	mustSame(t, got, data)
+	r.Close()
+	if len(released) != 3 || cap(released[0]) < chunk {
+		t.Errorf("released %d buffers (first of %d bytes), want the 3 given, allocated", len(released), cap(released[0]))
 	}
 }
