@@ -98,10 +98,12 @@ type Options struct {
 	// that starts while the budget is taken is fetched with one request.
 	RangeFiles int
 
-	// LimitMemory sets a soft memory limit (runtime/debug.SetMemoryLimit) for the transfer
-	// stage, so that garbage does not double the resident memory its buffers take; for
-	// commands, which own their process. GOMEMLIMIT, when set, wins.
-	LimitMemory bool
+	// OnTransfer, when set, is called as the transfer stage starts with the most bytes of
+	// buffers the stage may hold at once (the ranged downloads' budget and the target's
+	// BufferBudget); the function it returns (nil: none) is called when the stage ends. A command,
+	// which owns its process, sets a soft memory limit with it (cmd/ssmirror); the library itself
+	// changes no process-wide setting.
+	OnTransfer func(buffers int64) (done func())
 
 	ranged *rangeBudget // the run's chunk buffers, made on first use (Options.rangeParams)
 	lock   *TargetLock  // the run's lease: every write readers see is fenced by it (nil: none)

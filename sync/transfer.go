@@ -35,7 +35,7 @@ func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st 
 	}
 	opts.Progress.begin(len(fetches), total)
 	defer opts.Progress.end()
-	defer limitTransferMemory(dst, opts)()
+	defer startTransfer(dst, opts)()
 
 	// Content already in the target under another path can be copied there instead of fetched.
 	bySum := map[string]string{}

@@ -1,40 +1,26 @@
-package sync
+package main
 
 import (
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	gosync "sync"
-
-	"github.com/ssmirror/ssmirror/store"
 )
-
-// BufferHolder is implemented by stores that hold transfer buffers of their own (the S3
-// store's part buffers): BufferBudget is the most they hold at once.
-type BufferHolder interface {
-	BufferBudget() int64
-}
 
 // transferHeadroom is the garbage the heap may gather on top of what a transfer keeps live.
 const transferHeadroom = 12 << 20
 
-// limitTransferMemory sets a soft memory limit for the transfer stage and returns what undoes
-// it. The transfer's buffers are long-lived and reused, so without a limit the collector lets
-// the heap grow to twice them (the default GOGC) before it runs: for the S3 store's and the
-// ranged downloads' buffers that is some 40 MB of resident memory holding only garbage. The
-// limit is what the process uses when the transfer starts (the catalogue, the plan), plus every
-// buffer the transfer may take, plus transferHeadroom: it never asks the collector to go below
-// what is live, so it costs a few more collections, never a stall. GOMEMLIMIT, when set, wins.
-func limitTransferMemory(dst store.Store, opts *Options) (undo func()) {
-	if !opts.LimitMemory || os.Getenv("GOMEMLIMIT") != "" {
+// limitTransferMemory sets a soft memory limit for sync's transfer stage (sync.Options.OnTransfer,
+// given the most bytes of buffers the stage may hold) and returns what undoes it. The transfer's
+// buffers are long-lived and reused, so without a limit the collector lets the heap grow to
+// twice them (the default GOGC) before it runs: for the S3 store's and the ranged downloads'
+// buffers that is some 40 MB of resident memory holding only garbage. The limit is what the
+// process uses when the transfer starts (the catalogue, the plan), plus every buffer the
+// transfer may take, plus transferHeadroom: it never asks the collector to go below what is
+// live, so it costs a few more collections, never a stall. GOMEMLIMIT, when set, wins.
+func limitTransferMemory(buffers int64) (undo func()) {
+	if os.Getenv("GOMEMLIMIT") != "" {
 		return func() {}
-	}
-	buffers := int64(0)
-	if _, chunk, budget := opts.rangeParams(); budget != nil {
-		buffers += int64(cap(budget.slots)) * chunk
-	}
-	if h, ok := dst.(BufferHolder); ok {
-		buffers += h.BufferBudget()
 	}
 	memLimit.enter(buffers)
 	return func() { memLimit.leave(buffers) }

@@ -1,35 +1,19 @@
-package sync
+package main
 
 import (
 	"runtime/debug"
 	"testing"
-
-	"github.com/ssmirror/ssmirror/store/memstore"
 )
 
-// bufferStore is a store that says it holds part buffers.
-type bufferStore struct {
-	*memstore.Store
-	budget int64
-}
-
-func (b bufferStore) BufferBudget() int64 { return b.budget }
-
+// TestLimitTransferMemory: during a transfer the soft limit is what was in use when it started
+// plus its buffers and transferHeadroom; afterwards the limit before is back; GOMEMLIMIT wins.
 func TestLimitTransferMemory(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	before := debug.SetMemoryLimit(-1)
-	dst := bufferStore{memstore.New(), 32 << 20}
+	const buffers = 32<<20 + 18*(2<<20) // an S3 target's parts and the default ranged budget
 
-	undo := limitTransferMemory(dst, &Options{})
-	if got := debug.SetMemoryLimit(-1); got != before {
-		t.Errorf("without LimitMemory the limit changed to %d", got)
-	}
-	undo()
-
-	opts := &Options{LimitMemory: true}
-	undo = limitTransferMemory(dst, opts)
-	_, chunk, budget := opts.rangeParams()
-	floor := 32<<20 + int64(cap(budget.slots))*chunk + transferHeadroom
+	undo := limitTransferMemory(buffers)
+	floor := int64(buffers + transferHeadroom)
 	if got := debug.SetMemoryLimit(-1); got < floor || got > floor+(1<<30) {
 		t.Errorf("limit %d during the transfer; want the buffers and headroom (%d) over what is in use", got, floor)
 	}
@@ -39,7 +23,7 @@ func TestLimitTransferMemory(t *testing.T) {
 	}
 
 	t.Setenv("GOMEMLIMIT", "1GiB")
-	undo = limitTransferMemory(dst, &Options{LimitMemory: true})
+	undo = limitTransferMemory(buffers)
 	if got := debug.SetMemoryLimit(-1); got != before {
 		t.Errorf("GOMEMLIMIT set, yet the limit changed to %d", got)
 	}
@@ -51,9 +35,9 @@ func TestLimitTransferMemory(t *testing.T) {
 func TestLimitTransferMemoryOverlapping(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	before := debug.SetMemoryLimit(-1)
-	a := limitTransferMemory(bufferStore{memstore.New(), 32 << 20}, &Options{LimitMemory: true, RangeStreams: 1})
+	a := limitTransferMemory(32 << 20)
 	withA := debug.SetMemoryLimit(-1)
-	b := limitTransferMemory(bufferStore{memstore.New(), 64 << 20}, &Options{LimitMemory: true, RangeStreams: 1})
+	b := limitTransferMemory(64 << 20)
 	if got := debug.SetMemoryLimit(-1); got != withA+64<<20 {
 		t.Errorf("second transfer: limit %d, want the first's %d plus its 64 MiB", got, withA)
 	}

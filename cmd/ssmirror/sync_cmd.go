@@ -332,7 +332,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		Signer:         signer,
 		Concurrency:    f.concurrency,
 		RangeStreams:   f.rangeStreams,
-		LimitMemory:    true, // the command owns its process
+		OnTransfer:     limitTransferMemory, // the command owns its process
 		RangeChunk:     f.rangeChunk,
 		RangeFiles:     f.rangeFiles,
 		GCGrace:        f.gcGrace,
