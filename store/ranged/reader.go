@@ -94,12 +94,6 @@ type rangeChunk struct {
 	done chan struct{} // closed when the chunk is in its buffer or err is set
 }
 
-// newRangedReader reads key (size bytes) from src in chunks of chunk bytes, streams of them at
-// once; it allocates its own streams+1 buffers and tries each chunk once.
-func newRangedReader(ctx context.Context, src store.RangeOpener, key string, size int64, streams int, chunk int64) *rangedReader {
-	return unstartedRangedReader(ctx, src, key, size, chunk, make([][]byte, max(streams, 1)+1)).start()
-}
-
 // unstartedRangedReader is a reader before start, each chunk tried once: its fields may still
 // be set.
 func unstartedRangedReader(ctx context.Context, src store.RangeOpener, key string, size, chunk int64, bufs [][]byte) *rangedReader {

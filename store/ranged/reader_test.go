@@ -83,6 +83,16 @@ func newRangeSource(t *testing.T, rs *rangeServer) (*httpstore.Store, *httptest.
 	return src, srv
 }
 
+// newRangedReader reads key (size bytes) from src in chunks of chunk bytes, streams of them at
+// once, in streams+1 buffers of its own, retrying a chunk as sync does (5 attempts, about 0.5 s
+// apart): a test that cancels the reader sees the cancellation, not a chunk's failure.
+func newRangedReader(ctx context.Context, src store.RangeOpener, key string, size int64, streams int, chunk int64) *rangedReader {
+	r := unstartedRangedReader(ctx, src, key, size, chunk, make([][]byte, max(streams, 1)+1))
+	r.attempts = 5
+	r.backoff = func(int) time.Duration { return 500 * time.Millisecond }
+	return r.start()
+}
+
 // readRanged reads key through a rangedReader with an odd-sized buffer.
 func readRanged(ctx context.Context, src store.RangeOpener, size int64, streams int, chunk int64) ([]byte, error) {
 	r := unstartedRangedReader(ctx, src, bigKey, size, chunk, make([][]byte, max(streams, 1)+1))
