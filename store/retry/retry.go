@@ -7,13 +7,15 @@
 //
 // Whether a failure is permanent is decided by the Policy's Permanent function. The default,
 // Permanent, knows the store package's errors (not found, permission, read-only, checksum,
-// over limit), a cancelled context, and any error that carries the answer itself: a backend
-// marks a failure it knows to be permanent with Mark (the HTTP store does so for a certificate
-// that does not verify).
+// over limit), a cancelled context, a TLS certificate that does not verify, and any error that
+// carries the answer itself: a backend marks a failure it knows to be permanent with Mark, and a
+// caller adds its own (sync's ErrTooSlow) in its Policy.
 package retry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -148,7 +150,9 @@ func Mark(err error) error {
 // Permanent is the default classification: a failure is permanent when it is, or wraps, a
 // missing object, a refusal (fs.ErrPermission, store.ErrReadOnly), a checksum mismatch, an object
 // over a size limit, a cancelled or expired context, or an error with a Permanent() bool method
-// that returns true (Mark). Anything else (a 5xx answer, a reset connection) may be transient.
+// that returns true (Mark), or a TLS certificate that does not verify (it will not verify on a
+// second try, whichever backend met it). Anything else (a 5xx answer, a reset connection) may be
+// transient.
 func Permanent(err error) bool {
 	for _, permanent := range []error{store.ErrNotExist, fs.ErrPermission, store.ErrReadOnly, store.ErrChecksum, store.ErrOverLimit, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, permanent) {
@@ -156,5 +160,12 @@ func Permanent(err error) bool {
 		}
 	}
 	var p interface{ Permanent() bool }
-	return errors.As(err, &p) && p.Permanent()
+	if errors.As(err, &p) && p.Permanent() {
+		return true
+	}
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &badHost) || errors.As(err, &invalid)
 }

@@ -258,6 +258,18 @@ func TestSource(t *testing.T) {
 	if _, err := src.Open(context.Background(), "obj", 0); !errors.Is(err, store.ErrNotExist) || fs.requests != 1 {
 		t.Errorf("Open of a missing object: %v after %d requests", err, fs.requests)
 	}
+	// A certificate that does not verify is not tried again.
+	tlsSrv := httptest.NewTLSServer(fs)
+	defer tlsSrv.Close()
+	untrusted, err := httpstore.New(&http.Client{}, tlsSrv.URL, httpstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notified = 0
+	src = retry.NewSource(untrusted, retry.Policy{Attempts: 3, Notify: func(int, error) { notified++ }})
+	if _, err := src.Open(context.Background(), "obj", 0); err == nil || notified != 0 || strings.Contains(err.Error(), "attempts") {
+		t.Errorf("Open from a server whose certificate does not verify: %v after %d retries", err, notified)
+	}
 	// A store without ranges is wrapped without them.
 	if _, ok := retry.NewSource(struct{ retry.Reader }{hs}, retry.Policy{}).(store.RangeOpener); ok {
 		t.Error("the wrapper of a store without ranges offers them")
