@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	gosync "sync"
-	"time"
 
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/retry"
 )
 
 // Defaults for ranged downloads (Options.RangeStreams, RangeChunk, RangeFiles). Measured with
@@ -124,10 +124,11 @@ func openRanged(ctx context.Context, src store.Store, f Fetch, opts *Options) io
 // is fetched only once a buffer is free, and a buffer is freed only when its chunk has been read,
 // so chunk i+window never starts before chunk i has been consumed.
 //
-// A chunk that cannot be opened is tried again (like a whole file in transferOne); a body that
-// breaks is resumed by the store itself, and a chunk that still fails, or comes out short or
-// long, fails the reader with an error naming the key and the byte range. Read is not safe for
-// concurrent use (like any reader); Close stops the workers and waits for them.
+// A chunk that cannot be opened is tried again under policy (like a whole file's open in
+// transferOne); a body that breaks is resumed by the store itself, and a chunk that still fails,
+// or comes out short or long, fails the reader with an error naming the key and the byte range.
+// Read is not safe for concurrent use (like any reader); Close stops the workers and waits for
+// them.
 type rangedReader struct {
 	parent  context.Context
 	ctx     context.Context // cancelled by Close or by the first chunk failure (its cause)
@@ -137,7 +138,7 @@ type rangedReader struct {
 	size    int64
 	chunk   int64
 	nchunks int64
-	backoff func(attempt int) time.Duration
+	policy  retry.Policy   // how a chunk's open is tried again
 	release func([][]byte) // takes the buffers back on Close (nil: dropped)
 
 	bufs  [][]byte         // one per window slot; a nil or short entry is allocated by its worker
@@ -181,7 +182,7 @@ func unstartedRangedReader(ctx context.Context, src store.RangeOpener, key strin
 		size:    size,
 		chunk:   chunk,
 		nchunks: (size + chunk - 1) / chunk,
-		backoff: fetchBackoff,
+		policy:  sourcePolicy(nil),
 		bufs:    bufs,
 		free:    make(chan int, len(bufs)),
 		order:   make(chan *rangeChunk, len(bufs)),
@@ -248,46 +249,36 @@ func (r *rangedReader) fetch(c *rangeChunk) error {
 	}
 	buf = buf[:c.n]
 	last := c.off + int64(c.n) - 1
-	for attempt := 1; ; attempt++ {
-		rc, err := r.src.OpenRange(r.ctx, r.key, c.off, int64(c.n))
-		if err != nil {
-			if r.ctx.Err() != nil {
-				return context.Cause(r.ctx)
-			}
-			if attempt < maxOpenAttempts && retryableOpen(err) {
-				t := time.NewTimer(r.backoff(attempt))
-				select {
-				case <-r.ctx.Done():
-					t.Stop()
-					return context.Cause(r.ctx)
-				case <-t.C:
-				}
-				continue
-			}
-			if attempt > 1 {
-				return fmt.Errorf("%s, bytes %d-%d: %w (after %d attempts)", r.key, c.off, last, err, attempt)
-			}
-			return fmt.Errorf("%s, bytes %d-%d: %w", r.key, c.off, last, err)
+	var rc io.ReadCloser
+	err := retry.Do(r.ctx, r.policy, func(ctx context.Context) error {
+		var err error
+		rc, err = r.src.OpenRange(ctx, r.key, c.off, int64(c.n))
+		return err
+	})
+	if err != nil {
+		if r.ctx.Err() != nil {
+			return context.Cause(r.ctx)
 		}
-		n, err := io.ReadFull(rc, buf)
-		if err == nil {
-			var one [1]byte
-			if m, _ := rc.Read(one[:]); m > 0 {
-				err = fmt.Errorf("the source sent more than the %d bytes asked for", c.n)
-			}
-		}
-		rc.Close()
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
-			if r.ctx.Err() != nil {
-				return context.Cause(r.ctx)
-			}
-			return fmt.Errorf("%s, bytes %d-%d: got %d of %d bytes: %w", r.key, c.off, last, n, c.n, err)
-		}
-		return nil
+		return fmt.Errorf("%s, bytes %d-%d: %w", r.key, c.off, last, err)
 	}
+	n, err := io.ReadFull(rc, buf)
+	if err == nil {
+		var one [1]byte
+		if m, _ := rc.Read(one[:]); m > 0 {
+			err = fmt.Errorf("the source sent more than the %d bytes asked for", c.n)
+		}
+	}
+	rc.Close()
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		if r.ctx.Err() != nil {
+			return context.Cause(r.ctx)
+		}
+		return fmt.Errorf("%s, bytes %d-%d: got %d of %d bytes: %w", r.key, c.off, last, n, c.n, err)
+	}
+	return nil
 }
 
 // Read hands on the chunks in order, waiting for the next one when it has not arrived yet.

@@ -91,7 +91,7 @@ func newRangeSource(t *testing.T, rs *rangeServer) (*httpstore.Store, *httptest.
 // readRanged reads key through a rangedReader with an odd-sized buffer.
 func readRanged(ctx context.Context, src store.RangeOpener, size int64, streams int, chunk int64) ([]byte, error) {
 	r := unstartedRangedReader(ctx, src, bigKey, size, chunk, make([][]byte, max(streams, 1)+1))
-	r.backoff = func(int) time.Duration { return time.Millisecond }
+	r.policy.Backoff = func(int) time.Duration { return time.Millisecond }
 	r.start()
 	defer r.Close()
 	var out bytes.Buffer
