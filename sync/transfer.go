@@ -194,19 +194,19 @@ func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom st
 	rsrc := retry.NewSource(src, sourcePolicy(logRetry))
 	var info store.Info
 	var opened bool
+	var last error
 	err = retry.Do(ctx, retry.Policy{
 		Attempts:  maxChecksumAttempts,
 		Backoff:   fetchBackoff,
 		Permanent: func(err error) bool { return !opened || !errors.Is(err, store.ErrChecksum) },
 		Notify:    logRetry,
 	}, func(ctx context.Context) error {
-		var err error
-		info, opened, err = fetchOnce(ctx, src, rsrc, dst, f, put, opts)
-		return err
+		info, opened, last = fetchOnce(ctx, src, rsrc, dst, f, put, opts)
+		return last
 	})
-	if re, ok := err.(*retry.Error); ok && re.Interrupted == nil && !errors.Is(re.Err, store.ErrChecksum) {
-		// A failure other than a bad checksum after one: the attempts counted are not its own.
-		err = re.Err
+	if re, ok := err.(*retry.Error); ok && err != last && re.Interrupted == nil && !errors.Is(last, store.ErrChecksum) {
+		// Another failure after a bad checksum: the attempts counted here are not its own.
+		err = last
 	}
 	if err != nil {
 		return transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err)
