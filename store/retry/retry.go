@@ -10,6 +10,12 @@
 // over limit), a cancelled context, a TLS certificate that does not verify, and any error that
 // carries the answer itself: a backend marks a failure it knows to be permanent with Mark, and a
 // caller adds its own (sync's ErrTooSlow) in its Policy.
+//
+// Who uses it: sync (sourcePolicy: whole-file opens through NewSource, range opens, metadata
+// reads; and a download whose checksum is wrong, fetched again), httpstore (the pauses between
+// attempts to resume a body), s3store (a request body resent after a checksum mismatch). The S3
+// requests themselves are retried by the AWS SDK's retryer, configured in s3store/client.go and
+// not wrapped again here.
 package retry
 
 import (
