@@ -9,10 +9,10 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/retry"
 	"github.com/ssmirror/ssmirror/streams"
 	gosync "sync"
 )
@@ -336,22 +336,24 @@ func readDocument(ctx context.Context, src store.Store, key string, v Verificati
 	return body, forms, nil
 }
 
-// readMetadata reads one metadata file, trying again with backoff when the failure may be
-// transient (a 5xx answer, a dropped connection), as content fetches do.
+// readMetadata reads one metadata file, trying the whole read again with backoff when the
+// failure may be transient (a 5xx answer, a dropped connection), as content fetches do
+// (sourcePolicy).
 func readMetadata(ctx context.Context, src store.Store, key string, limit int64) ([]byte, error) {
-	for attempt := 1; ; attempt++ {
-		data, err := store.ReadAll(ctx, src, key, limit)
-		if err == nil || !retryableOpen(err) || attempt == maxOpenAttempts {
-			return data, err
+	var data []byte
+	err := retry.Do(ctx, sourcePolicy(nil), func(ctx context.Context) error {
+		var err error
+		data, err = store.ReadAll(ctx, src, key, limit)
+		return err
+	})
+	if re, ok := err.(*retry.Error); ok {
+		// The error says nothing of the attempts, as before the policy was shared.
+		if re.Interrupted != nil {
+			return nil, re.Interrupted
 		}
-		t := time.NewTimer(fetchBackoff(attempt))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, context.Cause(ctx)
-		case <-t.C:
-		}
+		return data, re.Err
 	}
+	return data, err
 }
 
 // sameJSON compares two JSON documents by value, ignoring layout. Paths differ between the .json

@@ -108,9 +108,7 @@ func openRanged(ctx context.Context, src store.Store, f Fetch, opts *Options) io
 		return nil
 	}
 	return ranged.NewReader(ctx, ro, f.Path, f.Size, chunk, bufs, ranged.Options{
-		Attempts:  maxOpenAttempts,
-		Retryable: retryableOpen,
-		Backoff:   fetchBackoff,
-		Release:   budget.give,
+		Policy:  sourcePolicy(nil),
+		Release: budget.give,
 	})
 }

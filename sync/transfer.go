@@ -4,21 +4,18 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha512"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
-	"math/rand/v2"
 	"sort"
 	"strings"
 	gosync "sync"
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/retry"
 	"github.com/ssmirror/ssmirror/streams"
 )
 
@@ -189,56 +186,51 @@ func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom st
 		}
 		opts.Log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", copyFrom, "error", err)
 	}
-	var openFails, badSums int
-	for {
-		info, opened, err := fetchOnce(ctx, src, dst, f, put, opts)
-		if err == nil {
-			opts.Progress.fileDone()
-			return transferResult{"fetched", info.SHA256, info.ETag}, nil
-		}
-		var again bool
-		var attempt int
-		switch {
-		case ctx.Err() != nil:
-		case !opened:
-			openFails++
-			again, attempt = retryableOpen(err) && openFails < maxOpenAttempts, openFails
-		case errors.Is(err, store.ErrChecksum):
-			badSums++
-			again, attempt = badSums < maxChecksumAttempts, badSums
-		}
-		if !again {
-			if attempt > 1 {
-				return transferResult{}, fmt.Errorf("fetching %s: %w (after %d attempts)", f.Path, err, attempt)
-			}
-			return transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err)
-		}
+	// An open that fails (the source answering 5xx or not at all) is tried again by the retrying
+	// source; a complete download whose checksum is wrong, here.
+	logRetry := func(attempt int, err error) {
 		opts.Log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
-		t := time.NewTimer(fetchBackoff(attempt))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return transferResult{}, fmt.Errorf("fetching %s: %w (interrupted while waiting to try again after: %v)", f.Path, context.Cause(ctx), err)
-		case <-t.C:
-		}
 	}
+	rsrc := retry.NewSource(src, sourcePolicy(logRetry))
+	var info store.Info
+	var opened bool
+	var last error
+	err = retry.Do(ctx, retry.Policy{
+		Attempts:  maxChecksumAttempts,
+		Backoff:   fetchBackoff,
+		Permanent: func(err error) bool { return !opened || !errors.Is(err, store.ErrChecksum) },
+		Notify:    logRetry,
+	}, func(ctx context.Context) error {
+		info, opened, last = fetchOnce(ctx, src, rsrc, dst, f, put, opts)
+		return last
+	})
+	if re, ok := err.(*retry.Error); ok && err != last && re.Interrupted == nil && !errors.Is(last, store.ErrChecksum) {
+		// Another failure after a bad checksum: the attempts counted here are not its own.
+		err = last
+	}
+	if err != nil {
+		return transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err)
+	}
+	opts.Progress.fileDone()
+	return transferResult{"fetched", info.SHA256, info.ETag}, nil
 }
 
-// Bounds on fetching one file: attempts to open it (the source answering 5xx or not at all),
-// and complete downloads whose checksum is wrong.
+// Bounds on fetching one file: attempts to open it or one of its ranges (the source answering
+// 5xx or not at all; counted per open), and complete downloads whose checksum is wrong.
 const (
 	maxOpenAttempts     = 5
 	maxChecksumAttempts = 3
 )
 
-// fetchOnce opens f in src and streams it into dst. opened says whether the source answered, so
-// that a failure can be told apart from one in the body or the target. Bytes counted in the
-// progress by a failed attempt are taken back.
-func fetchOnce(ctx context.Context, src, dst store.Store, f Fetch, put store.PutOptions, opts *Options) (store.Info, bool, error) {
+// fetchOnce opens f in src and streams it into dst: in ranges from src (whose reader tries each
+// range's open again itself), or in one piece from rsrc (src behind sourcePolicy). opened says
+// whether the source answered, so that a failure can be told apart from one in the body or the
+// target. Bytes counted in the progress by a failed attempt are taken back.
+func fetchOnce(ctx context.Context, src store.Store, rsrc retry.Reader, dst store.Store, f Fetch, put store.PutOptions, opts *Options) (store.Info, bool, error) {
 	rc := openRanged(ctx, src, f, opts)
 	if rc == nil {
 		var err error
-		if rc, err = src.Open(ctx, f.Path, 0); err != nil {
+		if rc, err = rsrc.Open(ctx, f.Path, 0); err != nil {
 			return store.Info{}, false, err
 		}
 	}
@@ -256,35 +248,24 @@ func fetchOnce(ctx context.Context, src, dst store.Store, f Fetch, put store.Put
 	return info, true, nil
 }
 
-// retryableOpen says whether a failure to open a source object may be transient: anything but a
-// missing object, a refusal or a cancelled run. (The HTTP store resumes interrupted bodies by
-// itself, but answers 5xx or connection failures on the first request as errors.)
-func retryableOpen(err error) bool {
-	for _, permanent := range []error{store.ErrNotExist, fs.ErrPermission, store.ErrReadOnly, store.ErrChecksum, context.Canceled, context.DeadlineExceeded, ErrTooSlow, store.ErrOverLimit} {
-		if errors.Is(err, permanent) {
-			return false
-		}
+// sourcePolicy is how reads from the source are tried again (whole opens, range opens, metadata
+// files): maxOpenAttempts times in all, fetchBackoff apart, unless the failure is permanent:
+// retry.Permanent's (a missing object, a refusal, a cancelled run, a certificate that does not
+// verify, …) or a file that ran out of time (ErrTooSlow). (The HTTP store resumes interrupted
+// bodies by itself, but answers 5xx or connection failures on the first request as errors.)
+func sourcePolicy(notify func(attempt int, err error)) retry.Policy {
+	return retry.Policy{
+		Attempts:  maxOpenAttempts,
+		Backoff:   fetchBackoff,
+		Permanent: func(err error) bool { return retry.Permanent(err) || errors.Is(err, ErrTooSlow) },
+		Notify:    notify,
 	}
-	// A certificate that does not verify will not verify on a second try.
-	var certErr *tls.CertificateVerificationError
-	var unknownCA x509.UnknownAuthorityError
-	var badHost x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	if errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &badHost) || errors.As(err, &invalid) {
-		return false
-	}
-	return true
 }
 
-// fetchBackoff is the pause before attempt+1 of a fetch (a variable so that fuzz targets, which
-// run thousands of failing transfers, need not wait).
-var fetchBackoff = defaultFetchBackoff
-
-// defaultFetchBackoff waits about 0.5s, 1s, 2s, … (at most 8s) before attempt+1, jittered by ±25%.
-func defaultFetchBackoff(attempt int) time.Duration {
-	d := 500 * time.Millisecond << min(attempt-1, 4)
-	return d*3/4 + rand.N(d/2+1)
-}
+// fetchBackoff is the pause before attempt+1 of a fetch, about 0.5s, 1s, 2s, … (at most 8s),
+// jittered by ±25% (a variable so that fuzz targets, which run thousands of failing transfers,
+// need not wait).
+var fetchBackoff = retry.Exponential(500*time.Millisecond, 8*time.Second)
 
 // hashObject reads the object at f.Path in the target and returns its sha256. When the
 // catalogue gives no sha256 for it, the sha512 or md5 it gives is checked too: a mismatch is an

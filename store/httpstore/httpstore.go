@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/retry"
 )
 
 // Default values for Options fields left at zero.
@@ -53,7 +53,7 @@ type Store struct {
 	client *http.Client
 	bases  []base // primary first, then mirrors
 	opts   Options
-	// backoff is the pause before resume attempt n (1-based); tests shorten it.
+	// backoff is the pause before resume attempt n (1-based): defaultBackoff; tests shorten it.
 	backoff func(attempt int) time.Duration
 }
 
@@ -592,12 +592,8 @@ func (b *body) resume() error {
 			return fmt.Errorf("read %s: giving up at byte %d after %d attempts to resume: %w", b.key, b.pos, b.fails, b.why)
 		}
 		b.fails++
-		t := time.NewTimer(b.s.backoff(b.fails))
-		select {
-		case <-b.ctx.Done():
-			t.Stop()
-			return fmt.Errorf("read %s: %w", b.key, context.Cause(b.ctx))
-		case <-t.C:
+		if cause := retry.Sleep(b.ctx, b.s.backoff(b.fails)); cause != nil {
+			return fmt.Errorf("read %s: %w", b.key, cause)
 		}
 		err := b.request(false)
 		if err == nil {
@@ -629,8 +625,6 @@ func (b *body) Close() error {
 	return nil
 }
 
-// defaultBackoff waits about 0.25s, 0.5s, 1s, … (at most 8s), jittered by ±25%.
-func defaultBackoff(attempt int) time.Duration {
-	d := 250 * time.Millisecond << min(attempt-1, 5)
-	return d*3/4 + rand.N(d/2+1)
-}
+// defaultBackoff waits about 0.25s, 0.5s, 1s, … (at most 8s) before resume attempt n+1,
+// jittered by ±25%.
+var defaultBackoff = retry.Exponential(250*time.Millisecond, 8*time.Second)

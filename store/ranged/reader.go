@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"io"
 	gosync "sync"
-	"time"
 
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/retry"
 )
 
 // errRangedClosed stops the workers of a reader that was closed.
@@ -20,12 +20,8 @@ var errRangedClosed = errors.New("ranged reader closed")
 
 // Options are the optional parts of a Reader.
 type Options struct {
-	// Attempts is how many times a chunk that cannot be opened is tried in all (<= 1: once).
-	Attempts int
-	// Retryable says whether a failure to open a chunk may be transient (nil: every failure is).
-	Retryable func(error) bool
-	// Backoff is the pause before attempt+1 of a chunk (nil: none).
-	Backoff func(attempt int) time.Duration
+	// Policy is how a chunk that cannot be opened is tried again (zero: once).
+	Policy retry.Policy
 	// Release takes the buffers back on Close (nil: they are dropped).
 	Release func([][]byte)
 }
@@ -37,13 +33,7 @@ type Options struct {
 // the byte range. Close stops the fetches, waits for them and hands bufs to opts.Release.
 func NewReader(ctx context.Context, src store.RangeOpener, key string, size, chunk int64, bufs [][]byte, opts Options) io.ReadCloser {
 	r := unstartedRangedReader(ctx, src, key, size, chunk, bufs)
-	r.attempts = max(opts.Attempts, 1)
-	if opts.Retryable != nil {
-		r.retryable = opts.Retryable
-	}
-	if opts.Backoff != nil {
-		r.backoff = opts.Backoff
-	}
+	r.policy = opts.Policy
 	r.release = opts.Release
 	return r.start()
 }
@@ -55,23 +45,22 @@ func NewReader(ctx context.Context, src store.RangeOpener, key string, size, chu
 // is fetched only once a buffer is free, and a buffer is freed only when its chunk has been read,
 // so chunk i+window never starts before chunk i has been consumed.
 //
-// A chunk that cannot be opened is tried again (Options.Attempts); a body that
-// breaks is resumed by the store itself, and a chunk that still fails, or comes out short or
-// long, fails the reader with an error naming the key and the byte range. Read is not safe for
-// concurrent use (like any reader); Close stops the workers and waits for them.
+// A chunk that cannot be opened is tried again under Options.Policy (like a whole file's open
+// in sync); a body that breaks is resumed by the store itself, and a chunk that still fails,
+// or comes out short or long, fails the reader with an error naming the key and the byte range.
+// Read is not safe for concurrent use (like any reader); Close stops the workers and waits for
+// them.
 type rangedReader struct {
-	parent    context.Context
-	ctx       context.Context // cancelled by Close or by the first chunk failure (its cause)
-	cancel    context.CancelCauseFunc
-	src       store.RangeOpener
-	key       string
-	size      int64
-	chunk     int64
-	nchunks   int64
-	backoff   func(attempt int) time.Duration
-	attempts  int              // opens of one chunk in all
-	retryable func(error) bool // whether a failed open is tried again
-	release   func([][]byte)   // takes the buffers back on Close (nil: dropped)
+	parent  context.Context
+	ctx     context.Context // cancelled by Close or by the first chunk failure (its cause)
+	cancel  context.CancelCauseFunc
+	src     store.RangeOpener
+	key     string
+	size    int64
+	chunk   int64
+	nchunks int64
+	policy  retry.Policy   // how a chunk's open is tried again
+	release func([][]byte) // takes the buffers back on Close (nil: dropped)
 
 	bufs  [][]byte         // one per window slot; a nil or short entry is allocated by its worker
 	free  chan int         // indices into bufs of the buffers not holding a chunk
@@ -98,19 +87,16 @@ type rangeChunk struct {
 // be set.
 func unstartedRangedReader(ctx context.Context, src store.RangeOpener, key string, size, chunk int64, bufs [][]byte) *rangedReader {
 	r := &rangedReader{
-		parent:    ctx,
-		src:       src,
-		key:       key,
-		size:      size,
-		chunk:     chunk,
-		nchunks:   (size + chunk - 1) / chunk,
-		backoff:   func(int) time.Duration { return 0 },
-		attempts:  1,
-		retryable: func(error) bool { return true },
-		bufs:      bufs,
-		free:      make(chan int, len(bufs)),
-		order:     make(chan *rangeChunk, len(bufs)),
-		jobs:      make(chan *rangeChunk),
+		parent:  ctx,
+		src:     src,
+		key:     key,
+		size:    size,
+		chunk:   chunk,
+		nchunks: (size + chunk - 1) / chunk,
+		bufs:    bufs,
+		free:    make(chan int, len(bufs)),
+		order:   make(chan *rangeChunk, len(bufs)),
+		jobs:    make(chan *rangeChunk),
 	}
 	return r
 }
@@ -173,46 +159,36 @@ func (r *rangedReader) fetch(c *rangeChunk) error {
 	}
 	buf = buf[:c.n]
 	last := c.off + int64(c.n) - 1
-	for attempt := 1; ; attempt++ {
-		rc, err := r.src.OpenRange(r.ctx, r.key, c.off, int64(c.n))
-		if err != nil {
-			if r.ctx.Err() != nil {
-				return context.Cause(r.ctx)
-			}
-			if attempt < r.attempts && r.retryable(err) {
-				t := time.NewTimer(r.backoff(attempt))
-				select {
-				case <-r.ctx.Done():
-					t.Stop()
-					return context.Cause(r.ctx)
-				case <-t.C:
-				}
-				continue
-			}
-			if attempt > 1 {
-				return fmt.Errorf("%s, bytes %d-%d: %w (after %d attempts)", r.key, c.off, last, err, attempt)
-			}
-			return fmt.Errorf("%s, bytes %d-%d: %w", r.key, c.off, last, err)
+	var rc io.ReadCloser
+	err := retry.Do(r.ctx, r.policy, func(ctx context.Context) error {
+		var err error
+		rc, err = r.src.OpenRange(ctx, r.key, c.off, int64(c.n))
+		return err
+	})
+	if err != nil {
+		if r.ctx.Err() != nil {
+			return context.Cause(r.ctx)
 		}
-		n, err := io.ReadFull(rc, buf)
-		if err == nil {
-			var one [1]byte
-			if m, _ := rc.Read(one[:]); m > 0 {
-				err = fmt.Errorf("the source sent more than the %d bytes asked for", c.n)
-			}
-		}
-		rc.Close()
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
-			if r.ctx.Err() != nil {
-				return context.Cause(r.ctx)
-			}
-			return fmt.Errorf("%s, bytes %d-%d: got %d of %d bytes: %w", r.key, c.off, last, n, c.n, err)
-		}
-		return nil
+		return fmt.Errorf("%s, bytes %d-%d: %w", r.key, c.off, last, err)
 	}
+	n, err := io.ReadFull(rc, buf)
+	if err == nil {
+		var one [1]byte
+		if m, _ := rc.Read(one[:]); m > 0 {
+			err = fmt.Errorf("the source sent more than the %d bytes asked for", c.n)
+		}
+	}
+	rc.Close()
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		if r.ctx.Err() != nil {
+			return context.Cause(r.ctx)
+		}
+		return fmt.Errorf("%s, bytes %d-%d: got %d of %d bytes: %w", r.key, c.off, last, n, c.n, err)
+	}
+	return nil
 }
 
 // Read hands on the chunks in order, waiting for the next one when it has not arrived yet.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/httpstore"
+	"github.com/ssmirror/ssmirror/store/retry"
 )
 
 const bigKey = "big/squashfs"
@@ -88,16 +89,14 @@ func newRangeSource(t *testing.T, rs *rangeServer) (*httpstore.Store, *httptest.
 // apart): a test that cancels the reader sees the cancellation, not a chunk's failure.
 func newRangedReader(ctx context.Context, src store.RangeOpener, key string, size int64, streams int, chunk int64) *rangedReader {
 	r := unstartedRangedReader(ctx, src, key, size, chunk, make([][]byte, max(streams, 1)+1))
-	r.attempts = 5
-	r.backoff = func(int) time.Duration { return 500 * time.Millisecond }
+	r.policy = retry.Policy{Attempts: 5, Backoff: func(int) time.Duration { return 500 * time.Millisecond }}
 	return r.start()
 }
 
 // readRanged reads key through a rangedReader with an odd-sized buffer.
 func readRanged(ctx context.Context, src store.RangeOpener, size int64, streams int, chunk int64) ([]byte, error) {
 	r := unstartedRangedReader(ctx, src, bigKey, size, chunk, make([][]byte, max(streams, 1)+1))
-	r.backoff = func(int) time.Duration { return time.Millisecond }
-	r.attempts = 5
+	r.policy = retry.Policy{Attempts: 5, Backoff: func(int) time.Duration { return time.Millisecond }}
 	r.start()
 	defer r.Close()
 	var out bytes.Buffer
@@ -399,7 +398,7 @@ func (f *flakyRanges) OpenRange(ctx context.Context, key string, off, n int64) (
 }
 
 // TestNewReaderOptions: NewReader tries a chunk that cannot be opened up to Options.Attempts
-// times, only when Options.Retryable allows it, pausing Options.Backoff between; and hands its
+// times (Options.Policy), not when the policy calls the failure permanent, pausing its Backoff between; and hands its
 // buffers to Options.Release on Close.
 func TestNewReaderOptions(t *testing.T) {
 	data := bigBody()[:1<<20]
@@ -417,7 +416,7 @@ func TestNewReaderOptions(t *testing.T) {
 	}
 
 	src := &flakyRanges{fakeRanges: fakeRanges{data: data}, at: 3 * chunk, fails: 2, err: errBusy}
-	got, err := read(src, Options{Attempts: 3, Backoff: backoff})
+	got, err := read(src, Options{Policy: retry.Policy{Attempts: 3, Backoff: backoff}})
 	if err != nil {
 		t.Fatalf("two failures in three attempts: %v", err)
 	}
@@ -427,12 +426,12 @@ func TestNewReaderOptions(t *testing.T) {
 	}
 
 	src = &flakyRanges{fakeRanges: fakeRanges{data: data}, at: 3 * chunk, fails: 3, err: errBusy}
-	if _, err := read(src, Options{Attempts: 3}); !errors.Is(err, errBusy) || !strings.Contains(err.Error(), "after 3 attempts") || !strings.Contains(err.Error(), "300000") {
+	if _, err := read(src, Options{Policy: retry.Policy{Attempts: 3}}); !errors.Is(err, errBusy) || !strings.Contains(err.Error(), "after 3 attempts") || !strings.Contains(err.Error(), "300000") {
 		t.Errorf("three failures in three attempts: %v", err)
 	}
 
 	src = &flakyRanges{fakeRanges: fakeRanges{data: data}, at: 3 * chunk, fails: 1, err: errBusy}
-	_, err = read(src, Options{Attempts: 5, Retryable: func(err error) bool { return !errors.Is(err, errBusy) }})
+	_, err = read(src, Options{Policy: retry.Policy{Attempts: 5, Permanent: func(err error) bool { return errors.Is(err, errBusy) }}})
 	if !errors.Is(err, errBusy) || src.opens != 1 {
 		t.Errorf("a permanent failure: %v after %d opens, want it after 1", err, src.opens)
 	}

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/retry"
 )
 
 // smallObject is the size below which a known-size object gets a buffer of its own size instead
@@ -225,36 +226,40 @@ func (s *Store) sendChecked(ctx context.Context, key string, part int32, send fu
 }
 
 // sendCheckedIf is sendChecked with mismatch deciding which errors mean the body was changed.
+// Only mismatches are tried again here: everything else was already tried by the SDK's retryer.
 func (s *Store) sendCheckedIf(ctx context.Context, key string, part int32, mismatch func(error) bool, send func() error) error {
-	for attempt := 1; ; attempt++ {
-		err := send()
-		if err == nil || !mismatch(err) {
-			return err
-		}
-		if attempt == maxTransitAttempts {
-			return fmt.Errorf("%w (%d attempts): %w", ErrTransit, attempt, err)
-		}
-		s.transitRetries.Add(1)
-		if log := s.opts.RetryLog; log != nil {
-			op := ""
-			var oe *smithy.OperationError
-			if errors.As(err, &oe) {
-				op = oe.Operation()
+	p := retry.Policy{
+		Attempts:  maxTransitAttempts,
+		Backoff:   func(attempt int) time.Duration { return time.Duration(attempt) * 100 * time.Millisecond },
+		Permanent: func(err error) bool { return !mismatch(err) },
+		Notify: func(attempt int, err error) {
+			s.transitRetries.Add(1)
+			if log := s.opts.RetryLog; log != nil {
+				op := ""
+				var oe *smithy.OperationError
+				if errors.As(err, &oe) {
+					op = oe.Operation()
+				}
+				attrs := []any{"op", op, "bucket", s.bucket, "key", s.fullKey(key)}
+				if part > 0 {
+					attrs = append(attrs, "part", part)
+				}
+				attrs = append(attrs, "retry", attempt, "after", describeErr(err))
+				log.InfoContext(ctx, "retrying", attrs...)
 			}
-			attrs := []any{"op", op, "bucket", s.bucket, "key", s.fullKey(key)}
-			if part > 0 {
-				attrs = append(attrs, "part", part)
-			}
-			attrs = append(attrs, "retry", attempt, "after", describeErr(err))
-			log.InfoContext(ctx, "retrying", attrs...)
-		}
-		t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (interrupted after %d attempts): %w", ErrTransit, attempt, err)
-		case <-t.C:
-		}
+		},
+	}
+	err := retry.Do(ctx, p, func(context.Context) error { return send() })
+	re, ok := err.(*retry.Error)
+	switch {
+	case !ok:
+		return err
+	case re.Interrupted != nil:
+		return fmt.Errorf("%w (interrupted after %d attempts): %w", ErrTransit, re.Attempts, re.Err)
+	case mismatch(re.Err):
+		return fmt.Errorf("%w (%d attempts): %w", ErrTransit, re.Attempts, re.Err)
+	default:
+		return re.Err // another failure after a mismatch: the SDK's, as it was
 	}
 }
 
