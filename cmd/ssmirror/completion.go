@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"io"
 	"sort"
 	"strings"
@@ -387,7 +388,7 @@ func writeMan(w io.Writer, when time.Time) {
 				desc += " (default " + f.def + ")"
 			}
 			if c.name == "sync" && f.name != "help" && f.name != "config" { // only sync reads the environment
-				desc += "; $" + envName(f.name)
+				desc += "; $" + cliconfig.EnvName(f.name)
 			}
 			fmt.Fprintln(w, roff(desc))
 		}

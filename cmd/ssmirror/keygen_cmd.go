@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"io"
 	"io/fs"
 	"os"
@@ -49,7 +50,7 @@ func runKeygen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	pass, err := readPassphrase(passFile)
+	pass, err := cliconfig.ReadPassphrase(passFile, os.LookupEnv)
 	if err != nil {
 		return err
 	}
