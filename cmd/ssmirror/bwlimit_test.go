@@ -1,9 +1,9 @@
 package main
 
 import (
-	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"testing"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/store/dirstore"
 )
 

@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"io"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 )
 
 // Shell completion and the man page, generated from the commands' own flag sets, so that a flag

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/streams"
 	"go.yaml.in/yaml/v3"
 )

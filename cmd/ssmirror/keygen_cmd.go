@@ -5,12 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"io"
 	"io/fs"
 	"os"
 	"strings"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/sign"
 )
 

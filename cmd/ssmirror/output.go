@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"io"
 	"os"
 	"strings"
 	gosync "sync"
 	"time"
+
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 )
 
 // Machine output: with --log-format json every line the sync writes, on stdout and on stderr,

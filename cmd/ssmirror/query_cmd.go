@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"io"
 	"strconv"
 	"strings"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
 )

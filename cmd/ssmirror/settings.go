@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
 	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 )
 

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"io"
 	"sort"
 	"time"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/sync"

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"io"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
