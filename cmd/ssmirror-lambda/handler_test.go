@@ -439,8 +439,8 @@ func TestReadConfigErrors(t *testing.T) {
 		{"bad bool", map[string]string{"SSMIRROR_PRUNE": "yes please"}, "SSMIRROR_PRUNE"},
 		{"bad duration", map[string]string{"SSMIRROR_GC_GRACE": "soon"}, "SSMIRROR_GC_GRACE"},
 		{"bad upload checksum", map[string]string{"SSMIRROR_UPLOAD_CHECKSUM": "sha1"}, "SSMIRROR_UPLOAD_CHECKSUM"},
-		{"duration without a unit", map[string]string{"SSMIRROR_LOCK_TIMEOUT": "30"}, "$SSMIRROR_LOCK_TIMEOUT: invalid duration \"30\": want a number and a unit"},
-		{"max 0", map[string]string{"SSMIRROR_MAX": "0"}, "$SSMIRROR_MAX: 0 is refused"},
+		{"duration without a unit", map[string]string{"SSMIRROR_LOCK_TIMEOUT": "30"}, "$SSMIRROR_LOCK_TIMEOUT: invalid argument \"30\" for \"--lock-timeout\" flag: want a number and a unit"},
+		{"max 0", map[string]string{"SSMIRROR_MAX": "0"}, "$SSMIRROR_MAX: --max=0 is refused"},
 		{"bad filter", map[string]string{"SSMIRROR_FILTERS": "arch"}, "SSMIRROR_FILTERS"},
 		{"empty group", map[string]string{"SSMIRROR_FILTERS": "arch=amd64;"}, "SSMIRROR_FILTERS"},
 		{"two keyrings", map[string]string{"SSMIRROR_KEYRING": "k.gpg", "SSMIRROR_KEYRING_DATA": "AAAA"}, "not both"},
@@ -485,20 +485,20 @@ func TestReadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.dstLoc.bucket != "bucket" || c.dstLoc.prefix != "maas/stable" || c.srcLoc.kind != "http" {
+	if c.dstLoc.Bucket != "bucket" || c.dstLoc.Prefix != "maas/stable" || c.srcLoc.Kind != "http" {
 		t.Errorf("locations: %+v %+v", c.srcLoc, c.dstLoc)
 	}
 	if len(c.groups) != 2 || len(c.groups[0]) != 2 || len(c.groups[1]) != 1 {
 		t.Errorf("filter groups: %v", c.groups)
 	}
-	if c.keyring == nil || c.max != 2 || !c.prune || c.gcGrace != 48*time.Hour || c.margin != 90*time.Second || c.cfDistribution != "E2EXAMPLE" {
+	if c.keyring == nil || c.flags.Max != 2 || !c.flags.Prune || c.flags.GCGrace != 48*time.Hour || c.margin != 90*time.Second || c.flags.CFDistribution != "E2EXAMPLE" {
 		t.Errorf("config: %+v", c)
 	}
-	if c.concurrency != 0 || c.lockTimeout != 0 || c.lockTTL != sync.DefaultLockTTL || c.keep || c.dryRun {
+	if c.flags.Concurrency != 4 || c.flags.LockTimeout != 0 || c.flags.LockTTL != sync.DefaultLockTTL || c.flags.Keep || c.flags.DryRun {
 		t.Errorf("unset settings are not their defaults: %+v", c)
 	}
 	envm["SSMIRROR_LOCK_TTL"] = "90s"
-	if c, err := readConfig(func(k string) (string, bool) { v, ok := envm[k]; return v, ok }); err != nil || c.lockTTL != 90*time.Second {
+	if c, err := readConfig(func(k string) (string, bool) { v, ok := envm[k]; return v, ok }); err != nil || c.flags.LockTTL != 90*time.Second {
 		t.Errorf("SSMIRROR_LOCK_TTL=90s: %v, %v", c, err)
 	}
 	envm["SSMIRROR_LOCK_TTL"] = "10ms"

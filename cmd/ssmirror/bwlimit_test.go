@@ -3,6 +3,7 @@ package main
 import (
 	"testing"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/store/dirstore"
 )
 
@@ -13,11 +14,11 @@ func TestBwlimitOffByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, rate := range []int64{0, -1} {
-		if got := limitSource(src, rate); got != src {
+		if got := cliconfig.LimitSource(src, rate); got != src {
 			t.Errorf("rate %d: source wrapped as %T", rate, got)
 		}
 	}
-	if got := limitSource(src, 1<<20); got == src {
+	if got := cliconfig.LimitSource(src, 1<<20); got == src {
 		t.Error("--bwlimit 1MiB left the source unlimited")
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
-	"github.com/ssmirror/ssmirror/sign"
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
@@ -63,10 +63,10 @@ func exitCode(ctx context.Context, err error) int {
 	return exitFailure
 }
 
-// usageError marks an error in how the command was called.
-type usageError struct{ error }
+// usageError marks an error in how the command was called or configured.
+type usageError = cliconfig.UsageError
 
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+func usagef(format string, args ...any) error { return usageError{Err: fmt.Errorf(format, args...)} }
 
 const topUsage = `ssmirror publishes SimpleStreams mirrors (MAAS boot images, cloud images, LXD images)
 into S3-compatible buckets or plain directories: content first, verified while it streams,
@@ -189,22 +189,6 @@ func warnRun(log *slog.Logger, stderr io.Writer, msg string, err error) {
 	log.Warn(msg, "error", err.Error())
 }
 
-// checkMax refuses a --max that sstream-mirror and ssmirror would read differently. In
-// sstream-mirror, --max 0 means "hold no version": simplestreams' resolve_work keeps the newest
-// maxnum versions, so with 0 it adds none and removes every version already held. ssmirror's
-// default is every version; rather than publish an empty mirror or silently do the opposite of
-// what the sstream-mirror command line meant, an explicit 0 (flag, $SSMIRROR_MAX or config) is
-// refused.
-func checkMax(fs *pflag.FlagSet, n int) error {
-	switch {
-	case n < 0:
-		return usagef("--max %d: want a number of versions per product, at least 1 (leave --max out to keep every version)", n)
-	case n == 0 && fs.Changed("max"):
-		return usagef("--max=0 is refused: sstream-mirror reads it as \"hold no version\" (it removes every version held and adds none), while ssmirror's default is every version; leave --max out to keep them all, or give at least 1")
-	}
-	return nil
-}
-
 // checkCommandWord refuses a first argument that can only be a mistyped command: a bare word
 // (no /, :, . or filter operator) that names no existing file. Without this check
 // "ssmirror verfy /srv/mirror" would mirror a source directory called verfy.
@@ -262,34 +246,9 @@ func parse(fs *pflag.FlagSet, args []string) error {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
 		}
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	return nil
-}
-
-// verifyFlags are the signature-checking flags shared by sync and query.
-type verifyFlags struct {
-	keyring  string
-	noVerify bool
-}
-
-func (v *verifyFlags) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&v.keyring, "keyring", "", "verify metadata signatures against this keyring (binary or armoured)")
-	fs.BoolVarP(&v.noVerify, "no-verify", "U", false, "do not check signatures (strip them unchecked)")
-}
-
-func (v *verifyFlags) load() (*sign.Keyring, error) {
-	if v.keyring == "" {
-		return nil, nil
-	}
-	if v.noVerify {
-		return nil, usagef("--keyring and --no-verify contradict each other")
-	}
-	kr, err := sign.LoadKeyring(v.keyring)
-	if err != nil {
-		return nil, usageError{err} // a configuration error, not a failed run
-	}
-	return kr, nil
 }
 
 // newLogger logs to stderr: warnings by default, info with -v, debug with -vv; text or JSON.
@@ -323,19 +282,6 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// readPassphrase gets a signing key's passphrase from a file or the environment, never from a
-// flag value (which any user can read in ps).
-func readPassphrase(file string) ([]byte, error) {
-	if file != "" {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return nil, usagef("reading the passphrase: %w", err)
-		}
-		return []byte(strings.TrimRight(string(data), "\r\n")), nil
-	}
-	return []byte(os.Getenv("SSMIRROR_SIGNING_PASSPHRASE")), nil
 }
 
 func describe(s store.Store) string { return store.Describe(s) }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 )
 
 // Shell completion and the man page, generated from the commands' own flag sets, so that a flag
@@ -387,7 +389,7 @@ func writeMan(w io.Writer, when time.Time) {
 				desc += " (default " + f.def + ")"
 			}
 			if c.name == "sync" && f.name != "help" && f.name != "config" { // only sync reads the environment
-				desc += "; $" + envName(f.name)
+				desc += "; $" + cliconfig.EnvName(f.name)
 			}
 			fmt.Fprintln(w, roff(desc))
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/streams"
 	"go.yaml.in/yaml/v3"
 )
@@ -37,7 +38,7 @@ func newTestFlags(f *testFlags) *pflag.FlagSet {
 	fs.StringArrayVar(&f.mirrors, "mirror", nil, "")
 	fs.CountVarP(&f.verbose, "verbose", "v", "")
 	fs.StringVar(&f.endpoint, "s3-endpoint", "", "")
-	addConfigFlag(fs)
+	cliconfig.AddConfigFlag(fs)
 	return fs
 }
 
@@ -50,8 +51,8 @@ func TestEnvName(t *testing.T) {
 		"max": "SSMIRROR_MAX", "s3-endpoint": "SSMIRROR_S3_ENDPOINT",
 		"signing-passphrase-file": "SSMIRROR_SIGNING_PASSPHRASE_FILE", "config": "SSMIRROR_CONFIG",
 	} {
-		if got := envName(flag); got != want {
-			t.Errorf("envName(%q) = %q, want %q", flag, got, want)
+		if got := cliconfig.EnvName(flag); got != want {
+			t.Errorf("cliconfig.EnvName(%q) = %q, want %q", flag, got, want)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/sign"
 )
 
@@ -49,7 +50,7 @@ func runKeygen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	pass, err := readPassphrase(passFile)
+	pass, err := cliconfig.ReadPassphrase(passFile, os.LookupEnv)
 	if err != nil {
 		return err
 	}

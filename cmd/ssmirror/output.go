@@ -10,7 +10,7 @@ import (
 	gosync "sync"
 	"time"
 
-	"github.com/ssmirror/ssmirror/sync"
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 )
 
 // Machine output: with --log-format json every line the sync writes, on stdout and on stderr,
@@ -93,7 +93,7 @@ func (j *jsonLines) Flush() {
 // (for failures before the flags are all read).
 func wantsJSONLog(args []string, lookupEnv func(string) (string, bool)) bool {
 	format := ""
-	if v, ok := lookupEnv(envName("log-format")); ok {
+	if v, ok := lookupEnv(cliconfig.EnvName("log-format")); ok {
 		format = v
 	}
 	for i, a := range args {
@@ -109,95 +109,8 @@ func wantsJSONLog(args []string, lookupEnv func(string) (string, bool)) bool {
 	return format == "json"
 }
 
-// syncSummary is the --json summary of a sync: every run has one, a dry run and a run that
-// failed before it began included. Lists are empty rather than null.
-type syncSummary struct {
-	OK              bool          `json:"ok"`
-	Error           string        `json:"error"`
-	Source          string        `json:"source"`
-	Target          string        `json:"target"`
-	DryRun          bool          `json:"dry_run"`
-	Seconds         float64       `json:"seconds"`
-	Curated         bool          `json:"curated"`
-	ItemsAdded      int           `json:"items_added"`
-	ItemsRemoved    int           `json:"items_removed"`
-	ItemsKept       int           `json:"items_kept"`
-	FilesToFetch    int           `json:"files_to_fetch"`
-	BytesToFetch    int64         `json:"bytes_to_fetch"`
-	Fetched         int           `json:"files_fetched"`
-	FetchedBytes    int64         `json:"bytes_fetched"`
-	Copied          int           `json:"files_copied"`
-	CopiedBytes     int64         `json:"bytes_copied"`
-	Adopted         int           `json:"files_adopted"`
-	Drifted         []string      `json:"drifted"`
-	MetadataWritten []string      `json:"metadata_written"`
-	Deleted         []string      `json:"deleted"`
-	PendingDeletion int           `json:"pending_deletion"`
-	Added           []planItem    `json:"added"`
-	Removed         []planItem    `json:"removed"`
-	Stages          []stageTiming `json:"stages"`
-}
-
-type planItem struct {
-	Product string `json:"product"`
-	Version string `json:"version"`
-	Item    string `json:"item"`
-	Path    string `json:"path"`
-	Size    int64  `json:"size"`
-}
-
-type stageTiming struct {
-	Name    string  `json:"name"`
-	Seconds float64 `json:"seconds"`
-}
-
-// summarize builds the summary of a run; rep may be nil (a run that failed before it began) or
-// lack a plan.
-func summarize(source, target string, dryRun bool, rep *sync.Report, took time.Duration, runErr error) syncSummary {
-	out := syncSummary{
-		OK: runErr == nil, Source: source, Target: target, DryRun: dryRun, Seconds: took.Seconds(),
-		Drifted: []string{}, MetadataWritten: []string{}, Deleted: []string{},
-		Added: []planItem{}, Removed: []planItem{}, Stages: []stageTiming{},
-	}
-	if runErr != nil {
-		out.Error = runErr.Error()
-	}
-	if rep == nil {
-		return out
-	}
-	out.Curated = rep.Curated
-	if p := rep.Plan; p != nil {
-		out.ItemsAdded, out.ItemsRemoved, out.ItemsKept = len(p.Added), len(p.Removed), p.Kept
-		out.FilesToFetch, out.BytesToFetch = len(p.Fetch), p.FetchBytes()
-		if dryRun {
-			for _, c := range p.Added {
-				out.Added = append(out.Added, planItem{c.Product, c.Version, c.Item, c.Path, c.Size})
-			}
-			for _, c := range p.Removed {
-				out.Removed = append(out.Removed, planItem{c.Product, c.Version, c.Item, c.Path, c.Size})
-			}
-		}
-	}
-	out.Fetched, out.FetchedBytes = rep.Fetched, rep.FetchedBytes
-	out.Copied, out.CopiedBytes = rep.Copied, rep.CopiedBytes
-	out.Adopted, out.PendingDeletion = rep.Adopted, rep.PendingDeletion
-	if rep.Drifted != nil {
-		out.Drifted = rep.Drifted
-	}
-	if rep.MetadataWritten != nil {
-		out.MetadataWritten = rep.MetadataWritten
-	}
-	if rep.Deleted != nil {
-		out.Deleted = rep.Deleted
-	}
-	for _, s := range rep.Stages {
-		out.Stages = append(out.Stages, stageTiming{s.Name, s.Duration.Seconds()})
-	}
-	return out
-}
-
 // writeSummary prints s as JSON: indented, or on one line when every line must be an object.
-func writeSummary(w io.Writer, s syncSummary, oneLine bool) {
+func writeSummary(w io.Writer, s cliconfig.Summary, oneLine bool) {
 	enc := json.NewEncoder(w)
 	if !oneLine {
 		enc.SetIndent("", "  ")

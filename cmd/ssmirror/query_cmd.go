@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
 )
@@ -26,54 +27,54 @@ Examples:
 
 func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		vf          verifyFlags
-		s3f         s3Flags
-		tlsf        tlsFlags
+		vf          cliconfig.Verify
+		s3f         cliconfig.S3Flags
+		tlsf        cliconfig.TLSFlags
 		maxVersions int
 		path        string
 		jsonOut     bool
 	)
 	fs := newFlagSet("query", queryUsage, stdout)
-	vf.addFlags(fs)
+	vf.AddFlags(fs)
 	fs.IntVar(&maxVersions, "max", 0, "at most N versions per product (default: all; 0 is refused, see help sync)")
 	fs.StringVar(&path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per item")
-	s3f.addFlags(fs)
-	tlsf.addFlags(fs)
+	s3f.AddFlags(fs)
+	tlsf.AddFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := checkMax(fs, maxVersions); err != nil {
+	if err := cliconfig.CheckMax(fs, maxVersions); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {
 		return usagef("query needs SOURCE (see ssmirror help query)")
 	}
-	loc, err := parseLocation(fs.Arg(0))
+	loc, err := cliconfig.ParseLocation(fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	filters, err := parseFilterArgs(fs.Args()[1:])
+	filters, err := cliconfig.ParseFilterArgs(fs.Args()[1:])
 	if err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
-	keyring, err := vf.load()
-	if err != nil {
-		return err
-	}
-	client, err := tlsf.httpClient(stderr)
+	keyring, err := vf.Load()
 	if err != nil {
 		return err
 	}
-	src, err := openSource(ctx, loc, &s3f, nil, client)
+	client, err := tlsf.HTTPClient(stderr)
 	if err != nil {
 		return err
 	}
-	start := loc.start
+	src, err := cliconfig.OpenSource(ctx, loc, &s3f, nil, client, userAgent())
+	if err != nil {
+		return err
+	}
+	start := loc.Start
 	if path != "" {
 		start = path
 	}
-	cat, err := sync.LoadCatalogue(ctx, src, start, sync.Verification{Keyring: keyring, NoVerify: vf.noVerify}, 0, 4)
+	cat, err := sync.LoadCatalogue(ctx, src, start, sync.Verification{Keyring: keyring, NoVerify: vf.NoVerify}, 0, 4)
 	if err != nil {
 		return err
 	}

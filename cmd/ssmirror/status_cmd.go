@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/sync"
@@ -112,26 +113,26 @@ type statusReport struct {
 // runStatus shows what a mirror holds.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		s3f     s3Flags
+		s3f     cliconfig.S3Flags
 		grace   time.Duration
 		jsonOut bool
 	)
 	fs := newFlagSet("status", statusUsage, stdout)
 	fs.BoolVar(&jsonOut, "json", false, "print the status as JSON")
 	fs.Var(units.NewDuration(&grace, sync.DefaultGCGrace), "gc-grace", "the grace period sync runs with, to say when waiting objects are due (negative: never)")
-	s3f.addFlags(fs)
+	s3f.AddFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usagef("status needs exactly one TARGET (see ssmirror help status)")
 	}
-	loc, err := parseLocation(fs.Arg(0))
+	loc, err := cliconfig.ParseLocation(fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	if loc.start != "" {
-		return usagef("the target names a metadata file (%s); name the mirror root", loc.start)
+	if loc.Start != "" {
+		return usagef("the target names a metadata file (%s); name the mirror root", loc.Start)
 	}
 	dst, err := openExisting(ctx, loc, &s3f)
 	if err != nil {

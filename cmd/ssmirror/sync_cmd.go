@@ -12,9 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
 	"github.com/spf13/pflag"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/internal/cdn"
 	"github.com/ssmirror/ssmirror/internal/units"
-	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
@@ -74,81 +74,30 @@ Examples:
   ssmirror --dry-run --no-verify https://images.maas.io/ephemeral-v3/stable/ /srv/maas-images 'release=noble'
 `
 
+// syncFlags are the sync settings both binaries share (cliconfig.Sync) and the command's own
+// flags: output, logs, metrics.
 type syncFlags struct {
-	verify          verifyFlags
-	s3              s3Flags
-	tls             tlsFlags
-	max             int
-	keep            bool
-	allowEmpty      bool
-	path            string
-	dryRun          bool
-	compat          compatFlags
-	noItemDownload  bool
-	progress        bool
-	mirrors         []string
-	verbose         int
-	signingKey      string
-	passphraseFile  string
-	concurrency     int
-	gcGrace         time.Duration
-	prune           bool
-	verifyExisting  bool
-	jsonOut         bool
-	logFormat       string
-	progressEvery   time.Duration
-	metadataMaxSize int64
-	maxFileSize     int64
-	minRate         int64
-	bwlimit         int64
-	lockTimeout     time.Duration
-	lockTTL         time.Duration
-	rangeStreams    int
-	rangeChunk      int64
-	rangeFiles      int
-	metrics         metricsFlags
-	cfDistribution  string
-	cfPathPrefix    string
+	cliconfig.Sync
+	compat        compatFlags
+	progress      bool
+	verbose       int
+	jsonOut       bool
+	logFormat     string
+	progressEvery time.Duration
+	metrics       metricsFlags
 }
 
 func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	var f syncFlags
 	fs := newFlagSet("sync", syncUsage, stdout)
-	f.verify.addFlags(fs)
-	fs.IntVar(&f.max, "max", 0, "keep at most N versions per product (default: all; 0, which sstream-mirror reads as none, is refused)")
-	fs.BoolVar(&f.keep, "keep", false, "keep versions that vanished upstream, up to --max")
-	fs.BoolVar(&f.allowEmpty, "allow-empty", false, "run even when the filters (or a [filter] group) select no item (otherwise refused before anything is written)")
-	fs.StringVar(&f.path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
-	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be added (+) and removed (-) as sstream-mirror does (sizes in whole MiB, then the net change), change nothing; exact totals on stderr")
+	f.Sync.AddFlags(fs)
 	f.compat.addFlags(fs)
-	fs.BoolVar(&f.noItemDownload, "no-item-download", false, "publish metadata only (verbatim mode)")
 	fs.BoolVar(&f.progress, "progress", false, "show progress: on a terminal a bar for the run and one per file in flight; otherwise a line every --progress-interval")
 	fs.Var(units.NewDuration(&f.progressEvery, 10*time.Second), "progress-interval", "how often --progress prints when not on a terminal")
-	fs.StringArrayVar(&f.mirrors, "mirror", nil, "extra base URL tried when SOURCE answers 404 (repeatable)")
 	fs.CountVarP(&f.verbose, "verbose", "v", "say more (-v: each step, -vv: each file)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (json: every line on stdout and stderr is one JSON object, the summary and the final error included)")
-	fs.StringVar(&f.signingKey, "signing-key", "", "curated mode: rewrite the catalogue to what the mirror holds and sign it with this secret key (armoured)")
-	fs.StringVar(&f.passphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
-	fs.IntVar(&f.concurrency, "concurrency", 4, "files transferred at once")
-	fs.IntVar(&f.rangeStreams, "range-streams", sync.DefaultRangeStreams, "byte ranges of one large file fetched at once from an HTTP(S) source (1: one request per file)")
-	fs.Var(units.NewSize(&f.rangeChunk, sync.DefaultRangeChunk), "range-chunk", "size of one range (as 2MiB or bytes); a ranged file holds (range-streams+1) of them in memory")
-	fs.IntVar(&f.rangeFiles, "range-files", sync.DefaultRangeFiles, "files fetched in ranges at once (others take one request each)")
-	fs.Var(units.NewDuration(&f.gcGrace, sync.DefaultGCGrace), "gc-grace", "keep objects nothing references for this long (as 3d, 12h) before deleting them (negative: never delete)")
-	fs.BoolVar(&f.prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
-	fs.BoolVar(&f.verifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
-	fs.Var(units.NewSize(&f.metadataMaxSize, sync.DefaultMetadataLimit), "metadata-max-size", "refuse metadata files larger than this (as 256MiB or bytes)")
-	fs.Var(units.NewLimit(&f.maxFileSize, sync.DefaultMaxFileSize), "max-file-size", "refuse, before writing anything, a selection holding an item declared larger than this (as 64GiB or bytes; none: no limit)")
-	fs.Var(units.NewLimit(&f.minRate, sync.DefaultMinRate), "min-rate", "per-file deadline: every file (and metadata file) must arrive within 5 minutes plus its size at this rate a second (as 64KiB or bytes; none: no deadline)")
-	fs.Var(units.NewLimit(&f.bwlimit, 0), "bwlimit", "download at most this many bytes a second from the source, all connections together (as 20MiB; default none: no limit)")
-	fs.Var(units.NewDuration(&f.lockTimeout, 0), "lock-timeout", "wait this long for another run's lock on the target before giving up (default: do not wait)")
-	fs.Var(units.NewDuration(&f.lockTTL, sync.DefaultLockTTL), "lock-ttl", "lease of the target's lock (as 10m): renewed while the run works, taken over by another run only once it expires unprovably alive (a holder paused longer than this loses the target and writes nothing more)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print a JSON summary of the run on stdout, for every run: dry runs (with the items added and removed) and failed ones (ok false, error) included")
-	f.s3.addFlags(fs)
-	f.tls.addFlags(fs)
 	f.metrics.addFlags(fs)
-	fs.StringVar(&f.cfDistribution, "cloudfront-distribution", "", "after a publish that wrote metadata, invalidate its paths in this CloudFront distribution (id)")
-	fs.StringVar(&f.cfPathPrefix, "cloudfront-path-prefix", "", `path of the mirror root as the distribution serves it (default: "/" + the S3 prefix)`)
-	addConfigFlag(fs)
 	// Machine output on every path: a --json summary and, with --log-format json, JSON lines
 	// only, whatever the run met (registered first, so it sees the final error).
 	jsonLog := wantsJSONLog(args, os.LookupEnv)
@@ -165,7 +114,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 			return
 		}
 		if f.jsonOut && !summaryDone {
-			writeSummary(stdout, summarize(httpstore.StripUserInfo(source), httpstore.StripUserInfo(target), f.dryRun, rep, time.Since(began), err), jsonLog)
+			writeSummary(stdout, cliconfig.Summarize(httpstore.StripUserInfo(source), httpstore.StripUserInfo(target), f.DryRun, rep, time.Since(began), err), jsonLog)
 		}
 		for _, fl := range flushes {
 			fl()
@@ -199,10 +148,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
-	if err := checkLockTTL(f.lockTTL); err != nil {
-		return err
-	}
-	if err := checkMax(fs, f.max); err != nil {
+	if err := f.Sync.Check(fs); err != nil {
 		return err
 	}
 	logOut, closeLog, err := f.compat.openLog(stderr)
@@ -224,7 +170,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		}
 	}()
 	// From here on every failure is a failed run, reported in the metrics too.
-	if f.metrics.enabled() && !f.dryRun {
+	if f.metrics.enabled() && !f.DryRun {
 		defer func() {
 			// Report even an interrupted run, within a bounded time.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -239,24 +185,15 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 			}
 		}()
 	}
-	srcLoc, err := parseLocation(source)
+	srcLoc, err := cliconfig.ParseLocation(source)
 	if err != nil {
 		return err
 	}
-	dstLoc, err := parseLocation(target)
+	dstLoc, err := cliconfig.ParseLocation(target)
 	if err != nil {
 		return err
 	}
-	var filters streams.Filters
-	var filterGroups []streams.Filters
-	switch len(groups) {
-	case 0:
-	case 1:
-		filters = groups[0]
-	default:
-		filterGroups = groups // an item is selected when any group matches
-	}
-	keyring, err := f.verify.load()
+	keyring, err := f.Verify.Load()
 	if err != nil {
 		return err
 	}
@@ -270,88 +207,43 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		return err
 	}
 	log.Info("start", "version", version(), "source", httpstore.StripUserInfo(source), "target", httpstore.StripUserInfo(target),
-		"filters", groupStrings(groups), "dry_run", f.dryRun)
-	var signer *sign.Signer
-	if f.signingKey != "" {
-		pass, err := readPassphrase(f.passphraseFile)
-		if err != nil {
-			return err
-		}
-		kf, err := os.Open(f.signingKey)
-		if err != nil {
-			return usagef("signing key: %w", err)
-		}
-		signer, err = sign.LoadSigner(kf, pass)
-		kf.Close()
-		if err != nil {
-			return usagef("signing key %s: %w", f.signingKey, err)
-		}
+		"filters", groupStrings(groups), "dry_run", f.DryRun)
+	signer, err := f.LoadSigner(os.LookupEnv)
+	if err != nil {
+		return err
 	}
-	start := srcLoc.start
-	if f.path != "" {
-		start = f.path
-	}
-	client, err := f.tls.httpClient(stderr)
+	client, err := f.TLS.HTTPClient(stderr)
 	if err != nil {
 		return err
 	}
 	client = withRetryLog(client, log)
-	f.s3.retryLog = log
+	f.S3.RetryLog = log
 	warnUnprotected(stderr, srcLoc, keyring != nil)
-	// The files in flight share the rate; each must still arrive at --min-rate.
-	if n := int64(max(f.concurrency, 1)); f.bwlimit > 0 && f.minRate > 0 && f.bwlimit < f.minRate*n {
-		return usagef("--bwlimit %s shared by --concurrency %d files is below --min-rate %s each: large files would miss their deadline (lower --concurrency or --min-rate, or set --min-rate none)", units.FormatSize(f.bwlimit), n, units.FormatSize(f.minRate))
-	}
-	src, err := openSource(ctx, srcLoc, &f.s3, f.mirrors, client)
+	src, err := cliconfig.OpenSource(ctx, srcLoc, &f.S3, f.Mirrors, client, userAgent())
 	if err != nil {
 		return err
 	}
-	src = limitSource(src, f.bwlimit)
-	dst, err := openTarget(ctx, dstLoc, &f.s3)
+	src = cliconfig.LimitSource(src, f.Bwlimit)
+	dst, err := cliconfig.OpenTarget(ctx, dstLoc, &f.S3)
 	if err != nil {
 		return err
 	}
 	var cf *cloudfront.Client
-	if f.cfDistribution != "" && !f.dryRun {
-		if cf, err = cdn.NewClient(ctx, f.s3.profile); err != nil {
+	if f.CFDistribution != "" && !f.DryRun {
+		if cf, err = cdn.NewClient(ctx, f.S3.Profile); err != nil {
 			return err
 		}
 	}
 	progress := &sync.Progress{}
-	opts := sync.Options{
-		StartPath:      start,
-		Verification:   sync.Verification{Keyring: keyring, NoVerify: f.verify.noVerify},
-		Filters:        filters,
-		FilterGroups:   filterGroups,
-		Max:            f.max,
-		Keep:           f.keep,
-		AllowEmpty:     f.allowEmpty,
-		Prune:          f.prune,
-		DryRun:         f.dryRun,
-		NoItemDownload: f.noItemDownload,
-		Signer:         signer,
-		Concurrency:    f.concurrency,
-		RangeStreams:   f.rangeStreams,
-		OnTransfer:     limitTransferMemory, // the command owns its process
-		RangeChunk:     f.rangeChunk,
-		RangeFiles:     f.rangeFiles,
-		GCGrace:        f.gcGrace,
-		VerifyExisting: f.verifyExisting,
-		MetadataLimit:  f.metadataMaxSize,
-		MaxFileSize:    f.maxFileSize,
-		MinRate:        f.minRate,
-		Progress:       progress,
-		Log:            log,
-		Lock:           sync.LockOptions{Wait: f.lockTimeout, TTL: f.lockTTL},
-	}
-	if f.gcGrace == 0 {
-		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"
-	}
+	opts := f.Options(srcLoc, groups, keyring, signer)
+	opts.OnTransfer = limitTransferMemory // the command owns its process
+	opts.Progress = progress
+	opts.Log = log
 	var stopProgress func()
 	switch {
-	case f.progress && !f.dryRun && jsonLog:
+	case f.progress && !f.DryRun && jsonLog:
 		stopProgress = progressJSON(progress, stderr, f.progressEvery)
-	case f.progress && !f.dryRun:
+	case f.progress && !f.DryRun:
 		stopProgress = showProgress(progress, stderr, f.progressEvery)
 	}
 	rep, err = sync.Run(ctx, src, dst, opts)
@@ -359,27 +251,31 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if stopProgress != nil {
 		stopProgress()
 	}
+	var invalidation string
 	if err == nil && cf != nil && len(rep.MetadataWritten) > 0 {
-		prefix := f.cfPathPrefix
+		prefix := f.CFPathPrefix
 		if prefix == "" {
-			prefix = cdn.DefaultPathPrefix(dstLoc.prefix)
+			prefix = cdn.DefaultPathPrefix(dstLoc.Prefix)
 		}
 		paths := cdn.Paths(prefix, rep.MetadataWritten)
-		id, ierr := cdn.Invalidate(ctx, cf, f.cfDistribution, paths)
+		id, ierr := cdn.Invalidate(ctx, cf, f.CFDistribution, paths)
 		if ierr != nil {
 			cdnErr = ierr
 			warnRun(log, stderr, "mirrored, but the CDN invalidation failed", ierr)
 		} else {
-			log.Info("CloudFront invalidation created", "distribution", f.cfDistribution, "id", id, "paths", paths)
+			invalidation = id
+			log.Info("CloudFront invalidation created", "distribution", f.CFDistribution, "id", id, "paths", paths)
 		}
 	}
 	took := time.Since(began)
 	hasPlan := rep != nil && rep.Plan != nil
 	switch {
 	case f.jsonOut || (jsonLog && hasPlan):
-		writeSummary(stdout, summarize(httpstore.StripUserInfo(source), httpstore.StripUserInfo(target), f.dryRun, rep, took, err), jsonLog)
+		sum := cliconfig.Summarize(httpstore.StripUserInfo(source), httpstore.StripUserInfo(target), f.DryRun, rep, took, err)
+		sum.CloudFrontInvalidation = invalidation
+		writeSummary(stdout, sum, jsonLog)
 		summaryDone = true
-	case hasPlan && f.dryRun:
+	case hasPlan && f.DryRun:
 		printPlan(stdout, stderr, rep)
 	case hasPlan:
 		printSummary(stdout, httpstore.StripUserInfo(source), describe(dst), rep, took, err)
@@ -410,16 +306,16 @@ func syncArgs(pos []string, conf *settings) (source, target string, groups []str
 		return "", "", nil, usagef("sync needs SOURCE and TARGET (see ssmirror help sync)")
 	}
 	for i, name := range []string{"SOURCE", "TARGET"} {
-		if looksLikeFilter(pos[i]) {
+		if cliconfig.LooksLikeFilter(pos[i]) {
 			return "", "", nil, usagef("%s %q looks like a filter: the command line is SOURCE TARGET [FILTER...] (a directory of that name is written ./%s)", name, pos[i], pos[i])
 		}
 	}
 	if len(pos) == 2 {
 		return pos[0], pos[1], conf.Groups, nil
 	}
-	filters, err := parseFilterArgs(pos[2:])
+	filters, err := cliconfig.ParseFilterArgs(pos[2:])
 	if err != nil {
-		return "", "", nil, usageError{err}
+		return "", "", nil, usageError{Err: err}
 	}
 	return pos[0], pos[1], []streams.Filters{filters}, nil
 }

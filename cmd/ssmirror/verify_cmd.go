@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
@@ -45,14 +46,14 @@ TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
 
 // openExisting opens a directory or bucket target that must already exist (verify and gc do
 // not create one).
-func openExisting(ctx context.Context, loc location, s3f *s3Flags) (store.Store, error) {
-	switch loc.kind {
+func openExisting(ctx context.Context, loc cliconfig.Location, s3f *cliconfig.S3Flags) (store.Store, error) {
+	switch loc.Kind {
 	case "http":
-		return nil, usagef("%s: the target must be a directory or s3://bucket/prefix", loc.root)
+		return nil, usagef("%s: the target must be a directory or s3://bucket/prefix", loc.Root)
 	case "s3":
-		return openS3(ctx, loc, s3f)
+		return cliconfig.OpenS3(ctx, loc, s3f)
 	}
-	root, err := filepath.Abs(loc.root)
+	root, err := filepath.Abs(loc.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -69,8 +70,8 @@ func openExisting(ctx context.Context, loc location, s3f *s3Flags) (store.Store,
 // runVerify audits a published mirror.
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		vf          verifyFlags
-		s3f         s3Flags
+		vf          cliconfig.Verify
+		s3f         cliconfig.S3Flags
 		deep        bool
 		jsonOut     bool
 		path        string
@@ -78,24 +79,24 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		verbose     int
 	)
 	fs := newFlagSet("verify", verifyUsage, stdout)
-	vf.addFlags(fs)
+	vf.AddFlags(fs)
 	fs.BoolVar(&deep, "deep", false, "re-read and hash every object instead of trusting recorded hashes")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	fs.StringVar(&path, "path", "", "start from this index path instead of streams/v1/index.sjson (or index.json)")
 	fs.IntVar(&concurrency, "concurrency", 4, "objects checked at once")
 	fs.CountVarP(&verbose, "verbose", "v", "say more")
-	s3f.addFlags(fs)
+	s3f.AddFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usagef("verify needs exactly one TARGET (see ssmirror help verify)")
 	}
-	loc, err := parseLocation(fs.Arg(0))
+	loc, err := cliconfig.ParseLocation(fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	keyring, err := vf.load()
+	keyring, err := vf.Load()
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	start := loc.start
+	start := loc.Start
 	if path != "" {
 		start = path
 	}
@@ -192,7 +193,7 @@ func plural(n int, one, many string) string {
 // runGC runs the deferred garbage collection on demand.
 func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		s3f     s3Flags
+		s3f     cliconfig.S3Flags
 		grace   time.Duration
 		dryRun  bool
 		jsonOut bool
@@ -205,22 +206,22 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	fs.CountVarP(&verbose, "verbose", "v", "say more (-v: each deletion)")
 	fs.Var(units.NewDuration(&lockTTL, sync.DefaultLockTTL), "lock-ttl", "lease of the target's lock, as 10m (see ssmirror help sync)")
-	s3f.addFlags(fs)
+	s3f.AddFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usagef("gc needs exactly one TARGET (see ssmirror help gc)")
 	}
-	if err := checkLockTTL(lockTTL); err != nil {
+	if err := cliconfig.CheckLockTTL(fs, lockTTL); err != nil {
 		return err
 	}
-	loc, err := parseLocation(fs.Arg(0))
+	loc, err := cliconfig.ParseLocation(fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	if loc.start != "" {
-		return usagef("the target names a metadata file (%s); name the mirror root", loc.start)
+	if loc.Start != "" {
+		return usagef("the target names a metadata file (%s); name the mirror root", loc.Start)
 	}
 	log, err := newLogger(stderr, verbose, "text")
 	if err != nil {
@@ -274,12 +275,4 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "deleted %d, waiting for the grace period: %d\n", len(rep.Deleted), rep.Pending)
 	}
 	return gcErr
-}
-
-// checkLockTTL refuses a lease too short to be renewed in time (renewals go every third of it).
-func checkLockTTL(ttl time.Duration) error {
-	if ttl < sync.MinLockTTL {
-		return usagef("--lock-ttl %s is shorter than %s", ttl, sync.MinLockTTL)
-	}
-	return nil
 }

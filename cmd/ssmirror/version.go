@@ -76,3 +76,11 @@ func manDate() time.Time {
 	}
 	return time.Now()
 }
+
+// version is the module version of the build ("dev" outside a released module).
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

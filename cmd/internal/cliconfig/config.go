@@ -1,4 +1,9 @@
-package main
+// Package cliconfig is the configuration both binaries share: the sync flag set, the layering
+// of the command line over the environment over a config file, filter groups, SOURCE and
+// TARGET locations opened as stores, and the JSON summary of a run. The ssmirror command and
+// the ssmirror-lambda function read their settings through it, so a setting added here reaches
+// both.
+package cliconfig
 
 import (
 	"bufio"
@@ -43,20 +48,29 @@ import (
 // Secrets are never read from the file: the signing key's passphrase comes from
 // $SSMIRROR_SIGNING_PASSPHRASE or --signing-passphrase-file, AWS credentials from the SDK's chain.
 
-// envPrefix starts every environment variable ssmirror reads for its settings.
-const envPrefix = "SSMIRROR_"
+// EnvPrefix starts every environment variable ssmirror reads for its settings.
+const EnvPrefix = "SSMIRROR_"
 
-// configFlag is the flag naming the config file.
-const configFlag = "config"
+// ConfigFlag is the flag naming the config file.
+const ConfigFlag = "config"
 
-// envName is the environment variable that sets a flag: SSMIRROR_S3_ENDPOINT for s3-endpoint.
-func envName(flag string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+// EnvName is the environment variable that sets a flag: SSMIRROR_S3_ENDPOINT for s3-endpoint.
+func EnvName(flag string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
-// addConfigFlag adds --config to fs.
-func addConfigFlag(fs *pflag.FlagSet) {
-	fs.String(configFlag, "", "read settings from this file (default: $SSMIRROR_CONFIG); flags and $SSMIRROR_* variables win over it")
+// UsageError marks an error in how the command was called or configured (ssmirror exits 2).
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// Usagef is fmt.Errorf marked as a UsageError.
+func Usagef(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
+
+// AddConfigFlag adds --config to fs.
+func AddConfigFlag(fs *pflag.FlagSet) {
+	fs.String(ConfigFlag, "", "read settings from this file (default: $SSMIRROR_CONFIG); flags and $SSMIRROR_* variables win over it")
 }
 
 // fileSetting is one "key = value" line of a config file.
@@ -73,8 +87,9 @@ type configFile struct {
 	groups []streams.Filters
 }
 
-// parseConfigFile parses a config file's text; path names it in errors.
-func parseConfigFile(path string, data []byte) (*configFile, error) {
+// parseConfigFile parses a config file's text; path names it in errors. isSetting tells a
+// setting's key (mistakenly written inside a [filter] section) from a filter's.
+func parseConfigFile(path string, data []byte, isSetting func(string) bool) (*configFile, error) {
 	cf := &configFile{path: path}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
@@ -93,10 +108,10 @@ func parseConfigFile(path string, data []byte) (*configFile, error) {
 			continue
 		}
 		if inFilter {
-			if err := settingInFilter(line, sectionLine); err != nil {
+			if err := settingInFilter(line, sectionLine, isSetting); err != nil {
 				return nil, fmt.Errorf("%s:%d: %w", path, n, err)
 			}
-			f, err := parseFilterLine(line)
+			f, err := ParseFilterLine(line)
 			if err != nil {
 				return nil, fmt.Errorf("%s:%d: %w", path, n, err)
 			}
@@ -140,16 +155,16 @@ func isSecretKey(k string) bool {
 }
 
 // loadConfigFile reads and parses a config file.
-func loadConfigFile(path string) (*configFile, error) {
+func loadConfigFile(path string, isSetting func(string) bool) (*configFile, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config file: %w", err)
 	}
-	return parseConfigFile(path, data)
+	return parseConfigFile(path, data, isSetting)
 }
 
-// settings are what a command takes from outside its flags: the positional arguments.
-type settings struct {
+// Settings are what a command takes from outside its flags: the positional arguments.
+type Settings struct {
 	// Source and Target come from $SSMIRROR_SOURCE/$SSMIRROR_TARGET, else the file ("": unset).
 	Source, Target string
 	// Groups are the filter groups from $SSMIRROR_FILTERS, else the file's [filter] sections
@@ -157,27 +172,32 @@ type settings struct {
 	Groups []streams.Filters
 }
 
-// configure fills every flag of the parsed fs that the command line did not set: from the
+// Configure fills every flag of the parsed fs that the command line did not set: from the
 // environment (looked up with lookupEnv), else from the config file named by --config or
 // $SSMIRROR_CONFIG, else the flag keeps its default. It returns the positional settings found
 // the same way. A file key that is neither a flag of fs nor source/target is an error.
-func configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) (*settings, error) {
+// isSetting reports whether a key is a setting of any command (a [filter] line that is one is
+// explained); nil counts the flags of fs. From names the origin of each setting afterwards.
+func Configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting func(string) bool) (*Settings, error) {
+	if isSetting == nil {
+		isSetting = func(k string) bool { return k == "source" || k == "target" || fs.Lookup(k) != nil }
+	}
 	env := func(name string) (string, bool) {
 		v, ok := lookupEnv(name)
 		return v, ok && v != ""
 	}
 	var cf *configFile
 	path := ""
-	if f := fs.Lookup(configFlag); f != nil {
+	if f := fs.Lookup(ConfigFlag); f != nil {
 		path = f.Value.String()
 		if !f.Changed {
-			path, _ = env(envName(configFlag))
+			path, _ = env(EnvName(ConfigFlag))
 		}
 	}
 	if path != "" {
 		var err error
-		if cf, err = loadConfigFile(path); err != nil {
-			return nil, usageError{err}
+		if cf, err = loadConfigFile(path, isSetting); err != nil {
+			return nil, UsageError{err}
 		}
 	} else {
 		cf = &configFile{}
@@ -185,86 +205,101 @@ func configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) (*setti
 
 	// The file's settings by key, checked against fs.
 	fromFile := map[string][]fileSetting{}
-	out := &settings{}
+	out := &Settings{}
 	for _, s := range cf.settings {
 		switch s.key {
 		case "source", "target":
 			if len(fromFile[s.key]) > 0 {
-				return nil, usagef("%s:%d: %s set twice (first on line %d)", cf.path, s.line, s.key, fromFile[s.key][0].line)
+				return nil, Usagef("%s:%d: %s set twice (first on line %d)", cf.path, s.line, s.key, fromFile[s.key][0].line)
 			}
 			fromFile[s.key] = append(fromFile[s.key], s)
 			continue
-		case configFlag, "help":
-			return nil, usagef("%s:%d: %s cannot be set in the config file", cf.path, s.line, s.key)
+		case ConfigFlag, "help":
+			return nil, Usagef("%s:%d: %s cannot be set in the config file", cf.path, s.line, s.key)
 		}
 		f := fs.Lookup(s.key)
 		if f == nil {
-			return nil, usagef("%s:%d: unknown setting %q (not a flag of ssmirror %s)", cf.path, s.line, s.key, fs.Name())
+			return nil, Usagef("%s:%d: unknown setting %q (not a flag of ssmirror %s)", cf.path, s.line, s.key, fs.Name())
 		}
-		if prev := fromFile[s.key]; len(prev) > 0 && !isRepeatable(f) {
-			return nil, usagef("%s:%d: %s set twice (first on line %d)", cf.path, s.line, s.key, prev[0].line)
+		if prev := fromFile[s.key]; len(prev) > 0 && !IsRepeatable(f) {
+			return nil, Usagef("%s:%d: %s set twice (first on line %d)", cf.path, s.line, s.key, prev[0].line)
 		}
 		fromFile[s.key] = append(fromFile[s.key], s)
 	}
 
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || f.Name == configFlag || f.Name == "help" {
+		if err != nil || f.Changed || f.Name == ConfigFlag || f.Name == "help" {
 			return
 		}
-		if v, ok := env(envName(f.Name)); ok {
+		if v, ok := env(EnvName(f.Name)); ok {
 			vals := []string{v}
-			if isRepeatable(f) {
+			if IsRepeatable(f) {
 				vals = strings.Fields(v)
 			}
 			for _, v := range vals {
 				if serr := fs.Set(f.Name, v); serr != nil {
-					err = usagef("$%s: %v", envName(f.Name), serr)
+					err = Usagef("$%s: %v", EnvName(f.Name), serr)
 					return
 				}
 			}
+			setOrigin(fs, f.Name, "$"+EnvName(f.Name))
 			return
 		}
 		for _, s := range fromFile[f.Name] {
 			if serr := fs.Set(f.Name, s.value); serr != nil {
-				err = usagef("%s:%d: %s: %v", cf.path, s.line, f.Name, serr)
+				err = Usagef("%s:%d: %s: %v", cf.path, s.line, f.Name, serr)
 				return
 			}
+			setOrigin(fs, f.Name, fmt.Sprintf("%s:%d", cf.path, s.line))
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
 
-	if v, ok := env(envPrefix + "SOURCE"); ok {
+	if v, ok := env(EnvPrefix + "SOURCE"); ok {
 		out.Source = v
 	} else if s := fromFile["source"]; len(s) > 0 {
 		out.Source = s[0].value
 	}
-	if v, ok := env(envPrefix + "TARGET"); ok {
+	if v, ok := env(EnvPrefix + "TARGET"); ok {
 		out.Target = v
 	} else if s := fromFile["target"]; len(s) > 0 {
 		out.Target = s[0].value
 	}
-	if v, ok := env(envPrefix + "FILTERS"); ok {
-		for _, g := range strings.Split(v, ";") {
-			fl, perr := parseFilterArgs(strings.Fields(g))
-			if perr != nil {
-				return nil, usagef("$%sFILTERS: %v", envPrefix, perr)
-			}
-			if len(fl) == 0 {
-				return nil, usagef("$%sFILTERS: an empty filter group would select everything", envPrefix)
-			}
-			out.Groups = append(out.Groups, fl)
+	if v, ok := env(EnvPrefix + "FILTERS"); ok {
+		groups, perr := ParseGroups(v)
+		if perr != nil {
+			return nil, Usagef("$%sFILTERS: %v", EnvPrefix, perr)
 		}
+		out.Groups = groups
 	} else {
 		out.Groups = cf.groups
 	}
 	return out, nil
 }
 
-// isRepeatable reports whether each Set of f adds a value rather than replacing it.
-func isRepeatable(f *pflag.Flag) bool {
+// originKey is the annotation of a flag set from the environment or the file: where from.
+const originKey = "cliconfig.origin"
+
+func setOrigin(fs *pflag.FlagSet, name, origin string) {
+	fs.SetAnnotation(name, originKey, []string{origin})
+}
+
+// From is the prefix of a message about flag name that says where its setting came from when
+// it was not the command line: "$SSMIRROR_MAX: ", "FILE:LINE: ", or "".
+func From(fs *pflag.FlagSet, name string) string {
+	if f := fs.Lookup(name); f != nil {
+		if o := f.Annotations[originKey]; len(o) == 1 {
+			return o[0] + ": "
+		}
+	}
+	return ""
+}
+
+// IsRepeatable reports whether each Set of f adds a value rather than replacing it.
+func IsRepeatable(f *pflag.Flag) bool {
 	switch f.Value.Type() {
 	case "stringArray", "stringSlice":
 		return true

@@ -1,0 +1,114 @@
+package cliconfig
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// checkCredentials retrieves the S3 client's credentials now, so that their absence is said
+// plainly (which variables or flag to set) instead of as the SDK's chain of provider errors
+// after the first request.
+func checkCredentials(ctx context.Context, client *s3.Client) error {
+	creds := client.Options().Credentials
+	if creds == nil {
+		return errors.New("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile with --profile (or AWS_PROFILE)")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := creds.Retrieve(cctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or name a profile of ~/.aws/config or ~/.aws/credentials with --profile (or AWS_PROFILE), or run with an instance or task role (the AWS SDK said: %s)",
+			lastLine(err))
+	}
+	return nil
+}
+
+// lastLine is the innermost part of a wrapped error chain's message.
+func lastLine(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 && i+2 < len(msg) {
+		return msg[i+2:]
+	}
+	return msg
+}
+
+// httpDoer sends a request: an *http.Client, or the AWS SDK's HTTP client.
+type httpDoer interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// checkTLS fails at once when an https:// endpoint cannot be spoken to over TLS — it answers
+// in plain HTTP (the scheme is wrong), or its certificate does not verify — rather than after
+// the SDK's or the client's retries (8 attempts, about 30 s). It sends one HEAD request to the
+// endpoint's root with the client that will do the work (its CAs, its proxy). Any answer, and
+// any other failure, is left to the run.
+func checkTLS(ctx context.Context, what, endpoint string, client httpDoer) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Scheme != "https" {
+		return nil
+	}
+	shown := stripUser(u)
+	root := *u
+	root.User, root.Path, root.RawPath, root.RawQuery = nil, "/", "", ""
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodHead, root.String(), nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := client.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		return nil
+	}
+	var rh tls.RecordHeaderError
+	// net/http reports a plain HTTP answer with this text, not a wrapped error.
+	if errors.As(err, &rh) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		plain := *u
+		plain.Scheme, plain.User = "http", nil
+		return Usagef("%s %s: the server at %s does not speak TLS (it answered in plain HTTP): use %s", what, shown, u.Host, plain.String())
+	}
+	var (
+		verr *tls.CertificateVerificationError
+		ua   x509.UnknownAuthorityError
+		he   x509.HostnameError
+		ci   x509.CertificateInvalidError
+	)
+	if errors.As(err, &verr) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) {
+		hint := "add its CA with AWS_CA_BUNDLE=FILE"
+		if what == "source" {
+			hint = "add its CA with --ca-cert FILE"
+		}
+		return fmt.Errorf("%s %s: its TLS certificate does not verify (%s): %s, or fix the certificate", what, shown, tlsReason(err), hint)
+	}
+	return nil
+}
+
+// tlsReason is the certificate problem without the request around it.
+func tlsReason(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "x509: "); i >= 0 {
+		return msg[i:]
+	}
+	if i := strings.Index(msg, "tls: "); i >= 0 {
+		return msg[i:]
+	}
+	return msg
+}
+
+func stripUser(u *url.URL) string {
+	c := *u
+	c.User = nil
+	return c.String()
+}

@@ -1,0 +1,97 @@
+package cliconfig
+
+import (
+	"time"
+
+	"github.com/ssmirror/ssmirror/sync"
+)
+
+// Summary is the JSON summary of a sync: ssmirror --json prints one for every run, a dry run
+// and a run that failed before it began included; the Lambda function returns one. Lists are
+// empty rather than null.
+type Summary struct {
+	OK              bool          `json:"ok"`
+	Error           string        `json:"error"`
+	Source          string        `json:"source"`
+	Target          string        `json:"target"`
+	DryRun          bool          `json:"dry_run"`
+	Seconds         float64       `json:"seconds"`
+	Curated         bool          `json:"curated"`
+	ItemsAdded      int           `json:"items_added"`
+	ItemsRemoved    int           `json:"items_removed"`
+	ItemsKept       int           `json:"items_kept"`
+	FilesToFetch    int           `json:"files_to_fetch"`
+	BytesToFetch    int64         `json:"bytes_to_fetch"`
+	FilesFetched    int           `json:"files_fetched"`
+	BytesFetched    int64         `json:"bytes_fetched"`
+	FilesCopied     int           `json:"files_copied"`
+	BytesCopied     int64         `json:"bytes_copied"`
+	FilesAdopted    int           `json:"files_adopted"`
+	Drifted         []string      `json:"drifted"`
+	MetadataWritten []string      `json:"metadata_written"`
+	Deleted         []string      `json:"deleted"`
+	PendingDeletion int           `json:"pending_deletion"`
+	Added           []planItem    `json:"added"`
+	Removed         []planItem    `json:"removed"`
+	Stages          []stageTiming `json:"stages"`
+	// CloudFrontInvalidation is the id of the invalidation created after the publish.
+	CloudFrontInvalidation string `json:"cloudfront_invalidation,omitempty"`
+}
+
+type planItem struct {
+	Product string `json:"product"`
+	Version string `json:"version"`
+	Item    string `json:"item"`
+	Path    string `json:"path"`
+	Size    int64  `json:"size"`
+}
+
+type stageTiming struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Summarize builds the summary of a run; rep may be nil (a run that failed before it began) or
+// lack a plan. source and target are shown as they are: strip their user info first.
+func Summarize(source, target string, dryRun bool, rep *sync.Report, took time.Duration, runErr error) Summary {
+	out := Summary{
+		OK: runErr == nil, Source: source, Target: target, DryRun: dryRun, Seconds: took.Seconds(),
+		Drifted: []string{}, MetadataWritten: []string{}, Deleted: []string{},
+		Added: []planItem{}, Removed: []planItem{}, Stages: []stageTiming{},
+	}
+	if runErr != nil {
+		out.Error = runErr.Error()
+	}
+	if rep == nil {
+		return out
+	}
+	out.Curated = rep.Curated
+	if p := rep.Plan; p != nil {
+		out.ItemsAdded, out.ItemsRemoved, out.ItemsKept = len(p.Added), len(p.Removed), p.Kept
+		out.FilesToFetch, out.BytesToFetch = len(p.Fetch), p.FetchBytes()
+		if dryRun {
+			for _, c := range p.Added {
+				out.Added = append(out.Added, planItem{c.Product, c.Version, c.Item, c.Path, c.Size})
+			}
+			for _, c := range p.Removed {
+				out.Removed = append(out.Removed, planItem{c.Product, c.Version, c.Item, c.Path, c.Size})
+			}
+		}
+	}
+	out.FilesFetched, out.BytesFetched = rep.Fetched, rep.FetchedBytes
+	out.FilesCopied, out.BytesCopied = rep.Copied, rep.CopiedBytes
+	out.FilesAdopted, out.PendingDeletion = rep.Adopted, rep.PendingDeletion
+	if rep.Drifted != nil {
+		out.Drifted = rep.Drifted
+	}
+	if rep.MetadataWritten != nil {
+		out.MetadataWritten = rep.MetadataWritten
+	}
+	if rep.Deleted != nil {
+		out.Deleted = rep.Deleted
+	}
+	for _, s := range rep.Stages {
+		out.Stages = append(out.Stages, stageTiming{s.Name, s.Duration.Seconds()})
+	}
+	return out
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
+)
+
+// sampleValue is a valid value, other than the default, for a flag of the sync flag set.
+func sampleValue(t *testing.T, f *pflag.Flag) string {
+	t.Helper()
+	switch f.Name {
+	case "keyring":
+		return repoFile(t, "keys/test-keyring.gpg")
+	case "signing-key":
+		return repoFile(t, "keys/test-signing-key.asc")
+	case "upload-checksum":
+		return "md5"
+	case "mirror":
+		return "https://mirror.example/maas/"
+	case "bwlimit":
+		return "64MiB" // above --min-rate times --concurrency
+	}
+	switch f.Value.Type() {
+	case "bool":
+		return "true"
+	case "int":
+		n, err := strconv.Atoi(f.DefValue)
+		if err != nil {
+			t.Fatalf("--%s: default %q: %v", f.Name, f.DefValue, err)
+		}
+		return strconv.Itoa(n + 1)
+	case "duration":
+		return "7m"
+	case "size":
+		return "7MiB"
+	case "string":
+		return "sample-" + f.Name
+	}
+	t.Fatalf("--%s: no sample value for a flag of type %s: add one here", f.Name, f.Value.Type())
+	return ""
+}
+
+// Every setting of the sync flag set that both binaries share reaches the function, from its
+// environment variable and from the config file, with no code of the function's own: a flag
+// added to cliconfig.Sync is read here without a change to the handler.
+func TestEverySyncSettingReachesTheFunction(t *testing.T) {
+	clearSSMirrorEnv(t)
+	base := map[string]string{
+		"SSMIRROR_SOURCE": "https://images.maas.io/ephemeral-v3/stable/",
+		"SSMIRROR_TARGET": "s3://bucket/prefix",
+	}
+	lookup := func(m map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	def, err := readConfig(lookup(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The flags the command's sync and the function share.
+	var shared cliconfig.Sync
+	fs := pflag.NewFlagSet("shared", pflag.ContinueOnError)
+	shared.AddFlags(fs)
+	n := 0
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name == cliconfig.ConfigFlag {
+			return
+		}
+		n++
+		value := sampleValue(t, f)
+		for _, via := range []string{"environment", "config file"} {
+			t.Run(f.Name+"/"+via, func(t *testing.T) {
+				env := map[string]string{}
+				for k, v := range base {
+					env[k] = v
+				}
+				switch via {
+				case "environment":
+					env[cliconfig.EnvName(f.Name)] = value
+				default:
+					file := filepath.Join(t.TempDir(), "ssmirror.conf")
+					if err := os.WriteFile(file, []byte(f.Name+" = "+value+"\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					env["SSMIRROR_CONFIG"] = file
+				}
+				c, err := readConfig(lookup(env))
+				if err != nil {
+					t.Fatalf("%s=%s: %v", f.Name, value, err)
+				}
+				got := c.fs.Lookup(f.Name)
+				if got == nil || !got.Changed {
+					t.Fatalf("the function's flag set has no --%s set from the %s", f.Name, via)
+				}
+				// What the run uses (the sync options, the stores, the CDN: all built from
+				// c.flags by shared code) differs from the defaults.
+				if reflect.DeepEqual(c.flags, def.flags) {
+					t.Errorf("%s=%s from the %s left the function's settings at their defaults", f.Name, value, via)
+				}
+			})
+		}
+	})
+	if n < 30 {
+		t.Errorf("only %d shared sync flags: is the flag set built?", n)
+	}
+}
+
+// The command's typo warnings and the function's come from one implementation: a misspelt
+// setting is named with what was meant.
+func TestUnknownEnvWarned(t *testing.T) {
+	got := cliconfig.UnknownEnv([]string{"SSMIRROR_MAXX=2", "SSMIRROR_MAX=1", "SSMIRROR_KEYRING_DAT=x", "SSMIRROR_ZZZZZZZZZZ=1", "HOME=/root"}, knownEnv)
+	want := []cliconfig.UnknownVar{{Name: "SSMIRROR_MAXX", Near: "SSMIRROR_MAX"}, {Name: "SSMIRROR_KEYRING_DAT", Near: "SSMIRROR_KEYRING_DATA"}, {Name: "SSMIRROR_ZZZZZZZZZZ"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("unknown variables = %+v, want %+v", got, want)
+	}
+}
