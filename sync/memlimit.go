@@ -25,7 +25,7 @@ const transferHeadroom = 12 << 20
 // limit is what the process uses when the transfer starts (the catalogue, the plan), plus every
 // buffer the transfer may take, plus transferHeadroom: it never asks the collector to go below
 // what is live, so it costs a few more collections, never a stall. GOMEMLIMIT, when set, wins.
-func limitTransferMemory(dst store.Store, opts *Options) (undo func()) {
+func limitTransferMemory(dst store.Target, opts *Options) (undo func()) {
 	if !opts.LimitMemory || os.Getenv("GOMEMLIMIT") != "" {
 		return func() {}
 	}
@@ -33,7 +33,7 @@ func limitTransferMemory(dst store.Store, opts *Options) (undo func()) {
 	if _, chunk, budget := opts.rangeParams(); budget != nil {
 		buffers += int64(cap(budget.slots)) * chunk
 	}
-	if h, ok := dst.(BufferHolder); ok {
+	if h, ok := store.As[BufferHolder](dst); ok {
 		buffers += h.BufferBudget()
 	}
 	memLimit.enter(buffers)

@@ -365,7 +365,7 @@ func parseLocation(raw string) (location, error) {
 	return loc, nil
 }
 
-func (c *config) open(ctx context.Context, loc location) (store.Store, error) {
+func (c *config) open(ctx context.Context, loc location) (store.Source, error) {
 	switch loc.kind {
 	case "http":
 		return httpstore.New(httpstore.DefaultClient(), loc.root, httpstore.Options{UserAgent: "ssmirror-lambda"})
@@ -443,9 +443,13 @@ func run(ctx context.Context, ev Event, lookup func(string) (string, bool), log 
 	if c.bwlimit > 0 {
 		src = bwlimit.Store(src, bwlimit.New(int64(c.bwlimit), nil, nil))
 	}
-	dst, err := c.open(runCtx, c.dstLoc)
+	d, err := c.open(runCtx, c.dstLoc)
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", c.target, err)
+	}
+	dst, ok := d.(store.Target)
+	if !ok {
+		return nil, fmt.Errorf("target %s: cannot be written (an HTTP location is only a source)", c.target)
 	}
 	opts := sync.Options{
 		StartPath:    c.path,

@@ -338,4 +338,4 @@ func readPassphrase(file string) ([]byte, error) {
 	return []byte(os.Getenv("SSMIRROR_SIGNING_PASSPHRASE")), nil
 }
 
-func describe(s store.Store) string { return store.Describe(s) }
+func describe(s store.Source) string { return store.Describe(s) }

@@ -206,7 +206,7 @@ func looksLikeFilter(arg string) bool {
 }
 
 // openSource opens a location for reading; client is used for HTTP(S) sources (nil: the default).
-func openSource(ctx context.Context, loc location, s3f *s3Flags, mirrors []string, client *http.Client) (store.Store, error) {
+func openSource(ctx context.Context, loc location, s3f *s3Flags, mirrors []string, client *http.Client) (store.Source, error) {
 	switch loc.kind {
 	case "http":
 		if client == nil {
@@ -231,7 +231,7 @@ func openSource(ctx context.Context, loc location, s3f *s3Flags, mirrors []strin
 }
 
 // openTarget opens a location for writing; a directory target is created if missing.
-func openTarget(ctx context.Context, loc location, s3f *s3Flags) (store.Store, error) {
+func openTarget(ctx context.Context, loc location, s3f *s3Flags) (store.Target, error) {
 	if loc.start != "" {
 		return nil, usagef("the target names a metadata file (%s); name the mirror root", loc.start)
 	}
@@ -266,7 +266,7 @@ func (l location) sourceURL() string {
 	return u.String()
 }
 
-func openS3(ctx context.Context, loc location, f *s3Flags) (store.Store, error) {
+func openS3(ctx context.Context, loc location, f *s3Flags) (store.Target, error) {
 	checksum, err := s3store.ParseChecksum(f.uploadChecksum)
 	if err != nil {
 		return nil, usagef("--upload-checksum: %v", err)
@@ -305,7 +305,7 @@ func version() string {
 
 // limitSource caps what the run reads from src at bwlimit bytes a second, all readers together
 // (ranged reads included); bwlimit <= 0 leaves src as it is.
-func limitSource(src store.Store, rate int64) store.Store {
+func limitSource(src store.Source, rate int64) store.Source {
 	if rate <= 0 {
 		return src
 	}
