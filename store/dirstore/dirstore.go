@@ -1,4 +1,4 @@
-// Package dirstore is a local directory as a store.Store: the object at key "a/b/c" is the file
+// Package dirstore is a local directory as a store.Target: the object at key "a/b/c" is the file
 // root/a/b/c.
 //
 // Writes are atomic: Put writes into a hidden temporary file in the destination directory (named

@@ -1,5 +1,5 @@
-// Package httpstore is a read-only store.Store over an HTTP(S) mirror root such as
-// https://images.maas.io/ephemeral-v3/stable/.
+// Package httpstore is a store.Source (read only: no writes, no listing) over an HTTP(S) mirror
+// root such as https://images.maas.io/ephemeral-v3/stable/.
 //
 // Open returns a reader that resumes an interrupted body by itself (a Range request from the
 // byte where it stopped), so a hashing reader wrapped around it sees one continuous stream.

@@ -104,7 +104,7 @@ type Options struct {
 	RetryLog *slog.Logger
 }
 
-// Store is an S3 bucket, or the part of it under a prefix, as a store.Store.
+// Store is an S3 bucket, or the part of it under a prefix, as a store.Target.
 type Store struct {
 	client      *s3.Client
 	bucket      string
