@@ -280,7 +280,7 @@ func (r *reader) Size() int64 { return r.size }
 
 func (r *reader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
-		return 0, fmt.Errorf("reading %s: %w", r.key, err)
+		return 0, &store.Error{Op: "reading", Key: r.key, Err: err}
 	}
 	return r.f.Read(p)
 }
