@@ -19,7 +19,7 @@ var ErrOverLimit = errors.New("object over the size limit")
 // no limit). Metadata files are read with it. An object whose size the opened reader knows
 // (Sizer: a directory, an HTTP Content-Length) is refused before any of it is read; otherwise at
 // most limit+1 bytes are.
-func ReadAll(ctx context.Context, s Store, key string, limit int64) ([]byte, error) {
+func ReadAll(ctx context.Context, s Source, key string, limit int64) ([]byte, error) {
 	rc, err := s.Open(ctx, key, 0)
 	if err != nil {
 		return nil, err
@@ -45,7 +45,8 @@ func ReadAll(ctx context.Context, s Store, key string, limit int64) ([]byte, err
 		data, err = io.ReadAll(r)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", key, err)
+		// A *Error, so that a caller can tell a failure to read from bad content.
+		return nil, NewError("reading", key, err)
 	}
 	if limit > 0 && int64(len(data)) > limit {
 		return nil, fmt.Errorf("reading %s: %w: larger than the limit of %d bytes", key, ErrOverLimit, limit)
@@ -60,13 +61,13 @@ type Sizer interface {
 }
 
 // PutBytes writes data at key, checking nothing beyond its own length.
-func PutBytes(ctx context.Context, s Store, key string, data []byte, opts PutOptions) (Info, error) {
+func PutBytes(ctx context.Context, s Target, key string, data []byte, opts PutOptions) (Info, error) {
 	opts.Size = int64(len(data))
 	return s.Put(ctx, key, bytes.NewReader(data), opts)
 }
 
 // Exists reports whether key exists. Errors other than not-found are returned.
-func Exists(ctx context.Context, s Store, key string) (bool, error) {
+func Exists(ctx context.Context, s Source, key string) (bool, error) {
 	_, err := s.Stat(ctx, key)
 	if err == nil {
 		return true, nil
@@ -77,9 +78,9 @@ func Exists(ctx context.Context, s Store, key string) (bool, error) {
 	return false, err
 }
 
-// Describe names a store for messages.
-func Describe(s Store) string {
-	if d, ok := s.(Describer); ok {
+// Describe names a store for messages: the first Describer in its Unwrap chain, or its type.
+func Describe(s Source) string {
+	if d, ok := As[Describer](s); ok {
 		return d.Describe()
 	}
 	return fmt.Sprintf("%T", s)
@@ -90,29 +91,44 @@ func Describe(s Store) string {
 // character.
 func ValidKey(key string) error {
 	if key == "" {
-		return errors.New("empty path")
+		return invalidKey("empty path")
 	}
 	if strings.HasPrefix(key, "/") {
-		return fmt.Errorf("path %q is absolute", key)
+		return invalidKey(fmt.Sprintf("path %q is absolute", key))
 	}
 	for _, c := range key {
 		if c < 0x20 || c == 0x7f {
-			return fmt.Errorf("path %q contains a control character", key)
+			return invalidKey(fmt.Sprintf("path %q contains a control character", key))
 		}
 		if c == '\\' {
-			return fmt.Errorf("path %q contains a backslash", key)
+			return invalidKey(fmt.Sprintf("path %q contains a backslash", key))
 		}
 	}
 	for _, seg := range strings.Split(key, "/") {
 		switch seg {
 		case "":
-			return fmt.Errorf("path %q has an empty segment", key)
+			return invalidKey(fmt.Sprintf("path %q has an empty segment", key))
 		case ".", "..":
-			return fmt.Errorf("path %q has a %q segment", key, seg)
+			return invalidKey(fmt.Sprintf("path %q has a %q segment", key, seg))
 		}
 	}
 	return nil
 }
+
+// ValidPrefix checks List's prefix: "" (everything), or a key, or a key followed by "/".
+func ValidPrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	return ValidKey(strings.TrimSuffix(prefix, "/"))
+}
+
+// invalidKey is ValidKey's error: its message says what is wrong, and it is ErrInvalidKey.
+type invalidKey string
+
+func (e invalidKey) Error() string { return string(e) }
+
+func (e invalidKey) Unwrap() error { return ErrInvalidKey }
 
 // Verifier hashes everything read through it and checks the total size and sha256 at the end.
 // Backends wrap Put's reader in one; Check is called after the last byte, before the object is
@@ -136,7 +152,7 @@ func (v *Verifier) Read(p []byte) (int, error) {
 		v.h.Write(p[:n])
 		v.n += int64(n)
 		if v.opts.Size >= 0 && v.n > v.opts.Size {
-			return n, fmt.Errorf("%s: %w: more than the expected %d bytes", v.key, ErrChecksum, v.opts.Size)
+			return n, &Error{Op: "put", Key: v.key, Err: fmt.Errorf("%w: more than the expected %d bytes", ErrChecksum, v.opts.Size)}
 		}
 	}
 	return n, err
@@ -148,15 +164,15 @@ func (v *Verifier) N() int64 { return v.n }
 // Sum is the hex sha256 of what was read so far.
 func (v *Verifier) Sum() string { return hex.EncodeToString(v.h.Sum(nil)) }
 
-// Check reports ErrChecksum, naming the key and both values, when the size or sha256 read differ
+// Check reports ErrChecksum in a *Error naming the key, with both values, when the size or sha256 read differ
 // from what opts demands.
 func (v *Verifier) Check() error {
 	if v.opts.Size >= 0 && v.n != v.opts.Size {
-		return fmt.Errorf("%s: %w: size %d, expected %d", v.key, ErrChecksum, v.n, v.opts.Size)
+		return &Error{Op: "put", Key: v.key, Err: fmt.Errorf("%w: size %d, expected %d", ErrChecksum, v.n, v.opts.Size)}
 	}
 	if v.opts.SHA256 != "" {
 		if got := v.Sum(); !strings.EqualFold(got, v.opts.SHA256) {
-			return fmt.Errorf("%s: %w: sha256 %s, expected %s", v.key, ErrChecksum, got, v.opts.SHA256)
+			return &Error{Op: "put", Key: v.key, Err: fmt.Errorf("%w: sha256 %s, expected %s", ErrChecksum, got, v.opts.SHA256)}
 		}
 	}
 	return nil

@@ -1,14 +1,30 @@
 // Package store is the object-store abstraction ssmirror reads from and publishes into: a
 // bucket, a directory, or (read only) an HTTP(S) mirror.
 //
-// A Store holds objects under keys. Keys are slash-separated relative paths ("streams/v1/index.json",
+// A store holds objects under keys. Keys are slash-separated relative paths ("streams/v1/index.json",
 // "jammy/amd64/20250718/squashfs"); they never start with "/", never contain "..", "\\" or NUL.
-// Use ValidKey before a key from the network touches a store.
+// Every operation of every backend checks its key with ValidKey and fails with ErrInvalidKey
+// before touching anything.
 //
-// The interface is small on purpose. Abilities that only some backends have (server-side copy,
-// conditional create, compare-and-swap) are small interfaces found by type assertion (Copier,
-// CreateExcluder, Swapper).
-// Helpers written once over the interface (ReadAll, PutBytes, Exists) live in this package.
+// There are two sides. A Source is what a mirror is read from: Stat and Open, nothing else (an
+// HTTP(S) mirror is only that). A Target is what a mirror is published into: a Source that can
+// also Put, Delete, List and compare-and-swap (Swapper), which every writable backend (memory,
+// directory, S3) does, so the lease lock needs no run-time check. List belongs to Target, not
+// Source: a sync never lists its upstream (the catalogue says what exists), HTTP cannot, and an
+// S3 or directory source that could is a Target anyway.
+//
+// Abilities that only some backends have (server-side copy, bounded ranges, removing what
+// interrupted writes left behind, naming themselves) are small interfaces found with As, which
+// follows Unwrap through wrappers the way errors.As does: Copier, RangeOpener, LeftoverCleaner,
+// Describer. A wrapper (a rate limiter, a test fault injector) embeds what it wraps and gives it
+// back from Unwrap, so the abilities it does not reimplement are still found.
+//
+// Every error a backend returns for an operation on a key is a *Error naming the operation and
+// the key (like fs.PathError), wrapping the cause: errors.Is(err, ErrNotExist) tells a missing
+// object, errors.As(err, &e) gives the key.
+//
+// Helpers written once over the interfaces (ReadAll, PutBytes, Exists, Describe) live in this
+// package; storetest checks the contract against every backend.
 package store
 
 import (
@@ -23,8 +39,8 @@ import (
 // It is fs.ErrNotExist, so errors.Is(err, fs.ErrNotExist) works too.
 var ErrNotExist = fs.ErrNotExist
 
-// ErrExist is returned by CreateExclusive when the key already exists.
-var ErrExist = fs.ErrExist
+// ErrInvalidKey is wrapped by every operation given a key ValidKey refuses.
+var ErrInvalidKey = errors.New("invalid key")
 
 // ErrChecksum is returned (wrapped, with the key and the two values) when what was written does
 // not have the size or sha256 the caller said it must have. Nothing is left visible.
@@ -34,9 +50,6 @@ var ErrChecksum = errors.New("checksum mismatch")
 // the version the caller named: another writer replaced, created or deleted it meanwhile. Nothing
 // was written.
 var ErrPrecondition = errors.New("the object changed meanwhile (precondition failed)")
-
-// ErrReadOnly is returned by the write methods of a read-only store (an HTTP source).
-var ErrReadOnly = errors.New("store is read only")
 
 // Info describes one object.
 type Info struct {
@@ -71,15 +84,21 @@ type PutOptions struct {
 	CacheControl string
 }
 
-// Store is an object store. Every method honours ctx: a cancelled context stops the work and,
-// for Put, leaves nothing visible. Errors name the key and wrap the cause (use errors.Is).
-type Store interface {
+// Source is the read side of a store: what a mirror is read from. Every method honours ctx.
+// Errors are *Error values naming the operation and the key, wrapping the cause (use errors.Is).
+type Source interface {
 	// Stat describes the object at key, or fails with ErrNotExist.
 	Stat(ctx context.Context, key string) (Info, error)
 
 	// Open reads the object at key from byte offset on (offset 0: the whole object), or fails with
 	// ErrNotExist. Readers that can (HTTP) resume an interrupted body themselves.
 	Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error)
+}
+
+// Target is the write side of a store: what a mirror is published into. Every method honours
+// ctx: a cancelled context stops the work and, for Put and Swap, leaves nothing visible.
+type Target interface {
+	Source
 
 	// Put writes the object at key from r, hashing every byte as it passes. The object becomes
 	// visible only when it is complete and matches opts.Size and opts.SHA256; on any failure
@@ -92,8 +111,62 @@ type Store interface {
 
 	// List calls fn for every object whose key starts with prefix ("" for all), in lexical key
 	// order. Info.SHA256 is filled only when the backend has it without one request per object.
-	// An error returned by fn stops the listing and is returned.
+	// An error returned by fn stops the listing and is returned unchanged. A prefix is a key or
+	// the start of one: "" or a string that ValidKey accepts once a trailing "/" is removed.
 	List(ctx context.Context, prefix string, fn func(Info) error) error
+
+	// The target's lease and state are written by compare-and-swap.
+	Swapper
+}
+
+// Unwrapper is a wrapper around a store (a rate limiter, a fault injector in a test): Unwrap
+// returns the store it wraps, so that As finds the abilities the wrapper does not have itself.
+type Unwrapper interface {
+	Unwrap() Source
+}
+
+// As finds the first store in s's chain of Unwrap calls that is a T, like errors.As: s itself,
+// then s.Unwrap(), and so on. A wrapper that changes what an ability does (a rate limiter that
+// slows ranges too) implements the ability itself, so it is found before what it wraps.
+func As[T any](s Source) (T, bool) {
+	for s != nil {
+		if t, ok := s.(T); ok {
+			return t, true
+		}
+		u, ok := s.(Unwrapper)
+		if !ok {
+			break
+		}
+		s = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
+// Error is the error of an operation on one key, in the manner of fs.PathError: "op key: err".
+// Backends return it from every operation that names a key; errors.Is sees through it to the
+// cause (ErrNotExist, ErrChecksum, ErrPrecondition, ErrInvalidKey, a context's error).
+type Error struct {
+	Op  string // "stat", "open", "put", "delete", "list", "copy", "read", "swap"
+	Key string // the key, as given to the store (for List: the prefix)
+	Err error
+}
+
+func (e *Error) Error() string { return e.Op + " " + e.Key + ": " + e.Err.Error() }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// NewError returns err as a *Error for op on key, or nil when err is nil. An err that already
+// is a *Error for the same key is returned as it is, so layers do not repeat the key.
+func NewError(op, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) && e.Key == key {
+		return err
+	}
+	return &Error{Op: op, Key: key, Err: err}
 }
 
 // Copier is a store that copies an object to another key without moving its bytes through the
@@ -102,17 +175,11 @@ type Copier interface {
 	Copy(ctx context.Context, dstKey, srcKey string, opts PutOptions) (Info, error)
 }
 
-// CreateExcluder is a store that can create an object only if the key does not exist yet
-// (S3: If-None-Match: *; directory: O_EXCL). It fails with ErrExist when the key exists.
-type CreateExcluder interface {
-	CreateExclusive(ctx context.Context, key string, data []byte, opts PutOptions) (Info, error)
-}
-
-// Swapper is a store that replaces an object only if it is still the version the caller read: a
+// Swapper replaces an object only if it is still the version the caller read: a
 // compare-and-swap on an opaque version tag (S3: the ETag, with If-Match, or If-None-Match: * to
 // create; directory: a read-compare-rename under an flock(2) lock; memory: under the store's
-// mutex). The target's lease and state are written this way, so that a writer that lost its lease
-// changes nothing.
+// mutex). Every Target is one. The target's lease and state are written this way, so that a
+// writer that lost its lease changes nothing.
 //
 // Tags are opaque: compare them only for equality and hand them back to Swap. Swaps of one key
 // are atomic with respect to each other; a plain Put or Delete of the same key is not ordered with
@@ -123,8 +190,9 @@ type Swapper interface {
 	ReadTagged(ctx context.Context, key string, limit int64) (data []byte, tag string, err error)
 
 	// Swap writes data at key only if the object's current tag is tag, or, when tag is "", only
-	// if no object exists at key, and returns the new object's tag. Otherwise it fails with
-	// ErrPrecondition and writes nothing. opts.Size is taken from len(data).
+	// if no object exists at key (a create-exclusive: S3 If-None-Match: *), and returns the new
+	// object's tag. Otherwise it fails with ErrPrecondition and writes nothing. opts.Size is taken
+	// from len(data).
 	Swap(ctx context.Context, key string, data []byte, tag string, opts PutOptions) (newTag string, err error)
 }
 
@@ -139,4 +207,12 @@ type Describer interface {
 // by itself where the backend can.
 type RangeOpener interface {
 	OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
+}
+
+// LeftoverCleaner is a target that can remove what interrupted writes left behind and nobody
+// will finish: S3's incomplete multipart uploads (which are billed, and invisible to List), a
+// directory's temporary files. Only what is older than olderThan is removed (0: everything, for
+// a caller that holds the target's lock). It returns how many it removed.
+type LeftoverCleaner interface {
+	CleanLeftovers(ctx context.Context, olderThan time.Duration) (int, error)
 }

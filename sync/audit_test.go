@@ -9,7 +9,7 @@ import (
 )
 
 // verify audits dst (sync/audit), failing the test when the target cannot be read.
-func verify(t *testing.T, dst store.Store, opts audit.VerifyOptions) *audit.VerifyReport {
+func verify(t *testing.T, dst store.Target, opts audit.VerifyOptions) *audit.VerifyReport {
 	t.Helper()
 	rep, err := audit.Verify(context.Background(), dst, opts)
 	if err != nil {

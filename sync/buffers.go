@@ -10,12 +10,12 @@ type BufferHolder interface {
 
 // transferBuffers is the most bytes of buffers the transfer stage into dst may hold at once: the
 // run's ranged-download chunks and the target's own buffers (BufferHolder).
-func transferBuffers(dst store.Store, opts *Options) int64 {
+func transferBuffers(dst store.Target, opts *Options) int64 {
 	buffers := int64(0)
 	if _, chunk, budget := opts.rangeParams(); budget != nil {
 		buffers += int64(cap(budget.slots)) * chunk
 	}
-	if h, ok := dst.(BufferHolder); ok {
+	if h, ok := store.As[BufferHolder](dst); ok {
 		buffers += h.BufferBudget()
 	}
 	return buffers
@@ -23,7 +23,7 @@ func transferBuffers(dst store.Store, opts *Options) int64 {
 
 // startTransfer tells Options.OnTransfer that the transfer stage starts, and returns what tells
 // it the stage ended.
-func startTransfer(dst store.Store, opts *Options) (done func()) {
+func startTransfer(dst store.Target, opts *Options) (done func()) {
 	if opts.OnTransfer == nil {
 		return func() {}
 	}

@@ -125,7 +125,7 @@ var ErrNoKeyring = errors.New("signed, but there is no keyring to verify it with
 // document must be signed (clearsigned .sjson, or .json with a detached .json.gpg) and every form
 // present must verify; with NoVerify signatures are stripped unchecked; with neither, an unsigned
 // start path (.json) is read as it is.
-func LoadCatalogue(ctx context.Context, src store.Store, startPath string, v Verification, limit int64, concurrency int) (*Catalogue, error) {
+func LoadCatalogue(ctx context.Context, src store.Source, startPath string, v Verification, limit int64, concurrency int) (*Catalogue, error) {
 	defaulted := startPath == ""
 	if defaulted {
 		startPath = DefaultStartPath
@@ -222,7 +222,7 @@ func LoadCatalogue(ctx context.Context, src store.Store, startPath string, v Ver
 	return cat, nil
 }
 
-func loadProducts(ctx context.Context, src store.Store, id string, e *streams.IndexEntry, v Verification, limit int64) (*ProductsFile, error) {
+func loadProducts(ctx context.Context, src store.Source, id string, e *streams.IndexEntry, v Verification, limit int64) (*ProductsFile, error) {
 	body, forms, err := readDocument(ctx, src, e.Path, v, limit)
 	if err != nil {
 		return nil, err
@@ -247,7 +247,7 @@ func loadProducts(ctx context.Context, src store.Store, id string, e *streams.In
 
 // readDocument reads every form of the metadata document key names and returns the verified
 // JSON body and the forms found, byte for byte.
-func readDocument(ctx context.Context, src store.Store, key string, v Verification, limit int64) ([]byte, []MetaFile, error) {
+func readDocument(ctx context.Context, src store.Source, key string, v Verification, limit int64) ([]byte, []MetaFile, error) {
 	base, ending := splitForm(key)
 	if ending == "" {
 		data, err := readMetadata(ctx, src, key, limit)
@@ -339,7 +339,7 @@ func readDocument(ctx context.Context, src store.Store, key string, v Verificati
 // readMetadata reads one metadata file, trying the whole read again with backoff when the
 // failure may be transient (a 5xx answer, a dropped connection), as content fetches do
 // (sourcePolicy).
-func readMetadata(ctx context.Context, src store.Store, key string, limit int64) ([]byte, error) {
+func readMetadata(ctx context.Context, src store.Source, key string, limit int64) ([]byte, error) {
 	var data []byte
 	err := retry.Do(ctx, sourcePolicy(nil), func(ctx context.Context) error {
 		var err error

@@ -17,7 +17,7 @@ import (
 
 // sameContentTwice writes an unsigned stream whose two items have different paths and the same
 // content (MAAS streams have such pairs), and returns it as a source.
-func sameContentTwice(t *testing.T) store.Store {
+func sameContentTwice(t *testing.T) store.Source {
 	t.Helper()
 	dir := t.TempDir()
 	content := []byte("identical bytes under two paths\n")
@@ -46,9 +46,9 @@ func sameContentTwice(t *testing.T) store.Store {
 }
 
 func TestSameContentIsCopiedInsideTheTarget(t *testing.T) {
-	targets := map[string]func(t *testing.T) store.Store{
-		"directory": func(t *testing.T) store.Store { _, d := newTarget(t); return d },
-		"minio":     func(t *testing.T) store.Store { return newS3Target(t, testserver.KindMinIO).dst },
+	targets := map[string]func(t *testing.T) store.Target{
+		"directory": func(t *testing.T) store.Target { _, d := newTarget(t); return d },
+		"minio":     func(t *testing.T) store.Target { return newS3Target(t, testserver.KindMinIO).dst },
 	}
 	for name, newDst := range targets {
 		t.Run(name, func(t *testing.T) {

@@ -52,7 +52,7 @@ type GCReport struct {
 // grace period, exactly as the end of a sync run does. Objects the state's held items reference
 // are never deleted, nor objects the mirror did not write. With DryRun nothing changes.
 // Except in a dry run it holds the target's lock (opts.Lock), so it never runs beside a sync.
-func GC(ctx context.Context, dst store.Store, opts GCOptions) (*GCReport, error) {
+func GC(ctx context.Context, dst store.Target, opts GCOptions) (*GCReport, error) {
 	if opts.Grace == 0 {
 		opts.Grace = DefaultGCGrace
 	}

@@ -28,7 +28,7 @@ import (
 // few bytes of content. Handlers may replace how a path is served.
 type handUpstream struct {
 	server   *httptest.Server
-	src      store.Store
+	src      store.Source
 	files    map[string][]byte
 	mu       gosync.Mutex
 	handlers map[string]http.HandlerFunc
@@ -96,7 +96,7 @@ func (u *handUpstream) count(path string) int {
 }
 
 // checkNothingLeft fails when dst's lock is still held, or dst holds any metadata or the content.
-func checkNothingLeft(t *testing.T, dst store.Store) {
+func checkNothingLeft(t *testing.T, dst store.Target) {
 	t.Helper()
 	ctx := context.Background()
 	checkReleased(t, dst)
@@ -129,9 +129,9 @@ func TestHostileSizes(t *testing.T) {
 		{"1.5", false},
 		{`"-8"`, false},
 	}
-	targets := map[string]func(t *testing.T) store.Store{
-		"dir":   func(t *testing.T) store.Store { _, d := newTarget(t); return d },
-		"minio": func(t *testing.T) store.Store { return newS3Target(t, testserver.KindMinIO).dst },
+	targets := map[string]func(t *testing.T) store.Target{
+		"dir":   func(t *testing.T) store.Target { _, d := newTarget(t); return d },
+		"minio": func(t *testing.T) store.Target { return newS3Target(t, testserver.KindMinIO).dst },
 	}
 	for name, target := range targets {
 		for _, c := range cases {
@@ -277,7 +277,7 @@ func TestDripFeedFails(t *testing.T) {
 // countingSource counts the bytes read from the readers its Open returns, by key, and passes
 // on what they know of their size.
 type countingSource struct {
-	store.Store
+	store.Source
 	mu gosync.Mutex
 	n  map[string]int64
 }
@@ -304,7 +304,7 @@ func (c *countingBody) Size() int64 {
 }
 
 func (s *countingSource) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
-	rc, err := s.Store.Open(ctx, key, offset)
+	rc, err := s.Source.Open(ctx, key, offset)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +343,7 @@ func TestMetadataOverLimitNotRead(t *testing.T) {
 					}
 				}
 			})
-			src := &countingSource{Store: up.src, n: map[string]int64{}}
+			src := &countingSource{Source: up.src, n: map[string]int64{}}
 			_, dst := newTarget(t)
 			_, err := sync.Run(context.Background(), src, dst, sync.Options{StartPath: handIndex, MetadataLimit: limit})
 			if err == nil {

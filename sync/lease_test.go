@@ -32,7 +32,7 @@ func (p *partitioned) Swap(ctx context.Context, key string, data []byte, tag str
 	return p.Store.Swap(ctx, key, data, tag, opts)
 }
 
-func readLeaseFrom(t *testing.T, s store.Store) Lease {
+func readLeaseFrom(t *testing.T, s store.Target) Lease {
 	t.Helper()
 	data, err := store.ReadAll(context.Background(), s, LockKey, 0)
 	if err != nil {
@@ -219,7 +219,7 @@ func TestRacingTakeoversInMemory(t *testing.T) {
 	}
 }
 
-func racingTakeovers(t *testing.T, s store.Store, racers int) int {
+func racingTakeovers(t *testing.T, s store.Target, racers int) int {
 	t.Helper()
 	var wg gosync.WaitGroup
 	var won []*TargetLock

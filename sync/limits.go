@@ -118,11 +118,11 @@ func (o *Options) withFileDeadline(ctx context.Context, size int64) (context.Con
 // is not known before the file is opened; the stall timeout of the HTTP source still catches a
 // body that stops altogether.
 type rateGuarded struct {
-	store.Store
+	store.Source
 	opts *Options
 }
 
-func guardRate(src store.Store, opts *Options) store.Store {
+func guardRate(src store.Source, opts *Options) store.Source {
 	if opts.minRate() == 0 {
 		return src
 	}
@@ -130,12 +130,15 @@ func guardRate(src store.Store, opts *Options) store.Store {
 }
 
 func (g rateGuarded) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
-	rc, err := g.Store.Open(ctx, key, offset)
+	rc, err := g.Source.Open(ctx, key, offset)
 	if err != nil {
 		return nil, err
 	}
 	return &rateReader{rc: rc, start: g.opts.Now(), now: g.opts.Now, base: g.opts.deadlineBase(), rate: g.opts.minRate()}, nil
 }
+
+// Unwrap gives the guarded source, so its optional abilities are still found (store.As).
+func (g rateGuarded) Unwrap() store.Source { return g.Source }
 
 type rateReader struct {
 	rc    io.ReadCloser

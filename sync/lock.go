@@ -128,8 +128,7 @@ type LockOptions struct {
 
 // TargetLock is a held lease.
 type TargetLock struct {
-	dst      store.Store
-	sw       store.Swapper
+	dst      store.Target
 	opts     LockOptions
 	self     process
 	tookOver bool // the lock was taken over from a holder that never released it
@@ -155,16 +154,12 @@ var lockPut = store.PutOptions{ContentType: "application/json", CacheControl: "n
 // and PID namespace as this process, and its PID gone or reused. It is taken with a swap on the
 // version read, so of racing runs exactly one wins. The returned context is cancelled with
 // ErrLockLost if the lease is lost; Release gives the lock back.
-func AcquireLock(ctx context.Context, dst store.Store, opts LockOptions) (*TargetLock, context.Context, error) {
+func AcquireLock(ctx context.Context, dst store.Target, opts LockOptions) (*TargetLock, context.Context, error) {
 	if opts.TTL <= 0 {
 		opts.TTL = DefaultLockTTL
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	sw, ok := dst.(store.Swapper)
-	if !ok {
-		return nil, nil, fmt.Errorf("%s cannot write objects conditionally, so it cannot be locked", store.Describe(dst))
 	}
 	self := currentProcess()
 	if opts.self != nil {
@@ -177,12 +172,12 @@ func AcquireLock(ctx context.Context, dst store.Store, opts LockOptions) (*Targe
 		BootID: self.bootID, PIDNamespace: self.pidNS, ProcStart: self.start,
 		Started: opts.Now().UTC(), TTLSeconds: opts.TTL.Seconds(),
 	}
-	l := &TargetLock{dst: dst, sw: sw, opts: opts, self: self, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &TargetLock{dst: dst, opts: opts, self: self, stop: make(chan struct{}), done: make(chan struct{})}
 	deadline := opts.Now().Add(opts.Wait)
 	var watched string  // the tag of the lease being waited for
 	var since time.Time // when it was first seen
 	for {
-		data, tag, err := sw.ReadTagged(ctx, LockKey, maxLeaseSize)
+		data, tag, err := dst.ReadTagged(ctx, LockKey, maxLeaseSize)
 		exists := err == nil
 		var holder Lease
 		switch {
@@ -202,13 +197,13 @@ func AcquireLock(ctx context.Context, dst store.Store, opts LockOptions) (*Targe
 			sent := l.stamp()
 			lease.Expires = sent.wall.Add(opts.TTL).UTC()
 			lease.LastSuccess = holder.LastSuccess
-			newTag, err := sw.Swap(ctx, LockKey, marshalLease(lease), tag, lockPut)
+			newTag, err := dst.Swap(ctx, LockKey, marshalLease(lease), tag, lockPut)
 			if errors.Is(err, store.ErrPrecondition) {
 				continue // another run changed it first: look again
 			}
 			if err != nil {
 				// The write may have landed with its answer lost: then the lease is this run's.
-				cur, curTag, rerr := sw.ReadTagged(ctx, LockKey, maxLeaseSize)
+				cur, curTag, rerr := dst.ReadTagged(ctx, LockKey, maxLeaseSize)
 				if rerr != nil || parseLease(cur).ID != lease.ID {
 					return nil, nil, fmt.Errorf("taking the lock: %w", err)
 				}
@@ -297,11 +292,11 @@ func (l *TargetLock) Renew(ctx context.Context) error {
 // with ErrLockLost (wrapped, naming the new holder) when another run has it.
 func (l *TargetLock) swapOwn(ctx context.Context, lease Lease) (string, error) {
 	data := marshalLease(lease)
-	tag, err := l.sw.Swap(ctx, LockKey, data, l.tag, lockPut)
+	tag, err := l.dst.Swap(ctx, LockKey, data, l.tag, lockPut)
 	if !errors.Is(err, store.ErrPrecondition) {
 		return tag, err
 	}
-	cur, curTag, rerr := l.sw.ReadTagged(ctx, LockKey, maxLeaseSize)
+	cur, curTag, rerr := l.dst.ReadTagged(ctx, LockKey, maxLeaseSize)
 	if errors.Is(rerr, store.ErrNotExist) {
 		return "", fmt.Errorf("%w (the lock object is gone)", ErrLockLost)
 	}
@@ -313,7 +308,7 @@ func (l *TargetLock) swapOwn(ctx context.Context, lease Lease) (string, error) {
 		return "", fmt.Errorf("%w (now %s)", ErrLockLost, holder)
 	}
 	// Only this run writes its ID, and it holds l.mu: a second failure means another run won.
-	tag, err = l.sw.Swap(ctx, LockKey, data, curTag, lockPut)
+	tag, err = l.dst.Swap(ctx, LockKey, data, curTag, lockPut)
 	if errors.Is(err, store.ErrPrecondition) {
 		return "", fmt.Errorf("%w (taken while renewing)", ErrLockLost)
 	}

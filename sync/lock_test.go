@@ -47,7 +47,7 @@ func TestSecondRunIsRefusedWithTheHolder(t *testing.T) {
 
 // checkReleased checks that the lock is released: the lease object is never deleted (a delete
 // could remove a newer holder's), it is marked released by a conditional write.
-func checkReleased(t *testing.T, dst store.Store) {
+func checkReleased(t *testing.T, dst store.Target) {
 	t.Helper()
 	data, err := store.ReadAll(context.Background(), dst, sync.LockKey, 0)
 	if err != nil {

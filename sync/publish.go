@@ -17,7 +17,7 @@ import (
 // publish writes the metadata for held: products files first, the index last, so that a reader
 // following the index only ever reaches files that exist. An object whose bytes are already
 // published is not written again.
-func publish(ctx context.Context, dst store.Store, cat *Catalogue, held Held, st *State, rep *Report, opts *Options) error {
+func publish(ctx context.Context, dst store.Target, cat *Catalogue, held Held, st *State, rep *Report, opts *Options) error {
 	var groups [][]MetaFile
 	if opts.Signer == nil {
 		for _, pf := range cat.Products {
@@ -56,7 +56,7 @@ func publish(ctx context.Context, dst store.Store, cat *Catalogue, held Held, st
 // starts from index.sjson) would see the old catalogue for ever, whose content is collected
 // after the grace period. The index's forms go first, so that no reader reaches a products form
 // through an index form still there. Objects the mirror did not write are left alone.
-func removeStaleForms(ctx context.Context, dst store.Store, cat *Catalogue, groups [][]MetaFile, st *State, rep *Report, opts *Options) error {
+func removeStaleForms(ctx context.Context, dst store.Target, cat *Catalogue, groups [][]MetaFile, st *State, rep *Report, opts *Options) error {
 	current := map[string]bool{}
 	for _, group := range groups {
 		for _, mf := range group {
@@ -135,7 +135,7 @@ func (st *State) stillListed(key string, old Published) bool {
 	return listed && info.Size == old.Size && sameVersion(old.ETag, info.ETag)
 }
 
-func putMeta(ctx context.Context, dst store.Store, mf MetaFile, st *State, rep *Report, opts *Options) error {
+func putMeta(ctx context.Context, dst store.Target, mf MetaFile, st *State, rep *Report, opts *Options) error {
 	if err := store.ValidKey(mf.Key); err != nil {
 		return err
 	}

@@ -92,8 +92,8 @@ func (o *Options) rangeParams() (streams int, chunk int64, budget *rangeBudget) 
 // openRanged returns a reader fetching f from src in parallel ranges, or nil when that does not
 // apply: the source cannot serve bounded ranges (only HTTP can; reading a directory in pieces
 // gains nothing), ranged downloads are off, the file is small, or the run's buffers are taken.
-func openRanged(ctx context.Context, src store.Store, f Fetch, opts *Options) io.ReadCloser {
-	ro, ok := src.(store.RangeOpener)
+func openRanged(ctx context.Context, src store.Source, f Fetch, opts *Options) io.ReadCloser {
+	ro, ok := store.As[store.RangeOpener](src)
 	if !ok {
 		return nil
 	}

@@ -41,7 +41,7 @@ const readerHold = 400 * time.Millisecond
 
 // readLoop reads the mirror the way a client does, over and over until stop is closed: the
 // signed index, every signed products file it names, and every object those list.
-func readLoop(dst store.Store, kr *sign.Keyring, stats *readerStats, stop <-chan struct{}) {
+func readLoop(dst store.Target, kr *sign.Keyring, stats *readerStats, stop <-chan struct{}) {
 	ctx := context.Background()
 	read := func(key string) ([]byte, error) {
 		stats.fetches.Add(1)
@@ -127,9 +127,9 @@ func readLoop(dst store.Store, kr *sign.Keyring, stats *readerStats, stop <-chan
 // after the grace period) while a reader keeps following the published catalogue. It must never
 // meet a dangling reference or a signature that does not verify.
 func TestReaderDuringSyncs(t *testing.T) {
-	targets := map[string]func(t *testing.T) store.Store{
-		"directory": func(t *testing.T) store.Store { _, d := newTarget(t); return d },
-		"minio":     func(t *testing.T) store.Store { return newS3Target(t, testserver.KindMinIO).dst },
+	targets := map[string]func(t *testing.T) store.Target{
+		"directory": func(t *testing.T) store.Target { _, d := newTarget(t); return d },
+		"minio":     func(t *testing.T) store.Target { return newS3Target(t, testserver.KindMinIO).dst },
 	}
 	for name, newDst := range targets {
 		t.Run(name, func(t *testing.T) {

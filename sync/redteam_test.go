@@ -45,7 +45,7 @@ func TestContentUnderStreamsIsUpToDate(t *testing.T) {
 }
 
 // unsignedUpstream serves a generated stream with only its unsigned .json forms.
-func unsignedUpstream(t *testing.T, cfg streamtest.Config) store.Store {
+func unsignedUpstream(t *testing.T, cfg streamtest.Config) store.Source {
 	t.Helper()
 	s, err := streamtest.Generate(cfg, nil)
 	if err != nil {

@@ -84,7 +84,7 @@ func TestEmptySelectionIsRefused(t *testing.T) {
 // hostileUpstream writes an unsigned stream into a directory: one products file "c" whose
 // version "1" has the given items (name → path), each file's content its own path, with the
 // hashes hashes names ("sha256", "md5", "sha512").
-func hostileUpstream(t *testing.T, items map[string]string, hashes ...string) store.Store {
+func hostileUpstream(t *testing.T, items map[string]string, hashes ...string) store.Source {
 	t.Helper()
 	dir := t.TempDir()
 	var entries []string

@@ -109,7 +109,7 @@ func TestReadMetadataRetries(t *testing.T) {
 		{"four failures then success", 4, nil, 5, true},
 		{"five failures", 5, nil, 5, false},
 		{"not found", 0, store.ErrNotExist, 1, false},
-		{"refused", 0, store.ErrReadOnly, 1, false},
+		{"refused", 0, store.ErrInvalidKey, 1, false},
 		{"too slow", 0, ErrTooSlow, 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -195,15 +195,8 @@ func (h Held) Items() int {
 
 // LoadState reads the state from the target; a target without one gives an empty state. The
 // version read is remembered: SaveState writes only over it.
-func LoadState(ctx context.Context, dst store.Store) (*State, error) {
-	var data []byte
-	var tag string
-	var err error
-	if sw, ok := dst.(store.Swapper); ok {
-		data, tag, err = sw.ReadTagged(ctx, StateKey, 1<<30)
-	} else {
-		data, err = store.ReadAll(ctx, dst, StateKey, 1<<30)
-	}
+func LoadState(ctx context.Context, dst store.Target) (*State, error) {
+	data, tag, err := dst.ReadTagged(ctx, StateKey, 1<<30)
 	if errors.Is(err, store.ErrNotExist) {
 		return NewState(), nil
 	}
@@ -222,16 +215,15 @@ func LoadState(ctx context.Context, dst store.Store) (*State, error) {
 // the version this state was read as: another run wrote it, and this one's record is stale.
 var ErrStateChanged = errors.New("the mirror state was changed by another run since this run read it")
 
-// SaveState writes the state to the target atomically, unless it is unchanged. On a store that
-// can (store.Swapper, which every writable backend is) it writes only over the version it was
-// read as (or only if there is none, for a state that did not exist), failing with
+// SaveState writes the state to the target atomically, unless it is unchanged. It writes only
+// over the version it was read as (store.Swapper) (or only if there is none, for a state that did not exist), failing with
 // ErrStateChanged and writing nothing otherwise.
-func SaveState(ctx context.Context, dst store.Store, st *State) error {
+func SaveState(ctx context.Context, dst store.Target, st *State) error {
 	return saveState(ctx, dst, st, nil)
 }
 
 // saveState is SaveState calling fence (when not nil) right before it writes.
-func saveState(ctx context.Context, dst store.Store, st *State, fence func(context.Context) error) error {
+func saveState(ctx context.Context, dst store.Target, st *State, fence func(context.Context) error) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -245,15 +237,7 @@ func saveState(ctx context.Context, dst store.Store, st *State, fence func(conte
 			return fmt.Errorf("not writing the mirror state %s: %w", StateKey, err)
 		}
 	}
-	sw, ok := dst.(store.Swapper)
-	if !ok {
-		if _, err := store.PutBytes(ctx, dst, StateKey, data, statePut); err != nil {
-			return fmt.Errorf("writing the mirror state: %w", err)
-		}
-		st.saved = data
-		return nil
-	}
-	tag, err := sw.Swap(ctx, StateKey, data, st.tag, statePut)
+	tag, err := dst.Swap(ctx, StateKey, data, st.tag, statePut)
 	if errors.Is(err, store.ErrPrecondition) {
 		return fmt.Errorf("not writing %s in %s: %w (%w)", StateKey, store.Describe(dst), ErrStateChanged, err)
 	}

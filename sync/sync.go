@@ -176,7 +176,7 @@ type Stage struct {
 var ErrMetadataOnlyCurated = errors.New("a metadata-only run (NoItemDownload) cannot curate (Signer): a curated catalogue lists only what the mirror holds")
 
 // Run mirrors src into dst.
-func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, error) {
+func Run(ctx context.Context, src store.Source, dst store.Target, opts Options) (*Report, error) {
 	opts.defaults()
 	rep := &Report{Curated: opts.Signer != nil}
 	if opts.NoItemDownload && opts.Signer != nil {
@@ -332,7 +332,7 @@ func Run(ctx context.Context, src, dst store.Store, opts Options) (*Report, erro
 // that an interrupted run still records what it finished. It is fenced like every other save: a
 // run that lost its lease (the likely reason it failed) saves nothing, and a state another run
 // wrote since this one read it is never overwritten.
-func saveAfterFailure(dst store.Store, st *State, opts *Options) error {
+func saveAfterFailure(dst store.Target, st *State, opts *Options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	markUnreferenced(st, opts.Now())
@@ -340,7 +340,7 @@ func saveAfterFailure(dst store.Store, st *State, opts *Options) error {
 }
 
 // listPresent lists the target once and joins it with the recorded objects (reconcileListing).
-func listPresent(ctx context.Context, dst store.Store, st *State) (present map[string]Presence, drifted []string, err error) {
+func listPresent(ctx context.Context, dst store.Target, st *State) (present map[string]Presence, drifted []string, err error) {
 	listed, err := listTarget(ctx, dst)
 	if err != nil {
 		return nil, nil, err
@@ -350,7 +350,7 @@ func listPresent(ctx context.Context, dst store.Store, st *State) (present map[s
 }
 
 // listTarget lists every object of the target, by key.
-func listTarget(ctx context.Context, dst store.Store) (map[string]store.Info, error) {
+func listTarget(ctx context.Context, dst store.Target) (map[string]store.Info, error) {
 	listed := map[string]store.Info{}
 	err := dst.List(ctx, "", func(info store.Info) error {
 		listed[info.Key] = info
@@ -427,7 +427,7 @@ func markUnreferenced(st *State, now time.Time) {
 }
 
 // collect deletes owned objects unreferenced for longer than the grace period.
-func collect(ctx context.Context, dst store.Store, st *State, rep *Report, opts *Options) error {
+func collect(ctx context.Context, dst store.Target, st *State, rep *Report, opts *Options) error {
 	if opts.GCGrace < 0 {
 		rep.PendingDeletion = len(st.Unreferenced)
 		return nil
@@ -466,29 +466,14 @@ func collect(ctx context.Context, dst store.Store, st *State, rep *Report, opts 
 	return errors.Join(errs...)
 }
 
-// Backends that keep invisible leftovers of interrupted writes say how to clean them.
-type (
-	uploadAborter interface {
-		AbortIncompleteUploads(ctx context.Context, olderThan time.Duration) (int, error)
-	}
-	tempCleaner interface {
-		CleanTemp(ctx context.Context, olderThan time.Duration) (int, error)
-	}
-)
-
 // cleanLeftovers aborts incomplete multipart uploads (S3) and removes temporary files
 // (directory) that interrupted runs left. Failure to clean is logged, not fatal.
-func cleanLeftovers(ctx context.Context, dst store.Store, log *slog.Logger) {
-	var n int
-	var err error
-	switch d := dst.(type) {
-	case uploadAborter:
-		n, err = d.AbortIncompleteUploads(ctx, 0)
-	case tempCleaner:
-		n, err = d.CleanTemp(ctx, 0)
-	default:
+func cleanLeftovers(ctx context.Context, dst store.Target, log *slog.Logger) {
+	c, ok := store.As[store.LeftoverCleaner](dst)
+	if !ok {
 		return
 	}
+	n, err := c.CleanLeftovers(ctx, 0)
 	if err != nil {
 		log.Warn("could not clean up after an interrupted run", "error", err)
 	} else if n > 0 {

@@ -32,7 +32,7 @@ import (
 type upstream struct {
 	stream  *streamtest.Stream
 	server  *httptest.Server
-	src     store.Store
+	src     store.Source
 	keyring *sign.Keyring
 }
 
@@ -85,7 +85,7 @@ func mustParse(t *testing.T, args ...string) streams.Filters {
 	return f
 }
 
-func run(t *testing.T, up *upstream, dst store.Store, opts sync.Options) *sync.Report {
+func run(t *testing.T, up *upstream, dst store.Target, opts sync.Options) *sync.Report {
 	t.Helper()
 	if opts.Verification.Keyring == nil && !opts.Verification.NoVerify {
 		opts.Verification.Keyring = up.keyring

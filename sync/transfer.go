@@ -22,7 +22,7 @@ import (
 // transferAll brings every planned path into dst, Concurrency at a time, each verified while it
 // streams. Objects that arrive are recorded in st as they complete. Every failure is returned,
 // each naming its path.
-func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st *State, rep *Report, opts *Options) error {
+func transferAll(ctx context.Context, src store.Source, dst store.Target, fetches []Fetch, st *State, rep *Report, opts *Options) error {
 	if len(fetches) == 0 {
 		return nil
 	}
@@ -36,7 +36,7 @@ func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st 
 
 	// Content already in the target under another path can be copied there instead of fetched.
 	bySum := map[string]string{}
-	if _, ok := dst.(store.Copier); ok {
+	if _, ok := store.As[store.Copier](dst); ok {
 		for key, obj := range st.Objects {
 			if obj.SHA256 != "" {
 				if k, seen := bySum[obj.SHA256]; !seen || key < k {
@@ -139,7 +139,7 @@ type transferResult struct {
 	etag   string // of the object written ("" when adopted: the listing has it)
 }
 
-func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom string, opts *Options) (res transferResult, err error) {
+func transferOne(ctx context.Context, src store.Source, dst store.Target, f Fetch, copyFrom string, opts *Options) (res transferResult, err error) {
 	if f.Size < 0 {
 		// The plan refuses these (checkSizes); a negative size would turn the size check off.
 		return transferResult{}, fmt.Errorf("fetching %s: %w: declared size %d", f.Path, ErrTooLarge, f.Size)
@@ -178,7 +178,8 @@ func transferOne(ctx context.Context, src, dst store.Store, f Fetch, copyFrom st
 		CacheControl: opts.ContentCacheControl,
 	}
 	if copyFrom != "" && copyFrom != f.Path && f.SHA256 != "" {
-		info, err := dst.(store.Copier).Copy(ctx, f.Path, copyFrom, put)
+		c, _ := store.As[store.Copier](dst)
+		info, err := c.Copy(ctx, f.Path, copyFrom, put)
 		if err == nil {
 			opts.Progress.add(f.Size)
 			opts.Progress.fileDone()
@@ -226,7 +227,7 @@ const (
 // range's open again itself), or in one piece from rsrc (src behind sourcePolicy). opened says
 // whether the source answered, so that a failure can be told apart from one in the body or the
 // target. Bytes counted in the progress by a failed attempt are taken back.
-func fetchOnce(ctx context.Context, src store.Store, rsrc retry.Reader, dst store.Store, f Fetch, put store.PutOptions, opts *Options) (store.Info, bool, error) {
+func fetchOnce(ctx context.Context, src store.Source, rsrc store.Source, dst store.Target, f Fetch, put store.PutOptions, opts *Options) (store.Info, bool, error) {
 	rc := openRanged(ctx, src, f, opts)
 	if rc == nil {
 		var err error
@@ -270,7 +271,7 @@ var fetchBackoff = retry.Exponential(500*time.Millisecond, 8*time.Second)
 // hashObject reads the object at f.Path in the target and returns its sha256. When the
 // catalogue gives no sha256 for it, the sha512 or md5 it gives is checked too: a mismatch is an
 // error wrapping store.ErrChecksum.
-func hashObject(ctx context.Context, s store.Store, f Fetch, p *Progress) (string, error) {
+func hashObject(ctx context.Context, s store.Source, f Fetch, p *Progress) (string, error) {
 	key := f.Path
 	rc, err := s.Open(ctx, key, 0)
 	if err != nil {

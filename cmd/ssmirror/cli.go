@@ -284,4 +284,4 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-func describe(s store.Store) string { return store.Describe(s) }
+func describe(s store.Source) string { return store.Describe(s) }

@@ -39,7 +39,7 @@ func TestPausedWriterChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	onEveryTarget(t, "fence", func(t *testing.T, target string, env []string, dst store.Store) {
+	onEveryTarget(t, "fence", func(t *testing.T, target string, env []string, dst store.Target) {
 		pausedWriter(t, bin, signer, kr, keyringPath, target, env, dst)
 	})
 }
@@ -50,7 +50,7 @@ type switchable struct{ h atomic.Pointer[http.Handler] }
 func (s *switchable) set(h http.Handler)                               { s.h.Store(&h) }
 func (s *switchable) ServeHTTP(w http.ResponseWriter, r *http.Request) { (*s.h.Load()).ServeHTTP(w, r) }
 
-func pausedWriter(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring, keyringPath, target string, env []string, dst store.Store) {
+func pausedWriter(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring, keyringPath, target string, env []string, dst store.Target) {
 	ctx := context.Background()
 	gen := func(versions ...string) *streamtest.Stream {
 		s, err := streamtest.Generate(streamtest.Config{
@@ -176,7 +176,7 @@ func pausedWriter(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyrin
 
 // storeSnapshot reads what readers and the next run see: every object's bytes for metadata and state,
 // size and recorded sha256 for content (the lease, rewritten by every run, is left out).
-func storeSnapshot(t *testing.T, dst store.Store) map[string][]byte {
+func storeSnapshot(t *testing.T, dst store.Target) map[string][]byte {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string][]byte{}

@@ -42,7 +42,7 @@ func TestKillTrials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	onEveryTarget(t, "kill", func(t *testing.T, target string, env []string, dst store.Store) {
+	onEveryTarget(t, "kill", func(t *testing.T, target string, env []string, dst store.Target) {
 		killTrials(t, bin, signer, kr, keyringPath, target, env, dst)
 	})
 }
@@ -63,7 +63,7 @@ type runSummary struct {
 	Adopted int  `json:"files_adopted"`
 }
 
-func killTrials(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring, keyringPath, target string, env []string, dst store.Store) {
+func killTrials(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring, keyringPath, target string, env []string, dst store.Target) {
 	ctx := context.Background()
 	filters := []string{"arch=amd64", "release~(jammy|noble)"}
 	fs, _ := streams.ParseFilters(filters)
@@ -152,7 +152,7 @@ func killTrials(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring,
 // checkPublished reads the published catalogue through the keyring and checks that every item
 // its newest version of each selected product lists is present with the listed size and sha256.
 // It also runs ssmirror's own audit (audit.Verify --deep).
-func checkPublished(t *testing.T, dst store.Store, kr *sign.Keyring, fs streams.Filters, trial int, withAudit bool) {
+func checkPublished(t *testing.T, dst store.Target, kr *sign.Keyring, fs streams.Filters, trial int, withAudit bool) {
 	t.Helper()
 	ctx := context.Background()
 	cat, err := sync.LoadCatalogue(ctx, dst, "", sync.Verification{Keyring: kr}, 0, 4)
@@ -192,7 +192,7 @@ func checkPublished(t *testing.T, dst store.Store, kr *sign.Keyring, fs streams.
 
 // signedFormsOnly shows a target as a reader of the clearsigned forms sees it: the unsigned
 // .json and detached .json.gpg metadata files are not there.
-type signedFormsOnly struct{ store.Store }
+type signedFormsOnly struct{ store.Target }
 
 func (s signedFormsOnly) hidden(key string) bool {
 	return strings.HasPrefix(key, "streams/") && (strings.HasSuffix(key, ".json") || strings.HasSuffix(key, ".json.gpg"))
@@ -202,14 +202,14 @@ func (s signedFormsOnly) Stat(ctx context.Context, key string) (store.Info, erro
 	if s.hidden(key) {
 		return store.Info{}, fmt.Errorf("%s: %w", key, store.ErrNotExist)
 	}
-	return s.Store.Stat(ctx, key)
+	return s.Target.Stat(ctx, key)
 }
 
 func (s signedFormsOnly) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
 	if s.hidden(key) {
 		return nil, fmt.Errorf("%s: %w", key, store.ErrNotExist)
 	}
-	return s.Store.Open(ctx, key, offset)
+	return s.Target.Open(ctx, key, offset)
 }
 
 // wantedFiles lists the distinct paths the selection takes from stream s.
@@ -239,7 +239,7 @@ func wantedFiles(t *testing.T, s *streamtest.Stream, fs streams.Filters) []strin
 }
 
 // completeFiles lists the content paths of s present in dst with the right size and content.
-func completeFiles(t *testing.T, dst store.Store, s *streamtest.Stream) map[string]bool {
+func completeFiles(t *testing.T, dst store.Target, s *streamtest.Stream) map[string]bool {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]bool{}
@@ -265,7 +265,7 @@ func completeFiles(t *testing.T, dst store.Store, s *streamtest.Stream) map[stri
 // onEveryTarget runs fn against each kind of target the binary publishes into: a directory,
 // and a MinIO bucket (named after bucket) with the AWS environment the binary needs (env, also
 // set in this process). target is what the command line names; dst opens the same target here.
-func onEveryTarget(t *testing.T, bucket string, fn func(t *testing.T, target string, env []string, dst store.Store)) {
+func onEveryTarget(t *testing.T, bucket string, fn func(t *testing.T, target string, env []string, dst store.Target)) {
 	t.Run("directory", func(t *testing.T) {
 		dir := t.TempDir()
 		dst, err := dirstore.New(dir, dirstore.Options{})

@@ -153,7 +153,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // mirrorStatus reads the mirror's state, the modification times of its metadata and state, and
 // its lock, without taking the lock or writing anything.
-func mirrorStatus(ctx context.Context, dst store.Store, grace time.Duration) (*statusReport, error) {
+func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*statusReport, error) {
 	target := store.Describe(dst)
 	info, err := dst.Stat(ctx, sync.StateKey)
 	if errors.Is(err, store.ErrNotExist) {

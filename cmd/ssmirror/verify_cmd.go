@@ -46,7 +46,7 @@ TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
 
 // openExisting opens a directory or bucket target that must already exist (verify and gc do
 // not create one).
-func openExisting(ctx context.Context, loc cliconfig.Location, s3f *cliconfig.S3Flags) (store.Store, error) {
+func openExisting(ctx context.Context, loc cliconfig.Location, s3f *cliconfig.S3Flags) (store.Target, error) {
 	switch loc.Kind {
 	case "http":
 		return nil, usagef("%s: the target must be a directory or s3://bucket/prefix", loc.Root)

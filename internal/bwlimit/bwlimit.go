@@ -114,22 +114,25 @@ func (r *reader) Size() int64 {
 }
 
 // Store returns src with every reader it opens drawing from l. The result is a
-// store.RangeOpener when src is one.
-func Store(src store.Store, l *Limiter) store.Store {
+// store.RangeOpener when src is one (found with store.As), with its ranged reads limited too;
+// it unwraps to src (store.Unwrapper), so src's other abilities are still found.
+func Store(src store.Source, l *Limiter) store.Source {
 	s := limited{src, l}
-	if ro, ok := src.(store.RangeOpener); ok {
+	if ro, ok := store.As[store.RangeOpener](src); ok {
 		return limitedRange{s, ro}
 	}
 	return s
 }
 
 type limited struct {
-	store.Store
+	store.Source
 	l *Limiter
 }
 
+func (s limited) Unwrap() store.Source { return s.Source }
+
 func (s limited) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
-	rc, err := s.Store.Open(ctx, key, offset)
+	rc, err := s.Source.Open(ctx, key, offset)
 	if err != nil {
 		return nil, err
 	}

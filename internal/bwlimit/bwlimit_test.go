@@ -77,7 +77,7 @@ func TestLimiterWaitHonoursContext(t *testing.T) {
 	}
 }
 
-type rangeStore struct{ store.Store }
+type rangeStore struct{ store.Source }
 
 func (rangeStore) Open(ctx context.Context, key string, off int64) (io.ReadCloser, error) {
 	return io.NopCloser(strings.NewReader("abcdef"[off:])), nil
@@ -92,7 +92,7 @@ func TestStoreKeepsRangeOpener(t *testing.T) {
 	l := New(2048, clk.now, clk.sleep) // chunk and burst 1 KiB
 	l.tokens = 0
 	s := Store(rangeStore{}, l)
-	ro, ok := s.(store.RangeOpener)
+	ro, ok := store.As[store.RangeOpener](s)
 	if !ok {
 		t.Fatal("the limited store lost OpenRange")
 	}
@@ -101,7 +101,10 @@ func TestStoreKeepsRangeOpener(t *testing.T) {
 	if string(b) != "bcde" || clk.now().Sub(time.Unix(1e9, 0)) != 4*time.Second/2048 {
 		t.Fatalf("ranged read gave %q after %v", b, clk.now().Sub(time.Unix(1e9, 0)))
 	}
-	if _, ok := Store(struct{ store.Store }{rangeStore{}}, l).(store.RangeOpener); ok {
+	if _, ok := store.As[store.RangeOpener](Store(struct{ store.Source }{rangeStore{}}, l)); ok {
 		t.Fatal("a store without OpenRange gained it")
+	}
+	if u, ok := s.(store.Unwrapper); !ok || u.Unwrap() != store.Source(rangeStore{}) {
+		t.Fatal("the limited store does not unwrap to its source")
 	}
 }

@@ -1,10 +1,10 @@
-// Package dirstore is a local directory as a store.Store: the object at key "a/b/c" is the file
+// Package dirstore is a local directory as a store.Target: the object at key "a/b/c" is the file
 // root/a/b/c.
 //
 // Writes are atomic: Put writes into a hidden temporary file in the destination directory (named
 // TempPrefix + random), hashes while writing, checks size and sha256, fsyncs the file, renames it
 // over the destination and fsyncs the directory. A failed or cancelled write removes its
-// temporary file; a killed process may leave one behind, which List never shows and CleanTemp
+// temporary file; a killed process may leave one behind, which List never shows and CleanLeftovers
 // removes.
 //
 // The verified sha256 is recorded in the extended attribute XattrName as
@@ -18,7 +18,7 @@
 //
 // Swap (store.Swapper) is a read-compare-rename done while holding an flock(2) lock on a file
 // named SwapLockName in the key's directory, which is created on first use and never removed (it
-// is hidden like a temporary file, and CleanTemp leaves it). The tag is the sha256 of the content.
+// is hidden like a temporary file, and CleanLeftovers leaves it). The tag is the sha256 of the content.
 // flock works between processes of one kernel whatever their PID namespaces; on a network
 // filesystem Swap is only as atomic as that filesystem's flock. A process stopped inside a swap
 // (SIGSTOP in that millisecond) holds up the other swaps of that directory until it resumes or
@@ -70,11 +70,10 @@ const XattrName = "user.ssmirror.sha256"
 const SwapLockName = TempPrefix + "swap-lock"
 
 var (
-	_ store.Swapper        = (*Store)(nil)
-	_ store.Store          = (*Store)(nil)
-	_ store.Copier         = (*Store)(nil)
-	_ store.CreateExcluder = (*Store)(nil)
-	_ store.Describer      = (*Store)(nil)
+	_ store.Target          = (*Store)(nil)
+	_ store.Copier          = (*Store)(nil)
+	_ store.LeftoverCleaner = (*Store)(nil)
+	_ store.Describer       = (*Store)(nil)
 )
 
 // Options configures a Store. The zero value is ready to use.
@@ -85,7 +84,7 @@ type Options struct {
 	// DirMode is the permission of the directories created (default 0755), set explicitly too.
 	DirMode fs.FileMode
 	// NoXattr turns off recording and reading the sha256 extended attribute: Info.SHA256 is
-	// then filled only by Put, Copy and CreateExclusive.
+	// then filled only by Put, Copy and Swap.
 	NoXattr bool
 }
 
@@ -127,7 +126,7 @@ func (s *Store) Describe() string { return s.dir }
 // Close releases the root directory. The Store must not be used afterwards.
 func (s *Store) Close() error { return s.root.Close() }
 
-// fail builds the error of operation op on key: it names the full path of the file and keeps the
+// fail builds the error of operation op on key (a *store.Error): it names the full path of the file and keeps the
 // cause (an errno, fs.ErrNotExist, fs.ErrPermission…) for errors.Is. Not-a-directory on the way
 // to key means key does not exist.
 func (s *Store) fail(op, key string, err error) error {
@@ -142,15 +141,15 @@ func (s *Store) fail(op, key string, err error) error {
 	if errors.Is(err, syscall.ENOTDIR) {
 		err = fmt.Errorf("%w (%w)", store.ErrNotExist, err)
 	}
-	return fmt.Errorf("%s %s: %w", op, key, err)
+	return &store.Error{Op: op, Key: key, Err: err}
 }
 
 func checkKey(op, key string) error {
 	if err := store.ValidKey(key); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return &store.Error{Op: op, Key: key, Err: err}
 	}
 	if strings.HasPrefix(path.Base(key), TempPrefix) {
-		return fmt.Errorf("%s %s: names starting with %q are reserved for temporary files", op, key, TempPrefix)
+		return &store.Error{Op: op, Key: key, Err: fmt.Errorf("%w: names starting with %q are reserved for temporary files", store.ErrInvalidKey, TempPrefix)}
 	}
 	return nil
 }
@@ -161,7 +160,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 		return store.Info{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return store.Info{}, fmt.Errorf("stat %s: %w", key, err)
+		return store.Info{}, &store.Error{Op: "stat", Key: key, Err: err}
 	}
 	f, info, err := s.openFile(key)
 	if err != nil {
@@ -250,7 +249,7 @@ func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadClos
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("open %s: %w", key, err)
+		return nil, &store.Error{Op: "open", Key: key, Err: err}
 	}
 	f, info, err := s.openFile(key)
 	if err != nil {
@@ -258,7 +257,7 @@ func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadClos
 	}
 	if offset < 0 || offset > info.Size {
 		f.Close()
-		return nil, fmt.Errorf("open %s: offset %d outside the file's %d bytes", key, offset, info.Size)
+		return nil, &store.Error{Op: "open", Key: key, Err: fmt.Errorf("offset %d outside the file's %d bytes", offset, info.Size)}
 	}
 	if offset > 0 {
 		if _, err := f.Seek(offset, io.SeekStart); err != nil {
@@ -281,7 +280,7 @@ func (r *reader) Size() int64 { return r.size }
 
 func (r *reader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
-		return 0, fmt.Errorf("reading %s: %w", r.key, err)
+		return 0, &store.Error{Op: "reading", Key: r.key, Err: err}
 	}
 	return r.f.Read(p)
 }
@@ -341,7 +340,7 @@ func (s *Store) tempFile(key string) (*os.File, string, error) {
 // with its final mode, sha256 recorded and synced. On failure nothing is left behind.
 func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts store.PutOptions) (tmp string, info store.Info, err error) {
 	if err := ctx.Err(); err != nil {
-		return "", store.Info{}, fmt.Errorf("%s %s: %w", op, key, err)
+		return "", store.Info{}, &store.Error{Op: op, Key: key, Err: err}
 	}
 	f, name, err := s.tempFile(key)
 	if err != nil {
@@ -358,7 +357,7 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 	buf := make([]byte, 256<<10)
 	for {
 		if err := ctx.Err(); err != nil {
-			return "", store.Info{}, fmt.Errorf("%s %s: %w", op, key, err)
+			return "", store.Info{}, &store.Error{Op: op, Key: key, Err: err}
 		}
 		n, rerr := v.Read(buf)
 		if n > 0 {
@@ -371,13 +370,13 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 		}
 		if rerr != nil {
 			if errors.Is(rerr, store.ErrChecksum) {
-				return "", store.Info{}, fmt.Errorf("%s: %w", op, rerr)
+				return "", store.Info{}, store.NewError(op, key, rerr)
 			}
-			return "", store.Info{}, fmt.Errorf("%s %s: reading the content: %w", op, key, rerr)
+			return "", store.Info{}, &store.Error{Op: op, Key: key, Err: fmt.Errorf("reading the content: %w", rerr)}
 		}
 	}
 	if err := v.Check(); err != nil {
-		return "", store.Info{}, fmt.Errorf("%s: %w", op, err)
+		return "", store.Info{}, err
 	}
 	if err := w.Flush(); err != nil {
 		return "", store.Info{}, s.fail(op, key, err)
@@ -398,7 +397,7 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 		return "", store.Info{}, s.fail(op, key, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return "", store.Info{}, fmt.Errorf("%s %s: %w", op, key, err)
+		return "", store.Info{}, &store.Error{Op: op, Key: key, Err: err}
 	}
 	// The inode, size and mtime stay the same through the rename or link that publishes it.
 	return name, store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: sum, ETag: fileETag(fi)}, nil
@@ -447,7 +446,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("delete %s: %w", key, err)
+		return &store.Error{Op: "delete", Key: key, Err: err}
 	}
 	fi, err := s.root.Lstat(key)
 	if err != nil {
@@ -530,9 +529,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) err
 	start := "."
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
 		start = prefix[:i]
-		if err := store.ValidKey(start); err != nil {
-			return fmt.Errorf("list %q: %w", prefix, err)
-		}
+	}
+	if err := store.ValidPrefix(prefix); err != nil {
+		return &store.Error{Op: "list", Key: prefix, Err: err}
 	}
 	err := s.walk(ctx, start, prefix, fn)
 	if stop, ok := err.(stopError); ok {
@@ -548,7 +547,7 @@ func (e stopError) Error() string { return e.err.Error() }
 
 func (s *Store) walk(ctx context.Context, dir, prefix string, fn func(store.Info) error) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("list %q: %w", prefix, err)
+		return &store.Error{Op: "list", Key: prefix, Err: err}
 	}
 	entries, err := s.readDir(dir)
 	if err != nil {
@@ -574,7 +573,7 @@ func (s *Store) walk(ctx context.Context, dir, prefix string, fn func(store.Info
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("list %q: %w", prefix, err)
+			return &store.Error{Op: "list", Key: prefix, Err: err}
 		}
 		f, info, err := s.openFile(key)
 		if err != nil {
@@ -602,60 +601,31 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 		return store.Info{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return store.Info{}, fmt.Errorf("copy %s to %s: %w", srcKey, dstKey, err)
+		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: fmt.Errorf("from %s: %w", srcKey, err)}
 	}
 	f, src, err := s.openFile(srcKey)
 	if err != nil {
-		return store.Info{}, s.fail("copy", srcKey, err)
+		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: s.fail("open", srcKey, err)}
 	}
 	defer f.Close()
 	if opts.Size >= 0 && opts.Size != src.Size {
-		return store.Info{}, fmt.Errorf("copy %s to %s: %w: size %d, expected %d", srcKey, dstKey, store.ErrChecksum, src.Size, opts.Size)
+		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: fmt.Errorf("from %s: %w: size %d, expected %d", srcKey, store.ErrChecksum, src.Size, opts.Size)}
 	}
 	if opts.SHA256 != "" && src.SHA256 != "" && !strings.EqualFold(opts.SHA256, src.SHA256) {
-		return store.Info{}, fmt.Errorf("copy %s to %s: %w: sha256 %s, expected %s", srcKey, dstKey, store.ErrChecksum, src.SHA256, opts.SHA256)
+		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: fmt.Errorf("from %s: %w: sha256 %s, expected %s", srcKey, store.ErrChecksum, src.SHA256, opts.SHA256)}
 	}
 	check := store.PutOptions{Size: src.Size, SHA256: opts.SHA256}
 	if check.SHA256 == "" {
 		check.SHA256 = src.SHA256
 	}
-	info, err := s.commit(ctx, "copy", dstKey, f, check)
-	if err != nil {
-		return store.Info{}, fmt.Errorf("copy %s: %w", srcKey, err)
-	}
-	return info, nil
+	return s.commit(ctx, "copy", dstKey, f, check)
 }
 
-// CreateExclusive writes data at key only if key does not exist yet, failing with
-// store.ErrExist otherwise. The file is written and synced under a temporary name, then linked
-// to key with link(2), which fails when key exists: the object appears complete or not at all.
-// opts.Size is taken from len(data).
-func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, opts store.PutOptions) (store.Info, error) {
-	if err := checkKey("create", key); err != nil {
-		return store.Info{}, err
-	}
-	opts.Size = int64(len(data))
-	tmp, info, err := s.writeTemp(ctx, "create", key, bytes.NewReader(data), opts)
-	if err != nil {
-		return store.Info{}, err
-	}
-	defer s.root.Remove(tmp)
-	if err := s.root.Link(tmp, key); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return store.Info{}, fmt.Errorf("create %s: %w", key, store.ErrExist)
-		}
-		return store.Info{}, s.fail("create", key, err)
-	}
-	if err := s.syncDir(key); err != nil {
-		return store.Info{}, s.fail("create", key, err)
-	}
-	return info, nil
-}
-
-// CleanTemp removes the temporary files (see TempPrefix) last modified more than olderThan ago,
-// left behind by killed runs, and the directories they leave empty. It returns how many files it
-// removed. Use an olderThan well above the longest write, so a write in progress is not broken.
-func (s *Store) CleanTemp(ctx context.Context, olderThan time.Duration) (int, error) {
+// CleanLeftovers removes the temporary files (see TempPrefix) last modified more than olderThan
+// ago, left behind by killed runs, and the directories they leave empty (store.LeftoverCleaner).
+// It returns how many files it removed. Use an olderThan well above the longest write, so a
+// write in progress is not broken.
+func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (int, error) {
 	cutoff := time.Now().Add(-olderThan)
 	removed := 0
 	var walk func(dir string) error
@@ -738,7 +708,7 @@ func (s *Store) ReadTagged(ctx context.Context, key string, limit int64) ([]byte
 		return nil, "", err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, "", fmt.Errorf("read %s: %w", key, err)
+		return nil, "", &store.Error{Op: "read", Key: key, Err: err}
 	}
 	data, tag, err := s.readTagged(key, limit)
 	if err != nil {
@@ -765,11 +735,11 @@ func (s *Store) Swap(ctx context.Context, key string, data []byte, tag string, o
 	}
 	switch {
 	case tag == "" && exists:
-		return "", fmt.Errorf("swap %s: %w: it exists", key, store.ErrPrecondition)
+		return "", &store.Error{Op: "swap", Key: key, Err: fmt.Errorf("%w: it exists", store.ErrPrecondition)}
 	case tag != "" && !exists:
-		return "", fmt.Errorf("swap %s: %w: it no longer exists", key, store.ErrPrecondition)
+		return "", &store.Error{Op: "swap", Key: key, Err: fmt.Errorf("%w: it no longer exists", store.ErrPrecondition)}
 	case tag != "" && cur != tag:
-		return "", fmt.Errorf("swap %s: %w: its content changed", key, store.ErrPrecondition)
+		return "", &store.Error{Op: "swap", Key: key, Err: fmt.Errorf("%w: its content changed", store.ErrPrecondition)}
 	}
 	opts.Size = int64(len(data))
 	if _, err := s.commit(ctx, "swap", key, bytes.NewReader(data), opts); err != nil {

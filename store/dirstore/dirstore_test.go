@@ -41,7 +41,11 @@ func newStore(t *testing.T, opts dirstore.Options) *dirstore.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t, dirstore.Options{}) })
+	storetest.Run(t, func(t *testing.T) store.Target { return newStore(t, dirstore.Options{}) })
+}
+
+func TestSourceConformance(t *testing.T) {
+	storetest.RunSource(t, func(t *testing.T) store.Source { return storetest.Seed(t, newStore(t, dirstore.Options{})) })
 }
 
 func sum(data []byte) string {
@@ -49,7 +53,7 @@ func sum(data []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-func putBytes(t *testing.T, s store.Store, key, data string) store.Info {
+func putBytes(t *testing.T, s store.Target, key, data string) store.Info {
 	t.Helper()
 	info, err := store.PutBytes(t.Context(), s, key, []byte(data), store.PutOptions{SHA256: sum([]byte(data))})
 	if err != nil {
@@ -78,7 +82,7 @@ func tempFiles(t *testing.T, dir string) []string {
 	return found
 }
 
-func listKeys(t *testing.T, s store.Store, prefix string) []string {
+func listKeys(t *testing.T, s store.Target, prefix string) []string {
 	t.Helper()
 	var keys []string
 	if err := s.List(t.Context(), prefix, func(i store.Info) error { keys = append(keys, i.Key); return nil }); err != nil {
@@ -157,24 +161,24 @@ func TestLeftoverTempFileHiddenAndCleaned(t *testing.T) {
 		t.Errorf("List(noble/) = %q, want nothing", keys)
 	}
 
-	n, err := s.CleanTemp(t.Context(), time.Hour)
+	n, err := s.CleanLeftovers(t.Context(), time.Hour)
 	if err != nil {
-		t.Fatalf("CleanTemp: %v", err)
+		t.Fatalf("CleanLeftovers: %v", err)
 	}
 	if n != 2 {
-		t.Errorf("CleanTemp removed %d files, want 2", n)
+		t.Errorf("CleanLeftovers removed %d files, want 2", n)
 	}
 	if got := tempFiles(t, root); !slices.Equal(got, []string{dirstore.TempPrefix + "recent"}) {
-		t.Errorf("temporary files after CleanTemp = %q, want only the recent one", got)
+		t.Errorf("temporary files after CleanLeftovers = %q, want only the recent one", got)
 	}
 	if _, err := os.Stat(filepath.Join(root, "noble")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("directory emptied by CleanTemp still there: %v", err)
+		t.Errorf("directory emptied by CleanLeftovers still there: %v", err)
 	}
 	if got, err := store.ReadAll(t.Context(), s, "streams/v1/index.json", 0); err != nil || string(got) != "{}" {
-		t.Errorf("real object after CleanTemp: %q, %v", got, err)
+		t.Errorf("real object after CleanLeftovers: %q, %v", got, err)
 	}
 	if _, err := os.Stat(root); err != nil {
-		t.Errorf("root after CleanTemp: %v", err)
+		t.Errorf("root after CleanLeftovers: %v", err)
 	}
 }
 
@@ -360,7 +364,7 @@ func TestModes(t *testing.T) {
 	} {
 		s := newStore(t, tc.opts)
 		putBytes(t, s, "d/e/f", "x")
-		if _, err := s.CreateExclusive(t.Context(), "d/lock", []byte("l"), store.PutOptions{}); err != nil {
+		if _, err := s.Swap(t.Context(), "d/lock", []byte("l"), "", store.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		for rel, want := range map[string]fs.FileMode{"d/e/f": tc.file, "d/lock": tc.file, "d": tc.dir, "d/e": tc.dir} {
@@ -442,15 +446,17 @@ func TestParentIsAFile(t *testing.T) {
 	}
 }
 
-func TestCreateExclusiveLeavesNoTempFile(t *testing.T) {
+// TestSwapCreateLeavesNoTempFile: creating with Swap (tag "") twice leaves one file and no
+// temporary file but the swap lock.
+func TestSwapCreateLeavesNoTempFile(t *testing.T) {
 	s := newStore(t, dirstore.Options{})
-	if _, err := s.CreateExclusive(t.Context(), "lock", []byte("one"), store.PutOptions{}); err != nil {
+	if _, err := s.Swap(t.Context(), "lock", []byte("one"), "", store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateExclusive(t.Context(), "lock", []byte("two"), store.PutOptions{}); !errors.Is(err, store.ErrExist) {
-		t.Fatalf("second CreateExclusive = %v, want ErrExist", err)
+	if _, err := s.Swap(t.Context(), "lock", []byte("two"), "", store.PutOptions{}); !errors.Is(err, store.ErrPrecondition) {
+		t.Fatalf("second create = %v, want ErrPrecondition", err)
 	}
-	if tmp := tempFiles(t, s.Describe()); len(tmp) != 0 {
+	if tmp := tempFiles(t, s.Describe()); len(tmp) != 1 || tmp[0] != dirstore.SwapLockName {
 		t.Errorf("temporary files left: %q", tmp)
 	}
 	fi, err := os.Stat(filepath.Join(s.Describe(), "lock"))
@@ -530,7 +536,7 @@ func TestSpecialFilesAreNotObjects(t *testing.T) {
 }
 
 // TestSwapHoldsTheDirectoryLock: Swap waits for the flock on SwapLockName (held here as another
-// process would hold it), and the lock file is neither listed nor removed by CleanTemp, so two
+// process would hold it), and the lock file is neither listed nor removed by CleanLeftovers, so two
 // swappers can never lock two different files.
 func TestSwapHoldsTheDirectoryLock(t *testing.T) {
 	s := newStore(t, dirstore.Options{})
@@ -560,11 +566,11 @@ func TestSwapHoldsTheDirectoryLock(t *testing.T) {
 	if _, err := s.Swap(t.Context(), ".ssmirror/lock", []byte("second"), tag, store.PutOptions{}); err != nil {
 		t.Errorf("Swap once the lock is free: %v", err)
 	}
-	if n, err := s.CleanTemp(t.Context(), 0); err != nil || n != 0 {
-		t.Errorf("CleanTemp = %d, %v; want nothing removed", n, err)
+	if n, err := s.CleanLeftovers(t.Context(), 0); err != nil || n != 0 {
+		t.Errorf("CleanLeftovers = %d, %v; want nothing removed", n, err)
 	}
 	if _, err := os.Stat(lockPath); err != nil {
-		t.Errorf("the swap lock file after CleanTemp: %v", err)
+		t.Errorf("the swap lock file after CleanLeftovers: %v", err)
 	}
 	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{".ssmirror/lock"}) {
 		t.Errorf("List = %q, want only the object", keys)

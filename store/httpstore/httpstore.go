@@ -1,5 +1,5 @@
-// Package httpstore is a read-only store.Store over an HTTP(S) mirror root such as
-// https://images.maas.io/ephemeral-v3/stable/.
+// Package httpstore is a store.Source (read only: no writes, no listing) over an HTTP(S) mirror
+// root such as https://images.maas.io/ephemeral-v3/stable/.
 //
 // Open returns a reader that resumes an interrupted body by itself (a Range request from the
 // byte where it stopped), so a hashing reader wrapped around it sees one continuous stream.
@@ -58,7 +58,7 @@ type Store struct {
 }
 
 var (
-	_ store.Store       = (*Store)(nil)
+	_ store.Source      = (*Store)(nil)
 	_ store.Describer   = (*Store)(nil)
 	_ store.RangeOpener = (*Store)(nil)
 )
@@ -221,7 +221,7 @@ func isNotFound(code int) bool { return code == http.StatusNotFound || code == h
 // ETag header as sent ("" without one).
 func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 	if err := store.ValidKey(key); err != nil {
-		return store.Info{}, fmt.Errorf("stat %s: %w", key, err)
+		return store.Info{}, &store.Error{Op: "stat", Key: key, Err: err}
 	}
 	var lastURL string
 	for _, base := range s.bases {
@@ -232,13 +232,13 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 			resp, err = s.statOne(ctx, http.MethodGet, u, base.auth)
 		}
 		if err != nil {
-			return store.Info{}, fmt.Errorf("stat %s: %w", key, err)
+			return store.Info{}, &store.Error{Op: "stat", Key: key, Err: err}
 		}
 		if isNotFound(resp.StatusCode) {
 			continue
 		}
 		if resp.StatusCode != http.StatusOK {
-			return store.Info{}, fmt.Errorf("stat %s: %s answered %s", key, u, resp.Status)
+			return store.Info{}, &store.Error{Op: "stat", Key: key, Err: fmt.Errorf("%s answered %s", u, resp.Status)}
 		}
 		info := store.Info{Key: key, Size: resp.ContentLength, ETag: resp.Header.Get("ETag")}
 		if lm := resp.Header.Get("Last-Modified"); lm != "" {
@@ -248,7 +248,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 		}
 		return info, nil
 	}
-	return store.Info{}, fmt.Errorf("stat %s: %w (%s answered 404)", key, store.ErrNotExist, lastURL)
+	return store.Info{}, &store.Error{Op: "stat", Key: key, Err: fmt.Errorf("%w (%s answered 404)", store.ErrNotExist, lastURL)}
 }
 
 func (s *Store) statOne(ctx context.Context, method, u string, auth *url.Userinfo) (*http.Response, error) {
@@ -269,12 +269,16 @@ func (s *Store) statOne(ctx context.Context, method, u string, auth *url.Userinf
 // a Range request, up to Options.Retries times in a row without progress.
 func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
 	if err := store.ValidKey(key); err != nil {
-		return nil, fmt.Errorf("open %s: %w", key, err)
+		return nil, &store.Error{Op: "open", Key: key, Err: err}
 	}
 	if offset < 0 {
-		return nil, fmt.Errorf("open %s: negative offset %d", key, offset)
+		return nil, &store.Error{Op: "open", Key: key, Err: fmt.Errorf("negative offset %d", offset)}
 	}
-	return s.open(ctx, key, offset, -1)
+	rc, err := s.open(ctx, key, offset, -1)
+	if err != nil {
+		return nil, store.NewError("open", key, err)
+	}
+	return rc, nil
 }
 
 // OpenRange reads length bytes of key from offset on with a bounded Range request. The reader
@@ -282,15 +286,19 @@ func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadClos
 // it stopped to the end of the range), and fails when the object is shorter than the range.
 func (s *Store) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	if err := store.ValidKey(key); err != nil {
-		return nil, fmt.Errorf("open %s: %w", key, err)
+		return nil, &store.Error{Op: "open", Key: key, Err: err}
 	}
 	if offset < 0 || length < 0 {
-		return nil, fmt.Errorf("open %s: bad range: %d bytes from byte %d", key, length, offset)
+		return nil, &store.Error{Op: "open", Key: key, Err: fmt.Errorf("bad range: %d bytes from byte %d", length, offset)}
 	}
 	if length == 0 {
 		return http.NoBody, nil
 	}
-	return s.open(ctx, key, offset, offset+length)
+	rc, err := s.open(ctx, key, offset, offset+length)
+	if err != nil {
+		return nil, store.NewError("open", key, err)
+	}
+	return rc, nil
 }
 
 // open starts a body from offset up to end (exclusive; -1: the end of the object), trying each
@@ -310,22 +318,7 @@ func (s *Store) open(ctx context.Context, key string, offset, end int64) (io.Rea
 		}
 		return b, nil
 	}
-	return nil, fmt.Errorf("open %s: %w (%s answered 404)", key, store.ErrNotExist, lastURL)
-}
-
-// Put fails with store.ErrReadOnly.
-func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (store.Info, error) {
-	return store.Info{}, fmt.Errorf("put %s into %s: %w", key, s.Describe(), store.ErrReadOnly)
-}
-
-// Delete fails with store.ErrReadOnly.
-func (s *Store) Delete(ctx context.Context, key string) error {
-	return fmt.Errorf("delete %s from %s: %w", key, s.Describe(), store.ErrReadOnly)
-}
-
-// List fails with store.ErrReadOnly: HTTP has no listing.
-func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
-	return fmt.Errorf("list %q in %s: %w", prefix, s.Describe(), store.ErrReadOnly)
+	return nil, fmt.Errorf("%w (%s answered 404)", store.ErrNotExist, lastURL)
 }
 
 // permanentError is a failure that resuming again would not cure (the object vanished or
@@ -381,7 +374,7 @@ func (b *body) request(first bool) error {
 	if err != nil {
 		timer.Stop()
 		cancel(nil)
-		return fmt.Errorf("open %s: %w", b.key, err)
+		return err
 	}
 	switch {
 	case b.end >= 0:

@@ -580,17 +580,11 @@ func TestNewRejects(t *testing.T) {
 	}
 }
 
+// TestReadOnly: the HTTP store is a store.Source and offers no writes at all.
 func TestReadOnly(t *testing.T) {
-	s := newStore(t, "http://127.0.0.1:1/", Options{})
-	ctx := context.Background()
-	if _, err := s.Put(ctx, "k", strings.NewReader("x"), store.PutOptions{Size: 1}); !errors.Is(err, store.ErrReadOnly) {
-		t.Errorf("Put: %v", err)
-	}
-	if err := s.Delete(ctx, "k"); !errors.Is(err, store.ErrReadOnly) {
-		t.Errorf("Delete: %v", err)
-	}
-	if err := s.List(ctx, "", func(store.Info) error { return nil }); !errors.Is(err, store.ErrReadOnly) {
-		t.Errorf("List: %v", err)
+	var s store.Source = newStore(t, "http://127.0.0.1:1/", Options{})
+	if _, ok := s.(store.Target); ok {
+		t.Error("the HTTP store is a store.Target: it must not offer writes")
 	}
 }
 

@@ -9,5 +9,9 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return memstore.New() })
+	storetest.Run(t, func(t *testing.T) store.Target { return memstore.New() })
+}
+
+func TestSourceConformance(t *testing.T) {
+	storetest.RunSource(t, func(t *testing.T) store.Source { return storetest.Seed(t, memstore.New()) })
 }

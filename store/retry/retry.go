@@ -154,13 +154,13 @@ func Mark(err error) error {
 }
 
 // Permanent is the default classification: a failure is permanent when it is, or wraps, a
-// missing object, a refusal (fs.ErrPermission, store.ErrReadOnly), a checksum mismatch, an object
+// missing object, a refusal (fs.ErrPermission), a key no store accepts (store.ErrInvalidKey), a checksum mismatch, an object
 // over a size limit, a cancelled or expired context, or an error with a Permanent() bool method
 // that returns true (Mark), or a TLS certificate that does not verify (it will not verify on a
 // second try, whichever backend met it). Anything else (a 5xx answer, a reset connection) may be
 // transient.
 func Permanent(err error) bool {
-	for _, permanent := range []error{store.ErrNotExist, fs.ErrPermission, store.ErrReadOnly, store.ErrChecksum, store.ErrOverLimit, context.Canceled, context.DeadlineExceeded} {
+	for _, permanent := range []error{store.ErrNotExist, fs.ErrPermission, store.ErrInvalidKey, store.ErrChecksum, store.ErrOverLimit, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, permanent) {
 			return true
 		}

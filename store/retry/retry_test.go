@@ -76,7 +76,7 @@ func TestDoDoesNotRetryPermanent(t *testing.T) {
 	for _, perm := range []error{
 		store.ErrNotExist,
 		fs.ErrPermission,
-		store.ErrReadOnly,
+		store.ErrInvalidKey,
 		store.ErrChecksum,
 		store.ErrOverLimit,
 		context.Canceled,
@@ -217,7 +217,7 @@ func TestSource(t *testing.T) {
 	}
 	var notified int
 	src := retry.NewSource(hs, retry.Policy{Attempts: 3, Notify: func(int, error) { notified++ }})
-	if u, ok := src.(interface{ Unwrap() retry.Reader }); !ok || u.Unwrap() != hs {
+	if u, ok := src.(interface{ Unwrap() store.Source }); !ok || u.Unwrap() != hs {
 		t.Error("no Unwrap to the HTTP store")
 	}
 	ro, ok := src.(store.RangeOpener)
@@ -271,7 +271,7 @@ func TestSource(t *testing.T) {
 		t.Errorf("Open from a server whose certificate does not verify: %v after %d retries", err, notified)
 	}
 	// A store without ranges is wrapped without them.
-	if _, ok := retry.NewSource(struct{ retry.Reader }{hs}, retry.Policy{}).(store.RangeOpener); ok {
+	if _, ok := retry.NewSource(struct{ store.Source }{hs}, retry.Policy{}).(store.RangeOpener); ok {
 		t.Error("the wrapper of a store without ranges offers them")
 	}
 }

@@ -7,31 +7,25 @@ import (
 	"github.com/ssmirror/ssmirror/store"
 )
 
-// Reader is the read side of a store that NewSource wraps.
-type Reader interface {
-	Stat(ctx context.Context, key string) (store.Info, error)
-	Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error)
-}
-
 // NewSource returns s with Stat, Open and (when s is a store.RangeOpener) OpenRange tried again
 // under p. Only the call is retried, not the reading of the body it returns: a backend that can
 // resume a body (the HTTP store) does so itself. The result is a store.RangeOpener exactly when s
 // is one, and its Unwrap method returns s.
-func NewSource(s Reader, p Policy) Reader {
+func NewSource(s store.Source, p Policy) store.Source {
 	src := &source{s: s, p: p}
-	if ro, ok := s.(store.RangeOpener); ok {
+	if ro, ok := store.As[store.RangeOpener](s); ok {
 		return &rangeSource{source: src, ro: ro}
 	}
 	return src
 }
 
 type source struct {
-	s Reader
+	s store.Source
 	p Policy
 }
 
 // Unwrap returns the wrapped store.
-func (s *source) Unwrap() Reader { return s.s }
+func (s *source) Unwrap() store.Source { return s.s }
 
 func (s *source) Stat(ctx context.Context, key string) (store.Info, error) {
 	var info store.Info

@@ -69,7 +69,7 @@ func readBack(t *testing.T, e *env, s *s3store.Store, key string) []byte {
 var verifiedModes = []s3store.Checksum{s3store.ChecksumCRC32C, s3store.ChecksumCRC64NVME, s3store.ChecksumMD5}
 
 // TestUploadChecksumRetries: with half the PUT bodies corrupted on the way, every Put (single
-// request, multipart with a known and an unknown size) and CreateExclusive succeeds, in every
+// request, multipart with a known and an unknown size) and Swap succeeds, in every
 // checksum mode and on both servers, and what the server holds is exactly what was given:
 // corrupted requests were refused by the server and sent again.
 func TestUploadChecksumRetries(t *testing.T) {
@@ -97,8 +97,8 @@ func TestUploadChecksumRetries(t *testing.T) {
 					}
 				}
 				lock := []byte(`{"holder":"us"}`)
-				if _, err := s.CreateExclusive(t.Context(), "lock", lock, store.PutOptions{Size: -1}); err != nil {
-					t.Fatalf("CreateExclusive: %v", err)
+				if _, err := s.Swap(t.Context(), "lock", lock, "", store.PutOptions{}); err != nil {
+					t.Fatalf("Swap creating the lock: %v", err)
 				}
 				objects["lock"] = lock
 				for key, data := range objects {
@@ -117,7 +117,7 @@ func TestUploadChecksumRetries(t *testing.T) {
 	})
 }
 
-// TestUploadChecksumGivesUp: when every PUT body is corrupted, Put and CreateExclusive fail after
+// TestUploadChecksumGivesUp: when every PUT body is corrupted, Put and Swap fail after
 // a bounded number of attempts with ErrTransit and the key in the message, and leave no object
 // and no incomplete upload.
 func TestUploadChecksumGivesUp(t *testing.T) {
@@ -132,9 +132,9 @@ func TestUploadChecksumGivesUp(t *testing.T) {
 					}
 					checkAbsent(t, e, s, key)
 				}
-				_, err := s.CreateExclusive(t.Context(), "lock", []byte("x"), store.PutOptions{Size: -1})
+				_, err := s.Swap(t.Context(), "lock", []byte("x"), "", store.PutOptions{})
 				if !errors.Is(err, s3store.ErrTransit) || !strings.Contains(err.Error(), objectKey("lock")) {
-					t.Errorf("CreateExclusive = %v, want ErrTransit naming the key", err)
+					t.Errorf("Swap creating the lock = %v, want ErrTransit naming the key", err)
 				}
 				checkAbsent(t, e, s, "lock")
 				if n := p.Stats().RequestFlips; n > 5*4 { // one request each for two objects, three parts

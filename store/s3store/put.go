@@ -51,14 +51,14 @@ const abortGrace = 30 * time.Second
 // "").
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (store.Info, error) {
 	if err := store.ValidKey(key); err != nil {
-		return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
+		return store.Info{}, s.failf("put", key, "%w", err)
 	}
 	if opts.SHA256 != "" && !hexSHA256.MatchString(strings.ToLower(opts.SHA256)) {
-		return store.Info{}, fmt.Errorf("put %s: expected sha256 %q is not 64 hex digits", s.uri(key), opts.SHA256)
+		return store.Info{}, s.failf("put", key, "expected sha256 %q is not 64 hex digits", opts.SHA256)
 	}
 	opts.SHA256 = strings.ToLower(opts.SHA256)
 	if err := ctx.Err(); err != nil {
-		return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
+		return store.Info{}, s.failf("put", key, "%w", err)
 	}
 	v := store.NewVerifier(key, r, opts)
 
@@ -75,19 +75,19 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		} else {
 			pb, err := s.getBuf(ctx, opts.Size)
 			if err != nil {
-				return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
+				return store.Info{}, s.failf("put", key, "%w", err)
 			}
 			defer s.putBuf(pb)
 			buf = pb.b[:opts.Size]
 		}
 		_, cs, err := s.checksum.readPart(v, buf)
 		if err != nil {
-			return store.Info{}, readError(s.uri(key), v, opts, err)
+			return store.Info{}, s.readError(key, v, opts, err)
 		}
 		// One more read must find the end (the Verifier fails on an extra byte).
 		var one [1]byte
 		if _, err := io.ReadFull(v, one[:]); err != io.EOF {
-			return store.Info{}, readError(s.uri(key), v, opts, err)
+			return store.Info{}, s.readError(key, v, opts, err)
 		}
 		if err := v.Check(); err != nil {
 			return store.Info{}, err
@@ -95,7 +95,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		sum := v.Sum()
 		mtime, etag, err := s.putObject(ctx, key, buf, sum, cs, opts, nil)
 		if err != nil {
-			return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
+			return store.Info{}, s.failf("put", key, "%w", err)
 		}
 		return store.Info{Key: key, Size: int64(len(buf)), SHA256: sum, ModTime: mtime, ETag: etag}, nil
 	}
@@ -103,7 +103,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	// Unknown or large size: read the first part, and decide.
 	first, err := s.getBuf(ctx, partSize)
 	if err != nil {
-		return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
+		return store.Info{}, s.failf("put", key, "%w", err)
 	}
 	n, cs, err := s.checksum.readPart(v, first.b)
 	switch {
@@ -118,12 +118,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		data := first.b[:n]
 		mtime, etag, err := s.putObject(ctx, key, data, sum, cs, opts, nil)
 		if err != nil {
-			return store.Info{}, fmt.Errorf("put %s: %w", s.uri(key), err)
+			return store.Info{}, s.failf("put", key, "%w", err)
 		}
 		return store.Info{Key: key, Size: int64(n), SHA256: sum, ModTime: mtime, ETag: etag}, nil
 	case err != nil:
 		s.putBuf(first)
-		return store.Info{}, readError(s.uri(key), v, opts, err)
+		return store.Info{}, s.readError(key, v, opts, err)
 	}
 	return s.putMultipart(ctx, key, v, opts, partSize, first, cs)
 }
@@ -141,21 +141,20 @@ var ErrBufferBudget = errors.New("more than the whole upload buffer budget")
 // is read or any memory is taken.
 func (s *Store) partSizeFor(key string, size int64) (int64, error) {
 	if size > MaxObjectSize {
-		return 0, fmt.Errorf("put %s: declared size of %d bytes is more than S3's largest object (%d bytes, 5 TiB)", s.uri(key), size, int64(MaxObjectSize))
+		return 0, s.failf("put", key, "declared size of %d bytes is more than S3's largest object (%d bytes, 5 TiB)", size, int64(MaxObjectSize))
 	}
 	partSize := s.partSize
 	if size > partSize*MaxParts {
 		partSize = (size + MaxParts - 1) / MaxParts
 	}
 	if s.units(partSize) > s.budgetUnits {
-		return 0, fmt.Errorf("put %s: %d bytes need parts of %d bytes (S3 allows %d parts), %w of %d bytes",
-			s.uri(key), size, partSize, MaxParts, ErrBufferBudget, s.BufferBudget())
+		return 0, s.failf("put", key, "%d bytes need parts of %d bytes (S3 allows %d parts), %w of %d bytes", size, partSize, MaxParts, ErrBufferBudget, s.BufferBudget())
 	}
 	return partSize, nil
 }
 
 // readError wraps an error from reading Put's source.
-func readError(name string, v *store.Verifier, opts store.PutOptions, err error) error {
+func (s *Store) readError(key string, v *store.Verifier, opts store.PutOptions, err error) error {
 	if errors.Is(err, store.ErrChecksum) {
 		return err
 	}
@@ -169,7 +168,7 @@ func readError(name string, v *store.Verifier, opts store.PutOptions, err error)
 			err = errors.New("unexpected state")
 		}
 	}
-	return fmt.Errorf("put %s: reading source after %d bytes: %w", name, v.N(), err)
+	return s.failf("put", key, "reading source after %d bytes: %w", v.N(), err)
 }
 
 // putObject sends data with one PutObject, recording sum as the sha256 and carrying cs, the
@@ -276,14 +275,14 @@ func serverTime(md middleware.Metadata) time.Time {
 }
 
 // verifyBytes checks data against opts and returns its sha256.
-func verifyBytes(key string, data []byte, opts store.PutOptions) (string, error) {
+func (s *Store) verifyBytes(op, key string, data []byte, opts store.PutOptions) (string, error) {
 	if opts.Size >= 0 && int64(len(data)) != opts.Size {
-		return "", fmt.Errorf("%s: %w: size %d, expected %d", key, store.ErrChecksum, len(data), opts.Size)
+		return "", s.failf(op, key, "%w: size %d, expected %d", store.ErrChecksum, len(data), opts.Size)
 	}
 	h := sha256.Sum256(data)
 	sum := hex.EncodeToString(h[:])
 	if opts.SHA256 != "" && !strings.EqualFold(sum, opts.SHA256) {
-		return "", fmt.Errorf("%s: %w: sha256 %s, expected %s", key, store.ErrChecksum, sum, opts.SHA256)
+		return "", s.failf(op, key, "%w: sha256 %s, expected %s", store.ErrChecksum, sum, opts.SHA256)
 	}
 	return sum, nil
 }
@@ -355,10 +354,9 @@ func (s *Store) putBuf(pb *partBuf) {
 // and carries the CRC of the whole object (combined from the parts' as they are read, so every
 // byte is summed once): the server refuses to assemble anything else.
 func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier, opts store.PutOptions, partSize int64, first *partBuf, firstSum *sum) (info store.Info, err error) {
-	name := s.uri(key)
 	if err := ctx.Err(); err != nil {
 		s.putBuf(first)
-		return store.Info{}, fmt.Errorf("put %s: %w", name, err)
+		return store.Info{}, s.failf("put", key, "%w", err)
 	}
 	cin := &s3.CreateMultipartUploadInput{
 		Bucket:       aws.String(s.bucket),
@@ -374,7 +372,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 	created, err := s.client.CreateMultipartUpload(ctx, cin)
 	if err != nil {
 		s.putBuf(first)
-		return store.Info{}, fmt.Errorf("put %s: starting multipart upload: %w", name, err)
+		return store.Info{}, s.failf("put", key, "starting multipart upload: %w", err)
 	}
 	uploadID := created.UploadId
 	completed, interrupted := false, false
@@ -429,7 +427,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 				return err
 			})
 			if err != nil {
-				return fmt.Errorf("put %s: uploading part %d: %w", name, num, err)
+				return s.failf("put", key, "uploading part %d: %w", num, err)
 			}
 			cp.ETag = out.ETag
 			mu.Lock()
@@ -484,14 +482,14 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 	interrupted = partCtx.Err() != nil
 	switch {
 	case readErr != nil:
-		return store.Info{}, readError(name, v, opts, readErr)
+		return store.Info{}, s.readError(key, v, opts, readErr)
 	case uploadErr != nil:
 		if cerr := ctx.Err(); cerr != nil {
-			return store.Info{}, fmt.Errorf("put %s: %w", name, cerr)
+			return store.Info{}, s.failf("put", key, "%w", cerr)
 		}
 		return store.Info{}, uploadErr
 	case ctx.Err() != nil:
-		return store.Info{}, fmt.Errorf("put %s: %w", name, ctx.Err())
+		return store.Info{}, s.failf("put", key, "%w", ctx.Err())
 	}
 	if err := v.Check(); err != nil {
 		return store.Info{}, err
@@ -518,10 +516,10 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 		return err
 	})
 	if errors.Is(err, ErrTransit) {
-		return store.Info{}, fmt.Errorf("put %s: completing multipart upload: the server kept refusing the list of parts and their checksums (changed on the way, or the parts it holds do not add up to what was read): %w", name, err)
+		return store.Info{}, s.failf("put", key, "completing multipart upload: the server kept refusing the list of parts and their checksums (changed on the way, or the parts it holds do not add up to what was read): %w", err)
 	}
 	if err != nil {
-		return store.Info{}, fmt.Errorf("put %s: completing multipart upload: %w", name, err)
+		return store.Info{}, s.failf("put", key, "completing multipart upload: %w", err)
 	}
 	completed = true
 	info = store.Info{Key: key, Size: v.N(), SHA256: sum, ModTime: serverTime(done.ResultMetadata), ETag: etagOf(done.ETag)}
@@ -588,7 +586,7 @@ func (s *Store) recordSHA256(ctx context.Context, key, sum string, opts store.Pu
 		CacheControl:      optString(opts.CacheControl),
 	})
 	if err != nil {
-		return time.Time{}, "", fmt.Errorf("put %s: recording sha256 in metadata: %w", s.uri(key), err)
+		return time.Time{}, "", s.failf("put", key, "recording sha256 in metadata: %w", err)
 	}
 	var etag string
 	if out.CopyObjectResult != nil {

@@ -1,4 +1,4 @@
-// Package s3store is the S3 backend of store.Store, on aws-sdk-go-v2. It works with AWS S3 and
+// Package s3store is the S3 backend of store.Target, on aws-sdk-go-v2. It works with AWS S3 and
 // S3-compatible stores (MinIO, versitygw, …).
 //
 // Objects are written so that nothing unverified ever becomes visible: small objects are
@@ -104,7 +104,7 @@ type Options struct {
 	RetryLog *slog.Logger
 }
 
-// Store is an S3 bucket, or the part of it under a prefix, as a store.Store.
+// Store is an S3 bucket, or the part of it under a prefix, as a store.Target.
 type Store struct {
 	client      *s3.Client
 	bucket      string
@@ -122,10 +122,10 @@ type Store struct {
 }
 
 var (
-	_ store.Store          = (*Store)(nil)
-	_ store.Copier         = (*Store)(nil)
-	_ store.CreateExcluder = (*Store)(nil)
-	_ store.Describer      = (*Store)(nil)
+	_ store.Target          = (*Store)(nil)
+	_ store.Copier          = (*Store)(nil)
+	_ store.LeftoverCleaner = (*Store)(nil)
+	_ store.Describer       = (*Store)(nil)
 )
 
 // New returns the store of the objects under prefix in bucket. Keys are relative to prefix; a
@@ -237,9 +237,21 @@ func httpStatus(err error) int {
 // key does not exist.
 func (s *Store) opError(op, key string, err error) error {
 	if isNotFound(err) {
-		return fmt.Errorf("%s %s: %w: %w", op, s.uri(key), store.ErrNotExist, err)
+		return s.failf(op, key, "%w: %w", store.ErrNotExist, err)
 	}
-	return fmt.Errorf("%s %s: %w", op, s.uri(key), err)
+	return s.failf(op, key, "%w", err)
+}
+
+// failf is the *store.Error of op on key: its message names the object's full s3:// URI too.
+// An error that already is a *store.Error for key, given alone ("%w"), is returned as it is.
+func (s *Store) failf(op, key, format string, args ...any) error {
+	if format == "%w" && len(args) == 1 {
+		var e *store.Error
+		if err, ok := args[0].(error); ok && errors.As(err, &e) && e.Key == key {
+			return err
+		}
+	}
+	return &store.Error{Op: op, Key: key, Err: fmt.Errorf("%s: "+format, append([]any{s.uri(key)}, args...)...)}
 }
 
 var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -259,6 +271,9 @@ func recordedSHA256(md map[string]string) string {
 
 // Stat describes the object at key (HeadObject); SHA256 comes from the recorded metadata.
 func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
+	if err := store.ValidKey(key); err != nil {
+		return store.Info{}, s.failf("stat", key, "%w", err)
+	}
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(s.fullKey(key)),
@@ -284,8 +299,11 @@ func etagOf(p *string) string {
 // Open reads the object at key from offset on (GetObject with a Range header when offset > 0).
 // Opening at exactly the object's size yields an empty reader.
 func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
+	if err := store.ValidKey(key); err != nil {
+		return nil, s.failf("open", key, "%w", err)
+	}
 	if offset < 0 {
-		return nil, fmt.Errorf("open %s: negative offset %d", s.uri(key), offset)
+		return nil, s.failf("open", key, "negative offset %d", offset)
 	}
 	in := &s3.GetObjectInput{
 		Bucket: aws.String(s.bucket),
@@ -306,7 +324,7 @@ func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadClos
 			if info.Size == offset {
 				return io.NopCloser(strings.NewReader("")), nil
 			}
-			return nil, fmt.Errorf("open %s at offset %d: object has %d bytes: %w", s.uri(key), offset, info.Size, err)
+			return nil, s.failf("open", key, "at offset %d: object has %d bytes: %w", offset, info.Size, err)
 		}
 		return nil, s.opError("open", key, err)
 	}
@@ -315,6 +333,9 @@ func (s *Store) Open(ctx context.Context, key string, offset int64) (io.ReadClos
 
 // Delete removes the object at key; a missing object is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := store.ValidKey(key); err != nil {
+		return s.failf("delete", key, "%w", err)
+	}
 	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(s.fullKey(key)),
@@ -329,6 +350,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // the listing does not carry user metadata; Info.ETag is the listed ETag, as Stat gives it. Keys ending in "/" (folder markers made by other
 // tools) are skipped: they are not objects a Store writes.
 func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
+	if err := store.ValidPrefix(prefix); err != nil {
+		return s.failf("list", prefix, "%w", err)
+	}
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
 		Bucket: aws.String(s.bucket),
 		Prefix: aws.String(s.fullKey(prefix)),
@@ -336,7 +360,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) err
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return fmt.Errorf("list %s: %w", s.uri(prefix), err)
+			return s.failf("list", prefix, "%w", err)
 		}
 		for _, obj := range page.Contents {
 			full := aws.ToString(obj.Key)
@@ -365,31 +389,6 @@ func optString(v string) *string {
 	return aws.String(v)
 }
 
-// CreateExclusive writes data at key only if no object exists there (PutObject with
-// If-None-Match: *). It fails with store.ErrExist when the key exists (412 Precondition Failed,
-// or 409 when a concurrent conditional write is in progress).
-func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, opts store.PutOptions) (store.Info, error) {
-	if err := store.ValidKey(key); err != nil {
-		return store.Info{}, fmt.Errorf("create %s: %w", s.uri(key), err)
-	}
-	if opts.Size < 0 {
-		opts.Size = int64(len(data))
-	}
-	sum, err := verifyBytes(key, data, opts)
-	if err != nil {
-		return store.Info{}, err
-	}
-	mtime, etag, err := s.putObject(ctx, key, data, sum, s.checksum.sumOf(data), opts, ifNoneMatch)
-	if err != nil {
-		if httpStatus(err) == http.StatusPreconditionFailed || httpStatus(err) == http.StatusConflict ||
-			isCode(err, "PreconditionFailed", "ConditionalRequestConflict") {
-			return store.Info{}, fmt.Errorf("create %s: %w: %w", s.uri(key), store.ErrExist, err)
-		}
-		return store.Info{}, fmt.Errorf("create %s: %w", s.uri(key), err)
-	}
-	return store.Info{Key: key, Size: int64(len(data)), SHA256: sum, ModTime: mtime, ETag: etag}, nil
-}
-
 // Copy copies srcKey to dstKey on the server (CopyObject), keeping the recorded sha256. The source
 // is checked against opts.Size and opts.SHA256 first (from its recorded metadata; a source
 // without a recorded sha256 cannot be checked and fails with store.ErrChecksum when opts.SHA256
@@ -399,7 +398,7 @@ func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, op
 //
 // A recorded sha256 is only what the uploader computed of the bytes it read, not of what the
 // server stored; so the copy is verified twice over. The source must have been uploaded with a
-// checksum the server verified (x-amz-meta-upload-checksum, written by Put and CreateExclusive
+// checksum the server verified (x-amz-meta-upload-checksum, written by Put and Swap
 // unless the store's Checksum is none): an object without it, written by an older version or
 // another tool, may hold bytes changed in transit, and is refused with store.ErrChecksum (the
 // caller uploads the content instead). And the copy asks the server for the SHA256 of the
@@ -408,33 +407,36 @@ func (s *Store) CreateExclusive(ctx context.Context, key string, data []byte, op
 // mismatch deletes the copy and fails with store.ErrChecksum.
 func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutOptions) (store.Info, error) {
 	if err := store.ValidKey(dstKey); err != nil {
-		return store.Info{}, fmt.Errorf("copy to %s: %w", s.uri(dstKey), err)
+		return store.Info{}, s.failf("copy", dstKey, "%w", err)
+	}
+	if err := store.ValidKey(srcKey); err != nil {
+		return store.Info{}, s.failf("copy", dstKey, "from %s: %w", srcKey, err)
 	}
 	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(s.fullKey(srcKey)),
 	})
 	if err != nil {
-		return store.Info{}, s.opError("copy from", srcKey, err)
+		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: s.opError("stat", srcKey, err)}
 	}
 	size := aws.ToInt64(head.ContentLength)
 	sum := recordedSHA256(head.Metadata)
 	if opts.Size >= 0 && size != opts.Size {
-		return store.Info{}, fmt.Errorf("copy %s to %s: %w: size %d, expected %d", s.uri(srcKey), s.uri(dstKey), store.ErrChecksum, size, opts.Size)
+		return store.Info{}, s.failf("copy", dstKey, "from %s: %w: size %d, expected %d", s.uri(srcKey), store.ErrChecksum, size, opts.Size)
 	}
 	if opts.SHA256 != "" && !strings.EqualFold(sum, opts.SHA256) {
 		got := sum
 		if got == "" {
 			got = "not recorded"
 		}
-		return store.Info{}, fmt.Errorf("copy %s to %s: %w: sha256 %s, expected %s", s.uri(srcKey), s.uri(dstKey), store.ErrChecksum, got, opts.SHA256)
+		return store.Info{}, s.failf("copy", dstKey, "from %s: %w: sha256 %s, expected %s", s.uri(srcKey), store.ErrChecksum, got, opts.SHA256)
 	}
 	if s.checksum != ChecksumNone && !uploadVerified(head.Metadata) {
-		return store.Info{}, fmt.Errorf("copy %s to %s: %w: the source was not uploaded with a checksum the server verified (no x-amz-meta-%s); its bytes are not trusted for copying",
-			s.uri(srcKey), s.uri(dstKey), store.ErrChecksum, MetadataChecksum)
+		return store.Info{}, s.failf("copy", dstKey, "from %s: %w: the source was not uploaded with a checksum the server verified (no x-amz-meta-%s); its bytes are not trusted for copying",
+			s.uri(srcKey), store.ErrChecksum, MetadataChecksum)
 	}
 	if size > MaxCopySize {
-		return store.Info{}, fmt.Errorf("copy %s to %s: %d bytes is more than CopyObject handles (%d); multipart copy is not implemented", s.uri(srcKey), s.uri(dstKey), size, int64(MaxCopySize))
+		return store.Info{}, s.failf("copy", dstKey, "from %s: %d bytes is more than CopyObject handles (%d); multipart copy is not implemented", s.uri(srcKey), size, int64(MaxCopySize))
 	}
 	in := &s3.CopyObjectInput{
 		Bucket:            aws.String(s.bucket),
@@ -460,7 +462,7 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 	}
 	out, err := s.client.CopyObject(ctx, in)
 	if err != nil {
-		return store.Info{}, s.opError("copy "+s.uri(srcKey)+" to", dstKey, err)
+		return store.Info{}, s.opError("copy", dstKey, fmt.Errorf("from %s: %w", s.uri(srcKey), err))
 	}
 	want := opts.SHA256
 	if want == "" {
@@ -468,7 +470,7 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 	}
 	if got := copiedSHA256(out.CopyObjectResult); got != "" && want != "" && got != want {
 		// The copy holds other bytes than the catalogue lists: remove it before anyone lists it.
-		err := fmt.Errorf("copy %s to %s: %w: the server computed sha256 %s of the copied bytes, expected %s", s.uri(srcKey), s.uri(dstKey), store.ErrChecksum, got, want)
+		err := s.failf("copy", dstKey, "from %s: %w: the server computed sha256 %s of the copied bytes, expected %s", s.uri(srcKey), store.ErrChecksum, got, want)
 		if derr := s.Delete(context.WithoutCancel(ctx), dstKey); derr != nil {
 			err = fmt.Errorf("%w (and removing the bad copy failed: %w)", err, derr)
 		}
@@ -516,12 +518,12 @@ func copySource(bucket, key string) string {
 	return bucket + "/" + strings.Join(segs, "/")
 }
 
-// AbortIncompleteUploads aborts the multipart uploads under the store's prefix that were
-// initiated more than olderThan ago: the leftovers of runs that were killed before they could
-// abort them (they are invisible but cost storage). It returns how many it aborted. Uploads of a
+// CleanLeftovers aborts the multipart uploads under the store's prefix that were initiated more
+// than olderThan ago (store.LeftoverCleaner): the leftovers of runs that were killed before they
+// could abort them (they are invisible but cost storage). It returns how many it aborted. Uploads of a
 // run in progress are younger than any sensible olderThan (hours). olderThan <= 0 aborts every
 // upload under the prefix, including those of a run in progress.
-func (s *Store) AbortIncompleteUploads(ctx context.Context, olderThan time.Duration) (int, error) {
+func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (int, error) {
 	all := olderThan <= 0
 	cutoff := time.Now().Add(-olderThan)
 	// The prefix is applied here rather than sent: MinIO lists the uploads of one exact key

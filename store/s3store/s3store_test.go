@@ -67,7 +67,13 @@ func TestConformance(t *testing.T) {
 	storetest.LargeSize = 24 << 20 // five parts of testPartSize
 	t.Cleanup(func() { storetest.LargeSize = old })
 	forEachServer(t, func(t *testing.T, e *env) {
-		storetest.Run(t, func(t *testing.T) store.Store { return e.s3c(t) })
+		storetest.Run(t, func(t *testing.T) store.Target { return e.s3c(t) })
+	})
+}
+
+func TestSourceConformance(t *testing.T) {
+	forEachServer(t, func(t *testing.T, e *env) {
+		storetest.RunSource(t, func(t *testing.T) store.Source { return storetest.Seed(t, e.s3c(t)) })
 	})
 }
 
@@ -86,7 +92,7 @@ func TestConformanceChecksumModes(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				storetest.Run(t, func(t *testing.T) store.Store {
+				storetest.Run(t, func(t *testing.T) store.Target {
 					return s3store.New(client, e.srv.NewBucket(t, t.Name()), "mirror/", opts)
 				})
 			})
@@ -288,8 +294,8 @@ func TestCancelMidUpload(t *testing.T) {
 	})
 }
 
-// TestAbortIncompleteUploads leaves uploads behind (as a killed run would) and cleans them.
-func TestAbortIncompleteUploads(t *testing.T) {
+// TestCleanLeftovers leaves uploads behind (as a killed run would) and cleans them.
+func TestCleanLeftovers(t *testing.T) {
 	forEachServer(t, func(t *testing.T, e *env) {
 		s := e.s3c(t)
 		core := &minio.Core{Client: e.mc}
@@ -317,16 +323,16 @@ func TestAbortIncompleteUploads(t *testing.T) {
 		if got := countUploads(); len(got) != 3 {
 			t.Fatalf("uploads before = %v, want 3", got)
 		}
-		n, err := s.AbortIncompleteUploads(ctx, 24*time.Hour)
+		n, err := s.CleanLeftovers(ctx, 24*time.Hour)
 		if err != nil || n != 0 {
-			t.Errorf("AbortIncompleteUploads(24h) = %d, %v; want 0 (the uploads are younger)", n, err)
+			t.Errorf("CleanLeftovers(24h) = %d, %v; want 0 (the uploads are younger)", n, err)
 		}
 		if got := countUploads(); len(got) != 3 {
 			t.Errorf("uploads after aborting none = %v, want 3", got)
 		}
-		n, err = s.AbortIncompleteUploads(ctx, 0)
+		n, err = s.CleanLeftovers(ctx, 0)
 		if err != nil || n != 2 {
-			t.Errorf("AbortIncompleteUploads(0) = %d, %v; want 2", n, err)
+			t.Errorf("CleanLeftovers(0) = %d, %v; want 2", n, err)
 		}
 		if got := countUploads(); len(got) != 1 || got["elsewhere/left"] != 1 {
 			t.Errorf("uploads after = %v, want only elsewhere/left (outside the prefix)", got)
@@ -334,9 +340,9 @@ func TestAbortIncompleteUploads(t *testing.T) {
 	})
 }
 
-// TestCreateExclusiveConflict: a lock object created by another client makes CreateExclusive
-// fail with ErrExist and leaves the object unchanged.
-func TestCreateExclusiveConflict(t *testing.T) {
+// TestSwapCreateConflict: a lock object created by another client makes a Swap creating it (tag
+// "") fail with ErrPrecondition and leaves the object unchanged.
+func TestSwapCreateConflict(t *testing.T) {
 	forEachServer(t, func(t *testing.T, e *env) {
 		s := e.s3c(t)
 		theirs := []byte(`{"holder":"other"}`)
@@ -344,18 +350,18 @@ func TestCreateExclusiveConflict(t *testing.T) {
 			t.Fatal(err)
 		}
 		ours := []byte(`{"holder":"us"}`)
-		_, err := s.CreateExclusive(t.Context(), ".ssmirror/lock", ours, store.PutOptions{Size: -1})
-		if !errors.Is(err, store.ErrExist) {
-			t.Fatalf("CreateExclusive over another client's object = %v, want ErrExist", err)
+		_, err := s.Swap(t.Context(), ".ssmirror/lock", ours, "", store.PutOptions{})
+		if !errors.Is(err, store.ErrPrecondition) {
+			t.Fatalf("Swap creating over another client's object = %v, want ErrPrecondition", err)
 		}
 		got, err := store.ReadAll(t.Context(), s, ".ssmirror/lock", 0)
 		if err != nil || !bytes.Equal(got, theirs) {
 			t.Errorf("lock after the failed create = %q, %v; want %q", got, err, theirs)
 		}
 		// A mismatch is refused before anything is sent.
-		_, err = s.CreateExclusive(t.Context(), "other-lock", ours, store.PutOptions{Size: 3})
+		_, err = s.Swap(t.Context(), "other-lock", ours, "", store.PutOptions{SHA256: "0000000000000000000000000000000000000000000000000000000000000000"})
 		if !errors.Is(err, store.ErrChecksum) {
-			t.Errorf("CreateExclusive with a wrong size = %v, want ErrChecksum", err)
+			t.Errorf("Swap with a wrong sha256 = %v, want ErrChecksum", err)
 		}
 		checkAbsent(t, e, s, "other-lock")
 	})

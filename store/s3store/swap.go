@@ -2,7 +2,6 @@ package s3store
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -13,10 +12,11 @@ import (
 	"github.com/ssmirror/ssmirror/store"
 )
 
-var _ store.Swapper = (*Store)(nil)
-
 // ReadTagged reads the object at key (GetObject) with its ETag as the tag.
 func (s *Store) ReadTagged(ctx context.Context, key string, limit int64) ([]byte, string, error) {
+	if err := store.ValidKey(key); err != nil {
+		return nil, "", s.failf("read", key, "%w", err)
+	}
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(s.fullKey(key)),
@@ -31,14 +31,14 @@ func (s *Store) ReadTagged(ctx context.Context, key string, limit int64) ([]byte
 	}
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, "", fmt.Errorf("read %s: %w", s.uri(key), err)
+		return nil, "", s.failf("read", key, "%w", err)
 	}
 	if limit > 0 && int64(len(data)) > limit {
-		return nil, "", fmt.Errorf("read %s: more than the %d bytes expected", s.uri(key), limit)
+		return nil, "", s.failf("read", key, "more than the %d bytes expected", limit)
 	}
 	tag := etagOf(out.ETag)
 	if tag == "" {
-		return nil, "", fmt.Errorf("read %s: the server sent no ETag, so the object cannot be swapped", s.uri(key))
+		return nil, "", s.failf("read", key, "the server sent no ETag, so the object cannot be swapped")
 	}
 	return data, tag, nil
 }
@@ -50,10 +50,10 @@ func (s *Store) ReadTagged(ctx context.Context, key string, limit int64) ([]byte
 // server checks the bytes it stores, and a body changed in transit is sent again (putObject).
 func (s *Store) Swap(ctx context.Context, key string, data []byte, tag string, opts store.PutOptions) (string, error) {
 	if err := store.ValidKey(key); err != nil {
-		return "", fmt.Errorf("swap %s: %w", s.uri(key), err)
+		return "", s.failf("swap", key, "%w", err)
 	}
 	opts.Size = int64(len(data))
-	sum, err := verifyBytes(key, data, opts)
+	sum, err := s.verifyBytes("swap", key, data, opts)
 	if err != nil {
 		return "", err
 	}
@@ -64,12 +64,12 @@ func (s *Store) Swap(ctx context.Context, key string, data []byte, tag string, o
 	_, newTag, err := s.putObject(ctx, key, data, sum, s.checksum.sumOf(data), opts, cond)
 	if err != nil {
 		if isPrecondition(err) || (tag != "" && isNotFound(err)) {
-			return "", fmt.Errorf("swap %s: %w: %w", s.uri(key), store.ErrPrecondition, err)
+			return "", s.failf("swap", key, "%w: %w", store.ErrPrecondition, err)
 		}
-		return "", fmt.Errorf("swap %s: %w", s.uri(key), err)
+		return "", s.failf("swap", key, "%w", err)
 	}
 	if newTag == "" {
-		return "", fmt.Errorf("swap %s: written, but the server sent no ETag", s.uri(key))
+		return "", s.failf("swap", key, "written, but the server sent no ETag")
 	}
 	return newTag, nil
 }

@@ -1,10 +1,10 @@
-// Package storetest is the conformance suite every store.Store backend runs: memory, directory,
+// Package storetest is the conformance suite every store.Target backend runs: memory, directory,
 // and S3 against real servers. Each contract written in store/store.go has a subtest here.
 //
 // A backend's test calls Run with a constructor that returns a new, empty store on each call:
 //
 //	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) store.Store { return memstore.New() })
+//		storetest.Run(t, func(t *testing.T) store.Target { return memstore.New() })
 //	}
 package storetest
 
@@ -33,10 +33,10 @@ var LargeSize int64 = 24 << 20
 
 // Run runs the conformance suite against stores made by newStore; each call gives a new, empty
 // store.
-func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) store.Target) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s store.Store)
+		fn   func(t *testing.T, s store.Target)
 	}{
 		{"MissingKey", testMissingKey},
 		{"PrefixIsNotAnObject", testPrefixIsNotAnObject},
@@ -61,7 +61,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentPutsManyKeys", testConcurrentPutsManyKeys},
 		{"LargeStreaming", testLarge},
 		{"Copier", testCopier},
-		{"CreateExcluder", testCreateExcluder},
+		{"InvalidKeys", testInvalidKeys},
+		{"ErrorNamesKey", testErrorNamesKey},
 		{"ETag", testETag},
 		{"Swapper", testSwapper},
 		{"SwapperRace", testSwapperRace},
@@ -84,7 +85,7 @@ func sum(data []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-func put(t *testing.T, s store.Store, key string, data []byte) store.Info {
+func put(t *testing.T, s store.Target, key string, data []byte) store.Info {
 	t.Helper()
 	info, err := s.Put(t.Context(), key, bytes.NewReader(data), store.PutOptions{Size: int64(len(data)), SHA256: sum(data)})
 	if err != nil {
@@ -113,7 +114,7 @@ func checkInfo(t *testing.T, what string, info store.Info, key string, data []by
 }
 
 // checkObject checks Stat and Open of key against data.
-func checkObject(t *testing.T, s store.Store, key string, data []byte) {
+func checkObject(t *testing.T, s store.Target, key string, data []byte) {
 	t.Helper()
 	info, err := s.Stat(t.Context(), key)
 	if err != nil {
@@ -130,7 +131,7 @@ func checkObject(t *testing.T, s store.Store, key string, data []byte) {
 }
 
 // checkMissing checks that Stat and Open of key fail with ErrNotExist and name the key.
-func checkMissing(t *testing.T, s store.Store, key string) {
+func checkMissing(t *testing.T, s store.Target, key string) {
 	t.Helper()
 	_, err := s.Stat(t.Context(), key)
 	if !errors.Is(err, store.ErrNotExist) {
@@ -149,7 +150,7 @@ func checkMissing(t *testing.T, s store.Store, key string) {
 	}
 }
 
-func listKeys(t *testing.T, s store.Store, prefix string) []string {
+func listKeys(t *testing.T, s store.Target, prefix string) []string {
 	t.Helper()
 	var keys []string
 	err := s.List(t.Context(), prefix, func(info store.Info) error {
@@ -164,7 +165,7 @@ func listKeys(t *testing.T, s store.Store, prefix string) []string {
 
 // checkKeys checks that List("") shows exactly want (in lexical order): no leftover from a
 // failed write, no internal file.
-func checkKeys(t *testing.T, s store.Store, want ...string) {
+func checkKeys(t *testing.T, s store.Target, want ...string) {
 	t.Helper()
 	got := listKeys(t, s, "")
 	want = slices.Clone(want)
@@ -222,7 +223,7 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 
 // ---- subtests ----
 
-func testMissingKey(t *testing.T, s store.Store) {
+func testMissingKey(t *testing.T, s store.Target) {
 	checkMissing(t, s, "missing/object.json")
 	checkMissing(t, s, "missing")
 	put(t, s, "present/object", []byte("x"))
@@ -231,14 +232,14 @@ func testMissingKey(t *testing.T, s store.Store) {
 	checkMissing(t, s, "present/object/below")
 }
 
-func testPrefixIsNotAnObject(t *testing.T, s store.Store) {
+func testPrefixIsNotAnObject(t *testing.T, s store.Target) {
 	put(t, s, "dir/sub/file", []byte("content"))
 	checkMissing(t, s, "dir")
 	checkMissing(t, s, "dir/sub")
 	checkKeys(t, s, "dir/sub/file")
 }
 
-func testRoundTrip(t *testing.T, s store.Store) {
+func testRoundTrip(t *testing.T, s store.Target) {
 	key := "streams/v1/index.json"
 	data := []byte(`{"format":"index:1.0","index":{}}` + "\n")
 	info, err := s.Put(t.Context(), key, bytes.NewReader(data), store.PutOptions{
@@ -261,7 +262,7 @@ func testRoundTrip(t *testing.T, s store.Store) {
 	checkInfo(t, "List", listed[0], key, data, true)
 }
 
-func testRoundTripWithoutSHA(t *testing.T, s store.Store) {
+func testRoundTripWithoutSHA(t *testing.T, s store.Target) {
 	key := "a/b"
 	data := []byte("no expected sha256 given: the store computes it anyway")
 	info, err := s.Put(t.Context(), key, bytes.NewReader(data), store.PutOptions{Size: int64(len(data))})
@@ -272,7 +273,7 @@ func testRoundTripWithoutSHA(t *testing.T, s store.Store) {
 	checkObject(t, s, key, data)
 }
 
-func testEmptyObject(t *testing.T, s store.Store) {
+func testEmptyObject(t *testing.T, s store.Target) {
 	key := "empty"
 	info, err := s.Put(t.Context(), key, bytes.NewReader(nil), store.PutOptions{Size: 0, SHA256: sum(nil)})
 	if err != nil {
@@ -283,7 +284,7 @@ func testEmptyObject(t *testing.T, s store.Store) {
 	checkKeys(t, s, key)
 }
 
-func testSizeUnknown(t *testing.T, s store.Store) {
+func testSizeUnknown(t *testing.T, s store.Target) {
 	key := "streams/v1/index.sjson"
 	data := []byte("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n{}\n")
 	info, err := s.Put(t.Context(), key, bytes.NewReader(data), store.PutOptions{Size: -1})
@@ -303,7 +304,7 @@ func testSizeUnknown(t *testing.T, s store.Store) {
 	checkKeys(t, s, key)
 }
 
-func testPartialReads(t *testing.T, s store.Store) {
+func testPartialReads(t *testing.T, s store.Target) {
 	data := randBytes(1, 10000)
 	readers := map[string]func() io.Reader{
 		"OneByteReader": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) },
@@ -326,7 +327,7 @@ func testPartialReads(t *testing.T, s store.Store) {
 	checkKeys(t, s, keys...)
 }
 
-func testOpenAtOffset(t *testing.T, s store.Store) {
+func testOpenAtOffset(t *testing.T, s store.Target) {
 	key := "pool/file.tar.xz"
 	data := randBytes(2, 100000)
 	put(t, s, key, data)
@@ -351,7 +352,7 @@ func testOpenAtOffset(t *testing.T, s store.Store) {
 	}
 }
 
-func testOverwrite(t *testing.T, s store.Store) {
+func testOverwrite(t *testing.T, s store.Target) {
 	key := "streams/v1/com.ubuntu.maas:stable:v3:download.json"
 	first := randBytes(3, 5000)
 	second := []byte("shorter replacement")
@@ -365,7 +366,7 @@ func testOverwrite(t *testing.T, s store.Store) {
 	checkKeys(t, s, key)
 }
 
-func testChecksumMismatch(t *testing.T, s store.Store) {
+func testChecksumMismatch(t *testing.T, s store.Target) {
 	data := []byte("the real content of the object")
 	other := []byte("something else entirely")
 	cases := []struct {
@@ -403,7 +404,7 @@ func testChecksumMismatch(t *testing.T, s store.Store) {
 	}
 }
 
-func testFailingReader(t *testing.T, s store.Store) {
+func testFailingReader(t *testing.T, s store.Target) {
 	errBoom := errors.New("injected read failure")
 	big := randBytes(5, 3<<20)
 	small := []byte("a metadata file that fails to arrive")
@@ -439,7 +440,7 @@ func testFailingReader(t *testing.T, s store.Store) {
 	}
 }
 
-func testCancelledBeforePut(t *testing.T, s store.Store) {
+func testCancelledBeforePut(t *testing.T, s store.Target) {
 	data := []byte("never written")
 	previous := []byte("previous")
 	put(t, s, "kept", previous)
@@ -456,7 +457,7 @@ func testCancelledBeforePut(t *testing.T, s store.Store) {
 	checkKeys(t, s, "kept")
 }
 
-func testCancelledDuringPut(t *testing.T, s store.Store) {
+func testCancelledDuringPut(t *testing.T, s store.Target) {
 	const size = 8 << 20
 	previous := []byte("previous")
 	put(t, s, "kept", previous)
@@ -474,7 +475,7 @@ func testCancelledDuringPut(t *testing.T, s store.Store) {
 	checkKeys(t, s, "kept")
 }
 
-func testCancelledContext(t *testing.T, s store.Store) {
+func testCancelledContext(t *testing.T, s store.Target) {
 	data := []byte("present")
 	put(t, s, "present", data)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -494,7 +495,7 @@ func testCancelledContext(t *testing.T, s store.Store) {
 	checkObject(t, s, "present", data)
 }
 
-func testDelete(t *testing.T, s store.Store) {
+func testDelete(t *testing.T, s store.Target) {
 	put(t, s, "a/b/c", []byte("c"))
 	put(t, s, "a/b/d", []byte("d"))
 	if err := s.Delete(t.Context(), "a/b/c"); err != nil {
@@ -518,7 +519,7 @@ func testDelete(t *testing.T, s store.Store) {
 	checkObject(t, s, "a/b/c", []byte("again"))
 }
 
-func testDeleteThenPutParent(t *testing.T, s store.Store) {
+func testDeleteThenPutParent(t *testing.T, s store.Target) {
 	// Deleting the only object below a prefix leaves nothing behind that stops the prefix
 	// from becoming an object itself (a directory store removes emptied directories).
 	put(t, s, "x/y/z", []byte("deep"))
@@ -530,7 +531,7 @@ func testDeleteThenPutParent(t *testing.T, s store.Store) {
 	checkKeys(t, s, "x/y")
 }
 
-func testList(t *testing.T, s store.Store) {
+func testList(t *testing.T, s store.Target) {
 	// "a-b" and "a.c" sort before "a/…" and "a0" after it: a store walking directories by name
 	// would get this wrong.
 	keys := []string{"a/b/c", "a/b/d", "a/bc", "a/c", "a-b", "a.c", "a0", "ab", "b", "bb/a/a/a/a", "c~d+e"}
@@ -577,7 +578,7 @@ func testList(t *testing.T, s store.Store) {
 	}
 }
 
-func testListStops(t *testing.T, s store.Store) {
+func testListStops(t *testing.T, s store.Target) {
 	for _, k := range []string{"k/1", "k/2", "k/3", "k/4"} {
 		put(t, s, k, []byte(k))
 	}
@@ -605,7 +606,7 @@ func testListStops(t *testing.T, s store.Store) {
 	}
 }
 
-func testMAASKeys(t *testing.T, s store.Store) {
+func testMAASKeys(t *testing.T, s store.Target) {
 	keys := []string{
 		"streams/v1/index.sjson",
 		"streams/v1/com.ubuntu.maas:stable:v3:download.sjson",
@@ -635,7 +636,7 @@ func testMAASKeys(t *testing.T, s store.Store) {
 	checkMissing(t, s, keys[1])
 }
 
-func testConcurrentPutsSameKey(t *testing.T, s store.Store) {
+func testConcurrentPutsSameKey(t *testing.T, s store.Target) {
 	const n = 8
 	key := "streams/v1/index.json"
 	versions := make([][]byte, n)
@@ -668,7 +669,7 @@ func testConcurrentPutsSameKey(t *testing.T, s store.Store) {
 	checkKeys(t, s, key)
 }
 
-func testConcurrentPutsManyKeys(t *testing.T, s store.Store) {
+func testConcurrentPutsManyKeys(t *testing.T, s store.Target) {
 	const n = 16
 	var wg sync.WaitGroup
 	keys := make([]string, n)
@@ -689,7 +690,7 @@ func testConcurrentPutsManyKeys(t *testing.T, s store.Store) {
 	checkKeys(t, s, keys...)
 }
 
-func testLarge(t *testing.T, s store.Store) {
+func testLarge(t *testing.T, s store.Target) {
 	size := LargeSize
 	key := "noble/amd64/20250718/squashfs"
 	h := sha256.New()
@@ -756,8 +757,8 @@ func testLarge(t *testing.T, s store.Store) {
 	checkKeys(t, s, key)
 }
 
-func testCopier(t *testing.T, s store.Store) {
-	c, ok := s.(store.Copier)
+func testCopier(t *testing.T, s store.Target) {
+	c, ok := store.As[store.Copier](s)
 	if !ok {
 		t.Skipf("%T does not implement store.Copier", s)
 	}
@@ -791,68 +792,10 @@ func testCopier(t *testing.T, s store.Store) {
 	checkKeys(t, s, src, dst, "other")
 }
 
-func testCreateExcluder(t *testing.T, s store.Store) {
-	c, ok := s.(store.CreateExcluder)
-	if !ok {
-		t.Skipf("%T does not implement store.CreateExcluder", s)
-	}
-	key := ".ssmirror/lock"
-	first := []byte(`{"holder":"first"}`)
-	info, err := c.CreateExclusive(t.Context(), key, first, store.PutOptions{Size: int64(len(first)), ContentType: "application/json"})
-	if err != nil {
-		t.Fatalf("CreateExclusive of a new key: %v", err)
-	}
-	checkInfo(t, "CreateExclusive", info, key, first, false)
-	checkObject(t, s, key, first)
-
-	second := []byte(`{"holder":"second"}`)
-	_, err = c.CreateExclusive(t.Context(), key, second, store.PutOptions{Size: int64(len(second))})
-	if !errors.Is(err, store.ErrExist) {
-		t.Errorf("CreateExclusive of an existing key = %v, want store.ErrExist", err)
-	} else if !strings.Contains(err.Error(), key) {
-		t.Errorf("CreateExclusive error %q does not name the key", err)
-	}
-	checkObject(t, s, key, first)
-
-	// Once deleted, the key can be created again.
-	if err := s.Delete(t.Context(), key); err != nil {
-		t.Fatalf("Delete: %v", err)
-	}
-	if _, err := c.CreateExclusive(t.Context(), key, second, store.PutOptions{Size: int64(len(second))}); err != nil {
-		t.Fatalf("CreateExclusive after Delete: %v", err)
-	}
-	checkObject(t, s, key, second)
-
-	// Racing creators: exactly one wins.
-	const n = 8
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			data := []byte(fmt.Sprintf("racer %d", i))
-			_, errs[i] = c.CreateExclusive(t.Context(), "race", data, store.PutOptions{Size: int64(len(data))})
-		})
-	}
-	wg.Wait()
-	winners := 0
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			winners++
-		case !errors.Is(err, store.ErrExist):
-			t.Errorf("racing CreateExclusive #%d: %v", i, err)
-		}
-	}
-	if winners != 1 {
-		t.Errorf("%d racing CreateExclusive calls succeeded, want exactly 1", winners)
-	}
-	checkKeys(t, s, key, "race")
-}
-
 // testETag checks the version tag: given by every write, Stat and List alike for the same object,
 // stable while the object is untouched, changed when it is replaced by other bytes of the same or
 // another size, and the same through a copy's result and the copy's Stat.
-func testETag(t *testing.T, s store.Store) {
+func testETag(t *testing.T, s store.Target) {
 	key := "noble/amd64/20250718/boot-kernel"
 	etagOf := func(what string, info store.Info) string {
 		t.Helper()
@@ -912,7 +855,7 @@ func testETag(t *testing.T, s store.Store) {
 		t.Errorf("replaced by bytes of another size: ETag %q, before %q and %q", e3, e2, e1)
 	}
 
-	if c, ok := s.(store.Copier); ok {
+	if c, ok := store.As[store.Copier](s); ok {
 		dst := "noble/amd64/20250801/boot-kernel"
 		put(t, s, dst, first)
 		info, err := c.Copy(t.Context(), dst, key, store.PutOptions{Size: int64(len(otherSize)), SHA256: sum(otherSize)})
@@ -921,15 +864,6 @@ func testETag(t *testing.T, s store.Store) {
 		}
 		same(dst, info)
 	}
-	if c, ok := s.(store.CreateExcluder); ok {
-		data := []byte(`{"holder":"etag"}`)
-		info, err := c.CreateExclusive(t.Context(), ".ssmirror/lock", data, store.PutOptions{Size: int64(len(data))})
-		if err != nil {
-			t.Fatalf("CreateExclusive: %v", err)
-		}
-		same(".ssmirror/lock", info)
-	}
-
 	// A large object (multipart on S3, with its sha256 recorded afterwards when not given
 	// upfront) has one ETag too.
 	large := "noble/amd64/20250718/squashfs"
@@ -941,11 +875,8 @@ func testETag(t *testing.T, s store.Store) {
 	same(large, info)
 }
 
-func testSwapper(t *testing.T, s store.Store) {
-	sw, ok := s.(store.Swapper)
-	if !ok {
-		t.Skipf("%T does not implement store.Swapper", s)
-	}
+func testSwapper(t *testing.T, s store.Target) {
+	sw := store.Swapper(s)
 	ctx := t.Context()
 	key := ".ssmirror/state.json"
 	if _, _, err := sw.ReadTagged(ctx, key, 0); !errors.Is(err, store.ErrNotExist) {
@@ -1030,11 +961,8 @@ func testSwapper(t *testing.T, s store.Store) {
 }
 
 // testSwapperRace: racing swaps from one tag, and racing creations, each have exactly one winner.
-func testSwapperRace(t *testing.T, s store.Store) {
-	sw, ok := s.(store.Swapper)
-	if !ok {
-		t.Skipf("%T does not implement store.Swapper", s)
-	}
+func testSwapperRace(t *testing.T, s store.Target) {
+	sw := store.Swapper(s)
 	ctx := t.Context()
 	const racers, rounds = 8, 4
 	race := func(tag string, round int) []error {

@@ -36,7 +36,7 @@ func TestMain(m *testing.M) { os.Exit(testserver.RunMain(m)) }
 // upstream is a generated signed stream served over real HTTP on loopback.
 type upstream struct {
 	stream  *streamtest.Stream
-	src     store.Store
+	src     store.Source
 	keyring *sign.Keyring
 }
 
@@ -82,7 +82,7 @@ func mustParse(t *testing.T, args ...string) streams.Filters {
 }
 
 // run mirrors up into dst, checking upstream's signatures unless opts says otherwise.
-func run(t *testing.T, up *upstream, dst store.Store, opts sync.Options) *sync.Report {
+func run(t *testing.T, up *upstream, dst store.Target, opts sync.Options) *sync.Report {
 	t.Helper()
 	if opts.Verification.Keyring == nil && !opts.Verification.NoVerify {
 		opts.Verification.Keyring = up.keyring
@@ -148,7 +148,7 @@ func itemAttrs(t *testing.T, s *streamtest.Stream, it streamtest.Item) map[strin
 // hostileUpstream writes an unsigned stream into a directory: one products file "c" whose
 // version "1" has the given items (name → path), each file's content its own path, with the
 // hashes hashes names ("sha256", "md5", "sha512").
-func hostileUpstream(t *testing.T, items map[string]string, hashes ...string) store.Store {
+func hostileUpstream(t *testing.T, items map[string]string, hashes ...string) store.Source {
 	t.Helper()
 	dir := t.TempDir()
 	var entries []string

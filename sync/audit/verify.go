@@ -141,7 +141,7 @@ type claim struct {
 // present (one listing of the target) with the listed size and sha256 (as recorded by the store
 // or the state; re-read and hashed with opts.Deep). What is wrong is in the report; the error is
 // only for failing to read the target.
-func Verify(ctx context.Context, dst store.Store, opts VerifyOptions) (*VerifyReport, error) {
+func Verify(ctx context.Context, dst store.Target, opts VerifyOptions) (*VerifyReport, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
 	}
@@ -282,7 +282,7 @@ func Verify(ctx context.Context, dst store.Store, opts VerifyOptions) (*VerifyRe
 
 // checkObject checks one present object of the right size against its claim. It returns an
 // error only when the object could not be read.
-func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info, st *sync.State, deep bool) ([]Problem, bool, error) {
+func checkObject(ctx context.Context, dst store.Target, c claim, info store.Info, st *sync.State, deep bool) ([]Problem, bool, error) {
 	var rep VerifyReport
 	if deep {
 		if c.sha256 == "" && c.sha512 == "" && c.md5 == "" {
@@ -378,21 +378,21 @@ func checkObject(ctx context.Context, dst store.Store, c claim, info store.Info,
 // loadForAudit reads the catalogue for Verify. Problems with the metadata itself (signatures,
 // missing or inconsistent files) go into rep and give a nil catalogue; only a failure to read
 // the target is an error.
-func loadForAudit(ctx context.Context, dst store.Store, start string, v sync.Verification, limit int64, rep *VerifyReport) (*sync.Catalogue, error) {
-	as := &auditStore{Store: dst}
-	cat, err := sync.LoadCatalogue(ctx, as, start, v, limit, 4)
+func loadForAudit(ctx context.Context, dst store.Target, start string, v sync.Verification, limit int64, rep *VerifyReport) (*sync.Catalogue, error) {
+	cat, err := sync.LoadCatalogue(ctx, dst, start, v, limit, 4)
 	if err == nil {
 		return cat, nil
 	}
-	if ioErr := as.failure(); ioErr != nil {
-		return nil, fmt.Errorf("reading the metadata of %s: %w", store.Describe(dst), ioErr)
-	}
-	var missing *missingError
+	// A store's own error names the key: a missing one is a problem of the mirror, any other
+	// (I/O, permission, a cancelled context) a failure to audit it.
+	var se *store.Error
 	switch {
-	case errors.As(err, &missing):
-		rep.addOnce(missing.key, ProblemMissing, err.Error())
+	case errors.As(err, &se) && errors.Is(se, store.ErrNotExist):
+		rep.addOnce(se.Key, ProblemMissing, err.Error())
+	case errors.As(err, &se):
+		return nil, fmt.Errorf("reading the metadata of %s: %w", store.Describe(dst), err)
 	case isSignatureError(err):
-		if v.Keyring != nil && pinpointSignatures(ctx, dst, as.read(), v.Keyring, limit, rep) > 0 {
+		if v.Keyring != nil && pinpointSignatures(ctx, dst, signedForms(ctx, dst, start), v.Keyring, limit, rep) > 0 {
 			break
 		}
 		rep.addOnce("", ProblemSignature, err.Error())
@@ -429,9 +429,26 @@ func isSignatureError(err error) bool {
 	return false
 }
 
-// pinpointSignatures checks each signed metadata form that was read on its own, so the report
+// signedForms lists the signed metadata forms (.sjson, .json.gpg) in the directory of the
+// catalogue's start path, sorted; a listing that fails gives what it listed so far.
+func signedForms(ctx context.Context, dst store.Target, start string) []string {
+	var keys []string
+	prefix := ""
+	if i := strings.LastIndex(start, "/"); i >= 0 {
+		prefix = start[:i+1]
+	}
+	_ = dst.List(ctx, prefix, func(info store.Info) error {
+		if rest := info.Key[len(prefix):]; !strings.Contains(rest, "/") && (strings.HasSuffix(rest, ".sjson") || strings.HasSuffix(rest, ".json.gpg")) {
+			keys = append(keys, info.Key)
+		}
+		return nil
+	})
+	return keys
+}
+
+// pinpointSignatures checks each signed metadata form (signedForms) on its own, so the report
 // names every file that fails. It returns the number of failures added.
-func pinpointSignatures(ctx context.Context, dst store.Store, keys []string, kr *sign.Keyring, limit int64, rep *VerifyReport) int {
+func pinpointSignatures(ctx context.Context, dst store.Target, keys []string, kr *sign.Keyring, limit int64, rep *VerifyReport) int {
 	if limit <= 0 {
 		limit = sync.DefaultMetadataLimit
 	}
@@ -474,71 +491,4 @@ func sortProblems(ps []Problem) {
 		}
 		return ps[i].Problem < ps[j].Problem
 	})
-}
-
-// auditStore passes reads through to a store, telling failures to read (kept, so Verify can
-// return them as errors) from objects that are not there (wrapped in a missingError naming the
-// key, so Verify can report them).
-type auditStore struct {
-	store.Store
-	mu     gosync.Mutex
-	ioErr  error
-	opened []string
-}
-
-// missingError is a not-found error that keeps the key.
-type missingError struct {
-	key string
-	err error
-}
-
-func (e *missingError) Error() string { return e.err.Error() }
-func (e *missingError) Unwrap() error { return e.err }
-
-func (a *auditStore) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
-	rc, err := a.Store.Open(ctx, key, offset)
-	if errors.Is(err, store.ErrNotExist) {
-		return nil, &missingError{key: key, err: err}
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if err != nil {
-		if a.ioErr == nil {
-			a.ioErr = err
-		}
-		return nil, err
-	}
-	a.opened = append(a.opened, key)
-	return &auditReader{ReadCloser: rc, a: a}, nil
-}
-
-func (a *auditStore) failure() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.ioErr
-}
-
-func (a *auditStore) read() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	keys := append([]string(nil), a.opened...)
-	sort.Strings(keys)
-	return keys
-}
-
-type auditReader struct {
-	io.ReadCloser
-	a *auditStore
-}
-
-func (r *auditReader) Read(p []byte) (int, error) {
-	n, err := r.ReadCloser.Read(p)
-	if err != nil && err != io.EOF {
-		r.a.mu.Lock()
-		if r.a.ioErr == nil {
-			r.a.ioErr = err
-		}
-		r.a.mu.Unlock()
-	}
-	return n, err
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/ssmirror/ssmirror/sync/audit"
 )
 
-func verify(t *testing.T, dst store.Store, opts audit.VerifyOptions) *audit.VerifyReport {
+func verify(t *testing.T, dst store.Target, opts audit.VerifyOptions) *audit.VerifyReport {
 	t.Helper()
 	rep, err := audit.Verify(context.Background(), dst, opts)
 	if err != nil {
@@ -105,7 +105,7 @@ func TestVerifyCleanMirror(t *testing.T) {
 }
 
 // damagedMirror mirrors a selection and returns the target and one held content path.
-func damagedMirror(t *testing.T) (*upstream, string, store.Store, string) {
+func damagedMirror(t *testing.T) (*upstream, string, store.Target, string) {
 	t.Helper()
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
@@ -245,9 +245,10 @@ func TestVerifyWithoutState(t *testing.T) {
 	}
 }
 
-// failingStore fails reads of one key with an I/O error (not a not-found).
+// failingStore fails reads of one key with an I/O error (not a not-found), as a backend does:
+// in a *store.Error naming the key.
 type failingStore struct {
-	store.Store
+	store.Target
 	key string
 }
 
@@ -255,9 +256,9 @@ var errDisk = errors.New("input/output error")
 
 func (f *failingStore) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
 	if key == f.key {
-		return nil, errDisk
+		return nil, &store.Error{Op: "open", Key: key, Err: errDisk}
 	}
-	return f.Store.Open(ctx, key, offset)
+	return f.Target.Open(ctx, key, offset)
 }
 
 func TestVerifyReadFailureIsAnError(t *testing.T) {

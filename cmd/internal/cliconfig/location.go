@@ -188,7 +188,7 @@ func malformedScheme(raw string) string {
 
 // OpenSource opens a location for reading; client is used for HTTP(S) sources (nil: the
 // default), which are told userAgent.
-func OpenSource(ctx context.Context, loc Location, s3f *S3Flags, mirrors []string, client *http.Client, userAgent string) (store.Store, error) {
+func OpenSource(ctx context.Context, loc Location, s3f *S3Flags, mirrors []string, client *http.Client, userAgent string) (store.Source, error) {
 	switch loc.Kind {
 	case "http":
 		if client == nil {
@@ -213,7 +213,7 @@ func OpenSource(ctx context.Context, loc Location, s3f *S3Flags, mirrors []strin
 }
 
 // OpenTarget opens a location for writing; a directory target is created if missing.
-func OpenTarget(ctx context.Context, loc Location, s3f *S3Flags) (store.Store, error) {
+func OpenTarget(ctx context.Context, loc Location, s3f *S3Flags) (store.Target, error) {
 	if loc.Start != "" {
 		return nil, Usagef("the target names a metadata file (%s); name the mirror root", loc.Start)
 	}
@@ -249,7 +249,7 @@ func (l Location) sourceURL() string {
 }
 
 // OpenS3 opens an s3:// location, checking the endpoint's TLS and the credentials first.
-func OpenS3(ctx context.Context, loc Location, f *S3Flags) (store.Store, error) {
+func OpenS3(ctx context.Context, loc Location, f *S3Flags) (store.Target, error) {
 	checksum, err := s3store.ParseChecksum(f.uploadChecksum)
 	if err != nil {
 		return nil, Usagef("--upload-checksum: %v", err)
@@ -281,7 +281,7 @@ func OpenS3(ctx context.Context, loc Location, f *S3Flags) (store.Store, error) 
 
 // LimitSource caps what the run reads from src at rate bytes a second, all readers together
 // (ranged reads included); rate <= 0 leaves src as it is.
-func LimitSource(src store.Store, rate int64) store.Store {
+func LimitSource(src store.Source, rate int64) store.Source {
 	if rate <= 0 {
 		return src
 	}
