@@ -30,8 +30,8 @@ func limitTransferMemory(dst store.Store, opts *Options) (undo func()) {
 		return func() {}
 	}
 	buffers := int64(0)
-	if _, chunk, budget := opts.rangeParams(); budget != nil {
-		buffers += int64(cap(budget.slots)) * chunk
+	if _, chunk, slots := opts.rangeParams(); slots > 0 {
+		buffers += int64(slots) * chunk
 	}
 	if h, ok := dst.(BufferHolder); ok {
 		buffers += h.BufferBudget()

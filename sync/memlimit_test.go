@@ -28,8 +28,8 @@ func TestLimitTransferMemory(t *testing.T) {
 
 	opts := &Options{LimitMemory: true}
 	undo = limitTransferMemory(dst, opts)
-	_, chunk, budget := opts.rangeParams()
-	floor := 32<<20 + int64(cap(budget.slots))*chunk + transferHeadroom
+	_, chunk, slots := opts.rangeParams()
+	floor := 32<<20 + int64(slots)*chunk + transferHeadroom
 	if got := debug.SetMemoryLimit(-1); got < floor || got > floor+(1<<30) {
 		t.Errorf("limit %d during the transfer; want the buffers and headroom (%d) over what is in use", got, floor)
 	}

@@ -67,11 +67,9 @@ func (b *rangeBudget) give(bufs [][]byte) {
 	}
 }
 
-// rangedMu guards the lazy creation of Options.ranged: transfers of one run start concurrently.
-var rangedMu gosync.Mutex
-
-// rangeParams returns the run's ranged-download settings with defaults applied, and its budget.
-func (o *Options) rangeParams() (streams int, chunk int64, budget *rangeBudget) {
+// rangeParams returns the ranged-download settings with defaults applied: streams per file,
+// the chunk size, and how many chunk buffers a run may hold (0: ranged downloads are off).
+func (o *Options) rangeParams() (streams int, chunk int64, slots int) {
 	streams, chunk = o.RangeStreams, o.RangeChunk
 	if streams <= 0 {
 		streams = DefaultRangeStreams
@@ -80,29 +78,25 @@ func (o *Options) rangeParams() (streams int, chunk int64, budget *rangeBudget) 
 		chunk = DefaultRangeChunk
 	}
 	if streams <= 1 {
-		return streams, chunk, nil
+		return streams, chunk, 0
 	}
-	rangedMu.Lock()
-	defer rangedMu.Unlock()
-	if o.ranged == nil {
-		files := o.RangeFiles
-		if files <= 0 {
-			files = DefaultRangeFiles
-		}
-		o.ranged = newRangeBudget(files * (streams + 1))
+	files := o.RangeFiles
+	if files <= 0 {
+		files = DefaultRangeFiles
 	}
-	return streams, chunk, o.ranged
+	return streams, chunk, files * (streams + 1)
 }
 
 // openRanged returns a reader fetching f from src in parallel ranges, or nil when that does not
 // apply: the source cannot serve bounded ranges (only HTTP can; reading a directory in pieces
 // gains nothing), ranged downloads are off, the file is small, or the run's buffers are taken.
-func openRanged(ctx context.Context, src store.Store, f Fetch, opts *Options) io.ReadCloser {
+func (r *run) openRanged(ctx context.Context, src store.Store, f Fetch) io.ReadCloser {
 	ro, ok := src.(store.RangeOpener)
 	if !ok {
 		return nil
 	}
-	streams, chunk, budget := opts.rangeParams()
+	streams, chunk, _ := r.opts.rangeParams()
+	budget := r.ranged()
 	if budget == nil || f.Size < rangedMinChunks*chunk {
 		return nil
 	}
@@ -112,9 +106,9 @@ func openRanged(ctx context.Context, src store.Store, f Fetch, opts *Options) io
 		budget.give(bufs)
 		return nil
 	}
-	r := newRangedReaderBufs(ctx, ro, f.Path, f.Size, chunk, bufs)
-	r.release = budget.give
-	return r
+	rr := newRangedReaderBufs(ctx, ro, f.Path, f.Size, chunk, bufs)
+	rr.release = budget.give
+	return rr
 }
 
 // rangedReader reads one object as consecutive chunks [i×chunk, min(size, (i+1)×chunk))

@@ -463,9 +463,6 @@ func run(ctx context.Context, ev Event, lookup func(string) (string, bool), log 
 		Log:          log,
 		Lock:         sync.LockOptions{Wait: c.lockTimeout, TTL: c.lockTTL},
 	}
-	if c.gcGrace == 0 {
-		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"
-	}
 	switch len(c.groups) {
 	case 0:
 	case 1:

@@ -344,9 +344,6 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		Log:            log,
 		Lock:           sync.LockOptions{Wait: f.lockTimeout, TTL: f.lockTTL},
 	}
-	if f.gcGrace == 0 {
-		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"
-	}
 	var stopProgress func()
 	switch {
 	case f.progress && !f.dryRun && jsonLog:
