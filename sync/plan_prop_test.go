@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 // times.
 type planWorld struct {
 	in       PlanInput
-	objects  map[string]Object    // a copy of in.Objects, to see that planning changes nothing
+	objects  map[string]Object     // a copy of in.Objects, to see that planning changes nothing
 	listed   map[string]store.Info // a copy of in.Listed
 	unref    map[string]time.Time  // a copy of in.Unreferenced
 	shaless  map[string]bool       // paths some upstream item gives no sha256 for
@@ -200,13 +201,11 @@ func TestPlanProperties(t *testing.T) {
 		if len(p2.Adopt)+len(p2.Drifted)+len(p2.Due) != 0 {
 			t.Fatalf("seed %d: planned again, adopts %v, drifted %v, releases %v", seed, p2.Adopt, p2.Drifted, p2.Due)
 		}
-		if !slicesEqual(p2.Pending, p.Pending) {
+		if !slices.Equal(p2.Pending, p.Pending) {
 			t.Fatalf("seed %d: pending %v, then %v", seed, p.Pending, p2.Pending)
 		}
 	}
 }
-
-func slicesEqual(a, b []string) bool { return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b)) }
 
 // TestPlanReleaseGrace: the release decision at the edges of the grace period.
 func TestPlanReleaseGrace(t *testing.T) {
