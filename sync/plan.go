@@ -246,6 +246,12 @@ type productKey struct{ ContentID, Product string }
 // Keep, held versions that vanished upstream); held versions outside that choice are released.
 // A product no item of which matches is left as it is held (runs accumulate), except that held
 // versions gone upstream are released unless Keep, and with Prune it is released entirely.
+//
+// Against the target (Listed joined with Objects, or Present): each held path that is not
+// present and verified is fetched (or checked, Fetch.Check), held objects a killed run wrote are
+// adopted, and the owned objects the Held to be recorded no longer references are released:
+// due once unreferenced for Grace by Now, pending until then (planRelease). A run applies the
+// plan as it is; it decides nothing itself.
 func MakePlan(in PlanInput) *Plan {
 	present := in.Present
 	var objects map[string]Object

@@ -161,25 +161,35 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 	return r.rep, nil
 }
 
-// readCatalogue reads and verifies upstream's catalogue and refuses a selection that matches
-// nothing (unless AllowEmpty). It reads upstream only.
+// readCatalogue reads upstream's catalogue (readUpstream).
 func (r *run) readCatalogue(ctx context.Context) error {
-	cat, err := LoadCatalogue(ctx, r.guardRate(r.src), r.opts.StartPath, r.opts.Verification, r.opts.MetadataLimit, r.concurrency)
+	cat, upstream, err := readUpstream(ctx, r.guardRate(r.src), r.opts, r.concurrency)
 	if err != nil {
 		return err
 	}
-	if err := checkMetadataKeys(cat); err != nil {
-		return err
-	}
-	upstream := cat.Items()
-	if !r.opts.AllowEmpty {
-		if err := CheckSelection(upstream, r.opts.Filters, r.opts.FilterGroups); err != nil {
-			return err
-		}
-	}
-	cat.keepForMode(r.opts.Signer != nil)
 	r.cat, r.upstream = cat, upstream
 	return nil
+}
+
+// readUpstream reads and verifies upstream's catalogue, with its items, and refuses a selection
+// that matches nothing (unless AllowEmpty). It depends on upstream and the options alone, not on
+// any target.
+func readUpstream(ctx context.Context, src store.Store, opts Options, concurrency int) (*Catalogue, []streams.Item, error) {
+	cat, err := LoadCatalogue(ctx, src, opts.StartPath, opts.Verification, opts.MetadataLimit, concurrency)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkMetadataKeys(cat); err != nil {
+		return nil, nil, err
+	}
+	upstream := cat.Items()
+	if !opts.AllowEmpty {
+		if err := CheckSelection(upstream, opts.Filters, opts.FilterGroups); err != nil {
+			return nil, nil, err
+		}
+	}
+	cat.keepForMode(opts.Signer != nil)
+	return cat, upstream, nil
 }
 
 // readTarget reads the mirror's state and takes the target's listing from list.

@@ -34,7 +34,10 @@ const (
 // DefaultConcurrency is how many files a run transfers at once when Options.Concurrency is 0.
 const DefaultConcurrency = 4
 
-// Options configure a run.
+// Options configure a run. They are configuration only: Run reads them and never changes them,
+// and what a run holds while it works is its own (run). A field documents the default its zero
+// value stands for where zero could not mean anything else (Concurrency, the limits); GCGrace's
+// zero means zero.
 type Options struct {
 	// StartPath is the metadata file to start from (default streams/v1/index.sjson).
 	StartPath    string
