@@ -23,6 +23,9 @@ func TestZeroGraceMeansZero(t *testing.T) {
 		if diff := cmp.Diff(old, rep.Deleted); diff != "" || rep.PendingDeletion != 0 {
 			t.Errorf("GCGrace 0: pending %d, deleted (-the old version's files +deleted):\n%s", rep.PendingDeletion, diff)
 		}
+		if diff := cmp.Diff(rep.Plan.Due, rep.Deleted); diff != "" {
+			t.Errorf("the run deleted other than its plan released (-plan +deleted):\n%s", diff)
+		}
 		if diff := cmp.Diff(selected(t, up.stream, "release=jammy", "arch=amd64"), contentPaths(tree(t, dir))); diff != "" {
 			t.Errorf("after the run (-held +in the target):\n%s", diff)
 		}
