@@ -12,8 +12,8 @@ type BufferHolder interface {
 // run's ranged-download chunks and the target's own buffers (BufferHolder).
 func transferBuffers(dst store.Target, opts *Options) int64 {
 	buffers := int64(0)
-	if _, chunk, budget := opts.rangeParams(); budget != nil {
-		buffers += int64(cap(budget.slots)) * chunk
+	if _, chunk, slots := opts.rangeParams(); slots > 0 {
+		buffers += int64(slots) * chunk
 	}
 	if h, ok := store.As[BufferHolder](dst); ok {
 		buffers += h.BufferBudget()

@@ -14,7 +14,7 @@ import (
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/retry"
 	"github.com/ssmirror/ssmirror/streams"
-	gosync "sync"
+	"golang.org/x/sync/errgroup"
 )
 
 // DefaultStartPath is where a reader starts when the source names no metadata file.
@@ -200,18 +200,15 @@ func LoadCatalogue(ctx context.Context, src store.Source, startPath string, v Ve
 	}
 	cat.Products = make([]*ProductsFile, len(ids))
 	errs := make([]error, len(ids))
-	sem := make(chan struct{}, concurrency)
-	var wg gosync.WaitGroup
+	var g errgroup.Group // no cancellation: every products file's failure is reported
+	g.SetLimit(concurrency)
 	for i, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			cat.Products[i], errs[i] = loadProducts(ctx, src, id, ix.Index[id], v, limit)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"sort"
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
@@ -12,8 +11,9 @@ import (
 
 // GCOptions configure GC.
 type GCOptions struct {
-	// Grace is how long an object must have been unreferenced before it is deleted (0:
-	// DefaultGCGrace; negative: never delete, only report).
+	// Grace is how long an object must have been unreferenced before it is deleted: zero deletes
+	// every unreferenced object, negative none (only report). Zero means zero: callers that want
+	// the default set DefaultGCGrace (the command's flag does).
 	Grace time.Duration
 	// DryRun reports what would be deleted, and when, deleting nothing and writing nothing.
 	DryRun bool
@@ -53,9 +53,6 @@ type GCReport struct {
 // are never deleted, nor objects the mirror did not write. With DryRun nothing changes.
 // Except in a dry run it holds the target's lock (opts.Lock), so it never runs beside a sync.
 func GC(ctx context.Context, dst store.Target, opts GCOptions) (*GCReport, error) {
-	if opts.Grace == 0 {
-		opts.Grace = DefaultGCGrace
-	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -67,7 +64,11 @@ func GC(ctx context.Context, dst store.Target, opts GCOptions) (*GCReport, error
 	if !opts.DryRun {
 		var lctx context.Context
 		var err error
-		lock, lctx, err = AcquireLock(ctx, dst, opts.Lock)
+		lockOpts := opts.Lock
+		if lockOpts.Log == nil {
+			lockOpts.Log = opts.Log
+		}
+		lock, lctx, err = AcquireLock(ctx, dst, lockOpts)
 		if err != nil {
 			return nil, err
 		}
@@ -79,39 +80,41 @@ func GC(ctx context.Context, dst store.Target, opts GCOptions) (*GCReport, error
 	if err != nil {
 		return nil, err
 	}
-	// Forget recorded objects that are gone, then (re)stamp what nothing held references.
-	if _, _, err := listPresent(ctx, dst, st); err != nil {
+	// Forget recorded objects that are gone, then decide what nothing held references, exactly
+	// as a run's plan does (planRelease).
+	listed, err := listTarget(ctx, dst)
+	if err != nil {
 		return nil, err
 	}
-	now := opts.Now()
-	markUnreferenced(st, now)
-	refs := st.Held.Paths()
-	for key := range st.Unreferenced {
-		if refs[key] > 0 { // markUnreferenced never leaves one; never trust that with a delete
-			delete(st.Unreferenced, key)
-		}
+	st.noteListing(listed)
+	reconcile(listed, st.Objects)
+	owned := make(map[string]bool, len(st.Objects))
+	for key := range st.Objects {
+		owned[key] = true
 	}
-
-	for key, since := range st.Unreferenced {
-		c := GCCandidate{Path: key, Size: st.Objects[key].Size, Since: since}
+	now := opts.Now()
+	rel := planRelease(st.Held, owned, st.Unreferenced, now, opts.Grace)
+	st.Unreferenced = rel.stamps(now)
+	pending := map[string]bool{}
+	for _, key := range rel.Pending {
+		pending[key] = true
+	}
+	for _, key := range rel.Unreferenced {
+		since := st.Unreferenced[key]
+		c := GCCandidate{Path: key, Size: st.Objects[key].Size, Since: since, DueNow: !pending[key]}
 		if opts.Grace >= 0 {
 			c.Due = since.Add(opts.Grace)
-			c.DueNow = now.Sub(since) >= opts.Grace
-		}
-		if !c.DueNow {
-			rep.Pending++
 		}
 		rep.Candidates = append(rep.Candidates, c)
 	}
-	sort.Slice(rep.Candidates, func(i, j int) bool { return rep.Candidates[i].Path < rep.Candidates[j].Path })
+	rep.Pending = len(rel.Pending)
 	if opts.DryRun || opts.Grace < 0 {
 		return rep, nil
 	}
 
-	runRep := &Report{}
-	err = collect(ctx, dst, st, runRep, &Options{GCGrace: opts.Grace, Now: func() time.Time { return now }, Log: opts.Log, lock: lock})
-	if runRep.Deleted != nil {
-		rep.Deleted = runRep.Deleted
+	deleted, err := deleteReleased(ctx, dst, st, rel.Due, lock, opts.Log)
+	if deleted != nil {
+		rep.Deleted = deleted
 	}
 	return rep, err
 }

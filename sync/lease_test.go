@@ -376,9 +376,9 @@ func TestStaleFormsNotRemovedAfterLeaseLost(t *testing.T) {
 		}
 		st := NewState()
 		st.Published[form] = Published{Size: 3}
-		opts := &Options{lock: l}
-		opts.defaults()
-		err = removeStaleForms(ctx, mem, &Catalogue{IndexBase: "streams/v1/index"}, nil, st, &Report{}, opts)
+		r := newRun(mem, mem, Options{})
+		r.lock, r.st, r.cat = l, st, &Catalogue{IndexBase: "streams/v1/index"}
+		err = r.removeStaleForms(ctx, nil)
 		if !errors.Is(err, ErrLockLost) {
 			t.Errorf("removing a stale form after the lease was lost: %v, want ErrLockLost", err)
 		}

@@ -120,13 +120,14 @@ func (o *Options) withFileDeadline(ctx context.Context, size int64) (context.Con
 type rateGuarded struct {
 	store.Source
 	opts *Options
+	now  func() time.Time
 }
 
-func guardRate(src store.Source, opts *Options) store.Source {
-	if opts.minRate() == 0 {
+func (r *run) guardRate(src store.Source) store.Source {
+	if r.opts.minRate() == 0 {
 		return src
 	}
-	return rateGuarded{src, opts}
+	return rateGuarded{src, &r.opts, r.now}
 }
 
 func (g rateGuarded) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
@@ -134,7 +135,7 @@ func (g rateGuarded) Open(ctx context.Context, key string, offset int64) (io.Rea
 	if err != nil {
 		return nil, err
 	}
-	return &rateReader{rc: rc, start: g.opts.Now(), now: g.opts.Now, base: g.opts.deadlineBase(), rate: g.opts.minRate()}, nil
+	return &rateReader{rc: rc, start: g.now(), now: g.now, base: g.opts.deadlineBase(), rate: g.opts.minRate()}, nil
 }
 
 // Unwrap gives the guarded source, so its optional abilities are still found (store.As).

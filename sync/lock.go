@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	gosync "sync"
 	"time"
 
@@ -122,6 +123,8 @@ type LockOptions struct {
 	// Now is the clock (default time.Now). Tests inject one; time.Now's monotonic reading is
 	// used when there is one.
 	Now func() time.Time
+	// Log is told when a renewal fails (nil: nothing is logged). Run and GC pass their own.
+	Log *slog.Logger
 	// self is the process identity recorded in the lease (default: this process's).
 	self *process
 }
@@ -160,6 +163,9 @@ func AcquireLock(ctx context.Context, dst store.Target, opts LockOptions) (*Targ
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	self := currentProcess()
 	if opts.self != nil {
@@ -253,11 +259,17 @@ func (l *TargetLock) renewLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := l.Renew(ctx); errors.Is(err, ErrLockLost) {
+		err := l.Renew(ctx)
+		switch {
+		case errors.Is(err, ErrLockLost):
+			l.opts.Log.Warn("the target's lock was lost: the run stops", "target", store.Describe(l.dst), "error", err)
 			return
+		case err != nil && ctx.Err() == nil:
+			// A passing failure (the network, the store): try again at the next tick; Fence
+			// refuses writes meanwhile once the last renewal is too old.
+			l.opts.Log.Warn("could not renew the target's lock; trying again", "target", store.Describe(l.dst), "error", err,
+				"next_try_in", l.opts.TTL/lockRenewFactor)
 		}
-		// Another error (a passing network failure): try again at the next tick; Fence refuses
-		// writes meanwhile once the last renewal is too old.
 	}
 }
 

@@ -2,8 +2,10 @@ package sync
 
 import (
 	"cmp"
+	"maps"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/streams"
@@ -27,9 +29,24 @@ type PlanInput struct {
 	Prune bool
 	// Held is what the mirror holds now.
 	Held Held
-	// Present are the content objects the target's listing shows, joined with the mirror's
-	// record of them (reconcile), by key. A path missing here is fetched.
+	// Listed is the target's listing, by key. When it is not nil the plan joins it with Objects
+	// (reconcile) to know what is present, verified and owned, and Present must be nil.
+	Listed map[string]store.Info
+	// Objects are the content objects the mirror recorded as its own (State.Objects), by key;
+	// used with Listed. Not changed: the plan gives the reconciled record in Plan.Objects.
+	Objects map[string]Object
+	// Present are the content objects the target holds, joined with the mirror's record of them,
+	// by key, for a caller that did that itself (Listed nil). A path missing here is fetched.
 	Present map[string]Presence
+	// Unreferenced are the recorded times at which owned objects became unreferenced
+	// (State.Unreferenced); Now is the run's time and Grace how long an unreferenced object is
+	// kept (0: released by the run that stops referencing it; negative: never released).
+	Unreferenced map[string]time.Time
+	Now          time.Time
+	Grace        time.Duration
+	// MetadataOnly means the run fetches nothing (Options.NoItemDownload): it keeps recording
+	// the Held it had, so releases are decided against that, not against Plan.Held.
+	MetadataOnly bool
 	// VerifyExisting re-reads present objects instead of trusting recorded hashes.
 	VerifyExisting bool
 	// WholeVersions holds every item of a version the selection reaches, not only the items
@@ -149,11 +166,64 @@ type Plan struct {
 	Kept int
 	// Fetch lists each distinct path to bring in once, sorted by path.
 	Fetch []Fetch
-	// Unreferenced lists the owned objects no longer referenced by Held, sorted.
-	Unreferenced []string
+	// Objects is the mirror's record of its content objects joined with the listing (with
+	// PlanInput.Listed; otherwise nil): records the listing no longer bears out are gone.
+	Objects map[string]Object
+	// Drifted lists, sorted, the recorded objects the listing showed missing or replaced (with
+	// PlanInput.Listed): the mirror neither trusts nor deletes them any more.
+	Drifted []string
+	// Adopt are held content objects the target holds with the catalogue's size and a sha256 the
+	// store itself recorded for them (a directory's xattr), which the mirror did not record: a
+	// run killed before it saved its state wrote them. They are recorded as the mirror's own
+	// without being read (never with VerifyExisting), so they are collected once unreferenced.
+	Adopt map[string]Object
+	// Release is the plan's decision about what the mirror owns and no longer references.
+	Release
 	// Widened lists the items held only because WholeVersions keeps their version whole: the
 	// filters did not match them (sorted by version and item).
 	Widened []ItemChange
+}
+
+// Release says which owned objects nothing held references, and which of them go now.
+type Release struct {
+	// Unreferenced lists the owned objects the Held to be recorded does not reference, sorted.
+	Unreferenced []string
+	// Due lists, sorted, those unreferenced for at least the grace period by PlanInput.Now (or
+	// just now, with a zero grace): the run deletes them once it has published and recorded.
+	Due []string
+	// Pending lists, sorted, the others: kept, waiting for the grace period to pass.
+	Pending []string
+	// Since is when each unreferenced object became unreferenced, as recorded; those it does
+	// not hold became unreferenced with this run, and are stamped when it records its state.
+	Since map[string]time.Time
+}
+
+// planRelease decides the release of the owned objects (by key) that held does not reference:
+// an object is due once it has been unreferenced for grace by now (one that becomes
+// unreferenced now is due at once only with a zero grace); with a negative grace none is due.
+func planRelease(held Held, owned map[string]bool, since map[string]time.Time, now time.Time, grace time.Duration) Release {
+	refs := held.Paths()
+	r := Release{Since: map[string]time.Time{}}
+	for key := range owned {
+		if refs[key] > 0 {
+			continue
+		}
+		r.Unreferenced = append(r.Unreferenced, key)
+		t, stamped := since[key]
+		if stamped {
+			r.Since[key] = t
+		}
+		switch {
+		case grace < 0, stamped && now.Sub(t) < grace, !stamped && grace > 0:
+			r.Pending = append(r.Pending, key)
+		default:
+			r.Due = append(r.Due, key)
+		}
+	}
+	sort.Strings(r.Unreferenced)
+	sort.Strings(r.Due)
+	sort.Strings(r.Pending)
+	return r
 }
 
 // FetchBytes is the number of bytes the plan brings in (not counting Check entries).
@@ -176,7 +246,23 @@ type productKey struct{ ContentID, Product string }
 // Keep, held versions that vanished upstream); held versions outside that choice are released.
 // A product no item of which matches is left as it is held (runs accumulate), except that held
 // versions gone upstream are released unless Keep, and with Prune it is released entirely.
+//
+// Against the target (Listed joined with Objects, or Present): each held path that is not
+// present and verified is fetched (or checked, Fetch.Check), held objects a killed run wrote are
+// adopted, and the owned objects the Held to be recorded no longer references are released:
+// due once unreferenced for Grace by Now, pending until then (planRelease). A run applies the
+// plan as it is; it decides nothing itself.
 func MakePlan(in PlanInput) *Plan {
+	present := in.Present
+	var objects map[string]Object
+	var drifted []string
+	if in.Listed != nil {
+		objects = maps.Clone(in.Objects)
+		if objects == nil {
+			objects = map[string]Object{}
+		}
+		present, drifted = reconcile(in.Listed, objects)
+	}
 	// Index upstream: every item by version, and the matching ones.
 	type upVersion struct {
 		all     map[string]*streams.Item // pointers into in.Upstream: items are large to copy
@@ -279,7 +365,7 @@ func MakePlan(in PlanInput) *Plan {
 		}
 		return widened[i].Item < widened[j].Item
 	})
-	p := &Plan{Held: next, Widened: widened}
+	p := &Plan{Held: next, Widened: widened, Objects: objects, Drifted: drifted}
 	p.Added, p.Removed, p.Kept = diffHeld(in.Held, next)
 
 	// Fetch each referenced path once, with every hash some held item gives for it (the
@@ -314,7 +400,7 @@ func MakePlan(in PlanInput) *Plan {
 	}
 	p.Fetch = wanted[:0]
 	for _, f := range wanted {
-		have, ok := in.Present[f.Path]
+		have, ok := present[f.Path]
 		switch {
 		case !ok || have.Size != f.Size:
 		case in.VerifyExisting || have.SHA256 == "" || f.SHA256 == "":
@@ -329,14 +415,47 @@ func MakePlan(in PlanInput) *Plan {
 	}
 	sort.Slice(p.Fetch, func(i, j int) bool { return p.Fetch[i].Path < p.Fetch[j].Path })
 
-	refs := next.Paths()
-	for key, have := range in.Present {
-		if have.Owned && refs[key] == 0 {
-			p.Unreferenced = append(p.Unreferenced, key)
+	if !in.VerifyExisting {
+		p.Adopt = adoptable(next, present, in.Listed)
+	}
+
+	recorded := next
+	if in.MetadataOnly {
+		recorded = in.Held
+	}
+	owned := map[string]bool{}
+	for key, have := range present {
+		if have.Owned {
+			owned[key] = true
 		}
 	}
-	sort.Strings(p.Unreferenced)
+	for key := range p.Adopt {
+		owned[key] = true // referenced by Held, so released only by a metadata-only run
+	}
+	p.Release = planRelease(recorded, owned, in.Unreferenced, in.Now, in.Grace)
 	return p
+}
+
+// adoptable lists the held content objects present with the catalogue's size and the sha256
+// the store recorded for them but not owned (Plan.Adopt), with the listed ETag when known.
+func adoptable(held Held, present map[string]Presence, listed map[string]store.Info) map[string]Object {
+	var adopt map[string]Object
+	for _, hv := range held {
+		for _, hi := range hv {
+			if hi.Path == "" || hi.SHA256 == "" {
+				continue
+			}
+			p, ok := present[hi.Path]
+			if !ok || p.Owned || p.Size != hi.Size || !strings.EqualFold(p.SHA256, hi.SHA256) {
+				continue
+			}
+			if adopt == nil {
+				adopt = map[string]Object{}
+			}
+			adopt[hi.Path] = Object{Size: hi.Size, SHA256: strings.ToLower(hi.SHA256), ETag: listed[hi.Path].ETag}
+		}
+	}
+	return adopt
 }
 
 // itemsByPath maps every content path upstream lists to (the first of) its items.

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,16 +18,17 @@ import (
 // publish writes the metadata for held: products files first, the index last, so that a reader
 // following the index only ever reaches files that exist. An object whose bytes are already
 // published is not written again.
-func publish(ctx context.Context, dst store.Target, cat *Catalogue, held Held, st *State, rep *Report, opts *Options) error {
+func (r *run) publish(ctx context.Context) error {
+	cat, st := r.cat, r.st
 	var groups [][]MetaFile
-	if opts.Signer == nil {
+	if r.opts.Signer == nil {
 		for _, pf := range cat.Products {
 			groups = append(groups, pf.Forms)
 		}
 		groups = append(groups, cat.IndexForms)
 	} else {
 		var err error
-		groups, err = curate(cat, held, st, opts)
+		groups, err = r.curate(r.plan.Held)
 		if err != nil {
 			return err
 		}
@@ -36,15 +38,15 @@ func publish(ctx context.Context, dst store.Target, cat *Catalogue, held Held, s
 			if st.isPublished(mf.Key, mf.Data) {
 				continue
 			}
-			if err := putMeta(ctx, dst, mf, st, rep, opts); err != nil {
+			if err := r.putMeta(ctx, mf); err != nil {
 				return err
 			}
 		}
 	}
-	if opts.Signer == nil {
+	if r.opts.Signer == nil {
 		// Curated publishing writes every form of each document it publishes; verbatim
 		// publishing writes the forms upstream offers now, which may be fewer than before.
-		return removeStaleForms(ctx, dst, cat, groups, st, rep, opts)
+		return r.removeStaleForms(ctx, groups)
 	}
 	return nil
 }
@@ -56,7 +58,8 @@ func publish(ctx context.Context, dst store.Target, cat *Catalogue, held Held, s
 // starts from index.sjson) would see the old catalogue for ever, whose content is collected
 // after the grace period. The index's forms go first, so that no reader reaches a products form
 // through an index form still there. Objects the mirror did not write are left alone.
-func removeStaleForms(ctx context.Context, dst store.Target, cat *Catalogue, groups [][]MetaFile, st *State, rep *Report, opts *Options) error {
+func (r *run) removeStaleForms(ctx context.Context, groups [][]MetaFile) error {
+	cat, st := r.cat, r.st
 	current := map[string]bool{}
 	for _, group := range groups {
 		for _, mf := range group {
@@ -74,15 +77,15 @@ func removeStaleForms(ctx context.Context, dst store.Target, cat *Catalogue, gro
 		}
 	}
 	for _, key := range stale {
-		if err := opts.fence(ctx, "deleting "+key); err != nil {
+		if err := fence(ctx, r.lock, "deleting "+key); err != nil {
 			return err
 		}
-		if err := dst.Delete(ctx, key); err != nil {
+		if err := r.dst.Delete(ctx, key); err != nil {
 			return fmt.Errorf("removing %s, a metadata form upstream no longer offers: %w", key, err)
 		}
 		delete(st.Published, key)
-		rep.Deleted = append(rep.Deleted, key)
-		opts.Log.Info("deleted a metadata form upstream no longer offers", "path", key)
+		r.rep.Deleted = append(r.rep.Deleted, key)
+		r.log.Info("deleted a metadata form upstream no longer offers", "path", key)
 	}
 	return nil
 }
@@ -125,7 +128,7 @@ func (st *State) isPublishedGroup(keys ...string) bool {
 
 // stillListed reports whether the target's listing (when it was listed) shows the metadata
 // object as it was written: there, with the recorded size and ETag (a record without one took
-// the listed ETag in listPresent). An object deleted or replaced behind the mirror's back is
+// the listed ETag in noteListing). An object deleted or replaced behind the mirror's back is
 // thus rewritten.
 func (st *State) stillListed(key string, old Published) bool {
 	if st.listed == nil {
@@ -135,19 +138,20 @@ func (st *State) stillListed(key string, old Published) bool {
 	return listed && info.Size == old.Size && sameVersion(old.ETag, info.ETag)
 }
 
-func putMeta(ctx context.Context, dst store.Target, mf MetaFile, st *State, rep *Report, opts *Options) error {
+func (r *run) putMeta(ctx context.Context, mf MetaFile) error {
+	st := r.st
 	if err := store.ValidKey(mf.Key); err != nil {
 		return err
 	}
 	pub := Published{Size: int64(len(mf.Data)), SHA256: hexSHA256(mf.Data)}
-	if err := opts.fence(ctx, "publishing "+mf.Key); err != nil {
+	if err := fence(ctx, r.lock, "publishing "+mf.Key); err != nil {
 		return err
 	}
-	info, err := dst.Put(ctx, mf.Key, bytes.NewReader(mf.Data), store.PutOptions{
+	info, err := r.dst.Put(ctx, mf.Key, bytes.NewReader(mf.Data), store.PutOptions{
 		Size:         pub.Size,
 		SHA256:       pub.SHA256,
 		ContentType:  streams.ContentType(mf.Key),
-		CacheControl: opts.MetadataCacheControl,
+		CacheControl: cmp.Or(r.opts.MetadataCacheControl, DefaultMetadataCacheControl),
 	})
 	if err != nil {
 		return fmt.Errorf("publishing %s: %w", mf.Key, err)
@@ -159,8 +163,8 @@ func putMeta(ctx context.Context, dst store.Target, mf MetaFile, st *State, rep 
 	// metadata): it is metadata now, never to be collected as that content.
 	delete(st.Objects, mf.Key)
 	delete(st.Unreferenced, mf.Key)
-	rep.MetadataWritten = append(rep.MetadataWritten, mf.Key)
-	opts.Log.Info("published", "path", mf.Key)
+	r.rep.MetadataWritten = append(r.rep.MetadataWritten, mf.Key)
+	r.log.Info("published", "path", mf.Key)
 	return nil
 }
 
@@ -170,7 +174,8 @@ func putMeta(ctx context.Context, dst store.Target, mf MetaFile, st *State, rep 
 // with while its curated content stays the same, and the run's time once it changes; so an
 // unchanged mirror rewrites (and signs) nothing, and a client sees a new stamp with new content.
 // Index entries carry their products file's stamp.
-func curate(cat *Catalogue, held Held, st *State, opts *Options) (groups [][]MetaFile, err error) {
+func (r *run) curate(held Held) (groups [][]MetaFile, err error) {
+	cat := r.cat
 	out := &streams.Index{Format: cat.Index.Format, Updated: cat.Index.Updated, Index: map[string]*streams.IndexEntry{}, Extra: cat.Index.Extra}
 	sjsonPaths := map[string]string{}
 	for _, pf := range cat.Products {
@@ -186,7 +191,7 @@ func curate(cat *Catalogue, held Held, st *State, opts *Options) (groups [][]Met
 			continue
 		}
 		upstreamStamp, _ := rawJSONString(doc.Attrs["updated"])
-		forms, stamp, err := signCurated(pf.Base, upstreamStamp, func(updated string) ([]byte, []byte, error) {
+		forms, stamp, err := r.signCurated(pf.Base, upstreamStamp, func(updated string) ([]byte, []byte, error) {
 			raw, err := json.Marshal(updated)
 			if err != nil {
 				return nil, nil, err
@@ -194,7 +199,7 @@ func curate(cat *Catalogue, held Held, st *State, opts *Options) (groups [][]Met
 			doc.Attrs["updated"] = raw
 			body, err := doc.Marshal()
 			return body, body, err
-		}, st, opts)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -210,7 +215,7 @@ func curate(cat *Catalogue, held Held, st *State, opts *Options) (groups [][]Met
 		out.Index[pf.ContentID] = &e
 		sjsonPaths[pf.ContentID] = pf.Base + ".sjson"
 	}
-	forms, _, err := signCurated(cat.IndexBase, cat.Index.Updated, func(updated string) ([]byte, []byte, error) {
+	forms, _, err := r.signCurated(cat.IndexBase, cat.Index.Updated, func(updated string) ([]byte, []byte, error) {
 		ix := *out
 		ix.Updated = updated
 		ix.Index = make(map[string]*streams.IndexEntry, len(out.Index))
@@ -228,7 +233,7 @@ func curate(cat *Catalogue, held Held, st *State, opts *Options) (groups [][]Met
 		}
 		signed, err := ix.Marshal()
 		return plain, signed, err
-	}, st, opts)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +246,8 @@ func curate(cat *Catalogue, held Held, st *State, opts *Options) (groups [][]Met
 // upstream's, when none is recorded) if the document is then exactly as published: nothing needs
 // writing and no forms are returned. Otherwise the content changed, and the forms are made with
 // a new stamp: the run's time, later than the previous stamp.
-func signCurated(base, fallback string, marshal func(updated string) (plain, signed []byte, err error), st *State, opts *Options) ([]MetaFile, string, error) {
+func (r *run) signCurated(base, fallback string, marshal func(updated string) (plain, signed []byte, err error)) ([]MetaFile, string, error) {
+	st := r.st
 	key := base + ".json"
 	prev := st.Published[key].Updated
 	if prev == "" {
@@ -267,17 +273,17 @@ func signCurated(base, fallback string, marshal func(updated string) (plain, sig
 		}
 	}
 	if stamp == "" {
-		stamp = nextStamp(prev, opts.Now())
+		stamp = nextStamp(prev, r.now())
 	}
 	plain, signed, err := marshal(stamp)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", key, err)
 	}
 	var sig, clear bytes.Buffer
-	if err := opts.Signer.DetachSign(&sig, bytes.NewReader(plain)); err != nil {
+	if err := r.opts.Signer.DetachSign(&sig, bytes.NewReader(plain)); err != nil {
 		return nil, "", fmt.Errorf("signing %s: %w", key, err)
 	}
-	if err := opts.Signer.ClearSign(&clear, bytes.NewReader(signed)); err != nil {
+	if err := r.opts.Signer.ClearSign(&clear, bytes.NewReader(signed)); err != nil {
 		return nil, "", fmt.Errorf("signing %s.sjson: %w", base, err)
 	}
 	if st.stamps == nil {

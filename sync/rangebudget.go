@@ -3,7 +3,6 @@ package sync
 import (
 	"context"
 	"io"
-	gosync "sync"
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/ranged"
@@ -62,11 +61,9 @@ func (b *rangeBudget) give(bufs [][]byte) {
 	}
 }
 
-// rangedMu guards the lazy creation of Options.ranged: transfers of one run start concurrently.
-var rangedMu gosync.Mutex
-
-// rangeParams returns the run's ranged-download settings with defaults applied, and its budget.
-func (o *Options) rangeParams() (streams int, chunk int64, budget *rangeBudget) {
+// rangeParams returns the ranged-download settings with defaults applied: streams per file,
+// the chunk size, and how many chunk buffers a run may hold (0: ranged downloads are off).
+func (o *Options) rangeParams() (streams int, chunk int64, slots int) {
 	streams, chunk = o.RangeStreams, o.RangeChunk
 	if streams <= 0 {
 		streams = DefaultRangeStreams
@@ -75,29 +72,25 @@ func (o *Options) rangeParams() (streams int, chunk int64, budget *rangeBudget) 
 		chunk = DefaultRangeChunk
 	}
 	if streams <= 1 {
-		return streams, chunk, nil
+		return streams, chunk, 0
 	}
-	rangedMu.Lock()
-	defer rangedMu.Unlock()
-	if o.ranged == nil {
-		files := o.RangeFiles
-		if files <= 0 {
-			files = DefaultRangeFiles
-		}
-		o.ranged = newRangeBudget(files * (streams + 1))
+	files := o.RangeFiles
+	if files <= 0 {
+		files = DefaultRangeFiles
 	}
-	return streams, chunk, o.ranged
+	return streams, chunk, files * (streams + 1)
 }
 
 // openRanged returns a reader fetching f from src in parallel ranges, or nil when that does not
 // apply: the source cannot serve bounded ranges (only HTTP can; reading a directory in pieces
 // gains nothing), ranged downloads are off, the file is small, or the run's buffers are taken.
-func openRanged(ctx context.Context, src store.Source, f Fetch, opts *Options) io.ReadCloser {
+func (r *run) openRanged(ctx context.Context, src store.Source, f Fetch) io.ReadCloser {
 	ro, ok := store.As[store.RangeOpener](src)
 	if !ok {
 		return nil
 	}
-	streams, chunk, budget := opts.rangeParams()
+	streams, chunk, _ := r.opts.rangeParams()
+	budget := r.ranged()
 	if budget == nil || f.Size < rangedMinChunks*chunk {
 		return nil
 	}

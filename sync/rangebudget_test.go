@@ -91,21 +91,22 @@ func TestRunRanged(t *testing.T) {
 
 	// The budget: DefaultRangeFiles readers take what is free, a further one falls back to one
 	// request, and each gives it all back on Close.
-	opts := Options{}
-	streams, chunk, budget := opts.rangeParams()
+	run := newRun(src, nil, Options{})
+	streams, chunk, _ := run.opts.rangeParams()
+	budget := run.ranged()
 	if streams != DefaultRangeStreams || chunk != DefaultRangeChunk || cap(budget.slots) != DefaultRangeFiles*(streams+1) {
 		t.Fatalf("defaults: %d streams of %d bytes, budget %d", streams, chunk, cap(budget.slots))
 	}
 	f := Fetch{Path: squashfs, Size: 40 << 20}
 	var readers []io.ReadCloser
 	for i := range DefaultRangeFiles {
-		r := openRanged(context.Background(), src, f, &opts)
+		r := run.openRanged(context.Background(), src, f)
 		if r == nil {
 			t.Fatalf("no ranged reader %d for a 40 MiB file over HTTP", i+1)
 		}
 		readers = append(readers, r)
 	}
-	if r := openRanged(context.Background(), src, f, &opts); r != nil {
+	if r := run.openRanged(context.Background(), src, f); r != nil {
 		t.Error("one more ranged reader while the budget is taken")
 	}
 	for _, r := range readers {
@@ -117,14 +118,14 @@ func TestRunRanged(t *testing.T) {
 	if n := len(budget.slots); n != cap(budget.slots) {
 		t.Errorf("%d of %d buffers back in the budget after Close", n, cap(budget.slots))
 	}
-	if r := openRanged(context.Background(), src, Fetch{Path: squashfs, Size: 4*chunk - 1}, &opts); r != nil {
+	if r := run.openRanged(context.Background(), src, Fetch{Path: squashfs, Size: 4*chunk - 1}); r != nil {
 		t.Error("ranged reader for a file shorter than four chunks")
 	}
 	dirSrc, err := dirstore.New(t.TempDir(), dirstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := openRanged(context.Background(), dirSrc, f, &opts); r != nil {
+	if r := run.openRanged(context.Background(), dirSrc, f); r != nil {
 		t.Error("ranged reader for a directory source")
 	}
 }

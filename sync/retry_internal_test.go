@@ -224,9 +224,9 @@ func TestTransferOneRetries(t *testing.T) {
 				src.transient[key], src.fail[key] = tc.transient, tc.fail
 				dst := memstore.New()
 				var log bytes.Buffer
-				opts := &Options{Log: slog.New(slog.NewTextHandler(&log, nil)), Progress: &Progress{}}
+				rn := newRun(src, dst, Options{Log: slog.New(slog.NewTextHandler(&log, nil)), Progress: &Progress{}})
 				start := time.Now()
-				_, err := transferOne(context.Background(), src, dst, f, "", opts)
+				_, err := rn.transferOne(context.Background(), f, "")
 				switch {
 				case tc.errWants == nil && err != nil:
 					t.Fatal(err)

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"crypto/sha512"
@@ -17,12 +18,14 @@ import (
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/retry"
 	"github.com/ssmirror/ssmirror/streams"
+	"golang.org/x/sync/errgroup"
 )
 
-// transferAll brings every planned path into dst, Concurrency at a time, each verified while it
-// streams. Objects that arrive are recorded in st as they complete. Every failure is returned,
-// each naming its path.
-func transferAll(ctx context.Context, src store.Source, dst store.Target, fetches []Fetch, st *State, rep *Report, opts *Options) error {
+// transfer brings every path the plan fetches into the target, Concurrency at a time, each
+// verified while it streams. Objects that arrive are recorded in the state as they complete.
+// Every failure is returned, each naming its path.
+func (r *run) transfer(ctx context.Context) error {
+	fetches := r.plan.Fetch
 	if len(fetches) == 0 {
 		return nil
 	}
@@ -30,13 +33,14 @@ func transferAll(ctx context.Context, src store.Source, dst store.Target, fetche
 	for _, f := range fetches {
 		total += f.Size
 	}
-	opts.Progress.begin(len(fetches), total)
-	defer opts.Progress.end()
-	defer startTransfer(dst, opts)()
+	r.progress.begin(len(fetches), total)
+	defer r.progress.end()
+	defer startTransfer(r.dst, &r.opts)()
 
 	// Content already in the target under another path can be copied there instead of fetched.
+	st, rep := r.st, r.rep
 	bySum := map[string]string{}
-	if _, ok := store.As[store.Copier](dst); ok {
+	if _, ok := store.As[store.Copier](r.dst); ok {
 		for key, obj := range st.Objects {
 			if obj.SHA256 != "" {
 				if k, seen := bySum[obj.SHA256]; !seen || key < k {
@@ -46,61 +50,54 @@ func transferAll(ctx context.Context, src store.Source, dst store.Target, fetche
 		}
 	}
 
-	var mu gosync.Mutex
+	var mu gosync.Mutex // guards bySum, st, rep and errs
 	var errs []error
-	work := make(chan Fetch)
-	var wg gosync.WaitGroup
-	for range min(opts.Concurrency, len(fetches)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for f := range work {
-				mu.Lock()
-				copyFrom := bySum[f.SHA256]
-				mu.Unlock()
-				res, err := transferOne(ctx, src, dst, f, copyFrom, opts)
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-					if ctx.Err() == nil {
-						// A cancelled run says so once (the caller knows why); not once per file in flight.
-						opts.Log.Error("transfer failed", "path", f.Path, "error", err)
-					}
-				} else {
-					etag := res.etag
-					if res.how == "adopted" { // checked as listed
-						etag = st.listed[f.Path].ETag
-					}
-					st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
-					if res.sha256 != "" {
-						if _, seen := bySum[res.sha256]; !seen {
-							bySum[res.sha256] = f.Path
-						}
-					}
-					switch res.how {
-					case "fetched":
-						rep.Fetched++
-						rep.FetchedBytes += f.Size
-					case "copied":
-						rep.Copied++
-						rep.CopiedBytes += f.Size
-					case "adopted":
-						rep.Adopted++
-					}
-					opts.Log.Debug(res.how, "path", f.Path, "size", f.Size)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	var g errgroup.Group // no cancellation: every file is tried, every failure reported
+	g.SetLimit(r.concurrency)
 	for _, f := range fetches {
 		if ctx.Err() != nil {
 			break
 		}
-		work <- f
+		g.Go(func() error {
+			mu.Lock()
+			copyFrom := bySum[f.SHA256]
+			mu.Unlock()
+			res, err := r.transferOne(ctx, f, copyFrom)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				if ctx.Err() == nil {
+					// A cancelled run says so once (the caller knows why); not once per file in flight.
+					r.log.Error("transfer failed", "path", f.Path, "error", err)
+				}
+				return nil
+			}
+			etag := res.etag
+			if res.how == "adopted" { // checked as listed
+				etag = st.listed[f.Path].ETag
+			}
+			st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
+			if res.sha256 != "" {
+				if _, seen := bySum[res.sha256]; !seen {
+					bySum[res.sha256] = f.Path
+				}
+			}
+			switch res.how {
+			case "fetched":
+				rep.Fetched++
+				rep.FetchedBytes += f.Size
+			case "copied":
+				rep.Copied++
+				rep.CopiedBytes += f.Size
+			case "adopted":
+				rep.Adopted++
+			}
+			r.log.Debug(res.how, "path", f.Path, "size", f.Size)
+			return nil
+		})
 	}
-	close(work)
-	wg.Wait()
+	g.Wait()
 	if ctx.Err() != nil {
 		errs = append(errs, fmt.Errorf("interrupted: %w", context.Cause(ctx)))
 	}
@@ -139,7 +136,8 @@ type transferResult struct {
 	etag   string // of the object written ("" when adopted: the listing has it)
 }
 
-func transferOne(ctx context.Context, src store.Source, dst store.Target, f Fetch, copyFrom string, opts *Options) (res transferResult, err error) {
+func (r *run) transferOne(ctx context.Context, f Fetch, copyFrom string) (res transferResult, err error) {
+	src, dst, opts := r.src, r.dst, &r.opts
 	if f.Size < 0 {
 		// The plan refuses these (checkSizes); a negative size would turn the size check off.
 		return transferResult{}, fmt.Errorf("fetching %s: %w: declared size %d", f.Path, ErrTooLarge, f.Size)
@@ -155,42 +153,42 @@ func transferOne(ctx context.Context, src store.Source, dst store.Target, f Fetc
 			}
 		}
 	}()
-	opts.Progress.startFile(f.Path, f.Size)
-	defer opts.Progress.finishFile(f.Path)
+	r.progress.startFile(f.Path, f.Size)
+	defer r.progress.finishFile(f.Path)
 	if f.Check {
-		sum, err := hashObject(ctx, dst, f, opts.Progress)
+		sum, err := hashObject(ctx, dst, f, r.progress)
 		switch {
 		case errors.Is(err, store.ErrChecksum): // a sha512 or md5 catalogue's hash differs
-			opts.Log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path, "error", err)
+			r.log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path, "error", err)
 		case err != nil:
 			return transferResult{}, err
 		case f.SHA256 == "" || sum == f.SHA256:
-			opts.Progress.fileDone()
+			r.progress.fileDone()
 			return transferResult{"adopted", sum, ""}, nil
 		default:
-			opts.Log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path)
+			r.log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path)
 		}
 	}
 	put := store.PutOptions{
 		Size:         f.Size,
 		SHA256:       f.SHA256,
 		ContentType:  streams.ContentType(f.Path),
-		CacheControl: opts.ContentCacheControl,
+		CacheControl: cmp.Or(opts.ContentCacheControl, DefaultContentCacheControl),
 	}
 	if copyFrom != "" && copyFrom != f.Path && f.SHA256 != "" {
 		c, _ := store.As[store.Copier](dst)
 		info, err := c.Copy(ctx, f.Path, copyFrom, put)
 		if err == nil {
-			opts.Progress.add(f.Size)
-			opts.Progress.fileDone()
+			r.progress.add(f.Size)
+			r.progress.fileDone()
 			return transferResult{"copied", info.SHA256, info.ETag}, nil
 		}
-		opts.Log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", copyFrom, "error", err)
+		r.log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", copyFrom, "error", err)
 	}
 	// An open that fails (the source answering 5xx or not at all) is tried again by the retrying
 	// source; a complete download whose checksum is wrong, here.
 	logRetry := func(attempt int, err error) {
-		opts.Log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
+		r.log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
 	}
 	rsrc := retry.NewSource(src, sourcePolicy(logRetry))
 	var info store.Info
@@ -202,7 +200,7 @@ func transferOne(ctx context.Context, src store.Source, dst store.Target, f Fetc
 		Permanent: func(err error) bool { return !opened || !errors.Is(err, store.ErrChecksum) },
 		Notify:    logRetry,
 	}, func(ctx context.Context) error {
-		info, opened, last = fetchOnce(ctx, src, rsrc, dst, f, put, opts)
+		info, opened, last = fetchOnce(ctx, src, rsrc, dst, f, put, r)
 		return last
 	})
 	if re, ok := err.(*retry.Error); ok && err != last && re.Interrupted == nil && !errors.Is(last, store.ErrChecksum) {
@@ -212,7 +210,7 @@ func transferOne(ctx context.Context, src store.Source, dst store.Target, f Fetc
 	if err != nil {
 		return transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err)
 	}
-	opts.Progress.fileDone()
+	r.progress.fileDone()
 	return transferResult{"fetched", info.SHA256, info.ETag}, nil
 }
 
@@ -227,8 +225,8 @@ const (
 // range's open again itself), or in one piece from rsrc (src behind sourcePolicy). opened says
 // whether the source answered, so that a failure can be told apart from one in the body or the
 // target. Bytes counted in the progress by a failed attempt are taken back.
-func fetchOnce(ctx context.Context, src store.Source, rsrc store.Source, dst store.Target, f Fetch, put store.PutOptions, opts *Options) (store.Info, bool, error) {
-	rc := openRanged(ctx, src, f, opts)
+func fetchOnce(ctx context.Context, src, rsrc store.Source, dst store.Target, f Fetch, put store.PutOptions, rn *run) (store.Info, bool, error) {
+	rc := rn.openRanged(ctx, src, f)
 	if rc == nil {
 		var err error
 		if rc, err = rsrc.Open(ctx, f.Path, 0); err != nil {
@@ -236,7 +234,7 @@ func fetchOnce(ctx context.Context, src store.Source, rsrc store.Source, dst sto
 		}
 	}
 	defer rc.Close()
-	cr := newCountingReader(rc, opts.Progress, f.Path)
+	cr := newCountingReader(rc, rn.progress, f.Path)
 	var r io.Reader = cr
 	if f.SHA256 == "" {
 		r = newExtraCheck(f, r)

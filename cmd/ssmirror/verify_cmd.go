@@ -231,9 +231,6 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if grace == 0 {
-		grace = time.Nanosecond // 0 means "at once", not "default"
-	}
 	rep, gcErr := sync.GC(ctx, dst, sync.GCOptions{Grace: grace, DryRun: dryRun, Log: log, Lock: sync.LockOptions{TTL: lockTTL}})
 	if rep == nil {
 		return gcErr

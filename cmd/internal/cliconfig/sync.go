@@ -218,9 +218,6 @@ func (f *Sync) Options(src Location, groups []streams.Filters, keyring *sign.Key
 		MinRate:        f.MinRate,
 		Lock:           sync.LockOptions{Wait: f.LockTimeout, TTL: f.LockTTL},
 	}
-	if f.GCGrace == 0 {
-		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"
-	}
 	switch len(groups) {
 	case 0:
 	case 1:
