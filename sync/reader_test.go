@@ -20,7 +20,7 @@ import (
 
 // readerStats counts what a reader loop saw.
 type readerStats struct {
-	iterations, fetches atomic.Int64
+	iterations, fetches atomic.Int64 // iterations: passes, whole or cut short
 	dangling, sigFails  atomic.Int64
 	maxIteration        atomic.Int64 // nanoseconds
 	mu                  gosync.Mutex
@@ -35,13 +35,37 @@ func (r *readerStats) problem(format string, args ...any) {
 	}
 }
 
-// readerHold is how long the reader holds a products file before checking what it lists: far
-// less than the grace period the syncs use, far more than a run takes to publish and collect.
-const readerHold = 400 * time.Millisecond
+// readerHold is how long the reader holds a products file before checking what it lists: long
+// enough for a run to publish and collect meanwhile.
+const readerHold = 200 * time.Millisecond
+
+// readerClock is the clock the syncs and the reader share: the real one plus an offset the
+// test moves forward to pass the grace period. It moves only between reader passes (advance
+// waits for the pass under way to end), so no pass can outlast the grace however slow the
+// machine is, and a dangling reference is always a fault.
+type readerClock struct {
+	pass   gosync.Mutex // held by the reader for each pass, by advance while it moves the clock
+	mu     gosync.Mutex
+	offset time.Duration
+}
+
+func (c *readerClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *readerClock) advance(d time.Duration) {
+	c.pass.Lock()
+	defer c.pass.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
 
 // readLoop reads the mirror the way a client does, over and over until stop is closed: the
 // signed index, every signed products file it names, and every object those list.
-func readLoop(dst store.Store, kr *sign.Keyring, stats *readerStats, stop <-chan struct{}) {
+func readLoop(dst store.Store, kr *sign.Keyring, clock *readerClock, stats *readerStats, stop <-chan struct{}) {
 	ctx := context.Background()
 	read := func(key string) ([]byte, error) {
 		stats.fetches.Add(1)
@@ -53,71 +77,78 @@ func readLoop(dst store.Store, kr *sign.Keyring, stats *readerStats, stop <-chan
 			return
 		default:
 		}
-		began := time.Now()
-		data, err := read("streams/v1/index.sjson")
+		clock.pass.Lock()
+		began := clock.Now()
+		readPass(ctx, dst, kr, stats, read)
+		if d := int64(clock.Now().Sub(began)); d > stats.maxIteration.Load() {
+			stats.maxIteration.Store(d)
+		}
+		stats.iterations.Add(1)
+		clock.pass.Unlock()
+	}
+}
+
+// readPass is one pass of readLoop; it returns early when the index cannot be read.
+func readPass(ctx context.Context, dst store.Store, kr *sign.Keyring, stats *readerStats, read func(string) ([]byte, error)) {
+	data, err := read("streams/v1/index.sjson")
+	if err != nil {
+		stats.dangling.Add(1)
+		stats.problem("index: %v", err)
+		return
+	}
+	body, err := sign.VerifyClearsigned("streams/v1/index.sjson", data, kr)
+	if err != nil {
+		stats.sigFails.Add(1)
+		stats.problem("%v", err)
+		return
+	}
+	ix, err := streams.ParseIndex(body)
+	if err != nil {
+		stats.problem("index: %v", err)
+		return
+	}
+	for _, e := range ix.Index {
+		data, err := read(e.Path)
 		if err != nil {
 			stats.dangling.Add(1)
-			stats.problem("index: %v", err)
+			stats.problem("%s: %v", e.Path, err)
 			continue
 		}
-		body, err := sign.VerifyClearsigned("streams/v1/index.sjson", data, kr)
+		body, err := sign.VerifyClearsigned(e.Path, data, kr)
 		if err != nil {
 			stats.sigFails.Add(1)
 			stats.problem("%v", err)
 			continue
 		}
-		ix, err := streams.ParseIndex(body)
+		doc, err := streams.ParseProducts(body)
 		if err != nil {
-			stats.problem("index: %v", err)
+			stats.problem("%s: %v", e.Path, err)
 			continue
 		}
-		for _, e := range ix.Index {
-			data, err := read(e.Path)
-			if err != nil {
-				stats.dangling.Add(1)
-				stats.problem("%s: %v", e.Path, err)
-				continue
-			}
-			body, err := sign.VerifyClearsigned(e.Path, data, kr)
-			if err != nil {
-				stats.sigFails.Add(1)
-				stats.problem("%v", err)
-				continue
-			}
-			doc, err := streams.ParseProducts(body)
-			if err != nil {
-				stats.problem("%s: %v", e.Path, err)
-				continue
-			}
-			items, err := doc.Items()
-			if err != nil {
-				stats.problem("%s: %v", e.Path, err)
-				continue
-			}
-			// A client holds the metadata while it downloads; the grace period is what keeps
-			// the objects it lists alive meanwhile.
-			time.Sleep(readerHold)
-			for _, it := range items {
-				if it.Path == "" {
-					continue
-				}
-				stats.fetches.Add(1)
-				info, err := dst.Stat(ctx, it.Path)
-				switch {
-				case errors.Is(err, store.ErrNotExist):
-					stats.dangling.Add(1)
-					stats.problem("dangling: %s listed by %s", it.Path, e.Path)
-				case err != nil:
-					stats.problem("stat %s: %v", it.Path, err)
-				case info.Size != it.Size:
-					stats.dangling.Add(1)
-					stats.problem("%s: %d bytes, listed %d", it.Path, info.Size, it.Size)
-				}
-			}
+		items, err := doc.Items()
+		if err != nil {
+			stats.problem("%s: %v", e.Path, err)
+			continue
 		}
-		stats.iterations.Add(1)
-		if d := int64(time.Since(began)); d > stats.maxIteration.Load() {
-			stats.maxIteration.Store(d)
+		// A client holds the metadata while it downloads; the grace period is what keeps
+		// the objects it lists alive meanwhile.
+		time.Sleep(readerHold)
+		for _, it := range items {
+			if it.Path == "" {
+				continue
+			}
+			stats.fetches.Add(1)
+			info, err := dst.Stat(ctx, it.Path)
+			switch {
+			case errors.Is(err, store.ErrNotExist):
+				stats.dangling.Add(1)
+				stats.problem("dangling: %s listed by %s", it.Path, e.Path)
+			case err != nil:
+				stats.problem("stat %s: %v", it.Path, err)
+			case info.Size != it.Size:
+				stats.dangling.Add(1)
+				stats.problem("%s: %d bytes, listed %d", it.Path, info.Size, it.Size)
+			}
 		}
 	}
 }
@@ -136,7 +167,10 @@ func TestReaderDuringSyncs(t *testing.T) {
 			dst := newDst(t)
 			operator := loadSigner(t, "other-signing-key.asc")
 			kr := publicKeyring(t, operator)
-			const grace = 3 * time.Second
+			// The grace is an hour of the shared clock, which the test moves past it before the
+			// last run (with no reader pass under way); the reader's passes take far less.
+			const grace = time.Hour
+			clock := &readerClock{}
 			cfg := func(versions []string, kernels ...string) streamtest.Config {
 				c := smallConfig(versions...)
 				c.Kernels = kernels
@@ -148,7 +182,7 @@ func TestReaderDuringSyncs(t *testing.T) {
 				cfg     streamtest.Config
 				filters []string
 				prune   bool
-				wait    time.Duration
+				advance time.Duration // the clock moves this far before the run
 			}{
 				{"first", cfg([]string{"20250701"}, "ga", "hwe"), []string{"arch=amd64"}, false, 0},
 				{"new version", cfg([]string{"20250701", "20250718"}, "ga", "hwe"), []string{"arch=amd64"}, false, 0},
@@ -160,20 +194,19 @@ func TestReaderDuringSyncs(t *testing.T) {
 			var wg gosync.WaitGroup
 			deleted := 0
 			for i, step := range steps {
-				time.Sleep(step.wait)
+				clock.advance(step.advance)
 				up := newUpstream(t, step.cfg, nil)
-				rep := run(t, up, dst, sync.Options{Filters: mustParse(t, step.filters...), Max: 1, Prune: step.prune, Signer: operator, GCGrace: grace})
+				rep := run(t, up, dst, sync.Options{Filters: mustParse(t, step.filters...), Max: 1, Prune: step.prune, Signer: operator, GCGrace: grace, Now: clock.Now})
 				deleted += len(rep.Deleted)
 				t.Logf("%s: %d added, %d removed, %d deleted", step.what, len(rep.Plan.Added), len(rep.Plan.Removed), len(rep.Deleted))
 				if i == 0 { // something is published: start reading
 					wg.Add(1)
-					go func() { defer wg.Done(); readLoop(dst, kr, stats, stop) }()
-					for stats.iterations.Load() == 0 {
-						time.Sleep(10 * time.Millisecond)
-					}
+					go func() { defer wg.Done(); readLoop(dst, kr, clock, stats, stop) }()
+					waitPasses(stats, 1)
 				}
 			}
-			time.Sleep(100 * time.Millisecond)
+			// Two more passes: at least one wholly after the last run.
+			waitPasses(stats, stats.iterations.Load()+2)
 			close(stop)
 			wg.Wait()
 			maxIt := time.Duration(stats.maxIteration.Load())
@@ -183,14 +216,22 @@ func TestReaderDuringSyncs(t *testing.T) {
 				t.Error("no garbage was collected: the test did not exercise deletion")
 			}
 			if maxIt > grace {
-				t.Logf("a reader pass took longer than the grace period (%s); a dangling reference would then be expected, not a fault", grace)
-			} else if stats.dangling.Load() != 0 || stats.sigFails.Load() != 0 {
+				t.Errorf("a reader pass took %s, longer than the grace period (%s): the test no longer tells a fault from a slow reader", maxIt, grace)
+			}
+			if stats.dangling.Load() != 0 || stats.sigFails.Load() != 0 {
 				t.Errorf("the reader saw %d dangling references and %d signature failures: %v", stats.dangling.Load(), stats.sigFails.Load(), stats.problems)
 			}
 			if stats.iterations.Load() < 3 {
 				t.Errorf("the reader made only %d passes", stats.iterations.Load())
 			}
 		})
+	}
+}
+
+// waitPasses waits until the reader has made at least n passes.
+func waitPasses(stats *readerStats, n int64) {
+	for stats.iterations.Load() < n {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
