@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssmirror/ssmirror/internal/testserver"
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/sync"
@@ -129,15 +129,12 @@ func TestHostileSizes(t *testing.T) {
 		{"1.5", false},
 		{`"-8"`, false},
 	}
-	targets := map[string]func(t *testing.T) store.Store{
-		"dir":   func(t *testing.T) store.Store { _, d := newTarget(t); return d },
-		"minio": func(t *testing.T) store.Store { return newS3Target(t, testserver.KindMinIO).dst },
-	}
-	for name, target := range targets {
+	targettest.Each(t, []targettest.Kind{targettest.Directory, targettest.MinIO}, targettest.Options{Parallel: true}, func(t *testing.T, kind targettest.Kind) {
 		for _, c := range cases {
-			t.Run(name+"/"+c.size, func(t *testing.T) {
+			t.Run(c.size, func(t *testing.T) {
+				t.Parallel()
 				up := newHandUpstream(t, c.size)
-				dst := target(t)
+				dst := targettest.New(t, kind, targettest.Options{}).Store
 				_, err := sync.Run(context.Background(), up.src, dst, sync.Options{StartPath: handIndex})
 				if err == nil {
 					t.Fatal("a run with a hostile size succeeded")
@@ -157,7 +154,7 @@ func TestHostileSizes(t *testing.T) {
 				checkNothingLeft(t, dst)
 			})
 		}
-	}
+	})
 }
 
 // TestMaxFileSizeOption: an item within the limit passes, one byte over is refused; a negative

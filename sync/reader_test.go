@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssmirror/ssmirror/internal/testserver"
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/streams"
@@ -158,74 +158,68 @@ func readPass(ctx context.Context, dst store.Store, kr *sign.Keyring, stats *rea
 // after the grace period) while a reader keeps following the published catalogue. It must never
 // meet a dangling reference or a signature that does not verify.
 func TestReaderDuringSyncs(t *testing.T) {
-	targets := map[string]func(t *testing.T) store.Store{
-		"directory": func(t *testing.T) store.Store { _, d := newTarget(t); return d },
-		"minio":     func(t *testing.T) store.Store { return newS3Target(t, testserver.KindMinIO).dst },
-	}
-	for name, newDst := range targets {
-		t.Run(name, func(t *testing.T) {
-			dst := newDst(t)
-			operator := loadSigner(t, "other-signing-key.asc")
-			kr := publicKeyring(t, operator)
-			// The grace is an hour of the shared clock, which the test moves past it before the
-			// last run (with no reader pass under way); the reader's passes take far less.
-			const grace = time.Hour
-			clock := &readerClock{}
-			cfg := func(versions []string, kernels ...string) streamtest.Config {
-				c := smallConfig(versions...)
-				c.Kernels = kernels
-				c.SquashfsSize = 256 << 10
-				return c
+	targettest.Run(t, []targettest.Kind{targettest.Directory, targettest.MinIO}, targettest.Options{Parallel: true}, func(t *testing.T, tg *targettest.Target) {
+		dst := tg.Store
+		operator := loadSigner(t, "other-signing-key.asc")
+		kr := publicKeyring(t, operator)
+		// The grace is an hour of the shared clock, which the test moves past it before the
+		// last run (with no reader pass under way); the reader's passes take far less.
+		const grace = time.Hour
+		clock := &readerClock{}
+		cfg := func(versions []string, kernels ...string) streamtest.Config {
+			c := smallConfig(versions...)
+			c.Kernels = kernels
+			c.SquashfsSize = 256 << 10
+			return c
+		}
+		steps := []struct {
+			what    string
+			cfg     streamtest.Config
+			filters []string
+			prune   bool
+			advance time.Duration // the clock moves this far before the run
+		}{
+			{"first", cfg([]string{"20250701"}, "ga", "hwe"), []string{"arch=amd64"}, false, 0},
+			{"new version", cfg([]string{"20250701", "20250718"}, "ga", "hwe"), []string{"arch=amd64"}, false, 0},
+			{"hwe products removed upstream", cfg([]string{"20250701", "20250718"}, "ga"), []string{"arch=amd64"}, false, 0},
+			{"filter narrowed, pruned, old files collected", cfg([]string{"20250701", "20250718"}, "ga"), []string{"arch=amd64", "release=noble"}, true, grace + time.Second},
+		}
+		stats := &readerStats{}
+		stop := make(chan struct{})
+		var wg gosync.WaitGroup
+		deleted := 0
+		for i, step := range steps {
+			clock.advance(step.advance)
+			up := newUpstream(t, step.cfg, nil)
+			rep := run(t, up, dst, sync.Options{Filters: mustParse(t, step.filters...), Max: 1, Prune: step.prune, Signer: operator, GCGrace: grace, Now: clock.Now})
+			deleted += len(rep.Deleted)
+			t.Logf("%s: %d added, %d removed, %d deleted", step.what, len(rep.Plan.Added), len(rep.Plan.Removed), len(rep.Deleted))
+			if i == 0 { // something is published: start reading
+				wg.Add(1)
+				go func() { defer wg.Done(); readLoop(dst, kr, clock, stats, stop) }()
+				waitPasses(stats, 1)
 			}
-			steps := []struct {
-				what    string
-				cfg     streamtest.Config
-				filters []string
-				prune   bool
-				advance time.Duration // the clock moves this far before the run
-			}{
-				{"first", cfg([]string{"20250701"}, "ga", "hwe"), []string{"arch=amd64"}, false, 0},
-				{"new version", cfg([]string{"20250701", "20250718"}, "ga", "hwe"), []string{"arch=amd64"}, false, 0},
-				{"hwe products removed upstream", cfg([]string{"20250701", "20250718"}, "ga"), []string{"arch=amd64"}, false, 0},
-				{"filter narrowed, pruned, old files collected", cfg([]string{"20250701", "20250718"}, "ga"), []string{"arch=amd64", "release=noble"}, true, grace + time.Second},
-			}
-			stats := &readerStats{}
-			stop := make(chan struct{})
-			var wg gosync.WaitGroup
-			deleted := 0
-			for i, step := range steps {
-				clock.advance(step.advance)
-				up := newUpstream(t, step.cfg, nil)
-				rep := run(t, up, dst, sync.Options{Filters: mustParse(t, step.filters...), Max: 1, Prune: step.prune, Signer: operator, GCGrace: grace, Now: clock.Now})
-				deleted += len(rep.Deleted)
-				t.Logf("%s: %d added, %d removed, %d deleted", step.what, len(rep.Plan.Added), len(rep.Plan.Removed), len(rep.Deleted))
-				if i == 0 { // something is published: start reading
-					wg.Add(1)
-					go func() { defer wg.Done(); readLoop(dst, kr, clock, stats, stop) }()
-					waitPasses(stats, 1)
-				}
-			}
-			// Two more passes: at least one wholly after the last run.
-			waitPasses(stats, stats.iterations.Load()+2)
-			close(stop)
-			wg.Wait()
-			maxIt := time.Duration(stats.maxIteration.Load())
-			t.Logf("reader: %d passes, %d fetches, %d dangling references, %d signature failures, longest pass %s",
-				stats.iterations.Load(), stats.fetches.Load(), stats.dangling.Load(), stats.sigFails.Load(), maxIt.Round(time.Millisecond))
-			if deleted == 0 {
-				t.Error("no garbage was collected: the test did not exercise deletion")
-			}
-			if maxIt > grace {
-				t.Errorf("a reader pass took %s, longer than the grace period (%s): the test no longer tells a fault from a slow reader", maxIt, grace)
-			}
-			if stats.dangling.Load() != 0 || stats.sigFails.Load() != 0 {
-				t.Errorf("the reader saw %d dangling references and %d signature failures: %v", stats.dangling.Load(), stats.sigFails.Load(), stats.problems)
-			}
-			if stats.iterations.Load() < 3 {
-				t.Errorf("the reader made only %d passes", stats.iterations.Load())
-			}
-		})
-	}
+		}
+		// Two more passes: at least one wholly after the last run.
+		waitPasses(stats, stats.iterations.Load()+2)
+		close(stop)
+		wg.Wait()
+		maxIt := time.Duration(stats.maxIteration.Load())
+		t.Logf("reader: %d passes, %d fetches, %d dangling references, %d signature failures, longest pass %s",
+			stats.iterations.Load(), stats.fetches.Load(), stats.dangling.Load(), stats.sigFails.Load(), maxIt.Round(time.Millisecond))
+		if deleted == 0 {
+			t.Error("no garbage was collected: the test did not exercise deletion")
+		}
+		if maxIt > grace {
+			t.Errorf("a reader pass took %s, longer than the grace period (%s): the test no longer tells a fault from a slow reader", maxIt, grace)
+		}
+		if stats.dangling.Load() != 0 || stats.sigFails.Load() != 0 {
+			t.Errorf("the reader saw %d dangling references and %d signature failures: %v", stats.dangling.Load(), stats.sigFails.Load(), stats.problems)
+		}
+		if stats.iterations.Load() < 3 {
+			t.Errorf("the reader made only %d passes", stats.iterations.Load())
+		}
+	})
 }
 
 // waitPasses waits until the reader has made at least n passes.
