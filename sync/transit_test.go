@@ -15,6 +15,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/ssmirror/ssmirror/internal/faultproxy"
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/store/s3store"
 	"github.com/ssmirror/ssmirror/sync"
@@ -52,11 +53,8 @@ func TestCorruptingMiddleboxNeverPublishes(t *testing.T) {
 						return r.Method + " " + uploadID.ReplaceAllString(path, "")
 					},
 				})
-				opts := s3store.Options{Endpoint: proxyURL, Region: e.srv.Region, PartSize: s3store.MinPartSize, PartConcurrency: 2}
-				client, err := s3store.NewClient(t.Context(), opts)
-				if err != nil {
-					t.Fatal(err)
-				}
+				opts := s3store.Options{Endpoint: proxyURL, PartSize: s3store.MinPartSize, PartConcurrency: 2}
+				client := targettest.Client(t, e.srv, &opts)
 				dst := s3store.New(client, e.bucket, "maas/stable/", opts)
 				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 				_, runErr := sync.Run(ctx, up.src, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}})

@@ -143,11 +143,17 @@ func New(t testing.TB, kind Kind, opts Options) *Target {
 }
 
 // Client is an S3 client for the server built the way the command builds one (s3store.NewClient
-// with opts, whose Endpoint and Region are set to the server's), except that it signs with the
-// server's keys given explicitly rather than found in the environment.
+// with opts, whose Endpoint and Region default to the server's; a test may name a proxy in
+// front of it), except that it signs with the server's keys given explicitly rather than found
+// in the environment.
 func Client(t testing.TB, srv *testserver.Server, opts *s3store.Options) *s3.Client {
 	t.Helper()
-	opts.Endpoint, opts.Region = srv.Endpoint, srv.Region
+	if opts.Endpoint == "" {
+		opts.Endpoint = srv.Endpoint
+	}
+	if opts.Region == "" {
+		opts.Region = srv.Region
+	}
 	client, err := s3store.NewClient(context.Background(), *opts)
 	if err != nil {
 		t.Fatalf("S3 client for %s %s: %v", srv.Kind, srv.Endpoint, err)
