@@ -51,7 +51,7 @@ func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	go func() {
 		defer func() {
 			w.commit(http.StatusOK)
-			pw.Close()
+			pw.CloseWithError(ctx.Err()) // a handler that ends because the request was cancelled does not make a whole body
 		}()
 		t.h.ServeHTTP(w, r)
 	}()
