@@ -13,11 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssmirror/ssmirror/internal/testserver"
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
-	"github.com/ssmirror/ssmirror/store/dirstore"
-	"github.com/ssmirror/ssmirror/store/s3store"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/streams/streamtest"
 	"github.com/ssmirror/ssmirror/sync"
@@ -41,18 +39,9 @@ func TestKillTrials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	onEveryTarget(t, "kill", func(t *testing.T, target string, env []string, dst store.Store) {
+	onEveryTarget(t, func(t *testing.T, target string, env []string, dst store.Store) {
 		killTrials(t, bin, signer, kr, keyringPath, target, env, dst)
 	})
-}
-
-func cutEnv(kv string) (string, string, bool) {
-	for i := 0; i < len(kv); i++ {
-		if kv[i] == '=' {
-			return kv[:i], kv[i+1:], true
-		}
-	}
-	return kv, "", false
 }
 
 type runSummary struct {
@@ -262,29 +251,14 @@ func completeFiles(t *testing.T, dst store.Store, s *streamtest.Stream) map[stri
 }
 
 // onEveryTarget runs fn against each kind of target the binary publishes into: a directory,
-// and a MinIO bucket (named after bucket) with the AWS environment the binary needs (env, also
-// set in this process). target is what the command line names; dst opens the same target here.
-func onEveryTarget(t *testing.T, bucket string, fn func(t *testing.T, target string, env []string, dst store.Store)) {
-	t.Run("directory", func(t *testing.T) {
-		dir := t.TempDir()
-		dst, err := dirstore.New(dir, dirstore.Options{})
-		if err != nil {
-			t.Fatal(err)
+// and a bucket on a MinIO server of the test's own. target is what the command line names, env
+// the environment the binary needs (nil: this process's), dst the same target opened here.
+func onEveryTarget(t *testing.T, fn func(t *testing.T, target string, env []string, dst store.Store)) {
+	targettest.Run(t, []targettest.Kind{targettest.Directory, targettest.MinIO}, targettest.Options{OwnServer: true}, func(t *testing.T, tg *targettest.Target) {
+		var env []string
+		if tg.Server != nil {
+			env = tg.Server.AWSEnv(t)
 		}
-		fn(t, dir, nil, dst)
-	})
-	t.Run("minio", func(t *testing.T) {
-		srv := testserver.MinIO(t)
-		name := srv.NewBucket(t, bucket)
-		env := srv.AWSEnv(t)
-		for _, kv := range env {
-			k, v, _ := cutEnv(kv)
-			t.Setenv(k, v)
-		}
-		client, err := s3store.NewClient(context.Background(), s3store.Options{Endpoint: srv.Endpoint, Region: srv.Region})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(t, "s3://"+name+"/mirror", env, s3store.New(client, name, "mirror/", s3store.Options{}))
+		fn(t, tg.Location, env, tg.Store)
 	})
 }
