@@ -18,7 +18,11 @@ import (
 )
 
 func TestSecondRunIsRefusedWithTheHolder(t *testing.T) {
-	up := newUpstream(t, smallConfig(), nil)
+	bubble(t, secondRunIsRefusedWithTheHolder) // fake time: the wait for the holder takes none
+}
+
+func secondRunIsRefusedWithTheHolder(t *testing.T) {
+	up := newUpstreamInproc(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
 	held, _, err := sync.AcquireLock(context.Background(), dst, sync.LockOptions{})
 	if err != nil {
