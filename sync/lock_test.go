@@ -10,6 +10,7 @@ import (
 	"strings"
 	gosync "sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
@@ -86,6 +87,10 @@ func TestStaleLockIsTakenOver(t *testing.T) {
 }
 
 func TestLostLeaseCancelsTheRun(t *testing.T) {
+	synctest.Test(t, lostLeaseCancelsTheRun) // the renewals and the takeover loop on fake time
+}
+
+func lostLeaseCancelsTheRun(t *testing.T) {
 	_, dst := newTarget(t)
 	l, ctx, err := sync.AcquireLock(context.Background(), dst, sync.LockOptions{TTL: 300 * time.Millisecond})
 	if err != nil {
