@@ -250,11 +250,12 @@ func completeFiles(t *testing.T, dst store.Store, s *streamtest.Stream) map[stri
 	return out
 }
 
-// onEveryTarget runs fn against each kind of target the binary publishes into: a directory,
-// and a bucket on a MinIO server of the test's own. target is what the command line names, env
-// the environment the binary needs (nil: this process's), dst the same target opened here.
+// onEveryTarget runs fn against each kind of target the binary publishes into, in parallel (the
+// trials wait on throttled upstreams and chosen moments more than they work): a directory, and
+// a bucket on a MinIO server of the test's own. target is what the command line names, env the
+// environment the binary needs (nil: this process's), dst the same target opened here.
 func onEveryTarget(t *testing.T, fn func(t *testing.T, target string, env []string, dst store.Store)) {
-	targettest.Run(t, []targettest.Kind{targettest.Directory, targettest.MinIO}, targettest.Options{OwnServer: true}, func(t *testing.T, tg *targettest.Target) {
+	targettest.Run(t, []targettest.Kind{targettest.Directory, targettest.MinIO}, targettest.Options{OwnServer: true, Parallel: true}, func(t *testing.T, tg *targettest.Target) {
 		var env []string
 		if tg.Server != nil {
 			env = tg.Server.AWSEnv(t)
