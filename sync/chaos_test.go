@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ssmirror/ssmirror/internal/faultproxy"
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/store/s3store"
 	"github.com/ssmirror/ssmirror/sync"
@@ -30,53 +31,48 @@ func TestCorruptionBothWays(t *testing.T) {
 	for _, it := range up.stream.Items {
 		catalogue[it.Path] = it.SHA256
 	}
-	for _, kind := range testserver.Kinds {
-		t.Run(string(kind), func(t *testing.T) {
-			e := newS3Target(t, kind)
-			for i := range 6 {
-				uploadID := regexp.MustCompile(`uploadId=[^&]*`)
-				p, proxyURL := startProxy(t, e.srv.Endpoint, faultproxy.Options{
-					Seed: uint64(7 + i),
-					Faults: []faultproxy.Fault{
-						{Kind: faultproxy.FlipRequest, Rate: 0.3, Methods: []string{http.MethodPut, http.MethodPost}, Filter: notLock},
-						{Kind: faultproxy.Flip, Rate: 0.3, Methods: []string{http.MethodGet}, Filter: notLock},
-					},
-					Key: func(r *http.Request) string {
-						_, path, _ := strings.Cut(strings.TrimPrefix(r.URL.RequestURI(), "/"), "/")
-						return r.Method + " " + uploadID.ReplaceAllString(path, "")
-					},
-				})
-				opts := s3store.Options{Endpoint: proxyURL, Region: e.srv.Region, PartSize: s3store.MinPartSize, PartConcurrency: 2}
-				client, err := s3store.NewClient(t.Context(), opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				dst := s3store.New(client, e.bucket, "maas/stable/", opts)
-				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-				filters := []string{"release~(jammy|noble)"}
-				if i%2 == 1 {
-					filters = []string{"release=noble"}
-				}
-				rep, runErr := sync.Run(ctx, up.src, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Prune: i%2 == 1, GCGrace: time.Nanosecond, Verification: sync.Verification{Keyring: up.keyring}})
-				cancel()
-				bad := checkEveryObject(t, e, up.stream.Files, catalogue)
-				var fetched int
-				if rep != nil {
-					fetched = rep.Fetched
-				}
-				t.Logf("run %d: faults %v, fetched %d, corrupt objects %d, run error: %v", i, p.Stats().Faults, fetched, bad, runErr)
+	targettest.Each(t, targettest.S3, targettest.Options{Parallel: true}, func(t *testing.T, kind targettest.Kind) {
+		e := newS3Target(t, testserver.Kind(kind))
+		for i := range 6 {
+			uploadID := regexp.MustCompile(`uploadId=[^&]*`)
+			p, proxyURL := startProxy(t, e.srv.Endpoint, faultproxy.Options{
+				Seed: uint64(7 + i),
+				Faults: []faultproxy.Fault{
+					{Kind: faultproxy.FlipRequest, Rate: 0.3, Methods: []string{http.MethodPut, http.MethodPost}, Filter: notLock},
+					{Kind: faultproxy.Flip, Rate: 0.3, Methods: []string{http.MethodGet}, Filter: notLock},
+				},
+				Key: func(r *http.Request) string {
+					_, path, _ := strings.Cut(strings.TrimPrefix(r.URL.RequestURI(), "/"), "/")
+					return r.Method + " " + uploadID.ReplaceAllString(path, "")
+				},
+			})
+			opts := s3store.Options{Endpoint: proxyURL, PartSize: s3store.MinPartSize, PartConcurrency: 2}
+			client := targettest.Client(t, e.srv, &opts)
+			dst := s3store.New(client, e.bucket, "maas/stable/", opts)
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+			filters := []string{"release~(jammy|noble)"}
+			if i%2 == 1 {
+				filters = []string{"release=noble"}
 			}
-			// a clean run, then a deep verify
-			rep := run(t, up, e.dst, sync.Options{Filters: mustParse(t, "release~(jammy|noble)"), Max: 1})
-			t.Logf("clean run: fetched %d, adopted %d, drifted %v, metadata %v", rep.Fetched, rep.Adopted, rep.Drifted, rep.MetadataWritten)
-			checkEveryObject(t, e, up.stream.Files, catalogue)
-			vr, err := audit.Verify(context.Background(), e.dst, audit.VerifyOptions{Deep: true, Keyring: up.keyring})
-			if err != nil {
-				t.Fatal(err)
+			rep, runErr := sync.Run(ctx, up.src, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Prune: i%2 == 1, GCGrace: time.Nanosecond, Verification: sync.Verification{Keyring: up.keyring}})
+			cancel()
+			bad := checkEveryObject(t, e, up.stream.Files, catalogue)
+			var fetched int
+			if rep != nil {
+				fetched = rep.Fetched
 			}
-			if len(vr.Problems) > 0 {
-				t.Errorf("verify: %+v", vr.Problems)
-			}
-		})
-	}
+			t.Logf("run %d: faults %v, fetched %d, corrupt objects %d, run error: %v", i, p.Stats().Faults, fetched, bad, runErr)
+		}
+		// a clean run, then a deep verify
+		rep := run(t, up, e.dst, sync.Options{Filters: mustParse(t, "release~(jammy|noble)"), Max: 1})
+		t.Logf("clean run: fetched %d, adopted %d, drifted %v, metadata %v", rep.Fetched, rep.Adopted, rep.Drifted, rep.MetadataWritten)
+		checkEveryObject(t, e, up.stream.Files, catalogue)
+		vr, err := audit.Verify(context.Background(), e.dst, audit.VerifyOptions{Deep: true, Keyring: up.keyring})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vr.Problems) > 0 {
+			t.Errorf("verify: %+v", vr.Problems)
+		}
+	})
 }

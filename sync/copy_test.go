@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ssmirror/ssmirror/internal/testserver"
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/sync"
@@ -46,27 +46,21 @@ func sameContentTwice(t *testing.T) store.Source {
 }
 
 func TestSameContentIsCopiedInsideTheTarget(t *testing.T) {
-	targets := map[string]func(t *testing.T) store.Target{
-		"directory": func(t *testing.T) store.Target { _, d := newTarget(t); return d },
-		"minio":     func(t *testing.T) store.Target { return newS3Target(t, testserver.KindMinIO).dst },
-	}
-	for name, newDst := range targets {
-		t.Run(name, func(t *testing.T) {
-			src := sameContentTwice(t)
-			dst := newDst(t)
-			rep, err := sync.Run(context.Background(), src, dst, sync.Options{StartPath: "streams/v1/index.json", Concurrency: 1})
-			if err != nil {
-				t.Fatal(err)
+	targettest.Run(t, []targettest.Kind{targettest.Directory, targettest.MinIO}, targettest.Options{Parallel: true}, func(t *testing.T, tg *targettest.Target) {
+		src := sameContentTwice(t)
+		dst := tg.Store
+		rep, err := sync.Run(context.Background(), src, dst, sync.Options{StartPath: "streams/v1/index.json", Concurrency: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Fetched != 1 || rep.Copied != 1 {
+			t.Errorf("fetched %d, copied %d; want the first fetched and the second copied in the target", rep.Fetched, rep.Copied)
+		}
+		for _, p := range []string{"one/file", "two/file"} {
+			info, err := dst.Stat(context.Background(), p)
+			if err != nil || info.Size != 32 {
+				t.Errorf("%s: %+v %v", p, info, err)
 			}
-			if rep.Fetched != 1 || rep.Copied != 1 {
-				t.Errorf("fetched %d, copied %d; want the first fetched and the second copied in the target", rep.Fetched, rep.Copied)
-			}
-			for _, p := range []string{"one/file", "two/file"} {
-				info, err := dst.Stat(context.Background(), p)
-				if err != nil || info.Size != 32 {
-					t.Errorf("%s: %+v %v", p, info, err)
-				}
-			}
-		})
-	}
+		}
+	})
 }

@@ -193,6 +193,7 @@ func TestDriftHealedS3(t *testing.T) {
 			name = string(tc.kind) + "/curated"
 		}
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // its own upstream and bucket
 			ctx := context.Background()
 			up := newUpstream(t, largeConfig(), nil)
 			e := newS3Target(t, tc.kind)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ssmirror/ssmirror/internal/faultproxy"
 	"github.com/ssmirror/ssmirror/internal/streamtest"
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/httpstore"
@@ -102,11 +103,8 @@ func TestFaultySyncIntoS3(t *testing.T) {
 			return r.Method + " " + uploadID.ReplaceAllString(r.URL.RequestURI(), "")
 		},
 	})
-	opts := s3store.Options{Endpoint: s3URL, Region: e.srv.Region, PartSize: s3store.MinPartSize, PartConcurrency: 2}
-	client, err := s3store.NewClient(t.Context(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	opts := s3store.Options{Endpoint: s3URL, PartSize: s3store.MinPartSize, PartConcurrency: 2}
+	client := targettest.Client(t, e.srv, &opts)
 	e.dst = s3store.New(client, e.bucket, "maas/stable/", opts)
 
 	filters := []string{"release~(jammy|noble)"}

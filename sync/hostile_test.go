@@ -15,9 +15,11 @@ import (
 	gosync "sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
-	"github.com/ssmirror/ssmirror/internal/testserver"
+	"github.com/ssmirror/ssmirror/internal/inproc"
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/sync"
@@ -45,6 +47,18 @@ var handBody = []byte("eight b!")
 
 func newHandUpstream(t *testing.T, sizeToken string) *handUpstream {
 	t.Helper()
+	return makeHandUpstream(t, sizeToken, false)
+}
+
+// newHandUpstreamInproc is newHandUpstream served without a socket (internal/inproc), for tests
+// in a synctest bubble.
+func newHandUpstreamInproc(t *testing.T, sizeToken string) *handUpstream {
+	t.Helper()
+	return makeHandUpstream(t, sizeToken, true)
+}
+
+func makeHandUpstream(t *testing.T, sizeToken string, inprocess bool) *handUpstream {
+	t.Helper()
 	sum := sha256.Sum256(handBody)
 	products := fmt.Sprintf(`{"content_id":"com.example:hostile","datatype":"image-ids","format":"products:1.0",`+
 		`"products":{"com.example:hostile:amd64":{"arch":"amd64","os":"ubuntu","release":"hostile",`+
@@ -58,7 +72,7 @@ func newHandUpstream(t *testing.T, sizeToken string) *handUpstream {
 		handlers: map[string]http.HandlerFunc{},
 		requests: map[string]int{},
 	}
-	u.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := strings.TrimPrefix(r.URL.Path, "/")
 		u.mu.Lock()
 		u.requests[p]++
@@ -73,9 +87,14 @@ func newHandUpstream(t *testing.T, sizeToken string) *handUpstream {
 		default:
 			http.NotFound(w, r)
 		}
-	}))
-	t.Cleanup(u.server.Close)
-	src, err := httpstore.New(u.server.Client(), u.server.URL+"/", httpstore.Options{Retries: 1})
+	})
+	client, url := inproc.Client(handler), inproc.URL
+	if !inprocess {
+		u.server = httptest.NewServer(handler)
+		t.Cleanup(u.server.Close)
+		client, url = u.server.Client(), u.server.URL+"/"
+	}
+	src, err := httpstore.New(client, url, httpstore.Options{Retries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,15 +148,12 @@ func TestHostileSizes(t *testing.T) {
 		{"1.5", false},
 		{`"-8"`, false},
 	}
-	targets := map[string]func(t *testing.T) store.Target{
-		"dir":   func(t *testing.T) store.Target { _, d := newTarget(t); return d },
-		"minio": func(t *testing.T) store.Target { return newS3Target(t, testserver.KindMinIO).dst },
-	}
-	for name, target := range targets {
+	targettest.Each(t, []targettest.Kind{targettest.Directory, targettest.MinIO}, targettest.Options{Parallel: true}, func(t *testing.T, kind targettest.Kind) {
 		for _, c := range cases {
-			t.Run(name+"/"+c.size, func(t *testing.T) {
+			t.Run(c.size, func(t *testing.T) {
+				t.Parallel()
 				up := newHandUpstream(t, c.size)
-				dst := target(t)
+				dst := targettest.New(t, kind, targettest.Options{}).Store
 				_, err := sync.Run(context.Background(), up.src, dst, sync.Options{StartPath: handIndex})
 				if err == nil {
 					t.Fatal("a run with a hostile size succeeded")
@@ -157,7 +173,7 @@ func TestHostileSizes(t *testing.T) {
 				checkNothingLeft(t, dst)
 			})
 		}
-	}
+	})
 }
 
 // TestMaxFileSizeOption: an item within the limit passes, one byte over is refused; a negative
@@ -235,41 +251,43 @@ func TestDripFeedFails(t *testing.T) {
 		ranged bool
 	}{{"content", handContent, false}, {"content-ranged", handContent, true}, {"metadata", handProducts, false}} {
 		t.Run(c.name, func(t *testing.T) {
-			path := c.path
-			up := newHandUpstream(t, strconv.Itoa(len(handBody)))
-			data := up.files[path]
-			if path == handContent {
-				// Long enough that a drip of it outlasts the deadline.
-				data = bytes.Repeat([]byte{'x'}, 4096)
-				up.files[path] = data
-				sum := sha256.Sum256(data)
-				old := sha256.Sum256(handBody)
-				up.files[handProducts] = bytes.Replace(bytes.Replace(up.files[handProducts],
-					[]byte(hex.EncodeToString(old[:])), []byte(hex.EncodeToString(sum[:])), 1),
-					[]byte(`"size":8`), []byte(`"size":4096`), 1)
-			}
-			up.handle(path, drip(data, 20*time.Millisecond, 4*time.Second))
-			_, dst := newTarget(t)
-			opts := sync.Options{
-				StartPath:        handIndex,
-				MinRate:          64 << 10,
-				FileDeadlineBase: time.Second,
-			}
-			if c.ranged {
-				opts.RangeChunk, opts.RangeStreams = 512, 3
-			}
-			_, err := sync.Run(context.Background(), up.src, dst, opts)
-			if err == nil {
-				t.Fatal("a drip-fed run succeeded")
-			}
-			if !errors.Is(err, sync.ErrTooSlow) || !strings.Contains(err.Error(), path) {
-				t.Errorf("want ErrTooSlow naming %s, got: %v", path, err)
-			}
-			if c.ranged && up.count(path) < 2 {
-				t.Errorf("%d requests for %s: the ranged reader was not used", up.count(path), path)
-			}
-			t.Log(err)
-			checkNothingLeft(t, dst)
+			synctest.Test(t, func(t *testing.T) { // fake time: the drip and the deadline pass at once
+				path := c.path
+				up := newHandUpstreamInproc(t, strconv.Itoa(len(handBody)))
+				data := up.files[path]
+				if path == handContent {
+					// Long enough that a drip of it outlasts the deadline.
+					data = bytes.Repeat([]byte{'x'}, 4096)
+					up.files[path] = data
+					sum := sha256.Sum256(data)
+					old := sha256.Sum256(handBody)
+					up.files[handProducts] = bytes.Replace(bytes.Replace(up.files[handProducts],
+						[]byte(hex.EncodeToString(old[:])), []byte(hex.EncodeToString(sum[:])), 1),
+						[]byte(`"size":8`), []byte(`"size":4096`), 1)
+				}
+				up.handle(path, drip(data, 20*time.Millisecond, 4*time.Second))
+				_, dst := newTarget(t)
+				opts := sync.Options{
+					StartPath:        handIndex,
+					MinRate:          64 << 10,
+					FileDeadlineBase: time.Second,
+				}
+				if c.ranged {
+					opts.RangeChunk, opts.RangeStreams = 512, 3
+				}
+				_, err := sync.Run(context.Background(), up.src, dst, opts)
+				if err == nil {
+					t.Fatal("a drip-fed run succeeded")
+				}
+				if !errors.Is(err, sync.ErrTooSlow) || !strings.Contains(err.Error(), path) {
+					t.Errorf("want ErrTooSlow naming %s, got: %v", path, err)
+				}
+				if c.ranged && up.count(path) < 2 {
+					t.Errorf("%d requests for %s: the ranged reader was not used", up.count(path), path)
+				}
+				t.Log(err)
+				checkNothingLeft(t, dst)
+			})
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	gosync "sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
@@ -18,7 +19,11 @@ import (
 )
 
 func TestSecondRunIsRefusedWithTheHolder(t *testing.T) {
-	up := newUpstream(t, smallConfig(), nil)
+	bubble(t, secondRunIsRefusedWithTheHolder) // fake time: the wait for the holder takes none
+}
+
+func secondRunIsRefusedWithTheHolder(t *testing.T) {
+	up := newUpstreamInproc(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
 	held, _, err := sync.AcquireLock(context.Background(), dst, sync.LockOptions{})
 	if err != nil {
@@ -82,6 +87,10 @@ func TestStaleLockIsTakenOver(t *testing.T) {
 }
 
 func TestLostLeaseCancelsTheRun(t *testing.T) {
+	synctest.Test(t, lostLeaseCancelsTheRun) // the renewals and the takeover loop on fake time
+}
+
+func lostLeaseCancelsTheRun(t *testing.T) {
 	_, dst := newTarget(t)
 	l, ctx, err := sync.AcquireLock(context.Background(), dst, sync.LockOptions{TTL: 300 * time.Millisecond})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/ssmirror/ssmirror/internal/streamtest"
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
@@ -71,12 +72,8 @@ type s3env struct {
 func newS3Target(t *testing.T, kind testserver.Kind) *s3env {
 	t.Helper()
 	srv := testserver.Shared(t, kind)
-	srv.IsolateAWSEnv(t)
-	opts := s3store.Options{Endpoint: srv.Endpoint, Region: srv.Region, PartSize: s3store.MinPartSize, PartConcurrency: 2}
-	client, err := s3store.NewClient(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	opts := s3store.Options{PartSize: s3store.MinPartSize, PartConcurrency: 2}
+	client := targettest.Client(t, srv, &opts) // sets nothing in the environment: parallel tests may use it
 	counter := &countingClient{byOp: map[string]int{}}
 	client = s3.New(client.Options(), func(o *s3.Options) {
 		counter.inner = o.HTTPClient
@@ -188,6 +185,7 @@ func TestMirrorIntoS3(t *testing.T) {
 				name = string(kind) + "/curated"
 			}
 			t.Run(name, func(t *testing.T) {
+				t.Parallel() // its own upstream and bucket
 				up := newUpstream(t, largeConfig(), nil)
 				e := newS3Target(t, kind)
 				filters := []string{"arch=amd64", "release~(jammy|noble)"}
@@ -275,46 +273,44 @@ func TestS3FlippedByteInMultipartFile(t *testing.T) {
 // the winner. (Taking over by read, compare, delete, create let two win about one trial in four.)
 func TestRacingTakeoversOnS3(t *testing.T) {
 	const trials, racers = 20, 10
-	for _, kind := range testserver.Kinds {
-		t.Run(string(kind), func(t *testing.T) {
-			e := newS3Target(t, kind)
-			ctx := context.Background()
-			var perTrial []int
-			for trial := range trials {
-				dead := sync.Lease{ID: fmt.Sprintf("dead-%d", trial), Host: "gone", PID: 1, Started: time.Now().Add(-time.Hour), Expires: time.Now().Add(-time.Minute)}
-				data, _ := json.Marshal(dead)
-				if _, err := store.PutBytes(ctx, e.dst, sync.LockKey, data, store.PutOptions{}); err != nil {
-					t.Fatal(err)
-				}
-				var wg gosync.WaitGroup
-				var mu gosync.Mutex
-				var won []*sync.TargetLock
-				start := make(chan struct{})
-				for range racers {
-					wg.Go(func() {
-						<-start
-						l, _, err := sync.AcquireLock(ctx, e.dst, sync.LockOptions{})
-						switch {
-						case err == nil:
-							mu.Lock()
-							won = append(won, l)
-							mu.Unlock()
-						case !errors.As(err, new(*sync.LockedError)):
-							t.Errorf("trial %d: racing AcquireLock: %v", trial, err)
-						}
-					})
-				}
-				close(start)
-				wg.Wait()
-				for _, l := range won {
-					l.Release()
-				}
-				perTrial = append(perTrial, len(won))
-				if len(won) != 1 {
-					t.Errorf("trial %d: %d of %d racing runs took over the expired lease, want exactly 1", trial, len(won), racers)
-				}
+	targettest.Each(t, targettest.S3, targettest.Options{Parallel: true}, func(t *testing.T, kind targettest.Kind) {
+		e := newS3Target(t, testserver.Kind(kind))
+		ctx := context.Background()
+		var perTrial []int
+		for trial := range trials {
+			dead := sync.Lease{ID: fmt.Sprintf("dead-%d", trial), Host: "gone", PID: 1, Started: time.Now().Add(-time.Hour), Expires: time.Now().Add(-time.Minute)}
+			data, _ := json.Marshal(dead)
+			if _, err := store.PutBytes(ctx, e.dst, sync.LockKey, data, store.PutOptions{}); err != nil {
+				t.Fatal(err)
 			}
-			t.Logf("%s: %d trials of %d racing takeovers of an expired lease; winners per trial %v", kind, trials, racers, perTrial)
-		})
-	}
+			var wg gosync.WaitGroup
+			var mu gosync.Mutex
+			var won []*sync.TargetLock
+			start := make(chan struct{})
+			for range racers {
+				wg.Go(func() {
+					<-start
+					l, _, err := sync.AcquireLock(ctx, e.dst, sync.LockOptions{})
+					switch {
+					case err == nil:
+						mu.Lock()
+						won = append(won, l)
+						mu.Unlock()
+					case !errors.As(err, new(*sync.LockedError)):
+						t.Errorf("trial %d: racing AcquireLock: %v", trial, err)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			for _, l := range won {
+				l.Release()
+			}
+			perTrial = append(perTrial, len(won))
+			if len(won) != 1 {
+				t.Errorf("trial %d: %d of %d racing runs took over the expired lease, want exactly 1", trial, len(won), racers)
+			}
+		}
+		t.Logf("%s: %d trials of %d racing takeovers of an expired lease; winners per trial %v", kind, trials, racers, perTrial)
+	})
 }

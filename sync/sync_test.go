@@ -345,6 +345,7 @@ func TestBadContentPublishesNothing(t *testing.T) {
 	}
 	for name, damage := range cases {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // its own target and upstreams; the time is the fetch retries' backoff
 			dir, dst := newTarget(t)
 			old := newUpstream(t, smallConfig("20250701"), nil)
 			filters := mustParse(t, "release=noble", "arch=amd64")

@@ -15,6 +15,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/ssmirror/ssmirror/internal/faultproxy"
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/store/s3store"
 	"github.com/ssmirror/ssmirror/sync"
@@ -39,49 +40,44 @@ func TestCorruptingMiddleboxNeverPublishes(t *testing.T) {
 		testserver.KindVersityGW: {0.2, 0.6},
 	}
 	var total, succeeded, failed, corrupt, flips int
-	for _, kind := range testserver.Kinds {
-		t.Run(string(kind), func(t *testing.T) {
-			for i, rate := range trials[kind] {
-				e := newS3Target(t, kind)
-				uploadID := regexp.MustCompile(`uploadId=[^&]*`)
-				p, proxyURL := startProxy(t, e.srv.Endpoint, faultproxy.Options{
-					Seed:   uint64(100 + i),
-					Faults: []faultproxy.Fault{{Kind: faultproxy.FlipRequest, Rate: rate, Methods: []string{http.MethodPut}}},
-					Key: func(r *http.Request) string {
-						_, path, _ := strings.Cut(strings.TrimPrefix(r.URL.RequestURI(), "/"), "/")
-						return r.Method + " " + uploadID.ReplaceAllString(path, "")
-					},
-				})
-				opts := s3store.Options{Endpoint: proxyURL, Region: e.srv.Region, PartSize: s3store.MinPartSize, PartConcurrency: 2}
-				client, err := s3store.NewClient(t.Context(), opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				dst := s3store.New(client, e.bucket, "maas/stable/", opts)
-				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-				_, runErr := sync.Run(ctx, up.src, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
-				cancel()
-				total++
-				if runErr == nil {
-					succeeded++
-				} else {
-					failed++
-					if !errors.Is(runErr, s3store.ErrTransit) || !strings.Contains(runErr.Error(), "s3://"+e.bucket+"/maas/stable/") {
-						t.Errorf("trial %d: the run failed without naming a key changed in transit: %v", i, runErr)
-					}
-				}
-				bad := checkEveryObject(t, e, up.stream.Files, catalogue)
-				corrupt += bad
-				st := p.Stats()
-				flips += int(st.RequestFlips)
-				t.Logf("trial %d (%.0f%% of PUT bodies corrupted): %d bodies corrupted, %d requests sent again, %d corrupt objects; run error: %v",
-					i, rate*100, st.RequestFlips, dst.TransitRetries(), bad, runErr)
-				if st.RequestFlips == 0 {
-					t.Errorf("trial %d: nothing was corrupted", i)
+	targettest.Each(t, targettest.S3, targettest.Options{}, func(t *testing.T, kind targettest.Kind) { // serially: the totals are shared
+		for i, rate := range trials[testserver.Kind(kind)] {
+			e := newS3Target(t, testserver.Kind(kind))
+			uploadID := regexp.MustCompile(`uploadId=[^&]*`)
+			p, proxyURL := startProxy(t, e.srv.Endpoint, faultproxy.Options{
+				Seed:   uint64(100 + i),
+				Faults: []faultproxy.Fault{{Kind: faultproxy.FlipRequest, Rate: rate, Methods: []string{http.MethodPut}}},
+				Key: func(r *http.Request) string {
+					_, path, _ := strings.Cut(strings.TrimPrefix(r.URL.RequestURI(), "/"), "/")
+					return r.Method + " " + uploadID.ReplaceAllString(path, "")
+				},
+			})
+			opts := s3store.Options{Endpoint: proxyURL, PartSize: s3store.MinPartSize, PartConcurrency: 2}
+			client := targettest.Client(t, e.srv, &opts)
+			dst := s3store.New(client, e.bucket, "maas/stable/", opts)
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+			_, runErr := sync.Run(ctx, up.src, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
+			cancel()
+			total++
+			if runErr == nil {
+				succeeded++
+			} else {
+				failed++
+				if !errors.Is(runErr, s3store.ErrTransit) || !strings.Contains(runErr.Error(), "s3://"+e.bucket+"/maas/stable/") {
+					t.Errorf("trial %d: the run failed without naming a key changed in transit: %v", i, runErr)
 				}
 			}
-		})
-	}
+			bad := checkEveryObject(t, e, up.stream.Files, catalogue)
+			corrupt += bad
+			st := p.Stats()
+			flips += int(st.RequestFlips)
+			t.Logf("trial %d (%.0f%% of PUT bodies corrupted): %d bodies corrupted, %d requests sent again, %d corrupt objects; run error: %v",
+				i, rate*100, st.RequestFlips, dst.TransitRetries(), bad, runErr)
+			if st.RequestFlips == 0 {
+				t.Errorf("trial %d: nothing was corrupted", i)
+			}
+		}
+	})
 	t.Logf("%d trials (%d succeeded, %d failed naming the key), %d PUT bodies corrupted in transit, %d corrupt objects published", total, succeeded, failed, flips, corrupt)
 	if corrupt != 0 {
 		t.Errorf("%d corrupt objects published", corrupt)

@@ -39,7 +39,7 @@ func TestPausedWriterChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	onEveryTarget(t, "fence", func(t *testing.T, target string, env []string, dst store.Target) {
+	onEveryTarget(t, func(t *testing.T, target string, env []string, dst store.Target) {
 		pausedWriter(t, bin, signer, kr, keyringPath, target, env, dst)
 	})
 }

@@ -31,6 +31,7 @@ func TestInterruptOneLine(t *testing.T) {
 	bin := buildBinary(t)
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
+			t.Parallel() // each its own upstream and target; most of the time is the throttled transfer
 			th := &throttled{h: s.Handler()}
 			up := httptest.NewServer(th)
 			defer up.Close()

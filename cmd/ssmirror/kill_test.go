@@ -14,11 +14,9 @@ import (
 	"time"
 
 	"github.com/ssmirror/ssmirror/internal/streamtest"
-	"github.com/ssmirror/ssmirror/internal/testserver"
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
-	"github.com/ssmirror/ssmirror/store/dirstore"
-	"github.com/ssmirror/ssmirror/store/s3store"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
 	"github.com/ssmirror/ssmirror/sync/audit"
@@ -42,18 +40,9 @@ func TestKillTrials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	onEveryTarget(t, "kill", func(t *testing.T, target string, env []string, dst store.Target) {
+	onEveryTarget(t, func(t *testing.T, target string, env []string, dst store.Target) {
 		killTrials(t, bin, signer, kr, keyringPath, target, env, dst)
 	})
-}
-
-func cutEnv(kv string) (string, string, bool) {
-	for i := 0; i < len(kv); i++ {
-		if kv[i] == '=' {
-			return kv[:i], kv[i+1:], true
-		}
-	}
-	return kv, "", false
 }
 
 type runSummary struct {
@@ -262,30 +251,16 @@ func completeFiles(t *testing.T, dst store.Target, s *streamtest.Stream) map[str
 	return out
 }
 
-// onEveryTarget runs fn against each kind of target the binary publishes into: a directory,
-// and a MinIO bucket (named after bucket) with the AWS environment the binary needs (env, also
-// set in this process). target is what the command line names; dst opens the same target here.
-func onEveryTarget(t *testing.T, bucket string, fn func(t *testing.T, target string, env []string, dst store.Target)) {
-	t.Run("directory", func(t *testing.T) {
-		dir := t.TempDir()
-		dst, err := dirstore.New(dir, dirstore.Options{})
-		if err != nil {
-			t.Fatal(err)
+// onEveryTarget runs fn against each kind of target the binary publishes into, in parallel (the
+// trials wait on throttled upstreams and chosen moments more than they work): a directory, and
+// a bucket on a MinIO server of the test's own. target is what the command line names, env the
+// environment the binary needs (nil: this process's), dst the same target opened here.
+func onEveryTarget(t *testing.T, fn func(t *testing.T, target string, env []string, dst store.Target)) {
+	targettest.Run(t, []targettest.Kind{targettest.Directory, targettest.MinIO}, targettest.Options{OwnServer: true, Parallel: true}, func(t *testing.T, tg *targettest.Target) {
+		var env []string
+		if tg.Server != nil {
+			env = tg.Server.AWSEnv(t)
 		}
-		fn(t, dir, nil, dst)
-	})
-	t.Run("minio", func(t *testing.T) {
-		srv := testserver.MinIO(t)
-		name := srv.NewBucket(t, bucket)
-		env := srv.AWSEnv(t)
-		for _, kv := range env {
-			k, v, _ := cutEnv(kv)
-			t.Setenv(k, v)
-		}
-		client, err := s3store.NewClient(context.Background(), s3store.Options{Endpoint: srv.Endpoint, Region: srv.Region})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(t, "s3://"+name+"/mirror", env, s3store.New(client, name, "mirror/", s3store.Options{}))
+		fn(t, tg.Location, env, tg.Store)
 	})
 }

@@ -95,6 +95,7 @@ func TestLogFormatJSONEveryLine(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // the unreachable catalogue spends seconds in the retries' backoff
 			args := []string{"--log-format=json"}
 			for _, a := range tc.args {
 				args = append(args, strings.ReplaceAll(a, "TARGET", filepath.Join(t.TempDir(), "m")))
@@ -219,7 +220,7 @@ func TestJSONSummaryEveryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lock.Release()
+	t.Cleanup(func() { lock.Release() }) // after the parallel subtests, which a defer would not wait for
 
 	cases := []struct {
 		name           string
@@ -238,6 +239,7 @@ func TestJSONSummaryEveryRun(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // the unreachable catalogues spend seconds in the retries' backoff
 			target := tc.target
 			if target == "" {
 				target = filepath.Join(t.TempDir(), "m")

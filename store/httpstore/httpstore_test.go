@@ -16,8 +16,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/ssmirror/ssmirror/internal/inproc"
 	"github.com/ssmirror/ssmirror/store"
 )
 
@@ -88,6 +90,18 @@ func (o *objects) getCount(key string) int {
 func newStore(t *testing.T, base string, opts Options) *Store {
 	t.Helper()
 	s, err := New(DefaultClient(), base, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.backoff = func(int) time.Duration { return time.Millisecond }
+	return s
+}
+
+// newInprocStore is newStore for the handler served without a socket (internal/inproc), for
+// tests of timers in a synctest bubble.
+func newInprocStore(t *testing.T, h http.Handler, opts Options) *Store {
+	t.Helper()
+	s, err := New(inproc.Client(h), inproc.URL, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +360,9 @@ func TestResumeWithoutContentLength(t *testing.T) {
 	mustEqual(t, got, want)
 }
 
-func TestResumeAfterStall(t *testing.T) {
+func TestResumeAfterStall(t *testing.T) { synctest.Test(t, testResumeAfterStall) } // the stall timer on fake time
+
+func testResumeAfterStall(t *testing.T) {
 	want := content(80_000)
 	o := newObjects(map[string][]byte{"slow": want})
 	release := make(chan struct{})
@@ -364,26 +380,29 @@ func TestResumeAfterStall(t *testing.T) {
 		}
 		return true
 	}
-	srv := httptest.NewServer(o)
-	defer srv.Close()
-	s := newStore(t, srv.URL, Options{StallTimeout: 200 * time.Millisecond})
+	s := newInprocStore(t, o, Options{StallTimeout: 200 * time.Millisecond})
+	began := time.Now()
 	got, err := readAll(t, s, "slow", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustEqual(t, got, want)
+	// Fake time: the read took the stall timeout and a backoff, whatever the machine.
+	if took := time.Since(began); took < 200*time.Millisecond || took >= 2*time.Second {
+		t.Errorf("the stalled read resumed after %v, want the stall timeout (200ms) and a short backoff", took)
+	}
 	if o.getCount("slow") != 2 {
 		t.Fatalf("%d requests, want 2", o.getCount("slow"))
 	}
 }
 
 // A slow consumer is not a stall: time spent outside Read does not count.
-func TestSlowConsumerIsNotStall(t *testing.T) {
+func TestSlowConsumerIsNotStall(t *testing.T) { synctest.Test(t, testSlowConsumerIsNotStall) } // on fake time
+
+func testSlowConsumerIsNotStall(t *testing.T) {
 	want := content(10_000)
 	o := newObjects(map[string][]byte{"f": want})
-	srv := httptest.NewServer(o)
-	defer srv.Close()
-	s := newStore(t, srv.URL, Options{StallTimeout: 50 * time.Millisecond})
+	s := newInprocStore(t, o, Options{StallTimeout: 50 * time.Millisecond})
 	rc, err := s.Open(context.Background(), "f", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -501,7 +520,9 @@ func TestGiveUpAfterRetries(t *testing.T) {
 	}
 }
 
-func TestContextCancel(t *testing.T) {
+func TestContextCancel(t *testing.T) { synctest.Test(t, testContextCancel) } // on fake time
+
+func testContextCancel(t *testing.T) {
 	want := content(100_000)
 	o := newObjects(map[string][]byte{"f": want})
 	release := make(chan struct{})
@@ -516,9 +537,7 @@ func TestContextCancel(t *testing.T) {
 		}
 		return true
 	}
-	srv := httptest.NewServer(o)
-	defer srv.Close()
-	s := newStore(t, srv.URL, Options{})
+	s := newInprocStore(t, o, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	rc, err := s.Open(ctx, "f", 0)
 	if err != nil {

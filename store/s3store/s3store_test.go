@@ -14,6 +14,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/s3store"
@@ -55,6 +56,20 @@ func newEnv(t *testing.T, kind testserver.Kind) *env {
 	return e
 }
 
+// newParallelEnv is newEnv for parallel tests: its client signs with the server's keys given
+// explicitly (targettest.Client) instead of through the environment, which t.Setenv would set.
+func newParallelEnv(t *testing.T, kind testserver.Kind) *env {
+	t.Helper()
+	srv := testserver.Shared(t, kind)
+	opts := s3store.Options{PartSize: testPartSize, PartConcurrency: 3}
+	client := targettest.Client(t, srv, &opts)
+	e := &env{kind: kind, srv: srv, mc: srv.MinioClient(t), opts: opts}
+	e.s3c = func(t *testing.T) *s3store.Store {
+		return s3store.New(client, srv.NewBucket(t, t.Name()), "mirror/", opts)
+	}
+	return e
+}
+
 // forEachServer runs fn against MinIO and versitygw.
 func forEachServer(t *testing.T, fn func(t *testing.T, e *env)) {
 	for _, kind := range testserver.Kinds {
@@ -62,17 +77,25 @@ func forEachServer(t *testing.T, fn func(t *testing.T, e *env)) {
 	}
 }
 
+// forEachServerParallel is forEachServer with the servers' subtests in parallel, for tests that
+// use their own buckets and change nothing process-wide (no t.Setenv: e's client is explicit).
+func forEachServerParallel(t *testing.T, fn func(t *testing.T, e *env)) {
+	targettest.Each(t, targettest.S3, targettest.Options{Parallel: true}, func(t *testing.T, kind targettest.Kind) {
+		fn(t, newParallelEnv(t, testserver.Kind(kind)))
+	})
+}
+
 func TestConformance(t *testing.T) {
 	old := storetest.LargeSize
 	storetest.LargeSize = 24 << 20 // five parts of testPartSize
 	t.Cleanup(func() { storetest.LargeSize = old })
-	forEachServer(t, func(t *testing.T, e *env) {
+	forEachServerParallel(t, func(t *testing.T, e *env) {
 		storetest.Run(t, func(t *testing.T) store.Target { return e.s3c(t) })
 	})
 }
 
 func TestSourceConformance(t *testing.T) {
-	forEachServer(t, func(t *testing.T, e *env) {
+	forEachServerParallel(t, func(t *testing.T, e *env) {
 		storetest.RunSource(t, func(t *testing.T) store.Source { return storetest.Seed(t, e.s3c(t)) })
 	})
 }
@@ -83,15 +106,13 @@ func TestConformanceChecksumModes(t *testing.T) {
 	old := storetest.LargeSize
 	storetest.LargeSize = 24 << 20
 	t.Cleanup(func() { storetest.LargeSize = old })
-	forEachServer(t, func(t *testing.T, e *env) {
+	forEachServerParallel(t, func(t *testing.T, e *env) {
 		for _, mode := range []s3store.Checksum{s3store.ChecksumCRC64NVME, s3store.ChecksumMD5, s3store.ChecksumNone} {
 			t.Run(string(mode), func(t *testing.T) {
+				t.Parallel() // its own client and buckets
 				opts := e.opts
 				opts.Checksum = mode
-				client, err := s3store.NewClient(t.Context(), opts)
-				if err != nil {
-					t.Fatal(err)
-				}
+				client := targettest.Client(t, e.srv, &opts)
 				storetest.Run(t, func(t *testing.T) store.Target {
 					return s3store.New(client, e.srv.NewBucket(t, t.Name()), "mirror/", opts)
 				})
