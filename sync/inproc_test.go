@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/ssmirror/ssmirror/internal/inproc"
+	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store/httpstore"
-	"github.com/ssmirror/ssmirror/internal/streamtest"
 )
 
 // newUpstreamInproc is newUpstream served without a socket (internal/inproc), for tests that run
