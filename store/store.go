@@ -175,6 +175,17 @@ type Copier interface {
 	Copy(ctx context.Context, dstKey, srcKey string, opts PutOptions) (Info, error)
 }
 
+// CopierFrom is a target that can copy an object from another target on the same service
+// without moving its bytes through the client (S3 CopyObject/UploadPartCopy across buckets of
+// one endpoint). CanCopyFrom says whether src is such a target (the same service and
+// credentials); CopyFrom then copies src's srcKey to dstKey, checked against opts like a Put
+// (size, and the sha256 recorded on the source object), and fails without writing anything
+// otherwise. A fan-out run uses it to bring a file one target holds into another.
+type CopierFrom interface {
+	CanCopyFrom(src Target) bool
+	CopyFrom(ctx context.Context, dstKey string, src Target, srcKey string, opts PutOptions) (Info, error)
+}
+
 // Swapper replaces an object only if it is still the version the caller read: a
 // compare-and-swap on an opaque version tag (S3: the ETag, with If-Match, or If-None-Match: * to
 // create; directory: a read-compare-rename under an flock(2) lock; memory: under the store's
