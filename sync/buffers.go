@@ -12,8 +12,8 @@ type BufferHolder interface {
 // run's ranged-download chunks and the target's own buffers (BufferHolder).
 func transferBuffers(dst store.Store, opts *Options) int64 {
 	buffers := int64(0)
-	if _, chunk, budget := opts.rangeParams(); budget != nil {
-		buffers += int64(cap(budget.slots)) * chunk
+	if _, chunk, pool := opts.rangeParams(); pool != nil {
+		buffers += int64(pool.Slots()) * chunk
 	}
 	if h, ok := dst.(BufferHolder); ok {
 		buffers += h.BufferBudget()

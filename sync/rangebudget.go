@@ -26,47 +26,29 @@ const (
 // the request per chunk costs more than the extra connections bring.
 const rangedMinChunks = 4
 
-// rangeBudget is the chunk buffers one run may hold for ranged downloads, shared by every file
-// of the run and reused from file to file. A file takes buffers without waiting and falls back to
-// one request when too few are free, so files never wait on one another for memory.
-type rangeBudget struct {
-	slots chan []byte // one entry per buffer the run may hold; nil until first allocated
-}
-
-func newRangeBudget(n int) *rangeBudget {
-	b := &rangeBudget{slots: make(chan []byte, n)}
-	for range n {
-		b.slots <- nil
-	}
-	return b
-}
-
-// take returns up to n buffers (some may be nil: not allocated yet) without waiting.
-func (b *rangeBudget) take(n int) [][]byte {
-	var bufs [][]byte
-	for len(bufs) < n {
-		select {
-		case buf := <-b.slots:
-			bufs = append(bufs, buf)
-		default:
-			return bufs
-		}
-	}
-	return bufs
-}
-
-// give returns buffers taken with take.
-func (b *rangeBudget) give(bufs [][]byte) {
-	for _, buf := range bufs {
-		b.slots <- buf
-	}
-}
+// rangeFastEnough (bytes per second): a file whose own connection brings a whole chunk at least
+// this fast gets no range streams; one connection is then as good as several (a loopback or a
+// LAN), and ranges would only cost requests and copies. A variable so that tests over loopback
+// can turn the gate off (0: every large file wants streams from its start).
+var rangeFastEnough float64 = 48 << 20
 
 // rangedMu guards the lazy creation of Options.ranged: transfers of one run start concurrently.
 var rangedMu gosync.Mutex
 
-// rangeParams returns the run's ranged-download settings with defaults applied, and its budget.
-func (o *Options) rangeParams() (streams int, chunk int64, budget *rangeBudget) {
+// rangeConnections is the run's number of range streams (see Options.RangeConnections).
+func rangeConnections(streams, files, conns int) int {
+	if conns > 0 {
+		return conns
+	}
+	if files <= 0 {
+		files = DefaultRangeFiles
+	}
+	return files * streams
+}
+
+// rangeParams returns the run's ranged-download settings with defaults applied, and its pool of
+// range streams (nil: ranged downloads are off).
+func (o *Options) rangeParams() (streams int, chunk int64, pool *ranged.Pool) {
 	streams, chunk = o.RangeStreams, o.RangeChunk
 	if streams <= 0 {
 		streams = DefaultRangeStreams
@@ -80,35 +62,26 @@ func (o *Options) rangeParams() (streams int, chunk int64, budget *rangeBudget) 
 	rangedMu.Lock()
 	defer rangedMu.Unlock()
 	if o.ranged == nil {
-		files := o.RangeFiles
-		if files <= 0 {
-			files = DefaultRangeFiles
-		}
-		o.ranged = newRangeBudget(files * (streams + 1))
+		o.ranged = ranged.NewPool(rangeConnections(streams, o.RangeFiles, o.RangeConnections), chunk, ranged.PoolOptions{
+			MaxStreams: streams,
+			FastEnough: rangeFastEnough,
+		})
 	}
 	return streams, chunk, o.ranged
 }
 
-// openRanged returns a reader fetching f from src in parallel ranges, or nil when that does not
+// openRanged returns a reader fetching f from src on one connection and, while that connection
+// is slow and the run's range streams are free, on more (ranged.Pool), or nil when that does not
 // apply: the source cannot serve bounded ranges (only HTTP can; reading a directory in pieces
-// gains nothing), ranged downloads are off, the file is small, or the run's buffers are taken.
+// gains nothing), ranged downloads are off, or the file is small.
 func openRanged(ctx context.Context, src store.Store, f Fetch, opts *Options) io.ReadCloser {
 	ro, ok := src.(store.RangeOpener)
 	if !ok {
 		return nil
 	}
-	streams, chunk, budget := opts.rangeParams()
-	if budget == nil || f.Size < rangedMinChunks*chunk {
+	_, chunk, pool := opts.rangeParams()
+	if pool == nil || pool.Slots() == 0 || f.Size < rangedMinChunks*chunk {
 		return nil
 	}
-	bufs := budget.take(streams + 1)
-	if len(bufs) < 3 {
-		// Two streams and the chunk being consumed, or it is no better than one request.
-		budget.give(bufs)
-		return nil
-	}
-	return ranged.NewReader(ctx, ro, f.Path, f.Size, chunk, bufs, ranged.Options{
-		Policy:  sourcePolicy(nil),
-		Release: budget.give,
-	})
+	return pool.Open(ctx, ro, f.Path, f.Size, ranged.Options{Policy: sourcePolicy(nil)})
 }

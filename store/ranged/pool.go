@@ -25,7 +25,6 @@ type Pool struct {
 	chunk      int64
 	maxStreams int
 	fastEnough float64
-	now        func() time.Time
 
 	mu    gosync.Mutex
 	free  [][]byte        // buffers of the free slots (nil until first used)
@@ -38,11 +37,10 @@ type Pool struct {
 type PoolOptions struct {
 	// MaxStreams is the most range streams one file is given (0: no bound but the slots).
 	MaxStreams int
-	// FastEnough, in bytes per second: a file whose own connection brings a whole chunk at least
-	// this fast is given no range streams (0: every file wants them from its start).
+	// FastEnough, in bytes per second: a file whose own connection brings each chunk at least
+	// this fast (within chunk/FastEnough of its start) is given no range streams; one that does
+	// not wants them from then on (0: every file wants them from its start).
 	FastEnough float64
-	// Now is the clock that times a file's connection (default time.Now).
-	Now func() time.Time
 }
 
 // NewPool returns a pool of slots range streams, each fetching chunks of chunk bytes.
@@ -51,13 +49,9 @@ func NewPool(slots int, chunk int64, opts PoolOptions) *Pool {
 		chunk:      chunk,
 		maxStreams: opts.MaxStreams,
 		fastEnough: opts.FastEnough,
-		now:        opts.Now,
 		free:       make([][]byte, slots),
 		slots:      slots,
 		files:      map[*Reader]int{},
-	}
-	if p.now == nil {
-		p.now = time.Now
 	}
 	if p.maxStreams <= 0 {
 		p.maxStreams = slots
@@ -185,7 +179,8 @@ type Reader struct {
 	baseFrom  int64
 	baseEnd   int64
 	openEnded bool
-	started   time.Time // when the base began the chunk being read from it
+	probe     *time.Timer // marks the file slow when the base's chunk is not in by then
+	probeSeq  int64       // which base chunk the probe times
 
 	err error // sticky failure (the caller's goroutine only)
 }
@@ -370,7 +365,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 			return 0, r.fail(err)
 		}
 		r.body, r.baseFrom, r.baseEnd, r.openEnded = body, from, end, end == r.nchunks && end-from > 1
-		r.started = r.pool.now()
+		r.startProbe()
 		kick = r.openEnded
 	}
 	body := r.body
@@ -407,6 +402,31 @@ func (r *Reader) openBase(from, end int64) (io.ReadCloser, error) {
 	return rc, nil
 }
 
+// startProbe times the base's next chunk (under r.mu): when it is not in within
+// chunk/FastEnough, the file wants range streams. A file already slow is not timed again.
+func (r *Reader) startProbe() {
+	r.probeSeq++
+	if r.probe != nil {
+		r.probe.Stop()
+		r.probe = nil
+	}
+	if r.slow || r.body == nil || r.closed {
+		return
+	}
+	seq := r.probeSeq
+	d := time.Duration(float64(min(r.chunk, r.size-r.pos)) / r.pool.fastEnough * float64(time.Second))
+	r.probe = time.AfterFunc(d, func() {
+		r.mu.Lock()
+		if r.closed || r.slow || seq != r.probeSeq {
+			r.mu.Unlock()
+			return
+		}
+		r.slow = true
+		r.mu.Unlock()
+		r.pool.schedule()
+	})
+}
+
 // readBase reads from the base within chunk i.
 func (r *Reader) readBase(body io.ReadCloser, i int64, p []byte) (int, error) {
 	end := min((i+1)*r.chunk, r.size)
@@ -416,25 +436,15 @@ func (r *Reader) readBase(body io.ReadCloser, i int64, p []byte) (int, error) {
 	n, err := body.Read(p)
 	r.mu.Lock()
 	r.pos += int64(n)
-	var kick bool
 	if r.pos == end {
-		if !r.slow && r.pool.fastEnough > 0 {
-			d := r.pool.now().Sub(r.started).Seconds()
-			if float64(end-i*r.chunk) < r.pool.fastEnough*d {
-				r.slow, kick = true, true
-			}
-		}
-		r.started = r.pool.now()
 		if r.pos/r.chunk >= r.baseEnd || r.pos == r.size {
 			r.body.Close()
 			r.body = nil
 		}
+		r.startProbe()
 		err = nil
 	}
 	r.mu.Unlock()
-	if kick {
-		r.pool.schedule()
-	}
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -500,6 +510,9 @@ func (r *Reader) Close() error {
 	r.closed = true
 	body := r.body
 	r.body = nil
+	if r.probe != nil {
+		r.probe.Stop()
+	}
 	r.mu.Unlock()
 	r.pool.forget(r)
 	r.cancel(errRangedClosed)
