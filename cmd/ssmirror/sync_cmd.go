@@ -106,6 +106,7 @@ type syncFlags struct {
 	rangeStreams    int
 	rangeChunk      int64
 	rangeFiles      int
+	rangeConns      int
 	metrics         metricsFlags
 	cfDistribution  string
 	cfPathPrefix    string
@@ -130,9 +131,10 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.StringVar(&f.signingKey, "signing-key", "", "curated mode: rewrite the catalogue to what the mirror holds and sign it with this secret key (armoured)")
 	fs.StringVar(&f.passphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
 	fs.IntVar(&f.concurrency, "concurrency", 4, "files transferred at once")
-	fs.IntVar(&f.rangeStreams, "range-streams", sync.DefaultRangeStreams, "byte ranges of one large file fetched at once from an HTTP(S) source (1: one request per file)")
-	fs.Var(units.NewSize(&f.rangeChunk, sync.DefaultRangeChunk), "range-chunk", "size of one range (as 2MiB or bytes); a ranged file holds (range-streams+1) of them in memory")
-	fs.IntVar(&f.rangeFiles, "range-files", sync.DefaultRangeFiles, "files fetched in ranges at once (others take one request each)")
+	fs.IntVar(&f.rangeStreams, "range-streams", sync.DefaultRangeStreams, "most extra range connections one large file from an HTTP(S) source is given while its own connection is slow (1: one request per file)")
+	fs.Var(units.NewSize(&f.rangeChunk, sync.DefaultRangeChunk), "range-chunk", "size of one range (as 2MiB or bytes); each range connection holds one in memory")
+	fs.IntVar(&f.rangeConns, "range-connections", 0, "range connections shared by all files in flight, each holding one range-chunk buffer (0: range-files × range-streams); at most concurrency + this many connections to the source")
+	fs.IntVar(&f.rangeFiles, "range-files", sync.DefaultRangeFiles, "sizes the default --range-connections (range-files × range-streams); no longer limits which files are fetched in ranges")
 	fs.Var(units.NewDuration(&f.gcGrace, sync.DefaultGCGrace), "gc-grace", "keep objects nothing references for this long (as 3d, 12h) before deleting them (negative: never delete)")
 	fs.BoolVar(&f.prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
 	fs.BoolVar(&f.verifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
@@ -319,30 +321,31 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	progress := &sync.Progress{}
 	opts := sync.Options{
-		StartPath:      start,
-		Verification:   sync.Verification{Keyring: keyring, NoVerify: f.verify.noVerify},
-		Filters:        filters,
-		FilterGroups:   filterGroups,
-		Max:            f.max,
-		Keep:           f.keep,
-		AllowEmpty:     f.allowEmpty,
-		Prune:          f.prune,
-		DryRun:         f.dryRun,
-		NoItemDownload: f.noItemDownload,
-		Signer:         signer,
-		Concurrency:    f.concurrency,
-		RangeStreams:   f.rangeStreams,
-		OnTransfer:     limitTransferMemory, // the command owns its process
-		RangeChunk:     f.rangeChunk,
-		RangeFiles:     f.rangeFiles,
-		GCGrace:        f.gcGrace,
-		VerifyExisting: f.verifyExisting,
-		MetadataLimit:  f.metadataMaxSize,
-		MaxFileSize:    f.maxFileSize,
-		MinRate:        f.minRate,
-		Progress:       progress,
-		Log:            log,
-		Lock:           sync.LockOptions{Wait: f.lockTimeout, TTL: f.lockTTL},
+		StartPath:        start,
+		Verification:     sync.Verification{Keyring: keyring, NoVerify: f.verify.noVerify},
+		Filters:          filters,
+		FilterGroups:     filterGroups,
+		Max:              f.max,
+		Keep:             f.keep,
+		AllowEmpty:       f.allowEmpty,
+		Prune:            f.prune,
+		DryRun:           f.dryRun,
+		NoItemDownload:   f.noItemDownload,
+		Signer:           signer,
+		Concurrency:      f.concurrency,
+		RangeStreams:     f.rangeStreams,
+		OnTransfer:       limitTransferMemory, // the command owns its process
+		RangeChunk:       f.rangeChunk,
+		RangeFiles:       f.rangeFiles,
+		RangeConnections: f.rangeConns,
+		GCGrace:          f.gcGrace,
+		VerifyExisting:   f.verifyExisting,
+		MetadataLimit:    f.metadataMaxSize,
+		MaxFileSize:      f.maxFileSize,
+		MinRate:          f.minRate,
+		Progress:         progress,
+		Log:              log,
+		Lock:             sync.LockOptions{Wait: f.lockTimeout, TTL: f.lockTTL},
 	}
 	if f.gcGrace == 0 {
 		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"
