@@ -18,8 +18,9 @@ import (
 // connection is slower than PoolOptions.FastEnough, it is on fewer than MaxStreams streams and
 // has at least two chunks nobody fetches yet) is given one: a worker that fetches chunks ahead of
 // the reader into its buffer. A slot whose worker finds nothing more to fetch, or whose file is
-// closed, goes to the file on the fewest streams (then the one with the most bytes left), so no
-// large file waits on one connection while others' streams are idle. The pool never holds more
+// closed, goes to the file on the fewest streams (then the one with the most bytes left); and a
+// worker between two chunks gives its slot back when another file that wants streams is on two
+// fewer, so no large file waits on one connection while others hold many. The pool never holds more
 // than Slots buffers, and a run never more than one connection per file in flight plus Slots.
 type Pool struct {
 	chunk      int64
@@ -135,6 +136,29 @@ func (p *Pool) release(buf []byte) {
 	p.free = append(p.free, buf)
 	p.mu.Unlock()
 	p.schedule()
+}
+
+// shouldYield says whether a worker of r, between two chunks, should give its slot back for a
+// file that wants one and is on at least two streams fewer than r (so that a file that wanted
+// streams only once the others had them all does not stay on its single connection).
+func (p *Pool) shouldYield(r *Reader) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free) > 0 {
+		return false
+	}
+	r.mu.Lock()
+	mine := r.workers
+	r.mu.Unlock()
+	for o := range p.files {
+		if o == r {
+			continue
+		}
+		if streams, _, ok := o.wants(p.maxStreams); ok && streams+1 < mine {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Pool) forget(r *Reader) {
@@ -263,7 +287,10 @@ func (r *Reader) work(buf []byte) {
 		r.mu.Unlock()
 		r.pool.release(buf)
 	}()
-	for {
+	for first := true; ; first = false {
+		if !first && r.pool.shouldYield(r) {
+			return
+		}
 		c := r.claim(buf)
 		if c == nil {
 			return

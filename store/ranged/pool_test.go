@@ -344,3 +344,52 @@ func TestPoolRateGate(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolRebalance: a file that wants streams only once another holds them all gets its share
+// as the other's workers finish their chunks: a worker between two chunks gives its slot back
+// when a wanting file is on two streams fewer.
+func TestPoolRebalance(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const chunk = 10
+		objs := map[string][]byte{"a": randomBytes(1, 400), "b": randomBytes(2, 400)}
+		src := newMemRanges(objs)
+		p := NewPool(4, chunk, PoolOptions{})
+		ctx := context.Background()
+		a := p.Open(ctx, src, "a", 400, Options{}).(*Reader)
+		b := p.Open(ctx, src, "b", 400, Options{}).(*Reader)
+		synctest.Wait()
+		if a.Streams() != 4 || b.Streams() != 0 {
+			t.Fatalf("streams a=%d b=%d, want 4 and 0", a.Streams(), b.Streams())
+		}
+		// Each chunk a's caller reads frees a worker to move on: the first two go to b.
+		for want := 1; want <= 2; want++ {
+			if _, err := io.ReadFull(a, make([]byte, chunk)); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			if a.Streams() != 4-want || b.Streams() != want {
+				t.Fatalf("after %d chunks of a: streams a=%d b=%d, want %d and %d", want, a.Streams(), b.Streams(), 4-want, want)
+			}
+		}
+		if _, err := io.ReadFull(a, make([]byte, chunk)); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if a.Streams() != 2 || b.Streams() != 2 {
+			t.Fatalf("balanced: streams a=%d b=%d, want 2 and 2", a.Streams(), b.Streams())
+		}
+		for _, x := range []struct {
+			r    *Reader
+			want []byte
+		}{{a, objs["a"][3*chunk:]}, {b, objs["b"]}} {
+			got, err := io.ReadAll(x.r)
+			if err != nil || !bytes.Equal(got, x.want) {
+				t.Fatalf("%s: %d bytes, %v", x.r.key, len(got), err)
+			}
+			x.r.Close()
+		}
+		if n := p.Free(); n != 4 {
+			t.Errorf("%d slots free at the end, want 4", n)
+		}
+	})
+}
