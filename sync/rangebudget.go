@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	gosync "sync"
+	"time"
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/ranged"
@@ -84,4 +85,17 @@ func openRanged(ctx context.Context, src store.Store, f Fetch, opts *Options) io
 		return nil
 	}
 	return pool.Open(ctx, ro, f.Path, f.Size, ranged.Options{Policy: sourcePolicy(nil)})
+}
+
+// noteRate tells the run's pool of range streams, when a file of at least one chunk, fetched on
+// one connection of an HTTP source, came slower than rangeFastEnough: the link limits each
+// connection, and free slots may carry more files at once (ranged.Pool.Borrow).
+func noteRate(f Fetch, start time.Time, opts *Options) {
+	_, chunk, pool := opts.rangeParams()
+	if pool == nil || f.Size < chunk {
+		return
+	}
+	if d := time.Since(start).Seconds(); float64(f.Size) < rangeFastEnough*d {
+		pool.MarkSlow()
+	}
 }

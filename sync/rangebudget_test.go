@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -188,5 +190,87 @@ func TestRangeSlotFreedGoesToWaitingFile(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatalf("%d bytes differ from the object's %d", len(got), len(data))
+	}
+}
+
+// TestSlowLinkMoreFilesAtOnce: on a link found slow, range stream slots no large file wants carry
+// more small files at once than Concurrency (issue 13: when connections, not bandwidth, limit).
+// The upstream holds each content request until Concurrency+1 are in flight (or 3 s pass, which
+// the old code, at most Concurrency at once, always waited out); the mirror must be intact.
+func TestSlowLinkMoreFilesAtOnce(t *testing.T) {
+	noRateGate(t) // every connection counts as slow
+	s, err := streamtest.Generate(streamtest.Config{
+		Releases: []string{"noble", "jammy"},
+		Arches:   []string{"amd64"},
+		Versions: []string{"20250718"},
+		Kernels:  []string{"ga"},
+		Seed:     5,
+	}, testkeys.Signer(t, testkeys.SigningKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const concurrency = 2
+	var mu gosync.Mutex
+	inFlight, maxIn := 0, 0
+	enough := make(chan struct{})
+	inner := s.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/streams/") {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		mu.Lock()
+		inFlight++
+		maxIn = max(maxIn, inFlight)
+		if inFlight > concurrency {
+			select {
+			case <-enough:
+			default:
+				close(enough)
+			}
+		}
+		mu.Unlock()
+		select {
+		case <-enough:
+		case <-time.After(3 * time.Second):
+		}
+		inner.ServeHTTP(w, r)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	src, err := httpstore.New(srv.Client(), srv.URL, httpstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dst, err := dirstore.New(dir, dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{
+		Verification:     Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
+		Concurrency:      concurrency,
+		RangeConnections: 2,
+	}
+	if _, err := Run(context.Background(), src, dst, opts); err != nil {
+		t.Fatal(err)
+	}
+	if maxIn <= concurrency {
+		t.Errorf("at most %d content requests in flight, want more than Concurrency (%d)", maxIn, concurrency)
+	}
+	for p := range s.Content {
+		got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := io.ReadAll(s.OpenContent(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes differ from upstream's %d", p, len(got), len(want))
+		}
 	}
 }

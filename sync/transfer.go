@@ -50,48 +50,75 @@ func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st 
 	var errs []error
 	work := make(chan Fetch)
 	var wg gosync.WaitGroup
-	for range min(opts.Concurrency, len(fetches)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for f := range work {
-				mu.Lock()
-				copyFrom := bySum[f.SHA256]
-				mu.Unlock()
-				res, err := transferOne(ctx, src, dst, f, copyFrom, opts)
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-					if ctx.Err() == nil {
-						// A cancelled run says so once (the caller knows why); not once per file in flight.
-						opts.Log.Error("transfer failed", "path", f.Path, "error", err)
-					}
-				} else {
-					etag := res.etag
-					if res.how == "adopted" { // checked as listed
-						etag = st.listed[f.Path].ETag
-					}
-					st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
-					if res.sha256 != "" {
-						if _, seen := bySum[res.sha256]; !seen {
-							bySum[res.sha256] = f.Path
-						}
-					}
-					switch res.how {
-					case "fetched":
-						rep.Fetched++
-						rep.FetchedBytes += f.Size
-					case "copied":
-						rep.Copied++
-						rep.CopiedBytes += f.Size
-					case "adopted":
-						rep.Adopted++
-					}
-					opts.Log.Debug(res.how, "path", f.Path, "size", f.Size)
-				}
-				mu.Unlock()
+	// transferFile brings f into dst and records the outcome.
+	transferFile := func(f Fetch) {
+		mu.Lock()
+		copyFrom := bySum[f.SHA256]
+		mu.Unlock()
+		res, err := transferOne(ctx, src, dst, f, copyFrom, opts)
+		mu.Lock()
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() == nil {
+				// A cancelled run says so once (the caller knows why); not once per file in flight.
+				opts.Log.Error("transfer failed", "path", f.Path, "error", err)
 			}
-		}()
+		} else {
+			etag := res.etag
+			if res.how == "adopted" { // checked as listed
+				etag = st.listed[f.Path].ETag
+			}
+			st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
+			if res.sha256 != "" {
+				if _, seen := bySum[res.sha256]; !seen {
+					bySum[res.sha256] = f.Path
+				}
+			}
+			switch res.how {
+			case "fetched":
+				rep.Fetched++
+				rep.FetchedBytes += f.Size
+			case "copied":
+				rep.Copied++
+				rep.CopiedBytes += f.Size
+			case "adopted":
+				rep.Adopted++
+			}
+			opts.Log.Debug(res.how, "path", f.Path, "size", f.Size)
+		}
+		mu.Unlock()
+	}
+	for range min(opts.Concurrency, len(fetches)) {
+		wg.Go(func() {
+			for f := range work {
+				transferFile(f)
+			}
+		})
+	}
+	// More files at once on a link that limits each connection: a transfer beyond Concurrency
+	// runs on a range stream slot no large file wants (ranged.Pool.Borrow), once some connection
+	// to the source was found slow; it gives the slot back after each file.
+	lendCtx, stopLending := context.WithCancel(ctx)
+	if _, _, pool := opts.rangeParams(); pool != nil && len(fetches) > opts.Concurrency {
+		if _, ok := src.(store.RangeOpener); ok {
+			for range min(pool.Slots(), len(fetches)-opts.Concurrency) {
+				wg.Go(func() {
+					for {
+						giveBack, ok := pool.Borrow(lendCtx)
+						if !ok {
+							return
+						}
+						f, more := <-work
+						if !more {
+							giveBack()
+							return
+						}
+						transferFile(f)
+						giveBack()
+					}
+				})
+			}
+		}
 	}
 	for _, f := range fetches {
 		if ctx.Err() != nil {
@@ -100,6 +127,7 @@ func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st 
 		work <- f
 	}
 	close(work)
+	stopLending()
 	wg.Wait()
 	if ctx.Err() != nil {
 		errs = append(errs, fmt.Errorf("interrupted: %w", context.Cause(ctx)))
@@ -229,10 +257,12 @@ const (
 func fetchOnce(ctx context.Context, src store.Store, rsrc retry.Reader, dst store.Store, f Fetch, put store.PutOptions, opts *Options) (store.Info, bool, error) {
 	rc := openRanged(ctx, src, f, opts)
 	if rc == nil {
+		start := time.Now()
 		var err error
 		if rc, err = rsrc.Open(ctx, f.Path, 0); err != nil {
 			return store.Info{}, false, err
 		}
+		defer noteRate(f, start, opts)
 	}
 	defer rc.Close()
 	cr := newCountingReader(rc, opts.Progress, f.Path)

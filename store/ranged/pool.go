@@ -32,6 +32,10 @@ type Pool struct {
 	slots int             // len(free) + the slots held by workers
 	files map[*Reader]int // the open readers, in order of opening (the value)
 	seq   int
+	// linkSlow: some file's connection was found slower than fastEnough (or there is no gate):
+	// slots nobody's streams want may be lent out (Borrow).
+	linkSlow bool
+	changed  chan struct{} // closed (and replaced) when a slot is freed or linkSlow is set
 }
 
 // PoolOptions are the optional parts of a Pool.
@@ -53,6 +57,8 @@ func NewPool(slots int, chunk int64, opts PoolOptions) *Pool {
 		free:       make([][]byte, slots),
 		slots:      slots,
 		files:      map[*Reader]int{},
+		linkSlow:   opts.FastEnough <= 0,
+		changed:    make(chan struct{}),
 	}
 	if p.maxStreams <= 0 {
 		p.maxStreams = slots
@@ -134,8 +140,61 @@ func (p *Pool) schedule() {
 func (p *Pool) release(buf []byte) {
 	p.mu.Lock()
 	p.free = append(p.free, buf)
+	p.signal()
 	p.mu.Unlock()
 	p.schedule()
+}
+
+// signal wakes Borrow's waiters (under p.mu).
+func (p *Pool) signal() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// MarkSlow says that a connection to the source was found slower than FastEnough (a whole
+// file fetched without the pool, say): from then on, slots no file's streams want are lent.
+func (p *Pool) MarkSlow() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.linkSlow {
+		p.linkSlow = true
+		p.signal()
+	}
+}
+
+// Borrow waits for a slot that no file's streams want, on a link found slow, and takes it for
+// something else that needs a connection (one more small file at once: on a link that limits
+// each connection, more files at once bring more). It returns the function that gives the slot
+// back, or false when ctx ends first. Files that want streams come first: a lent slot goes back
+// to them once given back.
+func (p *Pool) Borrow(ctx context.Context) (giveBack func(), ok bool) {
+	for {
+		p.mu.Lock()
+		if p.linkSlow && len(p.free) > 0 && !p.anyWants() {
+			buf := p.free[len(p.free)-1]
+			p.free = p.free[:len(p.free)-1]
+			p.mu.Unlock()
+			var once gosync.Once
+			return func() { once.Do(func() { p.release(buf) }) }, true
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+// anyWants says whether some file wants one more stream (under p.mu).
+func (p *Pool) anyWants() bool {
+	for r := range p.files {
+		if _, _, ok := r.wants(p.maxStreams); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // shouldYield says whether a worker of r, between two chunks, should give its slot back for a
@@ -450,6 +509,7 @@ func (r *Reader) startProbe() {
 		}
 		r.slow = true
 		r.mu.Unlock()
+		r.pool.MarkSlow()
 		r.pool.schedule()
 	})
 }

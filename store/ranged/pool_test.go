@@ -393,3 +393,68 @@ func TestPoolRebalance(t *testing.T) {
 		}
 	})
 }
+
+// TestPoolBorrow: a slot is lent (Borrow) only once the link was found slow, only while no
+// file wants it, and a slot a file frees goes to a file that wants streams before a borrower.
+func TestPoolBorrow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := NewPool(1, 10, PoolOptions{FastEnough: 1e9})
+		got := make(chan func(), 1)
+		go func() {
+			giveBack, ok := p.Borrow(context.Background())
+			if ok {
+				got <- giveBack
+			}
+		}()
+		synctest.Wait()
+		if len(got) != 0 {
+			t.Fatal("a slot was lent before the link was found slow")
+		}
+		p.MarkSlow()
+		synctest.Wait()
+		if len(got) != 1 || p.Free() != 0 {
+			t.Fatalf("after MarkSlow: lent %d, %d free", len(got), p.Free())
+		}
+		(<-got)()
+		if p.Free() != 1 {
+			t.Fatalf("%d free after the slot was given back", p.Free())
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		const chunk = 10
+		objs := map[string][]byte{"a": randomBytes(1, 100), "b": randomBytes(2, 100)}
+		src := newMemRanges(objs)
+		p := NewPool(1, chunk, PoolOptions{}) // no gate: every file wants streams
+		ctx, cancel := context.WithCancel(context.Background())
+		a := p.Open(ctx, src, "a", 100, Options{}).(*Reader)
+		b := p.Open(ctx, src, "b", 100, Options{}).(*Reader)
+		lent := make(chan func(), 1)
+		go func() {
+			if giveBack, ok := p.Borrow(ctx); ok {
+				lent <- giveBack
+			}
+		}()
+		synctest.Wait()
+		if _, err := io.ReadAll(a); err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+		synctest.Wait()
+		if b.Streams() != 1 || len(lent) != 0 {
+			t.Fatalf("a's slot: b has %d streams, %d lent; want it with b", b.Streams(), len(lent))
+		}
+		if _, err := io.ReadAll(b); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if len(lent) != 1 {
+			t.Fatal("the slot no file wants was not lent")
+		}
+		(<-lent)()
+		b.Close()
+		cancel()
+		if p.Free() != 1 {
+			t.Errorf("%d free at the end", p.Free())
+		}
+	})
+}
