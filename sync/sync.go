@@ -99,8 +99,9 @@ type Options struct {
 	// RangeStreams). Every large file starts on one connection of its own; while its connection
 	// brings less than about 48 MiB/s and streams are free it is given more, the file on the
 	// fewest streams (then with the most bytes left) first, and a stream a file no longer needs
-	// goes to another. A run opens at most Concurrency + RangeConnections connections to the
-	// source and holds at most RangeConnections chunks.
+	// goes to another. On a link found that slow, streams no large file wants carry more files
+	// at once than Concurrency, one file each. A run opens at most Concurrency +
+	// RangeConnections connections to the source and holds at most RangeConnections chunks.
 	RangeConnections int
 	// RangeFiles only sizes the default RangeConnections (0: DefaultRangeFiles): it no longer
 	// bounds the files fetched in ranges, every large file in flight may be.

@@ -133,7 +133,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.IntVar(&f.concurrency, "concurrency", 4, "files transferred at once")
 	fs.IntVar(&f.rangeStreams, "range-streams", sync.DefaultRangeStreams, "most extra range connections one large file from an HTTP(S) source is given while its own connection is slow (1: one request per file)")
 	fs.Var(units.NewSize(&f.rangeChunk, sync.DefaultRangeChunk), "range-chunk", "size of one range (as 2MiB or bytes); each range connection holds one in memory")
-	fs.IntVar(&f.rangeConns, "range-connections", 0, "range connections shared by all files in flight, each holding one range-chunk buffer (0: range-files × range-streams); at most concurrency + this many connections to the source")
+	fs.IntVar(&f.rangeConns, "range-connections", 0, "range connections shared by all files in flight, each holding one range-chunk buffer; on a slow link, those no large file wants carry more small files at once (0: range-files × range-streams); at most concurrency + this many connections to the source")
 	fs.IntVar(&f.rangeFiles, "range-files", sync.DefaultRangeFiles, "sizes the default --range-connections (range-files × range-streams); no longer limits which files are fetched in ranges")
 	fs.Var(units.NewDuration(&f.gcGrace, sync.DefaultGCGrace), "gc-grace", "keep objects nothing references for this long (as 3d, 12h) before deleting them (negative: never delete)")
 	fs.BoolVar(&f.prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
