@@ -321,32 +321,32 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	progress := &sync.Progress{}
 	opts := sync.Options{
-		StartPath:        start,
-		Verification:     sync.Verification{Keyring: keyring, NoVerify: f.verify.noVerify},
-		Filters:          filters,
-		FilterGroups:     filterGroups,
-		Max:              f.max,
-		Keep:             f.keep,
-		AllowEmpty:       f.allowEmpty,
-		Prune:            f.prune,
-		DryRun:           f.dryRun,
-		NoItemDownload:   f.noItemDownload,
-		Signer:           signer,
-		Concurrency:      f.concurrency,
-		RangeStreams:     f.rangeStreams,
-		OnTransfer:       limitTransferMemory, // the command owns its process
-		RangeChunk:       f.rangeChunk,
-		RangeFiles:       f.rangeFiles,
-		RangeConnections: f.rangeConns,
-		GCGrace:          f.gcGrace,
-		VerifyExisting:   f.verifyExisting,
-		MetadataLimit:    f.metadataMaxSize,
-		MaxFileSize:      f.maxFileSize,
-		MinRate:          f.minRate,
-		Progress:         progress,
-		Log:              log,
-		Lock:             sync.LockOptions{Wait: f.lockTimeout, TTL: f.lockTTL},
+		StartPath:      start,
+		Verification:   sync.Verification{Keyring: keyring, NoVerify: f.verify.noVerify},
+		Filters:        filters,
+		FilterGroups:   filterGroups,
+		Max:            f.max,
+		Keep:           f.keep,
+		AllowEmpty:     f.allowEmpty,
+		Prune:          f.prune,
+		DryRun:         f.dryRun,
+		NoItemDownload: f.noItemDownload,
+		Signer:         signer,
+		Concurrency:    f.concurrency,
+		RangeStreams:   f.rangeStreams,
+		OnTransfer:     limitTransferMemory, // the command owns its process
+		RangeChunk:     f.rangeChunk,
+		RangeFiles:     f.rangeFiles,
+		GCGrace:        f.gcGrace,
+		VerifyExisting: f.verifyExisting,
+		MetadataLimit:  f.metadataMaxSize,
+		MaxFileSize:    f.maxFileSize,
+		MinRate:        f.minRate,
+		Progress:       progress,
+		Log:            log,
+		Lock:           sync.LockOptions{Wait: f.lockTimeout, TTL: f.lockTTL},
 	}
+	opts.RangeConnections = f.rangeConns
 	if f.gcGrace == 0 {
 		opts.GCGrace = time.Nanosecond // 0 means "delete at once", not "default"
 	}
