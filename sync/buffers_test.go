@@ -42,7 +42,7 @@ func TestOnTransfer(t *testing.T) {
 		streams int
 		want    int64
 	}{
-		{0, parts + sync.DefaultRangeFiles*(sync.DefaultRangeStreams+1)*sync.DefaultRangeChunk},
+		{0, parts + sync.DefaultRangeFiles*sync.DefaultRangeStreams*sync.DefaultRangeChunk},
 		{1, parts}, // no ranged downloads: only the target's buffers
 	} {
 		dst := bufferTarget{memstore.New(), parts}

@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/ranged"
@@ -14,7 +15,10 @@ import (
 // at 111 MB, 6 × 2 MiB 12.1 s at 61 MB; one connection (curl) 52.7 s. The 1.5 GB stream
 // (4 files at once, 8 MiB parts, 24 MiB of part buffers): one file ranged at 5 × 4 MiB 16.7 s,
 // two at 6 × 2 MiB 11.7-13.3 s and 91 MB, three at 6 × 2 MiB 9.7 s but 104 MB, three at
-// 5 × 2 MiB 10.1-10.2 s and 100 MB (32 MiB of part buffers); rclone 21.1 s.
+// 5 × 2 MiB 10.1-10.2 s and 100 MB (32 MiB of part buffers); rclone 21.1 s. With the shared
+// pool (issue 13; 15 streams = 3 × 5, into a directory, a loaded machine): four 64 MB files at
+// 2 MB/s per connection + 30 ms took 9.5-10.1 s (the per-file budget before: 33-36 s; rclone
+// 32 s); 24 streams of at most 8 per file 8.3 s.
 const (
 	DefaultRangeStreams = 5
 	DefaultRangeChunk   = 2 << 20
@@ -25,45 +29,27 @@ const (
 // the request per chunk costs more than the extra connections bring.
 const rangedMinChunks = 4
 
-// rangeBudget is the chunk buffers one run may hold for ranged downloads, shared by every file
-// of the run and reused from file to file. A file takes buffers without waiting and falls back to
-// one request when too few are free, so files never wait on one another for memory.
-type rangeBudget struct {
-	slots chan []byte // one entry per buffer the run may hold; nil until first allocated
-}
+// rangeFastEnough (bytes per second): a file whose own connection brings a whole chunk at least
+// this fast gets no range streams; one connection is then as good as several (a loopback or a
+// LAN), and ranges would only cost requests and copies. A variable so that tests over loopback
+// can turn the gate off (0: every large file wants streams from its start).
+var rangeFastEnough float64 = 48 << 20
 
-func newRangeBudget(n int) *rangeBudget {
-	b := &rangeBudget{slots: make(chan []byte, n)}
-	for range n {
-		b.slots <- nil
+// rangeConnections is the run's number of range streams (see Options.RangeConnections).
+func rangeConnections(streams, files, conns int) int {
+	if conns > 0 {
+		return conns
 	}
-	return b
-}
-
-// take returns up to n buffers (some may be nil: not allocated yet) without waiting.
-func (b *rangeBudget) take(n int) [][]byte {
-	var bufs [][]byte
-	for len(bufs) < n {
-		select {
-		case buf := <-b.slots:
-			bufs = append(bufs, buf)
-		default:
-			return bufs
-		}
+	if files <= 0 {
+		files = DefaultRangeFiles
 	}
-	return bufs
+	return files * streams
 }
 
-// give returns buffers taken with take.
-func (b *rangeBudget) give(bufs [][]byte) {
-	for _, buf := range bufs {
-		b.slots <- buf
-	}
-}
-
-// rangeParams returns the ranged-download settings with defaults applied: streams per file,
-// the chunk size, and how many chunk buffers a run may hold (0: ranged downloads are off).
-func (o *Options) rangeParams() (streams int, chunk int64, slots int) {
+// rangeParams returns the ranged-download settings with defaults applied: the most streams one
+// file gets, the chunk size, and how many range streams (each with one chunk buffer) the files
+// of a run share (0: ranged downloads are off).
+func (o *Options) rangeParams() (streams int, chunk int64, conns int) {
 	streams, chunk = o.RangeStreams, o.RangeChunk
 	if streams <= 0 {
 		streams = DefaultRangeStreams
@@ -74,34 +60,36 @@ func (o *Options) rangeParams() (streams int, chunk int64, slots int) {
 	if streams <= 1 {
 		return streams, chunk, 0
 	}
-	files := o.RangeFiles
-	if files <= 0 {
-		files = DefaultRangeFiles
-	}
-	return streams, chunk, files * (streams + 1)
+	return streams, chunk, rangeConnections(streams, o.RangeFiles, o.RangeConnections)
 }
 
-// openRanged returns a reader fetching f from src in parallel ranges, or nil when that does not
+// openRanged returns a reader fetching f from src on one connection and, while that connection
+// is slow and the run's range streams are free, on more (ranged.Pool), or nil when that does not
 // apply: the source cannot serve bounded ranges (only HTTP can; reading a directory in pieces
-// gains nothing), ranged downloads are off, the file is small, or the run's buffers are taken.
+// gains nothing), ranged downloads are off, or the file is small.
 func (r *run) openRanged(ctx context.Context, src store.Source, f Fetch) io.ReadCloser {
 	ro, ok := store.As[store.RangeOpener](src)
 	if !ok {
 		return nil
 	}
-	streams, chunk, _ := r.opts.rangeParams()
-	budget := r.ranged()
-	if budget == nil || f.Size < rangedMinChunks*chunk {
+	_, chunk, _ := r.opts.rangeParams()
+	pool := r.ranged()
+	if pool == nil || pool.Slots() == 0 || f.Size < rangedMinChunks*chunk {
 		return nil
 	}
-	bufs := budget.take(streams + 1)
-	if len(bufs) < 3 {
-		// Two streams and the chunk being consumed, or it is no better than one request.
-		budget.give(bufs)
-		return nil
+	return pool.Open(ctx, ro, f.Path, f.Size, ranged.Options{Policy: sourcePolicy(nil)})
+}
+
+// noteRate tells the run's pool of range streams, when a file of at least one chunk, fetched on
+// one connection of an HTTP source, came slower than rangeFastEnough: the link limits each
+// connection, and free slots may carry more files at once (ranged.Pool.Borrow).
+func (r *run) noteRate(f Fetch, start time.Time) {
+	_, chunk, _ := r.opts.rangeParams()
+	pool := r.ranged()
+	if pool == nil || f.Size < chunk {
+		return
 	}
-	return ranged.NewReader(ctx, ro, f.Path, f.Size, chunk, bufs, ranged.Options{
-		Policy:  sourcePolicy(nil),
-		Release: budget.give,
-	})
+	if d := time.Since(start).Seconds(); float64(f.Size) < rangeFastEnough*d {
+		pool.MarkSlow()
+	}
 }

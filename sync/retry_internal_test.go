@@ -17,7 +17,6 @@ import (
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/memstore"
-	"github.com/ssmirror/ssmirror/store/ranged"
 )
 
 // These tests pin what the source reads (whole files, ranges, metadata) try again, how often and
@@ -151,6 +150,7 @@ const rangedKey = "big/squashfs"
 
 // TestRangedChunkRetries: a chunk of a ranged read is tried under sourcePolicy, as a whole file is.
 func TestRangedChunkRetries(t *testing.T) {
+	noRateGate(t)
 	const size, chunk = 40_000, 10_000
 	data := bytes.Repeat([]byte("0123456789abcdef"), size/16)
 	for _, tc := range []struct {
@@ -168,7 +168,8 @@ func TestRangedChunkRetries(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				src := newFlakySource(t, rangedKey, data)
 				src.transient["20000"], src.fail["20000"] = tc.transient, tc.fail
-				r := ranged.NewReader(context.Background(), src, rangedKey, size, chunk, make([][]byte, 3), ranged.Options{Policy: sourcePolicy(nil)})
+				rn := newRun(src, nil, Options{RangeChunk: chunk, RangeStreams: 3})
+				r := rn.openRanged(context.Background(), src, Fetch{Path: rangedKey, Size: size})
 				got, err := io.ReadAll(r)
 				r.Close()
 				switch {

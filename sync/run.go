@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/ranged"
 	"github.com/ssmirror/ssmirror/streams"
 )
 
@@ -31,9 +32,9 @@ type run struct {
 	progress    *Progress
 	now         func() time.Time
 	concurrency int
-	// ranged gives the run's chunk buffers for ranged downloads, made on first use and shared
+	// ranged gives the run's pool of range streams (ranged.Pool), made on first use and shared
 	// by every file of the run (nil when ranged downloads are off).
-	ranged func() *rangeBudget
+	ranged func() *ranged.Pool
 
 	// lock is the run's lease: every write readers see is fenced by it (nil: none, a dry run).
 	lock     *TargetLock
@@ -64,11 +65,12 @@ func newRun(src store.Source, dst store.Target, opts Options) *run {
 	if r.concurrency <= 0 {
 		r.concurrency = DefaultConcurrency
 	}
-	r.ranged = gosync.OnceValue(func() *rangeBudget {
-		if _, _, slots := opts.rangeParams(); slots > 0 {
-			return newRangeBudget(slots)
+	r.ranged = gosync.OnceValue(func() *ranged.Pool {
+		streams, chunk, conns := opts.rangeParams()
+		if conns <= 0 {
+			return nil
 		}
-		return nil
+		return ranged.NewPool(conns, chunk, ranged.PoolOptions{MaxStreams: streams, FastEnough: rangeFastEnough})
 	})
 	return r
 }

@@ -90,17 +90,25 @@ type Options struct {
 	Now func() time.Time
 	// Lock configures the target's lease lock (one writer per target). Dry runs take no lock.
 	Lock LockOptions
-	// RangeStreams is how many byte ranges of one large file are fetched at once from a source
-	// that serves bounded ranges (HTTP), handed on in order so the file is still hashed and
-	// uploaded as one stream. 0 means DefaultRangeStreams; 1 fetches every file with one request.
-	// Files shorter than four chunks always take one request.
+	// RangeStreams is the most range streams (connections, each fetching one chunk at a time)
+	// one large file is given from a source that serves bounded ranges (HTTP), besides its own
+	// connection; the chunks are handed on in order so the file is still hashed and uploaded as
+	// one stream. 0 means DefaultRangeStreams; 1 fetches every file with one request. Files
+	// shorter than four chunks always take one request.
 	RangeStreams int
-	// RangeChunk is the size of one range (0: DefaultRangeChunk). A ranged file holds up to
-	// RangeStreams+1 chunks in memory.
+	// RangeChunk is the size of one range (0: DefaultRangeChunk). Each range stream holds one
+	// chunk in memory.
 	RangeChunk int64
-	// RangeFiles is how many files may be fetched in ranges at once (0: DefaultRangeFiles): the
-	// files of a run share one budget of RangeFiles × (RangeStreams+1) chunk buffers, and a file
-	// that starts while the budget is taken is fetched with one request.
+	// RangeConnections is how many range streams the files of a run share (0: RangeFiles ×
+	// RangeStreams). Every large file starts on one connection of its own; while its connection
+	// brings less than about 48 MiB/s and streams are free it is given more, the file on the
+	// fewest streams (then with the most bytes left) first, and a stream a file no longer needs
+	// goes to another. On a link found that slow, streams no large file wants carry more files
+	// at once than Concurrency, one file each. A run opens at most Concurrency +
+	// RangeConnections connections to the source and holds at most RangeConnections chunks.
+	RangeConnections int
+	// RangeFiles only sizes the default RangeConnections (0: DefaultRangeFiles): it no longer
+	// bounds the files fetched in ranges, every large file in flight may be.
 	RangeFiles int
 
 	// OnTransfer, when set, is called as the transfer stage starts with the most bytes of

@@ -18,7 +18,6 @@ import (
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/retry"
 	"github.com/ssmirror/ssmirror/streams"
-	"golang.org/x/sync/errgroup"
 )
 
 // transfer brings every path the plan fetches into the target, Concurrency at a time, each
@@ -52,52 +51,88 @@ func (r *run) transfer(ctx context.Context) error {
 
 	var mu gosync.Mutex // guards bySum, st, rep and errs
 	var errs []error
-	var g errgroup.Group // no cancellation: every file is tried, every failure reported
-	g.SetLimit(r.concurrency)
+	// transferFile brings f into the target and records the outcome.
+	transferFile := func(f Fetch) {
+		mu.Lock()
+		copyFrom := bySum[f.SHA256]
+		mu.Unlock()
+		res, err := r.transferOne(ctx, f, copyFrom)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() == nil {
+				// A cancelled run says so once (the caller knows why); not once per file in flight.
+				r.log.Error("transfer failed", "path", f.Path, "error", err)
+			}
+			return
+		}
+		etag := res.etag
+		if res.how == "adopted" { // checked as listed
+			etag = st.listed[f.Path].ETag
+		}
+		st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
+		if res.sha256 != "" {
+			if _, seen := bySum[res.sha256]; !seen {
+				bySum[res.sha256] = f.Path
+			}
+		}
+		switch res.how {
+		case "fetched":
+			rep.Fetched++
+			rep.FetchedBytes += f.Size
+		case "copied":
+			rep.Copied++
+			rep.CopiedBytes += f.Size
+		case "adopted":
+			rep.Adopted++
+		}
+		r.log.Debug(res.how, "path", f.Path, "size", f.Size)
+	}
+	// Concurrency workers take the files in order; every file is tried, every failure reported.
+	work := make(chan Fetch)
+	var wg gosync.WaitGroup
+	for range min(r.concurrency, len(fetches)) {
+		wg.Go(func() {
+			for f := range work {
+				transferFile(f)
+			}
+		})
+	}
+	// More files at once on a link that limits each connection: a transfer beyond Concurrency
+	// runs on a range stream slot no large file wants (ranged.Pool.Borrow), once some connection
+	// to the source was found slow; it gives the slot back after each file.
+	lendCtx, stopLending := context.WithCancel(ctx)
+	if pool := r.ranged(); pool != nil && len(fetches) > r.concurrency {
+		if _, ok := store.As[store.RangeOpener](r.src); ok {
+			for range min(pool.Slots(), len(fetches)-r.concurrency) {
+				wg.Go(func() {
+					for {
+						giveBack, ok := pool.Borrow(lendCtx)
+						if !ok {
+							return
+						}
+						f, more := <-work
+						if !more {
+							giveBack()
+							return
+						}
+						transferFile(f)
+						giveBack()
+					}
+				})
+			}
+		}
+	}
 	for _, f := range fetches {
 		if ctx.Err() != nil {
 			break
 		}
-		g.Go(func() error {
-			mu.Lock()
-			copyFrom := bySum[f.SHA256]
-			mu.Unlock()
-			res, err := r.transferOne(ctx, f, copyFrom)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-				if ctx.Err() == nil {
-					// A cancelled run says so once (the caller knows why); not once per file in flight.
-					r.log.Error("transfer failed", "path", f.Path, "error", err)
-				}
-				return nil
-			}
-			etag := res.etag
-			if res.how == "adopted" { // checked as listed
-				etag = st.listed[f.Path].ETag
-			}
-			st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
-			if res.sha256 != "" {
-				if _, seen := bySum[res.sha256]; !seen {
-					bySum[res.sha256] = f.Path
-				}
-			}
-			switch res.how {
-			case "fetched":
-				rep.Fetched++
-				rep.FetchedBytes += f.Size
-			case "copied":
-				rep.Copied++
-				rep.CopiedBytes += f.Size
-			case "adopted":
-				rep.Adopted++
-			}
-			r.log.Debug(res.how, "path", f.Path, "size", f.Size)
-			return nil
-		})
+		work <- f
 	}
-	g.Wait()
+	close(work)
+	stopLending()
+	wg.Wait()
 	if ctx.Err() != nil {
 		errs = append(errs, fmt.Errorf("interrupted: %w", context.Cause(ctx)))
 	}
@@ -228,10 +263,12 @@ const (
 func fetchOnce(ctx context.Context, src, rsrc store.Source, dst store.Target, f Fetch, put store.PutOptions, rn *run) (store.Info, bool, error) {
 	rc := rn.openRanged(ctx, src, f)
 	if rc == nil {
+		start := time.Now()
 		var err error
 		if rc, err = rsrc.Open(ctx, f.Path, 0); err != nil {
 			return store.Info{}, false, err
 		}
+		defer rn.noteRate(f, start)
 	}
 	defer rc.Close()
 	cr := newCountingReader(rc, rn.progress, f.Path)

@@ -1,7 +1,8 @@
-// Package ranged reads one object as consecutive byte ranges fetched in parallel from a
+// Package ranged reads objects as consecutive byte ranges fetched in parallel from a
 // store.RangeOpener (an HTTP source), handed on strictly in order as one stream, in a bounded
-// number of caller-supplied buffers. Choosing when a ranged read is worth it, and sharing
-// buffers between the files of a run, is the caller's business (sync's rangeBudget).
+// number of buffers. Pool (what sync uses) shares range streams among all the files in flight,
+// adding them to a file while its own connection is slow; NewReader reads one object with a
+// fixed set of caller-supplied buffers.
 package ranged
 
 import (

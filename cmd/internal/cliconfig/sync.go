@@ -63,6 +63,7 @@ type Sync struct {
 	RangeStreams    int
 	RangeChunk      int64
 	RangeFiles      int
+	RangeConns      int
 	GCGrace         time.Duration
 	Prune           bool
 	VerifyExisting  bool
@@ -89,9 +90,10 @@ func (f *Sync) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.SigningKey, "signing-key", "", "curated mode: rewrite the catalogue to what the mirror holds and sign it with this secret key (armoured)")
 	fs.StringVar(&f.PassphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
 	fs.IntVar(&f.Concurrency, "concurrency", 4, "files transferred at once")
-	fs.IntVar(&f.RangeStreams, "range-streams", sync.DefaultRangeStreams, "byte ranges of one large file fetched at once from an HTTP(S) source (1: one request per file)")
-	fs.Var(units.NewSize(&f.RangeChunk, sync.DefaultRangeChunk), "range-chunk", "size of one range (as 2MiB or bytes); a ranged file holds (range-streams+1) of them in memory")
-	fs.IntVar(&f.RangeFiles, "range-files", sync.DefaultRangeFiles, "files fetched in ranges at once (others take one request each)")
+	fs.IntVar(&f.RangeStreams, "range-streams", sync.DefaultRangeStreams, "most extra range connections one large file from an HTTP(S) source is given while its own connection is slow (1: one request per file)")
+	fs.Var(units.NewSize(&f.RangeChunk, sync.DefaultRangeChunk), "range-chunk", "size of one range (as 2MiB or bytes); each range connection holds one in memory")
+	fs.IntVar(&f.RangeConns, "range-connections", 0, "range connections shared by all files in flight, each holding one range-chunk buffer; on a slow link, those no large file wants carry more small files at once (0: range-files × range-streams); at most concurrency + this many connections to the source")
+	fs.IntVar(&f.RangeFiles, "range-files", sync.DefaultRangeFiles, "sizes the default --range-connections (range-files × range-streams); no longer limits which files are fetched in ranges")
 	fs.Var(units.NewDuration(&f.GCGrace, sync.DefaultGCGrace), "gc-grace", "keep objects nothing references for this long (as 3d, 12h) before deleting them (negative: never delete)")
 	fs.BoolVar(&f.Prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
 	fs.BoolVar(&f.VerifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
@@ -198,25 +200,26 @@ func (f *Sync) Options(src Location, groups []streams.Filters, keyring *sign.Key
 		start = f.Path
 	}
 	opts := sync.Options{
-		StartPath:      start,
-		Verification:   sync.Verification{Keyring: keyring, NoVerify: f.Verify.NoVerify},
-		Max:            f.Max,
-		Keep:           f.Keep,
-		AllowEmpty:     f.AllowEmpty,
-		Prune:          f.Prune,
-		DryRun:         f.DryRun,
-		NoItemDownload: f.NoItemDownload,
-		Signer:         signer,
-		Concurrency:    f.Concurrency,
-		RangeStreams:   f.RangeStreams,
-		RangeChunk:     f.RangeChunk,
-		RangeFiles:     f.RangeFiles,
-		GCGrace:        f.GCGrace,
-		VerifyExisting: f.VerifyExisting,
-		MetadataLimit:  f.MetadataMaxSize,
-		MaxFileSize:    f.MaxFileSize,
-		MinRate:        f.MinRate,
-		Lock:           sync.LockOptions{Wait: f.LockTimeout, TTL: f.LockTTL},
+		StartPath:        start,
+		Verification:     sync.Verification{Keyring: keyring, NoVerify: f.Verify.NoVerify},
+		Max:              f.Max,
+		Keep:             f.Keep,
+		AllowEmpty:       f.AllowEmpty,
+		Prune:            f.Prune,
+		DryRun:           f.DryRun,
+		NoItemDownload:   f.NoItemDownload,
+		Signer:           signer,
+		Concurrency:      f.Concurrency,
+		RangeStreams:     f.RangeStreams,
+		RangeChunk:       f.RangeChunk,
+		RangeFiles:       f.RangeFiles,
+		RangeConnections: f.RangeConns,
+		GCGrace:          f.GCGrace,
+		VerifyExisting:   f.VerifyExisting,
+		MetadataLimit:    f.MetadataMaxSize,
+		MaxFileSize:      f.MaxFileSize,
+		MinRate:          f.MinRate,
+		Lock:             sync.LockOptions{Wait: f.LockTimeout, TTL: f.LockTTL},
 	}
 	switch len(groups) {
 	case 0:
