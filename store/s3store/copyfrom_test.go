@@ -2,6 +2,7 @@ package s3store_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -244,5 +245,31 @@ func TestCopyFromSourceChanged(t *testing.T) {
 				})
 			}
 		}
+	})
+}
+
+// TestCopyFromCancelledMidCopy: a context cancelled while the parts of a multipart copy are being
+// copied stops the copy and aborts its upload: no object, no incomplete upload.
+func TestCopyFromCancelledMidCopy(t *testing.T) {
+	forEachServerParallel(t, func(t *testing.T, e *env) {
+		data := randBytes(75, 4*testPartSize+7)
+		dst, src := copyPair(t, e, true)
+		if _, err := src.Put(t.Context(), "obj", bytes.NewReader(data), store.PutOptions{Size: int64(len(data)), SHA256: sha(data)}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		cc := &changingClient{hook: cancel}
+		hooked := s3.New(targettest.Client(t, e.srv, &s3store.Options{}).Options(), func(o *s3.Options) {
+			cc.inner = o.HTTPClient
+			o.HTTPClient = cc
+		})
+		hdst := s3store.New(hooked, dst.Bucket(), "mirror/", e.opts)
+		s3store.SetCopyLimits(hdst, testPartSize, testPartSize)
+		_, err := hdst.CopyFrom(ctx, "copy", src, "obj", store.PutOptions{Size: int64(len(data)), SHA256: sha(data)})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("CopyFrom cancelled during the parts = %v, want context.Canceled", err)
+		}
+		checkAbsent(t, e, dst, "copy")
 	})
 }
