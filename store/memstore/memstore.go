@@ -1,5 +1,6 @@
 // Package memstore is an in-memory store.Target, for tests. It keeps every object in a map behind
-// a mutex and implements store.Copier.
+// a mutex and implements store.Copier, and store.CopierFrom between memory stores (so that the
+// CopierFrom contract is testable without a server).
 package memstore
 
 import (
@@ -17,9 +18,10 @@ import (
 )
 
 var (
-	_ store.Target    = (*Store)(nil)
-	_ store.Copier    = (*Store)(nil)
-	_ store.Describer = (*Store)(nil)
+	_ store.Target     = (*Store)(nil)
+	_ store.Copier     = (*Store)(nil)
+	_ store.CopierFrom = (*Store)(nil)
+	_ store.Describer  = (*Store)(nil)
 )
 
 type object struct {
@@ -190,18 +192,44 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) err
 // Copy copies the object at srcKey to dstKey, keeping its sha256. When opts gives a size or a
 // sha256, the source must match them.
 func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutOptions) (store.Info, error) {
+	return s.copyFrom(ctx, dstKey, s, srcKey, opts)
+}
+
+// CanCopyFrom reports whether src is (or wraps, found with store.As) a memory store.
+func (s *Store) CanCopyFrom(src store.Target) bool {
+	from, ok := store.As[*Store](src)
+	return ok && from != nil
+}
+
+// CopyFrom copies src's object at srcKey to dstKey, keeping its sha256, when src is a memory
+// store (CanCopyFrom); the source must match opts' size and sha256 when given.
+func (s *Store) CopyFrom(ctx context.Context, dstKey string, src store.Target, srcKey string, opts store.PutOptions) (store.Info, error) {
 	if err := store.ValidKey(dstKey); err != nil {
 		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: err}
 	}
-	src, err := s.get(ctx, srcKey)
+	from, ok := store.As[*Store](src)
+	if !ok || from == nil {
+		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: fmt.Errorf("from %s: memory store: %T is not a memory store", srcKey, src)}
+	}
+	return s.copyFrom(ctx, dstKey, from, srcKey, opts)
+}
+
+func (s *Store) copyFrom(ctx context.Context, dstKey string, from *Store, srcKey string, opts store.PutOptions) (store.Info, error) {
+	if err := store.ValidKey(dstKey); err != nil {
+		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: err}
+	}
+	src, err := from.get(ctx, srcKey)
 	if err != nil {
-		return store.Info{}, &store.Error{Op: "copy", Key: srcKey, Err: fmt.Errorf("to %s: %w", dstKey, err)}
+		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: fmt.Errorf("from %s: %w", srcKey, err)}
 	}
 	if opts.Size >= 0 && opts.Size != int64(len(src.data)) {
-		return store.Info{}, &store.Error{Op: "copy", Key: srcKey, Err: fmt.Errorf("to %s: %w: size %d, expected %d", dstKey, store.ErrChecksum, len(src.data), opts.Size)}
+		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: fmt.Errorf("from %s: %w: size %d, expected %d", srcKey, store.ErrChecksum, len(src.data), opts.Size)}
 	}
 	if opts.SHA256 != "" && !strings.EqualFold(opts.SHA256, src.sha256) {
-		return store.Info{}, &store.Error{Op: "copy", Key: srcKey, Err: fmt.Errorf("to %s: %w: sha256 %s, expected %s", dstKey, store.ErrChecksum, src.sha256, opts.SHA256)}
+		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: fmt.Errorf("from %s: %w: sha256 %s, expected %s", srcKey, store.ErrChecksum, src.sha256, opts.SHA256)}
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: err}
 	}
 	o := object{data: src.data, modTime: time.Now(), sha256: src.sha256}
 	s.mu.Lock()

@@ -15,3 +15,7 @@ func TestConformance(t *testing.T) {
 func TestSourceConformance(t *testing.T) {
 	storetest.RunSource(t, func(t *testing.T) store.Source { return storetest.Seed(t, memstore.New()) })
 }
+
+func TestCopierFrom(t *testing.T) {
+	storetest.RunCopierFrom(t, func(t *testing.T) (store.Target, store.Target) { return memstore.New(), memstore.New() })
+}

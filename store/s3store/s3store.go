@@ -13,8 +13,9 @@
 // and UploadPart carries a checksum of its exact bytes (Options.Checksum: CRC32C by default,
 // computed in the same pass as the sha256, sent as a header, never as an aws-chunked trailer),
 // multipart uploads are completed with every part's checksum and the whole object's, and a
-// mismatch is sent again a few times before failing with ErrTransit. Copy only copies objects
-// so uploaded (x-amz-meta-upload-checksum).
+// mismatch is sent again a few times before failing with ErrTransit. Copy and CopyFrom only copy
+// objects so uploaded (x-amz-meta-upload-checksum), within a bucket or across buckets of one S3
+// service, without their bytes passing through the client (CopyObject, UploadPartCopy).
 package s3store
 
 import (
@@ -57,6 +58,11 @@ const (
 	MaxCopySize = 5 << 30
 	// DefaultPartConcurrency is Options.PartConcurrency when zero.
 	DefaultPartConcurrency = 4
+	// CopyPartSize is the part size of a multipart copy (UploadPartCopy), used for objects
+	// larger than MaxCopySize: no byte passes through the client, so parts cost no memory and
+	// fewer, larger ones mean fewer requests. Objects of more than MaxParts × CopyPartSize
+	// bytes use larger parts.
+	CopyPartSize = 512 << 20
 )
 
 // MetadataSHA256 is the user-metadata key (x-amz-meta-sha256) holding the verified sha256.
@@ -116,6 +122,8 @@ type Store struct {
 	bufs        chan []byte         // free part buffers, len partSize
 	budget      *semaphore.Weighted // the store-wide buffer budget, in parts of partSize
 	budgetUnits int64               // its size
+	copyLimit   int64               // the largest object copied with one CopyObject: MaxCopySize
+	copyPart    int64               // the part size of a multipart copy: CopyPartSize
 
 	inUse, peak    atomic.Int64 // budget units taken now, and the most at once
 	transitRetries atomic.Int64 // requests sent again after a checksum mismatch
@@ -124,6 +132,7 @@ type Store struct {
 var (
 	_ store.Target          = (*Store)(nil)
 	_ store.Copier          = (*Store)(nil)
+	_ store.CopierFrom      = (*Store)(nil)
 	_ store.LeftoverCleaner = (*Store)(nil)
 	_ store.Describer       = (*Store)(nil)
 )
@@ -135,7 +144,7 @@ func New(client *s3.Client, bucket, prefix string, opts Options) *Store {
 	if prefix != "" {
 		prefix += "/"
 	}
-	s := &Store{client: client, bucket: bucket, prefix: prefix, opts: opts}
+	s := &Store{client: client, bucket: bucket, prefix: prefix, opts: opts, copyLimit: MaxCopySize, copyPart: CopyPartSize}
 	s.partSize = opts.PartSize
 	if s.partSize == 0 {
 		s.partSize = DefaultPartSize
@@ -387,101 +396,6 @@ func optString(v string) *string {
 		return nil
 	}
 	return aws.String(v)
-}
-
-// Copy copies srcKey to dstKey on the server (CopyObject), keeping the recorded sha256. The source
-// is checked against opts.Size and opts.SHA256 first (from its recorded metadata; a source
-// without a recorded sha256 cannot be checked and fails with store.ErrChecksum when opts.SHA256
-// is set), and the copy is conditional on the source's ETag, so what is copied is what was
-// checked. ContentType and CacheControl are replaced when given in opts, kept otherwise.
-// Objects larger than MaxCopySize are refused (UploadPartCopy is not implemented).
-//
-// A recorded sha256 is only what the uploader computed of the bytes it read, not of what the
-// server stored; so the copy is verified twice over. The source must have been uploaded with a
-// checksum the server verified (x-amz-meta-upload-checksum, written by Put and Swap
-// unless the store's Checksum is none): an object without it, written by an older version or
-// another tool, may hold bytes changed in transit, and is refused with store.ErrChecksum (the
-// caller uploads the content instead). And the copy asks the server for the SHA256 of the
-// bytes it copies (x-amz-checksum-algorithm: SHA256): a server that answers with it (AWS,
-// versitygw; MinIO ignores the request) has it compared with the expected sha256, and a
-// mismatch deletes the copy and fails with store.ErrChecksum.
-func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutOptions) (store.Info, error) {
-	if err := store.ValidKey(dstKey); err != nil {
-		return store.Info{}, s.failf("copy", dstKey, "%w", err)
-	}
-	if err := store.ValidKey(srcKey); err != nil {
-		return store.Info{}, s.failf("copy", dstKey, "from %s: %w", srcKey, err)
-	}
-	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
-		Bucket: aws.String(s.bucket),
-		Key:    aws.String(s.fullKey(srcKey)),
-	})
-	if err != nil {
-		return store.Info{}, &store.Error{Op: "copy", Key: dstKey, Err: s.opError("stat", srcKey, err)}
-	}
-	size := aws.ToInt64(head.ContentLength)
-	sum := recordedSHA256(head.Metadata)
-	if opts.Size >= 0 && size != opts.Size {
-		return store.Info{}, s.failf("copy", dstKey, "from %s: %w: size %d, expected %d", s.uri(srcKey), store.ErrChecksum, size, opts.Size)
-	}
-	if opts.SHA256 != "" && !strings.EqualFold(sum, opts.SHA256) {
-		got := sum
-		if got == "" {
-			got = "not recorded"
-		}
-		return store.Info{}, s.failf("copy", dstKey, "from %s: %w: sha256 %s, expected %s", s.uri(srcKey), store.ErrChecksum, got, opts.SHA256)
-	}
-	if s.checksum != ChecksumNone && !uploadVerified(head.Metadata) {
-		return store.Info{}, s.failf("copy", dstKey, "from %s: %w: the source was not uploaded with a checksum the server verified (no x-amz-meta-%s); its bytes are not trusted for copying",
-			s.uri(srcKey), store.ErrChecksum, MetadataChecksum)
-	}
-	if size > MaxCopySize {
-		return store.Info{}, s.failf("copy", dstKey, "from %s: %d bytes is more than CopyObject handles (%d); multipart copy is not implemented", s.uri(srcKey), size, int64(MaxCopySize))
-	}
-	in := &s3.CopyObjectInput{
-		Bucket:            aws.String(s.bucket),
-		Key:               aws.String(s.fullKey(dstKey)),
-		CopySource:        aws.String(copySource(s.bucket, s.fullKey(srcKey))),
-		CopySourceIfMatch: head.ETag,
-		ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
-	}
-	if opts.ContentType != "" || opts.CacheControl != "" {
-		in.MetadataDirective = types.MetadataDirectiveReplace
-		in.Metadata = head.Metadata
-		in.ContentType = head.ContentType
-		in.CacheControl = head.CacheControl
-		in.ContentEncoding = head.ContentEncoding
-		in.ContentDisposition = head.ContentDisposition
-		in.ContentLanguage = head.ContentLanguage
-		if opts.ContentType != "" {
-			in.ContentType = aws.String(opts.ContentType)
-		}
-		if opts.CacheControl != "" {
-			in.CacheControl = aws.String(opts.CacheControl)
-		}
-	}
-	out, err := s.client.CopyObject(ctx, in)
-	if err != nil {
-		return store.Info{}, s.opError("copy", dstKey, fmt.Errorf("from %s: %w", s.uri(srcKey), err))
-	}
-	want := opts.SHA256
-	if want == "" {
-		want = sum
-	}
-	if got := copiedSHA256(out.CopyObjectResult); got != "" && want != "" && got != want {
-		// The copy holds other bytes than the catalogue lists: remove it before anyone lists it.
-		err := s.failf("copy", dstKey, "from %s: %w: the server computed sha256 %s of the copied bytes, expected %s", s.uri(srcKey), store.ErrChecksum, got, want)
-		if derr := s.Delete(context.WithoutCancel(ctx), dstKey); derr != nil {
-			err = fmt.Errorf("%w (and removing the bad copy failed: %w)", err, derr)
-		}
-		return store.Info{}, err
-	}
-	info := store.Info{Key: dstKey, Size: size, SHA256: sum}
-	if out.CopyObjectResult != nil {
-		info.ModTime = aws.ToTime(out.CopyObjectResult.LastModified)
-		info.ETag = etagOf(out.CopyObjectResult.ETag)
-	}
-	return info, nil
 }
 
 // uploadVerified reports whether user metadata records that the server verified the upload's
