@@ -22,6 +22,7 @@ import (
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/sync"
+	"golang.org/x/sync/errgroup"
 )
 
 // VerifyOptions configure Verify.
@@ -237,8 +238,8 @@ func Verify(ctx context.Context, dst store.Target, opts VerifyOptions) (*VerifyR
 	// by reading (Deep), Concurrency objects at a time.
 	var mu gosync.Mutex
 	var ioErrs []error
-	sem := make(chan struct{}, opts.Concurrency)
-	var wg gosync.WaitGroup
+	var g errgroup.Group // no cancellation: every object is checked, every failure reported
+	g.SetLimit(opts.Concurrency)
 	for _, p := range paths {
 		c := claims[p]
 		info, ok := listed[p]
@@ -254,25 +255,22 @@ func Verify(ctx context.Context, dst store.Target, opts VerifyOptions) (*VerifyR
 			mu.Unlock()
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			probs, hashed, err := checkObject(ctx, dst, c, info, st, opts.Deep)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				ioErrs = append(ioErrs, err)
-				return
+				return nil
 			}
 			if hashed {
 				rep.Hashed++
 			}
 			rep.Problems = append(rep.Problems, probs...)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
 	if err := errors.Join(ioErrs...); err != nil {
 		return nil, err
 	}
