@@ -87,8 +87,8 @@ type syncFlags struct {
 	metrics       metricsFlags
 }
 
-func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	var f syncFlags
+// newSyncFlagSet makes the sync command's flag set, filling f.
+func newSyncFlagSet(f *syncFlags, stdout io.Writer) *pflag.FlagSet {
 	fs := newFlagSet("sync", syncUsage, stdout)
 	f.Sync.AddFlags(fs)
 	f.compat.addFlags(fs)
@@ -98,6 +98,19 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (json: every line on stdout and stderr is one JSON object, the summary and the final error included)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print a JSON summary of the run on stdout, for every run: dry runs (with the items added and removed) and failed ones (ok false, error) included")
 	f.metrics.addFlags(fs)
+	return fs
+}
+
+func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runOneSync(ctx, args, stdout, stderr, "")
+}
+
+// runOneSync runs one sync: the one the command line and configuration describe, or, with
+// mirror set, the config file's [mirror] section of that name. Without mirror, a config file of
+// [mirror] sections runs them all (runMirrors).
+func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mirror string) (err error) {
+	var f syncFlags
+	fs := newSyncFlagSet(&f, stdout)
 	// Machine output on every path: a --json summary and, with --log-format json, JSON lines
 	// only, whatever the run met (registered first, so it sees the final error).
 	jsonLog := wantsJSONLog(args, os.LookupEnv)
@@ -126,7 +139,17 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	conf, err := configure(fs, os.LookupEnv)
+	if mirror == "" {
+		names, err := cliconfig.Mirrors(fs, os.LookupEnv, isSettingKey)
+		if err != nil {
+			return err
+		}
+		if len(names) > 0 {
+			summaryDone = true // each mirror reports its own
+			return runMirrors(ctx, args, names, stdout, stderr)
+		}
+	}
+	conf, err := cliconfig.ConfigureMirror(fs, os.LookupEnv, isSettingKey, mirror)
 	if err != nil {
 		return err
 	}
