@@ -50,7 +50,8 @@ func TestMirrorsOneFailsOtherPublishes(t *testing.T) {
 	for _, parallel := range []string{"1", "2"} {
 		t.Run("parallel="+parallel, func(t *testing.T) {
 			dir := t.TempDir()
-			conf := mirrorsConf(t, dir, "", "")
+			prom := filepath.Join(dir, "images.prom")
+			conf := mirrorsConf(t, dir, "", "metrics-textfile = "+prom+"\n")
 			stdout, stderr, code := runMain(t, "sync", "--config", conf, "--parallel-mirrors", parallel)
 			if code != exitFailure {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailure, stdout, stderr)
@@ -67,6 +68,9 @@ func TestMirrorsOneFailsOtherPublishes(t *testing.T) {
 			}
 			if strings.Contains(stderr, "mirror images:") {
 				t.Errorf("stderr has a complaint about images:\n%s", stderr)
+			}
+			if m, err := os.ReadFile(prom); err != nil || !strings.Contains(string(m), `ssmirror_last_run_error{mirror="images",target="`+filepath.Join(dir, "images")+`"} 0`) {
+				t.Errorf("the images mirror's metrics (labelled with the mirror): %v\n%s", err, m)
 			}
 			out, errs, code := runMain(t, "verify", "--keyring", filepath.Join(fixtureDir(t), "keys", "test-keyring.gpg"), filepath.Join(dir, "images"))
 			if code != 0 {

@@ -198,7 +198,7 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 			// Report even an interrupted run, within a bounded time.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			merr := f.metrics.export(mctx, runResult{target: httpstore.StripUserInfo(target), report: rep, duration: time.Since(began), err: err, cdnErr: cdnErr, end: time.Now()})
+			merr := f.metrics.export(mctx, runResult{target: httpstore.StripUserInfo(target), mirror: mirror, report: rep, duration: time.Since(began), err: err, cdnErr: cdnErr, end: time.Now()})
 			switch {
 			case merr != nil && err == nil:
 				warnRun(log, stderr, "mirrored, but the metrics export failed", merr)
