@@ -53,7 +53,9 @@ Configuration: every flag may also come from the environment as SSMIRROR_<FLAG> 
 SSMIRROR_S3_ENDPOINT) or from a config file (--config FILE or $SSMIRROR_CONFIG) of "key = value"
 lines, # comments, keys source and target, and [filter] sections of one filter per line.
 A flag wins over the environment, which wins over the file. With source and target configured,
-run 'ssmirror sync --config FILE'. Secrets never go in the file: the signing passphrase comes
+run 'ssmirror sync --config FILE'. A file of [mirror NAME] sections (each its own source, target,
+[filter]s and settings; shared settings at the top) runs each mirror in turn (--parallel-mirrors
+N at once, --only-mirror NAME to pick); the exit status is the worst of theirs. Secrets never go in the file: the signing passphrase comes
 from $SSMIRROR_SIGNING_PASSPHRASE or --signing-passphrase-file. See docs/operator-guide.md.
 
 Examples:
