@@ -121,6 +121,18 @@ func runMirrors(ctx context.Context, args []string, names []string, stdout, stde
 		return err
 	}
 	jsonLog := logFormat == "json"
+	if jsonLog {
+		je := newJSONLines(stderr)
+		defer je.Flush() // after restore
+		if f, ok := stderr.(*os.File); ok && f == os.Stderr {
+			// What the AWS SDK writes on the process's stderr becomes JSON lines too.
+			if restore, rerr := redirectStderr(je); rerr == nil {
+				defer restore()
+			}
+		}
+		stderr = je
+	}
+	warnAll(stderr, unknownEnv(os.Environ()))
 	var mu gosync.Mutex // one mirror's output at a time
 	lockedErr := &lockedWriter{mu: &mu, w: stderr}
 	outs := make([]bytes.Buffer, len(run))

@@ -52,7 +52,11 @@ func TestMirrorsOneFailsOtherPublishes(t *testing.T) {
 			dir := t.TempDir()
 			prom := filepath.Join(dir, "images.prom")
 			conf := mirrorsConf(t, dir, "", "metrics-textfile = "+prom+"\n")
+			t.Setenv("SSMIRROR_MAXX", "1")
 			stdout, stderr, code := runMain(t, "sync", "--config", conf, "--parallel-mirrors", parallel)
+			if n := strings.Count(stderr, "SSMIRROR_MAXX"); n != 1 {
+				t.Errorf("the unknown variable warned about %d times, want once:\n%s", n, stderr)
+			}
 			if code != exitFailure {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailure, stdout, stderr)
 			}

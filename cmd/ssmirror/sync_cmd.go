@@ -168,7 +168,9 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 		stdout, stderr = jo, je
 		flushes = append(flushes, jo.Flush, je.Flush)
 	}
-	warnAll(stderr, unknownEnv(os.Environ()))
+	if mirror == "" { // several mirrors: runMirrors warns once
+		warnAll(stderr, unknownEnv(os.Environ()))
+	}
 	source, target, groups, err := syncArgs(fs.Args(), conf)
 	if err != nil {
 		return err
