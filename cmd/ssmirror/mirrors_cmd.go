@@ -84,6 +84,7 @@ func worstExit(codes []int) int {
 // (flags only) and the configuration pick and pace them. Every section is configured and
 // checked before any runs, so a mistake in one stops the job before it writes anything.
 func runMirrors(ctx context.Context, args []string, names []string, stdout, stderr io.Writer) error {
+	settingKeys() // before any mirror runs: see there
 	var path, logFormat string
 	var jsonOut bool
 	var only []string
