@@ -29,6 +29,9 @@ type Event struct {
 	Filters []string `json:"filters,omitempty"`
 	// DryRun plans and reports without changing anything.
 	DryRun bool `json:"dry_run,omitempty"`
+	// Mirrors, with a config file of [mirror NAME] sections, are the sections to run (default:
+	// $SSMIRROR_ONLY_MIRROR, else all of them); Filters then apply to each.
+	Mirrors []string `json:"mirrors,omitempty"`
 }
 
 // Summary is the invocation's result: the summary ssmirror --json prints.
@@ -75,12 +78,18 @@ func newFlagSet(c *config) *pflag.FlagSet {
 // tests) and the config file it may name. The keyring and signing key are loaded here, so a bad
 // one fails before any work.
 func readConfig(lookup func(string) (string, bool)) (*config, error) {
+	return readMirrorConfig(lookup, "")
+}
+
+// readMirrorConfig is readConfig for the [mirror] section mirror of the config file ("": the
+// configuration as a whole).
+func readMirrorConfig(lookup func(string) (string, bool), mirror string) (*config, error) {
 	c := &config{}
 	c.fs = newFlagSet(c)
 	if err := c.fs.Parse(nil); err != nil {
 		return nil, err
 	}
-	conf, err := cliconfig.Configure(c.fs, lookup, nil)
+	conf, err := cliconfig.ConfigureMirror(c.fs, lookup, nil, mirror)
 	if err != nil {
 		return nil, err
 	}
@@ -167,11 +176,12 @@ func runContext(ctx context.Context, margin time.Duration) (context.Context, con
 	return c, cancel, nil
 }
 
-// handle runs one sync configured from the environment, with the event's overrides.
-func handle(ctx context.Context, ev Event) (*Summary, error) {
+// handle runs the sync configured from the environment, with the event's overrides: one, or
+// each [mirror] section of the config file (runMirrors).
+func handle(ctx context.Context, ev Event) (any, error) {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	warnUnknownEnv(log, os.Environ())
-	return run(ctx, ev, os.LookupEnv, log)
+	return runAll(ctx, ev, os.LookupEnv, log)
 }
 
 // knownEnv are the SSMIRROR_* variables the function reads.
@@ -190,8 +200,15 @@ func warnUnknownEnv(log *slog.Logger, environ []string) {
 	}
 }
 
+// run runs the one sync the configuration describes.
 func run(ctx context.Context, ev Event, lookup func(string) (string, bool), log *slog.Logger) (*Summary, error) {
-	c, err := readConfig(lookup)
+	return runMirror(ctx, ev, lookup, log, "")
+}
+
+// runMirror runs the sync of the config file's [mirror] section mirror ("": the one sync the
+// configuration describes).
+func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool), log *slog.Logger, mirror string) (*Summary, error) {
+	c, err := readMirrorConfig(lookup, mirror)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,9 @@
 //
 //	{"filters": ["arch=amd64", "release~^(jammy|noble)$"], "dry_run": true}
 //
+// With $SSMIRROR_CONFIG naming a file of [mirror NAME] sections, an invocation runs each of them
+// (or those the event names: {"mirrors": ["stable"]}); see mirrors.go.
+//
 // Build it for the provided.al2023 runtime:
 //
 //	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -tags lambda.norpc -o bootstrap ./cmd/ssmirror-lambda

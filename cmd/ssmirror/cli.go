@@ -52,6 +52,10 @@ func exitCode(ctx context.Context, err error) int {
 	if errors.As(context.Cause(ctx), &sig) || errors.As(err, &sig) {
 		return exitSignaled + int(sig.sig)
 	}
+	var mirrors mirrorsError // several mirrors: the worst of theirs
+	if errors.As(err, &mirrors) {
+		return mirrors.code
+	}
 	var locked *sync.LockedError
 	if errors.As(err, &locked) {
 		return exitLocked

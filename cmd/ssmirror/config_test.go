@@ -292,11 +292,15 @@ func TestDeployConfigs(t *testing.T) {
 			}
 		}
 	}
-	if len(configs) < 4 {
-		t.Fatalf("found %d configs, want the 3 files and the one in the ConfigMap", len(configs))
+	if len(configs) < 5 {
+		t.Fatalf("found %d configs, want the 4 files and the one in the ConfigMap", len(configs))
 	}
-	added := map[string]int{} // items a config's dry run adds, by file name
+	added := map[string]int{} // items a config's dry run adds, by file name (and name/mirror)
 	for name, text := range configs {
+		if strings.Contains(text, "\n[mirror ") {
+			t.Run(filepath.Base(name), func(t *testing.T) { dryRunMirrors(t, name, text, added) })
+			continue
+		}
 		t.Run(filepath.Base(name), func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "c.conf")
 			if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
@@ -327,9 +331,72 @@ func TestDeployConfigs(t *testing.T) {
 	// one-group configs: images and bootloaders in one run.
 	dir := filepath.Join("..", "..", "deploy", "config")
 	images, loaders := added[filepath.Join(dir, "maas-images.conf")], added[filepath.Join(dir, "maas-bootloaders.conf")]
-	for _, whole := range []string{filepath.Join(dir, "maas.conf"), "cronjob.yaml:maas.conf"} {
-		if got := added[whole]; got == 0 || got != images+loaders {
-			t.Errorf("%s adds %d items, want the images' %d plus the bootloaders' %d", whole, got, images, loaders)
+	if got := added[filepath.Join(dir, "maas.conf")]; got == 0 || got != images+loaders {
+		t.Errorf("maas.conf adds %d items, want the images' %d plus the bootloaders' %d", got, images, loaders)
+	}
+	// The several-mirrors configs (a file and the ConfigMap's): their stable and bootloaders
+	// sections are the two one-group configs.
+	for _, multi := range []string{filepath.Join(dir, "mirrors.conf"), "cronjob.yaml:mirrors.conf"} {
+		if added[multi+"/stable"] != images || added[multi+"/bootloaders"] != loaders || added[multi+"/lxd"] == 0 {
+			t.Errorf("%s: stable adds %d items, bootloaders %d, lxd %d; want %d, %d and some", multi,
+				added[multi+"/stable"], added[multi+"/bootloaders"], added[multi+"/lxd"], images, loaders)
+		}
+	}
+}
+
+// dryRunMirrors runs a config of [mirror] sections dry, as shipped but for its sources (the
+// fixture stream; an LXD-style root, its unsigned streams/v1/index.json), targets (a directory
+// each, shared where the config shares one) and keyrings (the fixture's); each mirror must
+// select something. It records the items each adds as added[name+"/"+mirror].
+func dryRunMirrors(t *testing.T, name, text string, added map[string]int) {
+	fx := fixtureDir(t)
+	dirs := map[string]string{}
+	var lines []string
+	for _, line := range strings.Split(text, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		v = strings.TrimSpace(v)
+		switch strings.TrimSpace(k) {
+		case "source":
+			src := filepath.Join(fx, "stream")
+			if !strings.Contains(v, "images.maas.io") {
+				src = filepath.Join(src, "streams", "v1", "index.json")
+			}
+			line = "source = " + src
+		case "target":
+			if dirs[v] == "" {
+				dirs[v] = filepath.Join(t.TempDir(), "m")
+			}
+			line = "target = " + dirs[v]
+		case "keyring":
+			line = "keyring = " + filepath.Join(fx, "keys", "test-keyring.gpg")
+		case "s3-endpoint", "metrics-push":
+			continue // no S3 target, no Pushgateway here
+		}
+		lines = append(lines, line)
+	}
+	p := filepath.Join(t.TempDir(), "c.conf")
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runMain(t, "sync", "--config", p, "--dry-run", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, stdout)
+	}
+	var doc struct {
+		Mirrors []struct {
+			Mirror  string `json:"mirror"`
+			Summary struct {
+				Added int `json:"items_added"`
+			} `json:"summary"`
+		} `json:"mirrors"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || len(doc.Mirrors) == 0 {
+		t.Fatalf("not a --json document of mirrors: %v\n%s", err, stdout)
+	}
+	for _, m := range doc.Mirrors {
+		added[name+"/"+m.Mirror] = m.Summary.Added
+		if m.Summary.Added == 0 {
+			t.Errorf("mirror %s: its filters select nothing in the fixture", m.Mirror)
 		}
 	}
 }

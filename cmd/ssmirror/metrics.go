@@ -33,7 +33,7 @@ type metricsFlags struct {
 
 func (m *metricsFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&m.textfile, "metrics-textfile", "", "write the run's Prometheus metrics to this file (atomically; for node_exporter's textfile collector, name it *.prom)")
-	fs.StringVar(&m.pushURL, "metrics-push", "", "push the run's Prometheus metrics to this Pushgateway URL (job ssmirror, grouped by target)")
+	fs.StringVar(&m.pushURL, "metrics-push", "", "push the run's Prometheus metrics to this Pushgateway URL (job ssmirror, grouped by target, and by mirror for a [mirror NAME] section)")
 }
 
 // check refuses, before any work, settings that could only fail after the run.
@@ -75,7 +75,10 @@ func (m *metricsFlags) enabled() bool { return m.textfile != "" || m.pushURL != 
 
 // runResult is what the metrics describe.
 type runResult struct {
-	target   string
+	target string
+	// mirror is the [mirror] section the run is, "" when none: a label and a grouping key
+	// besides the target (two sections may share a target).
+	mirror   string
 	report   *sync.Report // nil when the run failed before planning
 	duration time.Duration
 	err      error
@@ -94,6 +97,9 @@ func (r runResult) registry(targetLabel bool, lastSuccess float64) *prometheus.R
 	var labels prometheus.Labels
 	if targetLabel {
 		labels = prometheus.Labels{"target": r.target}
+		if r.mirror != "" {
+			labels["mirror"] = r.mirror
+		}
 	}
 	gauge := func(name, help string, v float64) {
 		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
@@ -249,6 +255,9 @@ func pushMetrics(ctx context.Context, rawURL string, r runResult) error {
 	user := u.User
 	u.User = nil
 	p := push.New(u.String(), pushJob).Grouping("target", r.target)
+	if r.mirror != "" {
+		p = p.Grouping("mirror", r.mirror)
+	}
 	if user != nil {
 		pass, _ := user.Password()
 		p = p.BasicAuth(user.Username(), pass)

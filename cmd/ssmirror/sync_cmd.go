@@ -53,7 +53,9 @@ Configuration: every flag may also come from the environment as SSMIRROR_<FLAG> 
 SSMIRROR_S3_ENDPOINT) or from a config file (--config FILE or $SSMIRROR_CONFIG) of "key = value"
 lines, # comments, keys source and target, and [filter] sections of one filter per line.
 A flag wins over the environment, which wins over the file. With source and target configured,
-run 'ssmirror sync --config FILE'. Secrets never go in the file: the signing passphrase comes
+run 'ssmirror sync --config FILE'. A file of [mirror NAME] sections (each its own source, target,
+[filter]s and settings; shared settings at the top) runs each mirror in turn (--parallel-mirrors
+N at once, --only-mirror NAME to pick); the exit status is the worst of theirs. Secrets never go in the file: the signing passphrase comes
 from $SSMIRROR_SIGNING_PASSPHRASE or --signing-passphrase-file. See docs/operator-guide.md.
 
 Examples:
@@ -87,8 +89,8 @@ type syncFlags struct {
 	metrics       metricsFlags
 }
 
-func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	var f syncFlags
+// newSyncFlagSet makes the sync command's flag set, filling f.
+func newSyncFlagSet(f *syncFlags, stdout io.Writer) *pflag.FlagSet {
 	fs := newFlagSet("sync", syncUsage, stdout)
 	f.Sync.AddFlags(fs)
 	f.compat.addFlags(fs)
@@ -98,6 +100,19 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (json: every line on stdout and stderr is one JSON object, the summary and the final error included)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print a JSON summary of the run on stdout, for every run: dry runs (with the items added and removed) and failed ones (ok false, error) included")
 	f.metrics.addFlags(fs)
+	return fs
+}
+
+func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runOneSync(ctx, args, stdout, stderr, "")
+}
+
+// runOneSync runs one sync: the one the command line and configuration describe, or, with
+// mirror set, the config file's [mirror] section of that name. Without mirror, a config file of
+// [mirror] sections runs them all (runMirrors).
+func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mirror string) (err error) {
+	var f syncFlags
+	fs := newSyncFlagSet(&f, stdout)
 	// Machine output on every path: a --json summary and, with --log-format json, JSON lines
 	// only, whatever the run met (registered first, so it sees the final error).
 	jsonLog := wantsJSONLog(args, os.LookupEnv)
@@ -126,7 +141,17 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	conf, err := configure(fs, os.LookupEnv)
+	if mirror == "" {
+		names, err := cliconfig.Mirrors(fs, os.LookupEnv, isSettingKey)
+		if err != nil {
+			return err
+		}
+		if len(names) > 0 {
+			summaryDone = true // each mirror reports its own
+			return runMirrors(ctx, args, names, stdout, stderr)
+		}
+	}
+	conf, err := cliconfig.ConfigureMirror(fs, os.LookupEnv, isSettingKey, mirror)
 	if err != nil {
 		return err
 	}
@@ -143,7 +168,9 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		stdout, stderr = jo, je
 		flushes = append(flushes, jo.Flush, je.Flush)
 	}
-	warnAll(stderr, unknownEnv(os.Environ()))
+	if mirror == "" { // several mirrors: runMirrors warns once
+		warnAll(stderr, unknownEnv(os.Environ()))
+	}
 	source, target, groups, err := syncArgs(fs.Args(), conf)
 	if err != nil {
 		return err
@@ -175,7 +202,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 			// Report even an interrupted run, within a bounded time.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			merr := f.metrics.export(mctx, runResult{target: httpstore.StripUserInfo(target), report: rep, duration: time.Since(began), err: err, cdnErr: cdnErr, end: time.Now()})
+			merr := f.metrics.export(mctx, runResult{target: httpstore.StripUserInfo(target), mirror: mirror, report: rep, duration: time.Since(began), err: err, cdnErr: cdnErr, end: time.Now()})
 			switch {
 			case merr != nil && err == nil:
 				warnRun(log, stderr, "mirrored, but the metrics export failed", merr)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	gosync "sync"
 
 	"github.com/spf13/pflag"
 
@@ -49,16 +50,25 @@ func unknownEnv(environ []string) []string {
 // isSettingKey reports whether k is a config file key (source, target, or a flag of any
 // command).
 func isSettingKey(k string) bool {
-	if k == "source" || k == "target" {
-		return true
-	}
-	for _, c := range commandTable() {
-		if commandFlags(c).Lookup(k) != nil {
-			return true
-		}
-	}
-	return false
+	return k == "source" || k == "target" || settingKeys()[k]
 }
+
+// settingKeys are the flags of every command, read once: commandFlags goes through a global
+// hook, so this must first run before several mirrors run at once (runMirrors sees to it).
+func settingKeys() map[string]bool {
+	settingKeysOnce.Do(func() {
+		settingKeysSet = map[string]bool{}
+		for _, c := range commandTable() {
+			commandFlags(c).VisitAll(func(f *pflag.Flag) { settingKeysSet[f.Name] = true })
+		}
+	})
+	return settingKeysSet
+}
+
+var (
+	settingKeysOnce gosync.Once
+	settingKeysSet  map[string]bool
+)
 
 // warnAll prints each warning.
 func warnAll(w io.Writer, warnings []string) {

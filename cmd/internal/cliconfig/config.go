@@ -22,7 +22,8 @@ import (
 // flag's long name in upper case with - turned into _ (--s3-endpoint: SSMIRROR_S3_ENDPOINT), and
 // from a config file (--config FILE, or $SSMIRROR_CONFIG). A flag given on the command line wins
 // over the environment, which wins over the file, which wins over the flag's default. An empty
-// environment variable counts as unset.
+// environment variable counts as unset. A file may also hold several mirrors, as [mirror NAME]
+// sections (see mirrors.go).
 //
 // The file is made of "key = value" lines; keys are flag long names (- or _ alike). Lines whose
 // first non-blank character is # are comments; there are no trailing comments (a # inside a
@@ -85,6 +86,16 @@ type configFile struct {
 	settings []fileSetting
 	// groups are the [filter] sections, in order.
 	groups []streams.Filters
+	// mirrors are the [mirror NAME] sections, in order (none: the file is one mirror).
+	mirrors []*mirrorSection
+}
+
+// mirrorSection is one [mirror NAME] section: its own settings and [filter] groups.
+type mirrorSection struct {
+	name     string
+	line     int
+	settings []fileSetting
+	groups   []streams.Filters
 }
 
 // parseConfigFile parses a config file's text; path names it in errors. isSetting tells a
@@ -94,17 +105,32 @@ func parseConfigFile(path string, data []byte, isSetting func(string) bool) (*co
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	inFilter, sectionLine := false, 0
+	// Where settings and [filter] groups go: the top of the file, or the current [mirror].
+	settings, groups := &cf.settings, &cf.groups
+	firstTopFilter := 0
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
 		if strings.HasPrefix(line, "[") {
+			if name, ok := mirrorHeader(line); ok {
+				m, err := cf.addMirror(name, n)
+				if err != nil {
+					return nil, err
+				}
+				inFilter = false
+				settings, groups = &m.settings, &m.groups
+				continue
+			}
 			if line != "[filter]" {
-				return nil, fmt.Errorf("%s:%d: unknown section %s (the only section is [filter])", path, n, line)
+				return nil, fmt.Errorf("%s:%d: unknown section %s (the sections are [filter] and [mirror NAME])", path, n, line)
+			}
+			if len(cf.mirrors) == 0 && firstTopFilter == 0 {
+				firstTopFilter = n
 			}
 			inFilter, sectionLine = true, n
-			cf.groups = append(cf.groups, nil)
+			*groups = append(*groups, nil)
 			continue
 		}
 		if inFilter {
@@ -115,7 +141,7 @@ func parseConfigFile(path string, data []byte, isSetting func(string) bool) (*co
 			if err != nil {
 				return nil, fmt.Errorf("%s:%d: %w", path, n, err)
 			}
-			g := &cf.groups[len(cf.groups)-1]
+			g := &(*groups)[len(*groups)-1]
 			*g = append(*g, f)
 			continue
 		}
@@ -127,7 +153,7 @@ func parseConfigFile(path string, data []byte, isSetting func(string) bool) (*co
 		if isSecretKey(k) {
 			return nil, fmt.Errorf("%s:%d: %s: secrets are not read from the config file (the signing passphrase comes from $SSMIRROR_SIGNING_PASSPHRASE or --signing-passphrase-file; AWS credentials from the SDK's usual chain)", path, n, k)
 		}
-		cf.settings = append(cf.settings, fileSetting{key: k, value: strings.TrimSpace(v), line: n})
+		*settings = append(*settings, fileSetting{key: k, value: strings.TrimSpace(v), line: n})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -136,6 +162,9 @@ func parseConfigFile(path string, data []byte, isSetting func(string) bool) (*co
 		if len(g) == 0 {
 			return nil, fmt.Errorf("%s: [filter] section %d is empty (it would select everything)", path, i+1)
 		}
+	}
+	if err := cf.checkMirrors(firstTopFilter); err != nil {
+		return nil, err
 	}
 	return cf, nil
 }
@@ -179,6 +208,14 @@ type Settings struct {
 // isSetting reports whether a key is a setting of any command (a [filter] line that is one is
 // explained); nil counts the flags of fs. From names the origin of each setting afterwards.
 func Configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting func(string) bool) (*Settings, error) {
+	return ConfigureMirror(fs, lookupEnv, isSetting, "")
+}
+
+// ConfigureMirror is Configure for the [mirror NAME] section mirror of the config file: the
+// file as that mirror sees it is the top's settings with the section's replacing them, and
+// the section's [filter] groups (see Mirrors). Mirror "" is the file as a whole, refused when
+// it has [mirror] sections.
+func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting func(string) bool, mirror string) (*Settings, error) {
 	if isSetting == nil {
 		isSetting = func(k string) bool { return k == "source" || k == "target" || fs.Lookup(k) != nil }
 	}
@@ -199,7 +236,13 @@ func Configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetti
 		if cf, err = loadConfigFile(path, isSetting); err != nil {
 			return nil, UsageError{err}
 		}
+		if cf, err = cf.forMirror(mirror); err != nil {
+			return nil, UsageError{err}
+		}
 	} else {
+		if mirror != "" {
+			return nil, Usagef("mirror %s: no config file", mirror)
+		}
 		cf = &configFile{}
 	}
 

@@ -75,6 +75,8 @@ type Sync struct {
 	LockTTL         time.Duration
 	CFDistribution  string
 	CFPathPrefix    string
+	// Sections pick and pace the [mirror NAME] sections of a config file.
+	Sections MirrorFlags
 }
 
 // AddFlags adds the sync flags to fs, and --config.
@@ -107,6 +109,7 @@ func (f *Sync) AddFlags(fs *pflag.FlagSet) {
 	f.TLS.AddFlags(fs)
 	fs.StringVar(&f.CFDistribution, "cloudfront-distribution", "", "after a publish that wrote metadata, invalidate its paths in this CloudFront distribution (id)")
 	fs.StringVar(&f.CFPathPrefix, "cloudfront-path-prefix", "", `path of the mirror root as the distribution serves it (default: "/" + the S3 prefix)`)
+	f.Sections.AddFlags(fs)
 	AddConfigFlag(fs)
 }
 
@@ -119,6 +122,9 @@ func (f *Sync) Check(fs *pflag.FlagSet) error {
 	}
 	if err := CheckLockTTL(fs, f.LockTTL); err != nil {
 		return err
+	}
+	if f.Sections.Parallel < 1 {
+		return Usagef("%s--%s %d: want at least 1", From(fs, ParallelMirrorsFlag), ParallelMirrorsFlag, f.Sections.Parallel)
 	}
 	if _, err := s3store.ParseChecksum(f.S3.uploadChecksum); err != nil {
 		return Usagef("%s--upload-checksum: %v", From(fs, "upload-checksum"), err)
