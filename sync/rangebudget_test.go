@@ -2,7 +2,6 @@ package sync
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http/httptest"
@@ -63,7 +62,7 @@ func TestRunRanged(t *testing.T) {
 				Verification: Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
 				RangeStreams: c.streams,
 			}
-			rep, err := Run(context.Background(), src, dst, opts)
+			rep, err := Run(t.Context(), src, dst, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,13 +99,13 @@ func TestRunRanged(t *testing.T) {
 	f := Fetch{Path: squashfs, Size: 40 << 20}
 	var readers []io.ReadCloser
 	for i := range DefaultRangeFiles {
-		r := run.openRanged(context.Background(), src, f)
+		r := run.openRanged(t.Context(), src, f)
 		if r == nil {
 			t.Fatalf("no ranged reader %d for a 40 MiB file over HTTP", i+1)
 		}
 		readers = append(readers, r)
 	}
-	if r := run.openRanged(context.Background(), src, f); r != nil {
+	if r := run.openRanged(t.Context(), src, f); r != nil {
 		t.Error("one more ranged reader while the budget is taken")
 	}
 	for _, r := range readers {
@@ -118,14 +117,14 @@ func TestRunRanged(t *testing.T) {
 	if n := len(budget.slots); n != cap(budget.slots) {
 		t.Errorf("%d of %d buffers back in the budget after Close", n, cap(budget.slots))
 	}
-	if r := run.openRanged(context.Background(), src, Fetch{Path: squashfs, Size: 4*chunk - 1}); r != nil {
+	if r := run.openRanged(t.Context(), src, Fetch{Path: squashfs, Size: 4*chunk - 1}); r != nil {
 		t.Error("ranged reader for a file shorter than four chunks")
 	}
 	dirSrc, err := dirstore.New(t.TempDir(), dirstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := run.openRanged(context.Background(), dirSrc, f); r != nil {
+	if r := run.openRanged(t.Context(), dirSrc, f); r != nil {
 		t.Error("ranged reader for a directory source")
 	}
 }
