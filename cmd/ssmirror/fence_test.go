@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -51,7 +50,7 @@ func (s *switchable) set(h http.Handler)                               { s.h.Sto
 func (s *switchable) ServeHTTP(w http.ResponseWriter, r *http.Request) { (*s.h.Load()).ServeHTTP(w, r) }
 
 func pausedWriter(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring, keyringPath, target string, env []string, dst store.Target) {
-	ctx := context.Background()
+	ctx := t.Context()
 	gen := func(versions ...string) *streamtest.Stream {
 		s, err := streamtest.Generate(streamtest.Config{
 			Releases: []string{"jammy", "noble"}, Arches: []string{"amd64"}, Versions: versions,
@@ -178,7 +177,7 @@ func pausedWriter(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyrin
 // size and recorded sha256 for content (the lease, rewritten by every run, is left out).
 func storeSnapshot(t *testing.T, dst store.Target) map[string][]byte {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	out := map[string][]byte{}
 	err := dst.List(ctx, "", func(info store.Info) error {
 		if info.Key == sync.LockKey {
