@@ -162,7 +162,7 @@ func TestRangeSlotFreedGoesToWaitingFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	rn := newRun(src, nil, Options{RangeFiles: 1, RangeStreams: 2})
-	ctx := context.Background()
+	ctx := t.Context()
 	a := rn.openRanged(ctx, src, Fetch{Path: "a.squashfs", Size: int64(len(data))})
 	if a == nil {
 		t.Fatal("no ranged reader for the first file")
@@ -254,7 +254,7 @@ func TestSlowLinkMoreFilesAtOnce(t *testing.T) {
 		Concurrency:      concurrency,
 		RangeConnections: 2,
 	}
-	if _, err := Run(context.Background(), src, dst, opts); err != nil {
+	if _, err := Run(t.Context(), src, dst, opts); err != nil {
 		t.Fatal(err)
 	}
 	if maxIn <= concurrency {
