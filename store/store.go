@@ -128,6 +128,17 @@ type Swapper interface {
 	Swap(ctx context.Context, key string, data []byte, tag string, opts PutOptions) (newTag string, err error)
 }
 
+// Batcher is a store that can make many new objects durable at once rather than one by one
+// (the directory store: one fsync per file before its rename, otherwise). Batch returns a view
+// of the store whose Put and Copy make an object visible, complete and verified, as usual, but
+// may return before it is durable, and the flush that makes durable everything written through
+// the view before it was called. Until flush succeeds a crash may leave such an object missing
+// or with other content, so nothing that lists it (metadata) may be written before then. Such
+// an object reports no SHA256 from Stat or List until it is durable.
+type Batcher interface {
+	Batch() (Store, func(ctx context.Context) error)
+}
+
 // Describer is a store that can say where it is, for messages ("s3://bucket/prefix", "/srv/mirror").
 type Describer interface {
 	Describe() string

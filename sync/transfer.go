@@ -22,7 +22,7 @@ import (
 // transferAll brings every planned path into dst, Concurrency at a time, each verified while it
 // streams. Objects that arrive are recorded in st as they complete. Every failure is returned,
 // each naming its path.
-func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st *State, rep *Report, opts *Options) error {
+func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st *State, rep *Report, opts *Options) (err error) {
 	if len(fetches) == 0 {
 		return nil
 	}
@@ -33,6 +33,24 @@ func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st 
 	opts.Progress.begin(len(fetches), total)
 	defer opts.Progress.end()
 	defer startTransfer(dst, opts)()
+
+	// A target that can make files durable in batches (a directory: otherwise one fsync per file,
+	// on the way of the next one) writes them all first and makes them durable here, before
+	// anything that lists them is published, and before the state records them.
+	var written []string // paths this run wrote, for a failed flush to take back
+	if b, ok := dst.(store.Batcher); ok {
+		var flush func(context.Context) error
+		dst, flush = b.Batch()
+		defer func() {
+			if ferr := flush(ctx); ferr != nil {
+				// Not known to be durable: not recorded, so the next run checks them again.
+				for _, p := range written {
+					delete(st.Objects, p)
+				}
+				err = errors.Join(err, fmt.Errorf("making the files written durable: %w", ferr))
+			}
+		}()
+	}
 
 	// Content already in the target under another path can be copied there instead of fetched.
 	bySum := map[string]string{}
@@ -72,6 +90,9 @@ func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st 
 						etag = st.listed[f.Path].ETag
 					}
 					st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
+					if res.how != "adopted" {
+						written = append(written, f.Path)
+					}
 					if res.sha256 != "" {
 						if _, seen := bySum[res.sha256]; !seen {
 							bySum[res.sha256] = f.Path
