@@ -375,11 +375,14 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 	v := store.NewVerifier(key, r, opts)
 	// The content is hashed (by v) and written from this one buffer: no other copy. Reads are
 	// gathered until it is full, so a reader giving tiny pieces does not mean tiny writes.
-	size := int64(writeBuffer)
-	if opts.Size >= 0 && opts.Size < size {
-		size = opts.Size + 1 // +1: the read that sees the end (or one byte too many)
+	var buf []byte
+	if opts.Size >= 0 && opts.Size < writeBuffer {
+		buf = make([]byte, max(opts.Size+1, 512)) // +1: the read that sees the end (or a byte too many)
+	} else {
+		bp := writeBuffers.Get().(*[]byte)
+		defer writeBuffers.Put(bp)
+		buf = *bp
 	}
-	buf := make([]byte, max(size, 512))
 	for {
 		if err := ctx.Err(); err != nil {
 			return "", store.Info{}, nil, fmt.Errorf("%s %s: %w", op, key, err)
@@ -432,6 +435,9 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 // writeBuffer is the most one Put reads before writing it out.
 const writeBuffer = 1 << 20
 
+// writeBuffers holds writeBuffer-sized buffers for reuse from one Put to the next.
+var writeBuffers = gosync.Pool{New: func() any { b := make([]byte, writeBuffer); return &b }}
+
 // fsync syncs f (named name, relative to the root, for Options.Trace).
 func (s *Store) fsync(f *os.File, name string) error {
 	if err := f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
@@ -472,7 +478,7 @@ func (s *Store) syncDirs(key string, dirs []string) error {
 // of dirs.
 func parentsToSync(key string, dirs []string) []string {
 	out := []string{path.Dir(key)}
-	for _, d := range dirs {
+	for _, d := range slices.Backward(dirs) { // dirs is top down
 		if p := path.Dir(d); !slices.Contains(out, p) {
 			out = append(out, p)
 		}
