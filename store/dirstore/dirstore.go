@@ -2,10 +2,11 @@
 // root/a/b/c.
 //
 // Writes are atomic: Put writes into a hidden temporary file in the destination directory (named
-// TempPrefix + random), hashes while writing, checks size and sha256, fsyncs the file, renames it
-// over the destination and fsyncs the directory. A failed or cancelled write removes its
-// temporary file; a killed process may leave one behind, which List never shows and CleanTemp
-// removes.
+// TempPrefix + random), hashing in the same pass, checks size and sha256, fsyncs the file,
+// renames it over the destination and fsyncs the directory, and the parent of every directory
+// it created. A failed or cancelled write removes its temporary file; a killed process may leave
+// one behind, which List never shows and CleanTemp removes. Batch (store.Batcher) gives a view
+// whose Put and Copy leave the fsyncs to one flush for many files, off the way of each write.
 //
 // The verified sha256 is recorded in the extended attribute XattrName as
 // "size:mtime_ns:sha256", so Stat and List return it without reading the file; it is trusted only
