@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 
 	"slices"
 	"strings"
@@ -156,7 +155,7 @@ func (b *batch) requeue(files []pendingFile, dirs map[string]bool, newd []string
 // syncFile fsyncs the file at pf.key and, when it is still the file written (same ETag),
 // records its sha256. A file deleted since is not an error.
 func (b *batch) syncFile(pf pendingFile) error {
-	f, err := b.root.OpenFile(pf.key, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := b.root.OpenFile(pf.key, syncOpenFlag|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			return nil
