@@ -35,8 +35,8 @@ func transferAll(ctx context.Context, src, dst store.Store, fetches []Fetch, st 
 	defer startTransfer(dst, opts)()
 
 	// A target that can make files durable in batches (a directory: otherwise one fsync per file,
-	// on the way of the next one) writes them all first and makes them durable here, before
-	// anything that lists them is published, and before the state records them.
+	// in the way of the next one) writes them all first and makes them durable here, before
+	// anything that lists them is published and before the state is saved with them.
 	var written []string // paths this run wrote, for a failed flush to take back
 	if b, ok := dst.(store.Batcher); ok {
 		var flush func(context.Context) error
