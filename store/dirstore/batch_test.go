@@ -5,10 +5,12 @@ package dirstore_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	gosync "sync"
 	"testing"
 
@@ -150,5 +152,53 @@ func TestPutSyncsNewDirectories(t *testing.T) {
 	want = []string{"fsync x/y/w", "rename x/y/w", "fsync x/y"}
 	if got := tr.take(); !slices.Equal(got, want) {
 		t.Errorf("second Put: events %q, want %q", got, want)
+	}
+}
+
+// TestBatchConcurrent: files Put at once through a batch, into directories created at the same
+// time by several of them, are all fsynced by the flush with every directory on their way.
+func TestBatchConcurrent(t *testing.T) {
+	ctx := t.Context()
+	var tr tracer
+	s := newStore(t, dirstore.Options{Trace: tr.trace})
+	v, flush := s.Batch()
+	var keys []string
+	for i := range 24 {
+		keys = append(keys, fmt.Sprintf("d%d/e%d/f%d", i%3, i%6, i))
+	}
+	var wg gosync.WaitGroup
+	for _, key := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := v.Put(ctx, key, strings.NewReader(key), store.PutOptions{Size: int64(len(key)), SHA256: sum([]byte(key))}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, e := range tr.take() {
+		if strings.HasPrefix(e, "fsync ") {
+			t.Errorf("%s before the flush", e)
+		}
+	}
+	if err := flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	synced := map[string]bool{}
+	for _, e := range tr.take() {
+		if name, ok := strings.CutPrefix(e, "fsync "); ok {
+			synced[name] = true
+		}
+	}
+	for _, key := range keys {
+		for name := key; ; name = filepath.Dir(name) {
+			if !synced[name] {
+				t.Errorf("%s (on the way to %s) not fsynced by the flush", name, key)
+			}
+			if name == "." {
+				break
+			}
+		}
 	}
 }
