@@ -1,12 +1,16 @@
 package sync_test
 
 import (
+	"context"
+	"errors"
 	"path"
 	"strings"
 	gosync "sync"
 	"testing"
 
+	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
+	"github.com/ssmirror/ssmirror/store/memstore"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
@@ -67,5 +71,44 @@ func TestDirectoryDurabilityOrder(t *testing.T) {
 	}
 	if got, want := len(content), len(up.stream.Content); got != want {
 		t.Errorf("%d content files written before the metadata, want %d", got, want)
+	}
+}
+
+// failingFlush is a target whose batch flush fails: nothing written through the batch is known
+// to be durable.
+type failingFlush struct{ *memstore.Store }
+
+var errFlush = errors.New("the device went away")
+
+func (f failingFlush) Batch() (store.Target, func(context.Context) error) {
+	return f.Store, func(context.Context) error { return errFlush }
+}
+
+// TestFailedFlushForgetsFiles: when the batch flush after the transfers fails, the run fails
+// before publishing anything, and the state it saves records none of the files it wrote (they
+// are not known to be durable); the next run finds them in place and fetches nothing again.
+func TestFailedFlushForgetsFiles(t *testing.T) {
+	up := newUpstream(t, smallConfig(), nil)
+	mem := memstore.New()
+	_, err := sync.Run(t.Context(), up.src, failingFlush{mem}, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	if !errors.Is(err, errFlush) {
+		t.Fatalf("run with a failing flush: %v, want %v", err, errFlush)
+	}
+	if _, err := mem.Stat(t.Context(), "streams/v1/index.sjson"); !errors.Is(err, store.ErrNotExist) {
+		t.Errorf("the index was published (Stat: %v)", err)
+	}
+	st, err := sync.LoadState(t.Context(), mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Objects) != 0 {
+		t.Errorf("the state records %d objects written before the failed flush, want none", len(st.Objects))
+	}
+	rep := run(t, up, mem, sync.Options{})
+	if rep.Fetched != 0 {
+		t.Errorf("the next run fetched %d files again, want 0 (they are in place)", rep.Fetched)
+	}
+	if _, err := mem.Stat(t.Context(), "streams/v1/index.sjson"); err != nil {
+		t.Errorf("the next run did not publish: %v", err)
 	}
 }
