@@ -14,10 +14,11 @@
 // S3 or directory source that could is a Target anyway.
 //
 // Abilities that only some backends have (server-side copy, bounded ranges, removing what
-// interrupted writes left behind, naming themselves) are small interfaces found with As, which
-// follows Unwrap through wrappers the way errors.As does: Copier, RangeOpener, LeftoverCleaner,
-// Describer. A wrapper (a rate limiter, a test fault injector) embeds what it wraps and gives it
-// back from Unwrap, so the abilities it does not reimplement are still found.
+// interrupted writes left behind, making many writes durable at once, naming themselves) are
+// small interfaces found with As, which follows Unwrap through wrappers the way errors.As does:
+// Copier, RangeOpener, LeftoverCleaner, Batcher, Describer. A wrapper (a rate limiter, a test
+// fault injector) embeds what it wraps and gives it back from Unwrap, so the abilities it does
+// not reimplement are still found.
 //
 // Every error a backend returns for an operation on a key is a *Error naming the operation and
 // the key (like fs.PathError), wrapping the cause: errors.Is(err, ErrNotExist) tells a missing
@@ -205,6 +206,20 @@ type Swapper interface {
 	// object's tag. Otherwise it fails with ErrPrecondition and writes nothing. opts.Size is taken
 	// from len(data).
 	Swap(ctx context.Context, key string, data []byte, tag string, opts PutOptions) (newTag string, err error)
+}
+
+// Batcher is a store that can make many new objects durable at once rather than one by one
+// (the directory store: one fsync per file before its rename, otherwise). Batch returns a view
+// of the store whose Put and Copy make an object visible, complete and verified, as usual, but
+// may return before it is durable, and the flush that makes durable everything written through
+// the view before it was called. Until flush succeeds a crash may leave such an object missing
+// or with other content, so nothing that lists it (metadata) may be written before then. Such
+// an object reports no SHA256 from Stat or List until it is durable. The view is a Target whose
+// other methods are the store's own. A wrapper that changes Put or Copy (a fault injector)
+// must implement Batch itself (or hide it): otherwise As finds the wrapped store's Batch, whose
+// view writes around the wrapper.
+type Batcher interface {
+	Batch() (Target, func(ctx context.Context) error)
 }
 
 // Describer is a store that can say where it is, for messages ("s3://bucket/prefix", "/srv/mirror").

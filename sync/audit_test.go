@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/ssmirror/ssmirror/store"
@@ -11,7 +10,7 @@ import (
 // verify audits dst (sync/audit), failing the test when the target cannot be read.
 func verify(t *testing.T, dst store.Target, opts audit.VerifyOptions) *audit.VerifyReport {
 	t.Helper()
-	rep, err := audit.Verify(context.Background(), dst, opts)
+	rep, err := audit.Verify(t.Context(), dst, opts)
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}

@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"context"
 	"go/parser"
 	"go/token"
 	"path/filepath"
@@ -26,7 +25,7 @@ func (b bufferTarget) BufferBudget() int64 { return b.budget }
 // hold (the ranged-download budget and the target's BufferBudget), and its done function is
 // called when the stage is over; a run with nothing to fetch has no transfer stage.
 func TestOnTransfer(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	src := memstore.New()
 	for k, v := range map[string]string{
 		"streams/v1/index.json": `{"format": "index:1.0", "index": {"c": {"format": "products:1.0", "path": "streams/v1/c.json", "products": ["p"]}}}`,

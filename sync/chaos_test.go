@@ -67,7 +67,7 @@ func TestCorruptionBothWays(t *testing.T) {
 		rep := run(t, up, e.dst, sync.Options{Filters: mustParse(t, "release~(jammy|noble)"), Max: 1})
 		t.Logf("clean run: fetched %d, adopted %d, drifted %v, metadata %v", rep.Fetched, rep.Adopted, rep.Drifted, rep.MetadataWritten)
 		checkEveryObject(t, e, up.stream.Files, catalogue)
-		vr, err := audit.Verify(context.Background(), e.dst, audit.VerifyOptions{Deep: true, Keyring: up.keyring})
+		vr, err := audit.Verify(t.Context(), e.dst, audit.VerifyOptions{Deep: true, Keyring: up.keyring})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -49,7 +48,7 @@ func TestSameContentIsCopiedInsideTheTarget(t *testing.T) {
 	targettest.Run(t, []targettest.Kind{targettest.Directory, targettest.MinIO}, targettest.Options{Parallel: true}, func(t *testing.T, tg *targettest.Target) {
 		src := sameContentTwice(t)
 		dst := tg.Store
-		rep, err := sync.Run(context.Background(), src, dst, sync.Options{StartPath: "streams/v1/index.json", Concurrency: 1})
+		rep, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: "streams/v1/index.json", Concurrency: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +56,7 @@ func TestSameContentIsCopiedInsideTheTarget(t *testing.T) {
 			t.Errorf("fetched %d, copied %d; want the first fetched and the second copied in the target", rep.Fetched, rep.Copied)
 		}
 		for _, p := range []string{"one/file", "two/file"} {
-			info, err := dst.Stat(context.Background(), p)
+			info, err := dst.Stat(t.Context(), p)
 			if err != nil || info.Size != 32 {
 				t.Errorf("%s: %+v %v", p, info, err)
 			}

@@ -2,7 +2,6 @@ package sync_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -162,7 +161,7 @@ func TestDriftHealedDirectory(t *testing.T) {
 				t.Errorf("%d files after healing, %d before", len(after), len(before))
 			}
 			if curated {
-				if _, err := sync.LoadCatalogue(context.Background(), dst, "", sync.Verification{Keyring: kr}, 0, 2); err != nil {
+				if _, err := sync.LoadCatalogue(t.Context(), dst, "", sync.Verification{Keyring: kr}, 0, 2); err != nil {
 					t.Errorf("the healed curated mirror does not verify: %v", err)
 				}
 			} else {
@@ -194,7 +193,7 @@ func TestDriftHealedS3(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel() // its own upstream and bucket
-			ctx := context.Background()
+			ctx := t.Context()
 			up := newUpstream(t, largeConfig(), nil)
 			e := newS3Target(t, tc.kind)
 			filters := []string{"arch=amd64", "release~(jammy|noble)"}
@@ -349,7 +348,7 @@ func TestUpToDate10000ItemsS3(t *testing.T) {
 	e.counter.mu.Unlock()
 	pages := byOp["GET list"]
 	objects := 0 // counted with the independent client, not through the counted one
-	for obj := range e.mc.ListObjects(context.Background(), e.bucket, minio.ListObjectsOptions{Prefix: "maas/stable/", Recursive: true}) {
+	for obj := range e.mc.ListObjects(t.Context(), e.bucket, minio.ListObjectsOptions{Prefix: "maas/stable/", Recursive: true}) {
 		if obj.Err != nil {
 			t.Fatal(obj.Err)
 		}
@@ -364,7 +363,7 @@ func TestUpToDate10000ItemsS3(t *testing.T) {
 	}
 	// For the report: what one listing of the target costs on its own.
 	listStart := time.Now()
-	if err := e.dst.List(context.Background(), "", func(store.Info) error { return nil }); err != nil {
+	if err := e.dst.List(t.Context(), "", func(store.Info) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("one listing of the target alone: %v", time.Since(listStart).Round(time.Millisecond))

@@ -71,7 +71,7 @@ func runThatLostItsLeaseWritesNothing(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		rep, err := sync.Run(context.Background(), up.src, old, sync.Options{Filters: opts.Filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}, Lock: sync.LockOptions{TTL: time.Second}})
+		rep, err := sync.Run(t.Context(), up.src, old, sync.Options{Filters: opts.Filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}, Lock: sync.LockOptions{TTL: time.Second}})
 		done <- result{rep, err}
 	}()
 	<-reached
@@ -80,7 +80,7 @@ func runThatLostItsLeaseWritesNothing(t *testing.T) {
 	// The newer run waits out the lease, takes over and publishes.
 	run(t, up, dst, opts)
 	before := tree(t, dir)
-	state, err := store.ReadAll(context.Background(), dst, sync.StateKey, 0)
+	state, err := store.ReadAll(t.Context(), dst, sync.StateKey, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func runThatLostItsLeaseWritesNothing(t *testing.T) {
 			t.Errorf("%s changed or vanished after the run that lost its lease went on", p)
 		}
 	}
-	if now, _ := store.ReadAll(context.Background(), dst, sync.StateKey, 0); !bytes.Equal(now, state) {
+	if now, _ := store.ReadAll(t.Context(), dst, sync.StateKey, 0); !bytes.Equal(now, state) {
 		t.Error("the state was overwritten by the run that lost its lease")
 	}
 }
@@ -110,7 +110,7 @@ func runThatLostItsLeaseWritesNothing(t *testing.T) {
 // save fails with ErrStateChanged and changes nothing.
 func TestStateIsSavedOnlyOverTheVersionRead(t *testing.T) {
 	_, dst := newTarget(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, existing := range []bool{false, true} {
 		if existing {
 			st := sync.NewState()

@@ -2,7 +2,6 @@ package sync
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -183,7 +182,7 @@ func FuzzTransferSizes(f *testing.F) {
 	f.Add(int64(100), uint16(100), int64(99))
 	f.Add(int64(60<<30), uint16(3), int64(0))
 	f.Fuzz(func(t *testing.T, declared int64, actual uint16, limit int64) {
-		ctx := context.Background()
+		ctx := t.Context()
 		content := bytes.Repeat([]byte{'z'}, int(actual))
 		sum := sha256.Sum256(content)
 		const path = "x/amd64/1/boot-kernel"

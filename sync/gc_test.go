@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -37,7 +36,7 @@ func gcMirror(t *testing.T) (dir string, dst *dirstore.Store, held, old []string
 
 func gc(t *testing.T, dst *dirstore.Store, opts sync.GCOptions) *sync.GCReport {
 	t.Helper()
-	rep, err := sync.GC(context.Background(), dst, opts)
+	rep, err := sync.GC(t.Context(), dst, opts)
 	if err != nil {
 		t.Fatalf("gc: %v", err)
 	}
@@ -119,7 +118,7 @@ func TestGCGracePeriod(t *testing.T) {
 
 func TestGCNeverDeletesHeldOrForeign(t *testing.T) {
 	dir, dst, held, old, since := gcMirror(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	// A state that wrongly marks a held object unreferenced long ago must not make GC delete it.
 	st, err := sync.LoadState(ctx, dst)
 	if err != nil {

@@ -117,7 +117,7 @@ func (u *handUpstream) count(path string) int {
 // checkNothingLeft fails when dst's lock is still held, or dst holds any metadata or the content.
 func checkNothingLeft(t *testing.T, dst store.Target) {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	checkReleased(t, dst)
 	for _, key := range []string{handIndex, handProducts, handContent} {
 		ok, err := store.Exists(ctx, dst, key)
@@ -154,7 +154,7 @@ func TestHostileSizes(t *testing.T) {
 				t.Parallel()
 				up := newHandUpstream(t, c.size)
 				dst := targettest.New(t, kind, targettest.Options{}).Store
-				_, err := sync.Run(context.Background(), up.src, dst, sync.Options{StartPath: handIndex})
+				_, err := sync.Run(t.Context(), up.src, dst, sync.Options{StartPath: handIndex})
 				if err == nil {
 					t.Fatal("a run with a hostile size succeeded")
 				}
@@ -186,7 +186,7 @@ func TestMaxFileSizeOption(t *testing.T) {
 	}{{int64(len(handBody)), true}, {int64(len(handBody)) - 1, false}, {-1, true}} {
 		up := newHandUpstream(t, size)
 		_, dst := newTarget(t)
-		_, err := sync.Run(context.Background(), up.src, dst, sync.Options{StartPath: handIndex, MaxFileSize: c.limit})
+		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{StartPath: handIndex, MaxFileSize: c.limit})
 		if c.ok && err != nil {
 			t.Errorf("limit %d: %v", c.limit, err)
 		}
@@ -275,7 +275,7 @@ func TestDripFeedFails(t *testing.T) {
 				if c.ranged {
 					opts.RangeChunk, opts.RangeStreams = 512, 3
 				}
-				_, err := sync.Run(context.Background(), up.src, dst, opts)
+				_, err := sync.Run(t.Context(), up.src, dst, opts)
 				if err == nil {
 					t.Fatal("a drip-fed run succeeded")
 				}
@@ -363,7 +363,7 @@ func TestMetadataOverLimitNotRead(t *testing.T) {
 			})
 			src := &countingSource{Source: up.src, n: map[string]int64{}}
 			_, dst := newTarget(t)
-			_, err := sync.Run(context.Background(), src, dst, sync.Options{StartPath: handIndex, MetadataLimit: limit})
+			_, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: handIndex, MetadataLimit: limit})
 			if err == nil {
 				t.Fatal("an over-limit products file was accepted")
 			}

@@ -34,7 +34,7 @@ func (p *partitioned) Swap(ctx context.Context, key string, data []byte, tag str
 
 func readLeaseFrom(t *testing.T, s store.Target) Lease {
 	t.Helper()
-	data, err := store.ReadAll(context.Background(), s, LockKey, 0)
+	data, err := store.ReadAll(t.Context(), s, LockKey, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func readLeaseFrom(t *testing.T, s store.Target) Lease {
 // Release leaves the new holder's lease alone.
 func TestLeaseLostWhilePartitioned(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ctx := context.Background()
+		ctx := t.Context()
 		mem := memstore.New()
 		pa := &partitioned{Store: mem}
 		const ttl = 30 * time.Second
@@ -125,7 +125,7 @@ func TestLeaseLostWhilePartitioned(t *testing.T) {
 // last renewal (a VM resumed from suspend) does not trust that renewal: Fence renews first.
 func TestFenceRenewsAfterAClockJump(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ctx := context.Background()
+		ctx := t.Context()
 		mem := memstore.New()
 		var mu gosync.Mutex
 		var skip time.Duration // added to the holder's clock
@@ -182,7 +182,7 @@ func TestStampSinceTakesTheLargestClock(t *testing.T) {
 // lease's TTL by its own clock takes it over.
 func TestLeaseWithAFutureExpiryIsTakenOverAfterItsTTL(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ctx := context.Background()
+		ctx := t.Context()
 		mem := memstore.New()
 		stuck := Lease{ID: "stuck", Host: "elsewhere", PID: 7, Started: time.Now(), Expires: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), TTLSeconds: 20}
 		if _, err := mem.Swap(ctx, LockKey, marshalLease(stuck), "", store.PutOptions{}); err != nil {
@@ -205,7 +205,7 @@ func TestLeaseWithAFutureExpiryIsTakenOverAfterItsTTL(t *testing.T) {
 
 // TestRacingTakeoversInMemory: many runs taking over one expired lease at once: one wins.
 func TestRacingTakeoversInMemory(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	for trial := range 20 {
 		mem := memstore.New()
 		expired := Lease{ID: "dead", Host: "gone", Expires: time.Now().Add(-time.Minute)}
@@ -228,7 +228,7 @@ func racingTakeovers(t *testing.T, s store.Target, racers int) int {
 	for range racers {
 		wg.Go(func() {
 			<-start
-			l, _, err := AcquireLock(context.Background(), s, LockOptions{})
+			l, _, err := AcquireLock(t.Context(), s, LockOptions{})
 			switch {
 			case err == nil:
 				mu.Lock()
@@ -266,7 +266,7 @@ func (s *lostAnswer) Swap(ctx context.Context, key string, data []byte, tag stri
 // holder with an outdated tag; the next renewal finds the lease still its own and goes on,
 // rather than believing it lost.
 func TestRenewalWhoseAnswerWasLost(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	s := &lostAnswer{Store: memstore.New()}
 	l, lctx, err := AcquireLock(ctx, s, LockOptions{TTL: time.Minute})
 	if err != nil {
@@ -291,7 +291,7 @@ func TestRenewalWhoseAnswerWasLost(t *testing.T) {
 // TestTakingWhoseAnswerWasLost: a lease written though the answer to the write was lost is
 // this run's; AcquireLock goes on with it instead of failing and leaving it to expire.
 func TestTakingWhoseAnswerWasLost(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	s := &lostAnswer{Store: memstore.New()}
 	s.drop.Store(true)
 	l, _, err := AcquireLock(ctx, s, LockOptions{})
@@ -312,7 +312,7 @@ func TestTakingWhoseAnswerWasLost(t *testing.T) {
 // TestLastSuccessCarriedOver: a run that succeeded stamps its lease on release; a later run's
 // lease carries the stamp over, and a run that did not succeed leaves it as it was.
 func TestLastSuccessCarriedOver(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	mem := memstore.New()
 	clock := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	opts := LockOptions{TTL: time.Minute, Now: func() time.Time { return clock }}
@@ -354,7 +354,7 @@ func TestLastSuccessCarriedOver(t *testing.T) {
 // deletes nothing.
 func TestStaleFormsNotRemovedAfterLeaseLost(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ctx := context.Background()
+		ctx := t.Context()
 		mem := memstore.New()
 		l, _, err := AcquireLock(ctx, mem, LockOptions{TTL: time.Second})
 		if err != nil {

@@ -4,7 +4,6 @@ package sync_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,7 +49,7 @@ func TestDeadHolderOnThisHostIsTakenOver(t *testing.T) {
 	put := func(l sync.Lease) {
 		t.Helper()
 		data, _ := json.Marshal(l)
-		if _, err := store.PutBytes(context.Background(), dst, sync.LockKey, data, store.PutOptions{}); err != nil {
+		if _, err := store.PutBytes(t.Context(), dst, sync.LockKey, data, store.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -69,7 +68,7 @@ func TestDeadHolderOnThisHostIsTakenOver(t *testing.T) {
 		l := lease
 		change(&l)
 		put(l)
-		_, err := sync.Run(context.Background(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
 		var locked *sync.LockedError
 		if !errors.As(err, &locked) {
 			t.Errorf("%s: the lease was taken over: %v", name, err)
@@ -127,7 +126,7 @@ func TestLiveLeaseInAnotherPIDNamespaceIsNotTakenOver(t *testing.T) {
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Skipf("the holder's PID %d exists in this namespace too (%v): nothing to prove", pid, err)
 	}
-	data, err := store.ReadAll(context.Background(), dst, sync.LockKey, 0)
+	data, err := store.ReadAll(t.Context(), dst, sync.LockKey, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +139,7 @@ func TestLiveLeaseInAnotherPIDNamespaceIsNotTakenOver(t *testing.T) {
 	t.Logf("holder: PID %d in its namespace (%s), free in this one", pid, held.PIDNamespace)
 
 	before := tree(t, dir)
-	_, err = sync.Run(context.Background(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	_, err = sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
 	var locked *sync.LockedError
 	if !errors.As(err, &locked) || locked.Holder.ID != held.ID {
 		t.Fatalf("a live lease held in another PID namespace (pid %d there, free here) was not respected: %v", pid, err)
@@ -148,7 +147,7 @@ func TestLiveLeaseInAnotherPIDNamespaceIsNotTakenOver(t *testing.T) {
 	if after := tree(t, dir); !reflect.DeepEqual(before, after) {
 		t.Errorf("the refused run wrote %v", contentPaths(after))
 	}
-	data, _ = store.ReadAll(context.Background(), dst, sync.LockKey, 0)
+	data, _ = store.ReadAll(t.Context(), dst, sync.LockKey, 0)
 	var still sync.Lease
 	json.Unmarshal(data, &still)
 	if still.ID != held.ID {

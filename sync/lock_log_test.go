@@ -38,7 +38,7 @@ func (s *syncBuffer) String() string {
 // fenced write.
 func TestLeaseRenewalFailureLogged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ctx := context.Background()
+		ctx := t.Context()
 		mem := memstore.New()
 		pa := &partitioned{Store: mem}
 		var out syncBuffer

@@ -25,11 +25,11 @@ func TestSecondRunIsRefusedWithTheHolder(t *testing.T) {
 func secondRunIsRefusedWithTheHolder(t *testing.T) {
 	up := newUpstreamInproc(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
-	held, _, err := sync.AcquireLock(context.Background(), dst, sync.LockOptions{})
+	held, _, err := sync.AcquireLock(t.Context(), dst, sync.LockOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sync.Run(context.Background(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	_, err = sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
 	var locked *sync.LockedError
 	if !errors.As(err, &locked) {
 		t.Fatalf("want a LockedError, got %v", err)
@@ -54,7 +54,7 @@ func secondRunIsRefusedWithTheHolder(t *testing.T) {
 // could remove a newer holder's), it is marked released by a conditional write.
 func checkReleased(t *testing.T, dst store.Target) {
 	t.Helper()
-	data, err := store.ReadAll(context.Background(), dst, sync.LockKey, 0)
+	data, err := store.ReadAll(t.Context(), dst, sync.LockKey, 0)
 	if err != nil {
 		t.Fatalf("reading the lock after the run: %v", err)
 	}
@@ -69,7 +69,7 @@ func TestStaleLockIsTakenOver(t *testing.T) {
 	_, dst := newTarget(t)
 	dead := sync.Lease{ID: "dead", Host: "gone", PID: 1, Started: time.Now().Add(-2 * time.Hour), Expires: time.Now().Add(-time.Hour)}
 	data, _ := json.Marshal(dead)
-	if _, err := store.PutBytes(context.Background(), dst, sync.LockKey, data, store.PutOptions{}); err != nil {
+	if _, err := store.PutBytes(t.Context(), dst, sync.LockKey, data, store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1})
@@ -78,8 +78,8 @@ func TestStaleLockIsTakenOver(t *testing.T) {
 	live := dead
 	live.Expires = time.Now().Add(time.Hour)
 	data, _ = json.Marshal(live)
-	store.PutBytes(context.Background(), dst, sync.LockKey, data, store.PutOptions{})
-	_, err := sync.Run(context.Background(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	store.PutBytes(t.Context(), dst, sync.LockKey, data, store.PutOptions{})
+	_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
 	var locked *sync.LockedError
 	if !errors.As(err, &locked) || locked.Holder.ID != "dead" {
 		t.Fatalf("a live lease was not respected: %v", err)
@@ -92,7 +92,7 @@ func TestLostLeaseCancelsTheRun(t *testing.T) {
 
 func lostLeaseCancelsTheRun(t *testing.T) {
 	_, dst := newTarget(t)
-	l, ctx, err := sync.AcquireLock(context.Background(), dst, sync.LockOptions{TTL: 300 * time.Millisecond})
+	l, ctx, err := sync.AcquireLock(t.Context(), dst, sync.LockOptions{TTL: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func lostLeaseCancelsTheRun(t *testing.T) {
 	go func() {
 		defer close(otherDone)
 		for {
-			store.PutBytes(context.Background(), dst, sync.LockKey, other, store.PutOptions{})
+			store.PutBytes(t.Context(), dst, sync.LockKey, other, store.PutOptions{})
 			select {
 			case <-stopOther:
 				return
@@ -126,7 +126,7 @@ func lostLeaseCancelsTheRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Release leaves the other run's lock alone.
-	data, err := store.ReadAll(context.Background(), dst, sync.LockKey, 0)
+	data, err := store.ReadAll(t.Context(), dst, sync.LockKey, 0)
 	if err != nil || !strings.Contains(string(data), `"other"`) {
 		t.Errorf("the other run's lock was removed: %s %v", data, err)
 	}
@@ -137,7 +137,7 @@ func lostLeaseCancelsTheRun(t *testing.T) {
 func TestInterruptedRunReleasesTheLock(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	var victim string
 	for _, it := range up.stream.Items {
 		if strings.HasSuffix(it.Path, "squashfs") && strings.HasPrefix(it.Path, "noble/amd64/20250718") {
@@ -192,7 +192,7 @@ func holdLock(dir string) int {
 func TestRacingTakeoversInADirectory(t *testing.T) {
 	const trials, racers = 20, 10
 	dir, dst := newTarget(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	var perTrial []int
 	for trial := range trials {
 		dead := sync.Lease{ID: fmt.Sprintf("dead-%d", trial), Host: "gone", PID: 1, Expires: time.Now().Add(-time.Minute)}

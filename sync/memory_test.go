@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -80,7 +79,7 @@ func BenchmarkLargeCatalogue(b *testing.B) {
 	if v := os.Getenv("SSMIRROR_BENCH_ITEMS"); v != "" {
 		n, _ = strconv.Atoi(v)
 	}
-	ctx := context.Background()
+	ctx := b.Context()
 	index, products := genTinyItems(n)
 	src := memstore.New()
 	for k, v := range map[string][]byte{"streams/v1/index.json": index, "streams/v1/c.json": products} {

@@ -2,7 +2,6 @@ package sync
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -76,7 +75,7 @@ func TestRunRanged(t *testing.T) {
 				Verification: Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
 				RangeStreams: c.streams,
 			}
-			rep, err := Run(context.Background(), src, dst, opts)
+			rep, err := Run(t.Context(), src, dst, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +113,7 @@ func TestRunRanged(t *testing.T) {
 	f := Fetch{Path: squashfs, Size: 40 << 20}
 	var readers []io.ReadCloser
 	for i := range DefaultRangeFiles + 1 {
-		r := run.openRanged(context.Background(), src, f)
+		r := run.openRanged(t.Context(), src, f)
 		if r == nil {
 			t.Fatalf("no ranged reader %d for a 40 MiB file over HTTP", i+1)
 		}
@@ -129,14 +128,14 @@ func TestRunRanged(t *testing.T) {
 	if n := pool.Free(); n != pool.Slots() {
 		t.Errorf("%d of %d streams back in the pool after Close", n, pool.Slots())
 	}
-	if r := run.openRanged(context.Background(), src, Fetch{Path: squashfs, Size: 4*chunk - 1}); r != nil {
+	if r := run.openRanged(t.Context(), src, Fetch{Path: squashfs, Size: 4*chunk - 1}); r != nil {
 		t.Error("ranged reader for a file shorter than four chunks")
 	}
 	dirSrc, err := dirstore.New(t.TempDir(), dirstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := run.openRanged(context.Background(), dirSrc, f); r != nil {
+	if r := run.openRanged(t.Context(), dirSrc, f); r != nil {
 		t.Error("ranged reader for a directory source")
 	}
 }
@@ -163,7 +162,7 @@ func TestRangeSlotFreedGoesToWaitingFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	rn := newRun(src, nil, Options{RangeFiles: 1, RangeStreams: 2})
-	ctx := context.Background()
+	ctx := t.Context()
 	a := rn.openRanged(ctx, src, Fetch{Path: "a.squashfs", Size: int64(len(data))})
 	if a == nil {
 		t.Fatal("no ranged reader for the first file")
@@ -255,7 +254,7 @@ func TestSlowLinkMoreFilesAtOnce(t *testing.T) {
 		Concurrency:      concurrency,
 		RangeConnections: 2,
 	}
-	if _, err := Run(context.Background(), src, dst, opts); err != nil {
+	if _, err := Run(t.Context(), src, dst, opts); err != nil {
 		t.Fatal(err)
 	}
 	if maxIn <= concurrency {

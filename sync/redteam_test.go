@@ -2,7 +2,6 @@ package sync_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -30,10 +29,10 @@ func TestContentUnderStreamsIsUpToDate(t *testing.T) {
 			src := hostileUpstream(t, map[string]string{"squashfs": "noble/squashfs", "extra": p}, "sha256")
 			_, dst := newTarget(t)
 			opts := sync.Options{StartPath: "streams/v1/index.json"}
-			if _, err := sync.Run(context.Background(), src, dst, opts); err != nil {
+			if _, err := sync.Run(t.Context(), src, dst, opts); err != nil {
 				t.Fatal(err)
 			}
-			rep, err := sync.Run(context.Background(), src, dst, opts)
+			rep, err := sync.Run(t.Context(), src, dst, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,12 +86,12 @@ func TestStaleMetadataFormsRemoved(t *testing.T) {
 			src := unsignedUpstream(t, smallConfig("20250701", "20250718"))
 			second := sync.Options{Max: 1, GCGrace: time.Hour, Now: clock, StartPath: "streams/v1/index.json"}
 			for range 2 { // the second run collects what the first released
-				if _, err := sync.Run(context.Background(), src, dst, second); err != nil {
+				if _, err := sync.Run(t.Context(), src, dst, second); err != nil {
 					t.Fatal(err)
 				}
 				now = now.Add(2 * time.Hour)
 			}
-			want, err := store.ReadAll(context.Background(), src, "streams/v1/index.json", 0)
+			want, err := store.ReadAll(t.Context(), src, "streams/v1/index.json", 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +103,7 @@ func TestStaleMetadataFormsRemoved(t *testing.T) {
 					t.Errorf("%s is still in the target: upstream no longer offers it and the mirror did not write it", p)
 					continue
 				}
-				up, err := store.ReadAll(context.Background(), src, p, 0)
+				up, err := store.ReadAll(t.Context(), src, p, 0)
 				if err != nil || !bytes.Equal(up, data) {
 					t.Errorf("%s is not upstream's (%v)", p, err)
 				}
@@ -143,7 +142,7 @@ func TestControlPathProductsFileRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			target, dst := newTarget(t)
-			_, err = sync.Run(context.Background(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
+			_, err = sync.Run(t.Context(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
 			if err == nil || !strings.Contains(err.Error(), p) {
 				t.Errorf("a products file at %s was not refused naming it: %v", p, err)
 			}
@@ -171,7 +170,7 @@ func TestUnrecordedVerifiedObjectsAreOwned(t *testing.T) {
 	if rep.Fetched != 0 {
 		t.Errorf("fetched %d of what was already there", rep.Fetched)
 	}
-	st, err := sync.LoadState(context.Background(), dst)
+	st, err := sync.LoadState(t.Context(), dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +235,7 @@ func TestPublishedMetadataNotCollectedAsOldContent(t *testing.T) {
 	opts := sync.Options{StartPath: "streams/v1/index.json", GCGrace: time.Hour, Now: func() time.Time { return now }}
 	runOnce := func() {
 		t.Helper()
-		if _, err := sync.Run(context.Background(), src, dst, opts); err != nil {
+		if _, err := sync.Run(t.Context(), src, dst, opts); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -287,7 +286,7 @@ func TestIndexEntriesSharingAProductsFileRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sync.LoadCatalogue(context.Background(), src, "streams/v1/index.json", sync.Verification{}, 0, 4)
+	_, err = sync.LoadCatalogue(t.Context(), src, "streams/v1/index.json", sync.Verification{}, 0, 4)
 	if err == nil || !strings.Contains(err.Error(), "streams/v1/shared.json") {
 		t.Errorf("an index naming one products file 50 times was read: %v", err)
 	}

@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"context"
 	"crypto/md5"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -60,7 +59,7 @@ func TestEmptySelectionIsRefused(t *testing.T) {
 	before := allFiles(t, dir)
 
 	for _, args := range [][]string{{"arch==amd64"}, {"relase=noble"}, {"release=noble", "arch=i386"}} {
-		_, err := sync.Run(context.Background(), up.src, dst, sync.Options{
+		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{
 			Filters: mustParse(t, args...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}, GCGrace: time.Nanosecond, Prune: true,
 		})
 		if err == nil {
@@ -73,7 +72,7 @@ func TestEmptySelectionIsRefused(t *testing.T) {
 		}
 		checkReleased(t, dst)
 	}
-	_, err := sync.Run(context.Background(), up.src, dst, sync.Options{
+	_, err := sync.Run(t.Context(), up.src, dst, sync.Options{
 		Filters: mustParse(t, "arch==amd64"), Verification: sync.Verification{Keyring: up.keyring},
 	})
 	if err == nil || !strings.Contains(err.Error(), `no item has arch "=amd64"; arch is one of: "amd64", "arm64"`) {
@@ -138,7 +137,7 @@ func TestControlPathItemsAreRefused(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			src := hostileUpstream(t, map[string]string{"squashfs": "noble/squashfs", "evil": p}, "sha256")
 			dir, dst := newTarget(t)
-			_, err := sync.Run(context.Background(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
+			_, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
 			if err == nil {
 				t.Fatal("an item at a control path was mirrored")
 			}
@@ -151,7 +150,7 @@ func TestControlPathItemsAreRefused(t *testing.T) {
 			checkReleased(t, dst)
 			// The target is not locked: a good selection runs at once.
 			good := hostileUpstream(t, map[string]string{"squashfs": "noble/squashfs"}, "sha256")
-			if _, err := sync.Run(context.Background(), good, dst, sync.Options{StartPath: "streams/v1/index.json"}); err != nil {
+			if _, err := sync.Run(t.Context(), good, dst, sync.Options{StartPath: "streams/v1/index.json"}); err != nil {
 				t.Errorf("a following run: %v", err)
 			}
 		})
@@ -175,7 +174,7 @@ func TestWeakHashOnlyItemsVerifiedOnAdoption(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, p), []byte(wrong), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			rep, err := sync.Run(context.Background(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
+			rep, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -193,7 +192,7 @@ func TestWeakHashOnlyItemsVerifiedOnAdoption(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir2, p), []byte(want), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			rep, err = sync.Run(context.Background(), src, dst2, sync.Options{StartPath: "streams/v1/index.json"})
+			rep, err = sync.Run(t.Context(), src, dst2, sync.Options{StartPath: "streams/v1/index.json"})
 			if err != nil {
 				t.Fatal(err)
 			}

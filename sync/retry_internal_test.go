@@ -37,7 +37,7 @@ type flakySource struct {
 func newFlakySource(t *testing.T, key string, data []byte) *flakySource {
 	t.Helper()
 	m := memstore.New()
-	if _, err := store.PutBytes(context.Background(), m, key, data, store.PutOptions{}); err != nil {
+	if _, err := store.PutBytes(t.Context(), m, key, data, store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return &flakySource{Store: m, transient: map[string]int{}, fail: map[string]error{}, opens: map[string]int{}}
@@ -116,7 +116,7 @@ func TestReadMetadataRetries(t *testing.T) {
 				src := newFlakySource(t, key, []byte(`{"index":{}}`))
 				src.transient[key], src.fail[key] = tc.transient, tc.fail
 				start := time.Now()
-				data, err := readMetadata(context.Background(), src, key, 1<<20)
+				data, err := readMetadata(t.Context(), src, key, 1<<20)
 				if tc.ok != (err == nil) || (tc.ok && string(data) != `{"index":{}}`) {
 					t.Fatalf("got %q, %v", data, err)
 				}
@@ -135,7 +135,7 @@ func TestReadMetadataRetries(t *testing.T) {
 			src := newFlakySource(t, key, nil)
 			src.transient[key] = 10
 			cause := errors.New("lease lost")
-			ctx, cancel := context.WithCancelCause(context.Background())
+			ctx, cancel := context.WithCancelCause(t.Context())
 			time.AfterFunc(time.Second, func() { cancel(cause) }) // during the second pause
 			_, err := readMetadata(ctx, src, key, 1<<20)
 			if err != cause || src.count(key) != 2 {
@@ -169,7 +169,7 @@ func TestRangedChunkRetries(t *testing.T) {
 				src := newFlakySource(t, rangedKey, data)
 				src.transient["20000"], src.fail["20000"] = tc.transient, tc.fail
 				rn := newRun(src, nil, Options{RangeChunk: chunk, RangeStreams: 3})
-				r := rn.openRanged(context.Background(), src, Fetch{Path: rangedKey, Size: size})
+				r := rn.openRanged(t.Context(), src, Fetch{Path: rangedKey, Size: size})
 				got, err := io.ReadAll(r)
 				r.Close()
 				switch {
@@ -227,7 +227,7 @@ func TestTransferOneRetries(t *testing.T) {
 				var log bytes.Buffer
 				rn := newRun(src, dst, Options{Log: slog.New(slog.NewTextHandler(&log, nil)), Progress: &Progress{}})
 				start := time.Now()
-				_, err := rn.transferOne(context.Background(), f, "")
+				_, err := rn.transferOne(t.Context(), rn.dst, f, "")
 				switch {
 				case tc.errWants == nil && err != nil:
 					t.Fatal(err)
@@ -251,7 +251,7 @@ func TestTransferOneRetries(t *testing.T) {
 				if n := strings.Count(log.String(), "fetch failed; trying again"); n != tc.opens-1 {
 					t.Errorf("%d retries logged, want %d:\n%s", n, tc.opens-1, log.String())
 				}
-				if _, err := dst.Stat(context.Background(), key); (err == nil) != (tc.errWants == nil) {
+				if _, err := dst.Stat(t.Context(), key); (err == nil) != (tc.errWants == nil) {
 					t.Errorf("target has the file: %v, want %v", err == nil, tc.errWants == nil)
 				}
 			})

@@ -2,7 +2,6 @@ package sync_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,7 +94,7 @@ func largeConfig() streamtest.Config {
 // that no incomplete upload is left.
 func checkBucket(t *testing.T, e *s3env, up *upstream, want []string, curatedKeyring *sign.Keyring) {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	sums := map[string]string{}
 	sizes := map[string]int64{}
 	for _, it := range up.stream.Items {
@@ -245,11 +244,11 @@ func TestS3FlippedByteInMultipartFile(t *testing.T) {
 	if err := up.stream.Corrupt(victim); err != nil {
 		t.Fatal(err)
 	}
-	_, err := sync.Run(context.Background(), up.src, e.dst, sync.Options{Filters: filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
+	_, err := sync.Run(t.Context(), up.src, e.dst, sync.Options{Filters: filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
 	if !errors.Is(err, store.ErrChecksum) || !strings.Contains(err.Error(), victim) {
 		t.Fatalf("want a checksum error naming %s, got %v", victim, err)
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := e.mc.StatObject(ctx, e.bucket, "maas/stable/"+victim, minio.StatObjectOptions{}); minio.ToErrorResponse(err).Code != minio.NoSuchKey {
 		t.Errorf("damaged object visible: %v", err)
 	}
@@ -275,7 +274,7 @@ func TestRacingTakeoversOnS3(t *testing.T) {
 	const trials, racers = 20, 10
 	targettest.Each(t, targettest.S3, targettest.Options{Parallel: true}, func(t *testing.T, kind targettest.Kind) {
 		e := newS3Target(t, testserver.Kind(kind))
-		ctx := context.Background()
+		ctx := t.Context()
 		var perTrial []int
 		for trial := range trials {
 			dead := sync.Lease{ID: fmt.Sprintf("dead-%d", trial), Host: "gone", PID: 1, Started: time.Now().Add(-time.Hour), Expires: time.Now().Add(-time.Minute)}

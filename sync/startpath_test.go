@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -36,7 +35,7 @@ func fixtureSource(t *testing.T, without ...string) *dirstore.Store {
 // its unsigned index.json; a signed one still needs a keyring, and with a keyring the unsigned
 // index must carry a good detached signature: nothing is downgraded.
 func TestDefaultStartPathFallsBackToIndexJSON(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	kr, err := sign.LoadKeyring(filepath.Join("..", "testdata", "keys", "test-keyring.gpg"))
 	if err != nil {
 		t.Fatal(err)

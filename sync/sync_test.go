@@ -90,7 +90,7 @@ func run(t *testing.T, up *upstream, dst store.Target, opts sync.Options) *sync.
 	if opts.Verification.Keyring == nil && !opts.Verification.NoVerify {
 		opts.Verification.Keyring = up.keyring
 	}
-	rep, err := sync.Run(context.Background(), up.src, dst, opts)
+	rep, err := sync.Run(t.Context(), up.src, dst, opts)
 	if err != nil {
 		t.Fatalf("sync: %v", err)
 	}
@@ -366,7 +366,7 @@ func TestBadContentPublishesNothing(t *testing.T) {
 			} else {
 				up.stream.SetOverride(victim, damage)
 			}
-			_, err := sync.Run(context.Background(), up.src, dst, sync.Options{Filters: filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
+			_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Filters: filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
 			if err == nil {
 				t.Fatal("the run succeeded with a damaged file")
 			}
@@ -393,7 +393,7 @@ func TestSignaturesRefused(t *testing.T) {
 	t.Run("forged", func(t *testing.T) {
 		up := newUpstream(t, smallConfig(), loadSigner(t, "other-signing-key.asc"))
 		dir, dst := newTarget(t)
-		_, err := sync.Run(context.Background(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: testKeyring(t)}})
+		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: testKeyring(t)}})
 		if !errors.Is(err, sign.ErrUnknownKey) {
 			t.Fatalf("want an unknown-key error, got %v", err)
 		}
@@ -412,7 +412,7 @@ func TestSignaturesRefused(t *testing.T) {
 			return bytes.NewReader(bytes.Replace(b, []byte(`"jammy"`), []byte(`"jammz"`), 1))
 		})
 		dir, dst := newTarget(t)
-		_, err := sync.Run(context.Background(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
 		if !errors.Is(err, sign.ErrBadSignature) || !strings.Contains(err.Error(), path) {
 			t.Fatalf("want a bad-signature error naming %s, got %v", path, err)
 		}
@@ -429,7 +429,7 @@ func TestSignaturesRefused(t *testing.T) {
 		defer srv.Close()
 		src, _ := httpstore.New(srv.Client(), srv.URL, httpstore.Options{})
 		dir, dst := newTarget(t)
-		_, err = sync.Run(context.Background(), src, dst, sync.Options{StartPath: streamtest.IndexPath, Verification: sync.Verification{Keyring: testKeyring(t)}})
+		_, err = sync.Run(t.Context(), src, dst, sync.Options{StartPath: streamtest.IndexPath, Verification: sync.Verification{Keyring: testKeyring(t)}})
 		if !errors.Is(err, sign.ErrNoSignature) {
 			t.Fatalf("want a no-signature error, got %v", err)
 		}
@@ -437,14 +437,14 @@ func TestSignaturesRefused(t *testing.T) {
 			t.Errorf("files written: %v", contentPaths(files))
 		}
 		// Without a keyring an unsigned .json start path is read as it is.
-		if _, err := sync.Run(context.Background(), src, dst, sync.Options{StartPath: streamtest.IndexPath, Filters: mustParse(t, "release=noble", "arch=arm64"), Max: 1}); err != nil {
+		if _, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: streamtest.IndexPath, Filters: mustParse(t, "release=noble", "arch=arm64"), Max: 1}); err != nil {
 			t.Fatalf("unsigned stream without a keyring: %v", err)
 		}
 	})
 	t.Run("signed start path needs a keyring", func(t *testing.T) {
 		up := newUpstream(t, smallConfig(), nil)
 		_, dst := newTarget(t)
-		_, err := sync.Run(context.Background(), up.src, dst, sync.Options{})
+		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{})
 		if !errors.Is(err, sync.ErrNoKeyring) {
 			t.Fatalf("want sync.ErrNoKeyring, got %v", err)
 		}
@@ -484,7 +484,7 @@ func TestPathTraversalRefused(t *testing.T) {
 	defer srv.Close()
 	src, _ := httpstore.New(srv.Client(), srv.URL, httpstore.Options{})
 	dir, dst := newTarget(t)
-	_, err = sync.Run(context.Background(), src, dst, sync.Options{Verification: sync.Verification{Keyring: testKeyring(t)}})
+	_, err = sync.Run(t.Context(), src, dst, sync.Options{Verification: sync.Verification{Keyring: testKeyring(t)}})
 	if err == nil || !strings.Contains(err.Error(), "../../etc/passwd") {
 		t.Fatalf("want an error naming the path, got %v", err)
 	}
@@ -519,7 +519,7 @@ func TestCurated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := sync.LoadCatalogue(context.Background(), mirror, "", sync.Verification{Keyring: kr}, 0, 2)
+	cat, err := sync.LoadCatalogue(t.Context(), mirror, "", sync.Verification{Keyring: kr}, 0, 2)
 	if err != nil {
 		t.Fatalf("reading the curated mirror with the operator's keyring: %v", err)
 	}
@@ -674,7 +674,7 @@ func TestNoItemDownloadPublishesMetadataOnly(t *testing.T) {
 		t.Errorf("content fetched: %v", got)
 	}
 	checkVerbatim(t, up, files)
-	st, err := sync.LoadState(context.Background(), dst)
+	st, err := sync.LoadState(t.Context(), dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -715,7 +715,7 @@ func TestLeftoversSweptAfterAKilledRun(t *testing.T) {
 	// A run killed while holding the lock leaves its lease behind.
 	dead := sync.Lease{ID: "dead", Host: "gone", PID: 1, Started: old, Expires: old.Add(time.Minute)}
 	data, _ := json.Marshal(dead)
-	if _, err := store.PutBytes(context.Background(), dst, sync.LockKey, data, store.PutOptions{}); err != nil {
+	if _, err := store.PutBytes(t.Context(), dst, sync.LockKey, data, store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	run(t, up, dst, opts)

@@ -23,7 +23,7 @@ import (
 // transfer brings every path the plan fetches into the target, Concurrency at a time, each
 // verified while it streams. Objects that arrive are recorded in the state as they complete.
 // Every failure is returned, each naming its path.
-func (r *run) transfer(ctx context.Context) error {
+func (r *run) transfer(ctx context.Context) (err error) {
 	fetches := r.plan.Fetch
 	if len(fetches) == 0 {
 		return nil
@@ -36,10 +36,33 @@ func (r *run) transfer(ctx context.Context) error {
 	defer r.progress.end()
 	defer startTransfer(r.dst, &r.opts)()
 
-	// Content already in the target under another path can be copied there instead of fetched.
 	st, rep := r.st, r.rep
+
+	// A target that can make files durable in batches (a directory: otherwise one fsync per file,
+	// in the way of the next one) has the content written through its batch view and made
+	// durable here, before transfer returns: before anything that lists it is published and
+	// before the state is saved with it. Only the content goes through the view; the metadata
+	// written later (publish) and the state stay durable write by write.
+	dst := r.dst
+	var written []string // paths this run wrote, for a failed flush to take back
+	if b, ok := store.As[store.Batcher](r.dst); ok {
+		var flush func(context.Context) error
+		dst, flush = b.Batch()
+		defer func() {
+			// Runs after every worker has stopped: nothing else touches st or written now.
+			if ferr := flush(ctx); ferr != nil {
+				// Not known to be durable: not recorded, so the next run checks them again.
+				for _, p := range written {
+					delete(st.Objects, p)
+				}
+				err = errors.Join(err, fmt.Errorf("making the files written durable: %w", ferr))
+			}
+		}()
+	}
+
+	// Content already in the target under another path can be copied there instead of fetched.
 	bySum := map[string]string{}
-	if _, ok := store.As[store.Copier](r.dst); ok {
+	if _, ok := store.As[store.Copier](dst); ok {
 		for key, obj := range st.Objects {
 			if obj.SHA256 != "" {
 				if k, seen := bySum[obj.SHA256]; !seen || key < k {
@@ -49,14 +72,14 @@ func (r *run) transfer(ctx context.Context) error {
 		}
 	}
 
-	var mu gosync.Mutex // guards bySum, st, rep and errs
+	var mu gosync.Mutex // guards bySum, st, rep, errs and written
 	var errs []error
 	// transferFile brings f into the target and records the outcome.
 	transferFile := func(f Fetch) {
 		mu.Lock()
 		copyFrom := bySum[f.SHA256]
 		mu.Unlock()
-		res, err := r.transferOne(ctx, f, copyFrom)
+		res, err := r.transferOne(ctx, dst, f, copyFrom)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -72,6 +95,9 @@ func (r *run) transfer(ctx context.Context) error {
 			etag = st.listed[f.Path].ETag
 		}
 		st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
+		if res.how != "adopted" {
+			written = append(written, f.Path)
+		}
 		if res.sha256 != "" {
 			if _, seen := bySum[res.sha256]; !seen {
 				bySum[res.sha256] = f.Path
@@ -171,8 +197,10 @@ type transferResult struct {
 	etag   string // of the object written ("" when adopted: the listing has it)
 }
 
-func (r *run) transferOne(ctx context.Context, f Fetch, copyFrom string) (res transferResult, err error) {
-	src, dst, opts := r.src, r.dst, &r.opts
+// transferOne brings f into dst: r.dst, or the batch view of it transfer writes the content
+// through (store.Batcher).
+func (r *run) transferOne(ctx context.Context, dst store.Target, f Fetch, copyFrom string) (res transferResult, err error) {
+	src, opts := r.src, &r.opts
 	if f.Size < 0 {
 		// The plan refuses these (checkSizes); a negative size would turn the size check off.
 		return transferResult{}, fmt.Errorf("fetching %s: %w: declared size %d", f.Path, ErrTooLarge, f.Size)

@@ -106,7 +106,7 @@ func invoke(t *testing.T, ctx context.Context, payload string) (*Summary, error)
 func (e *lambdaEnv) objects(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for obj := range e.mc.ListObjects(context.Background(), e.bucket, minio.ListObjectsOptions{Recursive: true}) {
+	for obj := range e.mc.ListObjects(t.Context(), e.bucket, minio.ListObjectsOptions{Recursive: true}) {
 		if obj.Err != nil {
 			t.Fatalf("listing %s: %v", e.bucket, obj.Err)
 		}
@@ -117,7 +117,7 @@ func (e *lambdaEnv) objects(t *testing.T) map[string]string {
 
 func (e *lambdaEnv) read(t *testing.T, key string) []byte {
 	t.Helper()
-	obj, err := e.mc.GetObject(context.Background(), e.bucket, key, minio.GetObjectOptions{})
+	obj, err := e.mc.GetObject(t.Context(), e.bucket, key, minio.GetObjectOptions{})
 	if err != nil {
 		t.Fatalf("get %s: %v", key, err)
 	}
@@ -131,7 +131,7 @@ func (e *lambdaEnv) read(t *testing.T, key string) []byte {
 
 func TestHandlerSyncsIntoMinIO(t *testing.T) {
 	e := setupMinIO(t)
-	ctx := context.Background()
+	ctx := t.Context()
 
 	// A dry run plans the work and changes nothing.
 	dry, err := invoke(t, ctx, `{"dry_run": true}`)
@@ -255,7 +255,7 @@ func TestHandlerInvalidatesCloudFront(t *testing.T) {
 	t.Setenv("AWS_ENDPOINT_URL_CLOUDFRONT", srv.URL) // read by the SDK's configuration chain
 	t.Setenv("SSMIRROR_CLOUDFRONT_DISTRIBUTION", "E2EXAMPLE")
 
-	sum, err := invoke(t, context.Background(), scheduledEvent)
+	sum, err := invoke(t, t.Context(), scheduledEvent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ func TestHandlerInvalidatesCloudFront(t *testing.T) {
 	}
 
 	// Nothing new published: no invalidation.
-	sum, err = invoke(t, context.Background(), scheduledEvent)
+	sum, err = invoke(t, t.Context(), scheduledEvent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestHandlerReportsFailedInvalidation(t *testing.T) {
 	t.Setenv("SSMIRROR_CLOUDFRONT_DISTRIBUTION", "EWRONG")
 	t.Setenv("SSMIRROR_CLOUDFRONT_PATH_PREFIX", "/images/")
 
-	_, err := invoke(t, context.Background(), scheduledEvent)
+	_, err := invoke(t, t.Context(), scheduledEvent)
 	if err == nil || !strings.HasPrefix(err.Error(), "mirrored (") || !strings.Contains(err.Error(), "EWRONG") || !strings.Contains(err.Error(), "/images/streams/v1/*") {
 		t.Fatalf("err = %v, want mirrored, but … naming the distribution and the paths", err)
 	}
@@ -332,7 +332,7 @@ func TestHandlerNextRunCarriesOn(t *testing.T) {
 	if err := os.WriteFile(bad, corrupt, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := invoke(t, context.Background(), scheduledEvent); err == nil {
+	if _, err := invoke(t, t.Context(), scheduledEvent); err == nil {
 		t.Fatal("a run with a corrupt source file succeeded")
 	}
 	var arrived int
@@ -351,7 +351,7 @@ func TestHandlerNextRunCarriesOn(t *testing.T) {
 	if err := os.WriteFile(bad, good, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := invoke(t, context.Background(), scheduledEvent)
+	sum, err := invoke(t, t.Context(), scheduledEvent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestHandlerRefusesWrongKeyring(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("SSMIRROR_KEYRING_DATA", base64.StdEncoding.EncodeToString(other))
-	if _, err := invoke(t, context.Background(), scheduledEvent); err == nil {
+	if _, err := invoke(t, t.Context(), scheduledEvent); err == nil {
 		t.Fatal("a run whose keyring does not hold the signer's key succeeded")
 	}
 	for k := range e.objects(t) {
@@ -382,7 +382,7 @@ func TestHandlerRefusesWrongKeyring(t *testing.T) {
 func TestHandlerStopsWithinTheSafetyMargin(t *testing.T) {
 	e := setupMinIO(t)
 	// The invocation has 30 s left, less than the default 60 s margin: nothing starts.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	_, err := invoke(t, ctx, scheduledEvent)
 	if err == nil || !strings.Contains(err.Error(), "SSMIRROR_SAFETY_MARGIN") {
@@ -395,7 +395,7 @@ func TestHandlerStopsWithinTheSafetyMargin(t *testing.T) {
 
 func TestRunContext(t *testing.T) {
 	deadline := time.Now().Add(time.Hour)
-	parent, cancel := context.WithDeadline(context.Background(), deadline)
+	parent, cancel := context.WithDeadline(t.Context(), deadline)
 	defer cancel()
 	ctx, stop, err := runContext(parent, 90*time.Second)
 	if err != nil {
@@ -407,7 +407,7 @@ func TestRunContext(t *testing.T) {
 		t.Errorf("run deadline = %v (%v), want the invocation's minus 90s: %v", got, ok, deadline.Add(-90*time.Second))
 	}
 
-	ctx, stop, err = runContext(context.Background(), time.Minute)
+	ctx, stop, err = runContext(t.Context(), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

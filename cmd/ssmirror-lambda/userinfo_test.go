@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -52,7 +51,7 @@ func TestURLUserInfoNeverShown(t *testing.T) {
 				t.Setenv("SSMIRROR_TARGET", tc.target)
 			}
 			var logs bytes.Buffer
-			sum, err := run(context.Background(), Event{DryRun: tc.dryRun}, os.LookupEnv, slog.New(slog.NewJSONHandler(&logs, nil)))
+			sum, err := run(t.Context(), Event{DryRun: tc.dryRun}, os.LookupEnv, slog.New(slog.NewJSONHandler(&logs, nil)))
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want success %v", err, tc.ok)
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -126,7 +125,7 @@ func TestExitCodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lock, _, err := sync.AcquireLock(context.Background(), dst, sync.LockOptions{TTL: time.Hour})
+		lock, _, err := sync.AcquireLock(t.Context(), dst, sync.LockOptions{TTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}

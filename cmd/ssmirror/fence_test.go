@@ -4,9 +4,10 @@ package main
 
 import (
 	"bytes"
-	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -51,7 +52,7 @@ func (s *switchable) set(h http.Handler)                               { s.h.Sto
 func (s *switchable) ServeHTTP(w http.ResponseWriter, r *http.Request) { (*s.h.Load()).ServeHTTP(w, r) }
 
 func pausedWriter(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring, keyringPath, target string, env []string, dst store.Target) {
-	ctx := context.Background()
+	ctx := t.Context()
 	gen := func(versions ...string) *streamtest.Stream {
 		s, err := streamtest.Generate(streamtest.Config{
 			Releases: []string{"jammy", "noble"}, Arches: []string{"amd64"}, Versions: versions,
@@ -174,11 +175,16 @@ func pausedWriter(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyrin
 	checkPublished(t, dst, kr, fs, 0, true)
 }
 
-// storeSnapshot reads what readers and the next run see: every object's bytes for metadata and state,
-// size and recorded sha256 for content (the lease, rewritten by every run, is left out).
+// storeSnapshot reads what readers and the next run see: every object's bytes for metadata and
+// state, size and the sha256 of the bytes for content (the lease, rewritten by every run, is
+// left out). Content is hashed rather than its recorded sha256 taken: into a directory, a file
+// written through a batch (store.Batcher) has its sha256 recorded only by the flush that makes
+// it durable, which a run that lost its lease (its context cancelled) does not complete; a file
+// such a run renames into place with the same bytes then carries no recorded sha256, which is
+// not a change readers see, and the next run hashes such a file before it trusts it.
 func storeSnapshot(t *testing.T, dst store.Target) map[string][]byte {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	out := map[string][]byte{}
 	err := dst.List(ctx, "", func(info store.Info) error {
 		if info.Key == sync.LockKey {
@@ -192,7 +198,16 @@ func storeSnapshot(t *testing.T, dst store.Target) map[string][]byte {
 			out[info.Key] = data
 			return nil
 		}
-		out[info.Key] = fmt.Appendf(nil, "%d %s", info.Size, info.SHA256)
+		rc, err := dst.Open(ctx, info.Key, 0)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, rc); err != nil {
+			return fmt.Errorf("reading %s: %w", info.Key, err)
+		}
+		out[info.Key] = fmt.Appendf(nil, "%d %x", info.Size, h.Sum(nil))
 		return nil
 	})
 	if err != nil {

@@ -53,7 +53,7 @@ type runSummary struct {
 }
 
 func killTrials(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring, keyringPath, target string, env []string, dst store.Target) {
-	ctx := context.Background()
+	ctx := t.Context()
 	filters := []string{"arch=amd64", "release~(jammy|noble)"}
 	fs, _ := streams.ParseFilters(filters)
 	published := false
@@ -143,7 +143,7 @@ func killTrials(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring,
 // It also runs ssmirror's own audit (audit.Verify --deep).
 func checkPublished(t *testing.T, dst store.Target, kr *sign.Keyring, fs streams.Filters, trial int, withAudit bool) {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	cat, err := sync.LoadCatalogue(ctx, dst, "", sync.Verification{Keyring: kr}, 0, 4)
 	if err != nil {
 		t.Fatalf("trial %d: the published catalogue does not read back: %v", trial, err)
@@ -230,7 +230,7 @@ func wantedFiles(t *testing.T, s *streamtest.Stream, fs streams.Filters) []strin
 // completeFiles lists the content paths of s present in dst with the right size and content.
 func completeFiles(t *testing.T, dst store.Target, s *streamtest.Stream) map[string]bool {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	out := map[string]bool{}
 	for p, size := range s.Content {
 		info, err := dst.Stat(ctx, p)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -22,7 +21,7 @@ import (
 func runMain(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := Main(context.Background(), args, &out, &errb)
+	code := Main(t.Context(), args, &out, &errb)
 	return out.String(), errb.String(), code
 }
 

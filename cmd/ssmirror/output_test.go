@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -122,7 +121,7 @@ func TestLogFormatJSONEveryLine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lock, _, err := sync.AcquireLock(context.Background(), dst, sync.LockOptions{TTL: time.Hour})
+		lock, _, err := sync.AcquireLock(t.Context(), dst, sync.LockOptions{TTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +215,7 @@ func TestJSONSummaryEveryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lock, _, err := sync.AcquireLock(context.Background(), dst, sync.LockOptions{TTL: time.Hour})
+	lock, _, err := sync.AcquireLock(t.Context(), dst, sync.LockOptions{TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

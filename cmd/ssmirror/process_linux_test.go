@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"net/http/httptest"
 	"os/exec"
 	"syscall"
@@ -45,7 +44,7 @@ func TestLargeObjectMemoryBounded(t *testing.T) {
 	if peakMB > 200 {
 		t.Errorf("peak RSS %.0f MB for a 1 GiB object; the part budget bounds it near 100 MB", peakMB)
 	}
-	info, err := srv.MinioClient(t).StatObject(context.Background(), bucket, "mirror/"+squashfsPath(s), minio.StatObjectOptions{})
+	info, err := srv.MinioClient(t).StatObject(t.Context(), bucket, "mirror/"+squashfsPath(s), minio.StatObjectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

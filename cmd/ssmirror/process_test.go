@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -139,7 +138,7 @@ func TestSIGINTMidUpload(t *testing.T) {
 	t.Logf("interrupted after %d MiB: %s", th.sent.Load()>>20, strings.TrimSpace(stderr.String()))
 
 	mc := srv.MinioClient(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	for obj := range mc.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "mirror/", Recursive: true}) {
 		if obj.Err != nil {
 			t.Fatal(obj.Err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -99,7 +98,7 @@ func syncShowingProgress(t *testing.T, upstream http.Handler, out *bytes.Buffer,
 	filters, _ := streams.ParseFilters([]string{"release=noble", "arch=amd64"})
 	p := &sync.Progress{}
 	stop := liveProgress(p, out, tick)
-	rep, err := sync.Run(context.Background(), src, dst, sync.Options{
+	rep, err := sync.Run(t.Context(), src, dst, sync.Options{
 		Verification: sync.Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
 		Filters:      filters, Max: 1, Progress: p, RangeStreams: 1,
 	})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -33,7 +32,7 @@ func TestStatusMinIO(t *testing.T) {
 	}
 
 	mc := srv.MinioClient(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	listing := func() map[string]string {
 		out := map[string]string{}
 		for o := range mc.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {

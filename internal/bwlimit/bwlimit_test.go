@@ -37,7 +37,7 @@ func TestLimiterRateAllReadersTogether(t *testing.T) {
 		l := New(rate, clk.now, clk.sleep)
 		rs := make([]io.Reader, readers)
 		for i := range rs {
-			rs[i] = l.Reader(context.Background(), io.NopCloser(bytes.NewReader(make([]byte, 4<<20))))
+			rs[i] = l.Reader(t.Context(), io.NopCloser(bytes.NewReader(make([]byte, 4<<20))))
 		}
 		var total int64
 		buf := make([]byte, 1<<20)
@@ -65,7 +65,7 @@ func TestLimiterRateAllReadersTogether(t *testing.T) {
 // Waiting ends with the context.
 func TestLimiterWaitHonoursContext(t *testing.T) {
 	l := New(1024, nil, nil)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	r := l.Reader(ctx, io.NopCloser(strings.NewReader(strings.Repeat("x", 10<<10))))
 	var err error
@@ -96,7 +96,7 @@ func TestStoreKeepsRangeOpener(t *testing.T) {
 	if !ok {
 		t.Fatal("the limited store lost OpenRange")
 	}
-	rc, _ := ro.OpenRange(context.Background(), "k", 1, 4)
+	rc, _ := ro.OpenRange(t.Context(), "k", 1, 4)
 	b, _ := io.ReadAll(rc)
 	if string(b) != "bcde" || clk.now().Sub(time.Unix(1e9, 0)) != 4*time.Second/2048 {
 		t.Fatalf("ranged read gave %q after %v", b, clk.now().Sub(time.Unix(1e9, 0)))

@@ -104,14 +104,14 @@ func newFake(t *testing.T, known ...string) (*fakeCloudFront, *cloudfront.Client
 func TestInvalidate(t *testing.T) {
 	fake, client := newFake(t, "E2EXAMPLE")
 	paths := Paths("/maas/stable/", []string{"streams/v1/com.ubuntu.maas:stable:v3:download.json", "streams/v1/index.sjson"})
-	id, err := Invalidate(context.Background(), client, "E2EXAMPLE", paths)
+	id, err := Invalidate(t.Context(), client, "E2EXAMPLE", paths)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if id != "I0001EXAMPLE" {
 		t.Errorf("id = %q, want the fake's I0001EXAMPLE", id)
 	}
-	id2, err := Invalidate(context.Background(), client, "E2EXAMPLE", paths)
+	id2, err := Invalidate(t.Context(), client, "E2EXAMPLE", paths)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestInvalidate(t *testing.T) {
 
 func TestInvalidateUnknownDistribution(t *testing.T) {
 	_, client := newFake(t, "E2EXAMPLE")
-	_, err := Invalidate(context.Background(), client, "EWRONG", []string{"/streams/v1/*"})
+	_, err := Invalidate(t.Context(), client, "EWRONG", []string{"/streams/v1/*"})
 	if err == nil {
 		t.Fatal("no error for an unknown distribution")
 	}
@@ -168,7 +168,7 @@ func TestInvalidateRefusesBadInput(t *testing.T) {
 		{"E2EXAMPLE", nil},
 		{"E2EXAMPLE", []string{"streams/v1/*"}},
 	} {
-		if _, err := Invalidate(context.Background(), client, tc.dist, tc.paths); err == nil {
+		if _, err := Invalidate(t.Context(), client, tc.dist, tc.paths); err == nil {
 			t.Errorf("Invalidate(%q, %q): no error", tc.dist, tc.paths)
 		}
 	}

@@ -64,7 +64,7 @@ func TestCancelEndsTheHandler(t *testing.T) {
 			<-r.Context().Done()
 			handlerDone <- r.Context().Err()
 		}))
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(t.Context())
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, inproc.URL+"x", nil)
 		resp, err := client.Do(req)
 		if err != nil {

@@ -1,7 +1,6 @@
 package targettest_test
 
 import (
-	"context"
 	"os"
 	"testing"
 
@@ -18,7 +17,7 @@ func TestMain(m *testing.M) { os.Exit(testserver.RunMain(m)) }
 // kind do not see each other's objects; Location names the target for the command line.
 func TestTargetsAreNewAndSeparate(t *testing.T) {
 	targettest.Run(t, targettest.All, targettest.Options{Parallel: true}, func(t *testing.T, a *targettest.Target) {
-		ctx := context.Background()
+		ctx := t.Context()
 		b := targettest.New(t, a.Kind, targettest.Options{})
 		if _, err := store.PutBytes(ctx, a.Store, "x/y", []byte("data"), store.PutOptions{}); err != nil {
 			t.Fatal(err)

@@ -2,7 +2,6 @@ package testserver
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"os"
 	"testing"
@@ -21,7 +20,7 @@ func TestRoundTrip(t *testing.T) {
 			if again := Shared(t, kind); again != srv {
 				t.Fatalf("Shared started a second %s server", kind)
 			}
-			ctx := context.Background()
+			ctx := t.Context()
 			bucket := srv.NewBucket(t, "Round_Trip")
 			mc := srv.MinioClient(t)
 			data := []byte("hello, " + string(kind))

@@ -2,10 +2,11 @@
 // root/a/b/c.
 //
 // Writes are atomic: Put writes into a hidden temporary file in the destination directory (named
-// TempPrefix + random), hashes while writing, checks size and sha256, fsyncs the file, renames it
-// over the destination and fsyncs the directory. A failed or cancelled write removes its
-// temporary file; a killed process may leave one behind, which List never shows and CleanLeftovers
-// removes.
+// TempPrefix + random), hashing in the same pass, checks size and sha256, fsyncs the file,
+// renames it over the destination and fsyncs the directory, and the parent of every directory
+// it created. A failed or cancelled write removes its temporary file; a killed process may leave
+// one behind, which List never shows and CleanLeftovers removes. Batch (store.Batcher) gives a
+// view whose Put and Copy leave the fsyncs to one flush for many files, off the way of each write.
 //
 // The verified sha256 is recorded in the extended attribute XattrName as
 // "size:mtime_ns:sha256", so Stat and List return it without reading the file; it is trusted only
@@ -36,7 +37,6 @@
 package dirstore
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -52,6 +52,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	gosync "sync"
 	"syscall"
 	"time"
 
@@ -86,6 +87,11 @@ type Options struct {
 	// NoXattr turns off recording and reading the sha256 extended attribute: Info.SHA256 is
 	// then filled only by Put, Copy and Swap.
 	NoXattr bool
+	// Trace, when set, is called after each fsync ("fsync", the file's or directory's name
+	// relative to the root, "." for the root; a temporary file is named by the key it is
+	// written for) and after each rename that makes an object visible ("rename", its key).
+	// For tests of the order of writes.
+	Trace func(op, name string)
 }
 
 // Store is a directory holding objects as files. It is safe for concurrent use, including by
@@ -94,6 +100,9 @@ type Store struct {
 	dir  string // absolute path of the root, for messages
 	root *os.Root
 	opts Options
+	// durableDirs holds the directories (relative names) whose entries in their parents this
+	// Store has synced: a Put into them need not sync their parents again.
+	durableDirs gosync.Map
 }
 
 // New opens the directory root as a Store, creating it (and its parents) when it does not exist.
@@ -288,37 +297,46 @@ func (r *reader) Read(p []byte) (int, error) {
 func (r *reader) Close() error { return r.f.Close() }
 
 // mkdirs creates the directory dir (a key's parent, "." for the root) and its missing parents
-// with the configured mode.
-func (s *Store) mkdirs(dir string) error {
+// with the configured mode. It returns the directories on the way (dir included, the root not)
+// whose entries in their parents are not known to be durable: those it created, and those no
+// sync of this Store has covered yet (one created by another Put still in flight, or by
+// another process).
+func (s *Store) mkdirs(dir string) ([]string, error) {
 	if dir == "." {
-		return nil
+		return nil, nil
 	}
-	if err := s.mkdirs(path.Dir(dir)); err != nil {
-		return err
+	dirs, err := s.mkdirs(path.Dir(dir))
+	if err != nil {
+		return nil, err
 	}
-	err := s.root.Mkdir(dir, s.opts.DirMode)
+	err = s.root.Mkdir(dir, s.opts.DirMode)
 	if err == nil {
-		return s.root.Chmod(dir, s.opts.DirMode)
+		s.durableDirs.Delete(dir) // a directory of that name was removed since
+		return append(dirs, dir), s.root.Chmod(dir, s.opts.DirMode)
 	}
 	if errors.Is(err, fs.ErrExist) {
 		fi, serr := s.root.Stat(dir)
 		if serr == nil && !fi.IsDir() {
-			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+			return nil, &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
 		}
-		return nil
+		if _, ok := s.durableDirs.Load(dir); !ok {
+			dirs = append(dirs, dir)
+		}
+		return dirs, nil
 	}
-	return err
+	return nil, err
 }
 
 // tempFile creates a new temporary file in the directory of key, creating that directory when
-// needed. It returns the file and its name relative to the root.
-func (s *Store) tempFile(key string) (*os.File, string, error) {
+// needed. It returns the file, its name relative to the root, and mkdirs' list of directories.
+func (s *Store) tempFile(key string) (*os.File, string, []string, error) {
 	dir := path.Dir(key)
 	var err error
 	// A concurrent Delete may remove the directory between mkdirs and the create: retry.
 	for range 5 {
-		if err = s.mkdirs(dir); err != nil {
-			return nil, "", err
+		var dirs []string
+		if dirs, err = s.mkdirs(dir); err != nil {
+			return nil, "", nil, err
 		}
 		var rnd [8]byte
 		rand.Read(rnd[:])
@@ -326,25 +344,27 @@ func (s *Store) tempFile(key string) (*os.File, string, error) {
 		var f *os.File
 		f, err = s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err == nil {
-			return f, name, nil
+			return f, name, dirs, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrExist) {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 	}
-	return nil, "", err
+	return nil, "", nil, err
 }
 
 // writeTemp writes r into a new temporary file next to key, verifying it against opts (and
 // against wantRecorded, a sha256 the source claims, when not empty), and leaves it complete,
-// with its final mode, sha256 recorded and synced. On failure nothing is left behind.
-func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts store.PutOptions) (tmp string, info store.Info, err error) {
+// with its final mode. When durable, its sha256 is recorded and it is synced; otherwise its
+// writeback is only started (see Batch). On failure nothing is left behind. dirs are the
+// directories on the way to key whose entries in their parents are not known to be durable.
+func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts store.PutOptions, durable bool) (tmp string, info store.Info, dirs []string, err error) {
 	if err := ctx.Err(); err != nil {
-		return "", store.Info{}, &store.Error{Op: op, Key: key, Err: err}
+		return "", store.Info{}, nil, &store.Error{Op: op, Key: key, Err: err}
 	}
-	f, name, err := s.tempFile(key)
+	f, name, dirs, err := s.tempFile(key)
 	if err != nil {
-		return "", store.Info{}, s.fail(op, key, err)
+		return "", store.Info{}, nil, s.fail(op, key, err)
 	}
 	defer func() {
 		if err != nil {
@@ -353,65 +373,126 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 		}
 	}()
 	v := store.NewVerifier(key, r, opts)
-	w := bufio.NewWriterSize(f, 1<<20) // a reader giving tiny pieces must not mean tiny writes
-	buf := make([]byte, 256<<10)
+	// The content is hashed (by v) and written from this one buffer: no other copy. Reads are
+	// gathered until it is full, so a reader giving tiny pieces does not mean tiny writes.
+	var buf []byte
+	if opts.Size >= 0 && opts.Size < writeBuffer {
+		buf = make([]byte, max(opts.Size+1, 512)) // +1: the read that sees the end (or a byte too many)
+	} else {
+		bp := writeBuffers.Get().(*[]byte)
+		defer writeBuffers.Put(bp)
+		buf = *bp
+	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return "", store.Info{}, &store.Error{Op: op, Key: key, Err: err}
+			return "", store.Info{}, nil, &store.Error{Op: op, Key: key, Err: err}
 		}
-		n, rerr := v.Read(buf)
+		n, rerr := io.ReadFull(v, buf)
 		if n > 0 {
-			if _, err := w.Write(buf[:n]); err != nil {
-				return "", store.Info{}, s.fail(op, key, err)
+			if _, err := f.Write(buf[:n]); err != nil {
+				return "", store.Info{}, nil, s.fail(op, key, err)
 			}
 		}
-		if rerr == io.EOF {
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break
 		}
 		if rerr != nil {
 			if errors.Is(rerr, store.ErrChecksum) {
-				return "", store.Info{}, store.NewError(op, key, rerr)
+				return "", store.Info{}, nil, store.NewError(op, key, rerr)
 			}
-			return "", store.Info{}, &store.Error{Op: op, Key: key, Err: fmt.Errorf("reading the content: %w", rerr)}
+			return "", store.Info{}, nil, &store.Error{Op: op, Key: key, Err: fmt.Errorf("reading the content: %w", rerr)}
 		}
 	}
 	if err := v.Check(); err != nil {
-		return "", store.Info{}, err
-	}
-	if err := w.Flush(); err != nil {
-		return "", store.Info{}, s.fail(op, key, err)
+		return "", store.Info{}, nil, err
 	}
 	if err := f.Chmod(s.opts.FileMode); err != nil {
-		return "", store.Info{}, s.fail(op, key, err)
+		return "", store.Info{}, nil, s.fail(op, key, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return "", store.Info{}, s.fail(op, key, err)
+		return "", store.Info{}, nil, s.fail(op, key, err)
 	}
 	sum := v.Sum()
-	s.record(f, fi, sum)
-	if err := f.Sync(); err != nil {
-		return "", store.Info{}, s.fail(op, key, err)
+	if durable {
+		s.record(f, fi, sum)
+		if err := s.fsync(f, key); err != nil { // traced as key: the content it will have
+			return "", store.Info{}, nil, s.fail(op, key, err)
+		}
+	} else {
+		startWriteback(f)
 	}
 	if err := f.Close(); err != nil {
-		return "", store.Info{}, s.fail(op, key, err)
+		return "", store.Info{}, nil, s.fail(op, key, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return "", store.Info{}, &store.Error{Op: op, Key: key, Err: err}
+		return "", store.Info{}, nil, &store.Error{Op: op, Key: key, Err: err}
 	}
-	// The inode, size and mtime stay the same through the rename or link that publishes it.
-	return name, store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: sum, ETag: fileETag(fi)}, nil
+	// The inode, size and mtime stay the same through the rename that publishes it.
+	return name, store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: sum, ETag: fileETag(fi)}, dirs, nil
 }
 
-// syncDir fsyncs the directory holding key so a rename or link in it is durable.
-func (s *Store) syncDir(key string) error {
-	d, err := s.root.Open(path.Dir(key))
+// writeBuffer is the most one Put reads before writing it out.
+const writeBuffer = 1 << 20
+
+// writeBuffers holds writeBuffer-sized buffers for reuse from one Put to the next.
+var writeBuffers = gosync.Pool{New: func() any { b := make([]byte, writeBuffer); return &b }}
+
+// fsync syncs f (named name, relative to the root, for Options.Trace).
+func (s *Store) fsync(f *os.File, name string) error {
+	if err := f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	if s.opts.Trace != nil {
+		s.opts.Trace("fsync", name)
+	}
+	return nil
+}
+
+// syncDir fsyncs the directory dir ("." for the root) so that the entries made in it are
+// durable.
+func (s *Store) syncDir(dir string) error {
+	d, err := s.root.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+	return s.fsync(d, dir)
+}
+
+// syncDirs fsyncs the directory of key and the parents of dirs (directories on the way to key
+// whose entries are not known to be durable), and then records dirs as durable.
+func (s *Store) syncDirs(key string, dirs []string) error {
+	for _, d := range parentsToSync(key, dirs) {
+		if err := s.syncDir(d); err != nil {
+			return err
+		}
+	}
+	for _, d := range dirs {
+		s.durableDirs.Store(d, true)
+	}
+	return nil
+}
+
+// parentsToSync lists, deepest first and without repeats, the directory of key and the parents
+// of dirs.
+func parentsToSync(key string, dirs []string) []string {
+	out := []string{path.Dir(key)}
+	for _, d := range slices.Backward(dirs) { // dirs is top down
+		if p := path.Dir(d); !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// rename publishes the temporary file tmp at key.
+func (s *Store) rename(tmp, key string) error {
+	if err := s.root.Rename(tmp, key); err != nil {
 		return err
+	}
+	if s.opts.Trace != nil {
+		s.opts.Trace("rename", key)
 	}
 	return nil
 }
@@ -421,19 +502,25 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	if err := checkKey("put", key); err != nil {
 		return store.Info{}, err
 	}
-	return s.commit(ctx, "put", key, r, opts)
+	return s.commit(ctx, "put", key, r, opts, nil)
 }
 
-func (s *Store) commit(ctx context.Context, op, key string, r io.Reader, opts store.PutOptions) (store.Info, error) {
-	tmp, info, err := s.writeTemp(ctx, op, key, r, opts)
+// commit writes r at key through a temporary file. With b nil the file, its directory and any
+// directory created on the way are durable when it returns; otherwise they are left to b.
+func (s *Store) commit(ctx context.Context, op, key string, r io.Reader, opts store.PutOptions, b *pending) (store.Info, error) {
+	tmp, info, dirs, err := s.writeTemp(ctx, op, key, r, opts, b == nil)
 	if err != nil {
 		return store.Info{}, err
 	}
-	if err := s.root.Rename(tmp, key); err != nil {
+	if err := s.rename(tmp, key); err != nil {
 		s.root.Remove(tmp)
 		return store.Info{}, s.fail(op, key, err)
 	}
-	if err := s.syncDir(key); err != nil {
+	if b != nil {
+		b.add(key, info.ETag, info.SHA256, dirs)
+		return info, nil
+	}
+	if err := s.syncDirs(key, dirs); err != nil {
 		return store.Info{}, s.fail(op, key, err)
 	}
 	return info, nil
@@ -462,7 +549,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return s.fail("delete", key, err)
 	}
 	s.removeEmptyParents(key)
-	if err := s.syncDir(key); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.syncDir(path.Dir(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return s.fail("delete", key, err)
 	}
 	return nil
@@ -478,6 +565,7 @@ func (s *Store) removeEmptyParents(name string) {
 		if err := s.root.Remove(dir); err != nil {
 			return // not empty (ENOTEMPTY/EEXIST), or gone
 		}
+		s.durableDirs.Delete(dir)
 	}
 }
 
@@ -594,6 +682,10 @@ func (s *Store) walk(ctx context.Context, dir, prefix string, fn func(store.Info
 // The copy fails with store.ErrChecksum when the content no longer matches the sha256 recorded
 // on the source, or the size and sha256 given in opts.
 func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutOptions) (store.Info, error) {
+	return s.copy(ctx, dstKey, srcKey, opts, nil)
+}
+
+func (s *Store) copy(ctx context.Context, dstKey, srcKey string, opts store.PutOptions, b *pending) (store.Info, error) {
 	if err := checkKey("copy", srcKey); err != nil {
 		return store.Info{}, err
 	}
@@ -618,7 +710,7 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 	if check.SHA256 == "" {
 		check.SHA256 = src.SHA256
 	}
-	return s.commit(ctx, "copy", dstKey, f, check)
+	return s.commit(ctx, "copy", dstKey, f, check, b)
 }
 
 // CleanLeftovers removes the temporary files (see TempPrefix) last modified more than olderThan
@@ -742,7 +834,7 @@ func (s *Store) Swap(ctx context.Context, key string, data []byte, tag string, o
 		return "", &store.Error{Op: "swap", Key: key, Err: fmt.Errorf("%w: its content changed", store.ErrPrecondition)}
 	}
 	opts.Size = int64(len(data))
-	if _, err := s.commit(ctx, "swap", key, bytes.NewReader(data), opts); err != nil {
+	if _, err := s.commit(ctx, "swap", key, bytes.NewReader(data), opts, nil); err != nil {
 		return "", err
 	}
 	return contentTag(data), nil
@@ -756,7 +848,7 @@ func (s *Store) lockDir(ctx context.Context, dir string) (func(), error) {
 	var f *os.File
 	var err error
 	for range 5 { // a concurrent Delete may remove the directory between mkdirs and the open
-		if err = s.mkdirs(dir); err != nil {
+		if _, err = s.mkdirs(dir); err != nil {
 			return nil, err
 		}
 		f, err = s.root.OpenFile(name, os.O_RDONLY|os.O_CREATE, s.opts.FileMode)

@@ -41,3 +41,7 @@ func tryLock(fd uintptr) error {
 
 // unlockClose releases tryLock's lock: closing the only descriptor does.
 func unlockClose(f *os.File) { f.Close() }
+
+// syncOpenFlag opens a file for the batch flush's fsync: fsync(2) works on a read-only
+// descriptor, which a file whose mode forbids writing still gives.
+const syncOpenFlag = os.O_RDONLY

@@ -40,3 +40,6 @@ func unlockClose(f *os.File) {
 	}
 	f.Close()
 }
+
+// syncOpenFlag opens a file for the batch flush's fsync: FlushFileBuffers needs write access.
+const syncOpenFlag = os.O_RDWR

@@ -111,7 +111,7 @@ func newInprocStore(t *testing.T, h http.Handler, opts Options) *Store {
 
 func readAll(t *testing.T, s *Store, key string, offset int64) ([]byte, error) {
 	t.Helper()
-	rc, err := s.Open(context.Background(), key, offset)
+	rc, err := s.Open(t.Context(), key, offset)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func TestFetchAndOffset(t *testing.T) {
 	}
 
 	for _, off := range []int64{0, 12345} {
-		rc, err := s.Open(context.Background(), "jammy/amd64/20250718/squashfs", off)
+		rc, err := s.Open(t.Context(), "jammy/amd64/20250718/squashfs", off)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,7 +171,7 @@ func TestFetchAndOffset(t *testing.T) {
 		rc.Close()
 	}
 
-	info, err := s.Stat(context.Background(), "jammy/amd64/20250718/squashfs")
+	info, err := s.Stat(t.Context(), "jammy/amd64/20250718/squashfs")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,11 +184,11 @@ func TestNotFound(t *testing.T) {
 	srv := httptest.NewServer(newObjects(map[string][]byte{}))
 	defer srv.Close()
 	s := newStore(t, srv.URL, Options{})
-	_, err := s.Open(context.Background(), "streams/v1/missing.json", 0)
+	_, err := s.Open(t.Context(), "streams/v1/missing.json", 0)
 	if !errors.Is(err, store.ErrNotExist) || !strings.Contains(err.Error(), "streams/v1/missing.json") {
 		t.Fatalf("Open: %v, want ErrNotExist naming the key", err)
 	}
-	_, err = s.Stat(context.Background(), "streams/v1/missing.json")
+	_, err = s.Stat(t.Context(), "streams/v1/missing.json")
 	if !errors.Is(err, store.ErrNotExist) {
 		t.Fatalf("Stat: %v, want ErrNotExist", err)
 	}
@@ -197,7 +197,7 @@ func TestNotFound(t *testing.T) {
 	}))
 	defer gone.Close()
 	s = newStore(t, gone.URL, Options{})
-	if _, err := s.Open(context.Background(), "a", 0); !errors.Is(err, store.ErrNotExist) {
+	if _, err := s.Open(t.Context(), "a", 0); !errors.Is(err, store.ErrNotExist) {
 		t.Fatalf("410: %v, want ErrNotExist", err)
 	}
 }
@@ -208,11 +208,11 @@ func TestOtherStatus(t *testing.T) {
 	}))
 	defer srv.Close()
 	s := newStore(t, srv.URL, Options{})
-	_, err := s.Open(context.Background(), "secret/file", 0)
+	_, err := s.Open(t.Context(), "secret/file", 0)
 	if err == nil || errors.Is(err, store.ErrNotExist) || !strings.Contains(err.Error(), srv.URL+"/secret/file") || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("Open: %v, want an error naming the URL and 403", err)
 	}
-	_, err = s.Stat(context.Background(), "secret/file")
+	_, err = s.Stat(t.Context(), "secret/file")
 	if err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("Stat: %v, want 403", err)
 	}
@@ -244,7 +244,7 @@ func TestMirrors(t *testing.T) {
 	if mirror.getCount("only/on/primary") != 0 {
 		t.Fatalf("mirror asked for an object the primary has")
 	}
-	if info, err := s.Stat(context.Background(), "only/on/mirror"); err != nil || info.Size != 5000 {
+	if info, err := s.Stat(t.Context(), "only/on/mirror"); err != nil || info.Size != 5000 {
 		t.Fatalf("Stat via mirror: %+v, %v", info, err)
 	}
 	if _, err := readAll(t, s, "nowhere", 0); !errors.Is(err, store.ErrNotExist) {
@@ -403,7 +403,7 @@ func testSlowConsumerIsNotStall(t *testing.T) {
 	want := content(10_000)
 	o := newObjects(map[string][]byte{"f": want})
 	s := newInprocStore(t, o, Options{StallTimeout: 50 * time.Millisecond})
-	rc, err := s.Open(context.Background(), "f", 0)
+	rc, err := s.Open(t.Context(), "f", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -538,7 +538,7 @@ func testContextCancel(t *testing.T) {
 		return true
 	}
 	s := newInprocStore(t, o, Options{})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	rc, err := s.Open(ctx, "f", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -583,7 +583,7 @@ func TestKeyEscaping(t *testing.T) {
 	if got, want := s.Describe(), srv.URL+"/ephemeral-v3/stable/"; got != want {
 		t.Errorf("Describe = %q, want %q", got, want)
 	}
-	if _, err := s.Open(context.Background(), "../etc/passwd", 0); err == nil {
+	if _, err := s.Open(t.Context(), "../etc/passwd", 0); err == nil {
 		t.Error("Open accepted a key with ..")
 	}
 }
@@ -623,7 +623,7 @@ func TestStatFallsBackToGet(t *testing.T) {
 	}))
 	defer srv.Close()
 	s := newStore(t, srv.URL, Options{})
-	info, err := s.Stat(context.Background(), "x")
+	info, err := s.Stat(t.Context(), "x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -661,7 +661,7 @@ func TestDefaultClientRefusesOtherSchemes(t *testing.T) {
 	}))
 	defer srv.Close()
 	s := newStore(t, srv.URL, Options{})
-	_, err := s.Open(context.Background(), "x", 0)
+	_, err := s.Open(t.Context(), "x", 0)
 	if err == nil || !strings.Contains(err.Error(), "refusing redirect") {
 		t.Fatalf("got %v, want a refused redirect", err)
 	}
@@ -736,7 +736,7 @@ func TestStatETag(t *testing.T) {
 	defer srv.Close()
 	s := newStore(t, srv.URL, Options{})
 	for key, want := range map[string]string{"tagged": `"5f3a-63b1"`, "untagged": ""} {
-		info, err := s.Stat(context.Background(), key)
+		info, err := s.Stat(t.Context(), key)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package httpstore
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -14,7 +13,7 @@ import (
 
 func readRange(t *testing.T, s *Store, key string, off, n int64) ([]byte, error) {
 	t.Helper()
-	rc, err := s.OpenRange(context.Background(), key, off, n)
+	rc, err := s.OpenRange(t.Context(), key, off, n)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +113,7 @@ func TestOpenRangeErrors(t *testing.T) {
 	if _, err := readRange(t, s, "missing", 0, 10); !errors.Is(err, store.ErrNotExist) {
 		t.Errorf("missing object: %v, want ErrNotExist", err)
 	}
-	if _, err := s.OpenRange(context.Background(), "f", -1, 10); err == nil {
+	if _, err := s.OpenRange(t.Context(), "f", -1, 10); err == nil {
 		t.Error("negative offset accepted")
 	}
 }

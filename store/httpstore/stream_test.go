@@ -1,7 +1,6 @@
 package httpstore
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -32,7 +31,7 @@ func TestGeneratedStreamThroughFlakyServer(t *testing.T) {
 	defer srv.Close()
 	st := newStore(t, srv.URL, Options{})
 	for _, it := range s.Items {
-		rc, err := st.Open(context.Background(), it.Path, 0)
+		rc, err := st.Open(t.Context(), it.Path, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package httpstore
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -69,7 +68,7 @@ func TestUserInfoIsAuthNeverShown(t *testing.T) {
 		return strings.Replace(srv.URL, "://", "://"+u+":"+p+"@", 1) + path
 	}
 	s := newStore(t, creds(primary, user, pass, "/m"), Options{Mirrors: []string{creds(mirror, mirrorUser, mirrorPass, "/")}, Retries: -1})
-	ctx := context.Background()
+	ctx := t.Context()
 
 	var shown []string
 	note := func(what string, err error) {

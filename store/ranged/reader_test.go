@@ -136,7 +136,7 @@ func TestRangedReaderBytes(t *testing.T) {
 		{50<<20 - 12345, 5, 7<<20 + 1}, // not a multiple, odd chunk
 	} {
 		t.Run(fmt.Sprintf("%d/%dx%d", c.size, c.streams, c.chunk), func(t *testing.T) {
-			got, err := readRanged(context.Background(), src, c.size, c.streams, c.chunk)
+			got, err := readRanged(t.Context(), src, c.size, c.streams, c.chunk)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -184,7 +184,7 @@ func TestRangedReaderConnectionsCut(t *testing.T) {
 		return false
 	}
 	src, _ := newRangeSource(t, rs)
-	got, err := readRanged(context.Background(), src, int64(len(data)), 4, 3<<20)
+	got, err := readRanged(t.Context(), src, int64(len(data)), 4, 3<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestRangedReaderChunkFails(t *testing.T) {
 		return false
 	}
 	src, _ := newRangeSource(t, rs)
-	got, err := readRanged(context.Background(), src, int64(len(data)), 4, chunk)
+	got, err := readRanged(t.Context(), src, int64(len(data)), 4, chunk)
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -248,15 +248,15 @@ func (f *fakeRanges) OpenRange(ctx context.Context, key string, off, n int64) (i
 // and the offset; a longer one fails too.
 func TestRangedReaderChunkLength(t *testing.T) {
 	data := bigBody()[:1<<20]
-	_, err := readRanged(context.Background(), &fakeRanges{data: data, short: map[int64]bool{300_000: true}}, int64(len(data)), 3, 100_000)
+	_, err := readRanged(t.Context(), &fakeRanges{data: data, short: map[int64]bool{300_000: true}}, int64(len(data)), 3, 100_000)
 	if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), bigKey) || !strings.Contains(err.Error(), "300000") {
 		t.Errorf("short chunk: %v", err)
 	}
-	_, err = readRanged(context.Background(), &fakeRanges{data: data, long: map[int64]bool{500_000: true}}, int64(len(data)), 3, 100_000)
+	_, err = readRanged(t.Context(), &fakeRanges{data: data, long: map[int64]bool{500_000: true}}, int64(len(data)), 3, 100_000)
 	if err == nil || !strings.Contains(err.Error(), bigKey) || !strings.Contains(err.Error(), "500000") {
 		t.Errorf("long chunk: %v", err)
 	}
-	got, err := readRanged(context.Background(), &fakeRanges{data: data}, int64(len(data)), 3, 100_000)
+	got, err := readRanged(t.Context(), &fakeRanges{data: data}, int64(len(data)), 3, 100_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestRangedReaderCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	r := newRangedReader(ctx, src, bigKey, int64(len(data)), 4, chunk)
 	if _, err := io.ReadFull(r, make([]byte, chunk)); err != nil {
 		t.Fatal(err)
@@ -331,7 +331,7 @@ func TestRangedReaderCancel(t *testing.T) {
 	rs.mu.Lock()
 	rs.wrap = nil
 	rs.mu.Unlock()
-	r = newRangedReader(context.Background(), src, bigKey, int64(len(data)), 4, chunk)
+	r = newRangedReader(t.Context(), src, bigKey, int64(len(data)), 4, chunk)
 	if _, err := io.ReadFull(r, make([]byte, 5*chunk+7)); err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +356,7 @@ func TestRangedReaderParallel(t *testing.T) {
 		return false
 	}
 	src, _ := newRangeSource(t, rs)
-	got, err := readRanged(context.Background(), src, int64(len(data)), 4, 2<<20)
+	got, err := readRanged(t.Context(), src, int64(len(data)), 4, 2<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +405,7 @@ func TestNewReaderOptions(t *testing.T) {
 	errBusy := errors.New("503 busy")
 	const chunk = 100_000
 	read := func(src store.RangeOpener, opts Options) ([]byte, error) {
-		r := NewReader(context.Background(), src, bigKey, int64(len(data)), chunk, make([][]byte, 4), opts)
+		r := NewReader(t.Context(), src, bigKey, int64(len(data)), chunk, make([][]byte, 4), opts)
 		defer r.Close()
 		return io.ReadAll(r)
 	}
@@ -443,7 +443,7 @@ func TestNewReaderOptions(t *testing.T) {
 
 	var released [][]byte
 	bufs := make([][]byte, 3)
-	r := NewReader(context.Background(), &fakeRanges{data: data}, bigKey, int64(len(data)), chunk, bufs, Options{Release: func(b [][]byte) { released = b }})
+	r := NewReader(t.Context(), &fakeRanges{data: data}, bigKey, int64(len(data)), chunk, bufs, Options{Release: func(b [][]byte) { released = b }})
 	got, err = io.ReadAll(r)
 	if err != nil {
 		t.Fatal(err)

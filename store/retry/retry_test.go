@@ -40,7 +40,7 @@ func TestDoTriesAgainUntilSuccess(t *testing.T) {
 		Backoff:  func(n int) time.Duration { waits = append(waits, n); return 0 },
 		Notify:   func(n int, err error) { notified = append(notified, n) },
 	}
-	if err := retry.Do(context.Background(), p, failing(&calls, errTransient, errTransient)); err != nil {
+	if err := retry.Do(t.Context(), p, failing(&calls, errTransient, errTransient)); err != nil {
 		t.Fatal(err)
 	}
 	if calls != 3 || fmt.Sprint(waits) != "[1 2]" || fmt.Sprint(notified) != "[1 2]" {
@@ -51,7 +51,7 @@ func TestDoTriesAgainUntilSuccess(t *testing.T) {
 func TestDoBoundsAttempts(t *testing.T) {
 	for _, attempts := range []int{0, 1, 2, 5} {
 		var calls int
-		err := retry.Do(context.Background(), retry.Policy{Attempts: attempts}, func(context.Context) error {
+		err := retry.Do(t.Context(), retry.Policy{Attempts: attempts}, func(context.Context) error {
 			calls++
 			return fmt.Errorf("attempt %d: %w", calls, errTransient)
 		})
@@ -84,21 +84,21 @@ func TestDoDoesNotRetryPermanent(t *testing.T) {
 		retry.Mark(errors.New("x509: certificate signed by unknown authority")),
 	} {
 		var calls int
-		err := retry.Do(context.Background(), retry.Policy{Attempts: 5}, failing(&calls, fmt.Errorf("open k: %w", perm)))
+		err := retry.Do(t.Context(), retry.Policy{Attempts: 5}, failing(&calls, fmt.Errorf("open k: %w", perm)))
 		if calls != 1 || !errors.Is(err, perm) {
 			t.Errorf("%v: %d calls, error %v; want 1 call and the error", perm, calls, err)
 		}
 	}
 	// A permanent failure after transient ones stops at once and says how many attempts it took.
 	var calls int
-	err := retry.Do(context.Background(), retry.Policy{Attempts: 5}, failing(&calls, errTransient, store.ErrNotExist))
+	err := retry.Do(t.Context(), retry.Policy{Attempts: 5}, failing(&calls, errTransient, store.ErrNotExist))
 	if calls != 2 || !errors.Is(err, store.ErrNotExist) || !strings.Contains(err.Error(), "after 2 attempts") {
 		t.Errorf("%d calls, error %v; want 2 and not found after 2 attempts", calls, err)
 	}
 	// The policy's own classification replaces the default.
 	calls = 0
 	p := retry.Policy{Attempts: 5, Permanent: func(err error) bool { return !errors.Is(err, store.ErrChecksum) }}
-	err = retry.Do(context.Background(), p, failing(&calls, store.ErrChecksum, store.ErrChecksum, errTransient))
+	err = retry.Do(t.Context(), p, failing(&calls, store.ErrChecksum, store.ErrChecksum, errTransient))
 	if calls != 3 || !errors.Is(err, errTransient) {
 		t.Errorf("%d calls, error %v; want 3 and the transient error", calls, err)
 	}
@@ -125,7 +125,7 @@ func TestDoWaitsTheBackoff(t *testing.T) {
 		start := time.Now()
 		var calls int
 		p := retry.Policy{Attempts: 4, Backoff: func(n int) time.Duration { return time.Duration(n) * time.Second }}
-		err := retry.Do(context.Background(), p, failing(&calls, errTransient, errTransient, errTransient, errTransient))
+		err := retry.Do(t.Context(), p, failing(&calls, errTransient, errTransient, errTransient, errTransient))
 		if calls != 4 || !errors.Is(err, errTransient) {
 			t.Fatalf("%d calls, %v", calls, err)
 		}
@@ -139,7 +139,7 @@ func TestDoWaitsTheBackoff(t *testing.T) {
 func TestDoStopsWaitingOnCancel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cause := errors.New("lease lost")
-		ctx, cancel := context.WithCancelCause(context.Background())
+		ctx, cancel := context.WithCancelCause(t.Context())
 		time.AfterFunc(time.Minute, func() { cancel(cause) })
 		start := time.Now()
 		var calls int
@@ -237,25 +237,25 @@ func TestSource(t *testing.T) {
 		return string(b)
 	}
 	fs.fails, fs.requests = 2, 0
-	if got := read(src.Open(context.Background(), "obj", 7)); got != "ranged world" || fs.requests != 3 || notified != 2 {
+	if got := read(src.Open(t.Context(), "obj", 7)); got != "ranged world" || fs.requests != 3 || notified != 2 {
 		t.Errorf("Open: %q after %d requests, %d notified", got, fs.requests, notified)
 	}
 	fs.fails, fs.requests = 1, 0
-	if got := read(ro.OpenRange(context.Background(), "obj", 7, 6)); got != "ranged" || fs.requests != 2 {
+	if got := read(ro.OpenRange(t.Context(), "obj", 7, 6)); got != "ranged" || fs.requests != 2 {
 		t.Errorf("OpenRange: %q after %d requests", got, fs.requests)
 	}
 	fs.fails, fs.requests = 2, 0
-	if info, err := src.Stat(context.Background(), "obj"); err != nil || info.Size != int64(len(fs.body)) || fs.requests != 3 {
+	if info, err := src.Stat(t.Context(), "obj"); err != nil || info.Size != int64(len(fs.body)) || fs.requests != 3 {
 		t.Errorf("Stat: %+v, %v after %d requests", info, err, fs.requests)
 	}
 	// Bounded: three attempts, then the last failure.
 	fs.fails, fs.requests = 10, 0
-	if _, err := src.Open(context.Background(), "obj", 0); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "after 3 attempts") || fs.requests != 3 {
+	if _, err := src.Open(t.Context(), "obj", 0); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "after 3 attempts") || fs.requests != 3 {
 		t.Errorf("Open of an object that keeps failing: %v after %d requests", err, fs.requests)
 	}
 	// Not found is not tried again.
 	fs.fails, fs.requests, fs.status = 10, 0, http.StatusNotFound
-	if _, err := src.Open(context.Background(), "obj", 0); !errors.Is(err, store.ErrNotExist) || fs.requests != 1 {
+	if _, err := src.Open(t.Context(), "obj", 0); !errors.Is(err, store.ErrNotExist) || fs.requests != 1 {
 		t.Errorf("Open of a missing object: %v after %d requests", err, fs.requests)
 	}
 	// A certificate that does not verify is not tried again.
@@ -267,7 +267,7 @@ func TestSource(t *testing.T) {
 	}
 	notified = 0
 	src = retry.NewSource(untrusted, retry.Policy{Attempts: 3, Notify: func(int, error) { notified++ }})
-	if _, err := src.Open(context.Background(), "obj", 0); err == nil || notified != 0 || strings.Contains(err.Error(), "attempts") {
+	if _, err := src.Open(t.Context(), "obj", 0); err == nil || notified != 0 || strings.Contains(err.Error(), "attempts") {
 		t.Errorf("Open from a server whose certificate does not verify: %v after %d retries", err, notified)
 	}
 	// A store without ranges is wrapped without them.

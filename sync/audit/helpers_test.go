@@ -1,7 +1,6 @@
 package audit_test
 
 import (
-	"context"
 	"crypto/md5"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -87,7 +86,7 @@ func run(t *testing.T, up *upstream, dst store.Target, opts sync.Options) *sync.
 	if opts.Verification.Keyring == nil && !opts.Verification.NoVerify {
 		opts.Verification.Keyring = up.keyring
 	}
-	rep, err := sync.Run(context.Background(), up.src, dst, opts)
+	rep, err := sync.Run(t.Context(), up.src, dst, opts)
 	if err != nil {
 		t.Fatalf("sync: %v", err)
 	}
@@ -215,7 +214,7 @@ func newS3Target(t *testing.T, kind testserver.Kind) *s3env {
 	srv := testserver.Shared(t, kind)
 	srv.IsolateAWSEnv(t)
 	opts := s3store.Options{Endpoint: srv.Endpoint, Region: srv.Region, PartSize: s3store.MinPartSize, PartConcurrency: 2}
-	client, err := s3store.NewClient(context.Background(), opts)
+	client, err := s3store.NewClient(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

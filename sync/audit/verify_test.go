@@ -22,7 +22,7 @@ import (
 
 func verify(t *testing.T, dst store.Target, opts audit.VerifyOptions) *audit.VerifyReport {
 	t.Helper()
-	rep, err := audit.Verify(context.Background(), dst, opts)
+	rep, err := audit.Verify(t.Context(), dst, opts)
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
@@ -165,11 +165,11 @@ func TestVerifyFindsDamage(t *testing.T) {
 		// Other content of the same size written through the store records its own sha256:
 		// caught from the recorded hash, without reading.
 		up, _, dst, victim := damagedMirror(t)
-		info, err := dst.Stat(context.Background(), victim)
+		info, err := dst.Stat(t.Context(), victim)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := store.PutBytes(context.Background(), dst, victim, bytes.Repeat([]byte("x"), int(info.Size)), store.PutOptions{}); err != nil {
+		if _, err := store.PutBytes(t.Context(), dst, victim, bytes.Repeat([]byte("x"), int(info.Size)), store.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		rep := verify(t, dst, audit.VerifyOptions{Keyring: up.keyring})
@@ -267,7 +267,7 @@ func TestVerifyReadFailureIsAnError(t *testing.T) {
 		key  string
 		deep bool
 	}{{"streams/v1/index.sjson", false}, {victim, true}} {
-		rep, err := audit.Verify(context.Background(), &failingStore{dst, c.key}, audit.VerifyOptions{Keyring: up.keyring, Deep: c.deep})
+		rep, err := audit.Verify(t.Context(), &failingStore{dst, c.key}, audit.VerifyOptions{Keyring: up.keyring, Deep: c.deep})
 		if !errors.Is(err, errDisk) || rep != nil {
 			t.Errorf("unreadable %s: want the read error, got %v and report %+v", c.key, err, rep)
 		}
@@ -285,7 +285,7 @@ func TestVerifyS3(t *testing.T) {
 		t.Fatalf("clean bucket mirror: %d files (want %d), problems %+v", rep.Files, len(want), rep.Problems)
 	}
 	victim := want[0]
-	if err := e.mc.RemoveObject(context.Background(), e.bucket, "maas/stable/"+victim, minio.RemoveObjectOptions{}); err != nil {
+	if err := e.mc.RemoveObject(t.Context(), e.bucket, "maas/stable/"+victim, minio.RemoveObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	wantOnly(t, verify(t, e.dst, audit.VerifyOptions{Keyring: up.keyring}), victim, audit.ProblemMissing)
@@ -293,7 +293,7 @@ func TestVerifyS3(t *testing.T) {
 	// Replaced behind the mirror's back by other bytes of the same size (no recorded sha256 on
 	// the new object): the state's sha256 was for another object, so it is not vouched for.
 	replaced := want[1]
-	obj, err := e.mc.GetObject(context.Background(), e.bucket, "maas/stable/"+replaced, minio.GetObjectOptions{})
+	obj, err := e.mc.GetObject(t.Context(), e.bucket, "maas/stable/"+replaced, minio.GetObjectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestVerifyS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.mc.PutObject(context.Background(), e.bucket, "maas/stable/"+replaced, bytes.NewReader(flipped(data)), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+	if _, err := e.mc.PutObject(t.Context(), e.bucket, "maas/stable/"+replaced, bytes.NewReader(flipped(data)), int64(len(data)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rep = verify(t, e.dst, audit.VerifyOptions{Keyring: up.keyring})
