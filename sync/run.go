@@ -32,8 +32,20 @@ type run struct {
 	now         func() time.Time
 	concurrency int
 	// ranged gives the run's chunk buffers for ranged downloads, made on first use and shared
-	// by every file of the run (nil when ranged downloads are off).
+	// by every file of the run, and by every target of a fan-out run (nil when ranged downloads
+	// are off): the hub's.
 	ranged func() *rangeBudget
+	// hub is what the runs of one RunTargets share: upstream's catalogue and the transfer.
+	hub *hub
+	// The transfer stage's own (tmu guards them): the failures, the content already in the
+	// target by sha256 (copySource), the context the hub writes this target with, and whether
+	// this target fell too far behind the others to be written any more this run.
+	tmu     gosync.Mutex
+	terrs   []error
+	bySum   map[string]string
+	tctx    context.Context
+	givenUp bool
+	arrived bool // came to the transfer (hub.transfer), or left (hub.leave)
 
 	// lock is the run's lease: every write readers see is fenced by it (nil: none, a dry run).
 	lock     *TargetLock
@@ -46,12 +58,16 @@ type run struct {
 	rep      *Report
 }
 
+// newRun makes a run of its own (a hub of one target).
 func newRun(src store.Source, dst store.Target, opts Options) *run {
-	r := &run{
-		opts: opts, src: src, dst: dst,
-		log: opts.Log, progress: opts.Progress, now: opts.Now, concurrency: opts.Concurrency,
-		rep: &Report{Curated: opts.Signer != nil},
-	}
+	return newHub(nil, src, []store.Target{dst}, opts).runs[0]
+}
+
+// settle fills the run's settings from its options, with the library's defaults.
+func (r *run) settle() {
+	opts := r.opts
+	r.log, r.progress, r.now, r.concurrency = opts.Log, opts.Progress, opts.Now, opts.Concurrency
+	r.rep = &Report{Curated: opts.Signer != nil}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -64,17 +80,11 @@ func newRun(src store.Source, dst store.Target, opts Options) *run {
 	if r.concurrency <= 0 {
 		r.concurrency = DefaultConcurrency
 	}
-	r.ranged = gosync.OnceValue(func() *rangeBudget {
-		if _, _, slots := opts.rangeParams(); slots > 0 {
-			return newRangeBudget(slots)
-		}
-		return nil
-	})
-	return r
 }
 
 // do runs the stages.
 func (r *run) do(ctx context.Context) (*Report, error) {
+	defer r.hub.leave(r) // a run that never comes to the transfer does not hold the others back
 	stage := startStages(r.rep, r.now)
 	if !r.opts.DryRun {
 		lockOpts := r.opts.Lock
@@ -162,9 +172,17 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 	return r.rep, nil
 }
 
-// readCatalogue reads upstream's catalogue (readUpstream).
+// readCatalogue reads upstream's catalogue (readUpstream): the run's own reading, or in a
+// fan-out run the one reading all its targets share.
 func (r *run) readCatalogue(ctx context.Context) error {
-	cat, upstream, err := readUpstream(ctx, r.guardRate(r.src), r.opts, r.concurrency)
+	var cat *Catalogue
+	var upstream []streams.Item
+	var err error
+	if r.hub.upstream != nil {
+		cat, upstream, err = r.hub.upstream()
+	} else {
+		cat, upstream, err = readUpstream(ctx, r.guardRate(r.src), r.opts, r.concurrency)
+	}
 	if err != nil {
 		return err
 	}
