@@ -101,7 +101,9 @@ func (e *TargetsError) Unwrap() []error {
 // is fetched once for all the targets that need it, and each target is published as Run would
 // publish it alone. A target that fails does not stop the others. The report has a result per
 // target; the error is nil when every target published, a *TargetsError naming the failed ones
-// otherwise, or the reason nothing began (no target, a target given twice, bad options).
+// otherwise, or the reason nothing began (no target, a target given twice, bad options). The
+// caller makes sure two targets are not one place under two names (the command compares
+// locations): their runs would meet at the target's lock, and one would fail.
 func RunTargets(ctx context.Context, src store.Source, dsts []store.Target, opts Options) (*FanOutReport, error) {
 	if len(dsts) == 0 {
 		return nil, errors.New("no target to mirror into")
@@ -109,13 +111,12 @@ func RunTargets(ctx context.Context, src store.Source, dsts []store.Target, opts
 	if opts.NoItemDownload && opts.Signer != nil {
 		return nil, ErrMetadataOnlyCurated
 	}
-	seen := map[string]bool{}
-	for _, dst := range dsts {
-		d := store.Describe(dst)
-		if seen[d] {
-			return nil, fmt.Errorf("target %s is given twice", d)
+	for i, dst := range dsts {
+		for _, other := range dsts[:i] {
+			if dst == other {
+				return nil, fmt.Errorf("target %s is given twice", store.Describe(dst))
+			}
 		}
-		seen[d] = true
 	}
 	h := newHub(ctx, src, dsts, opts)
 	out := &FanOutReport{Targets: make([]TargetResult, len(dsts))}
