@@ -10,6 +10,7 @@ import (
 	gosync "sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ssmirror/ssmirror/internal/streamtest"
@@ -205,13 +206,16 @@ func TestFanOutOneTargetFails(t *testing.T) {
 			var badName string
 			switch how {
 			case "no such bucket":
-				s3 := s3store.New(good.Client, "no-such-bucket-fanout", "maas/stable/", good.S3)
-				bad, badName = s3, store.Describe(s3)
+				missing := s3store.New(good.Client, "no-such-bucket-fanout", "maas/stable/", good.S3)
+				bad, badName = missing, store.Describe(missing)
 			case "server killed":
 				opts.OwnServer = true
 				own := targettest.New(t, targettest.MinIO, opts)
-				bad = &killOnPut{Target: own.Store, kill: own.Server.Kill}
-				badName = store.Describe(own.Store)
+				// Requests to a dead server are not tried eight times over (the test's time).
+				client := s3.New(own.Client.Options(), func(o *s3.Options) { o.RetryMaxAttempts = 1 })
+				killed := s3store.New(client, own.Bucket, own.Prefix, own.S3)
+				bad = &killOnPut{Target: killed, kill: own.Server.Kill}
+				badName = store.Describe(killed)
 			}
 			filters := []string{"arch=amd64", "release=noble"}
 			want := selected(t, up.stream, filters...)
