@@ -98,12 +98,12 @@ os~(grub*|pxelinux)
 	}{
 		{name: "defaults", want: defaults},
 		{name: "file via --config", args: []string{"--config", cfgPath}, want: fromFile,
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 		{name: "file via $SSMIRROR_CONFIG", env: map[string]string{"SSMIRROR_CONFIG": cfgPath}, want: fromFile,
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 		{name: "--config over $SSMIRROR_CONFIG", args: []string{"--config", cfgPath},
 			env: map[string]string{"SSMIRROR_CONFIG": filepath.Join(dir, "missing")}, want: fromFile,
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 		{name: "environment without file",
 			env: map[string]string{"SSMIRROR_MAX": "2", "SSMIRROR_PRUNE": "true", "SSMIRROR_VERBOSE": "2",
 				"SSMIRROR_MIRROR": "http://e1.example/ http://e2.example/", "SSMIRROR_SOURCE": "/env/src",
@@ -118,21 +118,21 @@ os~(grub*|pxelinux)
 				"SSMIRROR_TARGET": "s3://env/target", "SSMIRROR_FILTERS": "arch=s390x"},
 			want: testFlags{max: 5, keyring: "/file/keyring.gpg", grace: 2 * time.Hour,
 				mirrors: []string{"http://env.example/"}, endpoint: "http://minio:9000/#not-a-comment"},
-			wantConf: settings{Source: "/file/source", Target: "s3://env/target",
+			wantConf: settings{Source: "/file/source", Target: "s3://env/target", Targets: []string{"s3://env/target"},
 				Groups: []streams.Filters{{{Key: "arch", Op: "=", Value: "s390x"}}}}},
 		{name: "empty environment variable is unset", args: []string{"--config", cfgPath},
 			env: map[string]string{"SSMIRROR_MAX": "", "SSMIRROR_SOURCE": "", "SSMIRROR_FILTERS": ""}, want: fromFile,
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 		{name: "flags over environment over file",
 			args: []string{"--config", cfgPath, "--max=7", "--mirror", "http://flag.example/", "-vvv", "--keyring", "/flag/kr"},
 			env:  map[string]string{"SSMIRROR_MAX": "5", "SSMIRROR_KEYRING": "/env/kr", "SSMIRROR_MIRROR": "http://env.example/", "SSMIRROR_VERBOSE": "1", "SSMIRROR_S3_ENDPOINT": "http://env:9000"},
 			want: testFlags{max: 7, keyring: "/flag/kr", grace: time.Hour, verbose: 3,
 				mirrors: []string{"http://flag.example/"}, endpoint: "http://env:9000"},
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 		{name: "flag set to its default still wins", args: []string{"--config", cfgPath, "--max=0", "--gc-grace=24h"},
 			env:      map[string]string{"SSMIRROR_MAX": "5"},
 			want:     testFlags{max: 0, keyring: "/file/keyring.gpg", grace: 24 * time.Hour, mirrors: fromFile.mirrors, endpoint: fromFile.endpoint},
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,7 +233,7 @@ func TestSyncArgs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src, dst, groups, err := syncArgs(tt.pos, &tt.conf)
+			src, dsts, groups, err := syncArgs(tt.pos, &tt.conf, nil)
 			if tt.wantUsageText != "" {
 				var ue usageError
 				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.wantUsageText) {
@@ -244,8 +244,8 @@ func TestSyncArgs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if src != tt.src || dst != tt.dst {
-				t.Errorf("got %q %q, want %q %q", src, dst, tt.src, tt.dst)
+			if src != tt.src || len(dsts) != 1 || dsts[0] != tt.dst {
+				t.Errorf("got %q %q, want %q %q", src, dsts, tt.src, tt.dst)
 			}
 			if diff := cmp.Diff(tt.groups, groups); diff != "" {
 				t.Errorf("groups (-want +got):\n%s", diff)

@@ -74,6 +74,8 @@ type Sync struct {
 	LockTTL         time.Duration
 	CFDistribution  string
 	CFPathPrefix    string
+	// Targets are the --target flags: targets added to the positional TARGET (a fan-out run).
+	Targets []string
 }
 
 // AddFlags adds the sync flags to fs, and --config.
@@ -85,6 +87,7 @@ func (f *Sync) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
 	fs.BoolVar(&f.DryRun, "dry-run", false, "print what would be added (+) and removed (-) as sstream-mirror does (sizes in whole MiB, then the net change), change nothing; exact totals on stderr")
 	fs.BoolVar(&f.NoItemDownload, "no-item-download", false, "publish metadata only (verbatim mode)")
+	fs.StringArrayVar(&f.Targets, TargetFlag, nil, "also publish to this target (repeatable): one run, upstream read once, each file fetched once for all targets, each target locked, published and collected on its own; a target that fails does not stop the others (the run exits 1 naming it)")
 	fs.StringArrayVar(&f.Mirrors, "mirror", nil, "extra base URL tried when SOURCE answers 404 (repeatable)")
 	fs.StringVar(&f.SigningKey, "signing-key", "", "curated mode: rewrite the catalogue to what the mirror holds and sign it with this secret key (armoured)")
 	fs.StringVar(&f.PassphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
