@@ -24,6 +24,7 @@ import (
 )
 
 const syncUsage = `Usage: ssmirror [sync] [flags] SOURCE TARGET [FILTER...]
+       ssmirror [sync] [flags] --target TARGET [--target TARGET...] SOURCE [TARGET] [FILTER...]
 
 Mirror the SimpleStreams stream at SOURCE into TARGET. Content is fetched once per path, in
 parallel, and refused unless its size and sha256 match the catalogue; the metadata is published
@@ -48,6 +49,13 @@ Publishing modes:
   curated             --signing-key: the catalogue is rewritten to list exactly what the mirror
                       holds and signed with your key (.sjson and .json.gpg); give clients the
                       public keyring from 'ssmirror keygen'.
+
+Several targets (--target, repeatable; several target lines in a config file; $SSMIRROR_TARGET
+with several, separated by commas or blanks): upstream is read once and each file fetched once
+for all of them, streamed to every target that needs it; each target is locked, published and
+collected on its own, as a run of its own. A target that fails (unreachable, no such bucket,
+locked, more than 16 MiB behind the fastest target) publishes nothing and the others go on; the
+run exits 1 naming it. --json adds targets (one summary per target) and upstream_bytes.
 
 Runs with different filters into one target accumulate (the MAAS recipe runs twice); --prune
 drops what the current selection no longer covers.
