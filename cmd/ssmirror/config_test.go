@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -331,5 +332,71 @@ func TestDeployConfigs(t *testing.T) {
 		if got := added[whole]; got == 0 || got != images+loaders {
 			t.Errorf("%s adds %d items, want the images' %d plus the bootloaders' %d", whole, got, images, loaders)
 		}
+	}
+}
+
+// TestSyncArgsTargets: --target adds targets to TARGET (positional or configured); with it,
+// TARGET may be left out; configured targets come from SSMIRROR_TARGET (commas, blanks) or
+// several target lines.
+func TestSyncArgsTargets(t *testing.T) {
+	conf := &settings{Source: "/c/src", Target: "/c/a", Targets: []string{"/c/a", "/c/b"}}
+	extra := []string{"s3://x/p", "s3://y/p"}
+	for _, tt := range []struct {
+		name  string
+		pos   []string
+		extra []string
+		want  []string
+		nf    int // filters in the one argument group
+	}{
+		{"configured targets", nil, nil, []string{"/c/a", "/c/b"}, 0},
+		{"configured targets and --target", nil, extra, []string{"/c/a", "/c/b", "s3://x/p", "s3://y/p"}, 0},
+		{"TARGET and --target", []string{"/a/src", "/a/dst", "arch=amd64"}, extra, []string{"/a/dst", "s3://x/p", "s3://y/p"}, 1},
+		{"--target alone, filters", []string{"/a/src", "arch=amd64", "release=noble"}, extra, []string{"s3://x/p", "s3://y/p"}, 2},
+		{"--target alone", []string{"/a/src"}, extra, []string{"s3://x/p", "s3://y/p"}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, got, groups, err := syncArgs(tt.pos, conf, tt.extra)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("targets %q, want %q", got, tt.want)
+			}
+			if tt.nf > 0 && (len(groups) != 1 || len(groups[0]) != tt.nf) {
+				t.Errorf("groups %v, want one of %d filters", groups, tt.nf)
+			}
+		})
+	}
+
+	for name, c := range map[string]struct {
+		env  map[string]string
+		file string
+	}{
+		"environment": {env: map[string]string{"SSMIRROR_TARGET": "s3://a/p,s3://b/p  /srv/c"}},
+		"config file": {file: "source = /s\ntarget = s3://a/p\ntarget = s3://b/p\ntarget = /srv/c\n"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := c.env
+			if c.file != "" {
+				path := filepath.Join(t.TempDir(), "c.conf")
+				if err := os.WriteFile(path, []byte(c.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				env = map[string]string{"SSMIRROR_CONFIG": path}
+			}
+			var f syncFlags
+			fs := newFlagSet("sync", syncUsage, io.Discard)
+			f.Sync.AddFlags(fs)
+			if err := fs.Parse(nil); err != nil {
+				t.Fatal(err)
+			}
+			got, err := configure(fs, mapEnv(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"s3://a/p", "s3://b/p", "/srv/c"}; !reflect.DeepEqual(got.Targets, want) || got.Target != want[0] {
+				t.Errorf("targets %q (target %q), want %q", got.Targets, got.Target, want)
+			}
+		})
 	}
 }
