@@ -34,8 +34,11 @@ import (
 // go on and publish. Memory does not grow with the number of targets: the ranged reads' budget is
 // the run's, and the targets of a file share the chunks of its stream.
 
-// DefaultFanOutBuffer is Options.FanOutBuffer's default.
-const DefaultFanOutBuffer = 16 << 20
+// DefaultFanOutBuffer is Options.FanOutBuffer's default. It is above what an S3 target holds in
+// part buffers of its own (32 MiB shared by its uploads), whose reads come in bursts: measured
+// here (scripts/genstream's bench stream from nginx into two MinIO buckets and a directory on one
+// disk), 16 MiB gave a MinIO target up on behind the directory.
+const DefaultFanOutBuffer = 64 << 20
 
 // teeChunk is the size of one read from the source into the chunks the targets share, and
 // teeReadAhead how far the source is read ahead of the fastest target.
@@ -590,10 +593,31 @@ type tee struct {
 	end       error // io.EOF, or the stream's failure
 }
 
+// chunk is one read from the source, queued for every reader that still reads; its buffer
+// goes back to chunkPool when the last of them has consumed it.
+type chunk struct {
+	buf  *[]byte // the whole buffer (teeChunk bytes), from chunkPool
+	data []byte  // what was read into it
+	refs int
+}
+
+// chunkPool keeps chunk buffers from file to file: a fan-out run reads every file through them,
+// and would otherwise leave the garbage collector a buffer per read.
+var chunkPool = gosync.Pool{New: func() any { b := make([]byte, teeChunk); return &b }}
+
+// release drops one reader's hold on c (under the tee's lock).
+func (c *chunk) release() {
+	if c.refs--; c.refs == 0 {
+		chunkPool.Put(c.buf)
+		c.buf, c.data = nil, nil
+	}
+}
+
 // teeOut is one reader of a tee: the Put of one target.
 type teeOut struct {
 	t          *tee
-	queue      [][]byte
+	queue      []*chunk
+	off        int // bytes of queue[0] already read
 	queued     int64
 	closed     bool // its Put returned: nothing more is kept for it
 	fellBehind bool // given up on
@@ -630,10 +654,12 @@ func (o *teeOut) Read(p []byte) (int, error) {
 		}
 		return 0, t.end
 	}
-	n := copy(p, o.queue[0])
-	if o.queue[0] = o.queue[0][n:]; len(o.queue[0]) == 0 {
+	c := o.queue[0]
+	n := copy(p, c.data[o.off:])
+	if o.off += n; o.off == len(c.data) {
+		c.release()
 		o.queue[0] = nil
-		o.queue = o.queue[1:]
+		o.queue, o.off = o.queue[1:], 0
 	}
 	o.queued -= int64(n)
 	t.cond.Broadcast()
@@ -644,18 +670,27 @@ func (o *teeOut) Read(p []byte) (int, error) {
 func (o *teeOut) close() {
 	t := o.t
 	t.mu.Lock()
-	o.closed, o.queue, o.queued = true, nil, 0
+	o.drop()
+	o.closed = true
 	t.cond.Broadcast()
 	t.mu.Unlock()
+}
+
+// drop lets go of what is queued for o (under the tee's lock).
+func (o *teeOut) drop() {
+	for _, c := range o.queue {
+		c.release()
+	}
+	o.queue, o.off, o.queued = nil, 0, 0
 }
 
 // deliver queues b for every live reader, once the fastest has room for it (readAhead), and
 // gives up on those then more than budget behind the fastest. It returns false when no reader is
 // left.
-func (t *tee) deliver(b []byte) bool {
+func (t *tee) deliver(c *chunk) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := int64(len(b))
+	n := int64(len(c.data))
 	for {
 		fastest := int64(-1)
 		for _, o := range t.outs {
@@ -664,6 +699,8 @@ func (t *tee) deliver(b []byte) bool {
 			}
 		}
 		if fastest < 0 {
+			c.refs = 1
+			c.release()
 			return false
 		}
 		if fastest+n <= t.readAhead {
@@ -674,7 +711,8 @@ func (t *tee) deliver(b []byte) bool {
 	fastest := int64(-1)
 	for _, o := range t.outs {
 		if o.live() {
-			o.queue = append(o.queue, b)
+			o.queue = append(o.queue, c)
+			c.refs++
 			o.queued += n
 			if fastest < 0 || o.queued < fastest {
 				fastest = o.queued
@@ -683,7 +721,8 @@ func (t *tee) deliver(b []byte) bool {
 	}
 	for _, o := range t.outs {
 		if o.live() && o.queued-fastest > t.budget {
-			o.fellBehind, o.queue, o.queued = true, nil, 0
+			o.drop()
+			o.fellBehind = true
 		}
 	}
 	t.cond.Broadcast()
@@ -703,9 +742,11 @@ func (t *tee) finish(err error) {
 // reader was left: each reader's Put has its own error then).
 func (t *tee) pump(v *store.Verifier) error {
 	for {
-		buf := make([]byte, teeChunk)
-		n, err := io.ReadFull(v, buf)
-		if n > 0 && !t.deliver(buf[:n]) {
+		buf := chunkPool.Get().(*[]byte)
+		n, err := io.ReadFull(v, *buf)
+		if n == 0 {
+			chunkPool.Put(buf)
+		} else if !t.deliver(&chunk{buf: buf, data: (*buf)[:n]}) {
 			t.finish(errNoReader)
 			return nil
 		}
