@@ -60,7 +60,7 @@ type run struct {
 
 // newRun makes a run of its own (a hub of one target).
 func newRun(src store.Source, dst store.Target, opts Options) *run {
-	return newHub(nil, src, []store.Target{dst}, opts).runs[0]
+	return newHub(context.Background(), src, []store.Target{dst}, opts).runs[0]
 }
 
 // settle fills the run's settings from its options, with the library's defaults.
