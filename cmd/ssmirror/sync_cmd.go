@@ -53,9 +53,10 @@ Publishing modes:
 Several targets (--target, repeatable; several target lines in a config file; $SSMIRROR_TARGET
 with several, separated by commas or blanks): upstream is read once and each file fetched once
 for all of them, streamed to every target that needs it; each target is locked, published and
-collected on its own, as a run of its own. A target that fails (unreachable, no such bucket,
-locked, more than --fan-out-buffer behind the fastest target) publishes nothing and the others go on; the
-run exits 1 naming it. --json adds targets (one summary per target) and upstream_bytes.
+collected on its own, as a run of its own, and the transfer starts once every target has
+planned. A target that fails (unreachable, no such bucket, locked, more than --fan-out-buffer
+behind the fastest target) publishes nothing and the others go on; the run exits 1 naming it.
+--json adds targets (one summary per target) and upstream_bytes.
 
 Runs with different filters into one target accumulate (the MAAS recipe runs twice); --prune
 drops what the current selection no longer covers.
