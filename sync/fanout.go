@@ -10,6 +10,7 @@ import (
 	"strings"
 	gosync "sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/retry"
@@ -46,6 +47,12 @@ const (
 	teeChunk     = 256 << 10
 	teeReadAhead = 4 << 20
 )
+
+// fanOutPatience is how long, in all, a target more than FanOutBuffer behind the fastest may
+// hold the others back on one file before it is given up on: a target that is only late for a
+// moment (a pause of its process, a burst of the S3 store's part buffers) catches up; one that
+// is steadily slower does not hold the others to its pace (a variable for tests).
+var fanOutPatience = 5 * time.Second
 
 // ErrFellBehind is the failure of a target of a fan-out run that fell too far behind the fastest
 // target of a file (more than Options.FanOutBuffer): it is given up on for the run, which fails
@@ -544,6 +551,7 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 	}
 	v := store.NewVerifier(f.Path, rd, store.PutOptions{Size: f.Size, SHA256: f.SHA256})
 	t := newTee(len(parts), h.opts.fanOutBuffer(), teeReadAhead)
+	t.patience = fanOutPatience
 	var wg gosync.WaitGroup
 	for i, p := range parts {
 		wg.Go(func() {
@@ -582,12 +590,14 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 // tee hands one stream to several readers (one per target), each with its own queue. The
 // queues share the chunks read: memory is what the slowest reader lags behind, not that times
 // the readers. The source is read ahead of the fastest reader by at most readAhead bytes; a
-// reader more than budget behind the fastest is given up on (ErrFellBehind).
+// reader that would fall more than budget behind the fastest holds the stream back, for at most
+// patience in all, then is given up on (ErrFellBehind).
 type tee struct {
 	mu        gosync.Mutex
 	cond      *gosync.Cond
 	budget    int64
 	readAhead int64
+	patience  time.Duration
 	outs      []*teeOut
 	ended     bool
 	end       error // io.EOF, or the stream's failure
@@ -619,9 +629,10 @@ type teeOut struct {
 	queue      []*chunk
 	off        int // bytes of queue[0] already read
 	queued     int64
-	closed     bool // its Put returned: nothing more is kept for it
-	fellBehind bool // given up on
-	gotEnd     bool // it was handed the stream's failure
+	closed     bool          // its Put returned: nothing more is kept for it
+	fellBehind bool          // given up on
+	held       time.Duration // how long it has held the stream back
+	gotEnd     bool          // it was handed the stream's failure
 }
 
 // errNoReader ends a pump whose readers all stopped (each failed on its own).
@@ -684,9 +695,10 @@ func (o *teeOut) drop() {
 	o.queue, o.off, o.queued = nil, 0, 0
 }
 
-// deliver queues b for every live reader, once the fastest has room for it (readAhead), and
-// gives up on those then more than budget behind the fastest. It returns false when no reader is
-// left.
+// deliver queues c for every live reader, once the fastest has room for it (readAhead) and none
+// would be more than budget behind the fastest with it: a reader that would is waited for, until
+// it has held the stream back for patience in all, and then given up on. It returns false when no
+// reader is left.
 func (t *tee) deliver(c *chunk) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -703,26 +715,46 @@ func (t *tee) deliver(c *chunk) bool {
 			c.release()
 			return false
 		}
-		if fastest+n <= t.readAhead {
+		if fastest+n > t.readAhead {
+			t.cond.Wait()
+			continue
+		}
+		// With c queued, a reader is o.queued-fastest behind the fastest.
+		var late []*teeOut
+		wait := time.Duration(-1)
+		for _, o := range t.outs {
+			if o.live() && o.queued-fastest > t.budget {
+				if left := t.patience - o.held; left > 0 {
+					late = append(late, o)
+					if wait < 0 || left < wait {
+						wait = left
+					}
+				} else {
+					o.drop()
+					o.fellBehind = true
+				}
+			}
+		}
+		if len(late) == 0 {
 			break
 		}
+		start := time.Now()
+		timer := time.AfterFunc(wait, func() {
+			t.mu.Lock()
+			t.cond.Broadcast()
+			t.mu.Unlock()
+		})
 		t.cond.Wait()
+		timer.Stop()
+		for _, o := range late {
+			o.held += time.Since(start)
+		}
 	}
-	fastest := int64(-1)
 	for _, o := range t.outs {
 		if o.live() {
 			o.queue = append(o.queue, c)
 			c.refs++
 			o.queued += n
-			if fastest < 0 || o.queued < fastest {
-				fastest = o.queued
-			}
-		}
-	}
-	for _, o := range t.outs {
-		if o.live() && o.queued-fastest > t.budget {
-			o.drop()
-			o.fellBehind = true
 		}
 	}
 	t.cond.Broadcast()

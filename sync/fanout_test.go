@@ -9,6 +9,7 @@ import (
 	"strings"
 	gosync "sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/go-cmp/cmp"
@@ -266,6 +267,9 @@ func (k *killOnPut) Describe() string { return store.Describe(k.Target) }
 // given up on (ErrFellBehind) and publishes nothing; the fast one publishes without waiting for
 // it.
 func TestFanOutSlowTargetGivenUp(t *testing.T) {
+	// The slow target waits for the fast one to finish: it is given up on once it has held the
+	// stream back this long.
+	defer sync.SetFanOutPatience(100 * time.Millisecond)()
 	up := newUpstream(t, largeConfig(), nil)
 	fast := &signalPut{Target: memstore.New(), done: map[string]chan struct{}{}}
 	slow := &waitPut{Target: memstore.New(), fast: fast}

@@ -103,7 +103,8 @@ type Options struct {
 	// that starts while the budget is taken is fetched with one request.
 	RangeFiles int
 	// FanOutBuffer is, in a run with several targets (RunTargets), how far one target may fall
-	// behind the fastest target of a file before it is given up on for the run (ErrFellBehind)
+	// behind the fastest target of a file; a target further behind holds the others back for at
+	// most 5 seconds in all on that file, then is given up on for the run (ErrFellBehind)
 	// (0: DefaultFanOutBuffer). The targets of a file share its chunks: a file in flight holds
 	// at most this plus 4 MiB, whatever the number of targets.
 	FanOutBuffer int64
