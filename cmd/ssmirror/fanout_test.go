@@ -157,6 +157,13 @@ func TestFanOutCommand(t *testing.T) {
 		}
 	}
 
+	t.Run("a target given twice", func(t *testing.T) {
+		code, _, stderr := runBinary(t, bin, env, args("--target", dir.Location+"/")...)
+		if code != 2 || !strings.Contains(stderr, "given twice") {
+			t.Fatalf("exit %d, want 2 (usage)\nstderr: %s", code, stderr)
+		}
+	})
+
 	t.Run("no such bucket", func(t *testing.T) {
 		out := t.TempDir()
 		missing := "s3://no-such-bucket-fanout-cmd/mirror"

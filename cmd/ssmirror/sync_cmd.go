@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -213,7 +214,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 			return err
 		}
 		for j := range i {
-			if dstLocs[j].Kind == dstLocs[i].Kind && dstLocs[j].Root == dstLocs[i].Root {
+			if sameLocation(dstLocs[j], dstLocs[i]) {
 				return usagef("target %s is given twice", httpstore.StripUserInfo(t))
 			}
 		}
@@ -317,6 +318,18 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		printSummary(stdout, httpstore.StripUserInfo(source), describe(dst), rep, took, err)
 	}
 	return err
+}
+
+// sameLocation reports whether two targets are one place written two ways (a trailing slash,
+// a dot segment): their runs would meet at its lock.
+func sameLocation(a, b cliconfig.Location) bool {
+	if a.Kind != b.Kind {
+		return false
+	}
+	if a.Kind == "s3" {
+		return a.Bucket == b.Bucket && strings.Trim(a.Prefix, "/") == strings.Trim(b.Prefix, "/")
+	}
+	return filepath.Clean(a.Root) == filepath.Clean(b.Root)
 }
 
 // summarize is the JSON summary of the run: a single target's, or a fan-out run's.
