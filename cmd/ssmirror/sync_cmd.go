@@ -398,7 +398,11 @@ func fanOutOutput(stdout, stderr io.Writer, f *syncFlags, source string, targets
 			fmt.Fprintf(stdout, "# %s\n", name)
 			printPlan(stdout, stderr, rep)
 		default:
-			printSummary(stdout, httpstore.StripUserInfo(source), name, rep, took, t.Err)
+			var own time.Duration // the target's run: its stages
+			for _, st := range rep.Stages {
+				own += st.Duration
+			}
+			printSummary(stdout, httpstore.StripUserInfo(source), name, rep, own, t.Err)
 			if rep.CopiedFrom > 0 {
 				fmt.Fprintf(stdout, "  copied server-side from another target: %d files (%s)\n", rep.CopiedFrom, humanBytes(rep.CopiedFromBytes))
 			}
