@@ -326,7 +326,10 @@ func (h *hub) transferMany() {
 	}
 	h.progress.begin(len(wants), total)
 	defer h.progress.end()
-	defer startTransfer(dsts, &h.opts, int64(h.concurrency)*(h.opts.fanOutBuffer()+teeReadAhead))()
+	// Each file in flight may hold its tee's chunks: Concurrency files, and as many more as
+	// borrowed range slots may carry (eachFile).
+	inFlight := min(h.concurrency, len(wants)) + h.borrowers(len(wants))
+	defer startTransfer(dsts, &h.opts, int64(inFlight)*(h.opts.fanOutBuffer()+teeReadAhead))()
 
 	// Every file is tried (no cancellation on a failure), Concurrency at a time and more on
 	// borrowed range slots, as in a run of its own (eachFile); a file no target still written

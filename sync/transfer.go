@@ -146,25 +146,24 @@ func (h *hub) eachFile(ctx context.Context, n int, do func(i int)) {
 		})
 	}
 	lendCtx, stopLending := context.WithCancel(ctx)
-	if pool := h.ranged(); pool != nil && n > h.concurrency {
-		if _, ok := store.As[store.RangeOpener](h.src); ok {
-			for range min(pool.Slots(), n-h.concurrency) {
-				wg.Go(func() {
-					for {
-						giveBack, ok := pool.Borrow(lendCtx)
-						if !ok {
-							return
-						}
-						i, more := <-work
-						if !more {
-							giveBack()
-							return
-						}
-						do(i)
-						giveBack()
+	if borrowers := h.borrowers(n); borrowers > 0 {
+		pool := h.ranged()
+		for range borrowers {
+			wg.Go(func() {
+				for {
+					giveBack, ok := pool.Borrow(lendCtx)
+					if !ok {
+						return
 					}
-				})
-			}
+					i, more := <-work
+					if !more {
+						giveBack()
+						return
+					}
+					do(i)
+					giveBack()
+				}
+			})
 		}
 	}
 	for i := range n {
@@ -176,6 +175,19 @@ func (h *hub) eachFile(ctx context.Context, n int, do func(i int)) {
 	close(work)
 	stopLending()
 	wg.Wait()
+}
+
+// borrowers is how many of n files eachFile may run beyond Concurrency, on borrowed range
+// slots: none unless ranged downloads are on and the source serves ranges.
+func (h *hub) borrowers(n int) int {
+	pool := h.ranged()
+	if pool == nil || n <= h.concurrency {
+		return 0
+	}
+	if _, ok := store.As[store.RangeOpener](h.src); !ok {
+		return 0
+	}
+	return min(pool.Slots(), n-h.concurrency)
 }
 
 // openContent makes what the transfer writes r's content through: a target that can make files
