@@ -22,22 +22,59 @@ import (
 // skipping that flush leaves the content files unsynced and fails here.
 func TestDirectoryDurabilityOrder(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
+	dst, events := tracedDirectory(t)
+	rep := run(t, up, dst, sync.Options{})
+	if rep.Fetched == 0 {
+		t.Fatal("the run fetched nothing")
+	}
+	checkDurabilityOrder(t, events(), len(up.stream.Content))
+}
+
+// TestFanOutDirectoryDurabilityOrder is TestDirectoryDurabilityOrder for a fan-out run into two
+// directories, each file teed to both: in each, the content written through the tee is durable
+// before the first metadata file or the state is renamed into place.
+func TestFanOutDirectoryDurabilityOrder(t *testing.T) {
+	up := newUpstream(t, smallConfig(), nil)
+	a, aEvents := tracedDirectory(t)
+	b, bEvents := tracedDirectory(t)
+	fr, err := sync.RunTargets(t.Context(), up.src, []store.Target{a, b}, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, events := range []func() []traceEvent{aEvents, bEvents} {
+		if fr.Targets[i].Report.Fetched == 0 {
+			t.Fatalf("target %d: the run fetched nothing", i)
+		}
+		checkDurabilityOrder(t, events(), len(up.stream.Content))
+	}
+}
+
+type traceEvent struct{ op, name string }
+
+// tracedDirectory is a directory target recording every fsync and rename it makes.
+func tracedDirectory(t *testing.T) (store.Target, func() []traceEvent) {
 	var mu gosync.Mutex
-	type event struct{ op, name string }
-	var events []event
+	var events []traceEvent
 	dst, err := dirstore.New(t.TempDir(), dirstore.Options{Trace: func(op, name string) {
 		mu.Lock()
-		events = append(events, event{op, name})
+		events = append(events, traceEvent{op, name})
 		mu.Unlock()
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := run(t, up, dst, sync.Options{})
-	if rep.Fetched == 0 {
-		t.Fatal("the run fetched nothing")
+	return dst, func() []traceEvent {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]traceEvent(nil), events...)
 	}
+}
 
+// checkDurabilityOrder checks that each content file renamed into place, its directory and
+// every directory above it were fsynced before the first metadata file or the state was
+// renamed into place, and that want content files were written before it.
+func checkDurabilityOrder(t *testing.T, events []traceEvent, want int) {
+	t.Helper()
 	isMeta := func(key string) bool { return strings.HasPrefix(key, "streams/") || key == sync.StateKey }
 	isContent := func(key string) bool { return !isMeta(key) && !strings.HasPrefix(key, ".ssmirror/") }
 	synced := map[string]bool{}
@@ -69,7 +106,7 @@ func TestDirectoryDurabilityOrder(t *testing.T) {
 	if !published {
 		t.Fatal("no metadata file was renamed into place")
 	}
-	if got, want := len(content), len(up.stream.Content); got != want {
+	if got := len(content); got != want {
 		t.Errorf("%d content files written before the metadata, want %d", got, want)
 	}
 }
@@ -110,5 +147,33 @@ func TestFailedFlushForgetsFiles(t *testing.T) {
 	}
 	if _, err := mem.Stat(t.Context(), "streams/v1/index.sjson"); err != nil {
 		t.Errorf("the next run did not publish: %v", err)
+	}
+}
+
+// TestFanOutFailedFlushFailsItsTarget: in a fan-out run, a target whose batch flush fails fails
+// alone, publishing nothing and recording none of the files written; the other publishes.
+func TestFanOutFailedFlushFailsItsTarget(t *testing.T) {
+	up := newUpstream(t, smallConfig(), nil)
+	bad, good := memstore.New(), memstore.New()
+	fr, err := sync.RunTargets(t.Context(), up.src, []store.Target{failingFlush{bad}, good}, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	var te *sync.TargetsError
+	if !errors.As(err, &te) || len(te.Failed) != 1 || !errors.Is(fr.Targets[0].Err, errFlush) {
+		t.Fatalf("fan-out run with one failing flush: %v, want the first target failed with %v", err, errFlush)
+	}
+	if fr.Targets[1].Err != nil {
+		t.Errorf("the other target failed: %v", fr.Targets[1].Err)
+	}
+	if _, err := bad.Stat(t.Context(), "streams/v1/index.sjson"); !errors.Is(err, store.ErrNotExist) {
+		t.Errorf("the index was published in the target whose flush failed (Stat: %v)", err)
+	}
+	if _, err := good.Stat(t.Context(), "streams/v1/index.sjson"); err != nil {
+		t.Errorf("the other target was not published: %v", err)
+	}
+	st, err := sync.LoadState(t.Context(), bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Objects) != 0 {
+		t.Errorf("the state records %d objects written before the failed flush, want none", len(st.Objects))
 	}
 }

@@ -227,7 +227,7 @@ func TestTransferOneRetries(t *testing.T) {
 				var log bytes.Buffer
 				rn := newRun(src, dst, Options{Log: slog.New(slog.NewTextHandler(&log, nil)), Progress: &Progress{}})
 				start := time.Now()
-				_, err := rn.transferOne(t.Context(), rn.dst, f, "")
+				_, err := rn.transferOne(t.Context(), f, "")
 				switch {
 				case tc.errWants == nil && err != nil:
 					t.Fatal(err)

@@ -33,8 +33,26 @@ type run struct {
 	now         func() time.Time
 	concurrency int
 	// ranged gives the run's pool of range streams (ranged.Pool), made on first use and shared
-	// by every file of the run (nil when ranged downloads are off).
+	// by every file of the run, and by every target of a fan-out run (nil when ranged downloads
+	// are off): the hub's.
 	ranged func() *ranged.Pool
+	// hub is what the runs of one RunTargets share: upstream's catalogue and the transfer.
+	hub *hub
+	// The transfer stage's own (tmu guards them): the failures, the content already in the
+	// target by sha256 (copySource), the context the hub writes this target with, and whether
+	// this target fell too far behind the others to be written any more this run.
+	tmu     gosync.Mutex
+	terrs   []error
+	bySum   map[string]string
+	tctx    context.Context
+	givenUp bool
+	arrived bool // came to the transfer (hub.transfer), or left (hub.leave)
+	// content is what the transfer writes content through: the target's batch view
+	// (store.Batcher) or the target; flush makes the batch durable (nil: no batch), and written
+	// lists the paths written through it, which a failed flush takes back out of the state.
+	content store.Target
+	flush   func(context.Context) error
+	written []string
 
 	// lock is the run's lease: every write readers see is fenced by it (nil: none, a dry run).
 	lock     *TargetLock
@@ -47,12 +65,17 @@ type run struct {
 	rep      *Report
 }
 
+// newRun makes a run of its own (a hub of one target).
 func newRun(src store.Source, dst store.Target, opts Options) *run {
-	r := &run{
-		opts: opts, src: src, dst: dst,
-		log: opts.Log, progress: opts.Progress, now: opts.Now, concurrency: opts.Concurrency,
-		rep: &Report{Curated: opts.Signer != nil},
-	}
+	return newHub(context.Background(), src, []store.Target{dst}, opts).runs[0]
+}
+
+// settle fills the run's settings from its options, with the library's defaults.
+func (r *run) settle() {
+	opts := r.opts
+	r.log, r.progress, r.now, r.concurrency = opts.Log, opts.Progress, opts.Now, opts.Concurrency
+	r.rep = &Report{Curated: opts.Signer != nil}
+	r.content = r.dst // until the transfer opens a batch view (openContent)
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -65,18 +88,11 @@ func newRun(src store.Source, dst store.Target, opts Options) *run {
 	if r.concurrency <= 0 {
 		r.concurrency = DefaultConcurrency
 	}
-	r.ranged = gosync.OnceValue(func() *ranged.Pool {
-		streams, chunk, conns := opts.rangeParams()
-		if conns <= 0 {
-			return nil
-		}
-		return ranged.NewPool(conns, chunk, ranged.PoolOptions{MaxStreams: streams, FastEnough: rangeFastEnough})
-	})
-	return r
 }
 
 // do runs the stages.
 func (r *run) do(ctx context.Context) (*Report, error) {
+	defer r.hub.leave(r) // a run that never comes to the transfer does not hold the others back
 	stage := startStages(r.rep, r.now)
 	if !r.opts.DryRun {
 		lockOpts := r.opts.Lock
@@ -164,9 +180,17 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 	return r.rep, nil
 }
 
-// readCatalogue reads upstream's catalogue (readUpstream).
+// readCatalogue reads upstream's catalogue (readUpstream): the run's own reading, or in a
+// fan-out run the one reading all its targets share.
 func (r *run) readCatalogue(ctx context.Context) error {
-	cat, upstream, err := readUpstream(ctx, r.guardRate(r.src), r.opts, r.concurrency)
+	var cat *Catalogue
+	var upstream []streams.Item
+	var err error
+	if r.hub.upstream != nil {
+		cat, upstream, err = r.hub.upstream()
+	} else {
+		cat, upstream, err = readUpstream(ctx, r.guardRate(r.src), r.opts, r.concurrency)
+	}
 	if err != nil {
 		return err
 	}

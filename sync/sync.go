@@ -110,6 +110,12 @@ type Options struct {
 	// RangeFiles only sizes the default RangeConnections (0: DefaultRangeFiles): it no longer
 	// bounds the files fetched in ranges, every large file in flight may be.
 	RangeFiles int
+	// FanOutBuffer is, in a run with several targets (RunTargets), how far one target may fall
+	// behind the fastest target of a file; a target further behind holds the others back for at
+	// most 5 seconds in all on that file, then is given up on for the run (ErrFellBehind)
+	// (0: DefaultFanOutBuffer). The targets of a file share its chunks: a file in flight holds
+	// at most this plus 4 MiB, whatever the number of targets.
+	FanOutBuffer int64
 
 	// OnTransfer, when set, is called as the transfer stage starts with the most bytes of
 	// buffers the stage may hold at once (the ranged downloads' budget and the target's
@@ -124,10 +130,13 @@ type Report struct {
 	Plan *Plan
 	// Curated is true when the catalogue was rewritten and signed with the operator's key.
 	Curated bool
-	// Fetched counts objects downloaded, Copied objects copied inside the target, Adopted
-	// objects found already present and verified.
-	Fetched, Copied, Adopted  int
-	FetchedBytes, CopiedBytes int64
+	// Fetched counts objects downloaded, Copied objects copied inside the target, CopiedFrom
+	// objects copied server-side from another target of a fan-out run (RunTargets), Adopted
+	// objects found already present and verified. In a fan-out run, Fetched counts the files
+	// written into this target from upstream, each read from upstream once for all the targets
+	// (FanOutReport.UpstreamBytes).
+	Fetched, Copied, CopiedFrom, Adopted       int
+	FetchedBytes, CopiedBytes, CopiedFromBytes int64
 	// Drifted lists, sorted, the content objects the mirror had recorded that the target's
 	// listing showed missing or replaced (another size or ETag): not held any more. Those still
 	// referenced are in the plan's Fetch, so the run brings them back before it publishes.
@@ -159,7 +168,9 @@ func Run(ctx context.Context, src store.Source, dst store.Target, opts Options) 
 	if opts.NoItemDownload && opts.Signer != nil {
 		return nil, ErrMetadataOnlyCurated
 	}
-	return newRun(src, dst, opts).do(ctx)
+	h := newHub(ctx, src, []store.Target{dst}, opts)
+	defer h.wait()
+	return h.runs[0].do(ctx)
 }
 
 // listTarget lists every object of the target, by key.

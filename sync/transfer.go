@@ -20,145 +20,83 @@ import (
 	"github.com/ssmirror/ssmirror/streams"
 )
 
-// transfer brings every path the plan fetches into the target, Concurrency at a time, each
-// verified while it streams. Objects that arrive are recorded in the state as they complete.
-// Every failure is returned, each naming its path.
-func (r *run) transfer(ctx context.Context) (err error) {
-	fetches := r.plan.Fetch
-	if len(fetches) == 0 {
-		return nil
-	}
-	var total int64
-	for _, f := range fetches {
-		total += f.Size
-	}
-	r.progress.begin(len(fetches), total)
-	defer r.progress.end()
-	defer startTransfer(r.dst, &r.opts)()
+// transfer brings every path the plan fetches into the target, each verified while it streams,
+// and returns every failure, each naming its path. The run's hub does the work: for a run of its
+// own it is exactly a single-target transfer (transferAll); in a fan-out run it waits for the
+// other targets' plans and fetches each file once for all of them (fanout.go). Objects that
+// arrive are recorded in the state as they complete (noteResult).
+func (r *run) transfer(ctx context.Context) error {
+	return r.hub.transfer(ctx, r)
+}
 
-	st, rep := r.st, r.rep
-
-	// A target that can make files durable in batches (a directory: otherwise one fsync per file,
-	// in the way of the next one) has the content written through its batch view and made
-	// durable here, before transfer returns: before anything that lists it is published and
-	// before the state is saved with it. Only the content goes through the view; the metadata
-	// written later (publish) and the state stay durable write by write.
-	dst := r.dst
-	var written []string // paths this run wrote, for a failed flush to take back
-	if b, ok := store.As[store.Batcher](r.dst); ok {
-		var flush func(context.Context) error
-		dst, flush = b.Batch()
-		defer func() {
-			// Runs after every worker has stopped: nothing else touches st or written now.
-			if ferr := flush(ctx); ferr != nil {
-				// Not known to be durable: not recorded, so the next run checks them again.
-				for _, p := range written {
-					delete(st.Objects, p)
-				}
-				err = errors.Join(err, fmt.Errorf("making the files written durable: %w", ferr))
-			}
-		}()
-	}
-
-	// Content already in the target under another path can be copied there instead of fetched.
-	bySum := map[string]string{}
-	if _, ok := store.As[store.Copier](dst); ok {
-		for key, obj := range st.Objects {
-			if obj.SHA256 != "" {
-				if k, seen := bySum[obj.SHA256]; !seen || key < k {
-					bySum[obj.SHA256] = key
-				}
-			}
-		}
-	}
-
-	var mu gosync.Mutex // guards bySum, st, rep, errs and written
-	var errs []error
-	// transferFile brings f into the target and records the outcome.
-	transferFile := func(f Fetch) {
-		mu.Lock()
-		copyFrom := bySum[f.SHA256]
-		mu.Unlock()
-		res, err := r.transferOne(ctx, dst, f, copyFrom)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			errs = append(errs, err)
-			if ctx.Err() == nil {
-				// A cancelled run says so once (the caller knows why); not once per file in flight.
-				r.log.Error("transfer failed", "path", f.Path, "error", err)
-			}
-			return
-		}
-		etag := res.etag
-		if res.how == "adopted" { // checked as listed
-			etag = st.listed[f.Path].ETag
-		}
-		st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
-		if res.how != "adopted" {
-			written = append(written, f.Path)
-		}
-		if res.sha256 != "" {
-			if _, seen := bySum[res.sha256]; !seen {
-				bySum[res.sha256] = f.Path
-			}
-		}
-		switch res.how {
-		case "fetched":
-			rep.Fetched++
-			rep.FetchedBytes += f.Size
-		case "copied":
-			rep.Copied++
-			rep.CopiedBytes += f.Size
-		case "adopted":
-			rep.Adopted++
-		}
-		r.log.Debug(res.how, "path", f.Path, "size", f.Size)
-	}
-	// Concurrency workers take the files in order; every file is tried, every failure reported.
-	work := make(chan Fetch)
-	var wg gosync.WaitGroup
-	for range min(r.concurrency, len(fetches)) {
-		wg.Go(func() {
-			for f := range work {
-				transferFile(f)
-			}
-		})
-	}
-	// More files at once on a link that limits each connection: a transfer beyond Concurrency
-	// runs on a range stream slot no large file wants (ranged.Pool.Borrow), once some connection
-	// to the source was found slow; it gives the slot back after each file.
-	lendCtx, stopLending := context.WithCancel(ctx)
-	if pool := r.ranged(); pool != nil && len(fetches) > r.concurrency {
-		if _, ok := store.As[store.RangeOpener](r.src); ok {
-			for range min(pool.Slots(), len(fetches)-r.concurrency) {
-				wg.Go(func() {
-					for {
-						giveBack, ok := pool.Borrow(lendCtx)
-						if !ok {
-							return
-						}
-						f, more := <-work
-						if !more {
-							giveBack()
-							return
-						}
-						transferFile(f)
-						giveBack()
+// copySource is the object in the target under another path holding f's content, if the
+// target can copy it there instead of fetching it ("" otherwise).
+func (r *run) copySource(f Fetch) string {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	if r.bySum == nil {
+		r.bySum = map[string]string{}
+		if _, ok := store.As[store.Copier](r.content); ok { // what prepare copies through
+			for key, obj := range r.st.Objects {
+				if obj.SHA256 != "" {
+					if k, seen := r.bySum[obj.SHA256]; !seen || key < k {
+						r.bySum[obj.SHA256] = key
 					}
-				})
+				}
 			}
 		}
 	}
-	for _, f := range fetches {
-		if ctx.Err() != nil {
-			break
+	return r.bySum[f.SHA256]
+}
+
+// noteResult records how f came into the target, or why it did not.
+func (r *run) noteResult(ctx context.Context, f Fetch, res transferResult, err error) {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	st, rep := r.st, r.rep
+	if err != nil {
+		r.terrs = append(r.terrs, err)
+		if ctx.Err() == nil {
+			// A cancelled run says so once (the caller knows why); not once per file in flight.
+			r.log.Error("transfer failed", "path", f.Path, "error", err)
 		}
-		work <- f
+		return
 	}
-	close(work)
-	stopLending()
-	wg.Wait()
+	etag := res.etag
+	if res.how == "adopted" { // checked as listed
+		etag = st.listed[f.Path].ETag
+	}
+	st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
+	if res.how != "adopted" {
+		r.written = append(r.written, f.Path)
+	}
+	if res.sha256 != "" && r.bySum != nil {
+		if _, seen := r.bySum[res.sha256]; !seen {
+			r.bySum[res.sha256] = f.Path
+		}
+	}
+	switch res.how {
+	case "fetched":
+		rep.Fetched++
+		rep.FetchedBytes += f.Size
+	case "copied":
+		rep.Copied++
+		rep.CopiedBytes += f.Size
+	case "copied from":
+		rep.CopiedFrom++
+		rep.CopiedFromBytes += f.Size
+	case "adopted":
+		rep.Adopted++
+	}
+	r.log.Debug(res.how, "path", f.Path, "size", f.Size)
+}
+
+// transferError is the run's transfer outcome: nil, or every failure, sorted, in a
+// TransferError (with the interruption when ctx ended).
+func (r *run) transferError(ctx context.Context) error {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	errs := r.terrs
 	if ctx.Err() != nil {
 		errs = append(errs, fmt.Errorf("interrupted: %w", context.Cause(ctx)))
 	}
@@ -167,6 +105,125 @@ func (r *run) transfer(ctx context.Context) (err error) {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return &TransferError{Errs: errs}
+}
+
+// transferAll is the transfer of a run of its own: every path the plan fetches, each by
+// transferOne (eachFile: Concurrency at a time, more on borrowed range slots). Every file is
+// tried (no cancellation on a failure).
+func (r *run) transferAll(ctx context.Context) {
+	fetches := r.plan.Fetch
+	if len(fetches) == 0 {
+		return
+	}
+	var total int64
+	for _, f := range fetches {
+		total += f.Size
+	}
+	r.progress.begin(len(fetches), total)
+	defer r.progress.end()
+	defer startTransfer([]store.Target{r.dst}, &r.opts, 0)()
+
+	r.hub.eachFile(ctx, len(fetches), func(i int) {
+		f := fetches[i]
+		res, err := r.transferOne(ctx, f, r.copySource(f))
+		r.noteResult(ctx, f, res, err)
+	})
+}
+
+// eachFile calls do for 0 … n-1 (the files of a transfer, in order) until ctx ends: Concurrency
+// workers take them in order, every file is tried. More files at once on a link that limits each
+// connection: a transfer beyond Concurrency runs on a range stream slot no large file wants
+// (ranged.Pool.Borrow), once some connection to the source was found slow; it gives the slot
+// back after each file.
+func (h *hub) eachFile(ctx context.Context, n int, do func(i int)) {
+	work := make(chan int)
+	var wg gosync.WaitGroup
+	for range min(h.concurrency, n) {
+		wg.Go(func() {
+			for i := range work {
+				do(i)
+			}
+		})
+	}
+	lendCtx, stopLending := context.WithCancel(ctx)
+	if borrowers := h.borrowers(n); borrowers > 0 {
+		pool := h.ranged()
+		for range borrowers {
+			wg.Go(func() {
+				for {
+					giveBack, ok := pool.Borrow(lendCtx)
+					if !ok {
+						return
+					}
+					i, more := <-work
+					if !more {
+						giveBack()
+						return
+					}
+					do(i)
+					giveBack()
+				}
+			})
+		}
+	}
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- i
+	}
+	close(work)
+	stopLending()
+	wg.Wait()
+}
+
+// borrowers is how many of n files eachFile may run beyond Concurrency, on borrowed range
+// slots: none unless ranged downloads are on and the source serves ranges.
+func (h *hub) borrowers(n int) int {
+	pool := h.ranged()
+	if pool == nil || n <= h.concurrency {
+		return 0
+	}
+	if _, ok := store.As[store.RangeOpener](h.src); !ok {
+		return 0
+	}
+	return min(pool.Slots(), n-h.concurrency)
+}
+
+// openContent makes what the transfer writes r's content through: a target that can make files
+// durable in batches (a directory: otherwise one fsync per file, in the way of the next one) has
+// the content written through its batch view, made durable by closeContent before the transfer
+// returns: before anything that lists it is published and before the state is saved with it.
+// Only the content goes through the view; the metadata written later (publish) and the state
+// stay durable write by write. In a fan-out run the same holds for each target, tee or not.
+func (r *run) openContent() {
+	r.content = r.dst
+	if len(r.plan.Fetch) == 0 {
+		return
+	}
+	if b, ok := store.As[store.Batcher](r.dst); ok {
+		r.content, r.flush = b.Batch()
+	}
+}
+
+// closeContent makes the content written through the batch view durable, once every writer has
+// stopped; when it cannot, the paths written are taken out of the state (not known to be
+// durable: the next run checks them again) and the error says so.
+func (r *run) closeContent(ctx context.Context) error {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	if r.flush == nil {
+		return nil
+	}
+	flush := r.flush
+	r.flush = nil
+	if err := flush(ctx); err != nil {
+		for _, p := range r.written {
+			delete(r.st.Objects, p)
+		}
+		return fmt.Errorf("making the files written durable: %w", err)
+	}
+	return nil
 }
 
 // TransferError is returned when some files could not be brought in; nothing was published.
@@ -192,62 +249,88 @@ func (e *TransferError) Error() string {
 func (e *TransferError) Unwrap() []error { return e.Errs }
 
 type transferResult struct {
-	how    string // fetched, copied, adopted
+	how    string // fetched, copied, copied from (another target), adopted
 	sha256 string
 	etag   string // of the object written ("" when adopted: the listing has it)
 }
 
-// transferOne brings f into dst: r.dst, or the batch view of it transfer writes the content
-// through (store.Batcher).
-func (r *run) transferOne(ctx context.Context, dst store.Target, f Fetch, copyFrom string) (res transferResult, err error) {
-	src, opts := r.src, &r.opts
+// transferOne brings f into the target, its content written through r.content (the batch view
+// of a directory target, store.Batcher).
+func (r *run) transferOne(ctx context.Context, f Fetch, copyFrom string) (res transferResult, err error) {
 	if f.Size < 0 {
 		// The plan refuses these (checkSizes); a negative size would turn the size check off.
 		return transferResult{}, fmt.Errorf("fetching %s: %w: declared size %d", f.Path, ErrTooLarge, f.Size)
 	}
 	parent := ctx
-	ctx, cancel := opts.withFileDeadline(ctx, f.Size)
+	ctx, cancel := r.opts.withFileDeadline(ctx, f.Size)
 	defer cancel()
-	defer func() {
-		// A file that ran out of time says so, whatever the read or write in flight made of it.
-		if err != nil && parent.Err() == nil && ctx.Err() != nil {
-			if cause := context.Cause(ctx); !errors.Is(err, cause) {
-				err = fmt.Errorf("%w (%w)", err, cause)
-			}
-		}
-	}()
+	defer explainDeadline(parent, ctx, &err)
 	r.progress.startFile(f.Path, f.Size)
 	defer r.progress.finishFile(f.Path)
+	res, done, err := r.prepare(ctx, f, copyFrom)
+	if err == nil && !done {
+		res, err = r.fetch(ctx, f)
+	}
+	if err == nil {
+		r.progress.fileDone()
+	}
+	return res, err
+}
+
+// explainDeadline makes *err say so when the file's own deadline (ctx's, under parent) ended it,
+// whatever the read or write in flight made of it.
+func explainDeadline(parent, ctx context.Context, err *error) {
+	if *err != nil && parent.Err() == nil && ctx.Err() != nil {
+		if cause := context.Cause(ctx); !errors.Is(*err, cause) {
+			*err = fmt.Errorf("%w (%w)", *err, cause)
+		}
+	}
+}
+
+// contentPut is how content at f is written.
+func (r *run) contentPut(f Fetch) store.PutOptions {
+	return store.PutOptions{
+		Size:         f.Size,
+		SHA256:       f.SHA256,
+		ContentType:  streams.ContentType(f.Path),
+		CacheControl: cmp.Or(r.opts.ContentCacheControl, DefaultContentCacheControl),
+	}
+}
+
+// prepare does what brings f into the target without fetching it: reading and checking the
+// object present (f.Check) and copying it from copyFrom, another path of the target with the same
+// content. done says f is in; otherwise it is to be fetched.
+func (r *run) prepare(ctx context.Context, f Fetch, copyFrom string) (res transferResult, done bool, err error) {
+	dst := r.content
 	if f.Check {
 		sum, err := hashObject(ctx, dst, f, r.progress)
 		switch {
 		case errors.Is(err, store.ErrChecksum): // a sha512 or md5 catalogue's hash differs
 			r.log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path, "error", err)
 		case err != nil:
-			return transferResult{}, err
+			return transferResult{}, false, err
 		case f.SHA256 == "" || sum == f.SHA256:
-			r.progress.fileDone()
-			return transferResult{"adopted", sum, ""}, nil
+			return transferResult{"adopted", sum, ""}, true, nil
 		default:
 			r.log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path)
 		}
 	}
-	put := store.PutOptions{
-		Size:         f.Size,
-		SHA256:       f.SHA256,
-		ContentType:  streams.ContentType(f.Path),
-		CacheControl: cmp.Or(opts.ContentCacheControl, DefaultContentCacheControl),
-	}
 	if copyFrom != "" && copyFrom != f.Path && f.SHA256 != "" {
 		c, _ := store.As[store.Copier](dst)
-		info, err := c.Copy(ctx, f.Path, copyFrom, put)
+		info, err := c.Copy(ctx, f.Path, copyFrom, r.contentPut(f))
 		if err == nil {
 			r.progress.add(f.Size)
-			r.progress.fileDone()
-			return transferResult{"copied", info.SHA256, info.ETag}, nil
+			return transferResult{"copied", info.SHA256, info.ETag}, true, nil
 		}
 		r.log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", copyFrom, "error", err)
 	}
+	return transferResult{}, false, nil
+}
+
+// fetch downloads f from the source into the target, verified while it streams, trying again a
+// download whose checksum is wrong.
+func (r *run) fetch(ctx context.Context, f Fetch) (transferResult, error) {
+	src, dst, put := r.src, r.content, r.contentPut(f)
 	// An open that fails (the source answering 5xx or not at all) is tried again by the retrying
 	// source; a complete download whose checksum is wrong, here.
 	logRetry := func(attempt int, err error) {
@@ -257,7 +340,7 @@ func (r *run) transferOne(ctx context.Context, dst store.Target, f Fetch, copyFr
 	var info store.Info
 	var opened bool
 	var last error
-	err = retry.Do(ctx, retry.Policy{
+	err := retry.Do(ctx, retry.Policy{
 		Attempts:  maxChecksumAttempts,
 		Backoff:   fetchBackoff,
 		Permanent: func(err error) bool { return !opened || !errors.Is(err, store.ErrChecksum) },
@@ -273,7 +356,6 @@ func (r *run) transferOne(ctx context.Context, dst store.Target, f Fetch, copyFr
 	if err != nil {
 		return transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err)
 	}
-	r.progress.fileDone()
 	return transferResult{"fetched", info.SHA256, info.ETag}, nil
 }
 
@@ -300,6 +382,7 @@ func fetchOnce(ctx context.Context, src, rsrc store.Source, dst store.Target, f 
 	}
 	defer rc.Close()
 	cr := newCountingReader(rc, rn.progress, f.Path)
+	defer func() { rn.hub.upstreamBytes.Add(cr.n) }()
 	var r io.Reader = cr
 	if f.SHA256 == "" {
 		r = newExtraCheck(f, r)

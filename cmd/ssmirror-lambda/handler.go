@@ -16,6 +16,7 @@ import (
 	"github.com/ssmirror/ssmirror/internal/cdn"
 	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/sign"
+	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
@@ -46,7 +47,8 @@ const DefaultSafetyMargin = 60 * time.Second
 // $SSMIRROR_MAX, $SSMIRROR_S3_ENDPOINT), else from the config file named by $SSMIRROR_CONFIG
 // (in the deployment package), else the flag's default. $SSMIRROR_SOURCE, $SSMIRROR_TARGET and
 // $SSMIRROR_FILTERS (or source, target and [filter] sections) give what the command takes as
-// arguments. Two settings are the function's own: $SSMIRROR_KEYRING_DATA and
+// arguments; several targets (a fan-out run: $SSMIRROR_TARGET holding them separated by commas
+// or blanks, or several target lines) are published in one run, as ssmirror does. Two settings are the function's own: $SSMIRROR_KEYRING_DATA and
 // $SSMIRROR_SAFETY_MARGIN.
 
 // config is the function's configuration, read and checked.
@@ -63,6 +65,10 @@ type config struct {
 	groups         []streams.Filters
 	keyring        *sign.Keyring
 	signer         *sign.Signer
+
+	// more and moreLocs are the targets after the first, of a fan-out run (shown like target).
+	more     []string
+	moreLocs []cliconfig.Location
 }
 
 // newFlagSet makes the function's flag set, filling c: the sync settings and the function's own.
@@ -113,6 +119,19 @@ func readMirrorConfig(lookup func(string) (string, bool), mirror string) (*confi
 	c.source, c.target = httpstore.StripUserInfo(conf.Source), httpstore.StripUserInfo(conf.Target)
 	if c.dstLoc.Kind != "s3" {
 		return nil, fmt.Errorf("%s: %q: a Lambda function publishes into s3://bucket/prefix only (its disk does not outlive it)", origin(lookup, "TARGET"), c.target)
+	}
+	for _, t := range conf.Targets[min(1, len(conf.Targets)):] {
+		loc, err := cliconfig.ParseLocation(t)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", origin(lookup, "TARGET"), err)
+		}
+		if loc.Kind != "s3" {
+			return nil, fmt.Errorf("%s: %q: a Lambda function publishes into s3://bucket/prefix only (its disk does not outlive it)", origin(lookup, "TARGET"), httpstore.StripUserInfo(t))
+		}
+		c.more, c.moreLocs = append(c.more, httpstore.StripUserInfo(t)), append(c.moreLocs, loc)
+	}
+	if len(c.more) > 0 && c.flags.CFDistribution != "" {
+		return nil, fmt.Errorf("$SSMIRROR_CLOUDFRONT_DISTRIBUTION invalidates one target's paths: a function with several targets cannot name one")
 	}
 	c.groups = conf.Groups
 	if c.keyring, err = c.readKeyring(); err != nil {
@@ -245,6 +264,9 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 	opts := c.flags.Options(c.srcLoc, c.groups, c.keyring, c.signer)
 	opts.Log = log
 
+	if len(c.more) > 0 {
+		return runTargets(ctx, runCtx, c, src, dst, opts, dryRun, log)
+	}
 	began := time.Now()
 	rep, err := sync.Run(runCtx, src, dst, opts)
 	took := time.Since(began)
@@ -275,5 +297,33 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 		}
 		log.Info("CloudFront invalidation created", "distribution", c.flags.CFDistribution, "id", sum.CloudFrontInvalidation)
 	}
+	return &sum, nil
+}
+
+// runTargets is run for several targets (a fan-out run): the summary's targets say what each
+// did; a run in which some target failed returns an error naming each (the others published).
+func runTargets(ctx, runCtx context.Context, c *config, src store.Source, first store.Target, opts sync.Options, dryRun bool, log *slog.Logger) (*Summary, error) {
+	dsts := []store.Target{first}
+	for i, loc := range c.moreLocs {
+		dst, err := cliconfig.OpenTarget(runCtx, loc, &c.flags.S3)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: %w", c.more[i], err)
+		}
+		dsts = append(dsts, dst)
+	}
+	began := time.Now()
+	fr, err := sync.RunTargets(runCtx, src, dsts, opts)
+	took := time.Since(began)
+	if err != nil {
+		if runCtx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("stopped %s before the invocation's deadline after %s (the next run keeps the files that arrived and carries on): %w",
+				c.margin, took.Round(time.Second), err)
+		}
+		return nil, err
+	}
+	sum := cliconfig.SummarizeTargets(c.source, append([]string{c.target}, c.more...), dryRun, fr, took, nil)
+	log.Info("sync done", "source", c.source, "target", sum.Target, "dry_run", dryRun,
+		"items_added", sum.ItemsAdded, "items_removed", sum.ItemsRemoved, "files_fetched", sum.FilesFetched,
+		"upstream_bytes", fr.UpstreamBytes, "metadata_written", len(sum.MetadataWritten), "seconds", sum.Seconds)
 	return &sum, nil
 }

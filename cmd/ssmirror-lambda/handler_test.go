@@ -524,3 +524,27 @@ func keys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TestHandlerSeveralTargets: $SSMIRROR_TARGET naming two buckets publishes both in one
+// invocation; the result has a summary per target.
+func TestHandlerSeveralTargets(t *testing.T) {
+	e := setupMinIO(t)
+	second := &lambdaEnv{srv: e.srv, mc: e.mc, bucket: e.srv.NewBucket(t, t.Name()+"-b")}
+	t.Setenv("SSMIRROR_TARGET", "s3://"+e.bucket+"/maas/stable, s3://"+second.bucket+"/maas/stable")
+	sum, err := invoke(t, t.Context(), scheduledEvent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.OK || len(sum.Targets) != 2 || sum.UpstreamBytes == nil || *sum.UpstreamBytes == 0 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	for i, env := range []*lambdaEnv{e, second} {
+		ts := sum.Targets[i]
+		if !ts.OK || ts.Target != "s3://"+env.bucket+"/maas/stable" || ts.FilesFetched == 0 {
+			t.Errorf("target %d: %+v", i, ts)
+		}
+		if _, ok := env.objects(t)["maas/stable/streams/v1/index.sjson"]; !ok {
+			t.Errorf("%s: not published", env.bucket)
+		}
+	}
+}

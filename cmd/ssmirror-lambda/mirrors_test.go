@@ -67,3 +67,27 @@ func invokeRaw(t *testing.T, ctx context.Context, payload string) ([]byte, error
 	t.Helper()
 	return lambda.NewHandler(handle).Invoke(ctx, []byte(payload))
 }
+
+// A [mirror] section with two target lines is a fan-out run: one invocation publishes both.
+func TestHandlerMirrorSectionWithSeveralTargets(t *testing.T) {
+	e := setupMinIO(t)
+	for _, v := range []string{"SSMIRROR_SOURCE", "SSMIRROR_TARGET", "SSMIRROR_FILTERS", "SSMIRROR_MAX"} {
+		t.Setenv(v, "") // the section names its own
+	}
+	conf := filepath.Join(t.TempDir(), "mirrors.conf")
+	text := "max = 1\n" +
+		"\n[mirror images]\nsource = " + repoFile(t, "stream") + "\ntarget = s3://" + e.bucket + "/images\ntarget = s3://" + e.bucket + "/images2\n[filter]\narch=amd64\n"
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSMIRROR_CONFIG", conf)
+	if out, err := invokeRaw(t, t.Context(), `{"mirrors": ["images"]}`); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	objs := e.objects(t)
+	for _, key := range []string{"images/streams/v1/index.sjson", "images2/streams/v1/index.sjson"} {
+		if _, ok := objs[key]; !ok {
+			t.Errorf("%s not published: %v", key, keys(objs))
+		}
+	}
+}

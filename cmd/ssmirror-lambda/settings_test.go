@@ -70,8 +70,13 @@ func TestEverySyncSettingReachesTheFunction(t *testing.T) {
 	shared.AddFlags(fs)
 	n := 0
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Name == cliconfig.ConfigFlag || f.Name == cliconfig.OnlyMirrorFlag {
+		switch f.Name {
+		case cliconfig.ConfigFlag:
+			return
+		case cliconfig.OnlyMirrorFlag:
 			return // --only-mirror picks [mirror] sections: TestHandlerRunsMirrorSections
+		case cliconfig.TargetFlag:
+			return // --target's values come as $SSMIRROR_TARGET and target lines (TestSeveralTargets)
 		}
 		n++
 		value := sampleValue(t, f)
@@ -119,5 +124,31 @@ func TestUnknownEnvWarned(t *testing.T) {
 	want := []cliconfig.UnknownVar{{Name: "SSMIRROR_MAXX", Near: "SSMIRROR_MAX"}, {Name: "SSMIRROR_KEYRING_DAT", Near: "SSMIRROR_KEYRING_DATA"}, {Name: "SSMIRROR_ZZZZZZZZZZ"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("unknown variables = %+v, want %+v", got, want)
+	}
+}
+
+// TestSeveralTargets: several targets reach the function as they reach the command: from
+// $SSMIRROR_TARGET separated by commas or blanks, or from several target lines in the file.
+func TestSeveralTargets(t *testing.T) {
+	clearSSMirrorEnv(t)
+	want := []string{"s3://a/p", "s3://b/p", "s3://c/p"}
+	file := filepath.Join(t.TempDir(), "ssmirror.conf")
+	if err := os.WriteFile(file, []byte("target = s3://a/p\ntarget = s3://b/p\ntarget = s3://c/p\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, env := range map[string]map[string]string{
+		"environment": {"SSMIRROR_TARGET": "s3://a/p, s3://b/p\ts3://c/p"},
+		"config file": {"SSMIRROR_CONFIG": file},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env["SSMIRROR_SOURCE"] = "https://images.maas.io/ephemeral-v3/stable/"
+			c, err := readConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := append([]string{c.target}, c.more...); !reflect.DeepEqual(got, want) {
+				t.Errorf("targets %q, want %q", got, want)
+			}
+		})
 	}
 }

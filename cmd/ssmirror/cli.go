@@ -56,6 +56,12 @@ func exitCode(ctx context.Context, err error) int {
 	if errors.As(err, &mirrors) {
 		return mirrors.code
 	}
+	// A run with several targets in which some failed (a lock held on one of them included)
+	// exits 1: the others published, and the error names each failed target and why.
+	var some *sync.TargetsError
+	if errors.As(err, &some) && some.Targets > 1 {
+		return exitFailure
+	}
 	var locked *sync.LockedError
 	if errors.As(err, &locked) {
 		return exitLocked

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -98,12 +99,12 @@ os~(grub*|pxelinux)
 	}{
 		{name: "defaults", want: defaults},
 		{name: "file via --config", args: []string{"--config", cfgPath}, want: fromFile,
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 		{name: "file via $SSMIRROR_CONFIG", env: map[string]string{"SSMIRROR_CONFIG": cfgPath}, want: fromFile,
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 		{name: "--config over $SSMIRROR_CONFIG", args: []string{"--config", cfgPath},
 			env: map[string]string{"SSMIRROR_CONFIG": filepath.Join(dir, "missing")}, want: fromFile,
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 		{name: "environment without file",
 			env: map[string]string{"SSMIRROR_MAX": "2", "SSMIRROR_PRUNE": "true", "SSMIRROR_VERBOSE": "2",
 				"SSMIRROR_MIRROR": "http://e1.example/ http://e2.example/", "SSMIRROR_SOURCE": "/env/src",
@@ -118,21 +119,21 @@ os~(grub*|pxelinux)
 				"SSMIRROR_TARGET": "s3://env/target", "SSMIRROR_FILTERS": "arch=s390x"},
 			want: testFlags{max: 5, keyring: "/file/keyring.gpg", grace: 2 * time.Hour,
 				mirrors: []string{"http://env.example/"}, endpoint: "http://minio:9000/#not-a-comment"},
-			wantConf: settings{Source: "/file/source", Target: "s3://env/target",
+			wantConf: settings{Source: "/file/source", Target: "s3://env/target", Targets: []string{"s3://env/target"},
 				Groups: []streams.Filters{{{Key: "arch", Op: "=", Value: "s390x"}}}}},
 		{name: "empty environment variable is unset", args: []string{"--config", cfgPath},
 			env: map[string]string{"SSMIRROR_MAX": "", "SSMIRROR_SOURCE": "", "SSMIRROR_FILTERS": ""}, want: fromFile,
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 		{name: "flags over environment over file",
 			args: []string{"--config", cfgPath, "--max=7", "--mirror", "http://flag.example/", "-vvv", "--keyring", "/flag/kr"},
 			env:  map[string]string{"SSMIRROR_MAX": "5", "SSMIRROR_KEYRING": "/env/kr", "SSMIRROR_MIRROR": "http://env.example/", "SSMIRROR_VERBOSE": "1", "SSMIRROR_S3_ENDPOINT": "http://env:9000"},
 			want: testFlags{max: 7, keyring: "/flag/kr", grace: time.Hour, verbose: 3,
 				mirrors: []string{"http://flag.example/"}, endpoint: "http://env:9000"},
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 		{name: "flag set to its default still wins", args: []string{"--config", cfgPath, "--max=0", "--gc-grace=24h"},
 			env:      map[string]string{"SSMIRROR_MAX": "5"},
 			want:     testFlags{max: 0, keyring: "/file/keyring.gpg", grace: 24 * time.Hour, mirrors: fromFile.mirrors, endpoint: fromFile.endpoint},
-			wantConf: settings{Source: "/file/source", Target: "/file/target", Groups: fileGroups}},
+			wantConf: settings{Source: "/file/source", Target: "/file/target", Targets: []string{"/file/target"}, Groups: fileGroups}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,7 +234,7 @@ func TestSyncArgs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src, dst, groups, err := syncArgs(tt.pos, &tt.conf)
+			src, dsts, groups, err := syncArgs(tt.pos, &tt.conf, nil)
 			if tt.wantUsageText != "" {
 				var ue usageError
 				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.wantUsageText) {
@@ -244,8 +245,8 @@ func TestSyncArgs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if src != tt.src || dst != tt.dst {
-				t.Errorf("got %q %q, want %q %q", src, dst, tt.src, tt.dst)
+			if src != tt.src || len(dsts) != 1 || dsts[0] != tt.dst {
+				t.Errorf("got %q %q, want %q %q", src, dsts, tt.src, tt.dst)
 			}
 			if diff := cmp.Diff(tt.groups, groups); diff != "" {
 				t.Errorf("groups (-want +got):\n%s", diff)
@@ -398,5 +399,71 @@ func dryRunMirrors(t *testing.T, name, text string, added map[string]int) {
 		if m.Summary.Added == 0 {
 			t.Errorf("mirror %s: its filters select nothing in the fixture", m.Mirror)
 		}
+	}
+}
+
+// TestSyncArgsTargets: --target adds targets to TARGET (positional or configured); with it,
+// TARGET may be left out; configured targets come from SSMIRROR_TARGET (commas, blanks) or
+// several target lines.
+func TestSyncArgsTargets(t *testing.T) {
+	conf := &settings{Source: "/c/src", Target: "/c/a", Targets: []string{"/c/a", "/c/b"}}
+	extra := []string{"s3://x/p", "s3://y/p"}
+	for _, tt := range []struct {
+		name  string
+		pos   []string
+		extra []string
+		want  []string
+		nf    int // filters in the one argument group
+	}{
+		{"configured targets", nil, nil, []string{"/c/a", "/c/b"}, 0},
+		{"configured targets and --target", nil, extra, []string{"/c/a", "/c/b", "s3://x/p", "s3://y/p"}, 0},
+		{"TARGET and --target", []string{"/a/src", "/a/dst", "arch=amd64"}, extra, []string{"/a/dst", "s3://x/p", "s3://y/p"}, 1},
+		{"--target alone, filters", []string{"/a/src", "arch=amd64", "release=noble"}, extra, []string{"s3://x/p", "s3://y/p"}, 2},
+		{"--target alone", []string{"/a/src"}, extra, []string{"s3://x/p", "s3://y/p"}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, got, groups, err := syncArgs(tt.pos, conf, tt.extra)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("targets %q, want %q", got, tt.want)
+			}
+			if tt.nf > 0 && (len(groups) != 1 || len(groups[0]) != tt.nf) {
+				t.Errorf("groups %v, want one of %d filters", groups, tt.nf)
+			}
+		})
+	}
+
+	for name, c := range map[string]struct {
+		env  map[string]string
+		file string
+	}{
+		"environment": {env: map[string]string{"SSMIRROR_TARGET": "s3://a/p,s3://b/p  /srv/c"}},
+		"config file": {file: "source = /s\ntarget = s3://a/p\ntarget = s3://b/p\ntarget = /srv/c\n"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := c.env
+			if c.file != "" {
+				path := filepath.Join(t.TempDir(), "c.conf")
+				if err := os.WriteFile(path, []byte(c.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				env = map[string]string{"SSMIRROR_CONFIG": path}
+			}
+			var f syncFlags
+			fs := newFlagSet("sync", syncUsage, io.Discard)
+			f.Sync.AddFlags(fs)
+			if err := fs.Parse(nil); err != nil {
+				t.Fatal(err)
+			}
+			got, err := configure(fs, mapEnv(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"s3://a/p", "s3://b/p", "/srv/c"}; !reflect.DeepEqual(got.Targets, want) || got.Target != want[0] {
+				t.Errorf("targets %q (target %q), want %q", got.Targets, got.Target, want)
+			}
+		})
 	}
 }

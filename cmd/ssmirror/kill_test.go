@@ -17,6 +17,7 @@ import (
 	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/s3store"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
 	"github.com/ssmirror/ssmirror/sync/audit"
@@ -41,24 +42,51 @@ func TestKillTrials(t *testing.T) {
 		t.Fatal(err)
 	}
 	onEveryTarget(t, func(t *testing.T, target string, env []string, dst store.Target) {
-		killTrials(t, bin, signer, kr, keyringPath, target, env, dst)
+		killTrials(t, bin, signer, kr, keyringPath, []string{target}, env, []store.Target{dst}, killTrialCount)
 	})
 }
 
-type runSummary struct {
-	OK      bool `json:"ok"`
-	Fetched int  `json:"files_fetched"`
-	Copied  int  `json:"files_copied"`
-	Adopted int  `json:"files_adopted"`
+// TestFanOutKillTrials is TestKillTrials for a run publishing to three targets at once (two
+// buckets of one MinIO server and a directory): after each kill every target's published mirror
+// must verify on its own, and the following run must complete in every target without fetching
+// again anything a target already held complete.
+func TestFanOutKillTrials(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ssmirror 24 times")
+	}
+	bin := buildBinary(t)
+	signer, keyringPath := testKeys(t)
+	kr, err := sign.LoadKeyring(keyringPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := targettest.New(t, targettest.MinIO, targettest.Options{OwnServer: true})
+	bucket := a.Server.NewBucket(t, "fanout-b")
+	b := s3store.New(a.Client, bucket, "mirror/", a.S3)
+	dir := targettest.New(t, targettest.Directory, targettest.Options{})
+	killTrials(t, bin, signer, kr, keyringPath, []string{a.Location, "s3://" + bucket + "/mirror", dir.Location},
+		a.Server.AWSEnv(t), []store.Target{a.Store, b, dir.Store}, 12)
 }
 
-func killTrials(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring, keyringPath, target string, env []string, dst store.Target) {
+type runSummary struct {
+	OK         bool `json:"ok"`
+	Fetched    int  `json:"files_fetched"`
+	Copied     int  `json:"files_copied"`
+	CopiedFrom int  `json:"files_copied_from"`
+	Adopted    int  `json:"files_adopted"`
+	// Targets are a fan-out run's targets.
+	Targets []runSummary `json:"targets"`
+}
+
+// killTrials kills runs publishing to targets (the first positional, the others with --target;
+// dsts the same targets opened here) and checks each target after each kill.
+func killTrials(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring, keyringPath string, targets []string, env []string, dsts []store.Target, trials int) {
 	ctx := t.Context()
 	filters := []string{"arch=amd64", "release~(jammy|noble)"}
 	fs, _ := streams.ParseFilters(filters)
-	published := false
+	published := make([]bool, len(dsts))
 	kills, verified := 0, 0
-	for i := range killTrialCount {
+	for i := range trials {
 		// Upstream gains version i: every trial has new content to fetch and publish.
 		var versions []string
 		for v := 0; v <= i+1; v++ {
@@ -78,7 +106,11 @@ func killTrials(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring,
 			th.off.Store(true) // fast runs: kills land in metadata publication and state writes
 		}
 		up := httptest.NewServer(th)
-		args := append([]string{"--keyring", keyringPath, "--max=1", "--json", up.URL + "/", target}, filters...)
+		args := []string{"--keyring", keyringPath, "--max=1", "--json"}
+		for _, more := range targets[1:] {
+			args = append(args, "--target", more)
+		}
+		args = append(append(args, up.URL+"/", targets[0]), filters...)
 
 		// The run that gets killed.
 		delay := time.Duration((i*137)%600) * time.Millisecond
@@ -101,16 +133,27 @@ func killTrials(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring,
 		// see now must hold together. The .json/.json.gpg pair of one document is two objects: a
 		// kill between their writes leaves them disagreeing until the next run, which the full
 		// audit after that run checks.
-		if ok, _ := store.Exists(ctx, dst, "streams/v1/index.sjson"); ok {
-			published = true
-			checkPublished(t, signedFormsOnly{dst}, kr, fs, i, false)
+		anyPublished := false
+		for j, dst := range dsts {
+			if ok, _ := store.Exists(ctx, dst, "streams/v1/index.sjson"); ok {
+				anyPublished = true
+				checkPublished(t, signedFormsOnly{dst}, kr, fs, i, false)
+			} else if published[j] {
+				t.Fatalf("trial %d: the index disappeared from %s", i, targets[j])
+			} else {
+				continue
+			}
+			published[j] = true
+		}
+		if anyPublished {
 			verified++
-		} else if published {
-			t.Fatalf("trial %d: the index disappeared", i)
 		}
 
 		// The following run completes and fetches only what was not complete.
-		complete := completeFiles(t, dst, s)
+		complete := make([]map[string]bool, len(dsts))
+		for j, dst := range dsts {
+			complete[j] = completeFiles(t, dst, s)
+		}
 		var out, errOut bytes.Buffer
 		cmd = exec.Command(bin, args...)
 		cmd.Env = env
@@ -123,19 +166,29 @@ func killTrials(t *testing.T, bin string, signer *sign.Signer, kr *sign.Keyring,
 			t.Fatalf("trial %d: summary: %v\n%s", i, err, out.String())
 		}
 		wanted := wantedFiles(t, s, fs)
-		missing := 0
-		for _, p := range wanted {
-			if !complete[p] {
-				missing++
+		sums := []runSummary{sum}
+		if len(dsts) > 1 {
+			if len(sum.Targets) != len(dsts) || !sum.OK {
+				t.Fatalf("trial %d: summary of the run after the kill: %s", i, out.String())
 			}
+			sums = sum.Targets
 		}
-		if sum.Fetched+sum.Copied > missing {
-			t.Errorf("trial %d: the following run transferred %d files (fetched %d, copied %d); only %d were not complete", i, sum.Fetched+sum.Copied, sum.Fetched, sum.Copied, missing)
+		for j, dst := range dsts {
+			missing := 0
+			for _, p := range wanted {
+				if !complete[j][p] {
+					missing++
+				}
+			}
+			ts := sums[j]
+			if moved := ts.Fetched + ts.Copied + ts.CopiedFrom; moved > missing {
+				t.Errorf("trial %d: %s: the following run transferred %d files (fetched %d, copied %d, from another target %d); only %d were not complete", i, targets[j], moved, ts.Fetched, ts.Copied, ts.CopiedFrom, missing)
+			}
+			checkPublished(t, dst, kr, fs, i, true)
 		}
-		checkPublished(t, dst, kr, fs, i, true)
 		up.Close()
 	}
-	t.Logf("%d kill trials, %d runs actually killed before finishing, published mirror verified after %d of them (before the first publication there is nothing to verify)", killTrialCount, kills, verified)
+	t.Logf("%d kill trials, %d runs actually killed before finishing, published mirror verified after %d of them (before the first publication there is nothing to verify)", trials, kills, verified)
 }
 
 // checkPublished reads the published catalogue through the keyring and checks that every item

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/spf13/pflag"
 	"github.com/ssmirror/ssmirror/sync"
@@ -166,37 +167,53 @@ func (r runResult) registry(targetLabel bool, lastSuccess float64) *prometheus.R
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
-// export writes and pushes the run's metrics as the flags ask.
-func (m *metricsFlags) export(ctx context.Context, r runResult) error {
+// export writes and pushes the run's metrics as the flags ask: one result per target (a fan-out
+// run has several, each with its own target label and Pushgateway group, so that each target's
+// failure and last success are seen on their own).
+func (m *metricsFlags) export(ctx context.Context, rs ...runResult) error {
 	// Push first, so that the textfile can record a failed push.
 	var errs []error
 	if m.pushURL != "" {
-		if err := pushMetrics(ctx, m.pushURL, r); err != nil {
-			r.pushErr = err
-			errs = append(errs, err)
+		for i := range rs {
+			if err := pushMetrics(ctx, m.pushURL, rs[i]); err != nil {
+				rs[i].pushErr = err
+				errs = append(errs, err)
+			}
 		}
 	}
 	if m.textfile != "" {
-		if err := writeTextfile(m.textfile, r); err != nil {
+		if err := writeTextfile(m.textfile, rs...); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// writeTextfile replaces path with the run's metrics: a temporary file in the same directory,
-// renamed over it, so the collector never reads half a file. A failed run carries over the last
-// success time recorded in the previous file.
-func writeTextfile(path string, r runResult) error {
-	last := 0.0
-	if r.err == nil {
-		last = unixSeconds(r.end)
-	} else {
-		last = previousSuccess(path)
-	}
-	mfs, err := r.registry(true, last).Gather()
-	if err != nil {
-		return fmt.Errorf("metrics textfile %s: %w", path, err)
+// writeTextfile replaces path with the runs' metrics: a temporary file in the same directory,
+// renamed over it, so the collector never reads half a file. A target whose run failed carries
+// over the last success time recorded for it in the previous file.
+func writeTextfile(path string, rs ...runResult) error {
+	var mfs []*dto.MetricFamily
+	byName := map[string]*dto.MetricFamily{}
+	for _, r := range rs {
+		last := 0.0
+		if r.err == nil {
+			last = unixSeconds(r.end)
+		} else {
+			last = previousSuccess(path, r.target)
+		}
+		got, err := r.registry(true, last).Gather()
+		if err != nil {
+			return fmt.Errorf("metrics textfile %s: %w", path, err)
+		}
+		for _, mf := range got {
+			if have := byName[mf.GetName()]; have != nil {
+				have.Metric = append(have.Metric, mf.Metric...)
+				continue
+			}
+			byName[mf.GetName()] = mf
+			mfs = append(mfs, mf)
+		}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -226,8 +243,8 @@ func writeTextfile(path string, r runResult) error {
 	return nil
 }
 
-// previousSuccess reads the last success time from an earlier textfile (0 when unknown).
-func previousSuccess(path string) float64 {
+// previousSuccess reads target's last success time from an earlier textfile (0 when unknown).
+func previousSuccess(path, target string) float64 {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0
@@ -238,8 +255,14 @@ func previousSuccess(path string) float64 {
 	if err != nil {
 		return 0
 	}
-	if mf := mfs[lastSuccessMetric]; mf != nil && len(mf.GetMetric()) == 1 {
-		return mf.GetMetric()[0].GetGauge().GetValue()
+	if mf := mfs[lastSuccessMetric]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "target" && l.GetValue() == target {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
 	}
 	return 0
 }

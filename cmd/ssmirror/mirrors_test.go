@@ -194,3 +194,34 @@ func TestWorstExit(t *testing.T) {
 		}
 	}
 }
+
+// A [mirror] section with several target lines is a fan-out run of its own: both targets
+// publish, each with its metrics series labelled by the mirror and by the target. --target on
+// the command line of a run of [mirror] sections is refused.
+func TestMirrorFanOut(t *testing.T) {
+	dir := t.TempDir()
+	prom := filepath.Join(dir, "images.prom")
+	second := filepath.Join(dir, "images2")
+	conf := mirrorsConf(t, dir, "", "target = "+second+"\nmetrics-textfile = "+prom+"\n")
+	stdout, stderr, code := runMain(t, "sync", "--config", conf, "--only-mirror", "images")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	m, err := os.ReadFile(prom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{filepath.Join(dir, "images"), second} {
+		if want := `ssmirror_last_run_error{mirror="images",target="` + target + `"} 0`; !strings.Contains(string(m), want) {
+			t.Errorf("metrics lack %s:\n%s", want, m)
+		}
+		out, errs, code := runMain(t, "verify", "--keyring", filepath.Join(fixtureDir(t), "keys", "test-keyring.gpg"), target)
+		if code != 0 {
+			t.Errorf("verify of %s: exit %d\n%s%s", target, code, out, errs)
+		}
+	}
+	_, stderr, code = runMain(t, "sync", "--config", conf, "--target", filepath.Join(dir, "more"))
+	if code != exitUsage || !strings.Contains(stderr, "--target") {
+		t.Errorf("--target with [mirror] sections: exit %d, want %d\n%s", code, exitUsage, stderr)
+	}
+}

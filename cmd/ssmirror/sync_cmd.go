@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
@@ -15,12 +18,14 @@ import (
 	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/internal/cdn"
 	"github.com/ssmirror/ssmirror/internal/units"
+	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
 const syncUsage = `Usage: ssmirror [sync] [flags] SOURCE TARGET [FILTER...]
+       ssmirror [sync] [flags] --target TARGET [--target TARGET...] SOURCE [TARGET] [FILTER...]
 
 Mirror the SimpleStreams stream at SOURCE into TARGET. Content is fetched once per path, in
 parallel, and refused unless its size and sha256 match the catalogue; the metadata is published
@@ -45,6 +50,14 @@ Publishing modes:
   curated             --signing-key: the catalogue is rewritten to list exactly what the mirror
                       holds and signed with your key (.sjson and .json.gpg); give clients the
                       public keyring from 'ssmirror keygen'.
+
+Several targets (--target, repeatable; several target lines in a config file; $SSMIRROR_TARGET
+with several, separated by commas or blanks): upstream is read once and each file fetched once
+for all of them, streamed to every target that needs it; each target is locked, published and
+collected on its own, as a run of its own, and the transfer starts once every target has
+planned. A target that fails (unreachable, no such bucket, locked, more than --fan-out-buffer
+behind the fastest target) publishes nothing and the others go on; the run exits 1 naming it.
+--json adds targets (one summary per target) and upstream_bytes.
 
 Runs with different filters into one target accumulate (the MAAS recipe runs twice); --prune
 drops what the current selection no longer covers.
@@ -117,7 +130,9 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 	// only, whatever the run met (registered first, so it sees the final error).
 	jsonLog := wantsJSONLog(args, os.LookupEnv)
 	var rep *sync.Report
+	var fr *sync.FanOutReport // a fan-out run's (several targets)
 	var source, target string
+	var targets []string
 	summaryDone := false
 	began := time.Now()
 	var flushes []func()
@@ -129,7 +144,7 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 			return
 		}
 		if f.jsonOut && !summaryDone {
-			writeSummary(stdout, cliconfig.Summarize(httpstore.StripUserInfo(source), httpstore.StripUserInfo(target), f.DryRun, rep, time.Since(began), err), jsonLog)
+			writeSummary(stdout, summarize(source, targets, f.DryRun, rep, fr, time.Since(began), err), jsonLog)
 		}
 		for _, fl := range flushes {
 			fl()
@@ -145,6 +160,9 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 		names, err := cliconfig.Mirrors(fs, os.LookupEnv, isSettingKey)
 		if err != nil {
 			return err
+		}
+		if len(names) > 0 && len(f.Targets) > 0 {
+			return usagef("--%s adds a target to one run; with [mirror NAME] sections, give each mirror its targets in its section (several target lines: a fan-out)", cliconfig.TargetFlag)
 		}
 		if len(names) > 0 {
 			summaryDone = true // each mirror reports its own
@@ -171,9 +189,13 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 	if mirror == "" { // several mirrors: runMirrors warns once
 		warnAll(stderr, unknownEnv(os.Environ()))
 	}
-	source, target, groups, err := syncArgs(fs.Args(), conf)
+	source, targets, groups, err := syncArgs(fs.Args(), conf, f.Targets)
 	if err != nil {
 		return err
+	}
+	target = targets[0]
+	if len(targets) > 1 && f.CFDistribution != "" {
+		return usagef("--cloudfront-distribution invalidates one target's paths: run a target behind CloudFront on its own, not in a run with several targets")
 	}
 	if err := f.Sync.Check(fs); err != nil {
 		return err
@@ -202,7 +224,7 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 			// Report even an interrupted run, within a bounded time.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			merr := f.metrics.export(mctx, runResult{target: httpstore.StripUserInfo(target), mirror: mirror, report: rep, duration: time.Since(began), err: err, cdnErr: cdnErr, end: time.Now()})
+			merr := f.metrics.export(mctx, runResults(targets, mirror, rep, fr, time.Since(began), err, cdnErr)...)
 			switch {
 			case merr != nil && err == nil:
 				warnRun(log, stderr, "mirrored, but the metrics export failed", merr)
@@ -216,10 +238,18 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 	if err != nil {
 		return err
 	}
-	dstLoc, err := cliconfig.ParseLocation(target)
-	if err != nil {
-		return err
+	dstLocs := make([]cliconfig.Location, len(targets))
+	for i, t := range targets {
+		if dstLocs[i], err = cliconfig.ParseLocation(t); err != nil {
+			return err
+		}
+		for j := range i {
+			if sameLocation(dstLocs[j], dstLocs[i]) {
+				return usagef("target %s is given twice", httpstore.StripUserInfo(t))
+			}
+		}
 	}
+	dstLoc := dstLocs[0]
 	keyring, err := f.Verify.Load()
 	if err != nil {
 		return err
@@ -233,7 +263,7 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 	if err != nil {
 		return err
 	}
-	log.Info("start", "version", version(), "source", httpstore.StripUserInfo(source), "target", httpstore.StripUserInfo(target),
+	log.Info("start", "version", version(), "source", httpstore.StripUserInfo(source), "target", strings.Join(stripAll(targets), ", "),
 		"filters", groupStrings(groups), "dry_run", f.DryRun)
 	signer, err := f.LoadSigner(os.LookupEnv)
 	if err != nil {
@@ -251,10 +281,13 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 		return err
 	}
 	src = cliconfig.LimitSource(src, f.Bwlimit)
-	dst, err := cliconfig.OpenTarget(ctx, dstLoc, &f.S3)
-	if err != nil {
-		return err
+	dsts := make([]store.Target, len(dstLocs))
+	for i, loc := range dstLocs {
+		if dsts[i], err = cliconfig.OpenTarget(ctx, loc, &f.S3); err != nil {
+			return err
+		}
 	}
+	dst := dsts[0]
 	var cf *cloudfront.Client
 	if f.CFDistribution != "" && !f.DryRun {
 		if cf, err = cdn.NewClient(ctx, f.S3.Profile); err != nil {
@@ -272,6 +305,13 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 		stopProgress = progressJSON(progress, stderr, f.progressEvery)
 	case f.progress && !f.DryRun:
 		stopProgress = showProgress(progress, stderr, f.progressEvery)
+	}
+	if len(dsts) > 1 {
+		fr, err = sync.RunTargets(ctx, src, dsts, opts)
+		if stopProgress != nil {
+			stopProgress()
+		}
+		return fanOutOutput(stdout, stderr, &f, source, targets, fr, time.Since(began), err, jsonLog, &summaryDone)
 	}
 	rep, err = sync.Run(ctx, src, dst, opts)
 	err = summarizeInterrupt(ctx, rep, err)
@@ -310,6 +350,100 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 	return err
 }
 
+// sameLocation reports whether two targets are one place written two ways (a trailing slash,
+// a dot segment): their runs would meet at its lock.
+func sameLocation(a, b cliconfig.Location) bool {
+	if a.Kind != b.Kind {
+		return false
+	}
+	if a.Kind == "s3" {
+		return a.Bucket == b.Bucket && strings.Trim(a.Prefix, "/") == strings.Trim(b.Prefix, "/")
+	}
+	return filepath.Clean(a.Root) == filepath.Clean(b.Root)
+}
+
+// summarize is the JSON summary of the run: a single target's, or a fan-out run's.
+func summarize(source string, targets []string, dryRun bool, rep *sync.Report, fr *sync.FanOutReport, took time.Duration, err error) cliconfig.Summary {
+	if len(targets) > 1 {
+		return cliconfig.SummarizeTargets(httpstore.StripUserInfo(source), stripAll(targets), dryRun, fr, took, err)
+	}
+	target := ""
+	if len(targets) == 1 {
+		target = httpstore.StripUserInfo(targets[0])
+	}
+	return cliconfig.Summarize(httpstore.StripUserInfo(source), target, dryRun, rep, took, err)
+}
+
+// runResults are what the metrics describe: the one target's run, or each target's of a fan-out
+// run (a target whose run did not report fails with the run's error).
+func runResults(targets []string, mirror string, rep *sync.Report, fr *sync.FanOutReport, took time.Duration, err, cdnErr error) []runResult {
+	end := time.Now()
+	if len(targets) <= 1 || fr == nil {
+		target := ""
+		if len(targets) > 0 {
+			target = httpstore.StripUserInfo(targets[0])
+		}
+		if len(targets) > 1 {
+			target = strings.Join(stripAll(targets), ",")
+		}
+		return []runResult{{target: target, mirror: mirror, report: rep, duration: took, err: err, cdnErr: cdnErr, end: end}}
+	}
+	out := make([]runResult, len(targets))
+	for i, t := range targets {
+		r := runResult{target: httpstore.StripUserInfo(t), mirror: mirror, duration: took, end: end, err: err}
+		if i < len(fr.Targets) {
+			r.report, r.err = fr.Targets[i].Report, fr.Targets[i].Err
+		}
+		out[i] = r
+	}
+	return out
+}
+
+func stripAll(locations []string) []string {
+	out := make([]string, len(locations))
+	for i, l := range locations {
+		out[i] = httpstore.StripUserInfo(l)
+	}
+	return out
+}
+
+// fanOutOutput prints what a fan-out run did: the JSON summary, or per target the dry run's
+// plan or the run's summary, then the upstream bytes read; and returns the run's error.
+func fanOutOutput(stdout, stderr io.Writer, f *syncFlags, source string, targets []string, fr *sync.FanOutReport, took time.Duration, err error, jsonLog bool, summaryDone *bool) error {
+	if f.jsonOut || jsonLog {
+		writeSummary(stdout, summarize(source, targets, f.DryRun, nil, fr, took, err), jsonLog)
+		*summaryDone = true
+		return err
+	}
+	if fr == nil {
+		return err
+	}
+	for i, t := range fr.Targets {
+		rep := t.Report
+		name := httpstore.StripUserInfo(targets[i])
+		switch {
+		case rep == nil || rep.Plan == nil:
+			fmt.Fprintf(stdout, "FAILED, nothing published: %s -> %s: %v\n", httpstore.StripUserInfo(source), name, t.Err)
+		case f.DryRun:
+			fmt.Fprintf(stdout, "# %s\n", name)
+			printPlan(stdout, stderr, rep)
+		default:
+			var own time.Duration // the target's run: its stages
+			for _, st := range rep.Stages {
+				own += st.Duration
+			}
+			printSummary(stdout, httpstore.StripUserInfo(source), name, rep, own, t.Err)
+			if rep.CopiedFrom > 0 {
+				fmt.Fprintf(stdout, "  copied server-side from another target: %d files (%s)\n", rep.CopiedFrom, humanBytes(rep.CopiedFromBytes))
+			}
+		}
+	}
+	if !f.DryRun {
+		fmt.Fprintf(stdout, "upstream: %s of content read once for %d targets\n", humanBytes(fr.UpstreamBytes), len(targets))
+	}
+	return err
+}
+
 // groupStrings are the filter groups as written.
 func groupStrings(groups []streams.Filters) [][]string {
 	out := [][]string{}
@@ -319,32 +453,44 @@ func groupStrings(groups []streams.Filters) [][]string {
 	return out
 }
 
-// syncArgs resolves SOURCE, TARGET and the filter groups. With no arguments they all come from
-// the configuration (environment, then config file); with SOURCE and TARGET as arguments, the
-// filters come from the arguments when there are any, else from the configuration.
-func syncArgs(pos []string, conf *settings) (source, target string, groups []streams.Filters, err error) {
+// syncArgs resolves SOURCE, the targets and the filter groups. With no arguments they all come
+// from the configuration (environment, then config file); with SOURCE and TARGET as arguments,
+// the filters come from the arguments when there are any, else from the configuration. extra
+// (--target) adds targets to TARGET, wherever it comes from; with extra, the positional TARGET
+// may be left out (SOURCE [FILTER...]).
+func syncArgs(pos []string, conf *settings, extra []string) (source string, targets []string, groups []streams.Filters, err error) {
+	configured := conf.Targets
+	if len(configured) == 0 && conf.Target != "" {
+		configured = []string{conf.Target}
+	}
 	switch {
 	case len(pos) == 0:
-		if conf.Source == "" || conf.Target == "" {
-			return "", "", nil, usagef("sync needs SOURCE and TARGET: as arguments, as $SSMIRROR_SOURCE and $SSMIRROR_TARGET, or as source and target in the config file (see ssmirror help sync)")
+		if conf.Source == "" || len(configured)+len(extra) == 0 {
+			return "", nil, nil, usagef("sync needs SOURCE and TARGET: as arguments, as $SSMIRROR_SOURCE and $SSMIRROR_TARGET, or as source and target in the config file (see ssmirror help sync)")
 		}
-		return conf.Source, conf.Target, conf.Groups, nil
-	case len(pos) == 1:
-		return "", "", nil, usagef("sync needs SOURCE and TARGET (see ssmirror help sync)")
+		return conf.Source, append(slices.Clone(configured), extra...), conf.Groups, nil
+	case len(pos) == 1 && len(extra) == 0:
+		return "", nil, nil, usagef("sync needs SOURCE and TARGET (see ssmirror help sync)")
 	}
-	for i, name := range []string{"SOURCE", "TARGET"} {
-		if cliconfig.LooksLikeFilter(pos[i]) {
-			return "", "", nil, usagef("%s %q looks like a filter: the command line is SOURCE TARGET [FILTER...] (a directory of that name is written ./%s)", name, pos[i], pos[i])
+	if cliconfig.LooksLikeFilter(pos[0]) {
+		return "", nil, nil, usagef("SOURCE %q looks like a filter: the command line is SOURCE TARGET [FILTER...] (a directory of that name is written ./%s)", pos[0], pos[0])
+	}
+	rest := pos[1:]
+	if len(extra) == 0 || (len(rest) > 0 && !cliconfig.LooksLikeFilter(rest[0])) {
+		if cliconfig.LooksLikeFilter(rest[0]) {
+			return "", nil, nil, usagef("TARGET %q looks like a filter: the command line is SOURCE TARGET [FILTER...] (a directory of that name is written ./%s)", rest[0], rest[0])
 		}
+		targets, rest = []string{rest[0]}, rest[1:]
 	}
-	if len(pos) == 2 {
-		return pos[0], pos[1], conf.Groups, nil
+	targets = append(targets, extra...)
+	if len(rest) == 0 {
+		return pos[0], targets, conf.Groups, nil
 	}
-	filters, err := cliconfig.ParseFilterArgs(pos[2:])
+	filters, err := cliconfig.ParseFilterArgs(rest)
 	if err != nil {
-		return "", "", nil, usageError{Err: err}
+		return "", nil, nil, usageError{Err: err}
 	}
-	return pos[0], pos[1], []streams.Filters{filters}, nil
+	return pos[0], targets, []streams.Filters{filters}, nil
 }
 
 // printPlan prints sstream-mirror's dry-run output on w: a line per item added or removed, "+"

@@ -344,6 +344,10 @@ func (s *Server) kill() {
 	<-s.done
 }
 
+// Kill stops a test's own server (MinIO, VersityGW) at once, as a crash or a pulled cable would:
+// a test of what a client does when its server goes away. It is not restarted.
+func (s *Server) Kill() { s.kill() }
+
 func (s *Server) stop() {
 	s.kill()
 	if s.ownDir && s.dataDir != "" {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unicode"
 
 	"github.com/spf13/pflag"
 	"github.com/ssmirror/ssmirror/streams"
@@ -43,7 +44,9 @@ import (
 //	release~^(jammy|noble)$
 //
 // From the environment, $SSMIRROR_SOURCE, $SSMIRROR_TARGET and $SSMIRROR_FILTERS (filters
-// separated by blanks, groups by ;) do the same. A repeatable flag's environment variable holds
+// separated by blanks, groups by ;) do the same. Several targets (a fan-out run) are several
+// target lines in the file, or $SSMIRROR_TARGET holding them separated by commas or blanks; on
+// the command line, --target adds to the positional TARGET. A repeatable flag's environment variable holds
 // its values separated by blanks.
 //
 // Secrets are never read from the file: the signing key's passphrase comes from
@@ -54,6 +57,10 @@ const EnvPrefix = "SSMIRROR_"
 
 // ConfigFlag is the flag naming the config file.
 const ConfigFlag = "config"
+
+// TargetFlag is the repeatable flag adding targets to the positional TARGET. It is set on the
+// command line only: $SSMIRROR_TARGET and the file's target lines are Settings.Targets.
+const TargetFlag = "target"
 
 // EnvName is the environment variable that sets a flag: SSMIRROR_S3_ENDPOINT for s3-endpoint.
 func EnvName(flag string) string {
@@ -195,7 +202,11 @@ func loadConfigFile(path string, isSetting func(string) bool) (*configFile, erro
 // Settings are what a command takes from outside its flags: the positional arguments.
 type Settings struct {
 	// Source and Target come from $SSMIRROR_SOURCE/$SSMIRROR_TARGET, else the file ("": unset).
+	// Target is the first of Targets.
 	Source, Target string
+	// Targets are every target: $SSMIRROR_TARGET split at commas and blanks, else the file's
+	// target lines, in order (nil: unset).
+	Targets []string
 	// Groups are the filter groups from $SSMIRROR_FILTERS, else the file's [filter] sections
 	// (nil: unset).
 	Groups []streams.Filters
@@ -252,7 +263,7 @@ func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), i
 	for _, s := range cf.settings {
 		switch s.key {
 		case "source", "target":
-			if len(fromFile[s.key]) > 0 {
+			if len(fromFile[s.key]) > 0 && s.key == "source" {
 				return nil, Usagef("%s:%d: %s set twice (first on line %d)", cf.path, s.line, s.key, fromFile[s.key][0].line)
 			}
 			fromFile[s.key] = append(fromFile[s.key], s)
@@ -272,7 +283,7 @@ func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), i
 
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || f.Name == ConfigFlag || f.Name == "help" {
+		if err != nil || f.Changed || f.Name == ConfigFlag || f.Name == TargetFlag || f.Name == "help" {
 			return
 		}
 		if v, ok := env(EnvName(f.Name)); ok {
@@ -307,9 +318,14 @@ func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), i
 		out.Source = s[0].value
 	}
 	if v, ok := env(EnvPrefix + "TARGET"); ok {
-		out.Target = v
-	} else if s := fromFile["target"]; len(s) > 0 {
-		out.Target = s[0].value
+		out.Targets = SplitTargets(v)
+	} else {
+		for _, s := range fromFile["target"] {
+			out.Targets = append(out.Targets, s.value)
+		}
+	}
+	if len(out.Targets) > 0 {
+		out.Target = out.Targets[0]
 	}
 	if v, ok := env(EnvPrefix + "FILTERS"); ok {
 		groups, perr := ParseGroups(v)
@@ -321,6 +337,13 @@ func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), i
 		out.Groups = cf.groups
 	}
 	return out, nil
+}
+
+// SplitTargets splits $SSMIRROR_TARGET's value into targets, at commas and blanks (a location
+// holds neither: an S3 bucket name and a key prefix have no blank, and a directory's path with
+// one is written in a config file instead).
+func SplitTargets(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 }
 
 // originKey is the annotation of a flag set from the environment or the file: where from.

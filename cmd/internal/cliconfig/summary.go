@@ -1,6 +1,8 @@
 package cliconfig
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ssmirror/ssmirror/sync"
@@ -36,6 +38,20 @@ type Summary struct {
 	Stages          []stageTiming `json:"stages"`
 	// CloudFrontInvalidation is the id of the invalidation created after the publish.
 	CloudFrontInvalidation string `json:"cloudfront_invalidation,omitempty"`
+
+	// A fan-out run (several targets) only. The fields above keep their meaning for the run as
+	// a whole: ok is true when every target published, error names the targets that failed,
+	// target lists the targets separated by ", ", the counts are sums over the targets, and the
+	// plan's fields (items, files to fetch, added, removed) are the first planned target's.
+	// FilesCopiedFrom and BytesCopiedFrom count files copied server-side from another target of
+	// the run; UpstreamBytes the content bytes read from upstream, each file once whatever the
+	// number of targets; Targets has one summary per target, in the order given, each as a
+	// single-target run's (without the targets and upstream_bytes fields). Drifted,
+	// metadata_written and deleted name each key written or deleted in any target once.
+	FilesCopiedFrom int       `json:"files_copied_from,omitempty"`
+	BytesCopiedFrom int64     `json:"bytes_copied_from,omitempty"`
+	UpstreamBytes   *int64    `json:"upstream_bytes,omitempty"`
+	Targets         []Summary `json:"targets,omitempty"`
 }
 
 type planItem struct {
@@ -80,6 +96,7 @@ func Summarize(source, target string, dryRun bool, rep *sync.Report, took time.D
 	}
 	out.FilesFetched, out.BytesFetched = rep.Fetched, rep.FetchedBytes
 	out.FilesCopied, out.BytesCopied = rep.Copied, rep.CopiedBytes
+	out.FilesCopiedFrom, out.BytesCopiedFrom = rep.CopiedFrom, rep.CopiedFromBytes
 	out.FilesAdopted, out.PendingDeletion = rep.Adopted, rep.PendingDeletion
 	if rep.Drifted != nil {
 		out.Drifted = rep.Drifted
@@ -94,4 +111,59 @@ func Summarize(source, target string, dryRun bool, rep *sync.Report, took time.D
 		out.Stages = append(out.Stages, stageTiming{s.Name, s.Duration.Seconds()})
 	}
 	return out
+}
+
+// SummarizeTargets builds the summary of a fan-out run (several targets; see Summary): fr may be
+// nil (a run that failed before it began), targets are as given (strip their user info first).
+func SummarizeTargets(source string, targets []string, dryRun bool, fr *sync.FanOutReport, took time.Duration, runErr error) Summary {
+	out := Summarize(source, strings.Join(targets, ", "), dryRun, nil, took, runErr)
+	var upstream int64
+	out.UpstreamBytes = &upstream
+	if fr == nil {
+		return out
+	}
+	upstream = fr.UpstreamBytes
+	planned := false
+	for i, t := range fr.Targets {
+		name := t.Target
+		if i < len(targets) {
+			name = targets[i]
+		}
+		ts := Summarize(source, name, dryRun, t.Report, took, t.Err)
+		ts.Targets = nil
+		out.Targets = append(out.Targets, ts)
+		if t.Report == nil {
+			continue
+		}
+		if !planned && t.Report.Plan != nil {
+			planned = true
+			out.Curated = ts.Curated
+			out.ItemsAdded, out.ItemsRemoved, out.ItemsKept = ts.ItemsAdded, ts.ItemsRemoved, ts.ItemsKept
+			out.FilesToFetch, out.BytesToFetch = ts.FilesToFetch, ts.BytesToFetch
+			out.Added, out.Removed = ts.Added, ts.Removed
+		}
+		out.FilesFetched += ts.FilesFetched
+		out.BytesFetched += ts.BytesFetched
+		out.FilesCopied += ts.FilesCopied
+		out.BytesCopied += ts.BytesCopied
+		out.FilesCopiedFrom += ts.FilesCopiedFrom
+		out.BytesCopiedFrom += ts.BytesCopiedFrom
+		out.FilesAdopted += ts.FilesAdopted
+		out.PendingDeletion += ts.PendingDeletion
+		out.Drifted = appendNew(out.Drifted, ts.Drifted)
+		out.MetadataWritten = appendNew(out.MetadataWritten, ts.MetadataWritten)
+		out.Deleted = appendNew(out.Deleted, ts.Deleted)
+	}
+	return out
+}
+
+// appendNew appends to list the keys of more it does not hold yet: the lists of a fan-out run's
+// summary name each key once, whatever the number of targets it was written in.
+func appendNew(list, more []string) []string {
+	for _, k := range more {
+		if !slices.Contains(list, k) {
+			list = append(list, k)
+		}
+	}
+	return list
 }

@@ -77,6 +77,9 @@ type Sync struct {
 	CFPathPrefix    string
 	// Sections pick and pace the [mirror NAME] sections of a config file.
 	Sections MirrorFlags
+	// Targets are the --target flags: targets added to the positional TARGET (a fan-out run).
+	Targets      []string
+	FanOutBuffer int64
 }
 
 // AddFlags adds the sync flags to fs, and --config.
@@ -88,6 +91,8 @@ func (f *Sync) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Path, "path", "", "start from this metadata path instead of streams/v1/index.sjson")
 	fs.BoolVar(&f.DryRun, "dry-run", false, "print what would be added (+) and removed (-) as sstream-mirror does (sizes in whole MiB, then the net change), change nothing; exact totals on stderr")
 	fs.BoolVar(&f.NoItemDownload, "no-item-download", false, "publish metadata only (verbatim mode)")
+	fs.StringArrayVar(&f.Targets, TargetFlag, nil, "also publish to this target (repeatable): one run, upstream read once, each file fetched once for all targets, each target locked, published and collected on its own; a target that fails does not stop the others (the run exits 1 naming it)")
+	fs.Var(units.NewSize(&f.FanOutBuffer, sync.DefaultFanOutBuffer), "fan-out-buffer", "with several targets: how far (as 64MiB or bytes) a target may fall behind the fastest target of a file (held in memory per file in flight, whatever the number of targets); one further behind holds the others back at most 5s per file, then is given up on for the run")
 	fs.StringArrayVar(&f.Mirrors, "mirror", nil, "extra base URL tried when SOURCE answers 404 (repeatable)")
 	fs.StringVar(&f.SigningKey, "signing-key", "", "curated mode: rewrite the catalogue to what the mirror holds and sign it with this secret key (armoured)")
 	fs.StringVar(&f.PassphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
@@ -220,6 +225,7 @@ func (f *Sync) Options(src Location, groups []streams.Filters, keyring *sign.Key
 		RangeChunk:       f.RangeChunk,
 		RangeFiles:       f.RangeFiles,
 		RangeConnections: f.RangeConns,
+		FanOutBuffer:     f.FanOutBuffer,
 		GCGrace:          f.GCGrace,
 		VerifyExisting:   f.VerifyExisting,
 		MetadataLimit:    f.MetadataMaxSize,

@@ -1,0 +1,595 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/ranged"
+	"github.com/ssmirror/ssmirror/store/retry"
+	"github.com/ssmirror/ssmirror/streams"
+)
+
+// A fan-out run (RunTargets) publishes one selection to several targets. Upstream's catalogue is
+// read once; each target then has a run of its own, exactly as Run would do it (its lease, state,
+// listing, reconciliation, plan, publish, record and deferred collection), so every guarantee of
+// a single-target run holds for each target on its own. The runs meet once, at the transfer
+// (hub): when every target has planned (or failed), each file any of them needs is brought in
+// once for all of them, in this order, per target: checked where present (Fetch.Check), copied
+// inside the target from another path with the same content (store.Copier), copied server-side
+// from another target of the run that holds it (store.CopierFrom), and otherwise fetched from
+// upstream: opened once, verified once as it streams (size and sha256, on the source's stream),
+// and written into every target that needs it at the same time (tee), each target's Put checking
+// its own bytes as for a single target.
+//
+// Failures are the target's own: a target whose lock, state or listing fails, whose writes fail,
+// or that falls too far behind the others (FanOutBuffer) fails and publishes nothing; the others
+// go on and publish. Memory does not grow with the number of targets: the ranged reads' budget is
+// the run's, and the targets of a file share the chunks of its stream.
+
+// DefaultFanOutBuffer is Options.FanOutBuffer's default. It is above what an S3 target holds in
+// part buffers of its own (32 MiB shared by its uploads), whose reads come in bursts: measured
+// here (scripts/genstream's bench stream from nginx into two MinIO buckets and a directory on one
+// disk), 16 MiB gave a MinIO target up on behind the directory.
+const DefaultFanOutBuffer = 64 << 20
+
+// teeChunk is the size of one read from the source into the chunks the targets share, and
+// teeReadAhead how far the source is read ahead of the fastest target.
+const (
+	teeChunk     = 256 << 10
+	teeReadAhead = 4 << 20
+)
+
+// fanOutPatience is how long, in all, a target more than FanOutBuffer behind the fastest may
+// hold the others back on one file before it is given up on: a target that is only late for a
+// moment (a pause of its process, a burst of the S3 store's part buffers) catches up; one that
+// is steadily slower does not hold the others to its pace (a variable for tests).
+var fanOutPatience = 5 * time.Second
+
+// ErrFellBehind is the failure of a target of a fan-out run that fell too far behind the fastest
+// target of a file (more than Options.FanOutBuffer): it is given up on for the run, which fails
+// for it and publishes nothing there, while the others go on. Its next run fetches what it lacks.
+var ErrFellBehind = errors.New("the target fell more than the fan-out buffer behind the fastest target of the run: given up on for this run")
+
+// TargetResult is what a fan-out run did in one target.
+type TargetResult struct {
+	// Target says where the target is (store.Describe).
+	Target string
+	// Report is the target's run's report (nil when it failed before it began: lock, state).
+	Report *Report
+	// Err is why the target's run failed (nil: published).
+	Err error
+}
+
+// FanOutReport says what a fan-out run did: a result per target, in the order given, and what
+// was read from upstream.
+type FanOutReport struct {
+	Targets []TargetResult
+	// UpstreamBytes counts the content bytes read from upstream (attempts that failed included):
+	// a file written into several targets is read once.
+	UpstreamBytes int64
+}
+
+// TargetsError is RunTargets' error when some targets failed: those that did not published.
+type TargetsError struct {
+	Failed  []TargetResult // the targets that failed, in the order given
+	Targets int            // how many targets the run had
+}
+
+func (e *TargetsError) Error() string {
+	if e.Targets == 1 && len(e.Failed) == 1 {
+		return e.Failed[0].Target + ": " + e.Failed[0].Err.Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d targets failed (the others published):", len(e.Failed), e.Targets)
+	for _, f := range e.Failed {
+		b.WriteString("\n  ")
+		b.WriteString(f.Target)
+		b.WriteString(": ")
+		b.WriteString(strings.ReplaceAll(f.Err.Error(), "\n", "\n    "))
+	}
+	return b.String()
+}
+
+func (e *TargetsError) Unwrap() []error {
+	errs := make([]error, len(e.Failed))
+	for i, f := range e.Failed {
+		errs[i] = f.Err
+	}
+	return errs
+}
+
+// RunTargets mirrors src into every target of dsts in one run: upstream is read once, each file
+// is fetched once for all the targets that need it, and each target is published as Run would
+// publish it alone. A target that fails does not stop the others. The report has a result per
+// target; the error is nil when every target published, a *TargetsError naming the failed ones
+// otherwise, or the reason nothing began (no target, a target given twice, bad options). The
+// caller makes sure two targets are not one place under two names (the command compares
+// locations): their runs would meet at the target's lock, and one would fail.
+func RunTargets(ctx context.Context, src store.Source, dsts []store.Target, opts Options) (*FanOutReport, error) {
+	if len(dsts) == 0 {
+		return nil, errors.New("no target to mirror into")
+	}
+	if opts.NoItemDownload && opts.Signer != nil {
+		return nil, ErrMetadataOnlyCurated
+	}
+	for i, dst := range dsts {
+		for _, other := range dsts[:i] {
+			if dst == other {
+				return nil, fmt.Errorf("target %s is given twice", store.Describe(dst))
+			}
+		}
+	}
+	h := newHub(ctx, src, dsts, opts)
+	out := &FanOutReport{Targets: make([]TargetResult, len(dsts))}
+	var wg gosync.WaitGroup
+	for i, r := range h.runs {
+		wg.Go(func() {
+			rep, err := r.do(ctx)
+			out.Targets[i] = TargetResult{Target: store.Describe(r.dst), Report: rep, Err: err}
+		})
+	}
+	wg.Wait()
+	h.wait()
+	out.UpstreamBytes = h.upstreamBytes.Load()
+	var failed []TargetResult
+	for _, t := range out.Targets {
+		if t.Err != nil {
+			failed = append(failed, t)
+		}
+	}
+	if len(failed) > 0 {
+		return out, &TargetsError{Failed: failed, Targets: len(dsts)}
+	}
+	return out, nil
+}
+
+// hub is what the runs of one RunTargets (or one Run) share: the one reading of upstream, the
+// ranged reads' budget, the progress, and the transfer, which starts when every run has come to
+// it (transfer) or ended before (leave).
+type hub struct {
+	ctx   context.Context
+	src   store.Source
+	opts  Options
+	runs  []*run
+	multi bool
+
+	log         *slog.Logger
+	progress    *Progress
+	concurrency int
+	ranged      func() *ranged.Pool
+	// upstream reads upstream's catalogue once for every run (nil for a run of its own, which
+	// reads it itself, as it always did).
+	upstream func() (*Catalogue, []streams.Item, error)
+
+	mu      gosync.Mutex
+	pending int    // runs that have neither come to the transfer nor ended
+	joined  []*run // those that came
+	done    chan struct{}
+	wg      gosync.WaitGroup
+
+	upstreamBytes atomic.Int64
+}
+
+func newHub(ctx context.Context, src store.Source, dsts []store.Target, opts Options) *hub {
+	h := &hub{ctx: ctx, src: src, opts: opts, multi: len(dsts) > 1, pending: len(dsts), done: make(chan struct{})}
+	h.ranged = gosync.OnceValue(func() *ranged.Pool {
+		streams, chunk, conns := opts.rangeParams()
+		if conns <= 0 {
+			return nil
+		}
+		return ranged.NewPool(conns, chunk, ranged.PoolOptions{MaxStreams: streams, FastEnough: rangeFastEnough})
+	})
+	for _, dst := range dsts {
+		r := &run{opts: opts, src: src, dst: dst, hub: h, ranged: h.ranged}
+		r.settle()
+		if h.runs != nil {
+			r.progress = h.runs[0].progress // one progress for the run, whatever the targets
+		}
+		if h.multi {
+			r.log = r.log.With("target", store.Describe(dst))
+		}
+		h.runs = append(h.runs, r)
+	}
+	first := h.runs[0]
+	h.log, h.progress, h.concurrency = first.log, first.progress, first.concurrency
+	if h.multi {
+		h.log = first.opts.Log
+		if h.log == nil {
+			h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		}
+		type upstream struct {
+			cat   *Catalogue
+			items []streams.Item
+			err   error
+		}
+		read := gosync.OnceValue(func() upstream {
+			cat, items, err := readUpstream(ctx, first.guardRate(src), opts, h.concurrency)
+			return upstream{cat, items, err}
+		})
+		h.upstream = func() (*Catalogue, []streams.Item, error) {
+			u := read()
+			return u.cat, u.items, u.err
+		}
+	}
+	return h
+}
+
+// wait waits for the transfer to end.
+func (h *hub) wait() { h.wg.Wait() }
+
+// transfer is r's transfer stage: r waits for the other runs to plan (or end), then for the
+// transfer of every run that came, and returns its own outcome. ctx is r's (its lease's).
+func (h *hub) transfer(ctx context.Context, r *run) error {
+	r.tctx = ctx
+	r.openContent()
+	h.mu.Lock()
+	r.arrived = true
+	h.joined = append(h.joined, r)
+	h.pending--
+	last := h.pending == 0
+	h.mu.Unlock()
+	if last {
+		h.start()
+	}
+	<-h.done
+	err := r.transferError(ctx)
+	if ferr := r.closeContent(ctx); ferr != nil {
+		err = errors.Join(err, ferr)
+	}
+	return err
+}
+
+// leave says that r ended without coming to the transfer (a no-op for a run that came).
+func (h *hub) leave(r *run) {
+	h.mu.Lock()
+	if r.arrived {
+		h.mu.Unlock()
+		return
+	}
+	r.arrived = true
+	h.pending--
+	last := h.pending == 0 && len(h.joined) > 0
+	h.mu.Unlock()
+	if last {
+		h.start()
+	}
+}
+
+func (h *hub) start() {
+	h.wg.Go(func() {
+		defer close(h.done)
+		if !h.multi {
+			r := h.joined[0]
+			r.transferAll(r.tctx)
+			return
+		}
+		h.transferMany()
+	})
+}
+
+// part is one target's fetch of a file; want is a file and the targets that need it.
+type part struct {
+	r *run
+	f Fetch
+}
+
+type want struct {
+	f     Fetch
+	parts []part
+}
+
+// fanOutBuffer is Options.FanOutBuffer with its default.
+func (o *Options) fanOutBuffer() int64 {
+	if o.FanOutBuffer > 0 {
+		return max(o.FanOutBuffer, teeChunk)
+	}
+	return DefaultFanOutBuffer
+}
+
+// transferMany brings in, Concurrency files at a time, every file the runs that came need, each
+// once for all of them (transferFile).
+func (h *hub) transferMany() {
+	runs := h.runsJoined()
+	var wants []*want
+	byKey := map[string]*want{}
+	for _, r := range runs {
+		for _, f := range r.plan.Fetch {
+			key := f.Path + "\x00" + f.SHA256 + "\x00" + f.SHA512 + "\x00" + f.MD5 + "\x00" + strconv.FormatInt(f.Size, 10)
+			w := byKey[key]
+			if w == nil {
+				w = &want{f: f}
+				byKey[key] = w
+				wants = append(wants, w)
+			}
+			w.parts = append(w.parts, part{r, f})
+		}
+	}
+	if len(wants) == 0 {
+		return
+	}
+	var total int64
+	dsts := make([]store.Target, len(runs))
+	for i, r := range runs {
+		dsts[i] = r.dst
+	}
+	for _, w := range wants {
+		total += w.f.Size
+	}
+	h.progress.begin(len(wants), total)
+	defer h.progress.end()
+	// Each file in flight may hold its tee's chunks: Concurrency files, and as many more as
+	// borrowed range slots may carry (eachFile).
+	inFlight := min(h.concurrency, len(wants)) + h.borrowers(len(wants))
+	defer startTransfer(dsts, &h.opts, int64(inFlight)*(h.opts.fanOutBuffer()+teeReadAhead))()
+
+	// Every file is tried (no cancellation on a failure), Concurrency at a time and more on
+	// borrowed range slots, as in a run of its own (eachFile); a file no target still written
+	// needs is skipped (transferFile).
+	h.eachFile(h.ctx, len(wants), func(i int) {
+		if anyWriting(runs) {
+			h.transferFile(wants[i], runs)
+		}
+	})
+}
+
+// runsJoined are the runs that came to the transfer, in the order of the targets.
+func (h *hub) runsJoined() []*run {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*run
+	for _, r := range h.runs {
+		for _, j := range h.joined {
+			if j == r {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// writing reports whether the transfer still writes into r's target: its lease holds and it has
+// not been given up on.
+func (r *run) writing() bool {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	return !r.givenUp && r.tctx.Err() == nil
+}
+
+func anyWriting(runs []*run) bool {
+	for _, r := range runs {
+		if r.writing() {
+			return true
+		}
+	}
+	return false
+}
+
+// holds reports whether r's target holds f as the mirror's own verified content.
+func (r *run) holds(f Fetch) bool {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	obj, ok := r.st.Objects[f.Path]
+	return ok && f.SHA256 != "" && obj.SHA256 == f.SHA256 && obj.Size == f.Size
+}
+
+// transferFile brings f into every target of w that is still written: what each can do by
+// itself (prepare: check, copy inside), then server-side copies from a target that holds f, then
+// one fetch from upstream for all the rest.
+func (h *hub) transferFile(w *want, runs []*run) {
+	f := w.f
+	var live []part
+	for _, p := range w.parts {
+		if p.r.writing() {
+			live = append(live, p)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	if f.Size < 0 {
+		// The plan refuses these (checkSizes); a negative size would turn the size check off.
+		for _, p := range live {
+			p.r.noteResult(p.r.tctx, p.f, transferResult{}, fmt.Errorf("fetching %s: %w: declared size %d", f.Path, ErrTooLarge, f.Size))
+		}
+		return
+	}
+	h.progress.startFile(f.Path, f.Size)
+	defer h.progress.finishFile(f.Path)
+	done := false
+	note := func(p part, res transferResult, err error) {
+		p.r.noteResult(p.r.tctx, p.f, res, err)
+		done = done || err == nil
+	}
+	var need []part
+	for _, p := range live {
+		ctx, cancel := p.r.opts.withFileDeadline(p.r.tctx, f.Size)
+		res, in, err := p.r.prepare(ctx, p.f, p.r.copySource(p.f))
+		explainDeadline(p.r.tctx, ctx, &err)
+		cancel()
+		if err != nil || in {
+			note(p, res, err)
+			continue
+		}
+		need = append(need, p)
+	}
+	need = h.copyAcross(f, need, runs, note)
+	switch {
+	case len(need) == 1:
+		p := need[0]
+		ctx, cancel := p.r.opts.withFileDeadline(p.r.tctx, f.Size)
+		res, err := p.r.fetch(ctx, p.f)
+		explainDeadline(p.r.tctx, ctx, &err)
+		cancel()
+		note(p, res, err)
+	case len(need) > 1:
+		h.fetchTee(f, need, note)
+	}
+	if done {
+		h.progress.fileDone()
+	}
+}
+
+// copyAcross copies f server-side into each target of need that can copy it from a target of
+// the run holding it (store.CopierFrom), and returns the targets still needing it. A copy that
+// fails is logged, and the file fetched instead.
+func (h *hub) copyAcross(f Fetch, need []part, runs []*run, note func(part, transferResult, error)) []part {
+	if len(need) == 0 || f.SHA256 == "" {
+		return need
+	}
+	var holders []*run
+	for _, r := range runs {
+		if r.writing() && r.holds(f) {
+			holders = append(holders, r)
+		}
+	}
+	if len(holders) == 0 {
+		return need
+	}
+	var rest []part
+next:
+	for _, p := range need {
+		if cf, ok := store.As[store.CopierFrom](p.r.dst); ok {
+			for _, holder := range holders {
+				if holder == p.r || !cf.CanCopyFrom(holder.dst) {
+					continue
+				}
+				ctx, cancel := p.r.opts.withFileDeadline(p.r.tctx, f.Size)
+				info, err := cf.CopyFrom(ctx, f.Path, holder.dst, f.Path, p.r.contentPut(p.f))
+				cancel()
+				if err == nil {
+					h.progress.add(f.Size)
+					note(p, transferResult{"copied from", info.SHA256, info.ETag}, nil)
+					continue next
+				}
+				p.r.log.Warn("server-side copy from another target failed; fetching instead", "path", f.Path, "from", store.Describe(holder.dst), "error", err)
+			}
+		}
+		rest = append(rest, p)
+	}
+	return rest
+}
+
+// fetchTee fetches f from upstream once and writes it into every target of need at the same
+// time, trying the download again (for the targets that are still written) when its checksum is
+// wrong, as a single-target fetch does.
+func (h *hub) fetchTee(f Fetch, need []part, note func(part, transferResult, error)) {
+	put := need[0].r.contentPut(f)
+	for attempt := 1; ; attempt++ {
+		results, srcErr, opened := h.teeOnce(f, need, put)
+		var again []part
+		for i, p := range need {
+			err := results[i].err
+			switch {
+			case err == nil:
+				note(p, transferResult{"fetched", results[i].info.SHA256, results[i].info.ETag}, nil)
+				continue
+			case results[i].fromSource && opened && errors.Is(srcErr, store.ErrChecksum) && attempt < maxChecksumAttempts && p.r.writing():
+				again = append(again, p)
+				continue
+			case errors.Is(err, ErrFellBehind):
+				p.r.tmu.Lock()
+				p.r.givenUp = true
+				p.r.tmu.Unlock()
+			}
+			if attempt > 1 && results[i].fromSource {
+				err = fmt.Errorf("%w (after %d attempts)", err, attempt)
+			}
+			note(p, transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err))
+		}
+		if len(again) == 0 {
+			return
+		}
+		h.log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", srcErr)
+		if err := retry.Sleep(h.ctx, fetchBackoff(attempt)); err != nil {
+			for _, p := range again {
+				note(p, transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, srcErr))
+			}
+			return
+		}
+		need = again
+	}
+}
+
+// teeResult is one target's outcome of a tee: what its Put returned, and whether its failure is
+// the source's (the stream failed, or its checksum was wrong).
+type teeResult struct {
+	info       store.Info
+	err        error
+	fromSource bool
+}
+
+// teeOnce opens f at upstream once and streams it into every target of parts at the same time,
+// verifying the stream (size, sha256 or the catalogue's other hash) as it passes. srcErr is the
+// stream's failure (nil when it was read whole and verified); opened says upstream answered.
+func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []teeResult, srcErr error, opened bool) {
+	results = make([]teeResult, len(parts))
+	parent := h.ctx
+	ctx, cancel := h.opts.withFileDeadline(parent, f.Size)
+	defer cancel()
+	rc := h.runs[0].openRanged(ctx, h.src, f)
+	if rc == nil {
+		start := time.Now()
+		logRetry := func(attempt int, err error) {
+			h.log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
+		}
+		var err error
+		if rc, err = retry.NewSource(h.src, sourcePolicy(logRetry)).Open(ctx, f.Path, 0); err != nil {
+			explainDeadline(parent, ctx, &err)
+			for i := range results {
+				results[i] = teeResult{err: err, fromSource: true}
+			}
+			return results, err, false
+		}
+		defer h.runs[0].noteRate(f, start) // as a single target's fetch does (fetchOnce)
+	}
+	cr := newCountingReader(rc, h.progress, f.Path)
+	var rd io.Reader = cr
+	if f.SHA256 == "" {
+		rd = newExtraCheck(f, rd)
+	}
+	v := store.NewVerifier(f.Path, rd, store.PutOptions{Size: f.Size, SHA256: f.SHA256})
+	t := newTee(len(parts), h.opts.fanOutBuffer(), teeReadAhead)
+	t.patience = fanOutPatience
+	var wg gosync.WaitGroup
+	for i, p := range parts {
+		wg.Go(func() {
+			wctx, wcancel := p.r.opts.withFileDeadline(p.r.tctx, f.Size)
+			defer wcancel()
+			info, err := p.r.content.Put(wctx, f.Path, t.outs[i], put)
+			explainDeadline(p.r.tctx, wctx, &err)
+			t.outs[i].close()
+			results[i] = teeResult{info: info, err: err}
+		})
+	}
+	srcErr = t.pump(v)
+	if srcErr != nil {
+		explainDeadline(parent, ctx, &srcErr)
+	}
+	rc.Close()
+	wg.Wait()
+	h.upstreamBytes.Add(cr.n)
+	ok := false
+	for i, o := range t.outs {
+		switch {
+		case results[i].err == nil:
+			ok = true
+		case o.fellBehind:
+			results[i].err = ErrFellBehind
+		case o.gotEnd && srcErr != nil:
+			results[i] = teeResult{err: srcErr, fromSource: true}
+		}
+	}
+	if !ok {
+		cr.count(-cr.n) // the progress takes back what no target kept
+	}
+	return results, srcErr, true
+}
