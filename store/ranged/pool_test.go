@@ -159,6 +159,7 @@ func testPoolBytes(t *testing.T, chunk int64, slots, files, maxStreams int, gate
 	if n := p.Free(); n != slots {
 		t.Errorf("%d of %d slots free after every reader closed", n, slots)
 	}
+	checkServedOnce(t, src, objs)
 }
 
 // TestPoolFreedSlotTaken: a slot freed by one file goes to a file that was waiting on its single
@@ -457,4 +458,90 @@ func TestPoolBorrow(t *testing.T) {
 			t.Errorf("%d free at the end", p.Free())
 		}
 	})
+}
+
+// checkServedOnce fails the test unless the source was asked for every byte of each object
+// exactly once: the ranges opened for a key are disjoint and cover it, so the bytes the source
+// serves (a server sends the whole of each range it is asked for, whatever the client does with
+// them) equal the object's size.
+func checkServedOnce(t *testing.T, src *memRanges, objs map[string][]byte) {
+	t.Helper()
+	for key, data := range objs {
+		seen := make([]int, len(data))
+		var served int64
+		for _, rq := range src.requests(key) {
+			served += rq[1]
+			for b := rq[0]; b < rq[0]+rq[1] && b < int64(len(data)); b++ {
+				seen[b]++
+			}
+		}
+		if served != int64(len(data)) {
+			t.Errorf("%s: the source served %d bytes for an object of %d (requests %v)", key, served, len(data), src.requests(key))
+			continue
+		}
+		for b, n := range seen {
+			if n != 1 {
+				t.Errorf("%s: byte %d asked for %d times", key, b, n)
+				break
+			}
+		}
+	}
+}
+
+// TestPoolServesEachByteOnce: whatever the shape (sizes, chunk sizes, slots, per-file caps, files
+// in flight) and whether the link is fast, slow from the start or turns slow part-way through a
+// file, the source is asked for each byte of each object exactly once: no request reaches past
+// what is read (a cut open-ended request would have served what the server had already sent).
+func TestPoolServesEachByteOnce(t *testing.T) {
+	links := []struct {
+		name    string
+		perRead time.Duration
+		gate    float64 // FastEnough in bytes per second, for chunks of 64 bytes
+	}{
+		{"fast", 0, 1e3},                              // reads take no time: never slow
+		{"slow-from-start", time.Millisecond, 0},      // no gate: every file wants streams
+		{"slow", time.Millisecond, 1e9},               // the first chunk is already too slow
+		{"turns-slow", time.Millisecond, 64 / 0.0025}, // a chunk read in 3 or more reads is slow
+	}
+	for _, link := range links {
+		for _, chunk := range []int64{1, 7, 64} {
+			for _, slots := range []int{1, 2, 5, 15} {
+				for _, files := range []int{1, 4, 9} {
+					for _, maxStreams := range []int{0, 1, 5} {
+						name := fmt.Sprintf("%s/chunk=%d/slots=%d/files=%d/max=%d", link.name, chunk, slots, files, maxStreams)
+						t.Run(name, func(t *testing.T) {
+							synctest.Test(t, func(t *testing.T) {
+								gate := link.gate * float64(chunk) / 64
+								sizes := []int64{1, chunk, chunk + 1, 3*chunk - 1, 17*chunk + 5, 64 * chunk, 200*chunk + 3}
+								objs := map[string][]byte{}
+								for i := range files {
+									objs[fmt.Sprintf("f%d", i)] = randomBytes(uint64(i)+99, int(sizes[i%len(sizes)]+int64(i/len(sizes))))
+								}
+								src := newMemRanges(objs)
+								src.perRead = link.perRead
+								p := NewPool(slots, chunk, PoolOptions{MaxStreams: maxStreams, FastEnough: gate})
+								var wg gosync.WaitGroup
+								i := 0
+								for key, data := range objs {
+									seed := uint64(i)
+									i++
+									wg.Go(func() {
+										r := p.Open(context.Background(), src, key, int64(len(data)), Options{})
+										defer r.Close()
+										got, err := readAllVarying(r, seed, chunk)
+										if err != nil || !bytes.Equal(got, data) {
+											t.Errorf("%s: %d of %d bytes, %v", key, len(got), len(data), err)
+										}
+									})
+								}
+								wg.Wait()
+								synctest.Wait()
+								checkServedOnce(t, src, objs)
+							})
+						})
+					}
+				}
+			}
+		}
+	}
 }
