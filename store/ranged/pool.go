@@ -14,7 +14,8 @@ import (
 
 // Pool shares a fixed number of range streams among all the files being read at once. A stream
 // (a slot) is one connection and one chunk buffer. Each file starts on a single connection of its
-// own, read straight through with no buffer; while slots are free, a file that wants more (its
+// own, read straight through with no buffer in bounded windows (see Reader): the source is asked
+// for each byte once, and serves no byte that is not read. While slots are free, a file that wants more (its
 // connection is slower than PoolOptions.FastEnough, it is on fewer than MaxStreams streams and
 // has at least two chunks nobody fetches yet) is given one: a worker that fetches chunks ahead of
 // the reader into its buffer. A slot whose worker finds nothing more to fetch, or whose file is
@@ -229,12 +230,17 @@ func (p *Pool) forget(r *Reader) {
 // Reader is one object read through a Pool (see Pool.Open).
 //
 // The object is cut into chunks [i×chunk, min(size, (i+1)×chunk)). Each chunk is either read by
-// the caller straight from the file's own connection (the base: opened to the end of the object
-// while the file has no worker, one chunk at a time otherwise) or fetched by a worker into its
+// the caller straight from the file's own connection (the base) or fetched by a worker into its
 // slot's buffer and handed on once the reader gets there. Chunks are handed out in order: those
-// below next are taken, and when none is left a worker cuts the base's open-ended request after
-// the chunk it is in. A worker holds its buffer until the reader has read the chunk in it (or
-// the reader is closed), so a buffer is never given to another file while it is being read.
+// below next are taken. The base never asks for more than it will read: each of its requests is
+// a bounded window of chunks, which it reads to its end. While the file is fast and has no
+// worker, the window doubles from one chunk up to maxBaseWindow, so a fast file costs few
+// requests; once the file is slow, the window is slowBaseWindow chunks (one while it has
+// workers), so workers it is given start soon, on the chunks past the window. Nothing is ever
+// cut: a request cut short would have the source serve what it had sent past the cut, for
+// nobody (several MiB in socket buffers on a real connection). A worker holds its buffer until
+// the reader has read the chunk in it (or the reader is closed), so a buffer is never given to
+// another file while it is being read.
 type Reader struct {
 	pool    *Pool
 	parent  context.Context
@@ -256,14 +262,14 @@ type Reader struct {
 	workers int
 	closed  bool
 	slow    bool // the base is slower than the pool's FastEnough: it wants streams
-	// The base: chunks [baseFrom, baseEnd) come from body; open-ended while it was opened to the
-	// end of the object and not cut since.
-	body      io.ReadCloser
-	baseFrom  int64
-	baseEnd   int64
-	openEnded bool
-	probe     *time.Timer // marks the file slow when the base's chunk is not in by then
-	probeSeq  int64       // which base chunk the probe times
+	// The base: chunks [baseFrom, baseEnd) come from body; window is how many chunks the next
+	// base request asks for while the file is fast and has no worker.
+	body     io.ReadCloser
+	baseFrom int64
+	baseEnd  int64
+	window   int64
+	probe    *time.Timer // marks the file slow when the base's chunk is not in by then
+	probeSeq int64       // which base chunk the probe times
 
 	err error // sticky failure (the caller's goroutine only)
 }
@@ -289,14 +295,10 @@ func (r *Reader) wants(max int) (streams int, left int64, ok bool) {
 	return r.workers, r.size - r.pos, r.claimable() >= 2
 }
 
-// claimable is how many chunks a new worker could take: those nobody fetches and those the
-// base's open-ended request would read after the chunk it is in.
+// claimable is how many chunks a new worker could take: those nobody fetches yet (past the
+// base's window).
 func (r *Reader) claimable() int64 {
-	n := r.nchunks - r.next
-	if r.openEnded && r.body != nil {
-		n += r.baseEnd - (r.pos/r.chunk + 1)
-	}
-	return n
+	return r.nchunks - r.next
 }
 
 // grant starts a worker holding buf, unless r was closed meanwhile.
@@ -318,12 +320,6 @@ func (r *Reader) claim(buf []byte) *poolChunk {
 	defer r.mu.Unlock()
 	if r.closed || r.ctx.Err() != nil {
 		return nil
-	}
-	if r.next >= r.nchunks && r.openEnded && r.body != nil {
-		// Cut the base after the chunk the caller is in (reads never cross a chunk's end).
-		if cut := r.pos/r.chunk + 1; cut < r.baseEnd {
-			r.baseEnd, r.next, r.openEnded = cut, cut, false
-		}
 	}
 	if r.next >= r.nchunks {
 		return nil
@@ -426,7 +422,6 @@ func (r *Reader) Read(p []byte) (int, error) {
 	r.mu.Lock()
 	i := r.pos / r.chunk
 	c := r.owned[i]
-	var kick bool
 	if c == nil && (r.body == nil || i >= r.baseEnd) {
 		if i != r.next {
 			r.mu.Unlock()
@@ -436,12 +431,10 @@ func (r *Reader) Read(p []byte) (int, error) {
 			r.body.Close()
 			r.body = nil
 		}
-		// Nobody fetches chunk i (i == r.next): read it on the file's own connection, to the end
-		// of the object while no worker helps, else this chunk only.
-		from, end := i, i+1
-		if r.workers == 0 {
-			end = r.nchunks
-		}
+		// Nobody fetches chunk i (i == r.next): read it on the file's own connection, a bounded
+		// window of chunks (see Reader).
+		from, end := i, i+r.baseWindow()
+		end = min(end, r.nchunks)
 		r.next = end
 		r.mu.Unlock()
 		body, err := r.openBase(from, end)
@@ -450,20 +443,41 @@ func (r *Reader) Read(p []byte) (int, error) {
 			r.mu.Unlock()
 			return 0, r.fail(err)
 		}
-		r.body, r.baseFrom, r.baseEnd, r.openEnded = body, from, end, end == r.nchunks && end-from > 1
+		r.body, r.baseFrom, r.baseEnd = body, from, end
 		r.startProbe()
-		kick = r.openEnded
 	}
 	body := r.body
 	r.mu.Unlock()
-	if kick {
-		// Workers could take none of the base's chunks while it was being opened.
-		r.pool.schedule()
-	}
 	if c != nil {
 		return r.readChunk(c, p)
 	}
 	return r.readBase(body, i, p)
+}
+
+const (
+	// maxBaseWindow is the most chunks one base request asks for (the window doubles up to it
+	// while the file is fast): a file found slow within it gets its workers past it.
+	maxBaseWindow = 16
+	// slowBaseWindow is the base's window, in chunks, while the file is slow but has no worker
+	// (no slot was free): a slot freed meanwhile is put to work within that many chunks.
+	slowBaseWindow = 2
+)
+
+// baseWindow is how many chunks the base's next request asks for (under r.mu), and grows the
+// window of a fast file.
+func (r *Reader) baseWindow() int64 {
+	switch {
+	case r.workers > 0:
+		return 1
+	case r.slow:
+		return slowBaseWindow
+	}
+	if r.window < 1 {
+		r.window = 1
+	}
+	w := r.window
+	r.window = min(2*r.window, maxBaseWindow)
+	return w
 }
 
 // openBase opens chunks [from, end) on the file's own connection.

@@ -315,7 +315,8 @@ func TestPoolChunkFails(t *testing.T) {
 }
 
 // TestPoolRateGate: a file whose own connection brings chunks faster than FastEnough gets no
-// range streams (one request for the whole file); a slower one does once its first chunk is in.
+// range streams (only its own connection's windows, each twice the one before); a slower one
+// does once its first chunk is in.
 func TestPoolRateGate(t *testing.T) {
 	for _, c := range []struct {
 		perRead time.Duration
@@ -335,8 +336,9 @@ func TestPoolRateGate(t *testing.T) {
 					t.Fatalf("img: %d bytes, %v", len(got), err)
 				}
 				reqs := src.requests("img")
-				if !c.ranged && len(reqs) != 1 {
-					t.Errorf("fast connection: %d requests %v, want 1", len(reqs), reqs)
+				// On its own connection only: bounded windows, doubling from one chunk.
+				if want := [][2]int64{{0, 10}, {10, 20}, {30, 40}, {70, 80}, {150, 150}}; !c.ranged && fmt.Sprint(reqs) != fmt.Sprint(want) {
+					t.Errorf("fast connection: requests %v, want its own connection's windows %v", reqs, want)
 				}
 				if c.ranged && len(reqs) < 3 {
 					t.Errorf("slow connection: %d requests, want range streams added", len(reqs))
