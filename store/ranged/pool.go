@@ -14,15 +14,16 @@ import (
 
 // Pool shares a fixed number of range streams among all the files being read at once. A stream
 // (a slot) is one connection and one chunk buffer. Each file starts on a single connection of its
-// own, read straight through with no buffer in bounded windows (see Reader): the source is asked
-// for each byte once, and serves no byte that is not read. While slots are free, a file that wants more (its
-// connection is slower than PoolOptions.FastEnough, it is on fewer than MaxStreams streams and
-// has at least two chunks nobody fetches yet) is given one: a worker that fetches chunks ahead of
-// the reader into its buffer. A slot whose worker finds nothing more to fetch, or whose file is
-// closed, goes to the file on the fewest streams (then the one with the most bytes left); and a
-// worker between two chunks gives its slot back when another file that wants streams is on two
-// fewer, so no large file waits on one connection while others hold many. The pool never holds more
-// than Slots buffers, and a run never more than one connection per file in flight plus Slots.
+// own, read straight through with no buffer in bounded windows (see Reader): the source is
+// asked for each byte once and serves none that is not read. While slots are free, a file that
+// wants more (its connection is slower than PoolOptions.FastEnough, it is on fewer than
+// MaxStreams streams and has at least two chunks nobody fetches yet) is given one: a worker that
+// fetches chunks ahead of the reader into its buffer. A slot whose worker finds nothing more to
+// fetch, or whose file is closed, goes to the file on the fewest streams (then the one with the
+// most bytes left); and a worker between two chunks gives its slot back when another file that
+// wants streams is on two fewer, so no large file waits on one connection while others hold many.
+// The pool never holds more than Slots buffers, and a run never more than one connection per file
+// in flight plus Slots.
 type Pool struct {
 	chunk      int64
 	maxStreams int
