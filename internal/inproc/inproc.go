@@ -35,6 +35,11 @@ func Transport(h http.Handler) http.RoundTripper { return transport{h} }
 type transport struct{ h http.Handler }
 
 func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// A request whose context is already done is not sent, as with the real transport (the
+	// select below would otherwise pick the handler's answer or the cancellation at random).
+	if err := req.Context().Err(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(req.Context())
 	r := req.Clone(ctx)
 	r.RequestURI = req.URL.RequestURI()
