@@ -95,6 +95,15 @@ func reconcile(listed map[string]store.Info, objects map[string]Object) (present
 	return present, drifted
 }
 
+// SameVersion reports whether an object listed with ETag listed is still the one a record
+// with ETag recorded was made for: the same tag, or no tag to tell them apart (a record from
+// before ETags were kept, a backend that gives none). This is the one rule by which a record is
+// trusted over what the target holds, for content, metadata and verify alike
+// (sync/audit uses it on the State it reads).
+func SameVersion(recorded, listed string) bool {
+	return recorded == "" || listed == "" || recorded == listed
+}
+
 // presenceOf joins one object of the target's listing with the mirror's record of it (recorded:
 // there is one) and says whether the record still holds. It holds only while the listing shows
 // the very object the mirror wrote: the same size, the same ETag, and no other sha256 recorded
@@ -111,20 +120,12 @@ func reconcile(listed map[string]store.Info, objects map[string]Object) (present
 // plan fetches it again when its size is wrong, and otherwise reads and hashes it (Fetch.Check),
 // adopting it only if it is still the catalogue's content. A recorded object missing from the
 // listing has no Presence at all, so it is fetched.
-// sameVersion reports whether an object listed with ETag listed is still the one a record
-// with ETag recorded was made for: the same tag, or no tag to tell them apart (a record from
-// before ETags were kept, a backend that gives none). This is the one rule by which a record is
-// trusted over what the target holds, for content, metadata and verify alike.
-func sameVersion(recorded, listed string) bool {
-	return recorded == "" || listed == "" || recorded == listed
-}
-
 func presenceOf(listed store.Info, rec Object, recorded bool) (p Presence, kept Object, holds bool) {
 	p = Presence{Size: listed.Size, SHA256: listed.SHA256}
 	if !recorded || rec.Size != listed.Size {
 		return p, Object{}, false
 	}
-	if !sameVersion(rec.ETag, listed.ETag) {
+	if !SameVersion(rec.ETag, listed.ETag) {
 		return p, Object{}, false
 	}
 	if listed.SHA256 != "" && rec.SHA256 != "" && !strings.EqualFold(listed.SHA256, rec.SHA256) {

@@ -135,7 +135,7 @@ func (st *State) stillListed(key string, old Published) bool {
 		return true
 	}
 	info, listed := st.listed[key]
-	return listed && info.Size == old.Size && sameVersion(old.ETag, info.ETag)
+	return listed && info.Size == old.Size && SameVersion(old.ETag, info.ETag)
 }
 
 func (r *run) putMeta(ctx context.Context, mf MetaFile) error {

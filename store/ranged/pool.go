@@ -374,25 +374,32 @@ func (r *Reader) work(buf []byte) {
 
 // fetch reads chunk c into its buffer: exactly c.n bytes.
 func (r *Reader) fetch(c *poolChunk) error {
-	buf := c.buf[:c.n]
-	last := c.off + int64(c.n) - 1
+	return readRange(r.ctx, r.src, r.key, r.policy, c.off, c.buf[:c.n])
+}
+
+// readRange reads exactly len(buf) bytes of key from byte off into buf, the open tried again
+// under policy; a failure names the key and the byte range, and once ctx is done its cause is
+// returned instead. The pool's workers and the fixed-window reader (reader.go) share it.
+func readRange(ctx context.Context, src store.RangeOpener, key string, policy retry.Policy, off int64, buf []byte) error {
+	want := len(buf)
+	last := off + int64(want) - 1
 	var rc io.ReadCloser
-	err := retry.Do(r.ctx, r.policy, func(ctx context.Context) error {
+	err := retry.Do(ctx, policy, func(ctx context.Context) error {
 		var err error
-		rc, err = r.src.OpenRange(ctx, r.key, c.off, int64(c.n))
+		rc, err = src.OpenRange(ctx, key, off, int64(want))
 		return err
 	})
 	if err != nil {
-		if r.ctx.Err() != nil {
-			return context.Cause(r.ctx)
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
 		}
-		return fmt.Errorf("%s, bytes %d-%d: %w", r.key, c.off, last, err)
+		return fmt.Errorf("%s, bytes %d-%d: %w", key, off, last, err)
 	}
 	n, err := io.ReadFull(rc, buf)
 	if err == nil {
 		var one [1]byte
 		if m, _ := rc.Read(one[:]); m > 0 {
-			err = fmt.Errorf("the source sent more than the %d bytes asked for", c.n)
+			err = fmt.Errorf("the source sent more than the %d bytes asked for", want)
 		}
 	}
 	rc.Close()
@@ -400,10 +407,10 @@ func (r *Reader) fetch(c *poolChunk) error {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
-		if r.ctx.Err() != nil {
-			return context.Cause(r.ctx)
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
 		}
-		return fmt.Errorf("%s, bytes %d-%d: got %d of %d bytes: %w", r.key, c.off, last, n, c.n, err)
+		return fmt.Errorf("%s, bytes %d-%d: got %d of %d bytes: %w", key, off, last, n, want, err)
 	}
 	return nil
 }

@@ -158,38 +158,7 @@ func (r *rangedReader) fetch(c *rangeChunk) error {
 		buf = make([]byte, r.chunk)
 		r.bufs[c.slot] = buf
 	}
-	buf = buf[:c.n]
-	last := c.off + int64(c.n) - 1
-	var rc io.ReadCloser
-	err := retry.Do(r.ctx, r.policy, func(ctx context.Context) error {
-		var err error
-		rc, err = r.src.OpenRange(ctx, r.key, c.off, int64(c.n))
-		return err
-	})
-	if err != nil {
-		if r.ctx.Err() != nil {
-			return context.Cause(r.ctx)
-		}
-		return fmt.Errorf("%s, bytes %d-%d: %w", r.key, c.off, last, err)
-	}
-	n, err := io.ReadFull(rc, buf)
-	if err == nil {
-		var one [1]byte
-		if m, _ := rc.Read(one[:]); m > 0 {
-			err = fmt.Errorf("the source sent more than the %d bytes asked for", c.n)
-		}
-	}
-	rc.Close()
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	if err != nil {
-		if r.ctx.Err() != nil {
-			return context.Cause(r.ctx)
-		}
-		return fmt.Errorf("%s, bytes %d-%d: got %d of %d bytes: %w", r.key, c.off, last, n, c.n, err)
-	}
-	return nil
+	return readRange(r.ctx, r.src, r.key, r.policy, c.off, buf[:c.n])
 }
 
 // Read hands on the chunks in order, waiting for the next one when it has not arrived yet.
