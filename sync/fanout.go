@@ -89,7 +89,11 @@ func (e *TargetsError) Error() string {
 		return e.Failed[0].Target + ": " + e.Failed[0].Err.Error()
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d targets failed (the others published):", len(e.Failed), e.Targets)
+	if len(e.Failed) == e.Targets {
+		fmt.Fprintf(&b, "all %d targets failed:", e.Targets)
+	} else {
+		fmt.Fprintf(&b, "%d of %d targets failed (the others published):", len(e.Failed), e.Targets)
+	}
 	for _, f := range e.Failed {
 		b.WriteString("\n  ")
 		b.WriteString(f.Target)

@@ -436,3 +436,16 @@ func TestFanOutCopiesFromAnotherBucket(t *testing.T) {
 	}
 	checkTarget(t, up, lacking, want)
 }
+
+// TestTargetsErrorWording: the error of a fan-out says the others published only when some did.
+func TestTargetsErrorWording(t *testing.T) {
+	failed := sync.TargetResult{Target: "s3://a", Err: errors.New("no such bucket")}
+	some := (&sync.TargetsError{Failed: []sync.TargetResult{failed}, Targets: 2}).Error()
+	if !strings.HasPrefix(some, "1 of 2 targets failed (the others published):") || !strings.Contains(some, "s3://a: no such bucket") {
+		t.Errorf("one of two failed: %q", some)
+	}
+	all := (&sync.TargetsError{Failed: []sync.TargetResult{failed, {Target: "/b", Err: errors.New("full")}}, Targets: 2}).Error()
+	if !strings.HasPrefix(all, "all 2 targets failed:") || strings.Contains(all, "published") {
+		t.Errorf("both failed: %q", all)
+	}
+}

@@ -18,7 +18,7 @@ import (
 // TestInterruptOneLine stops a run with two large files in flight by a real SIGINT: stderr
 // says so in one line (what was published, how many files the run kept, that a rerun resumes)
 // instead of one ERROR per file in flight; with --log-format json that line is one JSON object
-// and every line still parses.
+// and every line still parses. With two targets ("fanout") the one line says it of each target.
 func TestInterruptOneLine(t *testing.T) {
 	signer, keyring := testKeys(t)
 	s, err := streamtest.Generate(streamtest.Config{
@@ -29,14 +29,18 @@ func TestInterruptOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := buildBinary(t)
-	for _, format := range []string{"text", "json"} {
-		t.Run(format, func(t *testing.T) {
+	for _, tc := range []struct{ name, format string }{{"text", "text"}, {"json", "json"}, {"fanout", "text"}} {
+		format := tc.format
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each its own upstream and target; most of the time is the throttled transfer
 			th := &throttled{h: s.Handler()}
 			up := httptest.NewServer(th)
 			defer up.Close()
 			dir := t.TempDir()
 			args := []string{"--keyring", keyring, "--log-format", format, "--range-streams", "1", up.URL + "/", dir + "/m"}
+			if tc.name == "fanout" {
+				args = append(args, "--target", dir+"/n")
+			}
 			if format == "json" {
 				args = append(args, "--progress", "--progress-interval", "100ms") // progress lines are JSON too
 			}
@@ -61,10 +65,18 @@ func TestInterruptOneLine(t *testing.T) {
 			if code := cmd.ProcessState.ExitCode(); code != 130 {
 				t.Fatalf("exit %d, want 130; stderr:\n%s", code, stderr.String())
 			}
-			if _, err := os.Stat(dir + "/m/streams"); err == nil {
-				t.Error("an interrupted run published metadata")
+			for _, m := range []string{"m", "n"} {
+				if _, err := os.Stat(dir + "/" + m + "/streams"); err == nil {
+					t.Errorf("an interrupted run published metadata in %s", m)
+				}
 			}
 			errLine := regexp.MustCompile(`interrupted by SIGINT; nothing published; [1-9][0-9]* files? kept; rerun resumes`)
+			if tc.name == "fanout" {
+				target := func(m string) string {
+					return regexp.QuoteMeta(dir+"/"+m) + `: nothing published; [0-9]+ files? kept; rerun resumes`
+				}
+				errLine = regexp.MustCompile(`interrupted by SIGINT; ` + target("m") + "; " + target("n") + "$")
+			}
 			var found int
 			for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
 				if format == "json" {
