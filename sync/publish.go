@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
@@ -33,10 +35,17 @@ func (r *run) publish(ctx context.Context) error {
 			return err
 		}
 	}
+	checked := false
 	for _, group := range groups {
 		for _, mf := range group {
 			if st.isPublished(mf.Key, mf.Data) {
 				continue
+			}
+			if !checked {
+				if err := r.checkHeldPresent(ctx); err != nil {
+					return err
+				}
+				checked = true
 			}
 			if err := r.putMeta(ctx, mf); err != nil {
 				return err
@@ -49,6 +58,56 @@ func (r *run) publish(ctx context.Context) error {
 		return r.removeStaleForms(ctx, groups)
 	}
 	return nil
+}
+
+// ErrHeldGone is wrapped by the error of a run that found, just before publishing, a content
+// object its metadata would name missing from the target or not as written (deleted or replaced
+// behind its back since it listed or wrote it). Nothing is published; the next run lists the
+// target again and fetches what is missing.
+var ErrHeldGone = errors.New("content gone from the target before publishing")
+
+// checkHeldPresent lists the target once more (one request per 1,000 objects on S3) right
+// before the first metadata write, and refuses to publish when a content object the new
+// metadata names is missing or is not the object recorded (size, or the store's version tag
+// when both are known). It closes the window between the run's first listing (and its own
+// writes) and the publish, in which someone else may delete or replace objects. A run with
+// nothing to publish does not list again.
+func (r *run) checkHeldPresent(ctx context.Context) error {
+	if r.opts.NoItemDownload {
+		return nil // a metadata-only mirror holds no content
+	}
+	listed, err := listTarget(ctx, r.dst)
+	if err != nil {
+		return fmt.Errorf("checking the content is in place before publishing: %w", err)
+	}
+	var gone []string
+	for path := range r.plan.Held.Paths() {
+		rec, recorded := r.st.Objects[path]
+		info, ok := listed[path]
+		switch {
+		case !ok:
+			gone = append(gone, path+" (missing)")
+		case recorded && info.Size != rec.Size:
+			gone = append(gone, fmt.Sprintf("%s (%d bytes, %d written)", path, info.Size, rec.Size))
+		case recorded && rec.ETag != "" && info.ETag != "" && info.ETag != rec.ETag:
+			gone = append(gone, path+" (replaced: another version tag)")
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	sort.Strings(gone)
+	for _, g := range gone {
+		path, _, _ := strings.Cut(g, " (")
+		delete(r.st.Objects, path) // not the mirror's verified object any more
+	}
+	more := ""
+	if len(gone) > 3 {
+		more = fmt.Sprintf(" and %d more", len(gone)-3)
+		gone = gone[:3]
+	}
+	return fmt.Errorf("%w: %s%s in %s (deleted or replaced after this run listed or wrote it); nothing published; the next run fetches it again",
+		ErrHeldGone, strings.Join(gone, ", "), more, store.Describe(r.dst))
 }
 
 // removeStaleForms deletes, once the new index is in place, the forms of the documents just
