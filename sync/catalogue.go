@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	gosync "sync"
 
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
@@ -200,11 +201,34 @@ func LoadCatalogue(ctx context.Context, src store.Source, startPath string, v Ve
 	}
 	cat.Products = make([]*ProductsFile, len(ids))
 	errs := make([]error, len(ids))
+	// The catalogue as a whole is capped too: an index may name any number of products files,
+	// each under the limit. Memory then stays within the cap plus what the files being read
+	// hold.
+	total, capAll := formsSize(forms), catalogueLimit(limit)
+	var totalMu gosync.Mutex
+	over := false
 	var g errgroup.Group // no cancellation: every products file's failure is reported
 	g.SetLimit(concurrency)
 	for i, id := range ids {
 		g.Go(func() error {
-			cat.Products[i], errs[i] = loadProducts(ctx, src, id, ix.Index[id], v, limit)
+			totalMu.Lock()
+			stop := over
+			totalMu.Unlock()
+			if stop {
+				return nil // reported once, by the file that went over
+			}
+			pf, err := loadProducts(ctx, src, id, ix.Index[id], v, limit)
+			if err == nil {
+				totalMu.Lock()
+				total += formsSize(pf.Forms)
+				if total > capAll && !over {
+					over = true
+					err = fmt.Errorf("%s: %w: the catalogue's metadata comes to more than %d bytes in all (4 times the limit on one file) once %s is read (the index names %d products files)",
+						startPath, store.ErrOverLimit, capAll, ix.Index[id].Path, len(ids))
+				}
+				totalMu.Unlock()
+			}
+			cat.Products[i], errs[i] = pf, err
 			return nil
 		})
 	}
@@ -217,6 +241,19 @@ func LoadCatalogue(ctx context.Context, src store.Source, startPath string, v Ve
 		return nil, err
 	}
 	return cat, nil
+}
+
+// catalogueLimit is the most bytes of metadata a catalogue reads in all: four times the limit
+// on one file.
+func catalogueLimit(limit int64) int64 { return 4 * limit }
+
+// formsSize is the bytes of the forms read of one document.
+func formsSize(forms []MetaFile) int64 {
+	var n int64
+	for _, f := range forms {
+		n += int64(len(f.Data))
+	}
+	return n
 }
 
 func loadProducts(ctx context.Context, src store.Source, id string, e *streams.IndexEntry, v Verification, limit int64) (*ProductsFile, error) {

@@ -389,3 +389,54 @@ func TestMetadataOverLimitNotRead(t *testing.T) {
 		})
 	}
 }
+
+// TestCatalogueOverLimitInAll: an index naming many products files, each under the limit on one
+// file, is refused once their metadata comes to more than four times that limit in all (memory
+// would otherwise grow with every entry the index adds); the error names the cap and nothing is
+// written to the target.
+func TestCatalogueOverLimitInAll(t *testing.T) {
+	const limit = 64 << 10
+	const entries = 12 // of about 40 KiB each: 480 KiB, above 4 × 64 KiB
+	files := map[string][]byte{}
+	var index strings.Builder
+	index.WriteString(`{"format":"index:1.0","updated":"Thu, 24 Jul 2025 09:01:42 +0000","index":{`)
+	for i := range entries {
+		id := fmt.Sprintf("com.example:many%02d", i)
+		path := fmt.Sprintf("streams/v1/many%02d.json", i)
+		if i > 0 {
+			index.WriteString(",")
+		}
+		fmt.Fprintf(&index, `%q:{"datatype":"image-ids","format":"products:1.0","path":%q,"products":[%q]}`, id, path, id+":amd64")
+		doc := fmt.Sprintf(`{"content_id":%q,"datatype":"image-ids","format":"products:1.0","products":{%q:{"arch":"amd64","os":"ubuntu","release":"r%02d","versions":{}}}}`, id, id+":amd64", i)
+		files[path] = append([]byte(doc), bytes.Repeat([]byte{' '}, 40<<10)...)
+	}
+	index.WriteString(`}}`)
+	files["streams/v1/index.json"] = []byte(index.String())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, ok := files[strings.TrimPrefix(r.URL.Path, "/")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(data)
+	}))
+	t.Cleanup(srv.Close)
+	src, err := httpstore.New(srv.Client(), srv.URL+"/", httpstore.Options{Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, dst := newTarget(t)
+	opts := sync.Options{StartPath: "streams/v1/index.json", MetadataLimit: limit}
+	_, err = sync.Run(t.Context(), src, dst, opts)
+	if !errors.Is(err, store.ErrOverLimit) || !strings.Contains(err.Error(), "in all") {
+		t.Fatalf("a catalogue of %d files of 40 KiB with a 64 KiB limit: %v; want ErrOverLimit for the whole", entries, err)
+	}
+	t.Logf("refused: %v", err)
+	checkNothingLeft(t, dst)
+
+	// The same catalogue under a limit whose four times hold it is read.
+	cat, err := sync.LoadCatalogue(t.Context(), src, "streams/v1/index.json", sync.Verification{}, 128<<10, 4)
+	if err != nil || len(cat.Products) != entries {
+		t.Fatalf("with the cap above the catalogue: %v", err)
+	}
+}

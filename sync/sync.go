@@ -67,7 +67,8 @@ type Options struct {
 	GCGrace time.Duration
 	// VerifyExisting re-reads objects already present instead of trusting recorded hashes.
 	VerifyExisting bool
-	// MetadataLimit caps one metadata file's size (default DefaultMetadataLimit).
+	// MetadataLimit caps one metadata file's size (default DefaultMetadataLimit), and four
+	// times it the whole catalogue's.
 	MetadataLimit int64
 	// MaxFileSize refuses, before anything is written, a selection holding an item declared
 	// larger (0: DefaultMaxFileSize; negative: no limit).

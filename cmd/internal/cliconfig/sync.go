@@ -104,7 +104,7 @@ func (f *Sync) AddFlags(fs *pflag.FlagSet) {
 	fs.Var(units.NewDuration(&f.GCGrace, sync.DefaultGCGrace), "gc-grace", "keep objects nothing references for this long (as 3d, 12h) before deleting them (negative: never delete)")
 	fs.BoolVar(&f.Prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
 	fs.BoolVar(&f.VerifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
-	fs.Var(units.NewSize(&f.MetadataMaxSize, sync.DefaultMetadataLimit), "metadata-max-size", "refuse metadata files larger than this (as 256MiB or bytes)")
+	fs.Var(units.NewSize(&f.MetadataMaxSize, sync.DefaultMetadataLimit), "metadata-max-size", "refuse metadata files larger than this (as 256MiB or bytes), and a catalogue of more than four times this in all")
 	fs.Var(units.NewLimit(&f.MaxFileSize, sync.DefaultMaxFileSize), "max-file-size", "refuse, before writing anything, a selection holding an item declared larger than this (as 64GiB or bytes; none: no limit)")
 	fs.Var(units.NewLimit(&f.MinRate, sync.DefaultMinRate), "min-rate", "per-file deadline: every file (and metadata file) must arrive within 5 minutes plus its size at this rate a second (as 64KiB or bytes; none: no deadline)")
 	fs.Var(units.NewLimit(&f.Bwlimit, 0), "bwlimit", "download at most this many bytes a second from the source, all connections together (as 20MiB; default none: no limit)")
