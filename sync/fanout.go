@@ -22,7 +22,8 @@ import (
 // read once; each target then has a run of its own, exactly as Run would do it (its lease, state,
 // listing, reconciliation, plan, publish, record and deferred collection), so every guarantee of
 // a single-target run holds for each target on its own. The runs meet once, at the transfer
-// (hub): when every target has planned (or failed), each file any of them needs is brought in
+// (hub): when every target has planned (or failed, or is waiting for its lock: hub.away; one
+// whose lock comes after the transfer began transfers on its own), each file any of them needs is brought in
 // once for all of them, in this order, per target: checked where present (Fetch.Check), copied
 // inside the target from another path with the same content (store.Copier), copied server-side
 // from another target of the run that holds it (store.CopierFrom), and otherwise fetched from
@@ -177,6 +178,7 @@ type hub struct {
 	mu      gosync.Mutex
 	pending int    // runs that have neither come to the transfer nor ended
 	joined  []*run // those that came
+	started bool   // the transfer is begun (set with the decision to start): a run that comes later is late
 	done    chan struct{}
 	wg      gosync.WaitGroup
 
@@ -235,11 +237,22 @@ func (h *hub) wait() { h.wg.Wait() }
 func (h *hub) transfer(ctx context.Context, r *run) error {
 	r.tctx = ctx
 	r.openContent()
+	if r.late {
+		// The others' transfer began while r waited for its lock: r fetches what it needs on
+		// its own, as a run of one target would.
+		r.transferAll(ctx)
+		err := r.transferError(ctx)
+		if ferr := r.closeContent(ctx); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+		return err
+	}
 	h.mu.Lock()
 	r.arrived = true
 	h.joined = append(h.joined, r)
 	h.pending--
 	last := h.pending == 0
+	h.started = h.started || last
 	h.mu.Unlock()
 	if last {
 		h.start()
@@ -255,17 +268,51 @@ func (h *hub) transfer(ctx context.Context, r *run) error {
 // leave says that r ended without coming to the transfer (a no-op for a run that came).
 func (h *hub) leave(r *run) {
 	h.mu.Lock()
-	if r.arrived {
+	if r.arrived || r.late {
 		h.mu.Unlock()
 		return
 	}
 	r.arrived = true
 	h.pending--
 	last := h.pending == 0 && len(h.joined) > 0
+	h.started = h.started || last
 	h.mu.Unlock()
 	if last {
 		h.start()
 	}
+}
+
+// away says that r waits for its lock (held by another run): the others go on to their
+// transfer without waiting for it. Only in a fan-out: a run of one target just waits.
+func (h *hub) away(r *run) {
+	if !h.multi {
+		return
+	}
+	h.mu.Lock()
+	r.away = true
+	h.pending--
+	last := h.pending == 0 && len(h.joined) > 0
+	h.started = h.started || last
+	h.mu.Unlock()
+	if last {
+		h.start()
+	}
+}
+
+// back says that r's wait for its lock ended (taken or not): if the others' transfer has not
+// begun, it is waited for again; otherwise r is late and transfers on its own.
+func (h *hub) back(r *run) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !r.away {
+		return
+	}
+	r.away = false
+	if h.started {
+		r.late = true
+		return
+	}
+	h.pending++
 }
 
 func (h *hub) start() {

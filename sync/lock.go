@@ -125,6 +125,9 @@ type LockOptions struct {
 	Now func() time.Time
 	// Log is told when a renewal fails (nil: nothing is logged). Run and GC pass their own.
 	Log *slog.Logger
+	// onWait, when set, is called once, when the lock is found held and the wait begins (a
+	// fan-out lets its other targets go on without this one meanwhile).
+	onWait func()
 	// self is the process identity recorded in the lease (default: this process's).
 	self *process
 }
@@ -221,6 +224,10 @@ func AcquireLock(ctx context.Context, dst store.Target, opts LockOptions) (*Targ
 		}
 		if !now.Before(deadline) {
 			return nil, nil, &LockedError{Target: store.Describe(dst), Holder: holder}
+		}
+		if opts.onWait != nil {
+			opts.onWait()
+			opts.onWait = nil
 		}
 		select {
 		case <-ctx.Done():

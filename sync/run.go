@@ -47,6 +47,8 @@ type run struct {
 	tctx    context.Context
 	givenUp bool
 	arrived bool // came to the transfer (hub.transfer), or left (hub.leave)
+	away    bool // waiting for its lock: the others do not wait for it (hub.away)
+	late    bool // its lock came after the others' transfer began: it transfers on its own
 	// content is what the transfer writes content through: the target's batch view
 	// (store.Batcher) or the target; flush makes the batch durable (nil: no batch), and written
 	// lists the paths written through it, which a failed flush takes back out of the state.
@@ -99,7 +101,12 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 		if lockOpts.Log == nil {
 			lockOpts.Log = r.log
 		}
+		waited := false
+		lockOpts.onWait = func() { waited = true; r.hub.away(r) }
 		lock, lctx, err := AcquireLock(ctx, r.dst, lockOpts)
+		if waited {
+			r.hub.back(r)
+		}
 		if err != nil {
 			return nil, err
 		}
