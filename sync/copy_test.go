@@ -4,13 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/ssmirror/ssmirror/internal/mirrortest"
 	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/store"
-	"github.com/ssmirror/ssmirror/store/dirstore"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
@@ -18,7 +16,6 @@ import (
 // content (MAAS streams have such pairs), and returns it as a source.
 func sameContentTwice(t *testing.T) store.Source {
 	t.Helper()
-	dir := t.TempDir()
 	content := []byte("identical bytes under two paths\n")
 	sum := sha256.Sum256(content)
 	hexsum := hex.EncodeToString(sum[:])
@@ -30,18 +27,7 @@ func sameContentTwice(t *testing.T) store.Source {
 		"one/file": string(content),
 		"two/file": string(content),
 	}
-	for p, data := range files {
-		full := filepath.Join(dir, p)
-		os.MkdirAll(filepath.Dir(full), 0o755)
-		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	src, err := dirstore.New(dir, dirstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src
+	return mirrortest.DirSource(t, files)
 }
 
 func TestSameContentIsCopiedInsideTheTarget(t *testing.T) {

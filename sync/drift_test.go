@@ -16,6 +16,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/ssmirror/ssmirror/internal/mirrortest"
 	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/sign"
@@ -54,15 +55,6 @@ func pickDrift(t *testing.T, content []string, metadata map[string]bool) drift {
 		}
 	}
 	return d
-}
-
-// flipped is data with every byte changed: the same size, other bytes.
-func flipped(data []byte) []byte {
-	out := make([]byte, len(data))
-	for i, b := range data {
-		out[i] = ^b
-	}
-	return out
 }
 
 func sha256Hex(data []byte) string {
@@ -105,7 +97,7 @@ func TestDriftHealedDirectory(t *testing.T) {
 			}
 			// Same size, by rename (a new file, as rsync and most tools replace one).
 			tmp := file(d.sameSize[0]) + ".restored"
-			if err := os.WriteFile(tmp, flipped(before[d.sameSize[0]]), 0o644); err != nil {
+			if err := os.WriteFile(tmp, mirrortest.Flipped(before[d.sameSize[0]]), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Rename(tmp, file(d.sameSize[0])); err != nil {
@@ -114,7 +106,7 @@ func TestDriftHealedDirectory(t *testing.T) {
 			// Same size, in place, with the time set from a "backup".
 			backupTime := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 			for _, p := range []string{d.sameSize[1], d.signedIndex} {
-				if err := os.WriteFile(file(p), flipped(before[p]), 0o644); err != nil {
+				if err := os.WriteFile(file(p), mirrortest.Flipped(before[p]), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				if err := os.Chtimes(file(p), backupTime, backupTime); err != nil {
@@ -244,7 +236,7 @@ func TestDriftHealedS3(t *testing.T) {
 				}
 			}
 			for _, p := range append(slices.Clone(d.sameSize), d.signedIndex) {
-				put(p, flipped(get(p)))
+				put(p, mirrortest.Flipped(get(p)))
 			}
 			for _, p := range d.otherSize {
 				put(p, get(p)[:100])
@@ -421,7 +413,7 @@ func TestStateWithoutETags(t *testing.T) {
 	}
 	// Drift is seen again: a products file replaced in place by other bytes of its size.
 	products := filepath.Join(dir, filepath.FromSlash(streamtest.ProductsPath(streamtest.DownloadID)))
-	if err := os.WriteFile(products, flipped(up.stream.Files[streamtest.ProductsPath(streamtest.DownloadID)]), 0o644); err != nil {
+	if err := os.WriteFile(products, mirrortest.Flipped(up.stream.Files[streamtest.ProductsPath(streamtest.DownloadID)]), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rep = run(t, up, dst, opts)

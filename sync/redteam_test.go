@@ -5,17 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ssmirror/ssmirror/internal/mirrortest"
 	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
-	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
@@ -50,12 +49,7 @@ func unsignedUpstream(t *testing.T, cfg streamtest.Config) store.Source {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	src, err := httpstore.New(srv.Client(), srv.URL+"/", httpstore.Options{Retries: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, src := mirrortest.Serve(t, s)
 	return src
 }
 
@@ -121,28 +115,15 @@ func TestStaleMetadataFormsRemoved(t *testing.T) {
 func TestControlPathProductsFileRefused(t *testing.T) {
 	for _, p := range []string{sync.StateKey, sync.LockKey, ".ssmirror/x.json", ".SSMIRROR/state.json"} {
 		t.Run(p, func(t *testing.T) {
-			dir := t.TempDir()
 			sum := sha256.Sum256([]byte("content\n"))
 			files := map[string]string{
 				"streams/v1/index.json": `{"format": "index:1.0", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "index": {"c": {"format": "products:1.0", "path": "` + p + `", "products": ["p"]}}}`,
 				p:                       `{"format": "products:1.0", "content_id": "c", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "products": {"p": {"arch": "amd64", "versions": {"1": {"items": {"k": {"ftype": "k", "path": "noble/k", "size": 8, "sha256": "` + hex.EncodeToString(sum[:]) + `"}}}}}}}`,
 				"noble/k":               "content\n",
 			}
-			for name, data := range files {
-				full := filepath.Join(dir, filepath.FromSlash(name))
-				if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			src, err := dirstore.New(dir, dirstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			src := mirrortest.DirSource(t, files)
 			target, dst := newTarget(t)
-			_, err = sync.Run(t.Context(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
+			_, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
 			if err == nil || !strings.Contains(err.Error(), p) {
 				t.Errorf("a products file at %s was not refused naming it: %v", p, err)
 			}

@@ -1,12 +1,7 @@
 package sync_test
 
 import (
-	"crypto/md5"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ssmirror/ssmirror/internal/maasmodel"
+	"github.com/ssmirror/ssmirror/internal/mirrortest"
 	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/dirstore"
@@ -78,55 +74,6 @@ func TestEmptySelectionIsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `no item has arch "=amd64"; arch is one of: "amd64", "arm64"`) {
 		t.Errorf("the message does not say what arch is: %v", err)
 	}
-}
-
-// hostileUpstream writes an unsigned stream into a directory: one products file "c" whose
-// version "1" has the given items (name → path), each file's content its own path, with the
-// hashes hashes names ("sha256", "md5", "sha512").
-func hostileUpstream(t *testing.T, items map[string]string, hashes ...string) store.Source {
-	t.Helper()
-	dir := t.TempDir()
-	var entries []string
-	files := map[string]string{}
-	for name, p := range items {
-		content := "content of " + p + "\n"
-		files[p] = content
-		e := fmt.Sprintf(`%q: {"ftype": %q, "path": %q, "size": %d`, name, name, p, len(content))
-		for _, h := range hashes {
-			var sum []byte
-			switch h {
-			case "sha256":
-				s := sha256.Sum256([]byte(content))
-				sum = s[:]
-			case "md5":
-				s := md5.Sum([]byte(content))
-				sum = s[:]
-			case "sha512":
-				s := sha512.Sum512([]byte(content))
-				sum = s[:]
-			}
-			e += fmt.Sprintf(`, %q: %q`, h, hex.EncodeToString(sum))
-		}
-		entries = append(entries, e+"}")
-	}
-	// Metadata last: an item may name a metadata path, whose upstream bytes are the metadata.
-	files["streams/v1/index.json"] = `{"format": "index:1.0", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "index": {"c": {"format": "products:1.0", "path": "streams/v1/c.json", "products": ["p"]}}}`
-	files["streams/v1/c.json"] = `{"format": "products:1.0", "content_id": "c", "updated": "Mon, 23 Nov 2026 10:00:00 +0000", "products": {"p": {"arch": "amd64", "versions": {"1": {"items": {` +
-		strings.Join(entries, ", ") + `}}}}}}`
-	for p, data := range files {
-		full := filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	src, err := dirstore.New(dir, dirstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src
 }
 
 // An item whose path is the mirror's lock, state or one of its metadata files is refused
@@ -348,4 +295,9 @@ func TestAllowEmptySelection(t *testing.T) {
 	if diff := cmp.Diff(contentPaths(before), contentPaths(tree(t, dir))); diff != "" {
 		t.Errorf("content changed (-before +after):\n%s", diff)
 	}
+}
+
+func hostileUpstream(t *testing.T, items map[string]string, hashes ...string) store.Source {
+	t.Helper()
+	return mirrortest.HostileUpstream(t, items, hashes...)
 }

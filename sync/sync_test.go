@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ssmirror/ssmirror/internal/mirrortest"
 	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/internal/testkeys"
 	"github.com/ssmirror/ssmirror/sign"
@@ -42,20 +43,31 @@ func testKeyring(t testing.TB) *sign.Keyring { return testkeys.LoadKeyring(t, te
 
 func newUpstream(t *testing.T, cfg streamtest.Config, signer *sign.Signer) *upstream {
 	t.Helper()
-	if signer == nil {
-		signer = loadSigner(t, "test-signing-key.asc")
-	}
-	s, err := streamtest.Generate(cfg, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	src, err := httpstore.New(srv.Client(), srv.URL+"/", httpstore.Options{Retries: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &upstream{stream: s, server: srv, src: src, keyring: testKeyring(t)}
+	u := mirrortest.NewUpstream(t, cfg, signer)
+	return &upstream{stream: u.Stream, server: u.Server, src: u.Src, keyring: u.Keyring}
+}
+
+func newTarget(t *testing.T) (string, *dirstore.Store) { t.Helper(); return mirrortest.DirTarget(t) }
+
+func mustParse(t *testing.T, args ...string) streams.Filters {
+	t.Helper()
+	return mirrortest.MustParse(t, args...)
+}
+
+func run(t *testing.T, up *upstream, dst store.Target, opts sync.Options) *sync.Report {
+	t.Helper()
+	return mirrortest.Run(t, up.src, up.keyring, dst, opts)
+}
+
+// selected: mirrortest.Selected.
+func selected(t *testing.T, s *streamtest.Stream, args ...string) []string {
+	t.Helper()
+	return mirrortest.Selected(t, s, args...)
+}
+
+func itemAttrs(t *testing.T, s *streamtest.Stream, it streamtest.Item) map[string]string {
+	t.Helper()
+	return mirrortest.ItemAttrs(t, s, it)
 }
 
 func smallConfig(versions ...string) streamtest.Config {
@@ -64,37 +76,6 @@ func smallConfig(versions ...string) streamtest.Config {
 		cfg.Versions = versions
 	}
 	return cfg
-}
-
-func newTarget(t *testing.T) (string, *dirstore.Store) {
-	t.Helper()
-	dir := t.TempDir()
-	dst, err := dirstore.New(dir, dirstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir, dst
-}
-
-func mustParse(t *testing.T, args ...string) streams.Filters {
-	t.Helper()
-	f, err := streams.ParseFilters(args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-func run(t *testing.T, up *upstream, dst store.Target, opts sync.Options) *sync.Report {
-	t.Helper()
-	if opts.Verification.Keyring == nil && !opts.Verification.NoVerify {
-		opts.Verification.Keyring = up.keyring
-	}
-	rep, err := sync.Run(t.Context(), up.src, dst, opts)
-	if err != nil {
-		t.Fatalf("sync: %v", err)
-	}
-	return rep
 }
 
 // tree reads every file under dir (relative slash paths → content), skipping the mirror's
@@ -136,60 +117,6 @@ func contentPaths(files map[string][]byte) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// selected lists the distinct content paths of the newest version of every product some item of
-// which passes the filters, computed straight from the generator's item list.
-func selected(t *testing.T, s *streamtest.Stream, args ...string) []string {
-	t.Helper()
-	f := mustParse(t, args...)
-	newest := map[string]string{}
-	matchesAt := map[string]bool{}
-	for _, it := range s.Items {
-		attrs := itemAttrs(t, s, it)
-		if !f.Match(attrs) {
-			continue
-		}
-		key := it.ContentID + " " + it.Product
-		if it.Version > newest[key] {
-			newest[key] = it.Version
-		}
-		matchesAt[key+" "+it.Version+" "+it.Name] = true
-	}
-	set := map[string]bool{}
-	for _, it := range s.Items {
-		key := it.ContentID + " " + it.Product
-		if newest[key] == it.Version && matchesAt[key+" "+it.Version+" "+it.Name] {
-			set[it.Path] = true
-		}
-	}
-	var out []string
-	for p := range set {
-		out = append(out, p)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// itemAttrs gives an item's effective attributes, read through the streams package from the
-// generated unsigned products file.
-func itemAttrs(t *testing.T, s *streamtest.Stream, it streamtest.Item) map[string]string {
-	t.Helper()
-	doc, err := streams.ParseProducts(s.Files[streamtest.ProductsPath(it.ContentID)])
-	if err != nil {
-		t.Fatal(err)
-	}
-	items, err := doc.Items()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, x := range items {
-		if x.Product == it.Product && x.Version == it.Version && x.Name == it.Name {
-			return x.Attrs.Map()
-		}
-	}
-	t.Fatalf("item %v not in its products file", it)
-	return nil
 }
 
 func union(a, b []string) []string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/ssmirror/ssmirror/internal/mirrortest"
 	"github.com/ssmirror/ssmirror/internal/testserver"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
@@ -302,7 +303,7 @@ func TestVerifyS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.mc.PutObject(t.Context(), e.bucket, "maas/stable/"+replaced, bytes.NewReader(flipped(data)), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+	if _, err := e.mc.PutObject(t.Context(), e.bucket, "maas/stable/"+replaced, bytes.NewReader(mirrortest.Flipped(data)), int64(len(data)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rep = verify(t, e.dst, audit.VerifyOptions{Keyring: up.keyring})
