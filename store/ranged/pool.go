@@ -16,8 +16,9 @@ import (
 // (a slot) is one connection and one chunk buffer. Each file starts on a single connection of its
 // own, read straight through with no buffer in bounded windows (see Reader): the source is
 // asked for each byte once and serves none that is not read. While slots are free, a file that
-// wants more (its connection is slower than PoolOptions.FastEnough, it is on fewer than
-// MaxStreams streams and has at least two chunks nobody fetches yet) is given one: a worker that
+// wants more (its connection is slower than PoolOptions.FastEnough for two chunks in a row
+// while the caller waits for it, so that the connection and not the caller sets the pace; it is
+// on fewer than MaxStreams streams and has at least two chunks nobody fetches yet) is given one: a worker that
 // fetches chunks ahead of the reader into its buffer. A slot whose worker finds nothing more to
 // fetch, or whose file is closed, goes to the file on the fewest streams (then the one with the
 // most bytes left); and a worker between two chunks gives its slot back when another file that
@@ -45,8 +46,10 @@ type PoolOptions struct {
 	// MaxStreams is the most range streams one file is given (0: no bound but the slots).
 	MaxStreams int
 	// FastEnough, in bytes per second: a file whose own connection brings each chunk at least
-	// this fast (within chunk/FastEnough of its start) is given no range streams; one that does
-	// not wants them from then on (0: every file wants them from its start).
+	// this fast (within chunk/FastEnough of its start) is given no range streams, nor is one
+	// whose caller spends most of that time outside Read (the caller sets the pace); one whose
+	// chunks are late while the caller waits in Read, twice in a row, wants them from then on
+	// (0: every file wants them from its start).
 	FastEnough float64
 }
 
@@ -271,6 +274,12 @@ type Reader struct {
 	window   int64
 	probe    *time.Timer // marks the file slow when the base's chunk is not in by then
 	probeSeq int64       // which base chunk the probe times
+	// What the probe weighs: when the base's chunk started, how long the caller has waited in
+	// the base's Read since then (reads done), and since when it waits now (zero: not in a Read).
+	probeStart time.Time
+	waited     time.Duration
+	waitSince  time.Time
+	strikes    int // base chunks in a row found slow (slowStrikes make the file slow)
 
 	err error // sticky failure (the caller's goroutine only)
 }
@@ -510,22 +519,56 @@ func (r *Reader) openBase(from, end int64) (io.ReadCloser, error) {
 	return rc, nil
 }
 
+// slowStrikes is how many base chunks in a row must be found slow before the file wants range
+// streams: one late chunk on a loaded machine (the reader descheduled inside Read, a pause of
+// the garbage collector) says little about the link.
+const slowStrikes = 2
+
 // startProbe times the base's next chunk (under r.mu): when it is not in within
-// chunk/FastEnough, the file wants range streams. A file already slow is not timed again.
+// chunk/FastEnough and the caller spent most of that time waiting for it in Read, the chunk is
+// slow, and after slowStrikes slow chunks in a row the file wants range streams. A file already
+// slow is not timed again.
+//
+// The second condition makes the gate relative to what the reader itself can take: a caller that
+// spends most of the time elsewhere (hashing, writing to a disk or a bucket, or waiting for the
+// CPU on a loaded machine) is what sets the pace, and more connections would only add requests
+// and copies. Only a connection that keeps its reader waiting, and is slow, is helped by more.
 func (r *Reader) startProbe() {
 	r.probeSeq++
 	if r.probe != nil {
-		r.probe.Stop()
+		if r.probe.Stop() { // the chunk came in time
+			r.strikes = 0
+		}
 		r.probe = nil
 	}
 	if r.slow || r.body == nil || r.closed {
 		return
 	}
 	seq := r.probeSeq
+	r.probeStart, r.waited = time.Now(), 0
+	if !r.waitSince.IsZero() {
+		r.waitSince = r.probeStart
+	}
 	d := time.Duration(float64(min(r.chunk, r.size-r.pos)) / r.pool.fastEnough * float64(time.Second))
 	r.probe = time.AfterFunc(d, func() {
 		r.mu.Lock()
 		if r.closed || r.slow || seq != r.probeSeq {
+			r.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		waited := r.waited
+		if !r.waitSince.IsZero() {
+			waited += now.Sub(r.waitSince)
+		}
+		if 2*waited < now.Sub(r.probeStart) {
+			// The caller, not the connection, held the chunk back: not slow (the next chunk is
+			// timed again).
+			r.strikes = 0
+			r.mu.Unlock()
+			return
+		}
+		if r.strikes++; r.strikes < slowStrikes {
 			r.mu.Unlock()
 			return
 		}
@@ -542,8 +585,18 @@ func (r *Reader) readBase(body io.ReadCloser, i int64, p []byte) (int, error) {
 	if int64(len(p)) > end-r.pos {
 		p = p[:end-r.pos]
 	}
+	r.mu.Lock()
+	timed := r.probe != nil
+	if timed {
+		r.waitSince = time.Now()
+	}
+	r.mu.Unlock()
 	n, err := body.Read(p)
 	r.mu.Lock()
+	if timed && !r.waitSince.IsZero() {
+		r.waited += time.Since(r.waitSince)
+	}
+	r.waitSince = time.Time{}
 	r.pos += int64(n)
 	if r.pos == end {
 		if r.pos/r.chunk >= r.baseEnd || r.pos == r.size {
