@@ -16,8 +16,8 @@ import (
 // (a slot) is one connection and one chunk buffer. Each file starts on a single connection of its
 // own, read straight through with no buffer in bounded windows (see Reader): the source is
 // asked for each byte once and serves none that is not read. While slots are free, a file that
-// wants more (its connection is slower than PoolOptions.FastEnough for two chunks in a row
-// while the caller waits for it, so that the connection and not the caller sets the pace; it is
+// wants more (its connection is slower than PoolOptions.FastEnough, for two probe periods in a
+// row, while the caller waits for it: the connection and not the caller sets the pace; it is
 // on fewer than MaxStreams streams and has at least two chunks nobody fetches yet) is given one: a worker that
 // fetches chunks ahead of the reader into its buffer. A slot whose worker finds nothing more to
 // fetch, or whose file is closed, goes to the file on the fewest streams (then the one with the
@@ -48,8 +48,8 @@ type PoolOptions struct {
 	// FastEnough, in bytes per second: a file whose own connection brings each chunk at least
 	// this fast (within chunk/FastEnough of its start) is given no range streams, nor is one
 	// whose caller spends most of that time outside Read (the caller sets the pace); one whose
-	// chunks are late while the caller waits in Read, twice in a row, wants them from then on
-	// (0: every file wants them from its start).
+	// chunk is late while the caller waits in Read, for two such periods in a row, wants them
+	// from then on (0: every file wants them from its start).
 	FastEnough float64
 }
 
@@ -279,7 +279,8 @@ type Reader struct {
 	probeStart time.Time
 	waited     time.Duration
 	waitSince  time.Time
-	strikes    int // base chunks in a row found slow (slowStrikes make the file slow)
+	strikes    int  // probe periods in a row that found the base slow (see startProbe)
+	late       bool // the base's chunk was not in within its first period
 
 	err error // sticky failure (the caller's goroutine only)
 }
@@ -519,24 +520,25 @@ func (r *Reader) openBase(from, end int64) (io.ReadCloser, error) {
 	return rc, nil
 }
 
-// slowStrikes is how many base chunks in a row must be found slow before the file wants range
-// streams: one late chunk on a loaded machine (the reader descheduled inside Read, a pause of
-// the garbage collector) says little about the link.
+// slowStrikes is how many probe periods in a row (each chunk/FastEnough long) must find the
+// base slow, its caller waiting in Read, before the file wants range streams: one late period
+// on a loaded machine (the reader descheduled inside Read, a pause of the garbage collector)
+// says little about the link.
 const slowStrikes = 2
 
-// startProbe times the base's next chunk (under r.mu): when it is not in within
-// chunk/FastEnough and the caller spent most of that time waiting for it in Read, the chunk is
-// slow, and after slowStrikes slow chunks in a row the file wants range streams. A file already
-// slow is not timed again.
+// startProbe times the base's next chunk (under r.mu). A chunk in within chunk/FastEnough (one
+// period) is fast. While it is not, each period in which the caller spent at least half the time
+// waiting in Read is a strike, one in which it did not clears them, and slowStrikes in a row
+// make the file want range streams. A file already slow is not timed again.
 //
-// The second condition makes the gate relative to what the reader itself can take: a caller that
-// spends most of the time elsewhere (hashing, writing to a disk or a bucket, or waiting for the
-// CPU on a loaded machine) is what sets the pace, and more connections would only add requests
-// and copies. Only a connection that keeps its reader waiting, and is slow, is helped by more.
+// The waiting makes the gate relative to what the reader itself can take: a caller that spends
+// most of the time elsewhere (hashing, writing to a disk or a bucket, or waiting for the CPU on
+// a loaded machine) is what sets the pace, and more connections would only add requests and
+// copies. Only a connection that keeps its reader waiting, and is slow, is helped by more.
 func (r *Reader) startProbe() {
 	r.probeSeq++
 	if r.probe != nil {
-		if r.probe.Stop() { // the chunk came in time
+		if r.probe.Stop() && !r.late { // the chunk came within its first period
 			r.strikes = 0
 		}
 		r.probe = nil
@@ -545,38 +547,45 @@ func (r *Reader) startProbe() {
 		return
 	}
 	seq := r.probeSeq
-	r.probeStart, r.waited = time.Now(), 0
-	if !r.waitSince.IsZero() {
-		r.waitSince = r.probeStart
-	}
+	r.late = false
+	r.startPeriod(time.Now())
 	d := time.Duration(float64(min(r.chunk, r.size-r.pos)) / r.pool.fastEnough * float64(time.Second))
-	r.probe = time.AfterFunc(d, func() {
+	var probe *time.Timer
+	probe = time.AfterFunc(d, func() {
 		r.mu.Lock()
 		if r.closed || r.slow || seq != r.probeSeq {
 			r.mu.Unlock()
 			return
 		}
+		r.late = true
 		now := time.Now()
 		waited := r.waited
 		if !r.waitSince.IsZero() {
 			waited += now.Sub(r.waitSince)
 		}
 		if 2*waited < now.Sub(r.probeStart) {
-			// The caller, not the connection, held the chunk back: not slow (the next chunk is
-			// timed again).
+			// The caller, not the connection, held the chunk back: not slow.
 			r.strikes = 0
+		} else if r.strikes++; r.strikes >= slowStrikes {
+			r.slow = true
 			r.mu.Unlock()
+			r.pool.MarkSlow()
+			r.pool.schedule()
 			return
 		}
-		if r.strikes++; r.strikes < slowStrikes {
-			r.mu.Unlock()
-			return
-		}
-		r.slow = true
+		r.startPeriod(now)
+		probe.Reset(d)
 		r.mu.Unlock()
-		r.pool.MarkSlow()
-		r.pool.schedule()
 	})
+	r.probe = probe
+}
+
+// startPeriod starts a probe period at now (under r.mu): the caller's wait is counted afresh.
+func (r *Reader) startPeriod(now time.Time) {
+	r.probeStart, r.waited = now, 0
+	if !r.waitSince.IsZero() {
+		r.waitSince = now
+	}
 }
 
 // readBase reads from the base within chunk i.

@@ -362,8 +362,9 @@ func TestPoolRateGate(t *testing.T) {
 // TestPoolRateGateRelative: the rate gate judges the connection, not the caller. A caller that
 // takes its time between reads of a fast connection (hashing and writing on a loaded machine)
 // makes every chunk late, but its reads never wait: the file stays on its own connection. One
-// late chunk among fast ones is not enough either (slowStrikes); chunks late while the caller
-// waits in Read, in a row, are (TestPoolRateGate).
+// late chunk among fast ones is not enough either: its first probe period is one strike of
+// slowStrikes, and the next chunk, in time, clears it; periods late while the caller waits in
+// Read, in a row, are (TestPoolRateGate).
 func TestPoolRateGateRelative(t *testing.T) {
 	const chunk = 10
 	windows := [][2]int64{{0, 10}, {10, 20}, {30, 40}, {70, 80}, {150, 150}} // doubling, no ranges
@@ -374,8 +375,8 @@ func TestPoolRateGateRelative(t *testing.T) {
 	}{
 		{"slow caller", nil, time.Second},
 		{"one late chunk", func(off int64) time.Duration {
-			if off/chunk == 1 {
-				return time.Second
+			if off == chunk { // 1.5 probe periods (chunk/FastEnough)
+				return 150 * time.Millisecond
 			}
 			return 0
 		}, 0},
