@@ -1,3 +1,7 @@
+// Package ranged reads objects from a store.RangeOpener (an HTTP source) as one stream each, in
+// order, on the object's own connection and, while that connection is slow, also as byte ranges
+// fetched in parallel: a Pool shares a bounded number of range streams (each one connection and
+// one chunk buffer) among all the files being read at once.
 package ranged
 
 import (
@@ -11,6 +15,15 @@ import (
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/retry"
 )
+
+// errRangedClosed stops the workers of a reader that was closed.
+var errRangedClosed = errors.New("ranged reader closed")
+
+// Options are the optional parts of one object's reader (Pool.Open).
+type Options struct {
+	// Policy is how a range that cannot be opened is tried again (zero: once).
+	Policy retry.Policy
+}
 
 // Pool shares a fixed number of range streams among all the files being read at once. A stream
 // (a slot) is one connection and one chunk buffer. Each file starts on a single connection of its
@@ -88,7 +101,7 @@ func (p *Pool) Free() int {
 // one connection and on as many of the pool's streams as it is given. A range that cannot be
 // opened is tried again under opts.Policy; one that fails for good fails the read with an error
 // naming the key and the byte range. The reader must be closed: Close stops its fetches, waits
-// for them and gives its slots back to the pool. (opts.Release is not used.)
+// for them and gives its slots back to the pool.
 func (p *Pool) Open(ctx context.Context, src store.RangeOpener, key string, size int64, opts Options) io.ReadCloser {
 	r := &Reader{
 		pool:    p,
@@ -389,7 +402,7 @@ func (r *Reader) fetch(c *poolChunk) error {
 
 // readRange reads exactly len(buf) bytes of key from byte off into buf, the open tried again
 // under policy; a failure names the key and the byte range, and once ctx is done its cause is
-// returned instead. The pool's workers and the fixed-window reader (reader.go) share it.
+// returned instead.
 func readRange(ctx context.Context, src store.RangeOpener, key string, policy retry.Policy, off int64, buf []byte) error {
 	want := len(buf)
 	last := off + int64(want) - 1
@@ -607,15 +620,25 @@ func (r *Reader) readBase(body io.ReadCloser, i int64, p []byte) (int, error) {
 	}
 	r.waitSince = time.Time{}
 	r.pos += int64(n)
+	var done io.ReadCloser // the window's body, read to its end
 	if r.pos == end {
 		if r.pos/r.chunk >= r.baseEnd || r.pos == r.size {
-			r.body.Close()
-			r.body = nil
+			done, r.body = r.body, nil
 		}
 		r.startProbe()
 		err = nil
 	}
 	r.mu.Unlock()
+	if done != nil {
+		// As a worker's range (readRange): a source sending more than asked is not trusted.
+		// (Close cancels the request's context, so this read cannot hold it up.)
+		var one [1]byte
+		m, _ := done.Read(one[:])
+		done.Close()
+		if m > 0 {
+			return n, r.fail(fmt.Errorf("%s, bytes %d-%d: the source sent more than the %d bytes asked for", r.key, r.baseFrom*r.chunk, end-1, end-r.baseFrom*r.chunk))
+		}
+	}
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
