@@ -413,6 +413,35 @@ func TestPoolRateGateRelative(t *testing.T) {
 	}
 }
 
+// TestPoolSlowWithinAChunk: a connection that keeps its caller waiting is found slow after
+// slowStrikes probe periods (chunk/FastEnough each), while its first chunk is still coming, not
+// after that chunk (on a link of 2 MB/s per connection a chunk of 2 MiB takes a second).
+func TestPoolSlowWithinAChunk(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const chunk = 10
+		objs := map[string][]byte{"img": randomBytes(1, 300)}
+		src := newMemRanges(objs)
+		src.perRead = time.Second // the first chunk takes 10 s in reads of one byte
+		p := NewPool(4, chunk, PoolOptions{FastEnough: 100}) // a probe period of 0.1 s
+		r := p.Open(context.Background(), src, "img", 300, Options{}).(*Reader)
+		go func() {
+			io.ReadFull(r, make([]byte, 1))
+			io.ReadAll(iotestOneByte{r})
+		}()
+		time.Sleep(time.Duration(slowStrikes)*100*time.Millisecond + 50*time.Millisecond)
+		synctest.Wait()
+		if n := r.Streams(); n == 0 {
+			t.Errorf("no range streams %d probe periods into the first chunk", slowStrikes)
+		}
+		r.Close()
+	})
+}
+
+// iotestOneByte reads one byte at a time.
+type iotestOneByte struct{ r io.Reader }
+
+func (o iotestOneByte) Read(p []byte) (int, error) { return o.r.Read(p[:min(len(p), 1)]) }
+
 // TestPoolRebalance: a file that wants streams only once another holds them all gets its share
 // as the other's workers finish their chunks: a worker between two chunks gives its slot back
 // when a wanting file is on two streams fewer.
