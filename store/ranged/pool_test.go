@@ -421,7 +421,7 @@ func TestPoolSlowWithinAChunk(t *testing.T) {
 		const chunk = 10
 		objs := map[string][]byte{"img": randomBytes(1, 300)}
 		src := newMemRanges(objs)
-		src.perRead = time.Second // the first chunk takes 10 s in reads of one byte
+		src.perRead = time.Second                            // the first chunk takes 10 s in reads of one byte
 		p := NewPool(4, chunk, PoolOptions{FastEnough: 100}) // a probe period of 0.1 s
 		r := p.Open(context.Background(), src, "img", 300, Options{}).(*Reader)
 		go func() {
