@@ -29,10 +29,10 @@ type Options struct {
 // (a slot) is one connection and one chunk buffer. Each file starts on a single connection of its
 // own, read straight through with no buffer in bounded windows (see Reader): the source is
 // asked for each byte once and serves none that is not read. While slots are free, a file that
-// wants more (its connection is slower than PoolOptions.FastEnough, for two probe periods in a
-// row, while the caller waits for it: the connection and not the caller sets the pace; it is
-// on fewer than MaxStreams streams and has at least two chunks nobody fetches yet) is given one: a worker that
-// fetches chunks ahead of the reader into its buffer. A slot whose worker finds nothing more to
+// wants more is given one: a worker that fetches chunks ahead of the reader into its buffer. A
+// file wants more when its connection was slower than PoolOptions.FastEnough for two probe
+// periods in a row while the caller waited for it (the connection, not the caller, set the
+// pace), it is on fewer than MaxStreams streams and has at least two chunks nobody fetches yet. A slot whose worker finds nothing more to
 // fetch, or whose file is closed, goes to the file on the fewest streams (then the one with the
 // most bytes left); and a worker between two chunks gives its slot back when another file that
 // wants streams is on two fewer, so no large file waits on one connection while others hold many.
@@ -287,8 +287,8 @@ type Reader struct {
 	window   int64
 	probe    *time.Timer // marks the file slow when the base's chunk is not in by then
 	probeSeq int64       // which base chunk the probe times
-	// What the probe weighs: when the base's chunk started, how long the caller has waited in
-	// the base's Read since then (reads done), and since when it waits now (zero: not in a Read).
+	// What the probe weighs: when its period started, how long the caller has waited in the
+	// base's Read since then (reads done), and since when it waits now (zero: not in a Read).
 	probeStart time.Time
 	waited     time.Duration
 	waitSince  time.Time
