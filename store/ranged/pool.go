@@ -32,10 +32,11 @@ type Options struct {
 // wants more is given one: a worker that fetches chunks ahead of the reader into its buffer. A
 // file wants more when its connection was slower than PoolOptions.FastEnough for two probe
 // periods in a row while the caller waited for it (the connection, not the caller, set the
-// pace), it is on fewer than MaxStreams streams and has at least two chunks nobody fetches yet. A slot whose worker finds nothing more to
-// fetch, or whose file is closed, goes to the file on the fewest streams (then the one with the
-// most bytes left); and a worker between two chunks gives its slot back when another file that
-// wants streams is on two fewer, so no large file waits on one connection while others hold many.
+// pace), it is on fewer than MaxStreams streams and has at least two chunks nobody fetches yet.
+// A slot whose worker finds nothing more to fetch, or whose file is closed, goes to the file on
+// the fewest streams (then the one with the most bytes left); and a worker between two chunks
+// gives its slot back when another file that wants streams is on two fewer, so no large file
+// waits on one connection while others hold many.
 // The pool never holds more than Slots buffers, and a run never more than one connection per file
 // in flight plus Slots.
 type Pool struct {
