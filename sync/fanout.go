@@ -600,7 +600,9 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 			}
 			return results, err, false
 		}
-		defer h.runs[0].noteRate(f, start) // as a single target's fetch does (fetchOnce)
+		tb := &timedBody{ReadCloser: rc}
+		rc = tb
+		defer h.runs[0].noteRate(f, start, tb) // as a single target's fetch does (fetchOnce)
 	}
 	cr := newCountingReader(rc, h.progress, f.Path)
 	var rd io.Reader = cr

@@ -378,7 +378,9 @@ func fetchOnce(ctx context.Context, src, rsrc store.Source, dst store.Target, f 
 		if rc, err = rsrc.Open(ctx, f.Path, 0); err != nil {
 			return store.Info{}, false, err
 		}
-		defer rn.noteRate(f, start)
+		tb := &timedBody{ReadCloser: rc}
+		rc = tb
+		defer rn.noteRate(f, start, tb)
 	}
 	defer rc.Close()
 	cr := newCountingReader(rc, rn.progress, f.Path)

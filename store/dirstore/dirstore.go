@@ -55,6 +55,7 @@ import (
 	gosync "sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/ssmirror/ssmirror/store"
 )
@@ -373,8 +374,9 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 		}
 	}()
 	v := store.NewVerifier(key, r, opts)
-	// The content is hashed (by v) and written from this one buffer: no other copy. Reads are
-	// gathered until it is full, so a reader giving tiny pieces does not mean tiny writes.
+	// The content is hashed (by v) and written from this one buffer: no other copy (on Linux,
+	// not even into the page cache: contentWriter). Reads are gathered until it is full, so a
+	// reader giving tiny pieces does not mean tiny writes.
 	var buf []byte
 	if opts.Size >= 0 && opts.Size < writeBuffer {
 		buf = make([]byte, max(opts.Size+1, 512)) // +1: the read that sees the end (or a byte too many)
@@ -383,13 +385,14 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 		defer writeBuffers.Put(bp)
 		buf = *bp
 	}
+	w := newContentWriter(f, len(buf))
 	for {
 		if err := ctx.Err(); err != nil {
 			return "", store.Info{}, nil, &store.Error{Op: op, Key: key, Err: err}
 		}
 		n, rerr := io.ReadFull(v, buf)
 		if n > 0 {
-			if _, err := f.Write(buf[:n]); err != nil {
+			if _, err := w.Write(buf[:n]); err != nil {
 				return "", store.Info{}, nil, s.fail(op, key, err)
 			}
 		}
@@ -435,8 +438,21 @@ func (s *Store) writeTemp(ctx context.Context, op, key string, r io.Reader, opts
 // writeBuffer is the most one Put reads before writing it out.
 const writeBuffer = 1 << 20
 
-// writeBuffers holds writeBuffer-sized buffers for reuse from one Put to the next.
-var writeBuffers = gosync.Pool{New: func() any { b := make([]byte, writeBuffer); return &b }}
+// writeBuffers holds writeBuffer-sized buffers for reuse from one Put to the next, each starting
+// at a multiple of directAlign (so that contentWriter can write them with O_DIRECT).
+var writeBuffers = gosync.Pool{New: func() any {
+	b := make([]byte, writeBuffer+directAlign)
+	skip := 0
+	if r := int(uintptr(unsafe.Pointer(&b[0])) % directAlign); r != 0 {
+		skip = directAlign - r
+	}
+	b = b[skip : skip+writeBuffer : skip+writeBuffer]
+	return &b
+}}
+
+// directAlign is the alignment of what contentWriter writes with O_DIRECT (the buffer's address,
+// its length and the file offset): 4096 covers the logical block size of the devices in use.
+const directAlign = 4096
 
 // fsync syncs f (named name, relative to the root, for Options.Trace).
 func (s *Store) fsync(f *os.File, name string) error {

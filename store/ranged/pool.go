@@ -1,3 +1,7 @@
+// Package ranged reads objects from a store.RangeOpener (an HTTP source) as one stream each, in
+// order, on the object's own connection and, while that connection is slow, also as byte ranges
+// fetched in parallel: a Pool shares a bounded number of range streams (each one connection and
+// one chunk buffer) among all the files being read at once.
 package ranged
 
 import (
@@ -12,16 +16,27 @@ import (
 	"github.com/ssmirror/ssmirror/store/retry"
 )
 
+// errRangedClosed stops the workers of a reader that was closed.
+var errRangedClosed = errors.New("ranged reader closed")
+
+// Options are the optional parts of one object's reader (Pool.Open).
+type Options struct {
+	// Policy is how a range that cannot be opened is tried again (zero: once).
+	Policy retry.Policy
+}
+
 // Pool shares a fixed number of range streams among all the files being read at once. A stream
 // (a slot) is one connection and one chunk buffer. Each file starts on a single connection of its
 // own, read straight through with no buffer in bounded windows (see Reader): the source is
 // asked for each byte once and serves none that is not read. While slots are free, a file that
-// wants more (its connection is slower than PoolOptions.FastEnough, it is on fewer than
-// MaxStreams streams and has at least two chunks nobody fetches yet) is given one: a worker that
-// fetches chunks ahead of the reader into its buffer. A slot whose worker finds nothing more to
-// fetch, or whose file is closed, goes to the file on the fewest streams (then the one with the
-// most bytes left); and a worker between two chunks gives its slot back when another file that
-// wants streams is on two fewer, so no large file waits on one connection while others hold many.
+// wants more is given one: a worker that fetches chunks ahead of the reader into its buffer. A
+// file wants more when its connection was slower than PoolOptions.FastEnough for two probe
+// periods in a row while the caller waited for it (the connection, not the caller, set the
+// pace), it is on fewer than MaxStreams streams and has at least two chunks nobody fetches yet.
+// A slot whose worker finds nothing more to fetch, or whose file is closed, goes to the file on
+// the fewest streams (then the one with the most bytes left); and a worker between two chunks
+// gives its slot back when another file that wants streams is on two fewer, so no large file
+// waits on one connection while others hold many.
 // The pool never holds more than Slots buffers, and a run never more than one connection per file
 // in flight plus Slots.
 type Pool struct {
@@ -45,8 +60,10 @@ type PoolOptions struct {
 	// MaxStreams is the most range streams one file is given (0: no bound but the slots).
 	MaxStreams int
 	// FastEnough, in bytes per second: a file whose own connection brings each chunk at least
-	// this fast (within chunk/FastEnough of its start) is given no range streams; one that does
-	// not wants them from then on (0: every file wants them from its start).
+	// this fast (within chunk/FastEnough of its start) is given no range streams, nor is one
+	// whose caller spends most of that time outside Read (the caller sets the pace); one whose
+	// chunk is late while the caller waits in Read, for two such periods in a row, wants them
+	// from then on (0: every file wants them from its start).
 	FastEnough float64
 }
 
@@ -85,7 +102,7 @@ func (p *Pool) Free() int {
 // one connection and on as many of the pool's streams as it is given. A range that cannot be
 // opened is tried again under opts.Policy; one that fails for good fails the read with an error
 // naming the key and the byte range. The reader must be closed: Close stops its fetches, waits
-// for them and gives its slots back to the pool. (opts.Release is not used.)
+// for them and gives its slots back to the pool.
 func (p *Pool) Open(ctx context.Context, src store.RangeOpener, key string, size int64, opts Options) io.ReadCloser {
 	r := &Reader{
 		pool:    p,
@@ -271,6 +288,13 @@ type Reader struct {
 	window   int64
 	probe    *time.Timer // marks the file slow when the base's chunk is not in by then
 	probeSeq int64       // which base chunk the probe times
+	// What the probe weighs: when its period started, how long the caller has waited in the
+	// base's Read since then (reads done), and since when it waits now (zero: not in a Read).
+	probeStart time.Time
+	waited     time.Duration
+	waitSince  time.Time
+	strikes    int  // probe periods in a row that found the base slow (see startProbe)
+	late       bool // the base's chunk was not in within its first period
 
 	err error // sticky failure (the caller's goroutine only)
 }
@@ -379,7 +403,7 @@ func (r *Reader) fetch(c *poolChunk) error {
 
 // readRange reads exactly len(buf) bytes of key from byte off into buf, the open tried again
 // under policy; a failure names the key and the byte range, and once ctx is done its cause is
-// returned instead. The pool's workers and the fixed-window reader (reader.go) share it.
+// returned instead.
 func readRange(ctx context.Context, src store.RangeOpener, key string, policy retry.Policy, off int64, buf []byte) error {
 	want := len(buf)
 	last := off + int64(want) - 1
@@ -510,30 +534,72 @@ func (r *Reader) openBase(from, end int64) (io.ReadCloser, error) {
 	return rc, nil
 }
 
-// startProbe times the base's next chunk (under r.mu): when it is not in within
-// chunk/FastEnough, the file wants range streams. A file already slow is not timed again.
+// slowStrikes is how many probe periods in a row (each chunk/FastEnough long) must find the
+// base slow, its caller waiting in Read, before the file wants range streams: one late period
+// on a loaded machine (the reader descheduled inside Read, a pause of the garbage collector)
+// says little about the link.
+const slowStrikes = 2
+
+// startProbe times the base's next chunk (under r.mu). A chunk in within chunk/FastEnough (one
+// period) is fast. While it is not, each period in which the caller spent at least half the time
+// waiting in Read is a strike, one in which it did not clears them, and slowStrikes in a row
+// make the file want range streams. A file already slow is not timed again.
+//
+// The waiting makes the gate relative to what the reader itself can take: a caller that spends
+// most of the time elsewhere (hashing, writing to a disk or a bucket, or waiting for the CPU on
+// a loaded machine) is what sets the pace, and more connections would only add requests and
+// copies. Only a connection that keeps its reader waiting, and is slow, is helped by more.
 func (r *Reader) startProbe() {
 	r.probeSeq++
 	if r.probe != nil {
-		r.probe.Stop()
+		if r.probe.Stop() && !r.late { // the chunk came within its first period
+			r.strikes = 0
+		}
 		r.probe = nil
 	}
 	if r.slow || r.body == nil || r.closed {
 		return
 	}
 	seq := r.probeSeq
+	r.late = false
+	r.startPeriod(time.Now())
 	d := time.Duration(float64(min(r.chunk, r.size-r.pos)) / r.pool.fastEnough * float64(time.Second))
-	r.probe = time.AfterFunc(d, func() {
+	var probe *time.Timer
+	probe = time.AfterFunc(d, func() {
 		r.mu.Lock()
 		if r.closed || r.slow || seq != r.probeSeq {
 			r.mu.Unlock()
 			return
 		}
-		r.slow = true
+		r.late = true
+		now := time.Now()
+		waited := r.waited
+		if !r.waitSince.IsZero() {
+			waited += now.Sub(r.waitSince)
+		}
+		if 2*waited < now.Sub(r.probeStart) {
+			// The caller, not the connection, held the chunk back: not slow.
+			r.strikes = 0
+		} else if r.strikes++; r.strikes >= slowStrikes {
+			r.slow = true
+			r.mu.Unlock()
+			r.pool.MarkSlow()
+			r.pool.schedule()
+			return
+		}
+		r.startPeriod(now)
+		probe.Reset(d)
 		r.mu.Unlock()
-		r.pool.MarkSlow()
-		r.pool.schedule()
 	})
+	r.probe = probe
+}
+
+// startPeriod starts a probe period at now (under r.mu): the caller's wait is counted afresh.
+func (r *Reader) startPeriod(now time.Time) {
+	r.probeStart, r.waited = now, 0
+	if !r.waitSince.IsZero() {
+		r.waitSince = now
+	}
 }
 
 // readBase reads from the base within chunk i.
@@ -542,18 +608,38 @@ func (r *Reader) readBase(body io.ReadCloser, i int64, p []byte) (int, error) {
 	if int64(len(p)) > end-r.pos {
 		p = p[:end-r.pos]
 	}
+	r.mu.Lock()
+	timed := r.probe != nil
+	if timed {
+		r.waitSince = time.Now()
+	}
+	r.mu.Unlock()
 	n, err := body.Read(p)
 	r.mu.Lock()
+	if timed && !r.waitSince.IsZero() {
+		r.waited += time.Since(r.waitSince)
+	}
+	r.waitSince = time.Time{}
 	r.pos += int64(n)
+	var done io.ReadCloser // the window's body, read to its end
 	if r.pos == end {
 		if r.pos/r.chunk >= r.baseEnd || r.pos == r.size {
-			r.body.Close()
-			r.body = nil
+			done, r.body = r.body, nil
 		}
 		r.startProbe()
 		err = nil
 	}
 	r.mu.Unlock()
+	if done != nil {
+		// As a worker's range (readRange): a source sending more than asked is not trusted.
+		// (Close cancels the request's context, so this read cannot hold it up.)
+		var one [1]byte
+		m, _ := done.Read(one[:])
+		done.Close()
+		if m > 0 {
+			return n, r.fail(fmt.Errorf("%s, bytes %d-%d: the source sent more than the %d bytes asked for", r.key, r.baseFrom*r.chunk, end-1, end-r.baseFrom*r.chunk))
+		}
+	}
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF

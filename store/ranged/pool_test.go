@@ -20,6 +20,9 @@ import (
 type memRanges struct {
 	objs    map[string][]byte
 	perRead time.Duration
+	// delayAt, when set, is how long a body read starting at byte off of its object takes
+	// (instead of perRead).
+	delayAt func(off int64) time.Duration
 	hold    chan struct{}
 	failAt  int64
 
@@ -49,7 +52,7 @@ func (m *memRanges) OpenRange(ctx context.Context, key string, off, n int64) (io
 	if m.failAt >= off && m.failAt < off+n {
 		return nil, errors.New("injected failure")
 	}
-	return &memBody{r: bytes.NewReader(data[off : off+n]), per: m.perRead, ctx: ctx}, nil
+	return &memBody{r: bytes.NewReader(data[off : off+n]), per: m.perRead, delayAt: m.delayAt, off: off, ctx: ctx}, nil
 }
 
 func (m *memRanges) requests(key string) [][2]int64 {
@@ -59,20 +62,28 @@ func (m *memRanges) requests(key string) [][2]int64 {
 }
 
 type memBody struct {
-	r   *bytes.Reader
-	per time.Duration
-	ctx context.Context
+	r       *bytes.Reader
+	per     time.Duration
+	delayAt func(off int64) time.Duration
+	off     int64 // of the next byte read, in the object
+	ctx     context.Context
 }
 
 func (b *memBody) Read(p []byte) (int, error) {
-	if b.per > 0 {
+	d := b.per
+	if b.delayAt != nil {
+		d = b.delayAt(b.off)
+	}
+	if d > 0 {
 		select {
-		case <-time.After(b.per):
+		case <-time.After(d):
 		case <-b.ctx.Done():
 			return 0, b.ctx.Err()
 		}
 	}
-	return b.r.Read(p)
+	n, err := b.r.Read(p)
+	b.off += int64(n)
+	return n, err
 }
 
 func (b *memBody) Close() error { return nil }
@@ -347,6 +358,89 @@ func TestPoolRateGate(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolRateGateRelative: the rate gate judges the connection, not the caller. A caller that
+// takes its time between reads of a fast connection (hashing and writing on a loaded machine)
+// makes every chunk late, but its reads never wait: the file stays on its own connection. One
+// late chunk among fast ones is not enough either: its first probe period is one strike of
+// slowStrikes, and the next chunk, in time, clears it; periods late while the caller waits in
+// Read, in a row, are (TestPoolRateGate).
+func TestPoolRateGateRelative(t *testing.T) {
+	const chunk = 10
+	windows := [][2]int64{{0, 10}, {10, 20}, {30, 40}, {70, 80}, {150, 150}} // doubling, no ranges
+	for _, c := range []struct {
+		name    string
+		delayAt func(off int64) time.Duration
+		pause   time.Duration // the caller's, after each read
+	}{
+		{"slow caller", nil, time.Second},
+		{"one late chunk", func(off int64) time.Duration {
+			if off == chunk { // 1.5 probe periods (chunk/FastEnough)
+				return 150 * time.Millisecond
+			}
+			return 0
+		}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				objs := map[string][]byte{"img": randomBytes(1, 300)}
+				src := newMemRanges(objs)
+				src.delayAt = c.delayAt
+				p := NewPool(4, chunk, PoolOptions{FastEnough: 100})
+				r := p.Open(context.Background(), src, "img", 300, Options{})
+				var got []byte
+				buf := make([]byte, 4)
+				for {
+					n, err := r.Read(buf)
+					got = append(got, buf[:n]...)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(c.pause)
+				}
+				r.Close()
+				if !bytes.Equal(got, objs["img"]) {
+					t.Fatalf("img: %d bytes differ", len(got))
+				}
+				if reqs := src.requests("img"); fmt.Sprint(reqs) != fmt.Sprint(windows) {
+					t.Errorf("requests %v, want its own connection's windows %v (no range streams)", reqs, windows)
+				}
+			})
+		})
+	}
+}
+
+// TestPoolSlowWithinAChunk: a connection that keeps its caller waiting is found slow after
+// slowStrikes probe periods (chunk/FastEnough each), while its first chunk is still coming, not
+// after that chunk (on a link of 2 MB/s per connection a chunk of 2 MiB takes a second).
+func TestPoolSlowWithinAChunk(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const chunk = 10
+		objs := map[string][]byte{"img": randomBytes(1, 300)}
+		src := newMemRanges(objs)
+		src.perRead = time.Second                            // the first chunk takes 10 s in reads of one byte
+		p := NewPool(4, chunk, PoolOptions{FastEnough: 100}) // a probe period of 0.1 s
+		r := p.Open(context.Background(), src, "img", 300, Options{}).(*Reader)
+		go func() {
+			io.ReadFull(r, make([]byte, 1))
+			io.ReadAll(iotestOneByte{r})
+		}()
+		time.Sleep(time.Duration(slowStrikes)*100*time.Millisecond + 50*time.Millisecond)
+		synctest.Wait()
+		if n := r.Streams(); n == 0 {
+			t.Errorf("no range streams %d probe periods into the first chunk", slowStrikes)
+		}
+		r.Close()
+	})
+}
+
+// iotestOneByte reads one byte at a time.
+type iotestOneByte struct{ r io.Reader }
+
+func (o iotestOneByte) Read(p []byte) (int, error) { return o.r.Read(p[:min(len(p), 1)]) }
 
 // TestPoolRebalance: a file that wants streams only once another holds them all gets its share
 // as the other's workers finish their chunks: a worker between two chunks gives its slot back

@@ -300,8 +300,11 @@ type hashingReader struct {
 	n int64
 }
 
-// hashChunk bounds each read so that the bytes are still in the CPU's cache when hashed.
-const hashChunk = 64 << 10
+// hashChunk bounds each read so that the bytes are still in the CPU's cache when hashed. Larger
+// reads mean fewer system calls: measured into MinIO on loopback (1.5 GB, 4 interleaved pairs,
+// a loaded 2-CPU machine), 1 MiB took 8% less client CPU than 64 KiB (2.73 against 2.96 s) and
+// 256 KiB fell between; the CRC of a MiB just hashed still comes from the caches.
+const hashChunk = 1 << 20
 
 func (r *hashingReader) Read(p []byte) (int, error) {
 	if len(p) > hashChunk {

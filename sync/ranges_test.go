@@ -2,6 +2,7 @@ package sync
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	gosync "sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ssmirror/ssmirror/internal/streamtest"
@@ -273,4 +275,61 @@ func TestSlowLinkMoreFilesAtOnce(t *testing.T) {
 			t.Errorf("%s: %d bytes differ from upstream's %d", p, len(got), len(want))
 		}
 	}
+}
+
+// TestNoteRateJudgesTheLink: a file fetched whole on one connection marks the link slow (slots
+// may then carry more files at once) only when it came slower than rangeFastEnough while its
+// reader waited for the connection; a file that came slowly because its reader took its time
+// (hashing and writing on a loaded machine) says nothing about the link.
+func TestNoteRateJudgesTheLink(t *testing.T) {
+	for _, c := range []struct {
+		name              string
+		readWait, between time.Duration
+		slow              bool
+	}{
+		{"slow reader", 0, time.Second, false},
+		{"slow connection", time.Second, 0, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				run := newRun(nil, nil, Options{})
+				pool := run.ranged()
+				f := Fetch{Path: "img", Size: 4 << 20}
+				start := time.Now()
+				tb := &timedBody{ReadCloser: io.NopCloser(&pacedReader{r: bytes.NewReader(make([]byte, f.Size)), per: c.readWait})}
+				buf := make([]byte, 1<<20)
+				for {
+					_, err := tb.Read(buf)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(c.between)
+				}
+				run.noteRate(f, start, tb)
+				ctx, cancel := context.WithCancel(t.Context())
+				cancel()
+				giveBack, lent := pool.Borrow(ctx) // lends a slot only on a link found slow
+				if lent {
+					giveBack()
+				}
+				if lent != c.slow {
+					t.Errorf("link found slow: %v, want %v (%s)", lent, c.slow, c.name)
+				}
+			})
+		})
+	}
+}
+
+// pacedReader takes per of the (bubble's) clock for each read.
+type pacedReader struct {
+	r   io.Reader
+	per time.Duration
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	time.Sleep(p.per)
+	return p.r.Read(b)
 }

@@ -31,7 +31,9 @@ const rangedMinChunks = 4
 
 // rangeFastEnough (bytes per second): a file whose own connection brings a whole chunk at least
 // this fast gets no range streams; one connection is then as good as several (a loopback or a
-// LAN), and ranges would only cost requests and copies. A variable so that tests over loopback
+// LAN), and ranges would only cost requests and copies. Nor does one whose chunks are late
+// because its reader is busy (hashing, writing, a loaded CPU): only a connection that keeps its
+// reader waiting is slow (ranged.PoolOptions.FastEnough). A variable so that tests over loopback
 // can turn the gate off (0: every large file wants streams from its start).
 var rangeFastEnough float64 = 48 << 20
 
@@ -81,15 +83,32 @@ func (r *run) openRanged(ctx context.Context, src store.Source, f Fetch) io.Read
 }
 
 // noteRate tells the run's pool of range streams, when a file of at least one chunk, fetched on
-// one connection of an HTTP source, came slower than rangeFastEnough: the link limits each
-// connection, and free slots may carry more files at once (ranged.Pool.Borrow).
-func (r *run) noteRate(f Fetch, start time.Time) {
+// one connection of an HTTP source (body, read since start), came slower than rangeFastEnough
+// while its reader spent most of that time waiting for the connection: the link limits each
+// connection, and free slots may carry more files at once (ranged.Pool.Borrow). A file that
+// came slowly because its reader was busy (hashing, writing, a loaded CPU) says nothing about
+// the link.
+func (r *run) noteRate(f Fetch, start time.Time, body *timedBody) {
 	_, chunk, _ := r.opts.rangeParams()
 	pool := r.ranged()
 	if pool == nil || f.Size < chunk {
 		return
 	}
-	if d := time.Since(start).Seconds(); float64(f.Size) < rangeFastEnough*d {
+	d := time.Since(start)
+	if float64(f.Size) < rangeFastEnough*d.Seconds() && 2*body.waited >= d {
 		pool.MarkSlow()
 	}
+}
+
+// timedBody counts how long its reader waits in Read (see noteRate).
+type timedBody struct {
+	io.ReadCloser
+	waited time.Duration
+}
+
+func (t *timedBody) Read(p []byte) (int, error) {
+	start := time.Now()
+	n, err := t.ReadCloser.Read(p)
+	t.waited += time.Since(start)
+	return n, err
 }

@@ -84,20 +84,22 @@ func newRangeSource(t *testing.T, rs *rangeServer) (*httpstore.Store, *httptest.
 	return src, srv
 }
 
-// newRangedReader reads key (size bytes) from src in chunks of chunk bytes, streams of them at
-// once, in streams+1 buffers of its own, retrying a chunk as sync does (5 attempts, about 0.5 s
-// apart): a test that cancels the reader sees the cancellation, not a chunk's failure.
-func newRangedReader(ctx context.Context, src store.RangeOpener, key string, size int64, streams int, chunk int64) *rangedReader {
-	r := unstartedRangedReader(ctx, src, key, size, chunk, make([][]byte, max(streams, 1)+1))
-	r.policy = retry.Policy{Attempts: 5, Backoff: func(int) time.Duration { return 500 * time.Millisecond }}
-	return r.start()
+// newRangedReader reads key (size bytes) from src through a pool of streams range streams of
+// chunk bytes, all for this file from its start (no rate gate), retrying a range as sync does (5
+// attempts, about 0.5 s apart): a test that cancels the reader sees the cancellation, not a
+// range's failure.
+func newRangedReader(ctx context.Context, src store.RangeOpener, key string, size int64, streams int, chunk int64) *Reader {
+	p := NewPool(max(streams, 1), chunk, PoolOptions{})
+	policy := retry.Policy{Attempts: 5, Backoff: func(int) time.Duration { return 500 * time.Millisecond }}
+	return p.Open(ctx, src, key, size, Options{Policy: policy}).(*Reader)
 }
 
-// readRanged reads key through a rangedReader with an odd-sized buffer.
+// readRanged reads key through a pool as newRangedReader does (ranges tried again 1 ms apart),
+// with an odd-sized buffer.
 func readRanged(ctx context.Context, src store.RangeOpener, size int64, streams int, chunk int64) ([]byte, error) {
-	r := unstartedRangedReader(ctx, src, bigKey, size, chunk, make([][]byte, max(streams, 1)+1))
-	r.policy = retry.Policy{Attempts: 5, Backoff: func(int) time.Duration { return time.Millisecond }}
-	r.start()
+	p := NewPool(max(streams, 1), chunk, PoolOptions{})
+	policy := retry.Policy{Attempts: 5, Backoff: func(int) time.Duration { return time.Millisecond }}
+	r := p.Open(ctx, src, bigKey, size, Options{Policy: policy})
 	defer r.Close()
 	var out bytes.Buffer
 	_, err := io.CopyBuffer(&out, struct{ io.Reader }{r}, make([]byte, 7777))
@@ -115,9 +117,9 @@ func mustSame(t *testing.T, got, want []byte) {
 	}
 }
 
-// TestRangedReaderBytes: the chunks come out in order and complete, whatever the number of
+// TestPoolHTTPBytes: over HTTP, the chunks come out in order and complete, whatever the number of
 // streams and the chunk size, also when the size is not a multiple of the chunk.
-func TestRangedReaderBytes(t *testing.T) {
+func TestPoolHTTPBytes(t *testing.T) {
 	data := bigBody()
 	src, _ := newRangeSource(t, &rangeServer{data: data})
 	for _, c := range []struct {
@@ -161,9 +163,9 @@ func (c *cutWriter) Write(p []byte) (int, error) {
 	panic(http.ErrAbortHandler)
 }
 
-// TestRangedReaderConnectionsCut: a server that drops a third of its connections part-way
+// TestPoolConnectionsCut: a server that drops a third of its connections part-way
 // (some before any byte) still yields the whole body: every range resumes where it stopped.
-func TestRangedReaderConnectionsCut(t *testing.T) {
+func TestPoolConnectionsCut(t *testing.T) {
 	data := bigBody()
 	var mu gosync.Mutex
 	rnd := rand.New(rand.NewPCG(7, 7))
@@ -195,15 +197,16 @@ func TestRangedReaderConnectionsCut(t *testing.T) {
 	t.Logf("%d of %d requests cut", cuts, rs.gets)
 }
 
-// TestRangedReaderChunkFails: a range the server refuses for good fails the reader with an
-// error naming the key and the range, and nothing past the chunk before it comes out.
-func TestRangedReaderChunkFails(t *testing.T) {
+// TestPoolHTTPChunkFails: a range the server refuses for good fails the reader with an error
+// naming the key, the range and the server's answer, and nothing past the chunk before it comes
+// out.
+func TestPoolHTTPChunkFails(t *testing.T) {
 	data := bigBody()
 	const chunk = 4 << 20
-	bad := "bytes=" + strconv.Itoa(3*chunk) + "-"
 	rs := &rangeServer{data: data}
 	rs.wrap = func(w http.ResponseWriter, r *http.Request) bool {
-		if strings.HasPrefix(r.Header.Get("Range"), bad) {
+		var from, to int
+		if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &from, &to); err == nil && from <= 3*chunk && 3*chunk <= to {
 			http.Error(w, "broken disk", http.StatusInternalServerError)
 			return true
 		}
@@ -214,7 +217,7 @@ func TestRangedReaderChunkFails(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{bigKey, strconv.Itoa(3 * chunk), "500"} {
+	for _, want := range []string{bigKey, "bytes", "500"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -226,8 +229,8 @@ func TestRangedReaderChunkFails(t *testing.T) {
 	mustSame(t, got, data[:len(got)])
 }
 
-// fakeRanges serves data from memory; short and long change the length of the chunk starting
-// at their key offset.
+// fakeRanges serves data from memory; a range holding a byte offset in short comes one byte
+// short, one holding an offset in long one byte long.
 type fakeRanges struct {
 	data        []byte
 	short, long map[int64]bool
@@ -235,26 +238,43 @@ type fakeRanges struct {
 
 func (f *fakeRanges) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	end := off + n
+	holds := func(at map[int64]bool) bool {
+		for k := range at {
+			if off <= k && k < off+n {
+				return true
+			}
+		}
+		return false
+	}
 	switch {
-	case f.short[off]:
+	case holds(f.short):
 		end--
-	case f.long[off]:
+	case holds(f.long):
 		end++
 	}
 	return io.NopCloser(bytes.NewReader(f.data[off:end])), nil
 }
 
-// TestRangedReaderChunkLength: a chunk shorter than asked is io.ErrUnexpectedEOF naming the key
-// and the offset; a longer one fails too.
-func TestRangedReaderChunkLength(t *testing.T) {
+// TestPoolChunkLength: a range shorter than asked is io.ErrUnexpectedEOF naming the key and
+// the bytes; a longer one fails too, whether a range stream or the file's own connection read
+// it.
+func TestPoolChunkLength(t *testing.T) {
 	data := bigBody()[:1<<20]
 	_, err := readRanged(t.Context(), &fakeRanges{data: data, short: map[int64]bool{300_000: true}}, int64(len(data)), 3, 100_000)
-	if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), bigKey) || !strings.Contains(err.Error(), "300000") {
+	if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), bigKey) || !strings.Contains(err.Error(), "byte") {
 		t.Errorf("short chunk: %v", err)
 	}
 	_, err = readRanged(t.Context(), &fakeRanges{data: data, long: map[int64]bool{500_000: true}}, int64(len(data)), 3, 100_000)
-	if err == nil || !strings.Contains(err.Error(), bigKey) || !strings.Contains(err.Error(), "500000") {
+	if err == nil || !strings.Contains(err.Error(), bigKey) || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("long chunk: %v", err)
+	}
+	// The file's own connection only (one stream, always busy elsewhere: no slot for it).
+	p := NewPool(0, 100_000, PoolOptions{})
+	r := p.Open(t.Context(), &fakeRanges{data: data, long: map[int64]bool{0: true}}, bigKey, int64(len(data)), Options{})
+	_, err = io.ReadAll(r)
+	r.Close()
+	if err == nil || !strings.Contains(err.Error(), bigKey) || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("long window on the file's own connection: %v", err)
 	}
 	got, err := readRanged(t.Context(), &fakeRanges{data: data}, int64(len(data)), 3, 100_000)
 	if err != nil {
@@ -277,10 +297,10 @@ func settleGoroutines(t *testing.T, base int) {
 	t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), base, buf)
 }
 
-// TestRangedReaderCancel: cancelling the context mid-way makes Read fail with the cause (not
+// TestPoolHTTPCancel: cancelling the context mid-way makes Read fail with the cause (not
 // hang on ranges the server holds back), and Close leaves no goroutine behind; so does closing a
 // reader that was never read to the end.
-func TestRangedReaderCancel(t *testing.T) {
+func TestPoolHTTPCancel(t *testing.T) {
 	base := runtime.NumGoroutine()
 	data := bigBody()
 	const chunk = 1 << 20
@@ -342,10 +362,10 @@ func TestRangedReaderCancel(t *testing.T) {
 	settleGoroutines(t, base)
 }
 
-// TestRangedReaderParallel: the ranges of one file really are in flight at once. The server
+// TestPoolParallel: the ranges of one file really are in flight at once. The server
 // holds the first request back until a second arrives (or 20 s pass, which only a reader that
 // asks for one range at a time would wait out).
-func TestRangedReaderParallel(t *testing.T) {
+func TestPoolParallel(t *testing.T) {
 	data := bigBody()[:20<<20]
 	rs := &rangeServer{data: data, arrived: make(chan struct{})}
 	rs.wrap = func(w http.ResponseWriter, r *http.Request) bool {
@@ -369,7 +389,7 @@ func TestRangedReaderParallel(t *testing.T) {
 	t.Logf("up to %d ranges in flight at once, %d requests", rs.maxIn, rs.gets)
 }
 
-// flakyRanges fails the first fails opens of the chunk at offset at with err.
+// flakyRanges fails the first fails opens of a range holding byte at with err.
 type flakyRanges struct {
 	fakeRanges
 	at    int64
@@ -382,7 +402,7 @@ type flakyRanges struct {
 }
 
 func (f *flakyRanges) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if off == f.at {
+	if off <= f.at && f.at < off+n {
 		f.mu.Lock()
 		f.opens++
 		fail := f.failed < f.fails
@@ -397,21 +417,24 @@ func (f *flakyRanges) OpenRange(ctx context.Context, key string, off, n int64) (
 	return f.fakeRanges.OpenRange(ctx, key, off, n)
 }
 
-// TestNewReaderOptions: NewReader tries a chunk that cannot be opened up to Options.Attempts
-// times (Options.Policy), not when the policy calls the failure permanent, pausing its Backoff between; and hands its
-// buffers to Options.Release on Close.
-func TestNewReaderOptions(t *testing.T) {
+// TestPoolOpenPolicy: a range that cannot be opened is tried up to Options.Policy's Attempts
+// times, not when the policy calls the failure permanent, pausing its Backoff between, whether a
+// range stream or the file's own connection opens it.
+func TestPoolOpenPolicy(t *testing.T) {
 	data := bigBody()[:1<<20]
 	errBusy := errors.New("503 busy")
 	const chunk = 100_000
 	read := func(src store.RangeOpener, opts Options) ([]byte, error) {
-		r := NewReader(t.Context(), src, bigKey, int64(len(data)), chunk, make([][]byte, 4), opts)
+		r := NewPool(3, chunk, PoolOptions{}).Open(t.Context(), src, bigKey, int64(len(data)), opts)
 		defer r.Close()
 		return io.ReadAll(r)
 	}
+	var mu gosync.Mutex
 	var pauses []int
 	backoff := func(attempt int) time.Duration {
-		pauses = append(pauses, attempt) // called from one worker at a time here: one chunk fails
+		mu.Lock()
+		pauses = append(pauses, attempt) // only the range holding the flaky byte fails
+		mu.Unlock()
 		return time.Microsecond
 	}
 
@@ -422,11 +445,11 @@ func TestNewReaderOptions(t *testing.T) {
 	}
 	mustSame(t, got, data)
 	if src.opens != 3 || len(pauses) != 2 || pauses[0] != 1 || pauses[1] != 2 {
-		t.Errorf("%d opens of the flaky chunk, backoff asked for attempts %v; want 3 opens, pauses [1 2]", src.opens, pauses)
+		t.Errorf("%d opens of the flaky range, backoff asked for attempts %v; want 3 opens, pauses [1 2]", src.opens, pauses)
 	}
 
 	src = &flakyRanges{fakeRanges: fakeRanges{data: data}, at: 3 * chunk, fails: 3, err: errBusy}
-	if _, err := read(src, Options{Policy: retry.Policy{Attempts: 3}}); !errors.Is(err, errBusy) || !strings.Contains(err.Error(), "after 3 attempts") || !strings.Contains(err.Error(), "300000") {
+	if _, err := read(src, Options{Policy: retry.Policy{Attempts: 3}}); !errors.Is(err, errBusy) || !strings.Contains(err.Error(), "after 3 attempts") || !strings.Contains(err.Error(), bigKey) {
 		t.Errorf("three failures in three attempts: %v", err)
 	}
 
@@ -439,18 +462,5 @@ func TestNewReaderOptions(t *testing.T) {
 	src = &flakyRanges{fakeRanges: fakeRanges{data: data}, at: 3 * chunk, fails: 1, err: errBusy}
 	if _, err := read(src, Options{}); !errors.Is(err, errBusy) || src.opens != 1 {
 		t.Errorf("zero Options: %v after %d opens, want one attempt", err, src.opens)
-	}
-
-	var released [][]byte
-	bufs := make([][]byte, 3)
-	r := NewReader(t.Context(), &fakeRanges{data: data}, bigKey, int64(len(data)), chunk, bufs, Options{Release: func(b [][]byte) { released = b }})
-	got, err = io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustSame(t, got, data)
-	r.Close()
-	if len(released) != 3 || cap(released[0]) < chunk {
-		t.Errorf("released %d buffers (first of %d bytes), want the 3 given, allocated", len(released), cap(released[0]))
 	}
 }
