@@ -158,6 +158,17 @@ func (v *Verifier) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Add hashes p as if it had been read through v: for a Put that takes its input as chunks
+// (ChunkReader) rather than through Read. It fails as Read does on more bytes than opts.Size.
+func (v *Verifier) Add(p []byte) error {
+	v.h.Write(p)
+	v.n += int64(len(p))
+	if v.opts.Size >= 0 && v.n > v.opts.Size {
+		return &Error{Op: "put", Key: v.key, Err: fmt.Errorf("%w: more than the expected %d bytes", ErrChecksum, v.opts.Size)}
+	}
+	return nil
+}
+
 // N is the number of bytes read so far.
 func (v *Verifier) N() int64 { return v.n }
 
