@@ -41,12 +41,8 @@ import (
 // disk), 16 MiB gave a MinIO target up on behind the directory.
 const DefaultFanOutBuffer = 64 << 20
 
-// teeChunk is the size of one read from the source into the chunks the targets share, and
-// teeReadAhead how far the source is read ahead of the fastest target.
-const (
-	teeChunk     = 256 << 10
-	teeReadAhead = 4 << 20
-)
+// teeChunk is the size of one read from the source into the chunks the targets share.
+const teeChunk = 256 << 10
 
 // fanOutPatience is how long, in all, a target more than FanOutBuffer behind the fastest may
 // hold the others back on one file before it is given up on: a target that is only late for a
@@ -177,6 +173,22 @@ type hub struct {
 	wg      gosync.WaitGroup
 
 	upstreamBytes atomic.Int64
+
+	// The fan-out's tee chunks: the run's budget, and a file's share of it (transferMany).
+	teeBudget *teeBudget
+	teeShare  int64
+}
+
+// chunkHold is the most bytes of chunks a Put of a size-byte file into any of runs' targets
+// holds before it can send anything (store.ChunkHolder; 0 for targets that copy what they read).
+func (h *hub) chunkHold(size int64, runs []*run) int64 {
+	var hold int64
+	for _, r := range runs {
+		if c, ok := store.As[store.ChunkHolder](r.content); ok {
+			hold = max(hold, c.ChunkHold(size))
+		}
+	}
+	return hold
 }
 
 func newHub(ctx context.Context, src store.Source, dsts []store.Target, opts Options) *hub {
@@ -326,10 +338,17 @@ func (h *hub) transferMany() {
 	}
 	h.progress.begin(len(wants), total)
 	defer h.progress.end()
-	// Each file in flight may hold its tee's chunks: Concurrency files, and as many more as
-	// borrowed range slots may carry (eachFile).
+	// The files in flight (Concurrency, and as many more as borrowed range slots may carry:
+	// eachFile) share one budget of tee chunks; each reserves its share before it opens the
+	// source, and at least what its readers must hold to send a part.
 	inFlight := min(h.concurrency, len(wants)) + h.borrowers(len(wants))
-	defer startTransfer(dsts, &h.opts, int64(inFlight)*(h.opts.fanOutBuffer()+teeReadAhead))()
+	budget := h.opts.fanOutBuffer()
+	h.teeShare = budget / int64(inFlight)
+	for _, w := range wants {
+		budget = max(budget, teeReservation(w.f.Size, 0, h.chunkHold(w.f.Size, runs)))
+	}
+	h.teeBudget = newTeeBudget(budget)
+	defer startTransfer(dsts, &h.opts, budget)()
 
 	// Every file is tried (no cancellation on a failure), Concurrency at a time and more on
 	// borrowed range slots, as in a run of its own (eachFile); a file no target still written
@@ -533,6 +552,20 @@ type teeResult struct {
 func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []teeResult, srcErr error, opened bool) {
 	results = make([]teeResult, len(parts))
 	parent := h.ctx
+	// The file's share of the run's tee budget, before anything is opened: a file waits for it
+	// holding nothing.
+	runs := make([]*run, len(parts))
+	for i, p := range parts {
+		runs[i] = p.r
+	}
+	reserved, err := h.teeBudget.reserve(parent, teeReservation(f.Size, h.teeShare, h.chunkHold(f.Size, runs)))
+	if err != nil {
+		for i := range results {
+			results[i] = teeResult{err: err}
+		}
+		return results, nil, false
+	}
+	defer h.teeBudget.release(reserved)
 	ctx, cancel := h.opts.withFileDeadline(parent, f.Size)
 	defer cancel()
 	rc := h.runs[0].openRanged(ctx, h.src, f)
@@ -557,7 +590,7 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 		rd = newExtraCheck(f, rd)
 	}
 	v := store.NewVerifier(f.Path, rd, store.PutOptions{Size: f.Size, SHA256: f.SHA256})
-	t := newTee(len(parts), h.opts.fanOutBuffer(), teeReadAhead)
+	t := newTee(len(parts), reserved)
 	t.patience = fanOutPatience
 	var wg gosync.WaitGroup
 	for i, p := range parts {

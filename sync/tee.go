@@ -1,35 +1,77 @@
 package sync
 
 import (
+	"context"
 	"errors"
 	"io"
 	gosync "sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/ssmirror/ssmirror/store"
 )
 
+// The fan-out's memory: one budget of chunks for the run (teeBudget, Options.FanOutBuffer),
+// whatever the number of targets and of files in flight.
+//
+// A file's tee reserves its share of the budget (teeReservation) before it opens the source,
+// and holds at most that many bytes of chunks alive at once: a chunk counts from the moment it
+// is read until the last of its holders lets go of it (queued for a reader, copied out by a
+// reader that reads (Read), or taken by one that keeps chunks (store.ChunkReader: an S3 Put
+// builds its parts from them, and releases them once each part has been answered)). A file
+// waits for its reservation holding nothing. Once admitted, it always goes on: every reader
+// either reads into memory of its own (a directory) or keeps chunks for parts it sends
+// whatever the other files do (S3 takes no buffer of its own budget for them), and the
+// reservation is at least what every reader of the file must hold before it can send anything
+// (store.ChunkHolder) plus two chunks, so the pump always has room once the parts in flight
+// have been answered. Nothing waits on another file, so no cycle of waits can form across files.
+
+// teeBudget is the run's budget of tee chunks, handed out to files first come, first served.
+type teeBudget struct {
+	size int64
+	sem  *semaphore.Weighted
+}
+
+func newTeeBudget(size int64) *teeBudget {
+	return &teeBudget{size: size, sem: semaphore.NewWeighted(size)}
+}
+
+// reserve waits until n bytes of the budget (at most all of it) are the caller's, and returns
+// how many it got.
+func (b *teeBudget) reserve(ctx context.Context, n int64) (int64, error) {
+	n = min(n, b.size)
+	if err := b.sem.Acquire(ctx, n); err != nil {
+		return 0, context.Cause(ctx)
+	}
+	return n, nil
+}
+
+func (b *teeBudget) release(n int64) { b.sem.Release(n) }
+
 // tee hands one stream to several readers (one per target), each with its own queue. The
-// queues share the chunks read: memory is what the slowest reader lags behind, not that times
-// the readers. The source is read ahead of the fastest reader by at most readAhead bytes; a
-// reader that would fall more than budget behind the fastest holds the stream back, for at most
-// patience in all, then is given up on (ErrFellBehind).
+// queues share the chunks read: memory is what the readers hold together, not that times the
+// readers, and never more than limit bytes of chunks (the file's reservation). A reader holding
+// the stream back (furthest behind while the pump waits for room, by more than half the
+// reservation) is waited for at most patience in all, then given up on (ErrFellBehind).
 type tee struct {
-	mu        gosync.Mutex
-	cond      *gosync.Cond
-	budget    int64
-	readAhead int64
-	patience  time.Duration
-	outs      []*teeOut
-	ended     bool
-	end       error // io.EOF, or the stream's failure
+	mu       gosync.Mutex
+	cond     *gosync.Cond
+	limit    int64 // the most bytes of chunk buffers alive at once
+	alive    int64 // bytes of chunk buffers alive now
+	pos      int64 // bytes of the stream delivered so far
+	patience time.Duration
+	outs     []*teeOut
+	ended    bool
+	end      error // io.EOF, or the stream's failure
 }
 
 // chunk is one read from the source, queued for every reader that still reads; its buffer
-// goes back to chunkPool when the last of them has consumed it.
+// goes back to chunkPool when the last of its holders lets go of it.
 type chunk struct {
 	buf  *[]byte // the whole buffer (teeChunk bytes), from chunkPool
 	data []byte  // what was read into it
+	off  int64   // where data starts in the stream
 	refs int
 }
 
@@ -37,11 +79,13 @@ type chunk struct {
 // and would otherwise leave the garbage collector a buffer per read.
 var chunkPool = gosync.Pool{New: func() any { b := make([]byte, teeChunk); return &b }}
 
-// release drops one reader's hold on c (under the tee's lock).
-func (c *chunk) release() {
+// release drops one holder's hold on c (under the tee's lock).
+func (t *tee) release(c *chunk) {
 	if c.refs--; c.refs == 0 {
+		t.alive -= int64(cap(*c.buf))
 		chunkPool.Put(c.buf)
 		c.buf, c.data = nil, nil
+		t.cond.Broadcast()
 	}
 }
 
@@ -49,19 +93,22 @@ func (c *chunk) release() {
 type teeOut struct {
 	t          *tee
 	queue      []*chunk
-	off        int // bytes of queue[0] already read
-	queued     int64
-	closed     bool          // its Put returned: nothing more is kept for it
-	fellBehind bool          // given up on
-	held       time.Duration // how long it has held the stream back
-	gotEnd     bool          // it was handed the stream's failure
+	off        int      // bytes of queue[0] already read (Read)
+	taken      []*chunk // chunks handed by ReadChunk and not released yet
+	closed     bool     // its Put returned: nothing more is kept for it
+	fellBehind bool     // given up on
+	held       time.Duration
+	gotEnd     bool // it was handed the stream's failure
 }
+
+var _ store.ChunkReader = (*teeOut)(nil)
 
 // errNoReader ends a pump whose readers all stopped (each failed on its own).
 var errNoReader = errors.New("no target reads the file any more")
 
-func newTee(n int, budget, readAhead int64) *tee {
-	t := &tee{budget: budget, readAhead: readAhead}
+// newTee returns a tee of n readers holding at most limit bytes of chunks (at least one chunk).
+func newTee(n int, limit int64) *tee {
+	t := &tee{limit: max(limit, teeChunk)}
 	t.cond = gosync.NewCond(&t.mu)
 	for range n {
 		t.outs = append(t.outs, &teeOut{t: t})
@@ -71,39 +118,98 @@ func newTee(n int, budget, readAhead int64) *tee {
 
 func (o *teeOut) live() bool { return !o.closed && !o.fellBehind }
 
-func (o *teeOut) Read(p []byte) (int, error) {
+// oldest is where the oldest chunk o holds starts (the stream's position when it holds none).
+func (o *teeOut) oldest() int64 {
+	old := o.t.pos
+	if len(o.queue) > 0 {
+		old = o.queue[0].off
+	}
+	for _, c := range o.taken {
+		old = min(old, c.off)
+	}
+	return old
+}
+
+// next waits for o's next chunk; nil means the stream's end or o's failure (in err).
+func (o *teeOut) next() (*chunk, error) {
 	t := o.t
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	for len(o.queue) == 0 && !o.fellBehind && !t.ended {
 		t.cond.Wait()
 	}
 	if o.fellBehind {
-		return 0, ErrFellBehind
+		return nil, ErrFellBehind
 	}
 	if len(o.queue) == 0 {
 		if t.end != io.EOF {
 			o.gotEnd = true
 		}
-		return 0, t.end
+		return nil, t.end
 	}
-	c := o.queue[0]
+	return o.queue[0], nil
+}
+
+// pop takes queue[0] off o's queue (under the tee's lock), and wakes the pump: who holds the
+// stream back may have changed.
+func (o *teeOut) pop() {
+	o.queue[0] = nil
+	o.queue, o.off = o.queue[1:], 0
+	o.t.cond.Broadcast()
+}
+
+func (o *teeOut) Read(p []byte) (int, error) {
+	t := o.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, err := o.next()
+	if c == nil {
+		return 0, err
+	}
 	n := copy(p, c.data[o.off:])
 	if o.off += n; o.off == len(c.data) {
-		c.release()
-		o.queue[0] = nil
-		o.queue, o.off = o.queue[1:], 0
+		o.pop()
+		t.release(c)
 	}
-	o.queued -= int64(n)
-	t.cond.Broadcast()
 	return n, nil
 }
 
-// close says the reader's Put returned.
+// ReadChunk hands o's next chunk itself (store.ChunkReader): it stays alive, and counts
+// against the file's reservation, until release.
+func (o *teeOut) ReadChunk() ([]byte, func(), error) {
+	t := o.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, err := o.next()
+	if c == nil {
+		return nil, nil, err
+	}
+	data := c.data[o.off:]
+	o.pop()
+	o.taken = append(o.taken, c)
+	return data, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		for i, h := range o.taken {
+			if h == c {
+				o.taken = append(o.taken[:i], o.taken[i+1:]...)
+				t.release(c)
+				t.cond.Broadcast()
+				return
+			}
+		}
+		// Already let go of by close.
+	}, nil
+}
+
+// close says the reader's Put returned: what is queued for it, and any chunk it did not
+// release, is let go of.
 func (o *teeOut) close() {
 	t := o.t
 	t.mu.Lock()
 	o.drop()
+	for _, c := range o.taken {
+		t.release(c)
+	}
+	o.taken = nil
 	o.closed = true
 	t.cond.Broadcast()
 	t.mu.Unlock()
@@ -112,40 +218,47 @@ func (o *teeOut) close() {
 // drop lets go of what is queued for o (under the tee's lock).
 func (o *teeOut) drop() {
 	for _, c := range o.queue {
-		c.release()
+		o.t.release(c)
 	}
-	o.queue, o.off, o.queued = nil, 0, 0
+	o.queue, o.off = nil, 0
 }
 
-// deliver queues c for every live reader, once the fastest has room for it (readAhead) and none
-// would be more than budget behind the fastest with it: a reader that would is waited for, until
-// it has held the stream back for patience in all, and then given up on. It returns false when no
-// reader is left.
+// deliver queues c for every live reader once the file's reservation has room for it. While it
+// has none, the readers furthest behind (holding chunks more than half the reservation older
+// than what the nearest reader holds) are charged for the wait, and given up on once they have
+// held the stream back for patience in all. It returns false when no reader is left.
 func (t *tee) deliver(c *chunk) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := int64(len(c.data))
+	size := int64(cap(*c.buf))
 	for {
-		fastest := int64(-1)
+		var live []*teeOut
 		for _, o := range t.outs {
-			if o.live() && (fastest < 0 || o.queued < fastest) {
-				fastest = o.queued
+			if o.live() {
+				live = append(live, o)
 			}
 		}
-		if fastest < 0 {
-			c.refs = 1
-			c.release()
+		if len(live) == 0 {
+			chunkPool.Put(c.buf)
 			return false
 		}
-		if fastest+n > t.readAhead {
-			t.cond.Wait()
-			continue
+		if t.alive+size <= t.limit || t.heldByLive()+size <= t.limit {
+			break
 		}
-		// With c queued, a reader is o.queued-fastest behind the fastest.
+		// Who holds the stream back: the readers whose oldest chunk is furthest behind, if
+		// that is more than half the reservation behind the reader holding the least.
+		furthest, nearest := t.pos, int64(-1)
+		for _, o := range live {
+			old := o.oldest()
+			furthest, nearest = min(furthest, old), max(nearest, old)
+		}
 		var late []*teeOut
 		wait := time.Duration(-1)
-		for _, o := range t.outs {
-			if o.live() && o.queued-fastest > t.budget {
+		if nearest-furthest > t.limit/2 {
+			for _, o := range live {
+				if o.oldest() != furthest {
+					continue
+				}
 				if left := t.patience - o.held; left > 0 {
 					late = append(late, o)
 					if wait < 0 || left < wait {
@@ -156,9 +269,13 @@ func (t *tee) deliver(c *chunk) bool {
 					o.fellBehind = true
 				}
 			}
+			if len(late) == 0 {
+				continue // someone was given up on: look again
+			}
 		}
 		if len(late) == 0 {
-			break
+			t.cond.Wait()
+			continue
 		}
 		start := time.Now()
 		timer := time.AfterFunc(wait, func() {
@@ -172,15 +289,39 @@ func (t *tee) deliver(c *chunk) bool {
 			o.held += time.Since(start)
 		}
 	}
+	c.off = t.pos
+	t.pos += int64(len(c.data))
+	t.alive += size
 	for _, o := range t.outs {
 		if o.live() {
 			o.queue = append(o.queue, c)
 			c.refs++
-			o.queued += n
 		}
 	}
 	t.cond.Broadcast()
 	return true
+}
+
+// heldByLive is how many bytes of chunks the live readers hold. The chunks only readers given
+// up on still hold (parts their Puts are sending until they return) are alive but no longer
+// count against the file's reservation: the readers that go on do not wait for them.
+func (t *tee) heldByLive() int64 {
+	seen := map[*chunk]bool{}
+	var n int64
+	for _, o := range t.outs {
+		if !o.live() {
+			continue
+		}
+		for _, cs := range [][]*chunk{o.queue, o.taken} {
+			for _, c := range cs {
+				if !seen[c] {
+					seen[c] = true
+					n += int64(cap(*c.buf))
+				}
+			}
+		}
+	}
+	return n
 }
 
 // finish ends the stream for every reader: io.EOF, or its failure.
@@ -217,4 +358,14 @@ func (t *tee) pump(v *store.Verifier) error {
 			return err
 		}
 	}
+}
+
+// teeReservation is the share of the run's budget a file of size bytes reserves before its tee
+// opens the source: share (the budget over the files in flight), but never less than hold (the
+// most any reader of it must hold before it can send anything, store.ChunkHolder) plus two
+// chunks, and never more than the file's own chunks.
+func teeReservation(size, share, hold int64) int64 {
+	r := max(share, hold+2*teeChunk)
+	chunks := (max(size, 1) + teeChunk - 1) / teeChunk * teeChunk
+	return min(r, chunks)
 }

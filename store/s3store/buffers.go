@@ -55,6 +55,9 @@ func normalPartSize(partSize int64) int64 {
 // Budget is the most bytes of buffers the Puts sharing b hold at once.
 func (b *Buffers) Budget() int64 { return b.units * b.unit }
 
+// PartSize is the size of one unit of the budget: the part size it was made for.
+func (b *Buffers) PartSize() int64 { return b.unit }
+
 // Peak is the most bytes of buffers the Puts sharing b held at once.
 func (b *Buffers) Peak() int64 { return b.peak.Load() * b.unit }
 
