@@ -31,29 +31,28 @@ import (
 // its own bytes as for a single target.
 //
 // Failures are the target's own: a target whose lock, state or listing fails, whose writes fail,
-// or that falls too far behind the others (FanOutBuffer) fails and publishes nothing; the others
+// or that holds the others back too long (FanOutBuffer) fails and publishes nothing; the others
 // go on and publish. Memory does not grow with the number of targets: the ranged reads' budget is
-// the run's, and the targets of a file share the chunks of its stream.
+// the run's, the tee chunks' budget is the run's (tee.go), S3 targets send their parts from
+// those chunks, and the S3 targets of a run share one part-buffer budget (cliconfig).
 
-// DefaultFanOutBuffer is Options.FanOutBuffer's default. It is above what an S3 target holds in
-// part buffers of its own (32 MiB shared by its uploads), whose reads come in bursts: measured
-// here (scripts/genstream's bench stream from nginx into two MinIO buckets and a directory on one
-// disk), 16 MiB gave a MinIO target up on behind the directory.
+// DefaultFanOutBuffer is Options.FanOutBuffer's default: the run's budget of tee chunks.
 const DefaultFanOutBuffer = 64 << 20
 
 // teeChunk is the size of one read from the source into the chunks the targets share.
 const teeChunk = 256 << 10
 
-// fanOutPatience is how long, in all, a target more than FanOutBuffer behind the fastest may
-// hold the others back on one file before it is given up on: a target that is only late for a
-// moment (a pause of its process, a burst of the S3 store's part buffers) catches up; one that
-// is steadily slower does not hold the others to its pace (a variable for tests).
+// fanOutPatience is how long, in all, a target holding a file's chunks back (tee.deliver) may
+// hold the others back on that file before it is given up on: a target that is only late for a
+// moment (a pause of its process, a slow part) catches up; one that is steadily slower does not
+// hold the others to its pace (a variable for tests).
 var fanOutPatience = 5 * time.Second
 
-// ErrFellBehind is the failure of a target of a fan-out run that fell too far behind the fastest
-// target of a file (more than Options.FanOutBuffer): it is given up on for the run, which fails
-// for it and publishes nothing there, while the others go on. Its next run fetches what it lacks.
-var ErrFellBehind = errors.New("the target fell more than the fan-out buffer behind the fastest target of the run: given up on for this run")
+// ErrFellBehind is the failure of a target of a fan-out run that held a file's chunks back, beyond
+// its share of Options.FanOutBuffer, for longer than the patience: it is given up on for the
+// run, which fails for it and publishes nothing there, while the others go on. Its next run
+// fetches what it lacks.
+var ErrFellBehind = errors.New("the target fell behind the others by more than its share of the fan-out buffer for too long: given up on for this run")
 
 // TargetResult is what a fan-out run did in one target.
 type TargetResult struct {
@@ -590,7 +589,7 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 		rd = newExtraCheck(f, rd)
 	}
 	v := store.NewVerifier(f.Path, rd, store.PutOptions{Size: f.Size, SHA256: f.SHA256})
-	t := newTee(len(parts), reserved)
+	t := newTee(len(parts), reserved, h.teeBudget)
 	t.patience = fanOutPatience
 	var wg gosync.WaitGroup
 	for i, p := range parts {
@@ -609,6 +608,7 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 	}
 	rc.Close()
 	wg.Wait()
+	t.giveBack()
 	h.upstreamBytes.Add(cr.n)
 	ok := false
 	for i, o := range t.outs {

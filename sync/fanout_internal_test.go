@@ -20,7 +20,7 @@ func TestTeeMemoryBound(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789abcdef"), (8<<20)/16)
 	for _, readers := range []int{2, 5} {
 		synctest.Test(t, func(t *testing.T) {
-			tee := newTee(readers, limit)
+			tee := newTee(readers, limit, nil)
 			tee.patience = 200 * time.Millisecond // the reader that never reads is waited for that long
 			var maxAlive int64
 			watch := func() {
@@ -155,7 +155,7 @@ func testTeeBudgetNoDeadlock(t *testing.T) {
 				return
 			}
 			defer budget.release(got)
-			tee := newTee(3, got)
+			tee := newTee(3, got, budget)
 			tee.patience = fanOutPatience
 			outs := make([][]byte, 3)
 			errs := make([]error, 3)
@@ -188,6 +188,9 @@ func testTeeBudgetNoDeadlock(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	if !budget.sem.TryAcquire(budget.size) {
+		t.Error("the budget is not whole again after every file")
+	}
 }
 
 // TestTeeReservation: a file's share is the budget's share, but at least what a reader must hold

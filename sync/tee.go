@@ -49,6 +49,11 @@ func (b *teeBudget) reserve(ctx context.Context, n int64) (int64, error) {
 
 func (b *teeBudget) release(n int64) { b.sem.Release(n) }
 
+// borrow takes n more bytes of the budget if it has them free now and no file waits for its
+// reservation: a tee grows beyond its reservation only into room nobody else waits for, and
+// never waits for it.
+func (b *teeBudget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
+
 // tee hands one stream to several readers (one per target), each with its own queue. The
 // queues share the chunks read: memory is what the readers hold together, not that times the
 // readers, and never more than limit bytes of chunks (the file's reservation). A reader holding
@@ -57,8 +62,10 @@ func (b *teeBudget) release(n int64) { b.sem.Release(n) }
 type tee struct {
 	mu       gosync.Mutex
 	cond     *gosync.Cond
-	limit    int64 // the most bytes of chunk buffers alive at once
-	alive    int64 // bytes of chunk buffers alive now
+	limit    int64      // the most bytes of chunk buffers alive at once: the reservation
+	budget   *teeBudget // the run's, to borrow from beyond limit (nil: none)
+	borrowed int64      // bytes borrowed from budget now
+	alive    int64      // bytes of chunk buffers alive now
 	pos      int64 // bytes of the stream delivered so far
 	patience time.Duration
 	outs     []*teeOut
@@ -85,6 +92,11 @@ func (t *tee) release(c *chunk) {
 		t.alive -= int64(cap(*c.buf))
 		chunkPool.Put(c.buf)
 		c.buf, c.data = nil, nil
+		// What was borrowed goes back as soon as the reservation holds what is alive.
+		if back := min(t.borrowed, t.limit+t.borrowed-t.alive); back > 0 {
+			t.borrowed -= back
+			t.budget.release(back)
+		}
 		t.cond.Broadcast()
 	}
 }
@@ -107,8 +119,12 @@ var _ store.ChunkReader = (*teeOut)(nil)
 var errNoReader = errors.New("no target reads the file any more")
 
 // newTee returns a tee of n readers holding at most limit bytes of chunks (at least one chunk).
-func newTee(n int, limit int64) *tee {
-	t := &tee{limit: max(limit, teeChunk)}
+//
+// With budget, the tee also borrows room the run's budget has free (teeBudget.borrow) while its
+// reservation is full, and gives it back as its chunks are let go of: memory stays within the
+// run's budget, and no file ever waits for what another borrowed.
+func newTee(n int, limit int64, budget *teeBudget) *tee {
+	t := &tee{limit: max(limit, teeChunk), budget: budget}
 	t.cond = gosync.NewCond(&t.mu)
 	for range n {
 		t.outs = append(t.outs, &teeOut{t: t})
@@ -242,7 +258,11 @@ func (t *tee) deliver(c *chunk) bool {
 			chunkPool.Put(c.buf)
 			return false
 		}
-		if t.alive+size <= t.limit || t.heldByLive()+size <= t.limit {
+		if t.alive+size <= t.limit+t.borrowed || t.heldByLive()+size <= t.limit {
+			break
+		}
+		if t.budget != nil && t.budget.borrow(size) {
+			t.borrowed += size
 			break
 		}
 		// Who holds the stream back: the readers whose oldest chunk is furthest behind, if
@@ -322,6 +342,17 @@ func (t *tee) heldByLive() int64 {
 		}
 	}
 	return n
+}
+
+// giveBack returns what the tee still borrows from the run's budget (once its readers closed,
+// nothing is alive and release gave it all back already; this is for certainty).
+func (t *tee) giveBack() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.borrowed > 0 && t.alive == 0 {
+		t.budget.release(t.borrowed)
+		t.borrowed = 0
+	}
 }
 
 // finish ends the stream for every reader: io.EOF, or its failure.
