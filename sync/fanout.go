@@ -484,7 +484,7 @@ next:
 				info, err := cf.CopyFrom(ctx, f.Path, holder.dst, f.Path, p.r.contentPut(p.f))
 				cancel()
 				if err == nil {
-					h.progress.add(f.Size)
+					h.progress.addPath(f.Path, f.Size)
 					note(p, transferResult{"copied from", info.SHA256, info.ETag}, nil)
 					continue next
 				}

@@ -436,3 +436,55 @@ func TestFanOutCopiesFromAnotherBucket(t *testing.T) {
 	}
 	checkTarget(t, up, lacking, want)
 }
+
+// TestFanOutProgressCountsOnce: the progress of a fan-out run counts each file once, whatever
+// the number of targets it goes to and however it gets there (copied server-side from another
+// target into two, streamed to two others): the bytes done end equal to the bytes planned, and
+// never pass them.
+func TestFanOutProgressCountsOnce(t *testing.T) {
+	up, _ := newCountedUpstream(t, smallConfig())
+	filters := []string{"arch=amd64", "release=noble"}
+	opts := sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}
+	holder := memstore.New()
+	run(t, up, holder, opts)
+	p := &sync.Progress{}
+	opts.Progress = p
+	var (
+		mu   gosync.Mutex
+		over int64
+	)
+	watch := func() {
+		s := p.Snapshot()
+		mu.Lock()
+		over = max(over, s.BytesDone-s.Bytes)
+		mu.Unlock()
+	}
+	targets := []store.Target{
+		holder,
+		&copierFrom{Target: memstore.New(), from: holder},
+		&copierFrom{Target: memstore.New(), from: holder},
+		&watchPut{Target: memstore.New(), watch: watch},
+		&watchPut{Target: memstore.New(), watch: watch},
+	}
+	if _, err := sync.RunTargets(t.Context(), up.src, targets, opts); err != nil {
+		t.Fatal(err)
+	}
+	s := p.Snapshot()
+	if s.Bytes == 0 || s.BytesDone != s.Bytes || over > 0 {
+		t.Errorf("progress: %d of %d bytes done at the end, at most %d bytes over during the run", s.BytesDone, s.Bytes, over)
+	}
+}
+
+// watchPut calls watch after each Put.
+type watchPut struct {
+	store.Target
+	watch func()
+}
+
+func (w *watchPut) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (store.Info, error) {
+	info, err := w.Target.Put(ctx, key, r, opts)
+	w.watch()
+	return info, err
+}
+
+func (w *watchPut) Unwrap() store.Source { return w.Target }

@@ -56,9 +56,10 @@ func (b *teeBudget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
 
 // tee hands one stream to several readers (one per target), each with its own queue. The
 // queues share the chunks read: memory is what the readers hold together, not that times the
-// readers, and never more than limit bytes of chunks (the file's reservation). A reader holding
-// the stream back (furthest behind while the pump waits for room, by more than half the
-// reservation) is waited for at most patience in all, then given up on (ErrFellBehind).
+// readers, and never more than limit bytes of chunks (the file's reservation) beyond what it
+// borrows. A reader holding the stream back (with the most bytes queued while the pump waits
+// for room, more than half the reservation beyond the reader with the least) is waited for at
+// most patience in all, then given up on (ErrFellBehind).
 type tee struct {
 	mu       gosync.Mutex
 	cond     *gosync.Cond
@@ -66,7 +67,6 @@ type tee struct {
 	budget   *teeBudget // the run's, to borrow from beyond limit (nil: none)
 	borrowed int64      // bytes borrowed from budget now
 	alive    int64      // bytes of chunk buffers alive now
-	pos      int64 // bytes of the stream delivered so far
 	patience time.Duration
 	outs     []*teeOut
 	ended    bool
@@ -78,7 +78,6 @@ type tee struct {
 type chunk struct {
 	buf  *[]byte // the whole buffer (teeChunk bytes), from chunkPool
 	data []byte  // what was read into it
-	off  int64   // where data starts in the stream
 	refs int
 }
 
@@ -134,16 +133,13 @@ func newTee(n int, limit int64, budget *teeBudget) *tee {
 
 func (o *teeOut) live() bool { return !o.closed && !o.fellBehind }
 
-// oldest is where the oldest chunk o holds starts (the stream's position when it holds none).
-func (o *teeOut) oldest() int64 {
-	old := o.t.pos
-	if len(o.queue) > 0 {
-		old = o.queue[0].off
+// queued is how many bytes are queued for o and not yet read or taken.
+func (o *teeOut) queued() int64 {
+	n := int64(-o.off)
+	for _, c := range o.queue {
+		n += int64(len(c.data))
 	}
-	for _, c := range o.taken {
-		old = min(old, c.off)
-	}
-	return old
+	return n
 }
 
 // next waits for o's next chunk; nil means the stream's end or o's failure (in err).
@@ -239,10 +235,10 @@ func (o *teeOut) drop() {
 	o.queue, o.off = nil, 0
 }
 
-// deliver queues c for every live reader once the file's reservation has room for it. While it
-// has none, the readers furthest behind (holding chunks more than half the reservation older
-// than what the nearest reader holds) are charged for the wait, and given up on once they have
-// held the stream back for patience in all. It returns false when no reader is left.
+// deliver queues c for every live reader once the file's reservation (or what it can borrow)
+// has room for it. While it has none, the readers with the most bytes queued (more than half the
+// reservation beyond the reader with the least) are charged for the wait, and given up on once
+// they have held the stream back for patience in all. It returns false when no reader is left.
 func (t *tee) deliver(c *chunk) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -265,18 +261,23 @@ func (t *tee) deliver(c *chunk) bool {
 			t.borrowed += size
 			break
 		}
-		// Who holds the stream back: the readers whose oldest chunk is furthest behind, if
-		// that is more than half the reservation behind the reader holding the least.
-		furthest, nearest := t.pos, int64(-1)
+		// Who holds the stream back: the readers with the most bytes queued (handed to them
+		// and not yet taken), if that is more than half the reservation beyond the reader with
+		// the least. Chunks a reader took (an S3 part being assembled or sent) are its work
+		// in progress, as part buffers of its own would be, not a lag.
+		most, least := int64(0), int64(-1)
 		for _, o := range live {
-			old := o.oldest()
-			furthest, nearest = min(furthest, old), max(nearest, old)
+			q := o.queued()
+			most = max(most, q)
+			if least < 0 || q < least {
+				least = q
+			}
 		}
 		var late []*teeOut
 		wait := time.Duration(-1)
-		if nearest-furthest > t.limit/2 {
+		if most-least > t.limit/2 {
 			for _, o := range live {
-				if o.oldest() != furthest {
+				if o.queued() != most {
 					continue
 				}
 				if left := t.patience - o.held; left > 0 {
@@ -309,8 +310,6 @@ func (t *tee) deliver(c *chunk) bool {
 			o.held += time.Since(start)
 		}
 	}
-	c.off = t.pos
-	t.pos += int64(len(c.data))
 	t.alive += size
 	for _, o := range t.outs {
 		if o.live() {
