@@ -260,6 +260,15 @@ type ChunkReader interface {
 	ReadChunk() (data []byte, release func(), err error)
 }
 
+// VerifiedReader is a reader that checks its own stream: it returns io.EOF only once what it
+// yielded has the sha256 VerifiedSHA256 names (and the size its producer declared), and ends
+// with an error instead otherwise (a fan-out's tee: the stream is checked once for all its
+// targets). A Put given one whose VerifiedSHA256 equals opts.SHA256 may skip hashing the bytes
+// itself: it still checks the size, and makes nothing visible before the reader's io.EOF.
+type VerifiedReader interface {
+	VerifiedSHA256() string
+}
+
 // ChunkHolder is a target whose Put, given a ChunkReader, keeps the chunks it reads (until they
 // are sent) instead of copying them into buffers of its own. ChunkHold is the most bytes of
 // chunks one Put of an object of size bytes must hold before it can send anything and release

@@ -594,6 +594,7 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 	v := store.NewVerifier(f.Path, rd, store.PutOptions{Size: f.Size, SHA256: f.SHA256})
 	t := newTee(len(parts), reserved, h.teeBudget)
 	t.patience = fanOutPatience
+	t.sha256 = f.SHA256 // v checks it before the readers get io.EOF: their Puts need not hash again
 	var wg gosync.WaitGroup
 	for i, p := range parts {
 		wg.Go(func() {

@@ -68,6 +68,7 @@ type tee struct {
 	borrowed int64      // bytes borrowed from budget now
 	alive    int64      // bytes of chunk buffers alive now
 	patience time.Duration
+	sha256   string // what the pump's Verifier checks ("": nothing said to the readers)
 	outs     []*teeOut
 	ended    bool
 	end      error // io.EOF, or the stream's failure
@@ -112,7 +113,14 @@ type teeOut struct {
 	gotEnd     bool // it was handed the stream's failure
 }
 
-var _ store.ChunkReader = (*teeOut)(nil)
+var (
+	_ store.ChunkReader    = (*teeOut)(nil)
+	_ store.VerifiedReader = (*teeOut)(nil)
+)
+
+// VerifiedSHA256 is the sha256 the pump checks the stream against before it hands any reader
+// io.EOF (store.VerifiedReader): a stream that does not have it ends with ErrChecksum instead.
+func (o *teeOut) VerifiedSHA256() string { return o.t.sha256 }
 
 // errNoReader ends a pump whose readers all stopped (each failed on its own).
 var errNoReader = errors.New("no target reads the file any more")
