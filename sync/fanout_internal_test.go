@@ -208,3 +208,61 @@ func TestTeeReservation(t *testing.T) {
 		}
 	}
 }
+
+// TestTeeStalledPartGivenUp: a reader that took a part's worth of chunks and then stalls (an
+// upload that never answers) while the other reader waits for data is given up on after the
+// patience, its chunks no longer count against the file, and the other gets every byte. A
+// reader that is merely slow (it releases its parts now and then) is not.
+func TestTeeStalledPartGivenUp(t *testing.T) {
+	for _, stalled := range []bool{true, false} {
+		synctest.Test(t, func(t *testing.T) {
+			const partSize = 4 * teeChunk
+			data := bytes.Repeat([]byte("x"), 3*partSize)
+			tee := newTee(2, partSize+2*teeChunk, nil)
+			tee.patience = 5 * time.Second
+			stop := make(chan struct{})
+			var reader, slow gosync.WaitGroup
+			var got []byte
+			var gotErr, slowErr error
+			reader.Go(func() {
+				got, gotErr = io.ReadAll(tee.outs[0])
+				tee.outs[0].close()
+			})
+			slow.Go(func() {
+				if stalled {
+					var releases []func()
+					for n := 0; n < partSize; {
+						d, release, err := tee.outs[1].ReadChunk()
+						if err != nil {
+							slowErr = err
+							break
+						}
+						n += len(d)
+						releases = append(releases, release)
+					}
+					<-stop // the upload never answers, until the test ends
+					for _, r := range releases {
+						r()
+					}
+				} else {
+					// Slow: a part every 4 s, 12 s in all, more than the patience.
+					_, slowErr = partReader(tee.outs[1], partSize, 1, 4*time.Second)
+				}
+				tee.outs[1].close()
+			})
+			v := store.NewVerifier("k", bytes.NewReader(data), store.PutOptions{Size: int64(len(data))})
+			if err := tee.pump(v); err != nil {
+				t.Fatal(err)
+			}
+			reader.Wait()
+			close(stop) // the stalled upload ends with the test
+			slow.Wait()
+			if gotErr != nil || !bytes.Equal(got, data) {
+				t.Errorf("stalled %v: the other reader got %d bytes, error %v", stalled, len(got), gotErr)
+			}
+			if tee.outs[1].fellBehind != stalled {
+				t.Errorf("stalled %v: given up on: %v (its error %v)", stalled, tee.outs[1].fellBehind, slowErr)
+			}
+		})
+	}
+}

@@ -57,9 +57,10 @@ func (b *teeBudget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
 // tee hands one stream to several readers (one per target), each with its own queue. The
 // queues share the chunks read: memory is what the readers hold together, not that times the
 // readers, and never more than limit bytes of chunks (the file's reservation) beyond what it
-// borrows. A reader holding the stream back (with the most bytes queued while the pump waits
-// for room, more than half the reservation beyond the reader with the least) is waited for at
-// most patience in all, then given up on (ErrFellBehind).
+// borrows. A reader holding the stream back while the pump waits for room (with the most bytes
+// queued, more than half the reservation beyond the reader with the least) is waited for at
+// most patience in all, then given up on (ErrFellBehind); so is one that holds chunks it took
+// and has not moved for patience while another reader waits for data (a stalled upload).
 type tee struct {
 	mu       gosync.Mutex
 	cond     *gosync.Cond
@@ -110,7 +111,9 @@ type teeOut struct {
 	closed     bool     // its Put returned: nothing more is kept for it
 	fellBehind bool     // given up on
 	held       time.Duration
-	gotEnd     bool // it was handed the stream's failure
+	gotEnd     bool      // it was handed the stream's failure
+	waiting    bool      // it waits for data (next)
+	moved      time.Time // when it last read, took or released a chunk
 }
 
 var (
@@ -154,7 +157,9 @@ func (o *teeOut) queued() int64 {
 func (o *teeOut) next() (*chunk, error) {
 	t := o.t
 	for len(o.queue) == 0 && !o.fellBehind && !t.ended {
+		o.waiting = true
 		t.cond.Wait()
+		o.waiting = false
 	}
 	if o.fellBehind {
 		return nil, ErrFellBehind
@@ -173,6 +178,7 @@ func (o *teeOut) next() (*chunk, error) {
 func (o *teeOut) pop() {
 	o.queue[0] = nil
 	o.queue, o.off = o.queue[1:], 0
+	o.moved = time.Now()
 	o.t.cond.Broadcast()
 }
 
@@ -211,6 +217,7 @@ func (o *teeOut) ReadChunk() ([]byte, func(), error) {
 		for i, h := range o.taken {
 			if h == c {
 				o.taken = append(o.taken[:i], o.taken[i+1:]...)
+				o.moved = time.Now()
 				t.release(c)
 				t.cond.Broadcast()
 				return
@@ -246,7 +253,9 @@ func (o *teeOut) drop() {
 // deliver queues c for every live reader once the file's reservation (or what it can borrow)
 // has room for it. While it has none, the readers with the most bytes queued (more than half the
 // reservation beyond the reader with the least) are charged for the wait, and given up on once
-// they have held the stream back for patience in all. It returns false when no reader is left.
+// they have held the stream back for patience in all; a reader holding taken chunks that has
+// not moved for patience while another waits for data is given up on too. It returns false
+// when no reader is left.
 func (t *tee) deliver(c *chunk) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -283,26 +292,44 @@ func (t *tee) deliver(c *chunk) bool {
 		}
 		var late []*teeOut
 		wait := time.Duration(-1)
+		gaveUp := false
+		giveUp := func(o *teeOut, left time.Duration) {
+			if left > 0 {
+				if wait < 0 || left < wait {
+					wait = left
+				}
+				return
+			}
+			o.drop()
+			o.fellBehind = true
+			gaveUp = true
+		}
 		if most-least > t.limit/2 {
 			for _, o := range live {
-				if o.queued() != most {
-					continue
-				}
-				if left := t.patience - o.held; left > 0 {
+				if o.queued() == most {
 					late = append(late, o)
-					if wait < 0 || left < wait {
-						wait = left
-					}
-				} else {
-					o.drop()
-					o.fellBehind = true
+					giveUp(o, t.patience-o.held)
 				}
 			}
-			if len(late) == 0 {
-				continue // someone was given up on: look again
+		} else {
+			// Nobody lags by its queue. A reader that holds chunks it took (an S3 part in
+			// flight) while another waits for data holds the stream back too if it has made
+			// no progress at all for the patience (a stalled upload: it took, read and
+			// released nothing meanwhile).
+			idle := false
+			for _, o := range live {
+				idle = idle || o.waiting
+			}
+			for _, o := range live {
+				if idle && !o.waiting && len(o.taken) > 0 {
+					giveUp(o, t.patience-time.Since(o.moved))
+				}
 			}
 		}
-		if len(late) == 0 {
+		if gaveUp {
+			continue // look again without them
+		}
+		if wait < 0 {
 			t.cond.Wait()
 			continue
 		}
