@@ -8,17 +8,31 @@ type BufferHolder interface {
 	BufferBudget() int64
 }
 
+// sharedBuffers is a BufferHolder whose budget may be shared with other stores (the S3 targets
+// of one run share one part-buffer budget): stores returning the same SharedBuffers hold one
+// BufferBudget together.
+type sharedBuffers interface {
+	SharedBuffers() any
+}
+
 // transferBuffers is the most bytes of buffers the transfer stage into dsts may hold at once: the
-// run's ranged-download chunks (one budget, whatever the number of targets), each target's own
-// buffers (BufferHolder) and tee, the fan-out's buffers (one FanOutBuffer per file in flight:
-// the targets of a file share its chunks).
+// run's ranged-download chunks (one budget, whatever the number of targets), the targets' own
+// buffers (BufferHolder: once per budget, however many targets share it) and tee, the fan-out's
+// chunks (one FanOutBuffer for the run: the targets of a file share its chunks).
 func transferBuffers(dsts []store.Target, opts *Options, tee int64) int64 {
 	buffers := tee
 	if _, chunk, slots := opts.rangeParams(); slots > 0 {
 		buffers += int64(slots) * chunk
 	}
+	counted := map[any]bool{}
 	for _, dst := range dsts {
 		if h, ok := store.As[BufferHolder](dst); ok {
+			if s, ok := store.As[sharedBuffers](dst); ok {
+				if counted[s.SharedBuffers()] {
+					continue
+				}
+				counted[s.SharedBuffers()] = true
+			}
 			buffers += h.BufferBudget()
 		}
 	}

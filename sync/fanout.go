@@ -32,33 +32,31 @@ import (
 // its own bytes as for a single target.
 //
 // Failures are the target's own: a target whose lock, state or listing fails, whose writes fail,
-// or that falls too far behind the others (FanOutBuffer) fails and publishes nothing; the others
+// or that holds the others back too long (FanOutBuffer) fails and publishes nothing; the others
 // go on and publish. Memory does not grow with the number of targets: the ranged reads' budget is
-// the run's, and the targets of a file share the chunks of its stream.
+// the run's, the tee chunks' budget is the run's (tee.go), S3 targets send their parts from
+// those chunks, and the S3 targets of a run share one part-buffer budget (cliconfig).
 
-// DefaultFanOutBuffer is Options.FanOutBuffer's default. It is above what an S3 target holds in
-// part buffers of its own (32 MiB shared by its uploads), whose reads come in bursts: measured
-// here (scripts/genstream's bench stream from nginx into two MinIO buckets and a directory on one
-// disk), 16 MiB gave a MinIO target up on behind the directory.
-const DefaultFanOutBuffer = 64 << 20
+// DefaultFanOutBuffer is Options.FanOutBuffer's default: the run's budget of tee chunks.
+// Measured with scripts/bench (the 1.5 GB bench stream from nginx into two MinIO buckets and a
+// directory, on a shared 2-CPU machine, 2 runs each): 32 MiB peaks at 121 MB RSS in a median
+// 11.7 s, 64 MiB at 153 MB in 10.5 s (one target: 93 MB, 4.3 s); no target given up on.
+const DefaultFanOutBuffer = 32 << 20
 
-// teeChunk is the size of one read from the source into the chunks the targets share, and
-// teeReadAhead how far the source is read ahead of the fastest target.
-const (
-	teeChunk     = 256 << 10
-	teeReadAhead = 4 << 20
-)
+// teeChunk is the size of one read from the source into the chunks the targets share.
+const teeChunk = 256 << 10
 
-// fanOutPatience is how long, in all, a target more than FanOutBuffer behind the fastest may
-// hold the others back on one file before it is given up on: a target that is only late for a
-// moment (a pause of its process, a burst of the S3 store's part buffers) catches up; one that
-// is steadily slower does not hold the others to its pace (a variable for tests).
+// fanOutPatience is how long, in all, a target holding a file's chunks back (tee.deliver) may
+// hold the others back on that file before it is given up on: a target that is only late for a
+// moment (a pause of its process, a slow part) catches up; one that is steadily slower does not
+// hold the others to its pace (a variable for tests).
 var fanOutPatience = 5 * time.Second
 
-// ErrFellBehind is the failure of a target of a fan-out run that fell too far behind the fastest
-// target of a file (more than Options.FanOutBuffer): it is given up on for the run, which fails
-// for it and publishes nothing there, while the others go on. Its next run fetches what it lacks.
-var ErrFellBehind = errors.New("the target fell more than the fan-out buffer behind the fastest target of the run: given up on for this run")
+// ErrFellBehind is the failure of a target of a fan-out run that held a file's chunks back, beyond
+// its share of Options.FanOutBuffer, for longer than the patience: it is given up on for the
+// run, which fails for it and publishes nothing there, while the others go on. Its next run
+// fetches what it lacks.
+var ErrFellBehind = errors.New("the target fell behind the others by more than its share of the fan-out buffer for too long: given up on for this run")
 
 // TargetResult is what a fan-out run did in one target.
 type TargetResult struct {
@@ -183,6 +181,22 @@ type hub struct {
 	wg      gosync.WaitGroup
 
 	upstreamBytes atomic.Int64
+
+	// The fan-out's tee chunks: the run's budget, and a file's share of it (transferMany).
+	teeBudget *teeBudget
+	teeShare  int64
+}
+
+// chunkHold is the most bytes of chunks a Put of a size-byte file into any of runs' targets
+// holds before it can send anything (store.ChunkHolder; 0 for targets that copy what they read).
+func (h *hub) chunkHold(size int64, runs []*run) int64 {
+	var hold int64
+	for _, r := range runs {
+		if c, ok := store.As[store.ChunkHolder](r.content); ok {
+			hold = max(hold, c.ChunkHold(size))
+		}
+	}
+	return hold
 }
 
 func newHub(ctx context.Context, src store.Source, dsts []store.Target, opts Options) *hub {
@@ -377,10 +391,17 @@ func (h *hub) transferMany() {
 	}
 	h.progress.begin(len(wants), total)
 	defer h.progress.end()
-	// Each file in flight may hold its tee's chunks: Concurrency files, and as many more as
-	// borrowed range slots may carry (eachFile).
+	// The files in flight (Concurrency, and as many more as borrowed range slots may carry:
+	// eachFile) share one budget of tee chunks; each reserves its share before it opens the
+	// source, and at least what its readers must hold to send a part.
 	inFlight := min(h.concurrency, len(wants)) + h.borrowers(len(wants))
-	defer startTransfer(dsts, &h.opts, int64(inFlight)*(h.opts.fanOutBuffer()+teeReadAhead))()
+	budget := h.opts.fanOutBuffer()
+	h.teeShare = budget / int64(inFlight)
+	for _, w := range wants {
+		budget = max(budget, teeReservation(w.f.Size, 0, h.chunkHold(w.f.Size, runs)))
+	}
+	h.teeBudget = newTeeBudget(budget)
+	defer startTransfer(dsts, &h.opts, budget)()
 
 	// Every file is tried (no cancellation on a failure), Concurrency at a time and more on
 	// borrowed range slots, as in a run of its own (eachFile); a file no target still written
@@ -517,7 +538,7 @@ next:
 				info, err := cf.CopyFrom(ctx, f.Path, holder.dst, f.Path, p.r.contentPut(p.f))
 				cancel()
 				if err == nil {
-					h.progress.add(f.Size)
+					h.progress.addPath(f.Path, f.Size)
 					note(p, transferResult{"copied from", info.SHA256, info.ETag}, nil)
 					continue next
 				}
@@ -584,6 +605,20 @@ type teeResult struct {
 func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []teeResult, srcErr error, opened bool) {
 	results = make([]teeResult, len(parts))
 	parent := h.ctx
+	// The file's share of the run's tee budget, before anything is opened: a file waits for it
+	// holding nothing.
+	runs := make([]*run, len(parts))
+	for i, p := range parts {
+		runs[i] = p.r
+	}
+	reserved, err := h.teeBudget.reserve(parent, teeReservation(f.Size, h.teeShare, h.chunkHold(f.Size, runs)))
+	if err != nil {
+		for i := range results {
+			results[i] = teeResult{err: err}
+		}
+		return results, nil, false
+	}
+	defer h.teeBudget.release(reserved)
 	ctx, cancel := h.opts.withFileDeadline(parent, f.Size)
 	defer cancel()
 	rc := h.runs[0].openRanged(ctx, h.src, f)
@@ -610,8 +645,9 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 		rd = newExtraCheck(f, rd)
 	}
 	v := store.NewVerifier(f.Path, rd, store.PutOptions{Size: f.Size, SHA256: f.SHA256})
-	t := newTee(len(parts), h.opts.fanOutBuffer(), teeReadAhead)
+	t := newTee(len(parts), reserved, h.teeBudget)
 	t.patience = fanOutPatience
+	t.sha256 = f.SHA256 // v checks it before the readers get io.EOF: their Puts need not hash again
 	var wg gosync.WaitGroup
 	for i, p := range parts {
 		wg.Go(func() {
@@ -629,6 +665,7 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 	}
 	rc.Close()
 	wg.Wait()
+	t.giveBack()
 	h.upstreamBytes.Add(cr.n)
 	ok := false
 	for i, o := range t.outs {

@@ -4,76 +4,265 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	gosync "sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
 )
 
-// TestTeeMemoryBound: a reader that stops reading is given up on once it is more than the budget
-// behind the fastest, the others get every byte, and the chunks held never exceed the budget
-// plus the read-ahead, whatever the number of readers.
+// TestTeeMemoryBound: a reader that stops reading is given up on once it holds the stream back
+// for the patience, the others get every byte, and the chunks alive never exceed the tee's
+// limit, whatever the number of readers.
 func TestTeeMemoryBound(t *testing.T) {
-	const budget, readAhead = 1 << 20, 512 << 10
+	const limit = 1 << 20
 	data := bytes.Repeat([]byte("0123456789abcdef"), (8<<20)/16)
 	for _, readers := range []int{2, 5} {
-		tee := newTee(readers, budget, readAhead)
-		tee.patience = 200 * time.Millisecond // the reader that never reads is waited for that long
-		held := int64(0)
-		maxHeld := int64(0)
-		// The most bytes queued for any reader: the chunks are shared, so this is what is held.
-		watch := func() {
-			tee.mu.Lock()
-			defer tee.mu.Unlock()
-			held = 0
-			for _, o := range tee.outs {
-				held = max(held, o.queued)
+		synctest.Test(t, func(t *testing.T) {
+			tee := newTee(readers, limit, nil)
+			tee.patience = 200 * time.Millisecond // the reader that never reads is waited for that long
+			var maxAlive int64
+			watch := func() {
+				tee.mu.Lock()
+				defer tee.mu.Unlock()
+				maxAlive = max(maxAlive, tee.alive)
 			}
-			maxHeld = max(maxHeld, held)
-		}
-		got := make([][]byte, readers)
-		errs := make([]error, readers)
-		done := make(chan int, readers)
-		for i := 1; i < readers; i++ { // reader 0 never reads
-			go func() {
-				var b bytes.Buffer
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := tee.outs[i].Read(buf)
-					b.Write(buf[:n])
-					watch()
-					if err != nil {
-						if err != io.EOF {
-							errs[i] = err
+			got := make([][]byte, readers)
+			errs := make([]error, readers)
+			var wg gosync.WaitGroup
+			for i := 1; i < readers; i++ { // reader 0 never reads
+				wg.Go(func() {
+					var b bytes.Buffer
+					buf := make([]byte, 32<<10)
+					for {
+						n, err := tee.outs[i].Read(buf)
+						b.Write(buf[:n])
+						watch()
+						if err != nil {
+							if err != io.EOF {
+								errs[i] = err
+							}
+							break
 						}
-						break
 					}
-				}
-				got[i] = b.Bytes()
-				tee.outs[i].close()
-				done <- i
-			}()
-		}
-		v := store.NewVerifier("k", bytes.NewReader(data), store.PutOptions{Size: int64(len(data))})
-		if err := tee.pump(v); err != nil {
-			t.Fatal(err)
-		}
-		for i := 1; i < readers; i++ {
-			<-done
-		}
-		if !tee.outs[0].fellBehind {
-			t.Errorf("%d readers: the reader that never read was not given up on", readers)
-		}
-		if _, err := tee.outs[0].Read(make([]byte, 1)); !errors.Is(err, ErrFellBehind) {
-			t.Errorf("%d readers: the reader given up on reads %v", readers, err)
-		}
-		for i := 1; i < readers; i++ {
-			if errs[i] != nil || !bytes.Equal(got[i], data) {
-				t.Errorf("%d readers: reader %d got %d bytes, error %v", readers, i, len(got[i]), errs[i])
+					got[i] = b.Bytes()
+					tee.outs[i].close()
+				})
 			}
+			v := store.NewVerifier("k", bytes.NewReader(data), store.PutOptions{Size: int64(len(data))})
+			if err := tee.pump(v); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			if !tee.outs[0].fellBehind {
+				t.Errorf("%d readers: the reader that never read was not given up on", readers)
+			}
+			if _, err := tee.outs[0].Read(make([]byte, 1)); !errors.Is(err, ErrFellBehind) {
+				t.Errorf("%d readers: the reader given up on reads %v", readers, err)
+			}
+			for i := 1; i < readers; i++ {
+				if errs[i] != nil || !bytes.Equal(got[i], data) {
+					t.Errorf("%d readers: reader %d got %d bytes, error %v", readers, i, len(got[i]), errs[i])
+				}
+			}
+			if maxAlive > limit {
+				t.Errorf("%d readers: %d bytes of chunks alive at once, more than %d", readers, maxAlive, limit)
+			}
+		})
+	}
+}
+
+// partReader reads a tee's reader as an S3 Put does: it builds parts of partSize bytes from the
+// chunks (ReadChunk), sends each on its own (an upload that takes sendTime) with at most
+// inFlight parts sent at once (as s3store's PartConcurrency), and releases a part's chunks once
+// it has been sent. It returns what it sent, in order.
+func partReader(o *teeOut, partSize int, inFlight int, sendTime time.Duration) ([]byte, error) {
+	var (
+		out   bytes.Buffer
+		slots = make(chan struct{}, inFlight)
+		wg    gosync.WaitGroup
+	)
+	defer wg.Wait()
+	for {
+		var (
+			part     [][]byte
+			releases []func()
+			n        int
+			err      error
+		)
+		for n < partSize {
+			var data []byte
+			var release func()
+			data, release, err = o.ReadChunk()
+			if err != nil {
+				break
+			}
+			part, releases = append(part, data), append(releases, release)
+			n += len(data)
 		}
-		if limit := int64(budget + readAhead + teeChunk); maxHeld > limit {
-			t.Errorf("%d readers: %d bytes held at once, more than %d", readers, maxHeld, limit)
+		for _, p := range part {
+			out.Write(p)
 		}
+		if n > 0 {
+			slots <- struct{}{}
+			wg.Go(func() {
+				time.Sleep(sendTime)
+				for _, r := range releases {
+					r()
+				}
+				<-slots
+			})
+		}
+		if err == io.EOF {
+			return out.Bytes(), nil
+		}
+		if err != nil {
+			return out.Bytes(), err
+		}
+	}
+}
+
+// TestTeeBudgetNoDeadlock: many files share one small tee budget (room for two files) and are
+// written each into two S3-like readers that hold whole parts of chunks while they send them,
+// and a directory-like one that copies. Every file is admitted in turn and every reader gets
+// every byte: no reader is given up on and nothing waits forever. (With readers that copied
+// into part buffers of a budget of their store, shared by every file, and the tee budget shared
+// by the files, a Put holding a half-filled part could wait on its tee while the tee waited for
+// a reader that waited for a part buffer: the cycle this design has no room for.)
+func TestTeeBudgetNoDeadlock(t *testing.T) {
+	for range 10 { // the order the goroutines run in varies: a cycle would show in some
+		synctest.Test(t, testTeeBudgetNoDeadlock)
+	}
+}
+
+func testTeeBudgetNoDeadlock(t *testing.T) {
+	const (
+		files    = 6
+		partSize = 4 * teeChunk
+		fileSize = 5*partSize + 12345
+	)
+	hold := int64(partSize)
+	reservation := teeReservation(fileSize, 0, hold)
+	budget := newTeeBudget(2 * reservation)
+	var wg gosync.WaitGroup
+	for f := range files {
+		wg.Go(func() {
+			data := bytes.Repeat([]byte{byte(f)}, fileSize)
+			got, err := budget.reserve(t.Context(), reservation)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer budget.release(got)
+			tee := newTee(3, got, budget)
+			tee.patience = fanOutPatience
+			outs := make([][]byte, 3)
+			errs := make([]error, 3)
+			var rw gosync.WaitGroup
+			for i := range 2 {
+				rw.Go(func() {
+					outs[i], errs[i] = partReader(tee.outs[i], partSize, 2, time.Duration(10*(i+1))*time.Millisecond)
+					tee.outs[i].close()
+				})
+			}
+			rw.Go(func() {
+				outs[2], errs[2] = io.ReadAll(tee.outs[2])
+				tee.outs[2].close()
+			})
+			v := store.NewVerifier("k", bytes.NewReader(data), store.PutOptions{Size: fileSize})
+			if err := tee.pump(v); err != nil {
+				t.Errorf("file %d: %v", f, err)
+			}
+			rw.Wait()
+			for i := range 3 {
+				if errs[i] != nil || !bytes.Equal(outs[i], data) {
+					t.Errorf("file %d reader %d: %d bytes, error %v (given up on: %v)", f, i, len(outs[i]), errs[i], tee.outs[i].fellBehind)
+				}
+			}
+			tee.mu.Lock()
+			if tee.alive != 0 {
+				t.Errorf("file %d: %d bytes of chunks alive after every reader closed", f, tee.alive)
+			}
+			tee.mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if !budget.sem.TryAcquire(budget.size) {
+		t.Error("the budget is not whole again after every file")
+	}
+}
+
+// TestTeeReservation: a file's share is the budget's share, but at least what a reader must hold
+// to send a part plus two chunks, and never more than the file's own chunks.
+func TestTeeReservation(t *testing.T) {
+	for _, c := range []struct{ size, share, hold, want int64 }{
+		{100 << 20, 16 << 20, 8 << 20, 16 << 20},
+		{100 << 20, 4 << 20, 8 << 20, 8<<20 + 2*teeChunk},
+		{1000, 16 << 20, 8 << 20, teeChunk},
+		{0, 16 << 20, 0, teeChunk},
+		{3 * teeChunk, 16 << 20, 0, 3 * teeChunk},
+	} {
+		if got := teeReservation(c.size, c.share, c.hold); got != c.want {
+			t.Errorf("teeReservation(%d, %d, %d) = %d, want %d", c.size, c.share, c.hold, got, c.want)
+		}
+	}
+}
+
+// TestTeeStalledPartGivenUp: a reader that took a part's worth of chunks and then stalls (an
+// upload that never answers) while the other reader waits for data is given up on after the
+// patience, its chunks no longer count against the file, and the other gets every byte. A
+// reader that is merely slow (it releases its parts now and then) is not.
+func TestTeeStalledPartGivenUp(t *testing.T) {
+	for _, stalled := range []bool{true, false} {
+		synctest.Test(t, func(t *testing.T) {
+			const partSize = 4 * teeChunk
+			data := bytes.Repeat([]byte("x"), 3*partSize)
+			tee := newTee(2, partSize+2*teeChunk, nil)
+			tee.patience = 5 * time.Second
+			stop := make(chan struct{})
+			var reader, slow gosync.WaitGroup
+			var got []byte
+			var gotErr, slowErr error
+			reader.Go(func() {
+				got, gotErr = io.ReadAll(tee.outs[0])
+				tee.outs[0].close()
+			})
+			slow.Go(func() {
+				if stalled {
+					var releases []func()
+					for n := 0; n < partSize; {
+						d, release, err := tee.outs[1].ReadChunk()
+						if err != nil {
+							slowErr = err
+							break
+						}
+						n += len(d)
+						releases = append(releases, release)
+					}
+					<-stop // the upload never answers, until the test ends
+					for _, r := range releases {
+						r()
+					}
+				} else {
+					// Slow: a part every 4 s, 12 s in all, more than the patience.
+					_, slowErr = partReader(tee.outs[1], partSize, 1, 4*time.Second)
+				}
+				tee.outs[1].close()
+			})
+			v := store.NewVerifier("k", bytes.NewReader(data), store.PutOptions{Size: int64(len(data))})
+			if err := tee.pump(v); err != nil {
+				t.Fatal(err)
+			}
+			reader.Wait()
+			close(stop) // the stalled upload ends with the test
+			slow.Wait()
+			if gotErr != nil || !bytes.Equal(got, data) {
+				t.Errorf("stalled %v: the other reader got %d bytes, error %v", stalled, len(got), gotErr)
+			}
+			if tee.outs[1].fellBehind != stalled {
+				t.Errorf("stalled %v: given up on: %v (its error %v)", stalled, tee.outs[1].fellBehind, slowErr)
+			}
+		})
 	}
 }

@@ -1,18 +1,20 @@
 package sync_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	gosync "sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/internal/targettest"
@@ -90,7 +92,7 @@ func checkTarget(t *testing.T, up *upstream, tg *targettest.Target, want []strin
 		checkBucket(t, &s3env{srv: tg.Server, mc: tg.Server.MinioClient(t), bucket: tg.Bucket, dst: tg.Store.(*s3store.Store)}, up, want, nil)
 	case tg.Kind == targettest.Directory:
 		files := tree(t, tg.Dir)
-		if diff := cmp.Diff(want, contentPaths(files)); diff != "" {
+		if diff := gocmp.Diff(want, contentPaths(files)); diff != "" {
 			t.Errorf("%s: content (-want +got):\n%s", tg.Location, diff)
 		}
 		for _, p := range want {
@@ -447,5 +449,94 @@ func TestTargetsErrorWording(t *testing.T) {
 	all := (&sync.TargetsError{Failed: []sync.TargetResult{failed, {Target: "/b", Err: errors.New("full")}}, Targets: 2}).Error()
 	if !strings.HasPrefix(all, "all 2 targets failed:") || strings.Contains(all, "published") {
 		t.Errorf("both failed: %q", all)
+	}
+}
+
+// TestFanOutProgressCountsOnce: the progress of a fan-out run counts each file once, whatever
+// the number of targets it goes to and however it gets there (copied server-side from another
+// target into two, streamed to two others): the bytes done end equal to the bytes planned, and
+// never pass them.
+func TestFanOutProgressCountsOnce(t *testing.T) {
+	up, _ := newCountedUpstream(t, smallConfig())
+	filters := []string{"arch=amd64", "release=noble"}
+	opts := sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}
+	holder := memstore.New()
+	run(t, up, holder, opts)
+	p := &sync.Progress{}
+	opts.Progress = p
+	var (
+		mu   gosync.Mutex
+		over int64
+	)
+	watch := func() {
+		s := p.Snapshot()
+		mu.Lock()
+		over = max(over, s.BytesDone-s.Bytes)
+		mu.Unlock()
+	}
+	targets := []store.Target{
+		holder,
+		&copierFrom{Target: memstore.New(), from: holder},
+		&copierFrom{Target: memstore.New(), from: holder},
+		&watchPut{Target: memstore.New(), watch: watch},
+		&watchPut{Target: memstore.New(), watch: watch},
+	}
+	if _, err := sync.RunTargets(t.Context(), up.src, targets, opts); err != nil {
+		t.Fatal(err)
+	}
+	s := p.Snapshot()
+	if s.Bytes == 0 || s.BytesDone != s.Bytes || over > 0 {
+		t.Errorf("progress: %d of %d bytes done at the end, at most %d bytes over during the run", s.BytesDone, s.Bytes, over)
+	}
+}
+
+// watchPut calls watch after each Put.
+type watchPut struct {
+	store.Target
+	watch func()
+}
+
+func (w *watchPut) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (store.Info, error) {
+	info, err := w.Target.Put(ctx, key, r, opts)
+	w.watch()
+	return info, err
+}
+
+func (w *watchPut) Unwrap() store.Source { return w.Target }
+
+// TestFanOutCorruptUpstreamRefused: a file upstream serves with a flipped byte, and one it serves
+// cut short, are refused by every target of a fan-out (two MinIO buckets and a directory, whose
+// Puts do not hash what the tee has verified) and nothing is published anywhere: the tee ends a
+// stream that does not check out with an error, never with io.EOF, so no target completes it.
+func TestFanOutCorruptUpstreamRefused(t *testing.T) {
+	up, _ := newCountedUpstream(t, largeConfig())
+	filters := []string{"arch=amd64", "release~(jammy|noble)"}
+	want := selected(t, up.stream, filters...)
+	slices.SortFunc(want, func(a, b string) int { return cmp.Compare(up.stream.Content[b], up.stream.Content[a]) })
+	flipped, short := want[0], want[1] // the two largest: several parts each
+	if err := up.stream.Corrupt(flipped); err != nil {
+		t.Fatal(err)
+	}
+	up.stream.SetOverride(short, func(r io.Reader) io.Reader { return io.LimitReader(r, up.stream.Content[short]-1000) })
+	tgs := fanOutTargets(t, false)
+	opts := sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}
+	fr, err := sync.RunTargets(t.Context(), up.src, stores(tgs), opts)
+	if err == nil {
+		t.Fatal("the run succeeded with a corrupted upstream")
+	}
+	for i, tg := range tgs {
+		if fr.Targets[i].Err == nil {
+			t.Errorf("%s published", tg.Location)
+		}
+		for _, p := range []string{flipped, short, "streams/v1/index.json", "streams/v1/index.sjson"} {
+			if _, err := tg.Store.Stat(t.Context(), p); !errors.Is(err, store.ErrNotExist) {
+				t.Errorf("%s: %s is there (%v)", tg.Location, p, err)
+			}
+		}
+		if tg.Kind.IsS3() {
+			if n, err := tg.Store.(*s3store.Store).CleanLeftovers(t.Context(), 0); n != 0 || err != nil {
+				t.Errorf("%s: %d incomplete uploads left (%v)", tg.Location, n, err)
+			}
+		}
 	}
 }

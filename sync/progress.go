@@ -129,6 +129,33 @@ func (p *Progress) begin(files int, bytes int64) {
 	p.setPhase(PhaseTransfer)
 }
 
+// addFile counts n more bytes (negative: takes them back) of the file e, and returns what it
+// counted: a file's bytes count once, up to its size, however many targets it is checked in,
+// copied into or streamed to (a fan-out run). A nil e (a file not in flight) counts n as it is.
+func (p *Progress) addFile(e *fileEntry, n int64) int64 {
+	if e == nil {
+		p.add(n)
+		return n
+	}
+	for {
+		done := e.done.Load()
+		d := max(n, -done)
+		if n > 0 {
+			d = max(0, min(n, e.size-done))
+		}
+		if d == 0 {
+			return 0
+		}
+		if e.done.CompareAndSwap(done, done+d) {
+			p.add(d)
+			return d
+		}
+	}
+}
+
+// addPath is addFile of the file in flight at path.
+func (p *Progress) addPath(path string, n int64) int64 { return p.addFile(p.file(path), n) }
+
 func (p *Progress) end()        { p.running.Store(false) }
 func (p *Progress) add(n int64) { p.bytesDone.Add(n) }
 func (p *Progress) fileDone()   { p.filesDone.Add(1) }

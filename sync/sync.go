@@ -111,11 +111,15 @@ type Options struct {
 	// RangeFiles only sizes the default RangeConnections (0: DefaultRangeFiles): it no longer
 	// bounds the files fetched in ranges, every large file in flight may be.
 	RangeFiles int
-	// FanOutBuffer is, in a run with several targets (RunTargets), how far one target may fall
-	// behind the fastest target of a file; a target further behind holds the others back for at
-	// most 5 seconds in all on that file, then is given up on for the run (ErrFellBehind)
-	// (0: DefaultFanOutBuffer). The targets of a file share its chunks: a file in flight holds
-	// at most this plus 4 MiB, whatever the number of targets.
+	// FanOutBuffer is, in a run with several targets (RunTargets), the memory of the chunks of
+	// the files streamed to several targets at once: one budget for the run, whatever the number
+	// of targets and of files in flight (0: DefaultFanOutBuffer). Each such file reserves its
+	// share before it is opened (this over the files in flight, but at least one S3 part plus
+	// two chunks, and at most the file) and waits for it holding nothing; the targets of a file
+	// share its chunks (S3 targets send their parts from them, without copies). A target holding
+	// a file's chunks back (more than half its share behind the target nearest the front) holds
+	// the others back for at most 5 seconds in all on that file, then is given up on for the run
+	// (ErrFellBehind).
 	FanOutBuffer int64
 
 	// OnTransfer, when set, is called as the transfer stage starts with the most bytes of

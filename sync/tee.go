@@ -1,32 +1,82 @@
 package sync
 
 import (
+	"context"
 	"errors"
 	"io"
 	gosync "sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/ssmirror/ssmirror/store"
 )
 
+// The fan-out's memory: one budget of chunks for the run (teeBudget, Options.FanOutBuffer),
+// whatever the number of targets and of files in flight.
+//
+// A file's tee reserves its share of the budget (teeReservation) before it opens the source,
+// and holds at most that many bytes of chunks alive at once: a chunk counts from the moment it
+// is read until the last of its holders lets go of it (queued for a reader, copied out by a
+// reader that reads (Read), or taken by one that keeps chunks (store.ChunkReader: an S3 Put
+// builds its parts from them, and releases them once each part has been answered)). A file
+// waits for its reservation holding nothing. Once admitted, it always goes on: every reader
+// either reads into memory of its own (a directory) or keeps chunks for parts it sends
+// whatever the other files do (S3 takes no buffer of its own budget for them), and the
+// reservation is at least what every reader of the file must hold before it can send anything
+// (store.ChunkHolder) plus two chunks, so the pump always has room once the parts in flight
+// have been answered. Nothing waits on another file, so no cycle of waits can form across files.
+
+// teeBudget is the run's budget of tee chunks, handed out to files first come, first served.
+type teeBudget struct {
+	size int64
+	sem  *semaphore.Weighted
+}
+
+func newTeeBudget(size int64) *teeBudget {
+	return &teeBudget{size: size, sem: semaphore.NewWeighted(size)}
+}
+
+// reserve waits until n bytes of the budget (at most all of it) are the caller's, and returns
+// how many it got.
+func (b *teeBudget) reserve(ctx context.Context, n int64) (int64, error) {
+	n = min(n, b.size)
+	if err := b.sem.Acquire(ctx, n); err != nil {
+		return 0, context.Cause(ctx)
+	}
+	return n, nil
+}
+
+func (b *teeBudget) release(n int64) { b.sem.Release(n) }
+
+// borrow takes n more bytes of the budget if it has them free now and no file waits for its
+// reservation: a tee grows beyond its reservation only into room nobody else waits for, and
+// never waits for it.
+func (b *teeBudget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
+
 // tee hands one stream to several readers (one per target), each with its own queue. The
-// queues share the chunks read: memory is what the slowest reader lags behind, not that times
-// the readers. The source is read ahead of the fastest reader by at most readAhead bytes; a
-// reader that would fall more than budget behind the fastest holds the stream back, for at most
-// patience in all, then is given up on (ErrFellBehind).
+// queues share the chunks read: memory is what the readers hold together, not that times the
+// readers, and never more than limit bytes of chunks (the file's reservation) beyond what it
+// borrows. A reader holding the stream back while the pump waits for room (with the most bytes
+// queued, more than half the reservation beyond the reader with the least) is waited for at
+// most patience in all, then given up on (ErrFellBehind); so is one that holds chunks it took
+// and has not moved for patience while another reader waits for data (a stalled upload).
 type tee struct {
-	mu        gosync.Mutex
-	cond      *gosync.Cond
-	budget    int64
-	readAhead int64
-	patience  time.Duration
-	outs      []*teeOut
-	ended     bool
-	end       error // io.EOF, or the stream's failure
+	mu       gosync.Mutex
+	cond     *gosync.Cond
+	limit    int64      // the most bytes of chunk buffers alive at once: the reservation
+	budget   *teeBudget // the run's, to borrow from beyond limit (nil: none)
+	borrowed int64      // bytes borrowed from budget now
+	alive    int64      // bytes of chunk buffers alive now
+	patience time.Duration
+	sha256   string // what the pump's Verifier checks ("": nothing said to the readers)
+	outs     []*teeOut
+	ended    bool
+	end      error // io.EOF, or the stream's failure
 }
 
 // chunk is one read from the source, queued for every reader that still reads; its buffer
-// goes back to chunkPool when the last of them has consumed it.
+// goes back to chunkPool when the last of its holders lets go of it.
 type chunk struct {
 	buf  *[]byte // the whole buffer (teeChunk bytes), from chunkPool
 	data []byte  // what was read into it
@@ -37,11 +87,18 @@ type chunk struct {
 // and would otherwise leave the garbage collector a buffer per read.
 var chunkPool = gosync.Pool{New: func() any { b := make([]byte, teeChunk); return &b }}
 
-// release drops one reader's hold on c (under the tee's lock).
-func (c *chunk) release() {
+// release drops one holder's hold on c (under the tee's lock).
+func (t *tee) release(c *chunk) {
 	if c.refs--; c.refs == 0 {
+		t.alive -= int64(cap(*c.buf))
 		chunkPool.Put(c.buf)
 		c.buf, c.data = nil, nil
+		// What was borrowed goes back as soon as the reservation holds what is alive.
+		if back := min(t.borrowed, t.limit+t.borrowed-t.alive); back > 0 {
+			t.borrowed -= back
+			t.budget.release(back)
+		}
+		t.cond.Broadcast()
 	}
 }
 
@@ -49,19 +106,35 @@ func (c *chunk) release() {
 type teeOut struct {
 	t          *tee
 	queue      []*chunk
-	off        int // bytes of queue[0] already read
-	queued     int64
-	closed     bool          // its Put returned: nothing more is kept for it
-	fellBehind bool          // given up on
-	held       time.Duration // how long it has held the stream back
-	gotEnd     bool          // it was handed the stream's failure
+	off        int      // bytes of queue[0] already read (Read)
+	taken      []*chunk // chunks handed by ReadChunk and not released yet
+	closed     bool     // its Put returned: nothing more is kept for it
+	fellBehind bool     // given up on
+	held       time.Duration
+	gotEnd     bool      // it was handed the stream's failure
+	waiting    bool      // it waits for data (next)
+	moved      time.Time // when it last read, took or released a chunk
 }
+
+var (
+	_ store.ChunkReader    = (*teeOut)(nil)
+	_ store.VerifiedReader = (*teeOut)(nil)
+)
+
+// VerifiedSHA256 is the sha256 the pump checks the stream against before it hands any reader
+// io.EOF (store.VerifiedReader): a stream that does not have it ends with ErrChecksum instead.
+func (o *teeOut) VerifiedSHA256() string { return o.t.sha256 }
 
 // errNoReader ends a pump whose readers all stopped (each failed on its own).
 var errNoReader = errors.New("no target reads the file any more")
 
-func newTee(n int, budget, readAhead int64) *tee {
-	t := &tee{budget: budget, readAhead: readAhead}
+// newTee returns a tee of n readers holding at most limit bytes of chunks (at least one chunk).
+//
+// With budget, the tee also borrows room the run's budget has free (teeBudget.borrow) while its
+// reservation is full, and gives it back as its chunks are let go of: memory stays within the
+// run's budget, and no file ever waits for what another borrowed.
+func newTee(n int, limit int64, budget *teeBudget) *tee {
+	t := &tee{limit: max(limit, teeChunk), budget: budget}
 	t.cond = gosync.NewCond(&t.mu)
 	for range n {
 		t.outs = append(t.outs, &teeOut{t: t})
@@ -71,39 +144,99 @@ func newTee(n int, budget, readAhead int64) *tee {
 
 func (o *teeOut) live() bool { return !o.closed && !o.fellBehind }
 
-func (o *teeOut) Read(p []byte) (int, error) {
+// queued is how many bytes are queued for o and not yet read or taken.
+func (o *teeOut) queued() int64 {
+	n := int64(-o.off)
+	for _, c := range o.queue {
+		n += int64(len(c.data))
+	}
+	return n
+}
+
+// next waits for o's next chunk; nil means the stream's end or o's failure (in err).
+func (o *teeOut) next() (*chunk, error) {
 	t := o.t
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	for len(o.queue) == 0 && !o.fellBehind && !t.ended {
+		o.waiting = true
 		t.cond.Wait()
+		o.waiting = false
 	}
 	if o.fellBehind {
-		return 0, ErrFellBehind
+		return nil, ErrFellBehind
 	}
 	if len(o.queue) == 0 {
 		if t.end != io.EOF {
 			o.gotEnd = true
 		}
-		return 0, t.end
+		return nil, t.end
 	}
-	c := o.queue[0]
+	return o.queue[0], nil
+}
+
+// pop takes queue[0] off o's queue (under the tee's lock), and wakes the pump: who holds the
+// stream back may have changed.
+func (o *teeOut) pop() {
+	o.queue[0] = nil
+	o.queue, o.off = o.queue[1:], 0
+	o.moved = time.Now()
+	o.t.cond.Broadcast()
+}
+
+func (o *teeOut) Read(p []byte) (int, error) {
+	t := o.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, err := o.next()
+	if c == nil {
+		return 0, err
+	}
 	n := copy(p, c.data[o.off:])
 	if o.off += n; o.off == len(c.data) {
-		c.release()
-		o.queue[0] = nil
-		o.queue, o.off = o.queue[1:], 0
+		o.pop()
+		t.release(c)
 	}
-	o.queued -= int64(n)
-	t.cond.Broadcast()
 	return n, nil
 }
 
-// close says the reader's Put returned.
+// ReadChunk hands o's next chunk itself (store.ChunkReader): it stays alive, and counts
+// against the file's reservation, until release.
+func (o *teeOut) ReadChunk() ([]byte, func(), error) {
+	t := o.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, err := o.next()
+	if c == nil {
+		return nil, nil, err
+	}
+	data := c.data[o.off:]
+	o.pop()
+	o.taken = append(o.taken, c)
+	return data, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		for i, h := range o.taken {
+			if h == c {
+				o.taken = append(o.taken[:i], o.taken[i+1:]...)
+				o.moved = time.Now()
+				t.release(c)
+				t.cond.Broadcast()
+				return
+			}
+		}
+		// Already let go of by close.
+	}, nil
+}
+
+// close says the reader's Put returned: what is queued for it, and any chunk it did not
+// release, is let go of.
 func (o *teeOut) close() {
 	t := o.t
 	t.mu.Lock()
 	o.drop()
+	for _, c := range o.taken {
+		t.release(c)
+	}
+	o.taken = nil
 	o.closed = true
 	t.cond.Broadcast()
 	t.mu.Unlock()
@@ -112,53 +245,93 @@ func (o *teeOut) close() {
 // drop lets go of what is queued for o (under the tee's lock).
 func (o *teeOut) drop() {
 	for _, c := range o.queue {
-		c.release()
+		o.t.release(c)
 	}
-	o.queue, o.off, o.queued = nil, 0, 0
+	o.queue, o.off = nil, 0
 }
 
-// deliver queues c for every live reader, once the fastest has room for it (readAhead) and none
-// would be more than budget behind the fastest with it: a reader that would is waited for, until
-// it has held the stream back for patience in all, and then given up on. It returns false when no
-// reader is left.
+// deliver queues c for every live reader once the file's reservation (or what it can borrow)
+// has room for it. While it has none, the readers with the most bytes queued (more than half the
+// reservation beyond the reader with the least) are charged for the wait, and given up on once
+// they have held the stream back for patience in all; a reader holding taken chunks that has
+// not moved for patience while another waits for data is given up on too. It returns false
+// when no reader is left.
 func (t *tee) deliver(c *chunk) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := int64(len(c.data))
+	size := int64(cap(*c.buf))
 	for {
-		fastest := int64(-1)
+		var live []*teeOut
 		for _, o := range t.outs {
-			if o.live() && (fastest < 0 || o.queued < fastest) {
-				fastest = o.queued
+			if o.live() {
+				live = append(live, o)
 			}
 		}
-		if fastest < 0 {
-			c.refs = 1
-			c.release()
+		if len(live) == 0 {
+			chunkPool.Put(c.buf)
 			return false
 		}
-		if fastest+n > t.readAhead {
-			t.cond.Wait()
-			continue
+		if t.alive+size <= t.limit+t.borrowed || t.heldByLive()+size <= t.limit {
+			break
 		}
-		// With c queued, a reader is o.queued-fastest behind the fastest.
+		if t.budget != nil && t.budget.borrow(size) {
+			t.borrowed += size
+			break
+		}
+		// Who holds the stream back: the readers with the most bytes queued (handed to them
+		// and not yet taken), if that is more than half the reservation beyond the reader with
+		// the least. Chunks a reader took (an S3 part being assembled or sent) are its work
+		// in progress, as part buffers of its own would be, not a lag.
+		most, least := int64(0), int64(-1)
+		for _, o := range live {
+			q := o.queued()
+			most = max(most, q)
+			if least < 0 || q < least {
+				least = q
+			}
+		}
 		var late []*teeOut
 		wait := time.Duration(-1)
-		for _, o := range t.outs {
-			if o.live() && o.queued-fastest > t.budget {
-				if left := t.patience - o.held; left > 0 {
+		gaveUp := false
+		giveUp := func(o *teeOut, left time.Duration) {
+			if left > 0 {
+				if wait < 0 || left < wait {
+					wait = left
+				}
+				return
+			}
+			o.drop()
+			o.fellBehind = true
+			gaveUp = true
+		}
+		if most-least > t.limit/2 {
+			for _, o := range live {
+				if o.queued() == most {
 					late = append(late, o)
-					if wait < 0 || left < wait {
-						wait = left
-					}
-				} else {
-					o.drop()
-					o.fellBehind = true
+					giveUp(o, t.patience-o.held)
+				}
+			}
+		} else {
+			// Nobody lags by its queue. A reader that holds chunks it took (an S3 part in
+			// flight) while another waits for data holds the stream back too if it has made
+			// no progress at all for the patience (a stalled upload: it took, read and
+			// released nothing meanwhile).
+			idle := false
+			for _, o := range live {
+				idle = idle || o.waiting
+			}
+			for _, o := range live {
+				if idle && !o.waiting && len(o.taken) > 0 {
+					giveUp(o, t.patience-time.Since(o.moved))
 				}
 			}
 		}
-		if len(late) == 0 {
-			break
+		if gaveUp {
+			continue // look again without them
+		}
+		if wait < 0 {
+			t.cond.Wait()
+			continue
 		}
 		start := time.Now()
 		timer := time.AfterFunc(wait, func() {
@@ -172,15 +345,48 @@ func (t *tee) deliver(c *chunk) bool {
 			o.held += time.Since(start)
 		}
 	}
+	t.alive += size
 	for _, o := range t.outs {
 		if o.live() {
 			o.queue = append(o.queue, c)
 			c.refs++
-			o.queued += n
 		}
 	}
 	t.cond.Broadcast()
 	return true
+}
+
+// heldByLive is how many bytes of chunks the live readers hold. The chunks only readers given
+// up on still hold (parts their Puts are sending until they return) are alive but no longer
+// count against the file's reservation: the readers that go on do not wait for them.
+func (t *tee) heldByLive() int64 {
+	seen := map[*chunk]bool{}
+	var n int64
+	for _, o := range t.outs {
+		if !o.live() {
+			continue
+		}
+		for _, cs := range [][]*chunk{o.queue, o.taken} {
+			for _, c := range cs {
+				if !seen[c] {
+					seen[c] = true
+					n += int64(cap(*c.buf))
+				}
+			}
+		}
+	}
+	return n
+}
+
+// giveBack returns what the tee still borrows from the run's budget (once its readers closed,
+// nothing is alive and release gave it all back already; this is for certainty).
+func (t *tee) giveBack() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.borrowed > 0 && t.alive == 0 {
+		t.budget.release(t.borrowed)
+		t.borrowed = 0
+	}
 }
 
 // finish ends the stream for every reader: io.EOF, or its failure.
@@ -217,4 +423,14 @@ func (t *tee) pump(v *store.Verifier) error {
 			return err
 		}
 	}
+}
+
+// teeReservation is the share of the run's budget a file of size bytes reserves before its tee
+// opens the source: share (the budget over the files in flight), but never less than hold (the
+// most any reader of it must hold before it can send anything, store.ChunkHolder) plus two
+// chunks, and never more than the file's own chunks.
+func teeReservation(size, share, hold int64) int64 {
+	r := max(share, hold+2*teeChunk)
+	chunks := (max(size, 1) + teeChunk - 1) / teeChunk * teeChunk
+	return min(r, chunks)
 }

@@ -329,7 +329,7 @@ func (r *run) prepare(ctx context.Context, f Fetch, copyFrom string) (res transf
 		c, _ := store.As[store.Copier](dst)
 		info, err := c.Copy(ctx, f.Path, copyFrom, r.contentPut(f))
 		if err == nil {
-			r.progress.add(f.Size)
+			r.progress.addPath(f.Path, f.Size)
 			return transferResult{"copied", info.SHA256, info.ETag}, true, nil
 		}
 		r.log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", copyFrom, "error", err)
@@ -485,6 +485,9 @@ type countingReader struct {
 	p    *Progress
 	file *fileEntry // nil when the file is not tracked
 	n    int64
+	// counted is what the progress took of n: a file another reader or copy already counted
+	// whole (a fan-out) is not counted again.
+	counted int64
 }
 
 func newCountingReader(r io.Reader, p *Progress, path string) *countingReader {
@@ -498,10 +501,8 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// count adds n bytes (negative: takes back bytes of an attempt that failed).
+// count adds n bytes (negative: takes back bytes of an attempt that failed, at most what this
+// reader counted).
 func (c *countingReader) count(n int64) {
-	c.p.add(n)
-	if c.file != nil {
-		c.file.done.Add(n)
-	}
+	c.counted += c.p.addFile(c.file, max(n, -c.counted))
 }

@@ -55,8 +55,10 @@ Several targets (--target, repeatable; several target lines in a config file; $S
 with several, separated by commas or blanks): upstream is read once and each file fetched once
 for all of them, streamed to every target that needs it; each target is locked, published and
 collected on its own, as a run of its own, and the transfer starts once every target has
-planned. A target that fails (unreachable, no such bucket, locked, more than --fan-out-buffer
-behind the fastest target) publishes nothing and the others go on; the run exits 1 naming it.
+planned. A target that fails (unreachable, no such bucket, locked, holding the others back
+beyond its share of --fan-out-buffer) publishes nothing and the others go on; the run exits 1
+naming it. Memory is one --fan-out-buffer and one --upload-buffers for the run, whatever the
+number of targets.
 --json adds targets (one summary per target) and upstream_bytes.
 
 Runs with different filters into one target accumulate (the MAAS recipe runs twice); --prune

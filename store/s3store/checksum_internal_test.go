@@ -152,7 +152,7 @@ func FuzzPartSizeFor(f *testing.F) {
 			}
 			return
 		}
-		if size > MaxObjectSize || ps < s.partSize || (size > 0 && (size+ps-1)/ps > MaxParts) || s.units(ps) > s.budgetUnits {
+		if size > MaxObjectSize || ps < s.partSize || (size > 0 && (size+ps-1)/ps > MaxParts) || s.units(ps) > s.bufs.units {
 			t.Errorf("size %d: part size %d (store %d, budget %d)", size, ps, s.partSize, s.BufferBudget())
 		}
 	})
@@ -193,7 +193,7 @@ func TestLargePartsUploadWithinBudget(t *testing.T) {
 	if p := s.PeakBuffers(); p > s.BufferBudget() || p < 2*partSize {
 		t.Errorf("peak buffers %d bytes, budget %d (want two parts of %d in flight at most)", p, s.BufferBudget(), partSize)
 	}
-	if n := s.inUse.Load(); n != 0 {
+	if n := s.bufs.inUse.Load(); n != 0 {
 		t.Errorf("%d budget units still taken after the upload", n)
 	}
 	got, err := store.ReadAll(t.Context(), s, "big", 0)

@@ -61,10 +61,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		return store.Info{}, s.failf("put", key, "%w", err)
 	}
 	v := store.NewVerifier(key, r, opts)
+	v.Trust(r) // a reader that checks its own sha256 (a fan-out's tee) is not hashed again
 
 	partSize, err := s.partSizeFor(key, opts.Size)
 	if err != nil {
 		return store.Info{}, err
+	}
+	if cr, ok := r.(store.ChunkReader); ok {
+		return s.putChunks(ctx, key, cr, v, opts, partSize)
 	}
 
 	// Small known size: one buffer, one request.
@@ -147,7 +151,7 @@ func (s *Store) partSizeFor(key string, size int64) (int64, error) {
 	if size > partSize*MaxParts {
 		partSize = (size + MaxParts - 1) / MaxParts
 	}
-	if s.units(partSize) > s.budgetUnits {
+	if s.units(partSize) > s.bufs.units {
 		return 0, s.failf("put", key, "%d bytes need parts of %d bytes (S3 allows %d parts), %w of %d bytes", size, partSize, MaxParts, ErrBufferBudget, s.BufferBudget())
 	}
 	return partSize, nil
@@ -176,10 +180,15 @@ func (s *Store) readError(key string, v *store.Verifier, opts store.PutOptions, 
 // conditions (If-None-Match, If-Match). A mismatch the server reports is sent again, up to
 // maxTransitAttempts times in all. It returns the server's time and the new object's ETag.
 func (s *Store) putObject(ctx context.Context, key string, data []byte, sum string, cs *sum, opts store.PutOptions, cond func(*s3.PutObjectInput)) (time.Time, string, error) {
+	return s.putObjectBody(ctx, key, int64(len(data)), func() io.ReadSeeker { return bytes.NewReader(data) }, sum, cs, opts, cond)
+}
+
+// putObjectBody is putObject of the n bytes body reads (a new reader at every call).
+func (s *Store) putObjectBody(ctx context.Context, key string, n int64, body func() io.ReadSeeker, sum string, cs *sum, opts store.PutOptions, cond func(*s3.PutObjectInput)) (time.Time, string, error) {
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(s.bucket),
 		Key:           aws.String(s.fullKey(key)),
-		ContentLength: aws.Int64(int64(len(data))),
+		ContentLength: aws.Int64(n),
 		ContentType:   optString(opts.ContentType),
 		CacheControl:  optString(opts.CacheControl),
 		Metadata:      s.metadata(sum),
@@ -193,7 +202,7 @@ func (s *Store) putObject(ctx context.Context, key string, data []byte, sum stri
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		in.Body = bytes.NewReader(data)
+		in.Body = body()
 		var err error
 		out, err = s.client.PutObject(ctx, in, unsignedPayload)
 		return err
@@ -287,64 +296,19 @@ func (s *Store) verifyBytes(op, key string, data []byte, opts store.PutOptions) 
 	return sum, nil
 }
 
-// partBuf is a buffer taken from the store-wide budget: units parts' worth of it.
-type partBuf struct {
-	b     []byte
-	units int64
-}
+// units is how many units of the store's buffer budget a buffer of size bytes takes.
+func (s *Store) units(size int64) int64 { return s.bufs.unitsOf(size) }
 
-// units is how many of the budget's parts (of the store's part size) a buffer of size bytes
-// takes.
-func (s *Store) units(size int64) int64 {
-	return max(1, (size+s.partSize-1)/s.partSize)
-}
-
-// getBuf returns a buffer of size bytes once the store-wide budget (Options.BufferBudget) has
-// room for it: all the Puts of one Store share the budget, so memory stays bounded however many
-// files are uploaded at once and however large their parts. Buffers of the store's part size
-// (or less) come from a free list; larger ones (the parts of objects above MaxParts × PartSize)
-// take as many parts' worth of the budget as they hold. A waiting Put always gets its buffer
-// eventually: every buffer taken is released when its part has been answered, and the budget
-// is handed out first come, first served. partSizeFor refuses sizes above the whole budget.
+// getBuf returns a buffer of size bytes once the store's buffer budget (Options.BufferBudget, or
+// the Buffers it shares with other stores) has room for it: all the Puts sharing the budget
+// hold at most that, however many files are uploaded at once and however large their parts.
+// partSizeFor refuses sizes above the whole budget.
 func (s *Store) getBuf(ctx context.Context, size int64) (*partBuf, error) {
-	units := s.units(size)
-	if units > s.budgetUnits {
-		return nil, fmt.Errorf("a buffer of %d bytes is more than the whole upload buffer budget (%d bytes)", size, s.BufferBudget())
-	}
-	if err := s.budget.Acquire(ctx, units); err != nil {
-		return nil, context.Cause(ctx)
-	}
-	n := s.inUse.Add(units)
-	for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
-	}
-	if size <= s.partSize {
-		select {
-		case bp := <-s.bufs:
-			return &partBuf{b: bp[:s.partSize], units: 1}, nil
-		default:
-			return &partBuf{b: make([]byte, s.partSize), units: 1}, nil
-		}
-	}
-	return &partBuf{b: make([]byte, size), units: units}, nil
+	return s.bufs.get(ctx, size)
 }
 
-// putBuf releases a buffer's share of the budget; a buffer of the store's part size goes back to
-// the free list, which keeps at most PartConcurrency+1 of them (what one Put uses) between Puts;
-// others are left to the garbage collector.
-func (s *Store) putBuf(pb *partBuf) {
-	if pb == nil {
-		return
-	}
-	if int64(cap(pb.b)) == s.partSize {
-		select {
-		case s.bufs <- pb.b[:s.partSize]:
-		default:
-		}
-	}
-	pb.b = nil
-	s.inUse.Add(-pb.units)
-	s.budget.Release(pb.units)
-}
+// putBuf releases a buffer taken with getBuf.
+func (s *Store) putBuf(pb *partBuf) { s.bufs.put(pb) }
 
 // putMultipart uploads the object whose first part, already read from v, is in first, with
 // checksum firstSum.
@@ -354,8 +318,78 @@ func (s *Store) putBuf(pb *partBuf) {
 // and carries the CRC of the whole object (combined from the parts' as they are read, so every
 // byte is summed once): the server refuses to assemble anything else.
 func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier, opts store.PutOptions, partSize int64, first *partBuf, firstSum *sum) (info store.Info, err error) {
+	return s.putParts(ctx, key, v, opts, partSize, s.bufPart(first, len(first.b), firstSum), &bufParts{s: s, v: v, partSize: partSize})
+}
+
+// upPart is one part of an upload, read and summed: n bytes, whose checksum is sum, sent from
+// body (a new reader over the same bytes at every call, so a request can be sent again); release
+// lets go of its bytes once the part has been answered (or will not be sent).
+type upPart struct {
+	n       int
+	sum     *sum
+	body    func() io.ReadSeeker
+	release func()
+}
+
+// bufPart is the part held in the first n bytes of pb.
+func (s *Store) bufPart(pb *partBuf, n int, cs *sum) upPart {
+	return upPart{n: n, sum: cs, body: func() io.ReadSeeker { return bytes.NewReader(pb.b[:n]) }, release: func() { s.putBuf(pb) }}
+}
+
+// partSource reads the parts of an upload after the first one.
+type partSource interface {
+	// next reads the next part of at most partSize bytes (fewer, or none, at the end) as readPart
+	// does: io.EOF or io.ErrUnexpectedEOF at the end, another error when reading failed, and
+	// errNoBuffer (with no part) when ctx ended while waiting for memory to read into.
+	next(ctx context.Context) (upPart, error)
+	// atEnd reports nil when the input has no byte left, and an error otherwise.
+	atEnd() error
+}
+
+// errNoBuffer is a partSource's answer when ctx ended before it had memory to read into.
+var errNoBuffer = errors.New("no buffer")
+
+// bufParts reads parts from v into buffers of the store's budget.
+type bufParts struct {
+	s        *Store
+	v        *store.Verifier
+	partSize int64
+}
+
+func (b *bufParts) next(ctx context.Context) (upPart, error) {
+	pb, err := b.s.getBuf(ctx, b.partSize)
+	if err != nil {
+		return upPart{}, errNoBuffer
+	}
+	n, ps, err := b.s.checksum.readPart(b.v, pb.b)
+	if n == 0 {
+		b.s.putBuf(pb)
+		return upPart{}, err
+	}
+	return b.s.bufPart(pb, n, ps), err
+}
+
+func (b *bufParts) atEnd() error {
+	var one [1]byte
+	if n, err := io.ReadFull(b.v, one[:]); n > 0 || err != io.EOF {
+		if err == nil || err == io.EOF {
+			err = errMoreParts
+		}
+		return err
+	}
+	return nil
+}
+
+// errMoreParts is the failure of an input longer than MaxParts parts.
+var errMoreParts = fmt.Errorf("more than %d parts", MaxParts)
+
+// putParts uploads the object whose first part, already read from v, is first, reading the
+// others from src: the multipart upload of putMultipart, whatever holds the parts' bytes (the
+// store's buffers, or a ChunkReader's chunks).
+func (s *Store) putParts(ctx context.Context, key string, v *store.Verifier, opts store.PutOptions, partSize int64, first upPart, src partSource) (info store.Info, err error) {
+	firstSum := first.sum
 	if err := ctx.Err(); err != nil {
-		s.putBuf(first)
+		first.release()
 		return store.Info{}, s.failf("put", key, "%w", err)
 	}
 	cin := &s3.CreateMultipartUploadInput{
@@ -371,7 +405,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 	}
 	created, err := s.client.CreateMultipartUpload(ctx, cin)
 	if err != nil {
-		s.putBuf(first)
+		first.release()
 		return store.Info{}, s.failf("put", key, "starting multipart upload: %w", err)
 	}
 	uploadID := created.UploadId
@@ -401,9 +435,10 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 	// At most concurrency parts in flight plus the one being read: g.Go blocks while the limit
 	// is reached, holding the freshly read buffer.
 	g.SetLimit(s.concurrency)
-	upload := func(num int32, pb *partBuf, n int, ps *sum) {
+	upload := func(num int32, p upPart) {
+		n, ps := p.n, p.sum
 		g.Go(func() error {
-			defer s.putBuf(pb)
+			defer p.release()
 			if err := gctx.Err(); err != nil {
 				return err
 			}
@@ -421,7 +456,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				in.Body = bytes.NewReader(pb.b[:n])
+				in.Body = p.body()
 				var err error
 				out, err = s.client.UploadPart(partCtx, in, unsignedPayload)
 				return err
@@ -440,35 +475,33 @@ func (s *Store) putMultipart(ctx context.Context, key string, v *store.Verifier,
 	var readErr error
 	num := int32(1)
 	whole := firstSum // the checksum of every byte read so far
-	upload(num, first, len(first.b), firstSum)
+	upload(num, first)
 	for {
 		if gctx.Err() != nil {
 			break // an upload failed or ctx was cancelled; g.Wait says which
 		}
 		if num == MaxParts {
 			// The next read must find the end: at most MaxParts parts.
-			var one [1]byte
-			if n, rerr := io.ReadFull(v, one[:]); n > 0 || rerr != io.EOF {
-				if rerr == nil || rerr == io.EOF {
+			if rerr := src.atEnd(); rerr != nil {
+				if rerr == errMoreParts {
 					rerr = fmt.Errorf("more than %d parts of %d bytes", MaxParts, partSize)
 				}
 				readErr = rerr
 			}
 			break
 		}
-		pb, berr := s.getBuf(gctx, partSize)
-		if berr != nil {
+		p, rerr := src.next(gctx)
+		if rerr == errNoBuffer {
 			break // cancelled or a part failed: g.Wait says which
 		}
-		n, ps, rerr := s.checksum.readPart(v, pb.b)
-		if n > 0 {
+		if p.n > 0 {
 			num++
 			if s.checksum.isCRC() {
-				whole = combine(whole, ps)
+				whole = combine(whole, p.sum)
 			}
-			upload(num, pb, n, ps)
-		} else {
-			s.putBuf(pb)
+			upload(num, p)
+		} else if p.release != nil {
+			defer p.release()
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break

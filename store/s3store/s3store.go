@@ -39,7 +39,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/ssmirror/ssmirror/store"
 )
@@ -96,8 +95,13 @@ type Options struct {
 	PartConcurrency int
 	// BufferBudget bounds the bytes of part buffers all Puts of this Store hold at once (at
 	// least two parts' worth). Zero: DefaultBufferBudget. Peak memory is about this plus a fixed
-	// overhead, whatever the number and size of the objects being uploaded.
+	// overhead, whatever the number and size of the objects being uploaded. Ignored when
+	// Buffers is set.
 	BufferBudget int64
+	// Buffers, when set, is a part-buffer budget shared with other stores (NewBuffers, created
+	// once for all the S3 targets of a run): their Puts together hold at most its budget.
+	// Nil: the store has a budget of its own, of BufferBudget bytes.
+	Buffers *Buffers
 
 	// Checksum is the checksum every upload request carries for the server to check (see
 	// Checksum); empty: DefaultChecksum (CRC32C).
@@ -119,13 +123,10 @@ type Store struct {
 	partSize    int64
 	concurrency int
 	checksum    Checksum
-	bufs        chan []byte         // free part buffers, len partSize
-	budget      *semaphore.Weighted // the store-wide buffer budget, in parts of partSize
-	budgetUnits int64               // its size
-	copyLimit   int64               // the largest object copied with one CopyObject: MaxCopySize
-	copyPart    int64               // the part size of a multipart copy: CopyPartSize
+	bufs        *Buffers // the part-buffer budget: its own, or Options.Buffers
+	copyLimit   int64    // the largest object copied with one CopyObject: MaxCopySize
+	copyPart    int64    // the part size of a multipart copy: CopyPartSize
 
-	inUse, peak    atomic.Int64 // budget units taken now, and the most at once
 	transitRetries atomic.Int64 // requests sent again after a checksum mismatch
 }
 
@@ -145,27 +146,15 @@ func New(client *s3.Client, bucket, prefix string, opts Options) *Store {
 		prefix += "/"
 	}
 	s := &Store{client: client, bucket: bucket, prefix: prefix, opts: opts, copyLimit: MaxCopySize, copyPart: CopyPartSize}
-	s.partSize = opts.PartSize
-	if s.partSize == 0 {
-		s.partSize = DefaultPartSize
-	}
-	if s.partSize < MinPartSize {
-		s.partSize = MinPartSize
-	}
-	if s.partSize > MaxPartSize {
-		s.partSize = MaxPartSize
-	}
+	s.partSize = normalPartSize(opts.PartSize)
 	s.concurrency = opts.PartConcurrency
 	if s.concurrency <= 0 {
 		s.concurrency = DefaultPartConcurrency
 	}
-	s.bufs = make(chan []byte, s.concurrency+1)
-	budget := opts.BufferBudget
-	if budget <= 0 {
-		budget = DefaultBufferBudget
+	s.bufs = opts.Buffers
+	if s.bufs == nil {
+		s.bufs = NewBuffers(opts.BufferBudget, s.partSize)
 	}
-	s.budgetUnits = max(2, budget/s.partSize)
-	s.budget = semaphore.NewWeighted(s.budgetUnits)
 	s.checksum = opts.Checksum
 	if s.checksum == "" {
 		s.checksum = DefaultChecksum
@@ -178,7 +167,8 @@ func New(client *s3.Client, bucket, prefix string, opts Options) *Store {
 func (s *Store) TransitRetries() int64 { return s.transitRetries.Load() }
 
 // PeakBuffers is the most bytes of part buffers the store's Puts held at once.
-func (s *Store) PeakBuffers() int64 { return s.peak.Load() * s.partSize }
+// With Options.Buffers, that of every store sharing them.
+func (s *Store) PeakBuffers() int64 { return s.bufs.Peak() }
 
 // Describe returns "s3://bucket/prefix".
 func (s *Store) Describe() string {
@@ -188,8 +178,14 @@ func (s *Store) Describe() string {
 // Bucket returns the bucket name.
 func (s *Store) Bucket() string { return s.bucket }
 
-// BufferBudget is the most bytes of part buffers the store's Puts hold at once.
-func (s *Store) BufferBudget() int64 { return s.budgetUnits * s.partSize }
+// BufferBudget is the most bytes of part buffers the store's Puts hold at once (with
+// Options.Buffers: together with those of every store sharing them).
+func (s *Store) BufferBudget() int64 { return s.bufs.Budget() }
+
+// SharedBuffers identifies the budget the store's part buffers come from: stores that return
+// the same value share one budget (Options.Buffers), so what they hold together is one
+// BufferBudget, not one each.
+func (s *Store) SharedBuffers() any { return s.bufs }
 
 // Prefix returns the key prefix ("" or ending in "/").
 func (s *Store) Prefix() string { return s.prefix }

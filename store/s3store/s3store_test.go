@@ -94,6 +94,19 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceChunks runs the conformance suite with every Put given a store.ChunkReader (the
+// fan-out's input): the parts are lists of the reader's chunks (odd-sized, so that chunks
+// straddle parts), every chunk is released before Put returns, and none is sent after it was
+// released (storetest.Chunked spoils a released chunk's bytes).
+func TestConformanceChunks(t *testing.T) {
+	old := storetest.LargeSize
+	storetest.LargeSize = 24 << 20 // five parts of testPartSize
+	t.Cleanup(func() { storetest.LargeSize = old })
+	forEachServerParallel(t, func(t *testing.T, e *env) {
+		storetest.Run(t, func(t *testing.T) store.Target { return storetest.Chunked(t, e.s3c(t), 100_003) })
+	})
+}
+
 func TestSourceConformance(t *testing.T) {
 	forEachServerParallel(t, func(t *testing.T, e *env) {
 		storetest.RunSource(t, func(t *testing.T) store.Source { return storetest.Seed(t, e.s3c(t)) })

@@ -37,6 +37,21 @@ type S3Flags struct {
 	// RetryLog is not a flag: the run's logger, where the S3 client logs each request the AWS
 	// SDK retries (nil: nowhere).
 	RetryLog *slog.Logger
+
+	// buffers is the part-buffer budget (--upload-buffers) every S3 store opened with these
+	// flags shares: one per run, whatever the number of S3 targets. (Stores are opened one
+	// after the other.)
+	buffers *s3store.Buffers
+}
+
+// sharedBuffers returns the one part-buffer budget of the stores opened with f, made on first
+// use (again if the flags changed since).
+func (f *S3Flags) sharedBuffers() *s3store.Buffers {
+	want := s3store.NewBuffers(f.uploadBuffers, f.partSize)
+	if f.buffers == nil || f.buffers.Budget() != want.Budget() || f.buffers.PartSize() != want.PartSize() {
+		f.buffers = want
+	}
+	return f.buffers
 }
 
 // AddFlags adds the S3 flags to fsAdd.
@@ -262,6 +277,7 @@ func OpenS3(ctx context.Context, loc Location, f *S3Flags) (store.Target, error)
 		PartSize:        f.partSize,
 		PartConcurrency: f.partConcurrency,
 		BufferBudget:    f.uploadBuffers,
+		Buffers:         f.sharedBuffers(),
 		RetryLog:        f.RetryLog,
 	}
 	client, err := s3store.NewClient(ctx, opts)
