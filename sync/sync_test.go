@@ -59,15 +59,9 @@ func run(t *testing.T, up *upstream, dst store.Target, opts sync.Options) *sync.
 	return mirrortest.Run(t, up.src, up.keyring, dst, opts)
 }
 
-// selected: mirrortest.Selected.
 func selected(t *testing.T, s *streamtest.Stream, args ...string) []string {
 	t.Helper()
 	return mirrortest.Selected(t, s, args...)
-}
-
-func itemAttrs(t *testing.T, s *streamtest.Stream, it streamtest.Item) map[string]string {
-	t.Helper()
-	return mirrortest.ItemAttrs(t, s, it)
 }
 
 func smallConfig(versions ...string) streamtest.Config {
