@@ -381,7 +381,6 @@ func (h *hub) transferMany() {
 	if len(wants) == 0 {
 		return
 	}
-	wants = largestFirst(wants, func(w *want) int64 { return w.f.Size })
 	var total int64
 	dsts := make([]store.Target, len(runs))
 	for i, r := range runs {

@@ -7,25 +7,14 @@ import (
 	gosync "sync"
 	"testing"
 
-	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
 // TestLargestFilesFirst: files are fetched largest first, so the files in flight at once end
 // close together instead of a large file found last running alone at the end. With one file at
-// a time, the upstream sees the content requests in order of decreasing size; in a fan-out too.
+// a time, the upstream sees the content requests in order of decreasing size.
 func TestLargestFilesFirst(t *testing.T) {
-	for _, fanOut := range []bool{false, true} {
-		name := "one target"
-		if fanOut {
-			name = "fan-out"
-		}
-		t.Run(name, func(t *testing.T) { testLargestFilesFirst(t, fanOut) })
-	}
-}
-
-func testLargestFilesFirst(t *testing.T, fanOut bool) {
 	up := newUpstream(t, smallConfig(), nil)
 	var mu gosync.Mutex
 	var order []string
@@ -43,18 +32,10 @@ func testLargestFilesFirst(t *testing.T, fanOut bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, dst := newTarget(t)
 	opts := sync.Options{Concurrency: 1, RangeStreams: 1, Verification: sync.Verification{Keyring: up.keyring}}
-	if fanOut {
-		_, a := newTarget(t)
-		_, b := newTarget(t)
-		if _, err := sync.RunTargets(t.Context(), src, []store.Target{a, b}, opts); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		_, dst := newTarget(t)
-		if _, err := sync.Run(t.Context(), src, dst, opts); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := sync.Run(t.Context(), src, dst, opts); err != nil {
+		t.Fatal(err)
 	}
 	if len(order) < 3 {
 		t.Fatalf("only %d content requests", len(order))
