@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"slices"
 	"sort"
 	"strings"
 	gosync "sync"
@@ -112,7 +111,7 @@ func (r *run) transferError(ctx context.Context) error {
 // transferOne (eachFile: Concurrency at a time, more on borrowed range slots). Every file is
 // tried (no cancellation on a failure).
 func (r *run) transferAll(ctx context.Context) {
-	fetches := largestFirst(r.plan.Fetch, func(f Fetch) int64 { return f.Size })
+	fetches := r.plan.Fetch
 	if len(fetches) == 0 {
 		return
 	}
@@ -136,15 +135,6 @@ func (r *run) transferAll(ctx context.Context) {
 // connection: a transfer beyond Concurrency runs on a range stream slot no large file wants
 // (ranged.Pool.Borrow), once some connection to the source was found slow; it gives the slot
 // back after each file.
-// largestFirst returns a copy of fetches, the largest first (ties in their order): the files
-// in flight at once then finish close together, instead of one large file found last running
-// alone at the end.
-func largestFirst[T any](fetches []T, size func(T) int64) []T {
-	out := slices.Clone(fetches)
-	slices.SortStableFunc(out, func(a, b T) int { return cmp.Compare(size(b), size(a)) })
-	return out
-}
-
 func (h *hub) eachFile(ctx context.Context, n int, do func(i int)) {
 	work := make(chan int)
 	var wg gosync.WaitGroup
