@@ -442,8 +442,11 @@ func readRange(ctx context.Context, src store.RangeOpener, key string, policy re
 // Read hands on the object's bytes in order: from the base, or from a worker's chunk once it
 // has arrived.
 func (r *Reader) Read(p []byte) (int, error) {
-	if r.err != nil {
-		return 0, r.err
+	r.mu.Lock()
+	err := r.err
+	r.mu.Unlock()
+	if err != nil {
+		return 0, err
 	}
 	if len(p) == 0 {
 		return 0, nil
@@ -689,7 +692,9 @@ func (r *Reader) stopped() error {
 }
 
 func (r *Reader) fail(err error) error {
+	r.mu.Lock()
 	r.err = err
+	r.mu.Unlock()
 	r.cancel(err)
 	return err
 }
@@ -716,9 +721,11 @@ func (r *Reader) Close() error {
 		body.Close()
 	}
 	r.wg.Wait()
+	r.mu.Lock()
 	if r.err == nil {
 		r.err = fmt.Errorf("read %s: reader is closed", r.key)
 	}
+	r.mu.Unlock()
 	return nil
 }
 
