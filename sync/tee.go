@@ -157,10 +157,15 @@ func (o *teeOut) queued() int64 {
 func (o *teeOut) next() (*chunk, error) {
 	t := o.t
 	for len(o.queue) == 0 && !o.fellBehind && !t.ended {
-		o.waiting = true
+		if !o.waiting {
+			// A reader starting to wait for data may make another that holds chunks the one
+			// holding the stream back (deliver's stall rule): the pump must look again.
+			o.waiting = true
+			t.cond.Broadcast()
+		}
 		t.cond.Wait()
-		o.waiting = false
 	}
+	o.waiting = false
 	if o.fellBehind {
 		return nil, ErrFellBehind
 	}
