@@ -87,19 +87,7 @@ func TestRunRanged(t *testing.T) {
 			if n := s.Requests(squashfs); c.requests > 0 && n != c.requests || c.requests < 0 && n < 2 {
 				t.Errorf("%d requests for %s, want %d (-1: several)", n, squashfs, c.requests)
 			}
-			for p := range s.Content {
-				got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := io.ReadAll(s.OpenContent(p))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(got, want) {
-					t.Errorf("%s: %d bytes differ from upstream's %d", p, len(got), len(want))
-				}
-			}
+			checkContent(t, dir, s)
 		})
 	}
 
@@ -262,19 +250,7 @@ func TestSlowLinkMoreFilesAtOnce(t *testing.T) {
 	if maxIn <= concurrency {
 		t.Errorf("at most %d content requests in flight, want more than Concurrency (%d)", maxIn, concurrency)
 	}
-	for p := range s.Content {
-		got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := io.ReadAll(s.OpenContent(p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s: %d bytes differ from upstream's %d", p, len(got), len(want))
-		}
-	}
+	checkContent(t, dir, s)
 }
 
 // TestNoteRateJudgesTheLink: a file fetched whole on one connection marks the link slow (slots
@@ -332,4 +308,22 @@ type pacedReader struct {
 func (p *pacedReader) Read(b []byte) (int, error) {
 	time.Sleep(p.per)
 	return p.r.Read(b)
+}
+
+// checkContent fails t unless every content file of s is in dir with upstream's bytes.
+func checkContent(t *testing.T, dir string, s *streamtest.Stream) {
+	t.Helper()
+	for p := range s.Content {
+		got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := io.ReadAll(s.OpenContent(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes differ from upstream's %d", p, len(got), len(want))
+		}
+	}
 }
