@@ -139,32 +139,25 @@ type Verifier struct {
 	n       int64
 	key     string
 	opts    PutOptions
-	trusted bool // the sha256 is checked by the reader itself (Trust)
+	trusted bool // the sha256 is checked by the reader itself (VerifiedReader)
 }
 
-// Trust says that r checks its own sha256 (store.VerifiedReader) and that it is opts.SHA256: v
-// then only counts the bytes and checks the size. It does nothing when r is not such a reader,
-// names another sha256, or opts names none.
-func (v *Verifier) Trust(r io.Reader) {
-	if vr, ok := r.(VerifiedReader); ok && v.opts.SHA256 != "" && strings.EqualFold(vr.VerifiedSHA256(), v.opts.SHA256) {
+// NewVerifier wraps r. When r checks its own sha256 (VerifiedReader) and it is opts.SHA256, v
+// only counts the bytes and checks the size: every backend's Put reads to r's io.EOF, which r
+// gives only once its sha256 checked out, before it makes anything visible.
+func NewVerifier(key string, r io.Reader, opts PutOptions) *Verifier {
+	v := &Verifier{r: r, h: sha256.New(), key: key, opts: opts}
+	if vr, ok := r.(VerifiedReader); ok && opts.SHA256 != "" && strings.EqualFold(vr.VerifiedSHA256(), opts.SHA256) {
 		v.trusted = true
 	}
-}
-
-// NewVerifier wraps r.
-func NewVerifier(key string, r io.Reader, opts PutOptions) *Verifier {
-	return &Verifier{r: r, h: sha256.New(), key: key, opts: opts}
+	return v
 }
 
 func (v *Verifier) Read(p []byte) (int, error) {
 	n, err := v.r.Read(p)
 	if n > 0 {
-		if !v.trusted {
-			v.h.Write(p[:n])
-		}
-		v.n += int64(n)
-		if v.opts.Size >= 0 && v.n > v.opts.Size {
-			return n, &Error{Op: "put", Key: v.key, Err: fmt.Errorf("%w: more than the expected %d bytes", ErrChecksum, v.opts.Size)}
+		if aerr := v.Add(p[:n]); aerr != nil {
+			return n, aerr
 		}
 	}
 	return n, err

@@ -28,7 +28,6 @@ func TestVerifierTrust(t *testing.T) {
 	other := hex.EncodeToString(make([]byte, 32))
 	check := func(r io.Reader, opts store.PutOptions) (string, error) {
 		v := store.NewVerifier("k", r, opts)
-		v.Trust(r)
 		if _, err := io.ReadAll(v); err != nil {
 			return "", err
 		}

@@ -255,28 +255,30 @@ func (h *hub) transfer(ctx context.Context, r *run) error {
 		// The others' transfer began while r waited for its lock: r fetches what it needs on
 		// its own, as a run of one target would.
 		r.transferAll(ctx)
-		err := r.transferError(ctx)
-		if ferr := r.closeContent(ctx); ferr != nil {
-			err = errors.Join(err, ferr)
-		}
-		return err
+	} else {
+		h.mu.Lock()
+		r.arrived = true
+		h.joined = append(h.joined, r)
+		h.countDown()
+		<-h.done
 	}
-	h.mu.Lock()
-	r.arrived = true
-	h.joined = append(h.joined, r)
-	h.pending--
-	last := h.pending == 0
-	h.started = h.started || last
-	h.mu.Unlock()
-	if last {
-		h.start()
-	}
-	<-h.done
 	err := r.transferError(ctx)
 	if ferr := r.closeContent(ctx); ferr != nil {
 		err = errors.Join(err, ferr)
 	}
 	return err
+}
+
+// countDown takes one run off those the transfer waits for (called with h.mu held, which it
+// releases), and starts the transfer when none is left and some run came to it.
+func (h *hub) countDown() {
+	h.pending--
+	last := h.pending == 0 && len(h.joined) > 0
+	h.started = h.started || last
+	h.mu.Unlock()
+	if last {
+		h.start()
+	}
 }
 
 // leave says that r ended without coming to the transfer (a no-op for a run that came).
@@ -287,13 +289,7 @@ func (h *hub) leave(r *run) {
 		return
 	}
 	r.arrived = true
-	h.pending--
-	last := h.pending == 0 && len(h.joined) > 0
-	h.started = h.started || last
-	h.mu.Unlock()
-	if last {
-		h.start()
-	}
+	h.countDown()
 }
 
 // away says that r waits for its lock (held by another run): the others go on to their
@@ -304,13 +300,7 @@ func (h *hub) away(r *run) {
 	}
 	h.mu.Lock()
 	r.away = true
-	h.pending--
-	last := h.pending == 0 && len(h.joined) > 0
-	h.started = h.started || last
-	h.mu.Unlock()
-	if last {
-		h.start()
-	}
+	h.countDown()
 }
 
 // back says that r's wait for its lock ended (taken or not): if the others' transfer has not
@@ -621,30 +611,20 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 	defer h.teeBudget.release(reserved)
 	ctx, cancel := h.opts.withFileDeadline(parent, f.Size)
 	defer cancel()
-	rc := h.runs[0].openRanged(ctx, h.src, f)
-	if rc == nil {
-		start := time.Now()
-		logRetry := func(attempt int, err error) {
-			h.log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
-		}
-		var err error
-		if rc, err = retry.NewSource(h.src, sourcePolicy(logRetry)).Open(ctx, f.Path, 0); err != nil {
-			explainDeadline(parent, ctx, &err)
-			for i := range results {
-				results[i] = teeResult{err: err, fromSource: true}
-			}
-			return results, err, false
-		}
-		tb := &timedBody{ReadCloser: rc}
-		rc = tb
-		defer h.runs[0].noteRate(f, start, tb) // as a single target's fetch does (fetchOnce)
+	logRetry := func(attempt int, err error) {
+		h.log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
 	}
+	rc, noted, err := h.runs[0].openFetch(ctx, h.src, retry.NewSource(h.src, sourcePolicy(logRetry)), f)
+	if err != nil {
+		explainDeadline(parent, ctx, &err)
+		for i := range results {
+			results[i] = teeResult{err: err, fromSource: true}
+		}
+		return results, err, false
+	}
+	defer noted() // after the Close below, as in a single target's fetch (fetchOnce)
 	cr := newCountingReader(rc, h.progress, f.Path)
-	var rd io.Reader = cr
-	if f.SHA256 == "" {
-		rd = newExtraCheck(f, rd)
-	}
-	v := store.NewVerifier(f.Path, rd, store.PutOptions{Size: f.Size, SHA256: f.SHA256})
+	v := store.NewVerifier(f.Path, newExtraCheck(f, cr), store.PutOptions{Size: f.Size, SHA256: f.SHA256})
 	t := newTee(len(parts), reserved, h.teeBudget)
 	t.patience = fanOutPatience
 	t.sha256 = f.SHA256 // v checks it before the readers get io.EOF: their Puts need not hash again

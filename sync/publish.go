@@ -84,23 +84,24 @@ func (r *run) checkHeldPresent(ctx context.Context) error {
 	for path := range r.plan.Held.Paths() {
 		rec, recorded := r.st.Objects[path]
 		info, ok := listed[path]
+		var why string
 		switch {
 		case !ok:
-			gone = append(gone, path+" (missing)")
+			why = "missing"
 		case recorded && info.Size != rec.Size:
-			gone = append(gone, fmt.Sprintf("%s (%d bytes, %d written)", path, info.Size, rec.Size))
-		case recorded && rec.ETag != "" && info.ETag != "" && info.ETag != rec.ETag:
-			gone = append(gone, path+" (replaced: another version tag)")
+			why = fmt.Sprintf("%d bytes, %d written", info.Size, rec.Size)
+		case recorded && !SameVersion(rec.ETag, info.ETag):
+			why = "replaced: another version tag"
+		default:
+			continue
 		}
+		gone = append(gone, path+" ("+why+")")
+		delete(r.st.Objects, path) // not the mirror's verified object any more
 	}
 	if len(gone) == 0 {
 		return nil
 	}
 	sort.Strings(gone)
-	for _, g := range gone {
-		path, _, _ := strings.Cut(g, " (")
-		delete(r.st.Objects, path) // not the mirror's verified object any more
-	}
 	more := ""
 	if len(gone) > 3 {
 		more = fmt.Sprintf(" and %d more", len(gone)-3)

@@ -100,6 +100,22 @@ func (r *run) noteRate(f Fetch, start time.Time, body *timedBody) {
 	}
 }
 
+// openFetch opens f for a fetch: in ranges from src when the range pool takes it (whose reader
+// tries each range's open again itself), or in one piece from rsrc (src behind sourcePolicy).
+// The caller calls noted once the body is closed: a whole body's time tells noteRate how the
+// link did.
+func (r *run) openFetch(ctx context.Context, src, rsrc store.Source, f Fetch) (rc io.ReadCloser, noted func(), err error) {
+	if rc := r.openRanged(ctx, src, f); rc != nil {
+		return rc, func() {}, nil
+	}
+	start := time.Now()
+	if rc, err = rsrc.Open(ctx, f.Path, 0); err != nil {
+		return nil, nil, err
+	}
+	tb := &timedBody{ReadCloser: rc}
+	return tb, func() { r.noteRate(f, start, tb) }, nil
+}
+
 // timedBody counts how long its reader waits in Read (see noteRate).
 type timedBody struct {
 	io.ReadCloser

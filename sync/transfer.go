@@ -371,25 +371,15 @@ const (
 // whether the source answered, so that a failure can be told apart from one in the body or the
 // target. Bytes counted in the progress by a failed attempt are taken back.
 func fetchOnce(ctx context.Context, src, rsrc store.Source, dst store.Target, f Fetch, put store.PutOptions, rn *run) (store.Info, bool, error) {
-	rc := rn.openRanged(ctx, src, f)
-	if rc == nil {
-		start := time.Now()
-		var err error
-		if rc, err = rsrc.Open(ctx, f.Path, 0); err != nil {
-			return store.Info{}, false, err
-		}
-		tb := &timedBody{ReadCloser: rc}
-		rc = tb
-		defer rn.noteRate(f, start, tb)
+	rc, noted, err := rn.openFetch(ctx, src, rsrc, f)
+	if err != nil {
+		return store.Info{}, false, err
 	}
+	defer noted()
 	defer rc.Close()
 	cr := newCountingReader(rc, rn.progress, f.Path)
 	defer func() { rn.hub.upstreamBytes.Add(cr.n) }()
-	var r io.Reader = cr
-	if f.SHA256 == "" {
-		r = newExtraCheck(f, r)
-	}
-	info, err := dst.Put(ctx, f.Path, r, put)
+	info, err := dst.Put(ctx, f.Path, newExtraCheck(f, cr), put)
 	if err != nil {
 		cr.count(-cr.n)
 		return store.Info{}, true, err
@@ -426,11 +416,7 @@ func hashObject(ctx context.Context, s store.Source, f Fetch, p *Progress) (stri
 		return "", fmt.Errorf("checking %s: %w", key, err)
 	}
 	defer rc.Close()
-	var r io.Reader = newCountingReader(rc, p, key)
-	if f.SHA256 == "" {
-		r = newExtraCheck(f, r)
-	}
-	v := store.NewVerifier(key, r, store.PutOptions{Size: -1})
+	v := store.NewVerifier(key, newExtraCheck(f, newCountingReader(rc, p, key)), store.PutOptions{Size: -1})
 	if _, err := io.Copy(io.Discard, v); err != nil {
 		return "", fmt.Errorf("checking %s: %w", key, err)
 	}
@@ -449,6 +435,8 @@ type extraCheck struct {
 
 func newExtraCheck(f Fetch, r io.Reader) io.Reader {
 	switch {
+	case f.SHA256 != "":
+		return r // the Verifier checks the sha256
 	case f.SHA512 != "":
 		return &extraCheck{r: r, h: sha512.New(), want: f.SHA512, path: f.Path, algo: "sha512"}
 	case f.MD5 != "":

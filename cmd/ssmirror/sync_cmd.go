@@ -310,11 +310,7 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 	}
 	if len(dsts) > 1 {
 		fr, err = sync.RunTargets(ctx, src, dsts, opts)
-		names := make([]string, len(targets))
-		for i, t := range targets {
-			names[i] = httpstore.StripUserInfo(t)
-		}
-		err = summarizeFanOutInterrupt(ctx, names, fr, err)
+		err = summarizeFanOutInterrupt(ctx, stripAll(targets), fr, err)
 		if stopProgress != nil {
 			stopProgress()
 		}

@@ -443,18 +443,18 @@ func readRange(ctx context.Context, src store.RangeOpener, key string, policy re
 // has arrived.
 func (r *Reader) Read(p []byte) (int, error) {
 	r.mu.Lock()
-	err := r.err
-	r.mu.Unlock()
-	if err != nil {
+	switch {
+	case r.err != nil:
+		err := r.err
+		r.mu.Unlock()
 		return 0, err
-	}
-	if len(p) == 0 {
+	case len(p) == 0:
+		r.mu.Unlock()
 		return 0, nil
-	}
-	if r.pos >= r.size {
+	case r.pos >= r.size:
+		r.mu.Unlock()
 		return 0, io.EOF
 	}
-	r.mu.Lock()
 	i := r.pos / r.chunk
 	c := r.owned[i]
 	if c == nil && (r.body == nil || i >= r.baseEnd) {

@@ -20,11 +20,7 @@ import (
 // (negative: unknown) holds before it can send any: one part (store.ChunkHolder). It holds
 // more while earlier parts are in flight, as far as the reader lets it.
 func (s *Store) ChunkHold(size int64) int64 {
-	partSize := s.partSize
-	if size > partSize*MaxParts {
-		partSize = (size + MaxParts - 1) / MaxParts
-	}
-	return partSize
+	return partSizeOf(s.partSize, size)
 }
 
 var _ store.ChunkHolder = (*Store)(nil)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -125,9 +124,6 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 // and recorded sha256 must be the source's, or it is deleted and the copy fails with
 // store.ErrChecksum.
 func (s *Store) CopyFrom(ctx context.Context, dstKey string, src store.Target, srcKey string, opts store.PutOptions) (store.Info, error) {
-	if err := store.ValidKey(dstKey); err != nil {
-		return store.Info{}, s.failf("copy", dstKey, "%w", err)
-	}
 	from, ok := store.As[*Store](src)
 	if !ok || !s.CanCopyFrom(src) {
 		where := fmt.Sprintf("%T", src)
@@ -271,10 +267,7 @@ func (s *Store) copyMultipart(ctx context.Context, dstKey string, src *Store, sr
 	if size > MaxObjectSize {
 		return store.Info{}, s.failf("copy", dstKey, "from %s: %d bytes is more than S3's largest object (%d bytes)", from, size, int64(MaxObjectSize))
 	}
-	partSize := s.copyPart
-	if size > partSize*MaxParts {
-		partSize = (size + MaxParts - 1) / MaxParts
-	}
+	partSize := partSizeOf(s.copyPart, size)
 	nparts := int((size + partSize - 1) / partSize)
 	if err := ctx.Err(); err != nil {
 		return store.Info{}, s.failf("copy", dstKey, "from %s: %w", from, err)
@@ -305,8 +298,6 @@ func (s *Store) copyMultipart(ctx context.Context, dstKey string, src *Store, sr
 
 	source := aws.String(copySource(src.bucket, src.fullKey(srcKey)))
 	parts := make([]types.CompletedPart, nparts)
-	var mu sync.Mutex
-	var firstErr error
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.concurrency)
 	for i := range nparts {
@@ -327,12 +318,7 @@ func (s *Store) copyMultipart(ctx context.Context, dstKey string, src *Store, sr
 				CopySourceRange:   aws.String(fmt.Sprintf("bytes=%d-%d", first, last)),
 			})
 			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = s.copyError(dstKey, from, fmt.Sprintf("copying part %d (bytes %d-%d)", num, first, last), err)
-				}
-				mu.Unlock()
-				return err
+				return s.copyError(dstKey, from, fmt.Sprintf("copying part %d (bytes %d-%d)", num, first, last), err)
 			}
 			if out.CopyPartResult == nil || out.CopyPartResult.ETag == nil {
 				return s.failf("copy", dstKey, "from %s: copying part %d: the server gave no ETag for the part", from, num)
@@ -346,8 +332,6 @@ func (s *Store) copyMultipart(ctx context.Context, dstKey string, src *Store, sr
 	switch {
 	case ctx.Err() != nil:
 		return store.Info{}, s.failf("copy", dstKey, "from %s: %w", from, ctx.Err())
-	case firstErr != nil:
-		return store.Info{}, firstErr
 	case werr != nil:
 		return store.Info{}, werr
 	}

@@ -61,7 +61,6 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		return store.Info{}, s.failf("put", key, "%w", err)
 	}
 	v := store.NewVerifier(key, r, opts)
-	v.Trust(r) // a reader that checks its own sha256 (a fan-out's tee) is not hashed again
 
 	partSize, err := s.partSizeFor(key, opts.Size)
 	if err != nil {
@@ -139,6 +138,15 @@ const MaxObjectSize = 5 << 40
 // buffer budget (Options.BufferBudget), refused before any byte is read.
 var ErrBufferBudget = errors.New("more than the whole upload buffer budget")
 
+// partSizeOf is the part size of an object of size bytes sent in parts of partSize: larger when
+// that would take more than MaxParts parts.
+func partSizeOf(partSize, size int64) int64 {
+	if size > partSize*MaxParts {
+		return (size + MaxParts - 1) / MaxParts
+	}
+	return partSize
+}
+
 // partSizeFor returns the part size of an object of size bytes (negative: unknown): the
 // store's, or larger when the object needs more than MaxParts of those. A size above
 // MaxObjectSize, or one whose parts do not fit in the buffer budget, is refused before any byte
@@ -147,10 +155,7 @@ func (s *Store) partSizeFor(key string, size int64) (int64, error) {
 	if size > MaxObjectSize {
 		return 0, s.failf("put", key, "declared size of %d bytes is more than S3's largest object (%d bytes, 5 TiB)", size, int64(MaxObjectSize))
 	}
-	partSize := s.partSize
-	if size > partSize*MaxParts {
-		partSize = (size + MaxParts - 1) / MaxParts
-	}
+	partSize := partSizeOf(s.partSize, size)
 	if s.units(partSize) > s.bufs.units {
 		return 0, s.failf("put", key, "%d bytes need parts of %d bytes (S3 allows %d parts), %w of %d bytes", size, partSize, MaxParts, ErrBufferBudget, s.BufferBudget())
 	}

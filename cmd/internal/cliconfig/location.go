@@ -41,15 +41,15 @@ type S3Flags struct {
 	// buffers is the part-buffer budget (--upload-buffers) every S3 store opened with these
 	// flags shares: one per run, whatever the number of S3 targets. (Stores are opened one
 	// after the other.)
-	buffers *s3store.Buffers
+	buffers    *s3store.Buffers
+	buffersFor [2]int64 // the --upload-buffers and --part-size buffers was made for
 }
 
 // sharedBuffers returns the one part-buffer budget of the stores opened with f, made on first
 // use (again if the flags changed since).
 func (f *S3Flags) sharedBuffers() *s3store.Buffers {
-	want := s3store.NewBuffers(f.uploadBuffers, f.partSize)
-	if f.buffers == nil || f.buffers.Budget() != want.Budget() || f.buffers.PartSize() != want.PartSize() {
-		f.buffers = want
+	if key := [2]int64{f.uploadBuffers, f.partSize}; f.buffers == nil || f.buffersFor != key {
+		f.buffers, f.buffersFor = s3store.NewBuffers(f.uploadBuffers, f.partSize), key
 	}
 	return f.buffers
 }
