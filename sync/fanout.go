@@ -16,6 +16,7 @@ import (
 	"github.com/ssmirror/ssmirror/store/ranged"
 	"github.com/ssmirror/ssmirror/store/retry"
 	"github.com/ssmirror/ssmirror/streams"
+	"github.com/ssmirror/ssmirror/sync/internal/tee"
 )
 
 // A fan-out run (RunTargets) publishes one selection to several targets. Upstream's catalogue is
@@ -43,9 +44,6 @@ import (
 // 11.7 s, 64 MiB at 153 MB in 10.5 s (one target: 93 MB, 4.3 s); no target given up on.
 const DefaultFanOutBuffer = 32 << 20
 
-// teeChunk is the size of one read from the source into the chunks the targets share.
-const teeChunk = 256 << 10
-
 // fanOutPatience is how long, in all, a target holding a file's chunks back (tee.deliver) may
 // hold the others back on that file before it is given up on: a target that is only late for a
 // moment (a pause of its process, a slow part) catches up; one that is steadily slower does not
@@ -56,7 +54,7 @@ var fanOutPatience = 5 * time.Second
 // its share of Options.FanOutBuffer, for longer than the patience: it is given up on for the
 // run, which fails for it and publishes nothing there, while the others go on. Its next run
 // fetches what it lacks.
-var ErrFellBehind = errors.New("the target fell behind the others by more than its share of the fan-out buffer for too long: given up on for this run")
+var ErrFellBehind = tee.ErrFellBehind
 
 // TargetResult is what a fan-out run did in one target.
 type TargetResult struct {
@@ -183,7 +181,7 @@ type hub struct {
 	upstreamBytes atomic.Int64
 
 	// The fan-out's tee chunks: the run's budget, and a file's share of it (transferMany).
-	teeBudget *teeBudget
+	teeBudget *tee.Budget
 	teeShare  int64
 }
 
@@ -345,7 +343,7 @@ type want struct {
 // fanOutBuffer is Options.FanOutBuffer with its default.
 func (o *Options) fanOutBuffer() int64 {
 	if o.FanOutBuffer > 0 {
-		return max(o.FanOutBuffer, teeChunk)
+		return max(o.FanOutBuffer, tee.Chunk)
 	}
 	return DefaultFanOutBuffer
 }
@@ -388,9 +386,9 @@ func (h *hub) transferMany() {
 	budget := h.opts.fanOutBuffer()
 	h.teeShare = budget / int64(inFlight)
 	for _, w := range wants {
-		budget = max(budget, teeReservation(w.f.Size, 0, h.chunkHold(w.f.Size, runs)))
+		budget = max(budget, tee.Reservation(w.f.Size, 0, h.chunkHold(w.f.Size, runs)))
 	}
-	h.teeBudget = newTeeBudget(budget)
+	h.teeBudget = tee.NewBudget(budget)
 	defer startTransfer(dsts, &h.opts, budget)()
 
 	// Every file is tried (no cancellation on a failure), Concurrency at a time and more on
@@ -601,14 +599,14 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 	for i, p := range parts {
 		runs[i] = p.r
 	}
-	reserved, err := h.teeBudget.reserve(parent, teeReservation(f.Size, h.teeShare, h.chunkHold(f.Size, runs)))
+	reserved, err := h.teeBudget.Reserve(parent, tee.Reservation(f.Size, h.teeShare, h.chunkHold(f.Size, runs)))
 	if err != nil {
 		for i := range results {
 			results[i] = teeResult{err: err}
 		}
 		return results, nil, false
 	}
-	defer h.teeBudget.release(reserved)
+	defer h.teeBudget.Release(reserved)
 	ctx, cancel := h.opts.withFileDeadline(parent, f.Size)
 	defer cancel()
 	logRetry := func(attempt int, err error) {
@@ -625,38 +623,29 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 	defer noted() // after the Close below, as in a single target's fetch (fetchOnce)
 	cr := newCountingReader(rc, h.progress, f.Path)
 	v := store.NewVerifier(f.Path, newExtraCheck(f, cr), store.PutOptions{Size: f.Size, SHA256: f.SHA256})
-	t := newTee(len(parts), reserved, h.teeBudget)
-	t.patience = fanOutPatience
-	t.sha256 = f.SHA256 // v checks it before the readers get io.EOF: their Puts need not hash again
-	var wg gosync.WaitGroup
+	puts := make([]tee.Put, len(parts))
 	for i, p := range parts {
-		wg.Go(func() {
+		puts[i] = func(r io.Reader) (store.Info, error) {
 			wctx, wcancel := p.r.opts.withFileDeadline(p.r.tctx, f.Size)
 			defer wcancel()
-			info, err := p.r.content.Put(wctx, f.Path, t.outs[i], put)
+			info, err := p.r.content.Put(wctx, f.Path, r, put)
 			explainDeadline(p.r.tctx, wctx, &err)
-			t.outs[i].close()
-			results[i] = teeResult{info: info, err: err}
-		})
+			return info, err
+		}
 	}
-	srcErr = t.pump(v)
+	// v checks the sha256 before the readers get io.EOF: their Puts need not hash again.
+	tres, srcErr := tee.Stream(v, rc, tee.Config{Limit: reserved, Budget: h.teeBudget, Patience: fanOutPatience, SHA256: f.SHA256}, puts)
 	if srcErr != nil {
 		explainDeadline(parent, ctx, &srcErr)
 	}
-	rc.Close()
-	wg.Wait()
-	t.giveBack()
 	h.upstreamBytes.Add(cr.n)
 	ok := false
-	for i, o := range t.outs {
-		switch {
-		case results[i].err == nil:
-			ok = true
-		case o.fellBehind:
-			results[i].err = ErrFellBehind
-		case o.gotEnd && srcErr != nil:
-			results[i] = teeResult{err: srcErr, fromSource: true}
+	for i, r := range tres {
+		results[i] = teeResult{info: r.Info, err: r.Err, fromSource: r.FromSource}
+		if r.FromSource {
+			results[i].err = srcErr
 		}
+		ok = ok || r.Err == nil
 	}
 	if !ok {
 		cr.count(-cr.n) // the progress takes back what no target kept

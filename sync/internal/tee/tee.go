@@ -1,4 +1,12 @@
-package sync
+// Package tee streams one verified download into the Puts of several targets at once (a fan-out
+// run's files), from chunks the targets share, within one memory budget for the whole run.
+//
+// It is the tee side of the fan-out protocol of package store (store/fanout.go): every reader
+// it hands a Put is a store.ChunkReader (a target that keeps chunks, S3, sends its parts from
+// them instead of copying them) and a store.VerifiedReader (the stream is checked once, here,
+// so a Put need not hash it again); a target says how much of the chunks one Put must hold
+// (store.ChunkHolder), which is what Reservation keeps room for.
+package tee
 
 import (
 	"context"
@@ -12,10 +20,18 @@ import (
 	"github.com/ssmirror/ssmirror/store"
 )
 
-// The fan-out's memory: one budget of chunks for the run (teeBudget, Options.FanOutBuffer),
+// Chunk is the size of one read from the source into the chunks the readers share.
+const Chunk = 256 << 10
+
+// ErrFellBehind is the failure of a reader (a target) that held the stream's chunks back, beyond
+// its share of the file's reservation, for longer than the patience: it is given up on, and the
+// others go on.
+var ErrFellBehind = errors.New("the target fell behind the others by more than its share of the fan-out buffer for too long: given up on for this run")
+
+// The fan-out's memory: one budget of chunks for the run (Budget: sync's Options.FanOutBuffer),
 // whatever the number of targets and of files in flight.
 //
-// A file's tee reserves its share of the budget (teeReservation) before it opens the source,
+// A file's tee reserves its share of the budget (Reservation) before it opens the source,
 // and holds at most that many bytes of chunks alive at once: a chunk counts from the moment it
 // is read until the last of its holders lets go of it (queued for a reader, copied out by a
 // reader that reads (Read), or taken by one that keeps chunks (store.ChunkReader: an S3 Put
@@ -27,19 +43,19 @@ import (
 // (store.ChunkHolder) plus two chunks, so the pump always has room once the parts in flight
 // have been answered. Nothing waits on another file, so no cycle of waits can form across files.
 
-// teeBudget is the run's budget of tee chunks, handed out to files first come, first served.
-type teeBudget struct {
+// Budget is the run's budget of tee chunks, handed out to files first come, first served.
+type Budget struct {
 	size int64
 	sem  *semaphore.Weighted
 }
 
-func newTeeBudget(size int64) *teeBudget {
-	return &teeBudget{size: size, sem: semaphore.NewWeighted(size)}
+func NewBudget(size int64) *Budget {
+	return &Budget{size: size, sem: semaphore.NewWeighted(size)}
 }
 
-// reserve waits until n bytes of the budget (at most all of it) are the caller's, and returns
+// Reserve waits until n bytes of the budget (at most all of it) are the caller's, and returns
 // how many it got.
-func (b *teeBudget) reserve(ctx context.Context, n int64) (int64, error) {
+func (b *Budget) Reserve(ctx context.Context, n int64) (int64, error) {
 	n = min(n, b.size)
 	if err := b.sem.Acquire(ctx, n); err != nil {
 		return 0, context.Cause(ctx)
@@ -47,12 +63,13 @@ func (b *teeBudget) reserve(ctx context.Context, n int64) (int64, error) {
 	return n, nil
 }
 
-func (b *teeBudget) release(n int64) { b.sem.Release(n) }
+// Release gives back n bytes Reserve handed out.
+func (b *Budget) Release(n int64) { b.sem.Release(n) }
 
 // borrow takes n more bytes of the budget if it has them free now and no file waits for its
 // reservation: a tee grows beyond its reservation only into room nobody else waits for, and
 // never waits for it.
-func (b *teeBudget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
+func (b *Budget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
 
 // tee hands one stream to several readers (one per target), each with its own queue. The
 // queues share the chunks read: memory is what the readers hold together, not that times the
@@ -65,7 +82,7 @@ type tee struct {
 	mu       gosync.Mutex
 	cond     *gosync.Cond
 	limit    int64      // the most bytes of chunk buffers alive at once: the reservation
-	budget   *teeBudget // the run's, to borrow from beyond limit (nil: none)
+	budget   *Budget // the run's, to borrow from beyond limit (nil: none)
 	borrowed int64      // bytes borrowed from budget now
 	alive    int64      // bytes of chunk buffers alive now
 	patience time.Duration
@@ -78,14 +95,14 @@ type tee struct {
 // chunk is one read from the source, queued for every reader that still reads; its buffer
 // goes back to chunkPool when the last of its holders lets go of it.
 type chunk struct {
-	buf  *[]byte // the whole buffer (teeChunk bytes), from chunkPool
+	buf  *[]byte // the whole buffer (Chunk bytes), from chunkPool
 	data []byte  // what was read into it
 	refs int
 }
 
 // chunkPool keeps chunk buffers from file to file: a fan-out run reads every file through them,
 // and would otherwise leave the garbage collector a buffer per read.
-var chunkPool = gosync.Pool{New: func() any { b := make([]byte, teeChunk); return &b }}
+var chunkPool = gosync.Pool{New: func() any { b := make([]byte, Chunk); return &b }}
 
 // release drops one holder's hold on c (under the tee's lock).
 func (t *tee) release(c *chunk) {
@@ -96,7 +113,7 @@ func (t *tee) release(c *chunk) {
 		// What was borrowed goes back as soon as the reservation holds what is alive.
 		if back := min(t.borrowed, t.limit+t.borrowed-t.alive); back > 0 {
 			t.borrowed -= back
-			t.budget.release(back)
+			t.budget.Release(back)
 		}
 		t.cond.Broadcast()
 	}
@@ -130,11 +147,11 @@ var errNoReader = errors.New("no target reads the file any more")
 
 // newTee returns a tee of n readers holding at most limit bytes of chunks (at least one chunk).
 //
-// With budget, the tee also borrows room the run's budget has free (teeBudget.borrow) while its
+// With budget, the tee also borrows room the run's budget has free (Budget.borrow) while its
 // reservation is full, and gives it back as its chunks are let go of: memory stays within the
 // run's budget, and no file ever waits for what another borrowed.
-func newTee(n int, limit int64, budget *teeBudget) *tee {
-	t := &tee{limit: max(limit, teeChunk), budget: budget}
+func newTee(n int, limit int64, budget *Budget) *tee {
+	t := &tee{limit: max(limit, Chunk), budget: budget}
 	t.cond = gosync.NewCond(&t.mu)
 	for range n {
 		t.outs = append(t.outs, &teeOut{t: t})
@@ -389,7 +406,7 @@ func (t *tee) giveBack() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.borrowed > 0 && t.alive == 0 {
-		t.budget.release(t.borrowed)
+		t.budget.Release(t.borrowed)
 		t.borrowed = 0
 	}
 }
@@ -430,12 +447,72 @@ func (t *tee) pump(v *store.Verifier) error {
 	}
 }
 
-// teeReservation is the share of the run's budget a file of size bytes reserves before its tee
+// Reservation is the share of the run's budget a file of size bytes reserves before its tee
 // opens the source: share (the budget over the files in flight), but never less than hold (the
 // most any reader of it must hold before it can send anything, store.ChunkHolder) plus two
 // chunks, and never more than the file's own chunks.
-func teeReservation(size, share, hold int64) int64 {
-	r := max(share, hold+2*teeChunk)
-	chunks := (max(size, 1) + teeChunk - 1) / teeChunk * teeChunk
+func Reservation(size, share, hold int64) int64 {
+	r := max(share, hold+2*Chunk)
+	chunks := (max(size, 1) + Chunk - 1) / Chunk * Chunk
 	return min(r, chunks)
+}
+
+// Put is one target's Put of the file, given the reader it is to read.
+type Put func(r io.Reader) (store.Info, error)
+
+// Result is one Put's outcome: what it returned, with ErrFellBehind when it was given up on, or
+// the stream's failure (FromSource) when that is what ended it.
+type Result struct {
+	Info store.Info
+	Err  error
+	// FromSource says that Err is the stream's failure (a read error, or a size or sha256 that
+	// is not what it must be), not the target's own.
+	FromSource bool
+}
+
+// Config is what one file's tee works within.
+type Config struct {
+	// Limit is the most bytes of chunks the file holds alive at once: its reservation
+	// (Budget.Reserve, of Reservation bytes).
+	Limit int64
+	// Budget is the run's, to borrow from beyond Limit while nobody waits for it (nil: none).
+	Budget *Budget
+	// Patience is how long, in all, a reader may hold the others back before it is given up on.
+	Patience time.Duration
+	// SHA256 is what the stream is checked against ("": no sha256): the readers say so to
+	// their Puts (store.VerifiedReader), which need not hash the bytes again.
+	SHA256 string
+}
+
+// Stream writes v, the verified stream of one file, into every Put of puts at the same time,
+// each reading a reader of its own, and returns each Put's outcome and the stream's failure
+// (nil when it was read whole and verified, or when no Put read it any more: each has its own
+// error then). src, what v reads, is closed as soon as the stream ended, before Stream waits
+// for the Puts still sending what they were handed.
+func Stream(v *store.Verifier, src io.Closer, cfg Config, puts []Put) (results []Result, srcErr error) {
+	t := newTee(len(puts), cfg.Limit, cfg.Budget)
+	t.patience, t.sha256 = cfg.Patience, cfg.SHA256
+	results = make([]Result, len(puts))
+	var wg gosync.WaitGroup
+	for i, put := range puts {
+		wg.Go(func() {
+			info, err := put(t.outs[i])
+			t.outs[i].close()
+			results[i] = Result{Info: info, Err: err}
+		})
+	}
+	srcErr = t.pump(v)
+	src.Close()
+	wg.Wait()
+	t.giveBack()
+	for i, o := range t.outs {
+		switch {
+		case results[i].Err == nil:
+		case o.fellBehind:
+			results[i].Err = ErrFellBehind
+		case o.gotEnd && srcErr != nil:
+			results[i] = Result{Err: srcErr, FromSource: true}
+		}
+	}
+	return results, srcErr
 }

@@ -1,4 +1,4 @@
-package sync
+package tee
 
 import (
 	"bytes"
@@ -139,24 +139,24 @@ func TestTeeBudgetNoDeadlock(t *testing.T) {
 func testTeeBudgetNoDeadlock(t *testing.T) {
 	const (
 		files    = 6
-		partSize = 4 * teeChunk
+		partSize = 4 * Chunk
 		fileSize = 5*partSize + 12345
 	)
 	hold := int64(partSize)
-	reservation := teeReservation(fileSize, 0, hold)
-	budget := newTeeBudget(2 * reservation)
+	reservation := Reservation(fileSize, 0, hold)
+	budget := NewBudget(2 * reservation)
 	var wg gosync.WaitGroup
 	for f := range files {
 		wg.Go(func() {
 			data := bytes.Repeat([]byte{byte(f)}, fileSize)
-			got, err := budget.reserve(t.Context(), reservation)
+			got, err := budget.Reserve(t.Context(), reservation)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			defer budget.release(got)
+			defer budget.Release(got)
 			tee := newTee(3, got, budget)
-			tee.patience = fanOutPatience
+			tee.patience = 5 * time.Second
 			outs := make([][]byte, 3)
 			errs := make([]error, 3)
 			var rw gosync.WaitGroup
@@ -198,13 +198,13 @@ func testTeeBudgetNoDeadlock(t *testing.T) {
 func TestTeeReservation(t *testing.T) {
 	for _, c := range []struct{ size, share, hold, want int64 }{
 		{100 << 20, 16 << 20, 8 << 20, 16 << 20},
-		{100 << 20, 4 << 20, 8 << 20, 8<<20 + 2*teeChunk},
-		{1000, 16 << 20, 8 << 20, teeChunk},
-		{0, 16 << 20, 0, teeChunk},
-		{3 * teeChunk, 16 << 20, 0, 3 * teeChunk},
+		{100 << 20, 4 << 20, 8 << 20, 8<<20 + 2*Chunk},
+		{1000, 16 << 20, 8 << 20, Chunk},
+		{0, 16 << 20, 0, Chunk},
+		{3 * Chunk, 16 << 20, 0, 3 * Chunk},
 	} {
-		if got := teeReservation(c.size, c.share, c.hold); got != c.want {
-			t.Errorf("teeReservation(%d, %d, %d) = %d, want %d", c.size, c.share, c.hold, got, c.want)
+		if got := Reservation(c.size, c.share, c.hold); got != c.want {
+			t.Errorf("Reservation(%d, %d, %d) = %d, want %d", c.size, c.share, c.hold, got, c.want)
 		}
 	}
 }
@@ -216,9 +216,9 @@ func TestTeeReservation(t *testing.T) {
 func TestTeeStalledPartGivenUp(t *testing.T) {
 	for _, stalled := range []bool{true, false} {
 		synctest.Test(t, func(t *testing.T) {
-			const partSize = 4 * teeChunk
+			const partSize = 4 * Chunk
 			data := bytes.Repeat([]byte("x"), 3*partSize)
-			tee := newTee(2, partSize+2*teeChunk, nil)
+			tee := newTee(2, partSize+2*Chunk, nil)
 			tee.patience = 5 * time.Second
 			stop := make(chan struct{})
 			var reader, slow gosync.WaitGroup
