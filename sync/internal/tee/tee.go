@@ -81,10 +81,10 @@ func (b *Budget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
 type tee struct {
 	mu       gosync.Mutex
 	cond     *gosync.Cond
-	limit    int64      // the most bytes of chunk buffers alive at once: the reservation
+	limit    int64   // the most bytes of chunk buffers alive at once: the reservation
 	budget   *Budget // the run's, to borrow from beyond limit (nil: none)
-	borrowed int64      // bytes borrowed from budget now
-	alive    int64      // bytes of chunk buffers alive now
+	borrowed int64   // bytes borrowed from budget now
+	alive    int64   // bytes of chunk buffers alive now
 	patience time.Duration
 	sha256   string // what the pump's Verifier checks ("": nothing said to the readers)
 	outs     []*teeOut
