@@ -21,9 +21,7 @@ type sharedBuffers interface {
 // chunks (one FanOutBuffer for the run: the targets of a file share its chunks).
 func transferBuffers(dsts []store.Target, opts *Options, tee int64) int64 {
 	buffers := tee
-	if _, chunk, slots := opts.rangeParams(); slots > 0 {
-		buffers += int64(slots) * chunk
-	}
+	buffers += int64(opts.RangeConnections) * opts.RangeChunk
 	counted := map[any]bool{}
 	for _, dst := range dsts {
 		if h, ok := store.As[BufferHolder](dst); ok {

@@ -47,10 +47,14 @@ func TestOnTransfer(t *testing.T) {
 		dst := bufferTarget{memstore.New(), parts}
 		var calls []int64
 		var ended int
-		opts := sync.Options{StartPath: "streams/v1/index.json", RangeStreams: c.streams, OnTransfer: func(buffers int64) func() {
-			calls = append(calls, buffers)
-			return func() { ended++ }
-		}}
+		opts := sync.Options{
+			Selection: sync.Selection{StartPath: "streams/v1/index.json"},
+			Tuning:    sync.Tuning{RangeStreams: c.streams},
+			Hooks: sync.Hooks{OnTransfer: func(buffers int64) func() {
+				calls = append(calls, buffers)
+				return func() { ended++ }
+			}},
+		}
 		if _, err := sync.Run(ctx, src, dst, opts); err != nil {
 			t.Fatal(err)
 		}

@@ -54,7 +54,7 @@ func TestCorruptionBothWays(t *testing.T) {
 			if i%2 == 1 {
 				filters = []string{"release=noble"}
 			}
-			rep, runErr := sync.Run(ctx, up.src, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Prune: i%2 == 1, GCGrace: time.Nanosecond, Verification: sync.Verification{Keyring: up.keyring}})
+			rep, runErr := sync.Run(ctx, up.src, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Prune: i%2 == 1, Verification: sync.Verification{Keyring: up.keyring}}, Publishing: sync.Publishing{GCGrace: time.Nanosecond}})
 			cancel()
 			bad := checkEveryObject(t, e, up.stream.Files, catalogue)
 			var fetched int
@@ -64,7 +64,7 @@ func TestCorruptionBothWays(t *testing.T) {
 			t.Logf("run %d: faults %v, fetched %d, corrupt objects %d, run error: %v", i, p.Stats().Faults, fetched, bad, runErr)
 		}
 		// a clean run, then a deep verify
-		rep := run(t, up, e.dst, sync.Options{Filters: mustParse(t, "release~(jammy|noble)"), Max: 1})
+		rep := run(t, up, e.dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "release~(jammy|noble)"), Max: 1}})
 		t.Logf("clean run: fetched %d, adopted %d, drifted %v, metadata %v", rep.Fetched, rep.Adopted, rep.Drifted, rep.MetadataWritten)
 		checkEveryObject(t, e, up.stream.Files, catalogue)
 		vr, err := audit.Verify(t.Context(), e.dst, audit.VerifyOptions{Deep: true, Keyring: up.keyring})

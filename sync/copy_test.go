@@ -34,7 +34,7 @@ func TestSameContentIsCopiedInsideTheTarget(t *testing.T) {
 	targettest.Run(t, []targettest.Kind{targettest.Directory, targettest.MinIO}, targettest.Options{Parallel: true}, func(t *testing.T, tg *targettest.Target) {
 		src := sameContentTwice(t)
 		dst := tg.Store
-		rep, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: "streams/v1/index.json", Concurrency: 1})
+		rep, err := sync.Run(t.Context(), src, dst, sync.Options{Selection: sync.Selection{StartPath: "streams/v1/index.json"}, Tuning: sync.Tuning{Concurrency: 1}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -75,7 +75,7 @@ func TestDriftHealedDirectory(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			up := newUpstream(t, smallConfig(), nil)
 			dir, dst := newTarget(t)
-			opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1}
+			opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1}}
 			var kr *sign.Keyring
 			if curated {
 				opts.Signer = loadSigner(t, "other-signing-key.asc")
@@ -189,7 +189,7 @@ func TestDriftHealedS3(t *testing.T) {
 			up := newUpstream(t, largeConfig(), nil)
 			e := newS3Target(t, tc.kind)
 			filters := []string{"arch=amd64", "release~(jammy|noble)"}
-			opts := sync.Options{Filters: mustParse(t, filters...), Max: 1}
+			opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1}}
 			var kr *sign.Keyring
 			if curated {
 				opts.Signer = loadSigner(t, "other-signing-key.asc")
@@ -318,7 +318,7 @@ func TestUpToDate10000ItemsS3(t *testing.T) {
 		t.Fatalf("the stream has %d items, want 10,000", n)
 	}
 	e := newS3Target(t, testserver.KindMinIO)
-	opts := sync.Options{Concurrency: 16, GCGrace: -1}
+	opts := sync.Options{Publishing: sync.Publishing{GCGrace: -1}, Tuning: sync.Tuning{Concurrency: 16}}
 	start := time.Now()
 	rep := run(t, up, e.dst, opts)
 	t.Logf("first run: %d items, %d objects fetched in %v", rep.Plan.Kept+len(rep.Plan.Added), rep.Fetched, time.Since(start).Round(time.Millisecond))
@@ -369,7 +369,7 @@ func TestUpToDate10000ItemsS3(t *testing.T) {
 func TestStateWithoutETags(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
-	opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1}
+	opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1}}
 	run(t, up, dst, opts)
 
 	name := filepath.Join(dir, ".ssmirror", "state.json")

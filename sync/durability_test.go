@@ -37,7 +37,7 @@ func TestFanOutDirectoryDurabilityOrder(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	a, aEvents := tracedDirectory(t)
 	b, bEvents := tracedDirectory(t)
-	fr, err := sync.RunTargets(t.Context(), up.src, []store.Target{a, b}, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	fr, err := sync.RunTargets(t.Context(), up.src, []store.Target{a, b}, sync.Options{Selection: sync.Selection{Verification: sync.Verification{Keyring: up.keyring}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func (f failingFlush) Batch() (store.Target, func(context.Context) error) {
 func TestFailedFlushForgetsFiles(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	mem := memstore.New()
-	_, err := sync.Run(t.Context(), up.src, failingFlush{mem}, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	_, err := sync.Run(t.Context(), up.src, failingFlush{mem}, sync.Options{Selection: sync.Selection{Verification: sync.Verification{Keyring: up.keyring}}})
 	if !errors.Is(err, errFlush) {
 		t.Fatalf("run with a failing flush: %v, want %v", err, errFlush)
 	}
@@ -155,7 +155,7 @@ func TestFailedFlushForgetsFiles(t *testing.T) {
 func TestFanOutFailedFlushFailsItsTarget(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	bad, good := memstore.New(), memstore.New()
-	fr, err := sync.RunTargets(t.Context(), up.src, []store.Target{failingFlush{bad}, good}, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	fr, err := sync.RunTargets(t.Context(), up.src, []store.Target{failingFlush{bad}, good}, sync.Options{Selection: sync.Selection{Verification: sync.Verification{Keyring: up.keyring}}})
 	var te *sync.TargetsError
 	if !errors.As(err, &te) || len(te.Failed) != 1 || !errors.Is(fr.Targets[0].Err, errFlush) {
 		t.Fatalf("fan-out run with one failing flush: %v, want the first target failed with %v", err, errFlush)

@@ -33,9 +33,8 @@ func TestFanOutLockWaitHoldsNoOtherTarget(t *testing.T) {
 	}
 	defer release()
 	opts := sync.Options{
-		Filters: mustParse(t, "arch=amd64"), Max: 1,
-		Verification: sync.Verification{Keyring: up.keyring},
-		Lock:         sync.LockOptions{Wait: 2 * time.Minute},
+		Selection:  sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1, Verification: sync.Verification{Keyring: up.keyring}},
+		Publishing: sync.Publishing{Lock: sync.LockOptions{Wait: 2 * time.Minute}},
 	}
 	type result struct {
 		fr  *sync.FanOutReport

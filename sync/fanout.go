@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -157,16 +156,16 @@ func RunTargets(ctx context.Context, src store.Source, dsts []store.Target, opts
 // ranged reads' budget, the progress, and the transfer, which starts when every run has come to
 // it (transfer) or ended before (leave).
 type hub struct {
-	ctx   context.Context
-	src   store.Source
+	ctx context.Context
+	src store.Source
+	// opts are the settled options (Options.settled): Log without a target, the one Progress.
 	opts  Options
 	runs  []*run
 	multi bool
 
-	log         *slog.Logger
-	progress    *Progress
-	concurrency int
-	ranged      func() *ranged.Pool
+	// ranged gives the pool of range streams (ranged.Pool) every file of every target shares,
+	// made on first use (nil when ranged downloads are off).
+	ranged func() *ranged.Pool
 	// upstream reads upstream's catalogue once for every run (nil for a run of its own, which
 	// reads it itself, as it always did).
 	upstream func() (*Catalogue, []streams.Item, error)
@@ -198,39 +197,36 @@ func (h *hub) chunkHold(size int64, runs []*run) int64 {
 }
 
 func newHub(ctx context.Context, src store.Source, dsts []store.Target, opts Options) *hub {
+	opts = opts.settled()
 	h := &hub{ctx: ctx, src: src, opts: opts, multi: len(dsts) > 1, pending: len(dsts), done: make(chan struct{})}
 	h.ranged = gosync.OnceValue(func() *ranged.Pool {
-		streams, chunk, conns := opts.rangeParams()
-		if conns <= 0 {
+		if opts.RangeConnections <= 0 {
 			return nil
 		}
-		return ranged.NewPool(conns, chunk, ranged.PoolOptions{MaxStreams: streams, FastEnough: rangeFastEnough})
+		return ranged.NewPool(opts.RangeConnections, opts.RangeChunk, ranged.PoolOptions{MaxStreams: opts.RangeStreams, FastEnough: rangeFastEnough})
 	})
 	for _, dst := range dsts {
-		r := &run{opts: opts, src: src, dst: dst, hub: h, ranged: h.ranged}
-		r.settle()
-		if h.runs != nil {
-			r.progress = h.runs[0].progress // one progress for the run, whatever the targets
-		}
+		// Each run has the settled options with its own logger (naming its target in a fan-out)
+		// for itself and its lease; the Progress is the one of the whole call.
+		ro := opts
 		if h.multi {
-			r.log = r.log.With("target", store.Describe(dst))
+			ro.Log = ro.Log.With("target", store.Describe(dst))
 		}
+		if ro.Lock.Log == nil {
+			ro.Lock.Log = ro.Log
+		}
+		r := &run{opts: ro, src: src, dst: dst, hub: h, content: dst, rep: &Report{Curated: opts.Signer != nil}}
 		h.runs = append(h.runs, r)
 	}
 	first := h.runs[0]
-	h.log, h.progress, h.concurrency = first.log, first.progress, first.concurrency
 	if h.multi {
-		h.log = first.opts.Log
-		if h.log == nil {
-			h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-		}
 		type upstream struct {
 			cat   *Catalogue
 			items []streams.Item
 			err   error
 		}
 		read := gosync.OnceValue(func() upstream {
-			cat, items, err := readUpstream(ctx, first.guardRate(src), opts, h.concurrency)
+			cat, items, err := readUpstream(ctx, first.guardRate(src), opts)
 			return upstream{cat, items, err}
 		})
 		h.upstream = func() (*Catalogue, []streams.Item, error) {
@@ -340,14 +336,6 @@ type want struct {
 	parts []part
 }
 
-// fanOutBuffer is Options.FanOutBuffer with its default.
-func (o *Options) fanOutBuffer() int64 {
-	if o.FanOutBuffer > 0 {
-		return max(o.FanOutBuffer, tee.Chunk)
-	}
-	return DefaultFanOutBuffer
-}
-
 // transferMany brings in, Concurrency files at a time, every file the runs that came need, each
 // once for all of them (transferFile).
 func (h *hub) transferMany() {
@@ -377,13 +365,13 @@ func (h *hub) transferMany() {
 	for _, w := range wants {
 		total += w.f.Size
 	}
-	h.progress.begin(len(wants), total)
-	defer h.progress.end()
+	h.opts.Progress.begin(len(wants), total)
+	defer h.opts.Progress.end()
 	// The files in flight (Concurrency, and as many more as borrowed range slots may carry:
 	// eachFile) share one budget of tee chunks; each reserves its share before it opens the
 	// source, and at least what its readers must hold to send a part.
-	inFlight := min(h.concurrency, len(wants)) + h.borrowers(len(wants))
-	budget := h.opts.fanOutBuffer()
+	inFlight := min(h.opts.Concurrency, len(wants)) + h.borrowers(len(wants))
+	budget := h.opts.FanOutBuffer
 	h.teeShare = budget / int64(inFlight)
 	for _, w := range wants {
 		budget = max(budget, tee.Reservation(w.f.Size, 0, h.chunkHold(w.f.Size, runs)))
@@ -462,8 +450,8 @@ func (h *hub) transferFile(w *want, runs []*run) {
 		}
 		return
 	}
-	h.progress.startFile(f.Path, f.Size)
-	defer h.progress.finishFile(f.Path)
+	h.opts.Progress.startFile(f.Path, f.Size)
+	defer h.opts.Progress.finishFile(f.Path)
 	done := false
 	note := func(p part, res transferResult, err error) {
 		p.r.noteResult(p.r.tctx, p.f, res, err)
@@ -494,7 +482,7 @@ func (h *hub) transferFile(w *want, runs []*run) {
 		h.fetchTee(f, need, note)
 	}
 	if done {
-		h.progress.fileDone()
+		h.opts.Progress.fileDone()
 	}
 }
 
@@ -526,11 +514,11 @@ next:
 				info, err := cf.CopyFrom(ctx, f.Path, holder.dst, f.Path, p.r.contentPut(p.f))
 				cancel()
 				if err == nil {
-					h.progress.addPath(f.Path, f.Size)
+					h.opts.Progress.addPath(f.Path, f.Size)
 					note(p, transferResult{"copied from", info.SHA256, info.ETag}, nil)
 					continue next
 				}
-				p.r.log.Warn("server-side copy from another target failed; fetching instead", "path", f.Path, "from", store.Describe(holder.dst), "error", err)
+				p.r.opts.Log.Warn("server-side copy from another target failed; fetching instead", "path", f.Path, "from", store.Describe(holder.dst), "error", err)
 			}
 		}
 		rest = append(rest, p)
@@ -568,7 +556,7 @@ func (h *hub) fetchTee(f Fetch, need []part, note func(part, transferResult, err
 		if len(again) == 0 {
 			return
 		}
-		h.log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", srcErr)
+		h.opts.Log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", srcErr)
 		if err := retry.Sleep(h.ctx, fetchBackoff(attempt)); err != nil {
 			for _, p := range again {
 				note(p, transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, srcErr))
@@ -610,7 +598,7 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 	ctx, cancel := h.opts.withFileDeadline(parent, f.Size)
 	defer cancel()
 	logRetry := func(attempt int, err error) {
-		h.log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
+		h.opts.Log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
 	}
 	rc, noted, err := h.runs[0].openFetch(ctx, h.src, retry.NewSource(h.src, sourcePolicy(logRetry)), f)
 	if err != nil {
@@ -621,7 +609,7 @@ func (h *hub) teeOnce(f Fetch, parts []part, put store.PutOptions) (results []te
 		return results, err, false
 	}
 	defer noted() // after the Close below, as in a single target's fetch (fetchOnce)
-	cr := newCountingReader(rc, h.progress, f.Path)
+	cr := newCountingReader(rc, h.opts.Progress, f.Path)
 	v := store.NewVerifier(f.Path, newExtraCheck(f, cr), store.PutOptions{Size: f.Size, SHA256: f.SHA256})
 	puts := make([]tee.Put, len(parts))
 	for i, p := range parts {

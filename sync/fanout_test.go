@@ -140,8 +140,10 @@ func TestFanOutThreeTargets(t *testing.T) {
 			tgs := fanOutTargets(t, twoServers)
 			filters := []string{"arch=amd64", "release~(jammy|noble)"}
 			want := selected(t, up.stream, filters...)
-			opts := sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring},
-				RangeChunk: 1 << 20, RangeStreams: 3}
+			opts := sync.Options{
+				Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}},
+				Tuning:    sync.Tuning{RangeChunk: 1 << 20, RangeStreams: 3},
+			}
 			fr, err := sync.RunTargets(t.Context(), up.src, stores(tgs), opts)
 			if err != nil {
 				t.Fatal(err)
@@ -229,7 +231,7 @@ func TestFanOutOneTargetFails(t *testing.T) {
 			filters := []string{"arch=amd64", "release=noble"}
 			want := selected(t, up.stream, filters...)
 			fr, err := sync.RunTargets(t.Context(), up.src, []store.Target{good.Store, bad, dir.Store},
-				sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
+				sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}})
 			var te *sync.TargetsError
 			if !errors.As(err, &te) || len(te.Failed) != 1 || te.Failed[0].Target != badName {
 				t.Fatalf("want a TargetsError for %s alone, got %v", badName, err)
@@ -283,8 +285,10 @@ func TestFanOutSlowTargetGivenUp(t *testing.T) {
 	slow := &waitPut{Target: memstore.New(), fast: fast}
 	filters := []string{"arch=amd64", "release=noble"}
 	fr, err := sync.RunTargets(t.Context(), up.src, []store.Target{fast, slow},
-		sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring},
-			FanOutBuffer: 256 << 10, Concurrency: 1})
+		sync.Options{
+			Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}},
+			Tuning:    sync.Tuning{FanOutBuffer: 256 << 10, Concurrency: 1},
+		})
 	if !errors.Is(err, sync.ErrFellBehind) {
 		t.Fatalf("want ErrFellBehind, got %v", err)
 	}
@@ -354,7 +358,7 @@ func TestFanOutCopiesFromAnotherTarget(t *testing.T) {
 	up, served := newCountedUpstream(t, smallConfig())
 	filters := []string{"arch=amd64", "release=noble"}
 	want := selected(t, up.stream, filters...)
-	opts := sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}
+	opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}}
 	holder := memstore.New()
 	run(t, up, holder, opts)
 	served.reset()
@@ -412,7 +416,7 @@ func TestFanOutCopiesFromAnotherBucket(t *testing.T) {
 	up, served := newCountedUpstream(t, smallConfig())
 	filters := []string{"arch=amd64", "release=noble"}
 	want := selected(t, up.stream, filters...)
-	opts := sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}
+	opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}}
 	topts := targettest.Options{Prefix: "maas/stable/"}
 	holder := targettest.New(t, targettest.MinIO, topts)
 	lacking := targettest.New(t, targettest.MinIO, topts)
@@ -459,7 +463,7 @@ func TestTargetsErrorWording(t *testing.T) {
 func TestFanOutProgressCountsOnce(t *testing.T) {
 	up, _ := newCountedUpstream(t, smallConfig())
 	filters := []string{"arch=amd64", "release=noble"}
-	opts := sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}
+	opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}}
 	holder := memstore.New()
 	run(t, up, holder, opts)
 	p := &sync.Progress{}
@@ -519,7 +523,7 @@ func TestFanOutCorruptUpstreamRefused(t *testing.T) {
 	}
 	up.stream.SetOverride(short, func(r io.Reader) io.Reader { return io.LimitReader(r, up.stream.Content[short]-1000) })
 	tgs := fanOutTargets(t, false)
-	opts := sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}
+	opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}}
 	fr, err := sync.RunTargets(t.Context(), up.src, stores(tgs), opts)
 	if err == nil {
 		t.Fatal("the run succeeded with a corrupted upstream")

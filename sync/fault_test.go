@@ -110,7 +110,7 @@ func TestFaultySyncIntoS3(t *testing.T) {
 	filters := []string{"release~(jammy|noble)"}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	rep, err := sync.Run(ctx, up.src, e.dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
+	rep, err := sync.Run(ctx, up.src, e.dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}})
 	if err != nil {
 		t.Fatalf("sync through faults: %v", err)
 	}
@@ -139,7 +139,7 @@ func TestCorruptFileFailsAfterRetries(t *testing.T) {
 	dir, dst := newTarget(t)
 	filters := mustParse(t, "release=noble", "arch=amd64")
 	old := newUpstream(t, smallConfig("20250701"), nil)
-	run(t, old, dst, sync.Options{Filters: filters, Max: 1})
+	run(t, old, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}})
 	before := tree(t, dir)
 
 	up := newUpstream(t, smallConfig("20250701", "20250718"), nil)
@@ -153,7 +153,7 @@ func TestCorruptFileFailsAfterRetries(t *testing.T) {
 		Kind: faultproxy.Flip, Rate: 1, Methods: []string{http.MethodGet},
 		Path: regexp.MustCompile("^/" + regexp.QuoteMeta((&url.URL{Path: victim}).EscapedPath()) + "$"),
 	}}})
-	_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Filters: filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
+	_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}}})
 	if err == nil {
 		t.Fatal("the run succeeded with a file corrupted on every attempt")
 	}
@@ -200,7 +200,7 @@ func TestStallDetected(t *testing.T) {
 	filters := []string{"release=noble", "arch=amd64"}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if _, err := sync.Run(ctx, up.src, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}); err != nil {
+	if _, err := sync.Run(ctx, up.src, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}}); err != nil {
 		t.Fatalf("sync with a stalled body: %v", err)
 	}
 	s := p.Stats()

@@ -42,7 +42,7 @@ func runThatLostItsLeaseWritesNothing(t *testing.T) {
 	// The runs that are meant to succeed have a lease long enough for a loaded machine (a fence
 	// refuses to write when half the lease has gone since the last renewal); only the old run's
 	// lease is short.
-	opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1, Lock: sync.LockOptions{TTL: 20 * time.Second, Wait: 30 * time.Second}}
+	opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1}, Publishing: sync.Publishing{Lock: sync.LockOptions{TTL: 20 * time.Second, Wait: 30 * time.Second}}}
 	run(t, newUpstreamInproc(t, smallConfig("20250701"), nil), dst, opts)
 
 	up := newUpstreamInproc(t, smallConfig("20250701", "20250718"), nil)
@@ -71,7 +71,7 @@ func runThatLostItsLeaseWritesNothing(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		rep, err := sync.Run(t.Context(), up.src, old, sync.Options{Filters: opts.Filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}, Lock: sync.LockOptions{TTL: time.Second}})
+		rep, err := sync.Run(t.Context(), up.src, old, sync.Options{Selection: sync.Selection{Filters: opts.Filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}}, Publishing: sync.Publishing{Lock: sync.LockOptions{TTL: time.Second}}})
 		done <- result{rep, err}
 	}()
 	<-reached

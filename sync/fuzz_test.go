@@ -195,7 +195,7 @@ func FuzzTransferSizes(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		_, err := Run(ctx, src, dst, Options{StartPath: "streams/v1/index.json", MaxFileSize: limit, Concurrency: 1})
+		_, err := Run(ctx, src, dst, Options{Selection: Selection{StartPath: "streams/v1/index.json"}, Limits: Limits{MaxFileSize: limit}, Tuning: Tuning{Concurrency: 1}})
 		eff := limit
 		if eff == 0 {
 			eff = DefaultMaxFileSize

@@ -21,12 +21,12 @@ func gcMirror(t *testing.T) (dir string, dst *dirstore.Store, held, old []string
 	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	filters := []string{"release=jammy", "arch=amd64"}
 	first := newUpstream(t, smallConfig("20250701"), nil)
-	run(t, first, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Now: func() time.Time { return t0 }})
+	run(t, first, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1}, Hooks: sync.Hooks{Now: func() time.Time { return t0 }}})
 	old = contentPaths(tree(t, dir))
 
 	since = t0.Add(time.Hour)
 	up := newUpstream(t, smallConfig("20250701", "20250718"), nil)
-	rep := run(t, up, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, GCGrace: 24 * time.Hour, Now: func() time.Time { return since }})
+	rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1}, Publishing: sync.Publishing{GCGrace: 24 * time.Hour}, Hooks: sync.Hooks{Now: func() time.Time { return since }}})
 	if rep.PendingDeletion != len(old) || len(old) == 0 {
 		t.Fatalf("setup: %d pending deletion, want the %d old files", rep.PendingDeletion, len(old))
 	}

@@ -16,10 +16,10 @@ func TestZeroGraceMeansZero(t *testing.T) {
 	t.Run("run", func(t *testing.T) {
 		dir, dst := newTarget(t)
 		filters := mustParse(t, "release=jammy", "arch=amd64")
-		run(t, newUpstream(t, smallConfig("20250701"), nil), dst, sync.Options{Filters: filters, Max: 1, GCGrace: sync.DefaultGCGrace})
+		run(t, newUpstream(t, smallConfig("20250701"), nil), dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}, Publishing: sync.Publishing{GCGrace: sync.DefaultGCGrace}})
 		old := contentPaths(tree(t, dir))
 		up := newUpstream(t, smallConfig("20250701", "20250718"), nil)
-		rep := run(t, up, dst, sync.Options{Filters: filters, Max: 1, GCGrace: 0})
+		rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}, Publishing: sync.Publishing{GCGrace: 0}})
 		if diff := cmp.Diff(old, rep.Deleted); diff != "" || rep.PendingDeletion != 0 {
 			t.Errorf("GCGrace 0: pending %d, deleted (-the old version's files +deleted):\n%s", rep.PendingDeletion, diff)
 		}

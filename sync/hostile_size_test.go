@@ -57,8 +57,7 @@ func TestHostileSizeIntoS3(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
 			_, err := sync.Run(ctx, up.src, e.dst, sync.Options{
-				Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1, StartPath: "streams/v1/index.json",
-				Verification: sync.Verification{NoVerify: true},
+				Selection: sync.Selection{Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1, StartPath: "streams/v1/index.json", Verification: sync.Verification{NoVerify: true}},
 			})
 			if err == nil || !strings.Contains(err.Error(), victim) {
 				t.Fatalf("sync with a declared size of %s bytes = %v, want an error naming %s", size, err, victim)

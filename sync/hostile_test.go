@@ -154,7 +154,7 @@ func TestHostileSizes(t *testing.T) {
 				t.Parallel()
 				up := newHandUpstream(t, c.size)
 				dst := targettest.New(t, kind, targettest.Options{}).Store
-				_, err := sync.Run(t.Context(), up.src, dst, sync.Options{StartPath: handIndex})
+				_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Selection: sync.Selection{StartPath: handIndex}})
 				if err == nil {
 					t.Fatal("a run with a hostile size succeeded")
 				}
@@ -186,7 +186,7 @@ func TestMaxFileSizeOption(t *testing.T) {
 	}{{int64(len(handBody)), true}, {int64(len(handBody)) - 1, false}, {-1, true}} {
 		up := newHandUpstream(t, size)
 		_, dst := newTarget(t)
-		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{StartPath: handIndex, MaxFileSize: c.limit})
+		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Selection: sync.Selection{StartPath: handIndex}, Limits: sync.Limits{MaxFileSize: c.limit}})
 		if c.ok && err != nil {
 			t.Errorf("limit %d: %v", c.limit, err)
 		}
@@ -268,9 +268,8 @@ func TestDripFeedFails(t *testing.T) {
 				up.handle(path, drip(data, 20*time.Millisecond, 4*time.Second))
 				_, dst := newTarget(t)
 				opts := sync.Options{
-					StartPath:        handIndex,
-					MinRate:          64 << 10,
-					FileDeadlineBase: time.Second,
+					Selection: sync.Selection{StartPath: handIndex},
+					Limits:    sync.Limits{MinRate: 64 << 10, FileDeadlineBase: time.Second},
 				}
 				if c.ranged {
 					opts.RangeChunk, opts.RangeStreams = 512, 3
@@ -363,7 +362,7 @@ func TestMetadataOverLimitNotRead(t *testing.T) {
 			})
 			src := &countingSource{Source: up.src, n: map[string]int64{}}
 			_, dst := newTarget(t)
-			_, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: handIndex, MetadataLimit: limit})
+			_, err := sync.Run(t.Context(), src, dst, sync.Options{Selection: sync.Selection{StartPath: handIndex}, Limits: sync.Limits{MetadataLimit: limit}})
 			if err == nil {
 				t.Fatal("an over-limit products file was accepted")
 			}
@@ -426,7 +425,7 @@ func TestCatalogueOverLimitInAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, dst := newTarget(t)
-	opts := sync.Options{StartPath: "streams/v1/index.json", MetadataLimit: limit}
+	opts := sync.Options{Selection: sync.Selection{StartPath: "streams/v1/index.json"}, Limits: sync.Limits{MetadataLimit: limit}}
 	_, err = sync.Run(t.Context(), src, dst, opts)
 	if !errors.Is(err, store.ErrOverLimit) || !strings.Contains(err.Error(), "in all") {
 		t.Fatalf("a catalogue of %d files of 40 KiB with a 64 KiB limit: %v; want ErrOverLimit for the whole", entries, err)

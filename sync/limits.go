@@ -33,13 +33,6 @@ var ErrTooLarge = errors.New("larger than the maximum file size")
 // ErrTooSlow is wrapped by the error of a file that did not arrive within its deadline.
 var ErrTooSlow = errors.New("took longer than its deadline")
 
-func (o *Options) maxFileSize() int64 {
-	if o.MaxFileSize == 0 {
-		return DefaultMaxFileSize
-	}
-	return o.MaxFileSize
-}
-
 // checkSizes refuses a plan that holds an item whose declared size is negative or above limit
 // (limit < 0: no limit), naming each (up to ten) with its path and size.
 func checkSizes(held Held, limit int64) error {
@@ -70,32 +63,13 @@ func checkSizes(held Held, limit int64) error {
 	return fmt.Errorf("refusing %d item(s) %w (%d bytes); nothing was written:\n  %s", n, ErrTooLarge, limit, strings.Join(bad, "\n  "))
 }
 
-// minRate is the slowest rate accepted in bytes per second; 0: no deadline.
-func (o *Options) minRate() int64 {
-	switch {
-	case o.MinRate < 0:
-		return 0
-	case o.MinRate == 0:
-		return DefaultMinRate
-	}
-	return o.MinRate
-}
-
-func (o *Options) deadlineBase() time.Duration {
-	if o.FileDeadlineBase <= 0 {
-		return DefaultFileDeadlineBase
-	}
-	return o.FileDeadlineBase
-}
-
-// fileDeadline is how long a file of size bytes may take: the base plus its size at the minimum
-// rate; 0 means no deadline.
-func (o *Options) fileDeadline(size int64) time.Duration {
-	rate := o.minRate()
-	if rate == 0 {
+// fileDeadline is how long a file of size bytes may take under settled limits: the base plus
+// its size at the minimum rate; 0 means no deadline.
+func (o *Limits) fileDeadline(size int64) time.Duration {
+	if o.MinRate < 0 {
 		return 0
 	}
-	d := float64(o.deadlineBase()) + float64(max(size, 0))/float64(rate)*float64(time.Second)
+	d := float64(o.FileDeadlineBase) + float64(max(size, 0))/float64(o.MinRate)*float64(time.Second)
 	if d >= math.MaxInt64/2 {
 		return math.MaxInt64 / 2
 	}
@@ -103,14 +77,14 @@ func (o *Options) fileDeadline(size int64) time.Duration {
 }
 
 // withFileDeadline bounds the fetch of one file of size bytes; the context's cause says why it ended.
-func (o *Options) withFileDeadline(ctx context.Context, size int64) (context.Context, context.CancelFunc) {
+func (o *Limits) withFileDeadline(ctx context.Context, size int64) (context.Context, context.CancelFunc) {
 	d := o.fileDeadline(size)
 	if d == 0 {
 		return ctx, func() {}
 	}
 	// The path is not in the message: every error of a fetch already starts with it.
 	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: %v for %d bytes (%v plus the size at the minimum rate of %d bytes/s)",
-		ErrTooSlow, d.Round(time.Millisecond), size, o.deadlineBase(), o.minRate()))
+		ErrTooSlow, d.Round(time.Millisecond), size, o.FileDeadlineBase, o.MinRate))
 }
 
 // rateGuarded is a source whose readers fail once they fall behind the minimum rate: after the
@@ -119,15 +93,16 @@ func (o *Options) withFileDeadline(ctx context.Context, size int64) (context.Con
 // body that stops altogether.
 type rateGuarded struct {
 	store.Source
-	opts *Options
+	base time.Duration
+	rate int64
 	now  func() time.Time
 }
 
 func (r *run) guardRate(src store.Source) store.Source {
-	if r.opts.minRate() == 0 {
+	if r.opts.MinRate < 0 {
 		return src
 	}
-	return rateGuarded{src, &r.opts, r.now}
+	return rateGuarded{src, r.opts.FileDeadlineBase, r.opts.MinRate, r.opts.Now}
 }
 
 func (g rateGuarded) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
@@ -135,7 +110,7 @@ func (g rateGuarded) Open(ctx context.Context, key string, offset int64) (io.Rea
 	if err != nil {
 		return nil, err
 	}
-	return &rateReader{rc: rc, start: g.now(), now: g.now, base: g.opts.deadlineBase(), rate: g.opts.minRate()}, nil
+	return &rateReader{rc: rc, start: g.now(), now: g.now, base: g.base, rate: g.rate}, nil
 }
 
 // Unwrap gives the guarded source, so its optional abilities are still found (store.As).

@@ -54,7 +54,7 @@ func TestDeadHolderOnThisHostIsTakenOver(t *testing.T) {
 		}
 	}
 	put(lease)
-	run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1})
+	run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1}})
 
 	// The same lease is respected until it expires when anything but the PID fails to prove
 	// the holder was on this very kernel and namespace: another host, another boot, another PID
@@ -68,7 +68,7 @@ func TestDeadHolderOnThisHostIsTakenOver(t *testing.T) {
 		l := lease
 		change(&l)
 		put(l)
-		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Selection: sync.Selection{Verification: sync.Verification{Keyring: up.keyring}}})
 		var locked *sync.LockedError
 		if !errors.As(err, &locked) {
 			t.Errorf("%s: the lease was taken over: %v", name, err)
@@ -139,7 +139,7 @@ func TestLiveLeaseInAnotherPIDNamespaceIsNotTakenOver(t *testing.T) {
 	t.Logf("holder: PID %d in its namespace (%s), free in this one", pid, held.PIDNamespace)
 
 	before := tree(t, dir)
-	_, err = sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	_, err = sync.Run(t.Context(), up.src, dst, sync.Options{Selection: sync.Selection{Verification: sync.Verification{Keyring: up.keyring}}})
 	var locked *sync.LockedError
 	if !errors.As(err, &locked) || locked.Holder.ID != held.ID {
 		t.Fatalf("a live lease held in another PID namespace (pid %d there, free here) was not respected: %v", pid, err)

@@ -29,7 +29,7 @@ func secondRunIsRefusedWithTheHolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	_, err = sync.Run(t.Context(), up.src, dst, sync.Options{Selection: sync.Selection{Verification: sync.Verification{Keyring: up.keyring}}})
 	var locked *sync.LockedError
 	if !errors.As(err, &locked) {
 		t.Fatalf("want a LockedError, got %v", err)
@@ -46,7 +46,7 @@ func secondRunIsRefusedWithTheHolder(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		held.Release()
 	}()
-	run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1, Lock: sync.LockOptions{Wait: 30 * time.Second}})
+	run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1}, Publishing: sync.Publishing{Lock: sync.LockOptions{Wait: 30 * time.Second}}})
 	checkReleased(t, dst)
 }
 
@@ -72,14 +72,14 @@ func TestStaleLockIsTakenOver(t *testing.T) {
 	if _, err := store.PutBytes(t.Context(), dst, sync.LockKey, data, store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1})
+	run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1}})
 	checkReleased(t, dst)
 	// A live lease is not taken over.
 	live := dead
 	live.Expires = time.Now().Add(time.Hour)
 	data, _ = json.Marshal(live)
 	store.PutBytes(t.Context(), dst, sync.LockKey, data, store.PutOptions{})
-	_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+	_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Selection: sync.Selection{Verification: sync.Verification{Keyring: up.keyring}}})
 	var locked *sync.LockedError
 	if !errors.As(err, &locked) || locked.Holder.ID != "dead" {
 		t.Fatalf("a live lease was not respected: %v", err)
@@ -148,7 +148,7 @@ func TestInterruptedRunReleasesTheLock(t *testing.T) {
 		cancel() // interrupt while this file is being served
 		return r
 	})
-	_, err := sync.Run(ctx, up.src, dst, sync.Options{Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
+	_, err := sync.Run(ctx, up.src, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want a cancellation, got %v", err)
 	}
@@ -159,7 +159,7 @@ func TestInterruptedRunReleasesTheLock(t *testing.T) {
 	}
 	checkReleased(t, dst)
 	up.stream.SetOverride(victim, nil)
-	run(t, up, dst, sync.Options{Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1})
+	run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1}})
 	checkVerbatim(t, up, tree(t, dir))
 }
 

@@ -94,7 +94,7 @@ func BenchmarkLargeCatalogue(b *testing.B) {
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
 		stop := peakHeap()
-		rep, err := sync.Run(ctx, src, memstore.New(), sync.Options{StartPath: "streams/v1/index.json", DryRun: true})
+		rep, err := sync.Run(ctx, src, memstore.New(), sync.Options{Selection: sync.Selection{StartPath: "streams/v1/index.json"}, Publishing: sync.Publishing{DryRun: true}})
 		peak := stop()
 		if err != nil {
 			b.Fatal(err)

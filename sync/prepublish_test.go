@@ -23,7 +23,7 @@ func TestGoneBeforePublishRefused(t *testing.T) {
 				ctx := t.Context()
 				up := newUpstream(t, smallConfig(), nil)
 				dst := tg.Store
-				opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}
+				opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}}
 				var victim string
 				opts.OnTransfer = func(int64) func() {
 					return func() { // the transfer is over, the publish not begun

@@ -2,7 +2,6 @@ package sync
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -145,7 +144,7 @@ func (r *run) removeStaleForms(ctx context.Context, groups [][]MetaFile) error {
 		}
 		delete(st.Published, key)
 		r.rep.Deleted = append(r.rep.Deleted, key)
-		r.log.Info("deleted a metadata form upstream no longer offers", "path", key)
+		r.opts.Log.Info("deleted a metadata form upstream no longer offers", "path", key)
 	}
 	return nil
 }
@@ -211,7 +210,7 @@ func (r *run) putMeta(ctx context.Context, mf MetaFile) error {
 		Size:         pub.Size,
 		SHA256:       pub.SHA256,
 		ContentType:  streams.ContentType(mf.Key),
-		CacheControl: cmp.Or(r.opts.MetadataCacheControl, DefaultMetadataCacheControl),
+		CacheControl: r.opts.MetadataCacheControl,
 	})
 	if err != nil {
 		return fmt.Errorf("publishing %s: %w", mf.Key, err)
@@ -224,7 +223,7 @@ func (r *run) putMeta(ctx context.Context, mf MetaFile) error {
 	delete(st.Objects, mf.Key)
 	delete(st.Unreferenced, mf.Key)
 	r.rep.MetadataWritten = append(r.rep.MetadataWritten, mf.Key)
-	r.log.Info("published", "path", mf.Key)
+	r.opts.Log.Info("published", "path", mf.Key)
 	return nil
 }
 
@@ -333,7 +332,7 @@ func (r *run) signCurated(base, fallback string, marshal func(updated string) (p
 		}
 	}
 	if stamp == "" {
-		stamp = nextStamp(prev, r.now())
+		stamp = nextStamp(prev, r.opts.Now())
 	}
 	plain, signed, err := marshal(stamp)
 	if err != nil {

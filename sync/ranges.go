@@ -37,34 +37,6 @@ const rangedMinChunks = 4
 // can turn the gate off (0: every large file wants streams from its start).
 var rangeFastEnough float64 = 48 << 20
 
-// rangeConnections is the run's number of range streams (see Options.RangeConnections).
-func rangeConnections(streams, files, conns int) int {
-	if conns > 0 {
-		return conns
-	}
-	if files <= 0 {
-		files = DefaultRangeFiles
-	}
-	return files * streams
-}
-
-// rangeParams returns the ranged-download settings with defaults applied: the most streams one
-// file gets, the chunk size, and how many range streams (each with one chunk buffer) the files
-// of a run share (0: ranged downloads are off).
-func (o *Options) rangeParams() (streams int, chunk int64, conns int) {
-	streams, chunk = o.RangeStreams, o.RangeChunk
-	if streams <= 0 {
-		streams = DefaultRangeStreams
-	}
-	if chunk <= 0 {
-		chunk = DefaultRangeChunk
-	}
-	if streams <= 1 {
-		return streams, chunk, 0
-	}
-	return streams, chunk, rangeConnections(streams, o.RangeFiles, o.RangeConnections)
-}
-
 // openRanged returns a reader fetching f from src on one connection and, while that connection
 // is slow and the run's range streams are free, on more (ranged.Pool), or nil when that does not
 // apply: the source cannot serve bounded ranges (only HTTP can; reading a directory in pieces
@@ -74,9 +46,8 @@ func (r *run) openRanged(ctx context.Context, src store.Source, f Fetch) io.Read
 	if !ok {
 		return nil
 	}
-	_, chunk, _ := r.opts.rangeParams()
-	pool := r.ranged()
-	if pool == nil || pool.Slots() == 0 || f.Size < rangedMinChunks*chunk {
+	pool := r.hub.ranged()
+	if pool == nil || pool.Slots() == 0 || f.Size < rangedMinChunks*r.opts.RangeChunk {
 		return nil
 	}
 	return pool.Open(ctx, ro, f.Path, f.Size, ranged.Options{Policy: sourcePolicy(nil)})
@@ -89,9 +60,8 @@ func (r *run) openRanged(ctx context.Context, src store.Source, f Fetch) io.Read
 // came slowly because its reader was busy (hashing, writing, a loaded CPU) says nothing about
 // the link.
 func (r *run) noteRate(f Fetch, start time.Time, body *timedBody) {
-	_, chunk, _ := r.opts.rangeParams()
-	pool := r.ranged()
-	if pool == nil || f.Size < chunk {
+	pool := r.hub.ranged()
+	if pool == nil || f.Size < r.opts.RangeChunk {
 		return
 	}
 	d := time.Since(start)

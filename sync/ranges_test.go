@@ -74,8 +74,8 @@ func TestRunRanged(t *testing.T) {
 				t.Fatal(err)
 			}
 			opts := Options{
-				Verification: Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
-				RangeStreams: c.streams,
+				Selection: Selection{Verification: Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)}},
+				Tuning:    Tuning{RangeStreams: c.streams},
 			}
 			rep, err := Run(t.Context(), src, dst, opts)
 			if err != nil {
@@ -95,8 +95,8 @@ func TestRunRanged(t *testing.T) {
 	// one more file than DefaultRangeFiles still gets a reader (a stream once one is free), and
 	// every stream is back in the pool after Close.
 	run := newRun(src, nil, Options{})
-	streams, chunk, _ := run.opts.rangeParams()
-	pool := run.ranged()
+	streams, chunk := run.opts.RangeStreams, run.opts.RangeChunk
+	pool := run.hub.ranged()
 	if streams != DefaultRangeStreams || chunk != DefaultRangeChunk || pool.Slots() != DefaultRangeFiles*streams {
 		t.Fatalf("defaults: %d streams of %d bytes, pool %d", streams, chunk, pool.Slots())
 	}
@@ -151,7 +151,7 @@ func TestRangeSlotFreedGoesToWaitingFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rn := newRun(src, nil, Options{RangeFiles: 1, RangeStreams: 2})
+	rn := newRun(src, nil, Options{Tuning: Tuning{RangeFiles: 1, RangeStreams: 2}})
 	ctx := t.Context()
 	a := rn.openRanged(ctx, src, Fetch{Path: "a.squashfs", Size: int64(len(data))})
 	if a == nil {
@@ -240,9 +240,8 @@ func TestSlowLinkMoreFilesAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := Options{
-		Verification:     Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
-		Concurrency:      concurrency,
-		RangeConnections: 2,
+		Selection: Selection{Verification: Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)}},
+		Tuning:    Tuning{Concurrency: concurrency, RangeConnections: 2},
 	}
 	if _, err := Run(t.Context(), src, dst, opts); err != nil {
 		t.Fatal(err)
@@ -269,7 +268,7 @@ func TestNoteRateJudgesTheLink(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				run := newRun(nil, nil, Options{})
-				pool := run.ranged()
+				pool := run.hub.ranged()
 				f := Fetch{Path: "img", Size: 4 << 20}
 				start := time.Now()
 				tb := &timedBody{ReadCloser: io.NopCloser(&pacedReader{r: bytes.NewReader(make([]byte, f.Size)), per: c.readWait})}

@@ -191,7 +191,7 @@ func TestReaderDuringSyncs(t *testing.T) {
 		for i, step := range steps {
 			clock.advance(step.advance)
 			up := newUpstream(t, step.cfg, nil)
-			rep := run(t, up, dst, sync.Options{Filters: mustParse(t, step.filters...), Max: 1, Prune: step.prune, Signer: operator, GCGrace: grace, Now: clock.Now})
+			rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, step.filters...), Max: 1, Prune: step.prune}, Publishing: sync.Publishing{Signer: operator, GCGrace: grace}, Hooks: sync.Hooks{Now: clock.Now}})
 			deleted += len(rep.Deleted)
 			t.Logf("%s: %d added, %d removed, %d deleted", step.what, len(rep.Plan.Added), len(rep.Plan.Removed), len(rep.Deleted))
 			if i == 0 { // something is published: start reading

@@ -27,7 +27,7 @@ func TestContentUnderStreamsIsUpToDate(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			src := hostileUpstream(t, map[string]string{"squashfs": "noble/squashfs", "extra": p}, "sha256")
 			_, dst := newTarget(t)
-			opts := sync.Options{StartPath: "streams/v1/index.json"}
+			opts := sync.Options{Selection: sync.Selection{StartPath: "streams/v1/index.json"}}
 			if _, err := sync.Run(t.Context(), src, dst, opts); err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +68,7 @@ func TestStaleMetadataFormsRemoved(t *testing.T) {
 			dir, dst := newTarget(t)
 			now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 			clock := func() time.Time { return now }
-			first := sync.Options{Max: 1, GCGrace: time.Hour, Now: clock}
+			first := sync.Options{Selection: sync.Selection{Max: 1}, Publishing: sync.Publishing{GCGrace: time.Hour}, Hooks: sync.Hooks{Now: clock}}
 			if curated {
 				first.Signer = loadSigner(t, "other-signing-key.asc")
 			}
@@ -78,7 +78,7 @@ func TestStaleMetadataFormsRemoved(t *testing.T) {
 			}
 
 			src := unsignedUpstream(t, smallConfig("20250701", "20250718"))
-			second := sync.Options{Max: 1, GCGrace: time.Hour, Now: clock, StartPath: "streams/v1/index.json"}
+			second := sync.Options{Selection: sync.Selection{Max: 1, StartPath: "streams/v1/index.json"}, Publishing: sync.Publishing{GCGrace: time.Hour}, Hooks: sync.Hooks{Now: clock}}
 			for range 2 { // the second run collects what the first released
 				if _, err := sync.Run(t.Context(), src, dst, second); err != nil {
 					t.Fatal(err)
@@ -123,7 +123,7 @@ func TestControlPathProductsFileRefused(t *testing.T) {
 			}
 			src := mirrortest.DirSource(t, files)
 			target, dst := newTarget(t)
-			_, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
+			_, err := sync.Run(t.Context(), src, dst, sync.Options{Selection: sync.Selection{StartPath: "streams/v1/index.json"}})
 			if err == nil || !strings.Contains(err.Error(), p) {
 				t.Errorf("a products file at %s was not refused naming it: %v", p, err)
 			}
@@ -142,7 +142,7 @@ func TestUnrecordedVerifiedObjectsAreOwned(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
 	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1, GCGrace: time.Hour, Now: func() time.Time { return now }}
+	opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1}, Publishing: sync.Publishing{GCGrace: time.Hour}, Hooks: sync.Hooks{Now: func() time.Time { return now }}}
 	first := run(t, up, dst, opts)
 	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(sync.StateKey))); err != nil { // as if killed before the save
 		t.Fatal(err)
@@ -213,7 +213,7 @@ func TestPublishedMetadataNotCollectedAsOldContent(t *testing.T) {
 	}
 	dir, dst := newTarget(t)
 	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	opts := sync.Options{StartPath: "streams/v1/index.json", GCGrace: time.Hour, Now: func() time.Time { return now }}
+	opts := sync.Options{Selection: sync.Selection{StartPath: "streams/v1/index.json"}, Publishing: sync.Publishing{GCGrace: time.Hour}, Hooks: sync.Hooks{Now: func() time.Time { return now }}}
 	runOnce := func() {
 		t.Helper()
 		if _, err := sync.Run(t.Context(), src, dst, opts); err != nil {

@@ -51,12 +51,13 @@ func allFiles(t *testing.T, dir string) map[string]string {
 func TestEmptySelectionIsRefused(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
-	run(t, up, dst, sync.Options{Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1})
+	run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1}})
 	before := allFiles(t, dir)
 
 	for _, args := range [][]string{{"arch==amd64"}, {"relase=noble"}, {"release=noble", "arch=i386"}} {
 		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{
-			Filters: mustParse(t, args...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}, GCGrace: time.Nanosecond, Prune: true,
+			Selection:  sync.Selection{Filters: mustParse(t, args...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}, Prune: true},
+			Publishing: sync.Publishing{GCGrace: time.Nanosecond},
 		})
 		if err == nil {
 			t.Errorf("%v: a selection of no item was published", args)
@@ -69,7 +70,7 @@ func TestEmptySelectionIsRefused(t *testing.T) {
 		checkReleased(t, dst)
 	}
 	_, err := sync.Run(t.Context(), up.src, dst, sync.Options{
-		Filters: mustParse(t, "arch==amd64"), Verification: sync.Verification{Keyring: up.keyring},
+		Selection: sync.Selection{Filters: mustParse(t, "arch==amd64"), Verification: sync.Verification{Keyring: up.keyring}},
 	})
 	if err == nil || !strings.Contains(err.Error(), `no item has arch "=amd64"; arch is one of: "amd64", "arm64"`) {
 		t.Errorf("the message does not say what arch is: %v", err)
@@ -84,7 +85,7 @@ func TestControlPathItemsAreRefused(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			src := hostileUpstream(t, map[string]string{"squashfs": "noble/squashfs", "evil": p}, "sha256")
 			dir, dst := newTarget(t)
-			_, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
+			_, err := sync.Run(t.Context(), src, dst, sync.Options{Selection: sync.Selection{StartPath: "streams/v1/index.json"}})
 			if err == nil {
 				t.Fatal("an item at a control path was mirrored")
 			}
@@ -97,7 +98,7 @@ func TestControlPathItemsAreRefused(t *testing.T) {
 			checkReleased(t, dst)
 			// The target is not locked: a good selection runs at once.
 			good := hostileUpstream(t, map[string]string{"squashfs": "noble/squashfs"}, "sha256")
-			if _, err := sync.Run(t.Context(), good, dst, sync.Options{StartPath: "streams/v1/index.json"}); err != nil {
+			if _, err := sync.Run(t.Context(), good, dst, sync.Options{Selection: sync.Selection{StartPath: "streams/v1/index.json"}}); err != nil {
 				t.Errorf("a following run: %v", err)
 			}
 		})
@@ -121,7 +122,7 @@ func TestWeakHashOnlyItemsVerifiedOnAdoption(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, p), []byte(wrong), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			rep, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: "streams/v1/index.json"})
+			rep, err := sync.Run(t.Context(), src, dst, sync.Options{Selection: sync.Selection{StartPath: "streams/v1/index.json"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +140,7 @@ func TestWeakHashOnlyItemsVerifiedOnAdoption(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir2, p), []byte(want), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			rep, err = sync.Run(t.Context(), src, dst2, sync.Options{StartPath: "streams/v1/index.json"})
+			rep, err = sync.Run(t.Context(), src, dst2, sync.Options{Selection: sync.Selection{StartPath: "streams/v1/index.json"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,7 +173,7 @@ func TestCuratedPublishesWholeVersions(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
 	operator := loadSigner(t, "other-signing-key.asc")
-	rep := run(t, up, dst, sync.Options{Filters: mustParse(t, "ftype!=manifest", "release=noble"), Max: 1, Signer: operator})
+	rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "ftype!=manifest", "release=noble"), Max: 1}, Publishing: sync.Publishing{Signer: operator}})
 
 	upstreamItems := map[string][]string{} // product/version → item names
 	for _, it := range up.stream.Items {
@@ -258,7 +259,7 @@ func TestCuratedUpdatedFollowsContent(t *testing.T) {
 		}
 	}
 	opts := func(filters ...string) sync.Options {
-		return sync.Options{Filters: mustParse(t, filters...), Max: 1, Signer: operator, Now: clock}
+		return sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1}, Publishing: sync.Publishing{Signer: operator}, Hooks: sync.Hooks{Now: clock}}
 	}
 
 	first := now
@@ -286,9 +287,9 @@ func TestCuratedUpdatedFollowsContent(t *testing.T) {
 func TestAllowEmptySelection(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
-	run(t, up, dst, sync.Options{Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1})
+	run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "release=noble", "arch=amd64"), Max: 1}})
 	before := tree(t, dir)
-	rep := run(t, up, dst, sync.Options{Filters: mustParse(t, "arch==amd64"), Max: 1, AllowEmpty: true})
+	rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch==amd64"), Max: 1, AllowEmpty: true}})
 	if len(rep.Plan.Added) != 0 || len(rep.Plan.Removed) != 0 {
 		t.Errorf("added %d, removed %d", len(rep.Plan.Added), len(rep.Plan.Removed))
 	}

@@ -168,7 +168,7 @@ func TestRangedChunkRetries(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				src := newFlakySource(t, rangedKey, data)
 				src.transient["20000"], src.fail["20000"] = tc.transient, tc.fail
-				rn := newRun(src, nil, Options{RangeChunk: chunk, RangeStreams: 3})
+				rn := newRun(src, nil, Options{Tuning: Tuning{RangeChunk: chunk, RangeStreams: 3}})
 				r := rn.openRanged(t.Context(), src, Fetch{Path: rangedKey, Size: size})
 				got, err := io.ReadAll(r)
 				r.Close()
@@ -225,7 +225,7 @@ func TestTransferOneRetries(t *testing.T) {
 				src.transient[key], src.fail[key] = tc.transient, tc.fail
 				dst := memstore.New()
 				var log bytes.Buffer
-				rn := newRun(src, dst, Options{Log: slog.New(slog.NewTextHandler(&log, nil)), Progress: &Progress{}})
+				rn := newRun(src, dst, Options{Hooks: Hooks{Log: slog.New(slog.NewTextHandler(&log, nil)), Progress: &Progress{}}})
 				start := time.Now()
 				_, err := rn.transferOne(t.Context(), f, "")
 				switch {

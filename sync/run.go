@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	gosync "sync"
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
-	"github.com/ssmirror/ssmirror/store/ranged"
 	"github.com/ssmirror/ssmirror/streams"
 )
 
@@ -23,19 +21,11 @@ import (
 // Only readCatalogue depends on upstream alone; everything after it belongs to the one target,
 // so that a run per target can share one reading of upstream.
 type run struct {
+	// opts are the run's settled options (Options.settled), with its target's logger.
 	opts Options
 	src  store.Source
 	dst  store.Target
 
-	// Settled from opts.
-	log         *slog.Logger
-	progress    *Progress
-	now         func() time.Time
-	concurrency int
-	// ranged gives the run's pool of range streams (ranged.Pool), made on first use and shared
-	// by every file of the run, and by every target of a fan-out run (nil when ranged downloads
-	// are off): the hub's.
-	ranged func() *ranged.Pool
 	// hub is what the runs of one RunTargets share: upstream's catalogue and the transfer.
 	hub *hub
 	// The transfer stage's own (tmu guards them): the failures, the content already in the
@@ -72,35 +62,12 @@ func newRun(src store.Source, dst store.Target, opts Options) *run {
 	return newHub(context.Background(), src, []store.Target{dst}, opts).runs[0]
 }
 
-// settle fills the run's settings from its options, with the library's defaults.
-func (r *run) settle() {
-	opts := r.opts
-	r.log, r.progress, r.now, r.concurrency = opts.Log, opts.Progress, opts.Now, opts.Concurrency
-	r.rep = &Report{Curated: opts.Signer != nil}
-	r.content = r.dst // until the transfer opens a batch view (openContent)
-	if r.log == nil {
-		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if r.progress == nil {
-		r.progress = &Progress{}
-	}
-	if r.now == nil {
-		r.now = time.Now
-	}
-	if r.concurrency <= 0 {
-		r.concurrency = DefaultConcurrency
-	}
-}
-
 // do runs the stages.
 func (r *run) do(ctx context.Context) (*Report, error) {
 	defer r.hub.leave(r) // a run that never comes to the transfer does not hold the others back
-	stage := startStages(r.rep, r.now)
+	stage := startStages(r.rep, r.opts.Now)
 	if !r.opts.DryRun {
 		lockOpts := r.opts.Lock
-		if lockOpts.Log == nil {
-			lockOpts.Log = r.log
-		}
 		waited := false
 		lockOpts.onWait = func() { waited = true; r.hub.away(r) }
 		lock, lctx, err := AcquireLock(ctx, r.dst, lockOpts)
@@ -112,7 +79,7 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 		}
 		defer func() {
 			if rerr := lock.Release(); rerr != nil {
-				r.log.Warn("could not release the lock", "error", rerr)
+				r.opts.Log.Warn("could not release the lock", "error", rerr)
 			}
 		}()
 		ctx = lctx
@@ -164,7 +131,7 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 		}
 	}
 
-	r.progress.setPhase(PhasePublish)
+	r.opts.Progress.setPhase(PhasePublish)
 	if err := r.publish(ctx); err != nil {
 		if serr := r.saveAfterFailure(); serr != nil {
 			err = errors.Join(err, serr)
@@ -173,7 +140,7 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 	}
 	stage("publish metadata")
 
-	r.progress.setPhase(PhaseCleanUp)
+	r.opts.Progress.setPhase(PhaseCleanUp)
 	if err := r.record(ctx); err != nil {
 		return r.rep, err
 	}
@@ -196,7 +163,7 @@ func (r *run) readCatalogue(ctx context.Context) error {
 	if r.hub.upstream != nil {
 		cat, upstream, err = r.hub.upstream()
 	} else {
-		cat, upstream, err = readUpstream(ctx, r.guardRate(r.src), r.opts, r.concurrency)
+		cat, upstream, err = readUpstream(ctx, r.guardRate(r.src), r.opts)
 	}
 	if err != nil {
 		return err
@@ -207,9 +174,9 @@ func (r *run) readCatalogue(ctx context.Context) error {
 
 // readUpstream reads and verifies upstream's catalogue, with its items, and refuses a selection
 // that matches nothing (unless AllowEmpty). It depends on upstream and the options alone, not on
-// any target.
-func readUpstream(ctx context.Context, src store.Source, opts Options, concurrency int) (*Catalogue, []streams.Item, error) {
-	cat, err := LoadCatalogue(ctx, src, opts.StartPath, opts.Verification, opts.MetadataLimit, concurrency)
+// any target. opts are settled.
+func readUpstream(ctx context.Context, src store.Source, opts Options) (*Catalogue, []streams.Item, error) {
+	cat, err := LoadCatalogue(ctx, src, opts.StartPath, opts.Verification, opts.MetadataLimit, opts.Concurrency)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -256,7 +223,7 @@ func (r *run) makePlan(ctx context.Context) error {
 		Listed:         r.st.listed,
 		Objects:        r.st.Objects,
 		Unreferenced:   r.st.Unreferenced,
-		Now:            r.now(),
+		Now:            r.opts.Now(),
 		Grace:          r.opts.GCGrace,
 		MetadataOnly:   r.opts.NoItemDownload,
 		VerifyExisting: r.opts.VerifyExisting,
@@ -269,20 +236,20 @@ func (r *run) makePlan(ctx context.Context) error {
 	}
 	r.rep.Drifted = plan.Drifted
 	for _, key := range plan.Drifted {
-		r.log.Warn("the target no longer holds this object as recorded (deleted or replaced behind the mirror's back)", "path", key)
+		r.opts.Log.Warn("the target no longer holds this object as recorded (deleted or replaced behind the mirror's back)", "path", key)
 	}
 	if err := CheckControlPaths(plan.Held, controlKeys(r.cat)); err != nil {
 		return err
 	}
 	// What is held does not depend on what the target has: refuse oversized items now, before
 	// anything in the target is written.
-	if err := checkSizes(plan.Held, r.opts.maxFileSize()); err != nil {
+	if err := checkSizes(plan.Held, r.opts.MaxFileSize); err != nil {
 		r.rep.Plan = plan
 		return err
 	}
 	if n := len(plan.Widened); n > 0 {
 		w := plan.Widened[0]
-		r.log.Warn("curated mode keeps versions whole: items the filters leave out are mirrored too, because a client such as MAAS rejects a products file in which a version lacks some of its items",
+		r.opts.Log.Warn("curated mode keeps versions whole: items the filters leave out are mirrored too, because a client such as MAAS rejects a products file in which a version lacks some of its items",
 			"items_added", n, "example", w.Product+" "+w.Version+" "+w.Item)
 	}
 	if !r.opts.DryRun && (r.tookOver || r.st.saved == nil || r.opts.VerifyExisting || len(plan.Fetch) > 0) {
@@ -290,10 +257,10 @@ func (r *run) makePlan(ctx context.Context) error {
 		// incomplete multipart uploads) can go. Only a run whose lease was taken over can have
 		// left any; a run with work to do sweeps as well, which an up-to-date run skips to
 		// stay at its few requests.
-		cleanLeftovers(ctx, r.dst, r.log)
+		cleanLeftovers(ctx, r.dst, r.opts.Log)
 	}
 	r.rep.Plan = plan
-	r.log.Info("plan", "items_added", len(plan.Added), "items_removed", len(plan.Removed), "items_kept", plan.Kept,
+	r.opts.Log.Info("plan", "items_added", len(plan.Added), "items_removed", len(plan.Removed), "items_kept", plan.Kept,
 		"files_to_fetch", len(plan.Fetch), "bytes_to_fetch", plan.FetchBytes())
 	return nil
 }
@@ -316,7 +283,7 @@ func (r *run) record(ctx context.Context) error {
 	if !r.opts.NoItemDownload {
 		r.st.Held = r.plan.Held
 	}
-	r.st.Unreferenced = r.plan.stamps(r.now())
+	r.st.Unreferenced = r.plan.stamps(r.opts.Now())
 	for key := range r.st.Unreferenced {
 		if _, owned := r.st.Objects[key]; !owned { // metadata now (putMeta)
 			delete(r.st.Unreferenced, key)
@@ -333,7 +300,7 @@ func (r *run) record(ctx context.Context) error {
 // collect deletes what the plan released (Plan.Due), once the metadata that no longer
 // references it is published and recorded.
 func (r *run) collect(ctx context.Context) error {
-	deleted, err := deleteReleased(ctx, r.dst, r.st, r.plan.Due, r.lock, r.log)
+	deleted, err := deleteReleased(ctx, r.dst, r.st, r.plan.Due, r.lock, r.opts.Log)
 	r.rep.Deleted = append(r.rep.Deleted, deleted...)
 	return err
 }
@@ -350,7 +317,7 @@ func (r *run) saveAfterFailure() error {
 	for key := range r.st.Objects {
 		owned[key] = true
 	}
-	r.st.Unreferenced = planRelease(r.st.Held, owned, r.st.Unreferenced, r.now(), -1).stamps(r.now())
+	r.st.Unreferenced = planRelease(r.st.Held, owned, r.st.Unreferenced, r.opts.Now(), -1).stamps(r.opts.Now())
 	return saveState(ctx, r.dst, r.st, r.lock.Fence)
 }
 

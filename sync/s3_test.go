@@ -188,7 +188,7 @@ func TestMirrorIntoS3(t *testing.T) {
 				up := newUpstream(t, largeConfig(), nil)
 				e := newS3Target(t, kind)
 				filters := []string{"arch=amd64", "release~(jammy|noble)"}
-				opts := sync.Options{Filters: mustParse(t, filters...), Max: 1}
+				opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1}}
 				var kr *sign.Keyring
 				if curated {
 					opts.Signer = loadSigner(t, "other-signing-key.asc")
@@ -244,7 +244,7 @@ func TestS3FlippedByteInMultipartFile(t *testing.T) {
 	if err := up.stream.Corrupt(victim); err != nil {
 		t.Fatal(err)
 	}
-	_, err := sync.Run(t.Context(), up.src, e.dst, sync.Options{Filters: filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
+	_, err := sync.Run(t.Context(), up.src, e.dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}}})
 	if !errors.Is(err, store.ErrChecksum) || !strings.Contains(err.Error(), victim) {
 		t.Fatalf("want a checksum error naming %s, got %v", victim, err)
 	}
@@ -260,7 +260,7 @@ func TestS3FlippedByteInMultipartFile(t *testing.T) {
 	}
 	// Repaired upstream: the next run completes and fetches only the damaged file.
 	up.stream.SetOverride(victim, nil)
-	rep := run(t, up, e.dst, sync.Options{Filters: filters, Max: 1})
+	rep := run(t, up, e.dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}})
 	if rep.Fetched != 1 {
 		t.Errorf("repaired run fetched %d files, want 1", rep.Fetched)
 	}

@@ -6,15 +6,18 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/streams"
+	"github.com/ssmirror/ssmirror/sync/internal/tee"
 )
 
 // DefaultGCGrace is how long an object nothing references is kept before it is deleted. It has
@@ -34,11 +37,24 @@ const (
 // DefaultConcurrency is how many files a run transfers at once when Options.Concurrency is 0.
 const DefaultConcurrency = 4
 
-// Options configure a run. They are configuration only: Run reads them and never changes them,
-// and what a run holds while it works is its own (run). A field documents the default its zero
-// value stands for where zero could not mean anything else (Concurrency, the limits); GCGrace's
-// zero means zero.
+// Options configure a run, in five groups: what is mirrored (Selection), how the target is
+// written (Publishing), what a run refuses (Limits), how the transfer is carried out (Tuning)
+// and what the caller is told (Hooks). They are configuration only: Run reads them and never
+// changes them, and what a run holds while it works is its own (run). A field documents the
+// default its zero value stands for where zero could not mean anything else (Concurrency, the
+// limits); GCGrace's zero means zero. The run works from the settled copy (settled), in which
+// every default is filled in once.
 type Options struct {
+	Selection
+	Publishing
+	Limits
+	Tuning
+	Hooks
+}
+
+// Selection is what a run mirrors: where upstream's catalogue starts, how it is verified, and
+// which of its items are selected.
+type Selection struct {
 	// StartPath is the metadata file to start from (default streams/v1/index.sjson).
 	StartPath    string
 	Verification Verification
@@ -52,6 +68,12 @@ type Options struct {
 	AllowEmpty bool
 	// Prune releases what the current selection does not cover.
 	Prune bool
+}
+
+// Publishing is how a run writes the target: whether it writes at all, content or only
+// metadata, verbatim or curated, with which headers, under which lease, and how long what it
+// no longer references is kept.
+type Publishing struct {
 	// DryRun plans and reports without changing anything.
 	DryRun bool
 	// NoItemDownload publishes metadata without fetching content (verbatim mode only).
@@ -59,14 +81,22 @@ type Options struct {
 	// Signer, when set, selects curated mode: the catalogue is rewritten to list exactly what the
 	// mirror holds and signed with this key.
 	Signer *sign.Signer
-	// Concurrency is the number of files transferred at once (0: DefaultConcurrency).
-	Concurrency int
+	// VerifyExisting re-reads objects already present instead of trusting recorded hashes.
+	VerifyExisting bool
 	// GCGrace is how long an object nothing references is kept before it is deleted: zero deletes
 	// it at the end of the run that stopped referencing it, negative never deletes it. Zero means
 	// zero: callers that want the default set DefaultGCGrace (the commands' flags do).
 	GCGrace time.Duration
-	// VerifyExisting re-reads objects already present instead of trusting recorded hashes.
-	VerifyExisting bool
+	// MetadataCacheControl and ContentCacheControl override the Cache-Control defaults ("":
+	// DefaultMetadataCacheControl, DefaultContentCacheControl).
+	MetadataCacheControl string
+	ContentCacheControl  string
+	// Lock configures the target's lease lock (one writer per target). Dry runs take no lock.
+	Lock LockOptions
+}
+
+// Limits are what a run refuses: metadata, files and transfers beyond reason.
+type Limits struct {
 	// MetadataLimit caps one metadata file's size (default DefaultMetadataLimit), and four
 	// times it the whole catalogue's.
 	MetadataLimit int64
@@ -79,18 +109,13 @@ type Options struct {
 	// FileDeadlineBase is the time every file gets on top of its size at MinRate (0:
 	// DefaultFileDeadlineBase).
 	FileDeadlineBase time.Duration
-	// MetadataCacheControl and ContentCacheControl override the Cache-Control defaults ("":
-	// DefaultMetadataCacheControl, DefaultContentCacheControl).
-	MetadataCacheControl string
-	ContentCacheControl  string
-	// Progress, when set, is told about transfers as they happen.
-	Progress *Progress
-	// Log receives what the run does (nil: nothing is logged).
-	Log *slog.Logger
-	// Now is the clock (default time.Now); tests move it to pass the grace period.
-	Now func() time.Time
-	// Lock configures the target's lease lock (one writer per target). Dry runs take no lock.
-	Lock LockOptions
+}
+
+// Tuning is how the transfer is carried out: how many files at once, in how many ranges, and
+// with how much memory for the files a fan-out run streams to several targets.
+type Tuning struct {
+	// Concurrency is the number of files transferred at once (0: DefaultConcurrency).
+	Concurrency int
 	// RangeStreams is the most range streams (connections, each fetching one chunk at a time)
 	// one large file is given from a source that serves bounded ranges (HTTP), besides its own
 	// connection; the chunks are handed on in order so the file is still hashed and uploaded as
@@ -121,13 +146,77 @@ type Options struct {
 	// the others back for at most 5 seconds in all on that file, then is given up on for the run
 	// (ErrFellBehind).
 	FanOutBuffer int64
+}
 
+// Hooks are what the caller hears of a run (and the clock it runs by).
+type Hooks struct {
+	// Progress, when set, is told about transfers as they happen.
+	Progress *Progress
+	// Log receives what the run does (nil: nothing is logged).
+	Log *slog.Logger
+	// Now is the clock (default time.Now); tests move it to pass the grace period.
+	Now func() time.Time
 	// OnTransfer, when set, is called as the transfer stage starts with the most bytes of
 	// buffers the stage may hold at once (the ranged downloads' budget and the target's
 	// BufferBudget); the function it returns (nil: none) is called when the stage ends. A command,
 	// which owns its process, sets a soft memory limit with it (cmd/ssmirror); the library itself
 	// changes no process-wide setting.
 	OnTransfer func(buffers int64) (done func())
+}
+
+// settled returns a copy of o with every default filled in, once for the run: the zero values
+// that stand for a default (a nil Log or Progress or clock, a zero Concurrency, limit, cache
+// header or range setting) become what they stand for, and a negative MinRate becomes -1 (no
+// deadline). In the settled copy, RangeConnections 0 means ranged downloads are off (RangeFiles
+// only sized it). Nothing else in the run settles a default.
+func (o Options) settled() Options {
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Progress == nil {
+		o.Progress = &Progress{}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	o.MetadataCacheControl = cmp.Or(o.MetadataCacheControl, DefaultMetadataCacheControl)
+	o.ContentCacheControl = cmp.Or(o.ContentCacheControl, DefaultContentCacheControl)
+	if o.MetadataLimit <= 0 {
+		o.MetadataLimit = DefaultMetadataLimit
+	}
+	if o.MaxFileSize == 0 {
+		o.MaxFileSize = DefaultMaxFileSize
+	}
+	switch {
+	case o.MinRate < 0:
+		o.MinRate = -1
+	case o.MinRate == 0:
+		o.MinRate = DefaultMinRate
+	}
+	if o.FileDeadlineBase <= 0 {
+		o.FileDeadlineBase = DefaultFileDeadlineBase
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.RangeStreams <= 0 {
+		o.RangeStreams = DefaultRangeStreams
+	}
+	if o.RangeChunk <= 0 {
+		o.RangeChunk = DefaultRangeChunk
+	}
+	switch {
+	case o.RangeStreams <= 1:
+		o.RangeConnections = 0
+	case o.RangeConnections <= 0:
+		o.RangeConnections = cmp.Or(max(o.RangeFiles, 0), DefaultRangeFiles) * o.RangeStreams
+	}
+	if o.FanOutBuffer > 0 {
+		o.FanOutBuffer = max(o.FanOutBuffer, tee.Chunk)
+	} else {
+		o.FanOutBuffer = DefaultFanOutBuffer
+	}
+	return o
 }
 
 // Report says what a run did.

@@ -147,14 +147,14 @@ func TestMAASRecipeIntoDirectory(t *testing.T) {
 	first := []string{"arch=amd64", "release~(jammy|noble)"}
 	second := []string{"os~(grub*|pxelinux)"}
 
-	run(t, up, dst, sync.Options{Filters: mustParse(t, first...), Max: 1})
+	run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, first...), Max: 1}})
 	afterFirst := tree(t, dir)
 	if diff := cmp.Diff(selected(t, up.stream, first...), contentPaths(afterFirst)); diff != "" {
 		t.Fatalf("after the first command (-want +got):\n%s", diff)
 	}
 	checkVerbatim(t, up, afterFirst)
 
-	rep := run(t, up, dst, sync.Options{Filters: mustParse(t, second...), Max: 1})
+	rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, second...), Max: 1}})
 	if len(rep.Plan.Removed) != 0 || len(rep.Deleted) != 0 {
 		t.Errorf("second command removed %v, deleted %v", rep.Plan.Removed, rep.Deleted)
 	}
@@ -178,7 +178,7 @@ func TestMAASRecipeIntoDirectory(t *testing.T) {
 func TestUpToDateRunFetchesAndRewritesNothing(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
-	opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1}
+	opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1}}
 	run(t, up, dst, opts)
 	before := mtimes(t, dir)
 	up.stream.ResetRequests()
@@ -221,12 +221,12 @@ func TestNewVersionOldKeptForGracePeriod(t *testing.T) {
 	filters := mustParse(t, "release=jammy", "arch=amd64")
 
 	old := newUpstream(t, smallConfig("20250701"), nil)
-	run(t, old, dst, sync.Options{Filters: filters, Max: 1, Now: clock})
+	run(t, old, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}, Hooks: sync.Hooks{Now: clock}})
 	oldPaths := contentPaths(tree(t, dir))
 
 	up := newUpstream(t, smallConfig("20250701", "20250718"), nil)
 	now = now.Add(time.Hour)
-	rep := run(t, up, dst, sync.Options{Filters: filters, Max: 1, Now: clock, GCGrace: 24 * time.Hour})
+	rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}, Publishing: sync.Publishing{GCGrace: 24 * time.Hour}, Hooks: sync.Hooks{Now: clock}})
 	if rep.Fetched == 0 {
 		t.Fatal("the new version was not fetched")
 	}
@@ -243,11 +243,11 @@ func TestNewVersionOldKeptForGracePeriod(t *testing.T) {
 
 	// Still within the grace period: nothing goes.
 	now = now.Add(23 * time.Hour)
-	if rep := run(t, up, dst, sync.Options{Filters: filters, Max: 1, Now: clock, GCGrace: 24 * time.Hour}); len(rep.Deleted) != 0 {
+	if rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}, Publishing: sync.Publishing{GCGrace: 24 * time.Hour}, Hooks: sync.Hooks{Now: clock}}); len(rep.Deleted) != 0 {
 		t.Errorf("deleted %v before the grace period ended", rep.Deleted)
 	}
 	now = now.Add(2 * time.Hour)
-	rep = run(t, up, dst, sync.Options{Filters: filters, Max: 1, Now: clock, GCGrace: 24 * time.Hour})
+	rep = run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}, Publishing: sync.Publishing{GCGrace: 24 * time.Hour}, Hooks: sync.Hooks{Now: clock}})
 	if diff := cmp.Diff(oldPaths, rep.Deleted); diff != "" {
 		t.Errorf("deleted after the grace period (-want +got):\n%s", diff)
 	}
@@ -270,7 +270,7 @@ func TestBadContentPublishesNothing(t *testing.T) {
 			dir, dst := newTarget(t)
 			old := newUpstream(t, smallConfig("20250701"), nil)
 			filters := mustParse(t, "release=noble", "arch=amd64")
-			run(t, old, dst, sync.Options{Filters: filters, Max: 1})
+			run(t, old, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}})
 			before := tree(t, dir)
 
 			up := newUpstream(t, smallConfig("20250701", "20250718"), nil)
@@ -287,7 +287,7 @@ func TestBadContentPublishesNothing(t *testing.T) {
 			} else {
 				up.stream.SetOverride(victim, damage)
 			}
-			_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Filters: filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
+			_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1, Verification: sync.Verification{Keyring: up.keyring}}})
 			if err == nil {
 				t.Fatal("the run succeeded with a damaged file")
 			}
@@ -301,7 +301,7 @@ func TestBadContentPublishesNothing(t *testing.T) {
 			// The next run, with upstream repaired, completes without fetching again what did arrive.
 			up.stream.SetOverride(victim, nil)
 			up.stream.ResetRequests()
-			rep := run(t, up, dst, sync.Options{Filters: filters, Max: 1})
+			rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}})
 			if rep.Fetched != 1 {
 				t.Errorf("repaired run fetched %d files, want only the damaged one", rep.Fetched)
 			}
@@ -314,7 +314,7 @@ func TestSignaturesRefused(t *testing.T) {
 	t.Run("forged", func(t *testing.T) {
 		up := newUpstream(t, smallConfig(), loadSigner(t, "other-signing-key.asc"))
 		dir, dst := newTarget(t)
-		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: testKeyring(t)}})
+		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Selection: sync.Selection{Verification: sync.Verification{Keyring: testKeyring(t)}}})
 		if !errors.Is(err, sign.ErrUnknownKey) {
 			t.Fatalf("want an unknown-key error, got %v", err)
 		}
@@ -333,7 +333,7 @@ func TestSignaturesRefused(t *testing.T) {
 			return bytes.NewReader(bytes.Replace(b, []byte(`"jammy"`), []byte(`"jammz"`), 1))
 		})
 		dir, dst := newTarget(t)
-		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Verification: sync.Verification{Keyring: up.keyring}})
+		_, err := sync.Run(t.Context(), up.src, dst, sync.Options{Selection: sync.Selection{Verification: sync.Verification{Keyring: up.keyring}}})
 		if !errors.Is(err, sign.ErrBadSignature) || !strings.Contains(err.Error(), path) {
 			t.Fatalf("want a bad-signature error naming %s, got %v", path, err)
 		}
@@ -350,7 +350,7 @@ func TestSignaturesRefused(t *testing.T) {
 		defer srv.Close()
 		src, _ := httpstore.New(srv.Client(), srv.URL, httpstore.Options{})
 		dir, dst := newTarget(t)
-		_, err = sync.Run(t.Context(), src, dst, sync.Options{StartPath: streamtest.IndexPath, Verification: sync.Verification{Keyring: testKeyring(t)}})
+		_, err = sync.Run(t.Context(), src, dst, sync.Options{Selection: sync.Selection{StartPath: streamtest.IndexPath, Verification: sync.Verification{Keyring: testKeyring(t)}}})
 		if !errors.Is(err, sign.ErrNoSignature) {
 			t.Fatalf("want a no-signature error, got %v", err)
 		}
@@ -358,7 +358,7 @@ func TestSignaturesRefused(t *testing.T) {
 			t.Errorf("files written: %v", contentPaths(files))
 		}
 		// Without a keyring an unsigned .json start path is read as it is.
-		if _, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: streamtest.IndexPath, Filters: mustParse(t, "release=noble", "arch=arm64"), Max: 1}); err != nil {
+		if _, err := sync.Run(t.Context(), src, dst, sync.Options{Selection: sync.Selection{StartPath: streamtest.IndexPath, Filters: mustParse(t, "release=noble", "arch=arm64"), Max: 1}}); err != nil {
 			t.Fatalf("unsigned stream without a keyring: %v", err)
 		}
 	})
@@ -405,7 +405,7 @@ func TestPathTraversalRefused(t *testing.T) {
 	defer srv.Close()
 	src, _ := httpstore.New(srv.Client(), srv.URL, httpstore.Options{})
 	dir, dst := newTarget(t)
-	_, err = sync.Run(t.Context(), src, dst, sync.Options{Verification: sync.Verification{Keyring: testKeyring(t)}})
+	_, err = sync.Run(t.Context(), src, dst, sync.Options{Selection: sync.Selection{Verification: sync.Verification{Keyring: testKeyring(t)}}})
 	if err == nil || !strings.Contains(err.Error(), "../../etc/passwd") {
 		t.Fatalf("want an error naming the path, got %v", err)
 	}
@@ -421,7 +421,7 @@ func TestCurated(t *testing.T) {
 	dir, dst := newTarget(t)
 	operator := loadSigner(t, "other-signing-key.asc")
 	filters := mustParse(t, "release=noble", "arch=amd64", "subarch~hwe")
-	rep := run(t, up, dst, sync.Options{Filters: filters, Max: 1, Signer: operator})
+	rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}, Publishing: sync.Publishing{Signer: operator}})
 	if !rep.Curated {
 		t.Fatal("not curated")
 	}
@@ -501,7 +501,7 @@ func TestCurated(t *testing.T) {
 	}
 
 	// Curated and unchanged: a second run signs and writes nothing.
-	rep = run(t, up, dst, sync.Options{Filters: filters, Max: 1, Signer: operator})
+	rep = run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}, Publishing: sync.Publishing{Signer: operator}})
 	if len(rep.MetadataWritten) != 0 {
 		t.Errorf("unchanged curated mirror rewrote %v", rep.MetadataWritten)
 	}
@@ -510,7 +510,7 @@ func TestCurated(t *testing.T) {
 func TestDryRunChangesNothing(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
-	rep := run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=arm64"), Max: 1, DryRun: true})
+	rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=arm64"), Max: 1}, Publishing: sync.Publishing{DryRun: true}})
 	if len(rep.Plan.Added) == 0 || len(rep.Plan.Fetch) == 0 {
 		t.Fatalf("dry run planned nothing: %+v", rep.Plan)
 	}
@@ -556,7 +556,7 @@ func TestWriteOrder(t *testing.T) {
 		up := newUpstream(t, smallConfig(), nil)
 		_, dir := newTarget(t)
 		rec := &recorder{Store: dir}
-		opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1, Concurrency: 3}
+		opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1}, Tuning: sync.Tuning{Concurrency: 3}}
 		if curated {
 			opts.Signer = loadSigner(t, "other-signing-key.asc")
 		}
@@ -589,7 +589,7 @@ func TestWriteOrder(t *testing.T) {
 func TestNoItemDownloadPublishesMetadataOnly(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
-	run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), NoItemDownload: true})
+	run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64")}, Publishing: sync.Publishing{NoItemDownload: true}})
 	files := tree(t, dir)
 	if got := contentPaths(files); len(got) != 0 {
 		t.Errorf("content fetched: %v", got)
@@ -603,7 +603,7 @@ func TestNoItemDownloadPublishesMetadataOnly(t *testing.T) {
 		t.Errorf("a metadata-only run records %d items as held", n)
 	}
 	// A later full run fetches the selection.
-	rep := run(t, up, dst, sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1})
+	rep := run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1}})
 	if rep.Fetched == 0 {
 		t.Error("the full run fetched nothing")
 	}
@@ -615,7 +615,7 @@ func TestNoItemDownloadPublishesMetadataOnly(t *testing.T) {
 func TestLeftoversSweptAfterAKilledRun(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
-	opts := sync.Options{Filters: mustParse(t, "arch=amd64"), Max: 1}
+	opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, "arch=amd64"), Max: 1}}
 	run(t, up, dst, opts)
 
 	leftover := filepath.Join(dir, "noble", dirstore.TempPrefix+"killed")

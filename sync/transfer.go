@@ -1,7 +1,6 @@
 package sync
 
 import (
-	"cmp"
 	"context"
 	"crypto/md5"
 	"crypto/sha512"
@@ -58,7 +57,7 @@ func (r *run) noteResult(ctx context.Context, f Fetch, res transferResult, err e
 		r.terrs = append(r.terrs, err)
 		if ctx.Err() == nil {
 			// A cancelled run says so once (the caller knows why); not once per file in flight.
-			r.log.Error("transfer failed", "path", f.Path, "error", err)
+			r.opts.Log.Error("transfer failed", "path", f.Path, "error", err)
 		}
 		return
 	}
@@ -88,7 +87,7 @@ func (r *run) noteResult(ctx context.Context, f Fetch, res transferResult, err e
 	case "adopted":
 		rep.Adopted++
 	}
-	r.log.Debug(res.how, "path", f.Path, "size", f.Size)
+	r.opts.Log.Debug(res.how, "path", f.Path, "size", f.Size)
 }
 
 // transferError is the run's transfer outcome: nil, or every failure, sorted, in a
@@ -119,8 +118,8 @@ func (r *run) transferAll(ctx context.Context) {
 	for _, f := range fetches {
 		total += f.Size
 	}
-	r.progress.begin(len(fetches), total)
-	defer r.progress.end()
+	r.opts.Progress.begin(len(fetches), total)
+	defer r.opts.Progress.end()
 	defer startTransfer([]store.Target{r.dst}, &r.opts, 0)()
 
 	r.hub.eachFile(ctx, len(fetches), func(i int) {
@@ -138,7 +137,7 @@ func (r *run) transferAll(ctx context.Context) {
 func (h *hub) eachFile(ctx context.Context, n int, do func(i int)) {
 	work := make(chan int)
 	var wg gosync.WaitGroup
-	for range min(h.concurrency, n) {
+	for range min(h.opts.Concurrency, n) {
 		wg.Go(func() {
 			for i := range work {
 				do(i)
@@ -181,13 +180,13 @@ func (h *hub) eachFile(ctx context.Context, n int, do func(i int)) {
 // slots: none unless ranged downloads are on and the source serves ranges.
 func (h *hub) borrowers(n int) int {
 	pool := h.ranged()
-	if pool == nil || n <= h.concurrency {
+	if pool == nil || n <= h.opts.Concurrency {
 		return 0
 	}
 	if _, ok := store.As[store.RangeOpener](h.src); !ok {
 		return 0
 	}
-	return min(pool.Slots(), n-h.concurrency)
+	return min(pool.Slots(), n-h.opts.Concurrency)
 }
 
 // openContent makes what the transfer writes r's content through: a target that can make files
@@ -265,14 +264,14 @@ func (r *run) transferOne(ctx context.Context, f Fetch, copyFrom string) (res tr
 	ctx, cancel := r.opts.withFileDeadline(ctx, f.Size)
 	defer cancel()
 	defer explainDeadline(parent, ctx, &err)
-	r.progress.startFile(f.Path, f.Size)
-	defer r.progress.finishFile(f.Path)
+	r.opts.Progress.startFile(f.Path, f.Size)
+	defer r.opts.Progress.finishFile(f.Path)
 	res, done, err := r.prepare(ctx, f, copyFrom)
 	if err == nil && !done {
 		res, err = r.fetch(ctx, f)
 	}
 	if err == nil {
-		r.progress.fileDone()
+		r.opts.Progress.fileDone()
 	}
 	return res, err
 }
@@ -293,7 +292,7 @@ func (r *run) contentPut(f Fetch) store.PutOptions {
 		Size:         f.Size,
 		SHA256:       f.SHA256,
 		ContentType:  streams.ContentType(f.Path),
-		CacheControl: cmp.Or(r.opts.ContentCacheControl, DefaultContentCacheControl),
+		CacheControl: r.opts.ContentCacheControl,
 	}
 }
 
@@ -303,26 +302,26 @@ func (r *run) contentPut(f Fetch) store.PutOptions {
 func (r *run) prepare(ctx context.Context, f Fetch, copyFrom string) (res transferResult, done bool, err error) {
 	dst := r.content
 	if f.Check {
-		sum, err := hashObject(ctx, dst, f, r.progress)
+		sum, err := hashObject(ctx, dst, f, r.opts.Progress)
 		switch {
 		case errors.Is(err, store.ErrChecksum): // a sha512 or md5 catalogue's hash differs
-			r.log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path, "error", err)
+			r.opts.Log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path, "error", err)
 		case err != nil:
 			return transferResult{}, false, err
 		case f.SHA256 == "" || sum == f.SHA256:
 			return transferResult{"adopted", sum, ""}, true, nil
 		default:
-			r.log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path)
+			r.opts.Log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path)
 		}
 	}
 	if copyFrom != "" && copyFrom != f.Path && f.SHA256 != "" {
 		c, _ := store.As[store.Copier](dst)
 		info, err := c.Copy(ctx, f.Path, copyFrom, r.contentPut(f))
 		if err == nil {
-			r.progress.addPath(f.Path, f.Size)
+			r.opts.Progress.addPath(f.Path, f.Size)
 			return transferResult{"copied", info.SHA256, info.ETag}, true, nil
 		}
-		r.log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", copyFrom, "error", err)
+		r.opts.Log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", copyFrom, "error", err)
 	}
 	return transferResult{}, false, nil
 }
@@ -334,7 +333,7 @@ func (r *run) fetch(ctx context.Context, f Fetch) (transferResult, error) {
 	// An open that fails (the source answering 5xx or not at all) is tried again by the retrying
 	// source; a complete download whose checksum is wrong, here.
 	logRetry := func(attempt int, err error) {
-		r.log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
+		r.opts.Log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
 	}
 	rsrc := retry.NewSource(src, sourcePolicy(logRetry))
 	var info store.Info
@@ -377,7 +376,7 @@ func fetchOnce(ctx context.Context, src, rsrc store.Source, dst store.Target, f 
 	}
 	defer noted()
 	defer rc.Close()
-	cr := newCountingReader(rc, rn.progress, f.Path)
+	cr := newCountingReader(rc, rn.opts.Progress, f.Path)
 	defer func() { rn.hub.upstreamBytes.Add(cr.n) }()
 	info, err := dst.Put(ctx, f.Path, newExtraCheck(f, cr), put)
 	if err != nil {

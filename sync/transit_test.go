@@ -56,7 +56,7 @@ func TestCorruptingMiddleboxNeverPublishes(t *testing.T) {
 			client := targettest.Client(t, e.srv, &opts)
 			dst := s3store.New(client, e.bucket, "maas/stable/", opts)
 			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-			_, runErr := sync.Run(ctx, up.src, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}})
+			_, runErr := sync.Run(ctx, up.src, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}})
 			cancel()
 			total++
 			if runErr == nil {

@@ -99,8 +99,9 @@ func syncShowingProgress(t *testing.T, upstream http.Handler, out *bytes.Buffer,
 	p := &sync.Progress{}
 	stop := liveProgress(p, out, tick)
 	rep, err := sync.Run(t.Context(), src, dst, sync.Options{
-		Verification: sync.Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)},
-		Filters:      filters, Max: 1, Progress: p, RangeStreams: 1,
+		Selection: sync.Selection{Verification: sync.Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)}, Filters: filters, Max: 1},
+		Tuning:    sync.Tuning{RangeStreams: 1},
+		Hooks:     sync.Hooks{Progress: p},
 	})
 	return rep, stop, err
 }

@@ -18,7 +18,7 @@ func TestVerifyNamesTheHashThatDiffers(t *testing.T) {
 			const p = "noble/amd64/squashfs"
 			src := hostileUpstream(t, map[string]string{"squashfs": p}, h)
 			dir, dst := newTarget(t)
-			if _, err := sync.Run(t.Context(), src, dst, sync.Options{StartPath: "streams/v1/index.json"}); err != nil {
+			if _, err := sync.Run(t.Context(), src, dst, sync.Options{Selection: sync.Selection{StartPath: "streams/v1/index.json"}}); err != nil {
 				t.Fatal(err)
 			}
 			full := filepath.Join(dir, p)

@@ -59,7 +59,7 @@ func TestVerifyCleanMirror(t *testing.T) {
 	t.Run("verbatim", func(t *testing.T) {
 		up := newUpstream(t, smallConfig(), nil)
 		_, dst := newTarget(t)
-		run(t, up, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1})
+		run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1}})
 		want := selected(t, up.stream, filters...)
 		for _, opts := range []audit.VerifyOptions{{Keyring: up.keyring}, {Keyring: up.keyring, Deep: true}, {}} {
 			rep := verify(t, dst, opts)
@@ -81,7 +81,7 @@ func TestVerifyCleanMirror(t *testing.T) {
 		up := newUpstream(t, smallConfig(), nil)
 		_, dst := newTarget(t)
 		operator := loadSigner(t, "other-signing-key.asc")
-		run(t, up, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1, Signer: operator})
+		run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1}, Publishing: sync.Publishing{Signer: operator}})
 		rep := verify(t, dst, audit.VerifyOptions{Keyring: operatorKeyring(t, operator), Deep: true})
 		if len(rep.Problems) != 0 || rep.Files != len(selected(t, up.stream, filters...)) {
 			t.Errorf("curated mirror: %d files, problems %+v", rep.Files, rep.Problems)
@@ -111,7 +111,7 @@ func damagedMirror(t *testing.T) (*upstream, string, store.Target, string) {
 	up := newUpstream(t, smallConfig(), nil)
 	dir, dst := newTarget(t)
 	filters := []string{"release=jammy", "arch=amd64"}
-	run(t, up, dst, sync.Options{Filters: mustParse(t, filters...), Max: 1})
+	run(t, up, dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1}})
 	var victim string
 	for _, p := range selected(t, up.stream, filters...) {
 		if strings.HasSuffix(p, "/squashfs") {
@@ -279,7 +279,7 @@ func TestVerifyS3(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	e := newS3Target(t, testserver.KindMinIO)
 	filters := []string{"release=noble", "arch=arm64"}
-	run(t, up, e.dst, sync.Options{Filters: mustParse(t, filters...), Max: 1})
+	run(t, up, e.dst, sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1}})
 	want := selected(t, up.stream, filters...)
 	rep := verify(t, e.dst, audit.VerifyOptions{Keyring: up.keyring})
 	if len(rep.Problems) != 0 || rep.Files != len(want) {

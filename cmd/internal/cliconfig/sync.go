@@ -211,27 +211,35 @@ func (f *Sync) Options(src Location, groups []streams.Filters, keyring *sign.Key
 		start = f.Path
 	}
 	opts := sync.Options{
-		StartPath:        start,
-		Verification:     sync.Verification{Keyring: keyring, NoVerify: f.Verify.NoVerify},
-		Max:              f.Max,
-		Keep:             f.Keep,
-		AllowEmpty:       f.AllowEmpty,
-		Prune:            f.Prune,
-		DryRun:           f.DryRun,
-		NoItemDownload:   f.NoItemDownload,
-		Signer:           signer,
-		Concurrency:      f.Concurrency,
-		RangeStreams:     f.RangeStreams,
-		RangeChunk:       f.RangeChunk,
-		RangeFiles:       f.RangeFiles,
-		RangeConnections: f.RangeConns,
-		FanOutBuffer:     f.FanOutBuffer,
-		GCGrace:          f.GCGrace,
-		VerifyExisting:   f.VerifyExisting,
-		MetadataLimit:    f.MetadataMaxSize,
-		MaxFileSize:      f.MaxFileSize,
-		MinRate:          f.MinRate,
-		Lock:             sync.LockOptions{Wait: f.LockTimeout, TTL: f.LockTTL},
+		Selection: sync.Selection{
+			StartPath:    start,
+			Verification: sync.Verification{Keyring: keyring, NoVerify: f.Verify.NoVerify},
+			Max:          f.Max,
+			Keep:         f.Keep,
+			AllowEmpty:   f.AllowEmpty,
+			Prune:        f.Prune,
+		},
+		Publishing: sync.Publishing{
+			DryRun:         f.DryRun,
+			NoItemDownload: f.NoItemDownload,
+			Signer:         signer,
+			VerifyExisting: f.VerifyExisting,
+			GCGrace:        f.GCGrace,
+			Lock:           sync.LockOptions{Wait: f.LockTimeout, TTL: f.LockTTL},
+		},
+		Limits: sync.Limits{
+			MetadataLimit: f.MetadataMaxSize,
+			MaxFileSize:   f.MaxFileSize,
+			MinRate:       f.MinRate,
+		},
+		Tuning: sync.Tuning{
+			Concurrency:      f.Concurrency,
+			RangeStreams:     f.RangeStreams,
+			RangeChunk:       f.RangeChunk,
+			RangeFiles:       f.RangeFiles,
+			RangeConnections: f.RangeConns,
+			FanOutBuffer:     f.FanOutBuffer,
+		},
 	}
 	switch len(groups) {
 	case 0:
