@@ -60,7 +60,7 @@ type Catalogue struct {
 	IndexBase  string
 	IndexForms []MetaFile
 	Products   []*ProductsFile // sorted by content id
-	items      []streams.Item  // every item; each ProductsFile.Items is a part of it
+	items      []streams.Item  // every item; each ProductsFile.Items is a slice of it
 }
 
 // Items gives every item of every products file, in the order of Products. The slice is the
@@ -70,7 +70,7 @@ func (c *Catalogue) Items() []streams.Item {
 }
 
 // shareItems moves the items of every products file into one slice, of which each file's Items
-// becomes a part, so that the catalogue holds each item once.
+// becomes a slice, so that the catalogue holds each item once.
 func (c *Catalogue) shareItems() {
 	n := 0
 	for _, pf := range c.Products {

@@ -76,15 +76,26 @@ func (o *Limits) fileDeadline(size int64) time.Duration {
 	return time.Duration(d)
 }
 
-// withFileDeadline bounds the fetch of one file of size bytes; the context's cause says why it ended.
-func (o *Limits) withFileDeadline(ctx context.Context, size int64) (context.Context, context.CancelFunc) {
+// withFileDeadline bounds one step of the transfer of a file of size bytes (a check, a copy, a
+// download, a Put) under parent: the context's cause says why it ended. end releases the
+// context, and makes *err (when not nil) say so when the file's own deadline is what ended the
+// step, whatever the read or write in flight made of it.
+func (o *Limits) withFileDeadline(parent context.Context, size int64) (ctx context.Context, end func(err *error)) {
 	d := o.fileDeadline(size)
 	if d == 0 {
-		return ctx, func() {}
+		return parent, func(*error) {}
 	}
 	// The path is not in the message: every error of a fetch already starts with it.
-	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: %v for %d bytes (%v plus the size at the minimum rate of %d bytes/s)",
+	ctx, cancel := context.WithTimeoutCause(parent, d, fmt.Errorf("%w: %v for %d bytes (%v plus the size at the minimum rate of %d bytes/s)",
 		ErrTooSlow, d.Round(time.Millisecond), size, o.FileDeadlineBase, o.MinRate))
+	return ctx, func(err *error) {
+		if *err != nil && parent.Err() == nil && ctx.Err() != nil {
+			if cause := context.Cause(ctx); !errors.Is(*err, cause) {
+				*err = fmt.Errorf("%w (%w)", *err, cause)
+			}
+		}
+		cancel()
+	}
 }
 
 // rateGuarded is a source whose readers fail once they fall behind the minimum rate: after the

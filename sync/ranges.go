@@ -41,13 +41,13 @@ var rangeFastEnough float64 = 48 << 20
 // is slow and the run's range streams are free, on more (ranged.Pool), or nil when that does not
 // apply: the source cannot serve bounded ranges (only HTTP can; reading a directory in pieces
 // gains nothing), ranged downloads are off, or the file is small.
-func (r *run) openRanged(ctx context.Context, src store.Source, f Fetch) io.ReadCloser {
+func (h *hub) openRanged(ctx context.Context, src store.Source, f Fetch) io.ReadCloser {
 	ro, ok := store.As[store.RangeOpener](src)
 	if !ok {
 		return nil
 	}
-	pool := r.hub.ranged()
-	if pool == nil || pool.Slots() == 0 || f.Size < rangedMinChunks*r.opts.RangeChunk {
+	pool := h.ranged()
+	if pool == nil || pool.Slots() == 0 || f.Size < rangedMinChunks*h.opts.RangeChunk {
 		return nil
 	}
 	return pool.Open(ctx, ro, f.Path, f.Size, ranged.Options{Policy: sourcePolicy(nil)})
@@ -59,9 +59,9 @@ func (r *run) openRanged(ctx context.Context, src store.Source, f Fetch) io.Read
 // connection, and free slots may carry more files at once (ranged.Pool.Borrow). A file that
 // came slowly because its reader was busy (hashing, writing, a loaded CPU) says nothing about
 // the link.
-func (r *run) noteRate(f Fetch, start time.Time, body *timedBody) {
-	pool := r.hub.ranged()
-	if pool == nil || f.Size < r.opts.RangeChunk {
+func (h *hub) noteRate(f Fetch, start time.Time, body *timedBody) {
+	pool := h.ranged()
+	if pool == nil || f.Size < h.opts.RangeChunk {
 		return
 	}
 	d := time.Since(start)
@@ -74,8 +74,8 @@ func (r *run) noteRate(f Fetch, start time.Time, body *timedBody) {
 // tries each range's open again itself), or in one piece from rsrc (src behind sourcePolicy).
 // The caller calls noted once the body is closed: a whole body's time tells noteRate how the
 // link did.
-func (r *run) openFetch(ctx context.Context, src, rsrc store.Source, f Fetch) (rc io.ReadCloser, noted func(), err error) {
-	if rc := r.openRanged(ctx, src, f); rc != nil {
+func (h *hub) openFetch(ctx context.Context, src, rsrc store.Source, f Fetch) (rc io.ReadCloser, noted func(), err error) {
+	if rc := h.openRanged(ctx, src, f); rc != nil {
 		return rc, func() {}, nil
 	}
 	start := time.Now()
@@ -83,7 +83,7 @@ func (r *run) openFetch(ctx context.Context, src, rsrc store.Source, f Fetch) (r
 		return nil, nil, err
 	}
 	tb := &timedBody{ReadCloser: rc}
-	return tb, func() { r.noteRate(f, start, tb) }, nil
+	return tb, func() { h.noteRate(f, start, tb) }, nil
 }
 
 // timedBody counts how long its reader waits in Read (see noteRate).

@@ -103,7 +103,7 @@ func TestRunRanged(t *testing.T) {
 	f := Fetch{Path: squashfs, Size: 40 << 20}
 	var readers []io.ReadCloser
 	for i := range DefaultRangeFiles + 1 {
-		r := run.openRanged(t.Context(), src, f)
+		r := run.hub.openRanged(t.Context(), src, f)
 		if r == nil {
 			t.Fatalf("no ranged reader %d for a 40 MiB file over HTTP", i+1)
 		}
@@ -118,14 +118,14 @@ func TestRunRanged(t *testing.T) {
 	if n := pool.Free(); n != pool.Slots() {
 		t.Errorf("%d of %d streams back in the pool after Close", n, pool.Slots())
 	}
-	if r := run.openRanged(t.Context(), src, Fetch{Path: squashfs, Size: 4*chunk - 1}); r != nil {
+	if r := run.hub.openRanged(t.Context(), src, Fetch{Path: squashfs, Size: 4*chunk - 1}); r != nil {
 		t.Error("ranged reader for a file shorter than four chunks")
 	}
 	dirSrc, err := dirstore.New(t.TempDir(), dirstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := run.openRanged(t.Context(), dirSrc, f); r != nil {
+	if r := run.hub.openRanged(t.Context(), dirSrc, f); r != nil {
 		t.Error("ranged reader for a directory source")
 	}
 }
@@ -153,7 +153,7 @@ func TestRangeSlotFreedGoesToWaitingFile(t *testing.T) {
 	}
 	rn := newRun(src, nil, Options{Tuning: Tuning{RangeFiles: 1, RangeStreams: 2}})
 	ctx := t.Context()
-	a := rn.openRanged(ctx, src, Fetch{Path: "a.squashfs", Size: int64(len(data))})
+	a := rn.hub.openRanged(ctx, src, Fetch{Path: "a.squashfs", Size: int64(len(data))})
 	if a == nil {
 		t.Fatal("no ranged reader for the first file")
 	}
@@ -161,7 +161,7 @@ func TestRangeSlotFreedGoesToWaitingFile(t *testing.T) {
 	if _, err := io.ReadFull(a, make([]byte, 3<<20)); err != nil {
 		t.Fatal(err)
 	}
-	b := rn.openRanged(ctx, src, Fetch{Path: "b.squashfs", Size: int64(len(data))})
+	b := rn.hub.openRanged(ctx, src, Fetch{Path: "b.squashfs", Size: int64(len(data))})
 	if b == nil {
 		t.Fatal("a large file starting while the range streams are taken got no ranged reader: one connection for its whole life")
 	}
@@ -283,7 +283,7 @@ func TestNoteRateJudgesTheLink(t *testing.T) {
 					}
 					time.Sleep(c.between)
 				}
-				run.noteRate(f, start, tb)
+				run.hub.noteRate(f, start, tb)
 				ctx, cancel := context.WithCancel(t.Context())
 				cancel()
 				giveBack, lent := pool.Borrow(ctx) // lends a slot only on a link found slow

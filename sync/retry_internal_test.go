@@ -169,7 +169,7 @@ func TestRangedChunkRetries(t *testing.T) {
 				src := newFlakySource(t, rangedKey, data)
 				src.transient["20000"], src.fail["20000"] = tc.transient, tc.fail
 				rn := newRun(src, nil, Options{Tuning: Tuning{RangeChunk: chunk, RangeStreams: 3}})
-				r := rn.openRanged(t.Context(), src, Fetch{Path: rangedKey, Size: size})
+				r := rn.hub.openRanged(t.Context(), src, Fetch{Path: rangedKey, Size: size})
 				got, err := io.ReadAll(r)
 				r.Close()
 				switch {
@@ -192,6 +192,15 @@ func TestRangedChunkRetries(t *testing.T) {
 			})
 		})
 	}
+}
+
+// transferOne brings f into rn's target by the transfer's one path (a delivery of one dest, as
+// Run's) and returns the target's transfer error.
+func transferOne(ctx context.Context, rn *run, f Fetch) error {
+	rn.plan, rn.st = &Plan{Fetch: []Fetch{f}}, NewState()
+	d := newDest(ctx, rn)
+	rn.hub.deliver([]*dest{d}, false)
+	return d.err()
 }
 
 // TestTransferOneRetries: a whole file's open is tried maxOpenAttempts times, each retry logged,
@@ -227,7 +236,7 @@ func TestTransferOneRetries(t *testing.T) {
 				var log bytes.Buffer
 				rn := newRun(src, dst, Options{Hooks: Hooks{Log: slog.New(slog.NewTextHandler(&log, nil)), Progress: &Progress{}}})
 				start := time.Now()
-				_, err := rn.transferOne(t.Context(), f, "")
+				err := transferOne(t.Context(), rn, f)
 				switch {
 				case tc.errWants == nil && err != nil:
 					t.Fatal(err)

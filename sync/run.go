@@ -28,23 +28,8 @@ type run struct {
 
 	// hub is what the runs of one RunTargets share: upstream's catalogue and the transfer.
 	hub *hub
-	// The transfer stage's own (tmu guards them): the failures, the content already in the
-	// target by sha256 (copySource), the context the hub writes this target with, and whether
-	// this target fell too far behind the others to be written any more this run.
-	tmu     gosync.Mutex
-	terrs   []error
-	bySum   map[string]string
-	tctx    context.Context
-	givenUp bool
-	arrived bool // came to the transfer (hub.transfer), or left (hub.leave)
-	away    bool // waiting for its lock: the others do not wait for it (hub.away)
-	late    bool // its lock came after the others' transfer began: it transfers on its own
-	// content is what the transfer writes content through: the target's batch view
-	// (store.Batcher) or the target; flush makes the batch durable (nil: no batch), and written
-	// lists the paths written through it, which a failed flush takes back out of the state.
-	content store.Target
-	flush   func(context.Context) error
-	written []string
+	// seat is the run's number in its hub's meeting (hub.meet).
+	seat int
 
 	// lock is the run's lease: every write readers see is fenced by it (nil: none, a dry run).
 	lock     *TargetLock
@@ -64,15 +49,15 @@ func newRun(src store.Source, dst store.Target, opts Options) *run {
 
 // do runs the stages.
 func (r *run) do(ctx context.Context) (*Report, error) {
-	defer r.hub.leave(r) // a run that never comes to the transfer does not hold the others back
+	defer r.hub.meet.leave(r.seat) // a run that never comes to the transfer does not hold the others back
 	stage := startStages(r.rep, r.opts.Now)
 	if !r.opts.DryRun {
 		lockOpts := r.opts.Lock
 		waited := false
-		lockOpts.onWait = func() { waited = true; r.hub.away(r) }
+		lockOpts.onWait = func() { waited = true; r.hub.meet.goAway(r.seat) }
 		lock, lctx, err := AcquireLock(ctx, r.dst, lockOpts)
 		if waited {
-			r.hub.back(r)
+			r.hub.meet.comeBack(r.seat)
 		}
 		if err != nil {
 			return nil, err

@@ -246,7 +246,7 @@ type Report struct {
 	Stages []Stage
 }
 
-// Stage is one timed part of a run.
+// Stage is one timed stage of a run.
 type Stage struct {
 	Name     string
 	Duration time.Duration

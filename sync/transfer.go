@@ -9,124 +9,357 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"sort"
+	"strconv"
 	"strings"
 	gosync "sync"
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/retry"
-	"github.com/ssmirror/ssmirror/streams"
+	"github.com/ssmirror/ssmirror/sync/internal/tee"
 )
 
-// transfer brings every path the plan fetches into the target, each verified while it streams,
-// and returns every failure, each naming its path. The run's hub does the work: for a run of its
-// own it is exactly a single-target transfer (transferAll); in a fan-out run it waits for the
-// other targets' plans and fetches each file once for all of them (fanout.go). Objects that
-// arrive are recorded in the state as they complete (noteResult).
+// The transfer stage brings every path the plan fetches into the target, each verified while
+// it streams. There is one path for it, whatever the number of targets: a run makes its side
+// of the stage (dest) and meets the other runs of its call (hub.meet); once none is expected
+// any more, one delivery brings every file any of them needs into all of them, each file once
+// (bringIn): per target, checked where present (Fetch.Check) or copied inside the target from
+// another path with the same content (store.Copier); then copied server-side from another
+// target of the delivery that holds it (store.CopierFrom); and otherwise fetched from upstream
+// once (fetch): opened once, verified once as it streams, and written with a plain verified Put
+// into one target, or at the same time into several (sync/internal/tee), each target's Put
+// checking its own bytes. A run that comes back from waiting for its lock after the others'
+// delivery began (a late run) has a delivery of its own. Run is a call of one run: its
+// delivery has one dest.
+
+// transfer is the run's transfer stage: it meets the other runs of its call, waits for the
+// delivery of every run that came (or has its own when it is late), and returns its own
+// outcome. Objects that arrive are recorded in the state as they complete (dest.note).
 func (r *run) transfer(ctx context.Context) error {
-	return r.hub.transfer(ctx, r)
+	d := newDest(ctx, r)
+	if late := r.hub.meet.come(r.seat, d); late {
+		r.hub.deliver([]*dest{d}, false)
+	}
+	err := d.err()
+	if ferr := d.closeContent(ctx); ferr != nil {
+		err = errors.Join(err, ferr)
+	}
+	return err
 }
 
-// copySource is the object in the target under another path holding f's content, if the
-// target can copy it there instead of fetching it ("" otherwise).
-func (r *run) copySource(f Fetch) string {
-	r.tmu.Lock()
-	defer r.tmu.Unlock()
-	if r.bySum == nil {
-		r.bySum = map[string]string{}
-		if _, ok := store.As[store.Copier](r.content); ok { // what prepare copies through
-			for key, obj := range r.st.Objects {
-				if obj.SHA256 != "" {
-					if k, seen := r.bySum[obj.SHA256]; !seen || key < k {
-						r.bySum[obj.SHA256] = key
-					}
-				}
+// A delivery brings the files the plans of its dests fetch into them, each file once for all
+// the dests that need it.
+type delivery struct {
+	h     *hub
+	dests []*dest
+	// The tee chunks' budget of the delivery, and a file's share of it (nil: no file goes to
+	// several targets).
+	teeBudget *tee.Budget
+	teeShare  int64
+}
+
+// want is one file of a delivery: what upstream lists, and the legs that need it.
+type want struct {
+	f    Fetch
+	legs []leg
+}
+
+// leg is one target's need of a file: its dest, and the file as its plan has it (whether to
+// check it first is its own).
+type leg struct {
+	d *dest
+	f Fetch
+}
+
+// deliver brings in, Concurrency files at a time, every file the plans of dests fetch (bringIn),
+// each once for all of them. fanOut gives the delivery the run's budget of tee chunks
+// (Options.FanOutBuffer): the delivery of a meeting of several targets.
+func (h *hub) deliver(dests []*dest, fanOut bool) {
+	var wants []*want
+	byKey := map[string]*want{}
+	for _, d := range dests {
+		for _, f := range d.r.plan.Fetch {
+			key := f.Path + "\x00" + f.SHA256 + "\x00" + f.SHA512 + "\x00" + f.MD5 + "\x00" + strconv.FormatInt(f.Size, 10)
+			w := byKey[key]
+			if w == nil {
+				w = &want{f: f}
+				byKey[key] = w
+				wants = append(wants, w)
 			}
+			w.legs = append(w.legs, leg{d, f})
 		}
 	}
-	return r.bySum[f.SHA256]
-}
-
-// noteResult records how f came into the target, or why it did not.
-func (r *run) noteResult(ctx context.Context, f Fetch, res transferResult, err error) {
-	r.tmu.Lock()
-	defer r.tmu.Unlock()
-	st, rep := r.st, r.rep
-	if err != nil {
-		r.terrs = append(r.terrs, err)
-		if ctx.Err() == nil {
-			// A cancelled run says so once (the caller knows why); not once per file in flight.
-			r.opts.Log.Error("transfer failed", "path", f.Path, "error", err)
-		}
-		return
-	}
-	etag := res.etag
-	if res.how == "adopted" { // checked as listed
-		etag = st.listed[f.Path].ETag
-	}
-	st.Objects[f.Path] = Object{Size: f.Size, SHA256: res.sha256, ETag: etag}
-	if res.how != "adopted" {
-		r.written = append(r.written, f.Path)
-	}
-	if res.sha256 != "" && r.bySum != nil {
-		if _, seen := r.bySum[res.sha256]; !seen {
-			r.bySum[res.sha256] = f.Path
-		}
-	}
-	switch res.how {
-	case "fetched":
-		rep.Fetched++
-		rep.FetchedBytes += f.Size
-	case "copied":
-		rep.Copied++
-		rep.CopiedBytes += f.Size
-	case "copied from":
-		rep.CopiedFrom++
-		rep.CopiedFromBytes += f.Size
-	case "adopted":
-		rep.Adopted++
-	}
-	r.opts.Log.Debug(res.how, "path", f.Path, "size", f.Size)
-}
-
-// transferError is the run's transfer outcome: nil, or every failure, sorted, in a
-// TransferError (with the interruption when ctx ended).
-func (r *run) transferError(ctx context.Context) error {
-	r.tmu.Lock()
-	defer r.tmu.Unlock()
-	errs := r.terrs
-	if ctx.Err() != nil {
-		errs = append(errs, fmt.Errorf("interrupted: %w", context.Cause(ctx)))
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-	return &TransferError{Errs: errs}
-}
-
-// transferAll is the transfer of a run of its own: every path the plan fetches, each by
-// transferOne (eachFile: Concurrency at a time, more on borrowed range slots). Every file is
-// tried (no cancellation on a failure).
-func (r *run) transferAll(ctx context.Context) {
-	fetches := r.plan.Fetch
-	if len(fetches) == 0 {
+	if len(wants) == 0 {
 		return
 	}
 	var total int64
-	for _, f := range fetches {
-		total += f.Size
+	for _, w := range wants {
+		total += w.f.Size
 	}
-	r.opts.Progress.begin(len(fetches), total)
-	defer r.opts.Progress.end()
-	defer startTransfer([]store.Target{r.dst}, &r.opts, 0)()
+	h.opts.Progress.begin(len(wants), total)
+	defer h.opts.Progress.end()
+	dl := &delivery{h: h, dests: dests}
+	var teeBytes int64
+	if fanOut {
+		// The files in flight (Concurrency, and as many more as borrowed range slots may carry:
+		// eachFile) share one budget of tee chunks; each reserves its share before it opens the
+		// source, and at least what its readers must hold to send a part.
+		inFlight := min(h.opts.Concurrency, len(wants)) + h.borrowers(len(wants))
+		teeBytes = h.opts.FanOutBuffer
+		dl.teeShare = teeBytes / int64(inFlight)
+		for _, w := range wants {
+			teeBytes = max(teeBytes, tee.Reservation(w.f.Size, 0, chunkHold(w.f.Size, dests)))
+		}
+		dl.teeBudget = tee.NewBudget(teeBytes)
+	}
+	targets := make([]store.Target, len(dests))
+	for i, d := range dests {
+		targets[i] = d.r.dst
+	}
+	defer startTransfer(targets, &h.opts, teeBytes)()
 
-	r.hub.eachFile(ctx, len(fetches), func(i int) {
-		f := fetches[i]
-		res, err := r.transferOne(ctx, f, r.copySource(f))
-		r.noteResult(ctx, f, res, err)
+	// Every file is tried (no cancellation on a failure); a file no target still written needs
+	// is skipped.
+	h.eachFile(h.ctx, len(wants), func(i int) {
+		if anyWriting(dests) {
+			dl.bringIn(wants[i])
+		}
 	})
+}
+
+// chunkHold is the most bytes of chunks a Put of a size-byte file into any of dests' targets
+// holds before it can send anything (store.ChunkHolder; 0 for targets that copy what they read).
+func chunkHold(size int64, dests []*dest) int64 {
+	var hold int64
+	for _, d := range dests {
+		if c, ok := store.As[store.ChunkHolder](d.content); ok {
+			hold = max(hold, c.ChunkHold(size))
+		}
+	}
+	return hold
+}
+
+// bringIn brings w's file into every leg still written: what each target can do by itself
+// (prepare: check, copy inside), then server-side copies from a target that holds the file,
+// then one fetch from upstream for all the rest.
+func (dl *delivery) bringIn(w *want) {
+	h, f := dl.h, w.f
+	var live []leg
+	for _, l := range w.legs {
+		if l.d.writing() {
+			live = append(live, l)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	if f.Size < 0 {
+		// The plan refuses these (checkSizes); a negative size would turn the size check off.
+		for _, l := range live {
+			l.d.note(l.f, transferResult{}, fmt.Errorf("fetching %s: %w: declared size %d", f.Path, ErrTooLarge, f.Size))
+		}
+		return
+	}
+	h.opts.Progress.startFile(f.Path, f.Size)
+	defer h.opts.Progress.finishFile(f.Path)
+	done := false
+	note := func(l leg, res transferResult, err error) {
+		l.d.note(l.f, res, err)
+		done = done || err == nil
+	}
+	var need []leg
+	for _, l := range live {
+		ctx, end := h.opts.withFileDeadline(l.d.ctx, f.Size)
+		res, in, err := l.d.prepare(ctx, l.f)
+		end(&err)
+		if err != nil || in {
+			note(l, res, err)
+			continue
+		}
+		need = append(need, l)
+	}
+	need = dl.copyAcross(f, need, note)
+	if len(need) > 0 {
+		dl.fetch(f, need, note)
+	}
+	if done {
+		h.opts.Progress.fileDone()
+	}
+}
+
+// copyAcross copies f server-side into each leg of need whose target can copy it from a target
+// of the delivery holding it (store.CopierFrom), and returns the legs still needing it. A copy
+// that fails is logged, and the file fetched instead.
+func (dl *delivery) copyAcross(f Fetch, need []leg, note func(leg, transferResult, error)) []leg {
+	if len(need) == 0 || f.SHA256 == "" {
+		return need
+	}
+	var holders []*dest
+	for _, d := range dl.dests {
+		if d.writing() && d.holds(f) {
+			holders = append(holders, d)
+		}
+	}
+	if len(holders) == 0 {
+		return need
+	}
+	var rest []leg
+next:
+	for _, l := range need {
+		if cf, ok := store.As[store.CopierFrom](l.d.r.dst); ok {
+			for _, holder := range holders {
+				if holder == l.d || !cf.CanCopyFrom(holder.r.dst) {
+					continue
+				}
+				ctx, end := dl.h.opts.withFileDeadline(l.d.ctx, f.Size)
+				info, err := cf.CopyFrom(ctx, f.Path, holder.r.dst, f.Path, l.d.contentPut(l.f))
+				end(&err)
+				if err == nil {
+					dl.h.opts.Progress.addPath(f.Path, f.Size)
+					note(l, transferResult{"copied from", info.SHA256, info.ETag}, nil)
+					continue next
+				}
+				l.d.r.opts.Log.Warn("server-side copy from another target failed; fetching instead", "path", f.Path, "from", store.Describe(holder.r.dst), "error", err)
+			}
+		}
+		rest = append(rest, l)
+	}
+	return rest
+}
+
+// Bounds on fetching one file: attempts to open it or one of its ranges (the source answering
+// 5xx or not at all; counted per open), and complete downloads whose checksum is wrong.
+const (
+	maxOpenAttempts     = 5
+	maxChecksumAttempts = 3
+)
+
+// fetch brings f from upstream into every leg of need (fetchOnce), within the file's deadline,
+// trying the download again (for the legs still written) while its checksum is wrong, at most
+// maxChecksumAttempts times. The source's opens are tried again by the retrying source
+// (sourcePolicy).
+func (dl *delivery) fetch(f Fetch, need []leg, note func(leg, transferResult, error)) {
+	h := dl.h
+	log := h.opts.Log
+	if len(need) == 1 {
+		log = need[0].d.r.opts.Log
+	}
+	logRetry := func(attempt int, err error) {
+		log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
+	}
+	// A file streamed to several targets reserves its share of the delivery's tee budget before
+	// anything is opened: it waits for it holding nothing.
+	var reserved int64
+	if len(need) > 1 {
+		var err error
+		to := make([]*dest, len(need))
+		for i, l := range need {
+			to[i] = l.d
+		}
+		reserved, err = dl.teeBudget.Reserve(h.ctx, tee.Reservation(f.Size, dl.teeShare, chunkHold(f.Size, to)))
+		if err != nil {
+			for _, l := range need {
+				note(l, transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err))
+			}
+			return
+		}
+		defer dl.teeBudget.Release(reserved)
+	}
+	// The download's context: one target's own, or the call's when several share it (each
+	// target's Put then has its own).
+	parent := h.ctx
+	if len(need) == 1 {
+		parent = need[0].d.ctx
+	}
+	ctx, end := h.opts.withFileDeadline(parent, f.Size)
+	rsrc := retry.NewSource(h.src, sourcePolicy(logRetry))
+	rest := need
+	var opened bool
+	var last error
+	err := retry.Do(ctx, retry.Policy{
+		Attempts:  maxChecksumAttempts,
+		Backoff:   fetchBackoff,
+		Permanent: func(err error) bool { return !opened || !errors.Is(err, store.ErrChecksum) },
+		Notify:    logRetry,
+	}, func(ctx context.Context) error {
+		var results []tee.Result
+		results, last, opened = dl.fetchOnce(ctx, f, rest, rsrc, reserved)
+		var again []leg
+		for i, l := range rest {
+			switch res := results[i]; {
+			case res.Err == nil:
+				note(l, transferResult{"fetched", res.Info.SHA256, res.Info.ETag}, nil)
+			case res.FromSource && l.d.writing():
+				again = append(again, l) // the download's failure: tried again, or noted below
+			default:
+				if errors.Is(res.Err, tee.ErrFellBehind) {
+					l.d.giveUp()
+				}
+				note(l, transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, res.Err))
+			}
+		}
+		if rest = again; len(rest) == 0 {
+			return nil
+		}
+		return last
+	})
+	if re, ok := err.(*retry.Error); ok && err != last && re.Interrupted == nil && !errors.Is(last, store.ErrChecksum) {
+		// Another failure after a bad checksum: the attempts counted here are not its own.
+		err = last
+	}
+	end(&err)
+	for _, l := range rest {
+		note(l, transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err))
+	}
+}
+
+// fetchOnce opens f at upstream once and streams it into every leg of to: into one target with
+// a plain Put (which hashes the bytes itself), into several at once through a tee (of reserved
+// bytes of chunks), which verifies the stream once (size, sha256 or the catalogue's other hash)
+// while each target's Put checks its size. It returns each leg's outcome (with one leg, every
+// failure counts as the download's: a Put cannot tell its reader's failures from its own), the
+// download's failure, and whether upstream answered. Bytes counted in the progress by a
+// download no target kept are taken back.
+func (dl *delivery) fetchOnce(ctx context.Context, f Fetch, to []leg, rsrc store.Source, reserved int64) (results []tee.Result, srcErr error, opened bool) {
+	h := dl.h
+	rc, noted, err := h.openFetch(ctx, h.src, rsrc, f)
+	if err != nil {
+		results = make([]tee.Result, len(to))
+		for i := range results {
+			results[i] = tee.Result{Err: err, FromSource: true}
+		}
+		return results, err, false
+	}
+	defer noted() // after the Close
+	cr := newCountingReader(rc, h.opts.Progress, f.Path)
+	if len(to) == 1 {
+		l := to[0]
+		info, err := l.d.content.Put(ctx, f.Path, newExtraCheck(f, cr), l.d.contentPut(l.f))
+		rc.Close()
+		results, srcErr = []tee.Result{{Info: info, Err: err, FromSource: true}}, err
+	} else {
+		puts := make([]tee.Put, len(to))
+		for i, l := range to {
+			puts[i] = func(r io.Reader) (store.Info, error) {
+				ctx, end := h.opts.withFileDeadline(l.d.ctx, f.Size)
+				info, err := l.d.content.Put(ctx, f.Path, r, l.d.contentPut(l.f))
+				end(&err)
+				return info, err
+			}
+		}
+		v := store.NewVerifier(f.Path, newExtraCheck(f, cr), store.PutOptions{Size: f.Size, SHA256: f.SHA256})
+		// v checks the sha256 before the readers get io.EOF: their Puts need not hash again.
+		results, srcErr = tee.Stream(v, rc, tee.Config{Limit: reserved, Budget: dl.teeBudget, Patience: fanOutPatience, SHA256: f.SHA256}, puts)
+	}
+	h.upstreamBytes.Add(cr.n)
+	kept := false
+	for _, r := range results {
+		kept = kept || r.Err == nil
+	}
+	if !kept {
+		cr.count(-cr.n) // the progress takes back what no target kept
+	}
+	return results, srcErr, true
 }
 
 // eachFile calls do for 0 … n-1 (the files of a transfer, in order) until ctx ends: Concurrency
@@ -189,42 +422,6 @@ func (h *hub) borrowers(n int) int {
 	return min(pool.Slots(), n-h.opts.Concurrency)
 }
 
-// openContent makes what the transfer writes r's content through: a target that can make files
-// durable in batches (a directory: otherwise one fsync per file, in the way of the next one) has
-// the content written through its batch view, made durable by closeContent before the transfer
-// returns: before anything that lists it is published and before the state is saved with it.
-// Only the content goes through the view; the metadata written later (publish) and the state
-// stay durable write by write. In a fan-out run the same holds for each target, tee or not.
-func (r *run) openContent() {
-	r.content = r.dst
-	if len(r.plan.Fetch) == 0 {
-		return
-	}
-	if b, ok := store.As[store.Batcher](r.dst); ok {
-		r.content, r.flush = b.Batch()
-	}
-}
-
-// closeContent makes the content written through the batch view durable, once every writer has
-// stopped; when it cannot, the paths written are taken out of the state (not known to be
-// durable: the next run checks them again) and the error says so.
-func (r *run) closeContent(ctx context.Context) error {
-	r.tmu.Lock()
-	defer r.tmu.Unlock()
-	if r.flush == nil {
-		return nil
-	}
-	flush := r.flush
-	r.flush = nil
-	if err := flush(ctx); err != nil {
-		for _, p := range r.written {
-			delete(r.st.Objects, p)
-		}
-		return fmt.Errorf("making the files written durable: %w", err)
-	}
-	return nil
-}
-
 // TransferError is returned when some files could not be brought in; nothing was published.
 type TransferError struct{ Errs []error }
 
@@ -246,145 +443,6 @@ func (e *TransferError) Error() string {
 }
 
 func (e *TransferError) Unwrap() []error { return e.Errs }
-
-type transferResult struct {
-	how    string // fetched, copied, copied from (another target), adopted
-	sha256 string
-	etag   string // of the object written ("" when adopted: the listing has it)
-}
-
-// transferOne brings f into the target, its content written through r.content (the batch view
-// of a directory target, store.Batcher).
-func (r *run) transferOne(ctx context.Context, f Fetch, copyFrom string) (res transferResult, err error) {
-	if f.Size < 0 {
-		// The plan refuses these (checkSizes); a negative size would turn the size check off.
-		return transferResult{}, fmt.Errorf("fetching %s: %w: declared size %d", f.Path, ErrTooLarge, f.Size)
-	}
-	parent := ctx
-	ctx, cancel := r.opts.withFileDeadline(ctx, f.Size)
-	defer cancel()
-	defer explainDeadline(parent, ctx, &err)
-	r.opts.Progress.startFile(f.Path, f.Size)
-	defer r.opts.Progress.finishFile(f.Path)
-	res, done, err := r.prepare(ctx, f, copyFrom)
-	if err == nil && !done {
-		res, err = r.fetch(ctx, f)
-	}
-	if err == nil {
-		r.opts.Progress.fileDone()
-	}
-	return res, err
-}
-
-// explainDeadline makes *err say so when the file's own deadline (ctx's, under parent) ended it,
-// whatever the read or write in flight made of it.
-func explainDeadline(parent, ctx context.Context, err *error) {
-	if *err != nil && parent.Err() == nil && ctx.Err() != nil {
-		if cause := context.Cause(ctx); !errors.Is(*err, cause) {
-			*err = fmt.Errorf("%w (%w)", *err, cause)
-		}
-	}
-}
-
-// contentPut is how content at f is written.
-func (r *run) contentPut(f Fetch) store.PutOptions {
-	return store.PutOptions{
-		Size:         f.Size,
-		SHA256:       f.SHA256,
-		ContentType:  streams.ContentType(f.Path),
-		CacheControl: r.opts.ContentCacheControl,
-	}
-}
-
-// prepare does what brings f into the target without fetching it: reading and checking the
-// object present (f.Check) and copying it from copyFrom, another path of the target with the same
-// content. done says f is in; otherwise it is to be fetched.
-func (r *run) prepare(ctx context.Context, f Fetch, copyFrom string) (res transferResult, done bool, err error) {
-	dst := r.content
-	if f.Check {
-		sum, err := hashObject(ctx, dst, f, r.opts.Progress)
-		switch {
-		case errors.Is(err, store.ErrChecksum): // a sha512 or md5 catalogue's hash differs
-			r.opts.Log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path, "error", err)
-		case err != nil:
-			return transferResult{}, false, err
-		case f.SHA256 == "" || sum == f.SHA256:
-			return transferResult{"adopted", sum, ""}, true, nil
-		default:
-			r.opts.Log.Warn("present object differs from the catalogue; fetching it again", "path", f.Path)
-		}
-	}
-	if copyFrom != "" && copyFrom != f.Path && f.SHA256 != "" {
-		c, _ := store.As[store.Copier](dst)
-		info, err := c.Copy(ctx, f.Path, copyFrom, r.contentPut(f))
-		if err == nil {
-			r.opts.Progress.addPath(f.Path, f.Size)
-			return transferResult{"copied", info.SHA256, info.ETag}, true, nil
-		}
-		r.opts.Log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", copyFrom, "error", err)
-	}
-	return transferResult{}, false, nil
-}
-
-// fetch downloads f from the source into the target, verified while it streams, trying again a
-// download whose checksum is wrong.
-func (r *run) fetch(ctx context.Context, f Fetch) (transferResult, error) {
-	src, dst, put := r.src, r.content, r.contentPut(f)
-	// An open that fails (the source answering 5xx or not at all) is tried again by the retrying
-	// source; a complete download whose checksum is wrong, here.
-	logRetry := func(attempt int, err error) {
-		r.opts.Log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
-	}
-	rsrc := retry.NewSource(src, sourcePolicy(logRetry))
-	var info store.Info
-	var opened bool
-	var last error
-	err := retry.Do(ctx, retry.Policy{
-		Attempts:  maxChecksumAttempts,
-		Backoff:   fetchBackoff,
-		Permanent: func(err error) bool { return !opened || !errors.Is(err, store.ErrChecksum) },
-		Notify:    logRetry,
-	}, func(ctx context.Context) error {
-		info, opened, last = fetchOnce(ctx, src, rsrc, dst, f, put, r)
-		return last
-	})
-	if re, ok := err.(*retry.Error); ok && err != last && re.Interrupted == nil && !errors.Is(last, store.ErrChecksum) {
-		// Another failure after a bad checksum: the attempts counted here are not its own.
-		err = last
-	}
-	if err != nil {
-		return transferResult{}, fmt.Errorf("fetching %s: %w", f.Path, err)
-	}
-	return transferResult{"fetched", info.SHA256, info.ETag}, nil
-}
-
-// Bounds on fetching one file: attempts to open it or one of its ranges (the source answering
-// 5xx or not at all; counted per open), and complete downloads whose checksum is wrong.
-const (
-	maxOpenAttempts     = 5
-	maxChecksumAttempts = 3
-)
-
-// fetchOnce opens f in src and streams it into dst: in ranges from src (whose reader tries each
-// range's open again itself), or in one piece from rsrc (src behind sourcePolicy). opened says
-// whether the source answered, so that a failure can be told apart from one in the body or the
-// target. Bytes counted in the progress by a failed attempt are taken back.
-func fetchOnce(ctx context.Context, src, rsrc store.Source, dst store.Target, f Fetch, put store.PutOptions, rn *run) (store.Info, bool, error) {
-	rc, noted, err := rn.openFetch(ctx, src, rsrc, f)
-	if err != nil {
-		return store.Info{}, false, err
-	}
-	defer noted()
-	defer rc.Close()
-	cr := newCountingReader(rc, rn.opts.Progress, f.Path)
-	defer func() { rn.hub.upstreamBytes.Add(cr.n) }()
-	info, err := dst.Put(ctx, f.Path, newExtraCheck(f, cr), put)
-	if err != nil {
-		cr.count(-cr.n)
-		return store.Info{}, true, err
-	}
-	return info, true, nil
-}
 
 // sourcePolicy is how reads from the source are tried again (whole opens, range opens, metadata
 // files): maxOpenAttempts times in all, fetchBackoff apart, unless the failure is permanent:
