@@ -13,12 +13,17 @@
 // Source: a sync never lists its upstream (the catalogue says what exists), HTTP cannot, and an
 // S3 or directory source that could is a Target anyway.
 //
-// Abilities that only some backends have (server-side copy, bounded ranges, removing what
-// interrupted writes left behind, making many writes durable at once, naming themselves) are
-// small interfaces found with As, which follows Unwrap through wrappers the way errors.As does:
-// Copier, RangeOpener, LeftoverCleaner, Batcher, Describer. A wrapper (a rate limiter, a test
-// fault injector) embeds what it wraps and gives it back from Unwrap, so the abilities it does
-// not reimplement are still found.
+// Abilities that only some backends have (server-side copy, within a store or from another,
+// bounded ranges, removing what interrupted writes left behind, making many writes durable at
+// once, naming themselves, holding transfer buffers of their own) are small interfaces found
+// with As, which follows Unwrap through wrappers the way errors.As does: Copier, CopierFrom,
+// RangeOpener, LeftoverCleaner, Batcher, Describer, BufferHolder. A wrapper (a rate limiter, a
+// test fault injector) embeds what it wraps and gives it back from Unwrap, so the abilities it
+// does not reimplement are still found.
+//
+// Apart from the abilities, fanout.go holds the fan-out protocol (ChunkReader, VerifiedReader,
+// ChunkHolder): an agreement between a fan-out's tee and a backend's Put, which a backend may
+// ignore.
 //
 // Every error a backend returns for an operation on a key is a *Error naming the operation and
 // the key (like fs.PathError), wrapping the cause: errors.Is(err, ErrNotExist) tells a missing
@@ -243,36 +248,12 @@ type LeftoverCleaner interface {
 	CleanLeftovers(ctx context.Context, olderThan time.Duration) (int, error)
 }
 
-// ChunkReader is a reader that can also hand its bytes over as shared chunks instead of copying
-// them (a fan-out's tee: the chunks of one stream are shared by every target it is written
-// into). ReadChunk returns the next chunk of the stream: data must not be changed, and stays
-// valid until release is called, which the caller must do exactly once, as soon as it no longer
-// needs the bytes (they count against the reader's memory budget until then, and the reader may
-// wait for them before it reads further). At the end of the stream it returns io.EOF (or the
-// stream's failure) with no data and a nil release. A reader used through ReadChunk is not read
-// through Read too.
-//
-// Put takes a ChunkReader as any io.Reader; a backend that keeps chunks rather than copying them
-// (S3: the parts of an upload are lists of chunks) says how much of them it holds (ChunkHolder),
-// and releases every chunk before Put returns, whatever the outcome.
-type ChunkReader interface {
-	io.Reader
-	ReadChunk() (data []byte, release func(), err error)
-}
-
-// VerifiedReader is a reader that checks its own stream: it returns io.EOF only once what it
-// yielded has the sha256 VerifiedSHA256 names (and the size its producer declared), and ends
-// with an error instead otherwise (a fan-out's tee: the stream is checked once for all its
-// targets). A Put given one whose VerifiedSHA256 equals opts.SHA256 may skip hashing the bytes
-// itself: it still checks the size, and makes nothing visible before the reader's io.EOF.
-type VerifiedReader interface {
-	VerifiedSHA256() string
-}
-
-// ChunkHolder is a target whose Put, given a ChunkReader, keeps the chunks it reads (until they
-// are sent) instead of copying them into buffers of its own. ChunkHold is the most bytes of
-// chunks one Put of an object of size bytes must hold before it can send anything and release
-// some (S3: one part): a reader that lets it hold that much (plus one chunk) never stalls it.
-type ChunkHolder interface {
-	ChunkHold(size int64) int64
+// BufferHolder is a target that holds transfer buffers of its own (the S3 store's part
+// buffers), which a caller budgeting a transfer's memory counts. BufferBudget is the most bytes
+// they hold at once. SharedBuffers says where they come from: targets returning the same
+// non-nil value (comparable) share one budget, counted once however many of them there are
+// (the S3 targets of one run share one part-buffer budget); nil: a budget of the target's own.
+type BufferHolder interface {
+	BufferBudget() int64
+	SharedBuffers() any
 }

@@ -2,34 +2,21 @@ package sync
 
 import "github.com/ssmirror/ssmirror/store"
 
-// BufferHolder is implemented by stores that hold transfer buffers of their own (the S3
-// store's part buffers): BufferBudget is the most they hold at once.
-type BufferHolder interface {
-	BufferBudget() int64
-}
-
-// sharedBuffers is a BufferHolder whose budget may be shared with other stores (the S3 targets
-// of one run share one part-buffer budget): stores returning the same SharedBuffers hold one
-// BufferBudget together.
-type sharedBuffers interface {
-	SharedBuffers() any
-}
-
 // transferBuffers is the most bytes of buffers the transfer stage into dsts may hold at once: the
 // run's ranged-download chunks (one budget, whatever the number of targets), the targets' own
-// buffers (BufferHolder: once per budget, however many targets share it) and tee, the fan-out's
+// buffers (store.BufferHolder: once per budget, however many targets share it) and tee, the fan-out's
 // chunks (one FanOutBuffer for the run: the targets of a file share its chunks).
 func transferBuffers(dsts []store.Target, opts *Options, tee int64) int64 {
 	buffers := tee
 	buffers += int64(opts.RangeConnections) * opts.RangeChunk
 	counted := map[any]bool{}
 	for _, dst := range dsts {
-		if h, ok := store.As[BufferHolder](dst); ok {
-			if s, ok := store.As[sharedBuffers](dst); ok {
-				if counted[s.SharedBuffers()] {
+		if h, ok := store.As[store.BufferHolder](dst); ok {
+			if shared := h.SharedBuffers(); shared != nil {
+				if counted[shared] {
 					continue
 				}
-				counted[s.SharedBuffers()] = true
+				counted[shared] = true
 			}
 			buffers += h.BufferBudget()
 		}

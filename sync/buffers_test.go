@@ -13,13 +13,14 @@ import (
 	"github.com/ssmirror/ssmirror/sync"
 )
 
-// bufferTarget is a target that says it holds part buffers of its own.
+// bufferTarget is a target that says it holds part buffers of its own (store.BufferHolder).
 type bufferTarget struct {
 	*memstore.Store
 	budget int64
 }
 
 func (b bufferTarget) BufferBudget() int64 { return b.budget }
+func (b bufferTarget) SharedBuffers() any  { return nil }
 
 // TestOnTransfer: Options.OnTransfer hears of the transfer stage once, with the buffers it may
 // hold (the ranged-download budget and the target's BufferBudget), and its done function is

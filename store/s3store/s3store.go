@@ -178,6 +178,8 @@ func (s *Store) Describe() string {
 // Bucket returns the bucket name.
 func (s *Store) Bucket() string { return s.bucket }
 
+var _ store.BufferHolder = (*Store)(nil)
+
 // BufferBudget is the most bytes of part buffers the store's Puts hold at once (with
 // Options.Buffers: together with those of every store sharing them).
 func (s *Store) BufferBudget() int64 { return s.bufs.Budget() }
