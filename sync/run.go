@@ -12,11 +12,11 @@ import (
 	"github.com/ssmirror/ssmirror/streams"
 )
 
-// run is one Run against one target. Options stay what the caller gave (configuration); what
-// the run settles from them (the library's defaults), what it holds (the lease, the chunk
-// buffers) and what it builds up (the catalogue, the state, the plan, the report) live here. Its
-// methods are the stages, in order: readCatalogue, readTarget, makePlan, transfer, publish,
-// record, collect.
+// run is one Run against one target. It works from the settled copy of the caller's Options
+// (Options.settled: the library's defaults filled in once); what it holds (the lease) and what
+// it builds up (the catalogue, the state, the plan, the report) live here. Its methods are the
+// stages, in order: readCatalogue, readTarget, makePlan, transfer, publish, record, collect.
+// The transfer stage's own state is not here but in the dest the stage makes (transfer.go).
 //
 // Only readCatalogue depends on upstream alone; everything after it belongs to the one target,
 // so that a run per target can share one reading of upstream.
