@@ -171,30 +171,10 @@ func LoadCatalogue(ctx context.Context, src store.Source, startPath string, v Ve
 		return nil, fmt.Errorf("%s: %w", startPath, err)
 	}
 	cat := &Catalogue{StartPath: startPath, Index: ix, IndexBase: base, IndexForms: forms}
-
-	ids := make([]string, 0, len(ix.Index))
-	byBase := make(map[string]string, len(ix.Index)) // products base → the entry naming it
-	for id, e := range ix.Index {
-		if e.Format != "" && e.Format != "products:1.0" {
-			return nil, fmt.Errorf("%s: entry %s has format %q; only products:1.0 entries are mirrored", startPath, id, e.Format)
-		}
-		if err := store.ValidKey(e.Path); err != nil {
-			return nil, fmt.Errorf("%s: entry %s: %w", startPath, id, err)
-		}
-		pb, _ := splitForm(e.Path)
-		if pb == base {
-			return nil, fmt.Errorf("%s: entry %s points at the index itself", startPath, id)
-		}
-		// Each entry reads and parses its file whole, and publishes it: one file named by many
-		// entries would multiply the catalogue's memory and be published once per entry.
-		if other, dup := byBase[pb]; dup {
-			a, b := min(id, other), max(id, other)
-			return nil, fmt.Errorf("%s: entries %s and %s both name the products file %s", startPath, a, b, e.Path)
-		}
-		byBase[pb] = id
-		ids = append(ids, id)
+	ids, err := indexEntries(startPath, base, ix)
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(ids)
 
 	if concurrency <= 0 {
 		concurrency = 4
@@ -241,6 +221,36 @@ func LoadCatalogue(ctx context.Context, src store.Source, startPath string, v Ve
 		return nil, err
 	}
 	return cat, nil
+}
+
+// indexEntries checks the entries of the index at startPath (whose base is base) and returns
+// their ids, sorted: each a products:1.0 entry naming a valid key, not the index itself, and no
+// two naming the same products file.
+func indexEntries(startPath, base string, ix *streams.Index) ([]string, error) {
+	ids := make([]string, 0, len(ix.Index))
+	byBase := make(map[string]string, len(ix.Index)) // products base → the entry naming it
+	for id, e := range ix.Index {
+		if e.Format != "" && e.Format != "products:1.0" {
+			return nil, fmt.Errorf("%s: entry %s has format %q; only products:1.0 entries are mirrored", startPath, id, e.Format)
+		}
+		if err := store.ValidKey(e.Path); err != nil {
+			return nil, fmt.Errorf("%s: entry %s: %w", startPath, id, err)
+		}
+		pb, _ := splitForm(e.Path)
+		if pb == base {
+			return nil, fmt.Errorf("%s: entry %s points at the index itself", startPath, id)
+		}
+		// Each entry reads and parses its file whole, and publishes it: one file named by many
+		// entries would multiply the catalogue's memory and be published once per entry.
+		if other, dup := byBase[pb]; dup {
+			a, b := min(id, other), max(id, other)
+			return nil, fmt.Errorf("%s: entries %s and %s both name the products file %s", startPath, a, b, e.Path)
+		}
+		byBase[pb] = id
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids, nil
 }
 
 // catalogueLimit is the most bytes of metadata a catalogue reads in all: four times the limit
@@ -317,33 +327,15 @@ func readDocument(ctx context.Context, src store.Source, key string, v Verificat
 
 	signed, hasSigned := found[".sjson"]
 	plain, hasPlain := found[".json"]
-	detached, hasDetached := found[".json.gpg"]
 
 	var body []byte
 	switch {
 	case v.Keyring != nil:
-		if hasSigned {
-			b, err := sign.VerifyClearsigned(base+".sjson", signed, v.Keyring)
-			if err != nil {
-				return nil, nil, err
-			}
-			body = b
+		b, err := verifiedBody(key, base, found, v.Keyring)
+		if err != nil {
+			return nil, nil, err
 		}
-		if hasPlain {
-			if hasDetached {
-				if err := sign.VerifyDetached(base+".json", plain, detached, v.Keyring); err != nil {
-					return nil, nil, err
-				}
-				if body == nil {
-					body = plain
-				}
-			} else if body == nil {
-				return nil, nil, fmt.Errorf("%s: %w: a keyring was given and neither %s nor %s exists", base+".json", sign.ErrNoSignature, base+".sjson", base+".json.gpg")
-			}
-		}
-		if body == nil {
-			return nil, nil, fmt.Errorf("%s: %w: a keyring was given and no signed form exists", key, sign.ErrNoSignature)
-		}
+		body = b
 	case ending == ".sjson":
 		b, err := sign.StripClearsigned(key, signed)
 		if err != nil {
@@ -368,6 +360,39 @@ func readDocument(ctx context.Context, src store.Source, key string, v Verificat
 		}
 	}
 	return body, forms, nil
+}
+
+// verifiedBody is the body of the document key names (whose base is base) from its forms found
+// (by ending), every signed form present verified with keyring: the clearsigned form's body, or
+// else the plain form's, which then needs a good detached signature.
+func verifiedBody(key, base string, found map[string][]byte, keyring *sign.Keyring) ([]byte, error) {
+	signed, hasSigned := found[".sjson"]
+	plain, hasPlain := found[".json"]
+	detached, hasDetached := found[".json.gpg"]
+	var body []byte
+	if hasSigned {
+		b, err := sign.VerifyClearsigned(base+".sjson", signed, keyring)
+		if err != nil {
+			return nil, err
+		}
+		body = b
+	}
+	if hasPlain {
+		if hasDetached {
+			if err := sign.VerifyDetached(base+".json", plain, detached, keyring); err != nil {
+				return nil, err
+			}
+			if body == nil {
+				body = plain
+			}
+		} else if body == nil {
+			return nil, fmt.Errorf("%s: %w: a keyring was given and neither %s nor %s exists", base+".json", sign.ErrNoSignature, base+".sjson", base+".json.gpg")
+		}
+	}
+	if body == nil {
+		return nil, fmt.Errorf("%s: %w: a keyring was given and no signed form exists", key, sign.ErrNoSignature)
+	}
+	return body, nil
 }
 
 // readMetadata reads one metadata file, trying the whole read again with backoff when the

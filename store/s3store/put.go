@@ -518,46 +518,13 @@ func (s *Store) putParts(ctx context.Context, key string, v *store.Verifier, opt
 	}
 	uploadErr := g.Wait()
 	interrupted = partCtx.Err() != nil
-	switch {
-	case readErr != nil:
-		return store.Info{}, s.readError(key, v, opts, readErr)
-	case uploadErr != nil:
-		if cerr := ctx.Err(); cerr != nil {
-			return store.Info{}, s.failf("put", key, "%w", cerr)
-		}
-		return store.Info{}, uploadErr
-	case ctx.Err() != nil:
-		return store.Info{}, s.failf("put", key, "%w", ctx.Err())
-	}
-	if err := v.Check(); err != nil {
+	if err := s.partsOutcome(ctx, key, v, opts, readErr, uploadErr); err != nil {
 		return store.Info{}, err
 	}
 	sum := v.Sum()
-
-	// Parts were appended as they finished; Complete wants them in order.
-	sortParts(parts)
-	cin2 := &s3.CompleteMultipartUploadInput{
-		Bucket:          aws.String(s.bucket),
-		Key:             aws.String(s.fullKey(key)),
-		UploadId:        uploadID,
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-	}
-	if s.checksum.isCRC() {
-		whole.setComplete(cin2)
-	}
-	// The Complete's body (the parts and their checksums) can be changed on the way like any
-	// other: the server then refuses it, and it is sent again rather than the file failing.
-	var done *s3.CompleteMultipartUploadOutput
-	err = s.sendCheckedIf(ctx, key, 0, isCompleteMismatch, func() error {
-		var err error
-		done, err = s.client.CompleteMultipartUpload(ctx, cin2)
-		return err
-	})
-	if errors.Is(err, ErrTransit) {
-		return store.Info{}, s.failf("put", key, "completing multipart upload: the server kept refusing the list of parts and their checksums (changed on the way, or the parts it holds do not add up to what was read): %w", err)
-	}
+	done, err := s.completeUpload(ctx, key, uploadID, parts, whole)
 	if err != nil {
-		return store.Info{}, s.failf("put", key, "completing multipart upload: %w", err)
+		return store.Info{}, err
 	}
 	completed = true
 	info = store.Info{Key: key, Size: v.N(), SHA256: sum, ModTime: serverTime(done.ResultMetadata), ETag: etagOf(done.ETag)}
@@ -570,6 +537,55 @@ func (s *Store) putParts(ctx context.Context, key string, v *store.Verifier, opt
 		info.ModTime, info.ETag = mtime, etag
 	}
 	return info, nil
+}
+
+// partsOutcome is the failure of putParts once every part it sent returned: the input's (readErr,
+// or a size or sha256 v finds wrong), a part's (uploadErr), or ctx's; nil when the upload may be
+// completed.
+func (s *Store) partsOutcome(ctx context.Context, key string, v *store.Verifier, opts store.PutOptions, readErr, uploadErr error) error {
+	switch {
+	case readErr != nil:
+		return s.readError(key, v, opts, readErr)
+	case uploadErr != nil:
+		if cerr := ctx.Err(); cerr != nil {
+			return s.failf("put", key, "%w", cerr)
+		}
+		return uploadErr
+	case ctx.Err() != nil:
+		return s.failf("put", key, "%w", ctx.Err())
+	}
+	return v.Check()
+}
+
+// completeUpload completes the multipart upload of key with its parts (in any order) and, with
+// a CRC, the whole object's checksum.
+func (s *Store) completeUpload(ctx context.Context, key string, uploadID *string, parts []types.CompletedPart, whole *sum) (*s3.CompleteMultipartUploadOutput, error) {
+	// Parts were appended as they finished; Complete wants them in order.
+	sortParts(parts)
+	in := &s3.CompleteMultipartUploadInput{
+		Bucket:          aws.String(s.bucket),
+		Key:             aws.String(s.fullKey(key)),
+		UploadId:        uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+	}
+	if s.checksum.isCRC() {
+		whole.setComplete(in)
+	}
+	// The Complete's body (the parts and their checksums) can be changed on the way like any
+	// other: the server then refuses it, and it is sent again rather than the file failing.
+	var done *s3.CompleteMultipartUploadOutput
+	err := s.sendCheckedIf(ctx, key, 0, isCompleteMismatch, func() error {
+		var err error
+		done, err = s.client.CompleteMultipartUpload(ctx, in)
+		return err
+	})
+	if errors.Is(err, ErrTransit) {
+		return nil, s.failf("put", key, "completing multipart upload: the server kept refusing the list of parts and their checksums (changed on the way, or the parts it holds do not add up to what was read): %w", err)
+	}
+	if err != nil {
+		return nil, s.failf("put", key, "completing multipart upload: %w", err)
+	}
+	return done, nil
 }
 
 // abortUpload aborts a multipart upload, with a context of its own since the caller's may be the

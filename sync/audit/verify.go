@@ -194,38 +194,7 @@ func Verify(ctx context.Context, dst store.Target, opts VerifyOptions) (*VerifyR
 	rep.ContentChecked = true
 	opts.Log.Info("catalogue read", "start", start, "products_files", len(cat.Products), "signatures_checked", rep.SignaturesChecked)
 
-	// What the catalogue lists, by path.
-	byPath := map[string]claim{}
-	for _, it := range cat.Items() {
-		if it.Path != "" {
-			byPath[it.Path] = claim{path: it.Path, size: it.Size, sha256: it.SHA256, sha512: it.SHA512, md5: it.MD5}
-		}
-	}
-	claims := map[string]claim{}
-	if len(st.Held) > 0 {
-		rep.FromState = true
-		for _, vk := range st.Held.Keys() {
-			for name, hi := range st.Held[vk] {
-				if hi.Path == "" {
-					continue
-				}
-				rep.Items++
-				c, ok := byPath[hi.Path]
-				if !ok {
-					rep.add(hi.Path, ProblemUnlisted, fmt.Sprintf("held for %s %s, but the published catalogue does not list this path", vk, name))
-					continue
-				}
-				claims[hi.Path] = c
-			}
-		}
-	} else {
-		for _, it := range cat.Items() {
-			if it.Path != "" {
-				rep.Items++
-				claims[it.Path] = byPath[it.Path]
-			}
-		}
-	}
+	claims := claimsOf(cat, st, rep)
 	paths := make([]string, 0, len(claims))
 	for p, c := range claims {
 		paths = append(paths, p)
@@ -276,6 +245,46 @@ func Verify(ctx context.Context, dst store.Target, opts VerifyOptions) (*VerifyR
 	}
 	sortProblems(rep.Problems)
 	return rep, nil
+}
+
+// claimsOf is what the mirror claims to hold, by path, with what the catalogue lists for it:
+// the state's held items when there is a state (a held path the catalogue does not list is a
+// problem in rep, and rep.FromState is set), else every item the catalogue lists. It counts
+// them in rep.Items.
+func claimsOf(cat *sync.Catalogue, st *sync.State, rep *VerifyReport) map[string]claim {
+	// What the catalogue lists, by path.
+	byPath := map[string]claim{}
+	for _, it := range cat.Items() {
+		if it.Path != "" {
+			byPath[it.Path] = claim{path: it.Path, size: it.Size, sha256: it.SHA256, sha512: it.SHA512, md5: it.MD5}
+		}
+	}
+	claims := map[string]claim{}
+	if len(st.Held) > 0 {
+		rep.FromState = true
+		for _, vk := range st.Held.Keys() {
+			for name, hi := range st.Held[vk] {
+				if hi.Path == "" {
+					continue
+				}
+				rep.Items++
+				c, ok := byPath[hi.Path]
+				if !ok {
+					rep.add(hi.Path, ProblemUnlisted, fmt.Sprintf("held for %s %s, but the published catalogue does not list this path", vk, name))
+					continue
+				}
+				claims[hi.Path] = c
+			}
+		}
+	} else {
+		for _, it := range cat.Items() {
+			if it.Path != "" {
+				rep.Items++
+				claims[it.Path] = byPath[it.Path]
+			}
+		}
+	}
+	return claims
 }
 
 // checkObject checks one present object of the right size against its claim. It returns an
