@@ -24,6 +24,8 @@ func sampleValue(t *testing.T, f *pflag.Flag) string {
 		return "md5"
 	case "mirror":
 		return "https://mirror.example/maas/"
+	case "s3-addressing-style":
+		return "path"
 	case "bwlimit":
 		return "64MiB" // above --min-rate times --concurrency
 	}
