@@ -106,8 +106,15 @@ func (cf *configFile) checkMirrors(firstTopFilter int) error {
 	if firstTopFilter > 0 {
 		return fmt.Errorf("%s:%d: [filter] before the first [mirror] section: put it after the [mirror NAME] header of the mirror it selects for", cf.path, firstTopFilter)
 	}
+	if len(cf.places) > 0 {
+		p := cf.places[0]
+		return fmt.Errorf("%s:%d: [%s] before the first [mirror] section: put it after the [mirror NAME] header of the mirror it belongs to", cf.path, p.line, p.kind)
+	}
 	for _, m := range cf.mirrors {
 		has := map[string]bool{}
+		for _, p := range m.places {
+			has[p.kind] = true
+		}
 		for _, s := range m.settings {
 			if why, ok := fileWideKeys[s.key]; ok {
 				return fmt.Errorf("%s:%d: %s in [mirror %s]: %s, so it goes at the top of the file", cf.path, s.line, s.key, m.name, why)
@@ -147,7 +154,7 @@ func (cf *configFile) forMirror(name string) (*configFile, error) {
 	for _, s := range m.settings {
 		own[s.key] = true
 	}
-	out := &configFile{path: cf.path, groups: m.groups}
+	out := &configFile{path: cf.path, groups: m.groups, places: m.places}
 	for _, s := range cf.settings {
 		if !own[s.key] {
 			out.settings = append(out.settings, s)

@@ -2,6 +2,7 @@ package cliconfig
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -68,5 +69,76 @@ func TestStorageOverGlobal(t *testing.T) {
 	}
 	if o := (Storage{Addressing: "virtual"}).s3Options(); o.PathStyle == nil || *o.PathStyle {
 		t.Error("virtual addressing not passed on")
+	}
+}
+
+// TestTargetSections: a [target] section is one target with its own storage settings, under
+// the global settings' keys, in the file's order among the target lines; in a file of [mirror]
+// sections it belongs to its mirror. Mistakes are refused with FILE:LINE.
+func TestTargetSections(t *testing.T) {
+	path := writeConf(t, `source = s3://hub/maas?profile=hub
+target = /srv/mirror
+[target]
+target = s3://site-a/maas
+s3-endpoint = https://minio.site-a.example:9000
+profile = site-a
+s3-addressing-style = path
+[filter]
+arch=amd64
+[target]
+target = s3://site-b/maas
+region = eu-west-1
+s3-ca-bundle = /etc/ssl/site-b.pem
+`)
+	_, fs := syncFlagSet(t)
+	conf, err := Configure(fs, envOf(map[string]string{"SSMIRROR_CONFIG": path}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"/srv/mirror", "s3://site-a/maas", "s3://site-b/maas"}; !slices.Equal(conf.Targets, want) || conf.Source != "s3://hub/maas?profile=hub" {
+		t.Errorf("source %q, targets %q; want %q", conf.Source, conf.Targets, want)
+	}
+	if got := conf.Storage["s3://site-a/maas"]; got != (Storage{Endpoint: "https://minio.site-a.example:9000", Profile: "site-a", Addressing: "path"}) {
+		t.Errorf("site-a: %+v", got)
+	}
+	if got := conf.Storage["s3://site-b/maas"]; got != (Storage{Region: "eu-west-1", CABundle: "/etc/ssl/site-b.pem"}) {
+		t.Errorf("site-b: %+v", got)
+	}
+	if len(conf.Groups) != 1 {
+		t.Errorf("the [filter] after a [target] section: groups %v", conf.Groups)
+	}
+
+	mirrors := writeConf(t, `[mirror a]
+source = /srv/up
+[target]
+target = s3://a/m
+profile = site-a
+[target]
+target = s3://b/m
+`)
+	_, fs = syncFlagSet(t)
+	conf, err = ConfigureMirror(fs, envOf(map[string]string{"SSMIRROR_CONFIG": mirrors}), nil, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(conf.Targets, []string{"s3://a/m", "s3://b/m"}) || conf.Storage["s3://a/m"].Profile != "site-a" {
+		t.Errorf("mirror a: targets %q, storage %+v", conf.Targets, conf.Storage)
+	}
+
+	for _, tt := range []struct{ text, want string }{
+		{"source = /s\n[target]\ntarget = s3://a/m\nmax = 2\n", ":4: max is not a setting of one target"},
+		{"source = /s\n[target]\nprofile = x\n", ":2: [target] has no target = LOCATION"},
+		{"source = /s\n[target]\ntarget = /srv/m\nprofile = x\n", "storage settings (s3-endpoint, region, profile, s3-ca-bundle, s3-addressing-style) are for s3:// locations"},
+		{"source = /s\n[target]\ntarget = s3://a/m\ns3-addressing-style = sideways\n", ":4: s3-addressing-style \"sideways\": want auto, path, virtual"},
+		{"source = /s\n[target]\ntarget = s3://a/m\ns3-endpoint = minio:9000\n", ":4: s3-endpoint minio:9000: want an http:// or https:// URL"},
+		{"source = /s\n[target]\ntarget = s3://a/m\nregion = a\nregion = b\n", ":5: region set twice"},
+		{"[target]\ntarget = s3://a/m\n[mirror a]\nsource = /s\ntarget = /t\n", ":1: [target] before the first [mirror] section"},
+		{"source = /s\n[source]\nsource = /t\n[target]\ntarget = /u\n", "a [source] section and a source line"},
+	} {
+		_, fs := syncFlagSet(t)
+		_, err := Configure(fs, envOf(map[string]string{"SSMIRROR_CONFIG": writeConf(t, tt.text)}), nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want an error saying %q", tt.text, err, tt.want)
+		}
 	}
 }
