@@ -121,24 +121,15 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.BoolVar(&jsonOut, "json", false, "print the status as JSON")
 	fs.Var(units.NewDuration(&grace, sync.DefaultGCGrace), "gc-grace", "the grace period sync runs with, to say when waiting objects are due (negative: never)")
 	s3f.AddFlags(fs)
+	mirror := addOneTargetFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("status needs exactly one TARGET (see ssmirror help status)")
-	}
-	loc, err := cliconfig.ParseLocation(fs.Arg(0))
+	dst, err := openOneTarget(ctx, fs, &s3f, "status", *mirror, true, nil)
 	if err != nil {
 		return err
 	}
-	if loc.Start != "" {
-		return usagef("the target names a metadata file (%s); name the mirror root", loc.Start)
-	}
-	dst, err := openExisting(ctx, loc, &s3f)
-	if err != nil {
-		return err
-	}
-	rep, err := mirrorStatus(ctx, dst, grace)
+	rep, err := mirrorStatus(ctx, dst.Store, grace)
 	if err != nil {
 		return err
 	}

@@ -338,6 +338,17 @@ func Configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetti
 // the section's [filter] groups (see Mirrors). Mirror "" is the file as a whole, refused when
 // it has [mirror] sections.
 func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting func(string) bool, mirror string) (*Settings, error) {
+	return configure(fs, lookupEnv, isSetting, mirror, false)
+}
+
+// ConfigureShared is ConfigureMirror for a command that reads the file sync reads but has fewer
+// settings (status, verify, gc): a key of the file that is a setting of another command
+// (isSetting) but no flag of fs is left to that command instead of refused.
+func ConfigureShared(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting func(string) bool, mirror string) (*Settings, error) {
+	return configure(fs, lookupEnv, isSetting, mirror, true)
+}
+
+func configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting func(string) bool, mirror string, shared bool) (*Settings, error) {
 	if isSetting == nil {
 		isSetting = func(k string) bool { return k == "source" || k == "target" || fs.Lookup(k) != nil }
 	}
@@ -383,6 +394,9 @@ func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), i
 			return nil, Usagef("%s:%d: %s cannot be set in the config file", cf.path, s.line, s.key)
 		}
 		f := fs.Lookup(s.key)
+		if f == nil && shared && isSetting(s.key) {
+			continue // another command's setting
+		}
 		if f == nil {
 			return nil, Usagef("%s:%d: unknown setting %q (not a flag of ssmirror %s)", cf.path, s.line, s.key, fs.Name())
 		}

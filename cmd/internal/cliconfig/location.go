@@ -206,6 +206,23 @@ func ParseLocation(raw string) (Location, error) {
 	return loc, nil
 }
 
+// SamePlace reports whether two locations are one place written two ways (a trailing slash, a
+// dot segment, the same bucket and prefix on the same service): two runs there would meet at
+// its lock.
+func SamePlace(a, b Location) bool {
+	if a.Kind != b.Kind {
+		return false
+	}
+	switch a.Kind {
+	case "s3":
+		return a.Bucket == b.Bucket && strings.Trim(a.Prefix, "/") == strings.Trim(b.Prefix, "/") &&
+			a.Storage.Endpoint == b.Storage.Endpoint && a.Storage.Profile == b.Storage.Profile
+	case "http":
+		return strings.TrimSuffix(a.Root, "/") == strings.TrimSuffix(b.Root, "/")
+	}
+	return filepath.Clean(a.Root) == filepath.Clean(b.Root)
+}
+
 // malformedScheme returns the scheme of a location that starts like a URL of a kind ssmirror
 // reads but lacks the "//" (s3:/bucket, s3:bucket, https:/host): such a string would otherwise
 // be taken for a directory name.

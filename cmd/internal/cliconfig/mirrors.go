@@ -253,6 +253,53 @@ func Mirrors(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting
 	return names, nil
 }
 
+// MirrorOf names the [mirror] section of the config file the parsed fs names that lists target
+// (as written, or as the same place), for a command given TARGET alone: "" when the file has no
+// sections. A file of sections none of which lists it is an error naming them.
+func MirrorOf(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting func(string) bool, target string) (string, error) {
+	if isSetting == nil {
+		isSetting = func(k string) bool { return k == "source" || k == "target" || fs.Lookup(k) != nil }
+	}
+	path := ConfigPath(fs, lookupEnv)
+	if path == "" {
+		return "", nil
+	}
+	cf, err := loadConfigFile(path, isSetting)
+	if err != nil || len(cf.mirrors) == 0 {
+		return "", errOrUsage(err)
+	}
+	want, err := ParseLocation(target)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range cf.mirrors {
+		var listed []string
+		for _, s := range m.settings {
+			if s.key == "target" {
+				listed = append(listed, s.value)
+			}
+		}
+		for _, p := range m.places {
+			if p.kind == "target" {
+				listed = append(listed, p.location)
+			}
+		}
+		for _, l := range listed {
+			if loc, err := ParseLocation(l); err == nil && SamePlace(loc, want) {
+				return m.name, nil
+			}
+		}
+	}
+	return "", Usagef("no [mirror] section of %s lists the target %s (its mirrors: %s): name the mirror with --%s NAME", path, target, strings.Join(cf.mirrorNames(), ", "), OnlyMirrorFlag)
+}
+
+func errOrUsage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return UsageError{err}
+}
+
 func envSet(lookupEnv func(string) (string, bool), flag string) bool {
 	v, ok := lookupEnv(EnvName(flag))
 	return ok && v != ""

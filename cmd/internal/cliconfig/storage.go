@@ -199,3 +199,29 @@ func checkEndpoint(v string) error {
 	}
 	return nil
 }
+
+// MergeStorage adds a location's config file section (sec) to its URL parameters (own); a
+// setting given both ways is refused.
+func MergeStorage(own, sec Storage) (Storage, error) {
+	out := own
+	for _, f := range []struct {
+		name     string
+		dst      *string
+		val, got string
+	}{
+		{"endpoint", &out.Endpoint, sec.Endpoint, own.Endpoint},
+		{"region", &out.Region, sec.Region, own.Region},
+		{"profile", &out.Profile, sec.Profile, own.Profile},
+		{"CA bundle", &out.CABundle, sec.CABundle, own.CABundle},
+		{"addressing style", &out.Addressing, sec.Addressing, own.Addressing},
+	} {
+		if f.val == "" {
+			continue
+		}
+		if f.got != "" && f.got != f.val {
+			return own, fmt.Errorf("its %s is given both in the location (%s) and in its section (%s)", f.name, f.got, f.val)
+		}
+		*f.dst = f.val
+	}
+	return out, nil
+}
