@@ -485,8 +485,8 @@ func TestReadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.dstLoc.Bucket != "bucket" || c.dstLoc.Prefix != "maas/stable" || c.srcLoc.Kind != "http" {
-		t.Errorf("locations: %+v %+v", c.srcLoc, c.dstLoc)
+	if dst := c.job.Targets[0].Loc; len(c.job.Targets) != 1 || dst.Bucket != "bucket" || dst.Prefix != "maas/stable" || c.job.Source.Loc.Kind != "http" {
+		t.Errorf("locations: %+v", c.job)
 	}
 	if len(c.groups) != 2 || len(c.groups[0]) != 2 || len(c.groups[1]) != 1 {
 		t.Errorf("filter groups: %v", c.groups)

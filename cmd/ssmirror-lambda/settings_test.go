@@ -148,7 +148,7 @@ func TestSeveralTargets(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := append([]string{c.target}, c.more...); !reflect.DeepEqual(got, want) {
+			if got := c.job.Names(); !reflect.DeepEqual(got, want) {
 				t.Errorf("targets %q, want %q", got, want)
 			}
 		})

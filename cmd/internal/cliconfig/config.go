@@ -356,7 +356,23 @@ func configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetti
 		v, ok := lookupEnv(name)
 		return v, ok && v != ""
 	}
-	var cf *configFile
+	cf, err := loadForMirror(fs, env, isSetting, mirror)
+	if err != nil {
+		return nil, err
+	}
+	fromFile, err := cf.byKey(fs, isSetting, shared)
+	if err != nil {
+		return nil, err
+	}
+	if err := setFlags(fs, env, cf.path, fromFile); err != nil {
+		return nil, err
+	}
+	return cf.positional(env, fromFile)
+}
+
+// loadForMirror loads the config file fs names (--config, else $SSMIRROR_CONFIG) as mirror sees
+// it (forMirror); no file is an empty one.
+func loadForMirror(fs *pflag.FlagSet, env func(string) (string, bool), isSetting func(string) bool, mirror string) (*configFile, error) {
 	path := ""
 	if f := fs.Lookup(ConfigFlag); f != nil {
 		path = f.Value.String()
@@ -364,24 +380,26 @@ func configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetti
 			path, _ = env(EnvName(ConfigFlag))
 		}
 	}
-	if path != "" {
-		var err error
-		if cf, err = loadConfigFile(path, isSetting); err != nil {
-			return nil, UsageError{err}
-		}
-		if cf, err = cf.forMirror(mirror); err != nil {
-			return nil, UsageError{err}
-		}
-	} else {
+	if path == "" {
 		if mirror != "" {
 			return nil, Usagef("mirror %s: no config file", mirror)
 		}
-		cf = &configFile{}
+		return &configFile{}, nil
 	}
+	cf, err := loadConfigFile(path, isSetting)
+	if err != nil {
+		return nil, UsageError{err}
+	}
+	if cf, err = cf.forMirror(mirror); err != nil {
+		return nil, UsageError{err}
+	}
+	return cf, nil
+}
 
-	// The file's settings by key, checked against fs.
+// byKey are the file's settings by key, checked against fs: a key that is no flag of fs is
+// refused, unless shared and a setting of another command (isSetting), then left out.
+func (cf *configFile) byKey(fs *pflag.FlagSet, isSetting func(string) bool, shared bool) (map[string][]fileSetting, error) {
 	fromFile := map[string][]fileSetting{}
-	out := &Settings{}
 	for _, s := range cf.settings {
 		switch s.key {
 		case "source", "target":
@@ -405,7 +423,12 @@ func configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetti
 		}
 		fromFile[s.key] = append(fromFile[s.key], s)
 	}
+	return fromFile, nil
+}
 
+// setFlags sets every flag of fs the command line did not: from its environment variable, else
+// from the file's lines (path names it in errors).
+func setFlags(fs *pflag.FlagSet, env func(string) (string, bool), path string, fromFile map[string][]fileSetting) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if err != nil || f.Changed || f.Name == ConfigFlag || f.Name == TargetFlag || f.Name == "help" {
@@ -427,16 +450,19 @@ func configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetti
 		}
 		for _, s := range fromFile[f.Name] {
 			if serr := fs.Set(f.Name, s.value); serr != nil {
-				err = Usagef("%s:%d: %s: %v", cf.path, s.line, f.Name, serr)
+				err = Usagef("%s:%d: %s: %v", path, s.line, f.Name, serr)
 				return
 			}
-			setOrigin(fs, f.Name, fmt.Sprintf("%s:%d", cf.path, s.line))
+			setOrigin(fs, f.Name, fmt.Sprintf("%s:%d", path, s.line))
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
+	return err
+}
 
+// positional are the settings besides the flags: source, targets (with their sections'
+// storage settings) and filter groups, from the environment, else the file.
+func (cf *configFile) positional(env func(string) (string, bool), fromFile map[string][]fileSetting) (*Settings, error) {
+	out := &Settings{}
 	// [source] and [target] sections, in the file's order among the source and target lines.
 	for _, p := range cf.places {
 		if p.kind == "source" && len(fromFile["source"]) > 0 {
