@@ -40,6 +40,12 @@ SOURCE  https://images.maas.io/ephemeral-v3/stable/   an HTTP(S) mirror (https:/
         streams/v1/index.sjson (signed: give --keyring, or --no-verify), or, at a source
         without one (LXD, Incus), streams/v1/index.json.
 TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
+        An s3:// location (target or source) may say how it is reached, as go-cloud's s3blob
+        URLs do: s3://bucket/prefix?profile=NAME (an AWS shared-config profile: its
+        endpoint_url, region, credentials, ca_bundle), ?endpoint=URL, ?region=,
+        ?use_path_style=true|false, ?ca_bundle=FILE, ...; otherwise --s3-endpoint, --region,
+        --profile, --s3-ca-bundle and --s3-addressing-style apply. A config file's [target]
+        section says the same with those keys. Secrets stay in the AWS credentials file.
 FILTER  key=value  key!=value  key~regex  key!~regex  (all must hold; regex is unanchored).
         Keys are item attributes after inheritance: arch, release, os, subarch, ftype,
         product_name, version_name, item_name, path, ...

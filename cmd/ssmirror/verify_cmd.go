@@ -18,7 +18,7 @@ import (
 	"github.com/ssmirror/ssmirror/sync/audit"
 )
 
-const verifyUsage = `Usage: ssmirror verify [flags] TARGET
+const verifyUsage = `Usage: ssmirror verify [flags] [TARGET]
 
 Audit a published mirror: read its catalogue (with --keyring, every metadata form must verify),
 then check that every item the mirror holds is present with the listed size and sha256. The
@@ -28,21 +28,29 @@ extended attribute, or the mirror's state); --deep re-reads and hashes every obj
 One line per problem, then a summary. Exit status 0: no problem (warnings allowed); 1: problems
 found, or the target could not be read; 2: bad command line.
 
-TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
-        (ending in streams/v1/NAME.sjson or NAME.json picks the index to start from)
+TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix[?profile=NAME&...]
+        (ending in streams/v1/NAME.sjson or NAME.json picks the index to start from); may be
+        left out when the configuration names one target.
+
+Settings come from flags, $SSMIRROR_* and the config file as for sync (see ssmirror help
+status).
 
 Examples:
   ssmirror verify --keyring=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg /srv/maas-images
   ssmirror verify --keyring=mirror.gpg --deep --json s3://maas-images/stable
 `
 
-const gcUsage = `Usage: ssmirror gc [flags] TARGET
+const gcUsage = `Usage: ssmirror gc [flags] [TARGET]
 
 Run the deferred garbage collection on demand: delete the objects this mirror wrote that nothing
 it holds has referenced for longer than --gc-grace. Objects it did not write, and anything its
 published metadata lists as held, are never deleted. --dry-run shows what would go and when.
 
-TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
+TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix[?profile=NAME&...]; may be
+        left out when the configuration names one target.
+
+Settings come from flags, $SSMIRROR_* and the config file as for sync (see ssmirror help
+status).
 `
 
 // addOneTargetFlags adds the flags of a command on one existing mirror (status, verify, gc)
