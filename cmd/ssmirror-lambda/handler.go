@@ -280,7 +280,7 @@ func (c *config) invalidate(ctx context.Context, written []string) (string, erro
 	if prefix == "" {
 		prefix = cdn.DefaultPathPrefix(c.job.Targets[0].Loc.Prefix)
 	}
-	cf, err := cdn.NewClient(ctx, c.flags.S3.Profile)
+	cf, err := cdn.NewClient(ctx, c.job.Targets[0].Loc.Profile(c.flags.S3.Profile))
 	if err != nil {
 		return "", err
 	}

@@ -298,7 +298,7 @@ func (r *syncRun) open(ctx context.Context) error {
 		return err
 	}
 	if f.CFDistribution != "" && !f.DryRun {
-		if r.cf, err = cdn.NewClient(ctx, f.S3.Profile); err != nil {
+		if r.cf, err = cdn.NewClient(ctx, r.job.Targets[0].Loc.Profile(f.S3.Profile)); err != nil {
 			return err
 		}
 	}

@@ -286,6 +286,15 @@ func OpenTarget(ctx context.Context, loc Location, s3f *S3Flags) (store.Target, 
 	}
 }
 
+// Profile is the AWS profile the location is reached with: its own, else def (the global one).
+// A CDN in front of the target is reached with the same.
+func (l Location) Profile(def string) string {
+	if l.Storage.Profile != "" {
+		return l.Storage.Profile
+	}
+	return def
+}
+
 // sourceURL is an http location's root with its user info put back, for httpstore (which sends
 // it as basic auth and never shows it). Never print it.
 func (l Location) sourceURL() string {
