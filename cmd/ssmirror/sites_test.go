@@ -2,7 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"io/fs"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,6 +212,33 @@ func TestTargetsOnTwoServices(t *testing.T) {
 			t.Fatalf("s3 source on site A, target on site B: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}
 		samePublished(t, "site B (from site A's bucket)", listBucket(t, s.b, b3, "m/"), want)
+	})
+
+	t.Run("CA bundle of one target", func(t *testing.T) {
+		// Site B behind TLS with a certificate no system CA signed; site A in plain HTTP.
+		u, err := url.Parse(s.b.Endpoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		front := httptest.NewTLSServer(httputil.NewSingleHostReverseProxy(u))
+		defer front.Close()
+		ca := filepath.Join(t.TempDir(), "site-b-ca.pem")
+		if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		a4, b4 := s.a.NewBucket(t, "site-a-tls"), s.b.NewBucket(t, "site-b-tls")
+		aTLS := "s3://" + a4 + "/m?endpoint=" + s.a.Endpoint + "&profile=creds-a"
+		bTLS := "s3://" + b4 + "/m?endpoint=" + front.URL + "&profile=creds-b"
+		code, _, stderr := runBinary(t, bin, s.env(), "--keyring", keyring, "--max=1", "--target", bTLS, source, aTLS, "arch=amd64")
+		if code == 0 || !strings.Contains(stderr, bTLS) || !strings.Contains(stderr, "does not verify") {
+			t.Fatalf("an untrusted endpoint of one target: exit %d, want a failure naming it\nstderr: %s", code, stderr)
+		}
+		code, stdout, stderr := runBinary(t, bin, s.env(), "--keyring", keyring, "--max=1", "--target", bTLS+"&ca_bundle="+ca, source, aTLS, "arch=amd64")
+		if code != 0 {
+			t.Fatalf("?ca_bundle= on one target: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		samePublished(t, "site A (plain HTTP)", listBucket(t, s.a, a4, "m/"), want)
+		samePublished(t, "site B (TLS, its own CA bundle)", listBucket(t, s.b, b4, "m/"), want)
 	})
 
 	t.Run("unknown parameter", func(t *testing.T) {

@@ -97,7 +97,7 @@ func checkTLS(ctx context.Context, what, endpoint string, client httpDoer) error
 		ci   x509.CertificateInvalidError
 	)
 	if errors.As(err, &verr) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) {
-		hint := "add its CA with AWS_CA_BUNDLE=FILE"
+		hint := "add its CA with ?ca_bundle=FILE on the location, --s3-ca-bundle FILE or AWS_CA_BUNDLE=FILE"
 		if what == "source" {
 			hint = "add its CA with --ca-cert FILE"
 		}
