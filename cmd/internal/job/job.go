@@ -179,12 +179,25 @@ func ConfigureOne(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSe
 	if len(args) > 1 {
 		return Place{}, cliconfig.Usagef("%s needs exactly one TARGET (see ssmirror help %s)", command, command)
 	}
-	if mirror == "" && len(args) == 1 {
+	if v, ok := lookupEnv(cliconfig.EnvName(cliconfig.OnlyMirrorFlag)); ok && mirror == "" {
+		mirror = strings.TrimSpace(v)
+	}
+	switch {
+	case mirror != "":
+	case len(args) == 1:
 		m, err := cliconfig.MirrorOf(fs, lookupEnv, isSetting, args[0])
 		if err != nil {
 			return Place{}, err
 		}
 		mirror = m
+	default:
+		names, err := cliconfig.Mirrors(fs, lookupEnv, isSetting)
+		if err != nil {
+			return Place{}, err
+		}
+		if len(names) > 0 {
+			return Place{}, cliconfig.Usagef("%s holds [mirror] sections (%s): name one with --%s NAME, or give its TARGET", cliconfig.ConfigPath(fs, lookupEnv), strings.Join(names, ", "), cliconfig.OnlyMirrorFlag)
+		}
 	}
 	conf, err := cliconfig.ConfigureShared(fs, lookupEnv, isSetting, mirror)
 	if err != nil {
