@@ -214,6 +214,25 @@ func TestTargetsOnTwoServices(t *testing.T) {
 		samePublished(t, "site B (from site A's bucket)", listBucket(t, s.b, b3, "m/"), want)
 	})
 
+	t.Run("no server-side copy across services", func(t *testing.T) {
+		// Site A holds every file already; a new bucket on site B gets them from upstream, not by
+		// a copy request from A's bucket (another service, other credentials).
+		b5 := s.b.NewBucket(t, "site-b-new")
+		bNew := "s3://" + b5 + "/m?profile=site-b"
+		code, stdout, stderr := runBinary(t, bin, s.env(), "--keyring", keyring, "--max=1", "--json", "--target", bNew, source, aLoc, "arch=amd64")
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		var sum fanOutSummary
+		if err := json.Unmarshal([]byte(stdout), &sum); err != nil || len(sum.Targets) != 2 || sum.Targets[0].Fetched != 0 || sum.Targets[1].Fetched == 0 {
+			t.Errorf("summary (%v): %s", err, stdout)
+		}
+		if strings.Contains(stdout, `"files_copied_from"`) {
+			t.Errorf("files copied server-side across services: %s", stdout)
+		}
+		samePublished(t, "site B (new bucket)", listBucket(t, s.b, b5, "m/"), want)
+	})
+
 	t.Run("CA bundle of one target", func(t *testing.T) {
 		// Site B behind TLS with a certificate no system CA signed; site A in plain HTTP.
 		u, err := url.Parse(s.b.Endpoint)
