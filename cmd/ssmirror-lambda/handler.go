@@ -13,13 +13,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
+	"github.com/ssmirror/ssmirror/cmd/internal/job"
 	"github.com/ssmirror/ssmirror/internal/cdn"
 	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/sign"
-	"github.com/ssmirror/ssmirror/store"
-	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/streams"
-	"github.com/ssmirror/ssmirror/sync"
 )
 
 // Event is what an invocation may carry. An EventBridge scheduled event carries none of these
@@ -60,15 +58,10 @@ type config struct {
 	// margin is how long before the invocation's deadline the sync stops.
 	margin time.Duration
 
-	source, target string // shown: without user info
-	srcLoc, dstLoc cliconfig.Location
-	groups         []streams.Filters
-	keyring        *sign.Keyring
-	signer         *sign.Signer
-
-	// more and moreLocs are the targets after the first, of a fan-out run (shown like target).
-	more     []string
-	moreLocs []cliconfig.Location
+	job     *job.Job // the source and targets, named as shown (without user info)
+	groups  []streams.Filters
+	keyring *sign.Keyring
+	signer  *sign.Signer
 }
 
 // newFlagSet makes the function's flag set, filling c: the sync settings and the function's own.
@@ -84,15 +77,21 @@ func newFlagSet(c *config) *pflag.FlagSet {
 // tests) and the config file it may name. The keyring and signing key are loaded here, so a bad
 // one fails before any work.
 func readConfig(lookup func(string) (string, bool)) (*config, error) {
-	return readMirrorConfig(lookup, "")
+	return readMirrorConfig(lookup, "", Event{})
 }
 
 // readMirrorConfig is readConfig for the [mirror] section mirror of the config file ("": the
-// configuration as a whole).
-func readMirrorConfig(lookup func(string) (string, bool), mirror string) (*config, error) {
+// configuration as a whole), with the event's keys applied as the command applies its command
+// line: its filters replace the configured ones (as FILTER arguments do), dry_run is the
+// dry-run setting.
+func readMirrorConfig(lookup func(string) (string, bool), mirror string, ev Event) (*config, error) {
 	c := &config{}
 	c.fs = newFlagSet(c)
-	if err := c.fs.Parse(nil); err != nil {
+	var args []string
+	if ev.DryRun {
+		args = append(args, "--dry-run")
+	}
+	if err := c.fs.Parse(args); err != nil {
 		return nil, err
 	}
 	conf, err := cliconfig.ConfigureMirror(c.fs, lookup, nil, mirror)
@@ -105,35 +104,31 @@ func readMirrorConfig(lookup func(string) (string, bool), mirror string) (*confi
 	if c.margin < 0 {
 		return nil, fmt.Errorf("%s--safety-margin must not be negative", cliconfig.From(c.fs, "safety-margin"))
 	}
-	if conf.Source == "" || conf.Target == "" {
+	if conf.Source == "" || len(conf.Targets) == 0 {
 		return nil, fmt.Errorf("$SSMIRROR_SOURCE and $SSMIRROR_TARGET must both be set (or source and target in the config file)")
 	}
-	if c.srcLoc, err = cliconfig.ParseLocation(conf.Source); err != nil {
+	if _, err := cliconfig.ParseLocation(conf.Source); err != nil {
 		return nil, fmt.Errorf("%s: %w", origin(lookup, "SOURCE"), err)
 	}
-	if c.dstLoc, err = cliconfig.ParseLocation(conf.Target); err != nil {
+	if c.job, err = job.Locate(conf.Source, conf.Targets, conf.Storage); err != nil {
 		return nil, fmt.Errorf("%s: %w", origin(lookup, "TARGET"), err)
 	}
-	// source and target are shown (errors, logs, the summary): without user info; srcLoc keeps
-	// it for the request.
-	c.source, c.target = httpstore.StripUserInfo(conf.Source), httpstore.StripUserInfo(conf.Target)
-	if c.dstLoc.Kind != "s3" {
-		return nil, fmt.Errorf("%s: %q: a Lambda function publishes into s3://bucket/prefix only (its disk does not outlive it)", origin(lookup, "TARGET"), c.target)
-	}
-	for _, t := range conf.Targets[min(1, len(conf.Targets)):] {
-		loc, err := cliconfig.ParseLocation(t)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", origin(lookup, "TARGET"), err)
+	for _, t := range c.job.Targets {
+		if t.Loc.Kind != "s3" {
+			return nil, fmt.Errorf("%s: %q: a Lambda function publishes into s3://bucket/prefix only (its disk does not outlive it)", origin(lookup, "TARGET"), t.Name)
 		}
-		if loc.Kind != "s3" {
-			return nil, fmt.Errorf("%s: %q: a Lambda function publishes into s3://bucket/prefix only (its disk does not outlive it)", origin(lookup, "TARGET"), httpstore.StripUserInfo(t))
-		}
-		c.more, c.moreLocs = append(c.more, httpstore.StripUserInfo(t)), append(c.moreLocs, loc)
 	}
-	if len(c.more) > 0 && c.flags.CFDistribution != "" {
+	if len(c.job.Targets) > 1 && c.flags.CFDistribution != "" {
 		return nil, fmt.Errorf("$SSMIRROR_CLOUDFRONT_DISTRIBUTION invalidates one target's paths: a function with several targets cannot name one")
 	}
 	c.groups = conf.Groups
+	if len(ev.Filters) > 0 {
+		fl, err := cliconfig.ParseFilterArgs(ev.Filters)
+		if err != nil {
+			return nil, fmt.Errorf("event filters: %w", err)
+		}
+		c.groups = []streams.Filters{fl}
+	}
 	if c.keyring, err = c.readKeyring(); err != nil {
 		return nil, err
 	}
@@ -225,22 +220,15 @@ func run(ctx context.Context, ev Event, lookup func(string) (string, bool), log 
 }
 
 // runMirror runs the sync of the config file's [mirror] section mirror ("": the one sync the
-// configuration describes).
+// configuration describes) into its targets: one, or several in one fan-out run. The summary's
+// targets say what each did; a run in which some target failed returns an error naming each
+// (the others published).
 func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool), log *slog.Logger, mirror string) (*Summary, error) {
-	c, err := readMirrorConfig(lookup, mirror)
+	c, err := readMirrorConfig(lookup, mirror, ev)
 	if err != nil {
 		return nil, err
 	}
-	if len(ev.Filters) > 0 {
-		fl, err := cliconfig.ParseFilterArgs(ev.Filters)
-		if err != nil {
-			return nil, fmt.Errorf("event filters: %w", err)
-		}
-		c.groups = []streams.Filters{fl}
-	}
-	c.flags.DryRun = c.flags.DryRun || ev.DryRun
 	dryRun := c.flags.DryRun
-
 	runCtx, cancel, err := runContext(ctx, c.margin)
 	if err != nil {
 		return nil, err
@@ -252,78 +240,49 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 		return nil, err
 	}
 	c.flags.S3.RetryLog = log
-	src, err := cliconfig.OpenSource(runCtx, c.srcLoc, &c.flags.S3, c.flags.Mirrors, client, "ssmirror-lambda")
+	err = c.job.Open(runCtx, job.Opener{S3: &c.flags.S3, Client: client, UserAgent: "ssmirror-lambda", Mirrors: c.flags.Mirrors, Bwlimit: c.flags.Bwlimit})
 	if err != nil {
-		return nil, fmt.Errorf("source %s: %w", c.source, err)
+		return nil, err
 	}
-	src = cliconfig.LimitSource(src, c.flags.Bwlimit)
-	dst, err := cliconfig.OpenTarget(runCtx, c.dstLoc, &c.flags.S3)
-	if err != nil {
-		return nil, fmt.Errorf("target %s: %w", c.target, err)
-	}
-	opts := c.flags.Options(c.srcLoc, c.groups, c.keyring, c.signer)
+	opts := c.flags.Options(c.job.Source.Loc, c.groups, c.keyring, c.signer)
 	opts.Log = log
 
-	if len(c.more) > 0 {
-		return runTargets(ctx, runCtx, c, src, dst, opts, dryRun, log)
-	}
 	began := time.Now()
-	rep, err := sync.Run(runCtx, src, dst, opts)
+	fr, err := c.job.Run(runCtx, opts)
 	took := time.Since(began)
 	if err != nil {
 		if runCtx.Err() != nil && ctx.Err() == nil {
-			return nil, fmt.Errorf("stopped %s before the invocation's deadline after %s, nothing published (the next run keeps the files that arrived and carries on): %w",
-				c.margin, took.Round(time.Second), err)
+			left := " (the next run keeps the files that arrived and carries on)"
+			if len(c.job.Targets) == 1 {
+				left = ", nothing published" + left
+			}
+			return nil, fmt.Errorf("stopped %s before the invocation's deadline after %s%s: %w", c.margin, took.Round(time.Second), left, err)
 		}
 		return nil, err
 	}
-	sum := cliconfig.Summarize(c.source, c.target, dryRun, rep, took, nil)
-	log.Info("sync done", "source", c.source, "target", c.target, "dry_run", dryRun,
+	sum := c.job.Summary(dryRun, fr, took, nil)
+	log.Info("sync done", "source", c.job.Source.Name, "target", sum.Target, "dry_run", dryRun,
 		"items_added", sum.ItemsAdded, "items_removed", sum.ItemsRemoved, "files_fetched", sum.FilesFetched,
-		"bytes_fetched", sum.BytesFetched, "metadata_written", len(sum.MetadataWritten), "seconds", sum.Seconds)
-
-	if !dryRun && c.flags.CFDistribution != "" && len(rep.MetadataWritten) > 0 {
-		prefix := c.flags.CFPathPrefix
-		if prefix == "" {
-			prefix = cdn.DefaultPathPrefix(c.dstLoc.Prefix)
-		}
-		// The invalidation gets the time the run left unused, at least the safety margin.
-		cf, err := cdn.NewClient(ctx, c.flags.S3.Profile)
-		if err == nil {
-			sum.CloudFrontInvalidation, err = cdn.Invalidate(ctx, cf, c.flags.CFDistribution, cdn.Paths(prefix, rep.MetadataWritten))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("mirrored (%d metadata files written), but %w", len(rep.MetadataWritten), err)
+		"bytes_fetched", sum.BytesFetched, "upstream_bytes", fr.UpstreamBytes, "metadata_written", len(sum.MetadataWritten), "seconds", sum.Seconds)
+	if !dryRun && c.flags.CFDistribution != "" && len(sum.MetadataWritten) > 0 {
+		if sum.CloudFrontInvalidation, err = c.invalidate(ctx, sum.MetadataWritten); err != nil {
+			return nil, fmt.Errorf("mirrored (%d metadata files written), but %w", len(sum.MetadataWritten), err)
 		}
 		log.Info("CloudFront invalidation created", "distribution", c.flags.CFDistribution, "id", sum.CloudFrontInvalidation)
 	}
 	return &sum, nil
 }
 
-// runTargets is run for several targets (a fan-out run): the summary's targets say what each
-// did; a run in which some target failed returns an error naming each (the others published).
-func runTargets(ctx, runCtx context.Context, c *config, src store.Source, first store.Target, opts sync.Options, dryRun bool, log *slog.Logger) (*Summary, error) {
-	dsts := []store.Target{first}
-	for i, loc := range c.moreLocs {
-		dst, err := cliconfig.OpenTarget(runCtx, loc, &c.flags.S3)
-		if err != nil {
-			return nil, fmt.Errorf("target %s: %w", c.more[i], err)
-		}
-		dsts = append(dsts, dst)
+// invalidate creates the CloudFront invalidation of the metadata the run wrote into its one
+// target. It gets the time the run left unused, at least the safety margin.
+func (c *config) invalidate(ctx context.Context, written []string) (string, error) {
+	prefix := c.flags.CFPathPrefix
+	if prefix == "" {
+		prefix = cdn.DefaultPathPrefix(c.job.Targets[0].Loc.Prefix)
 	}
-	began := time.Now()
-	fr, err := sync.RunTargets(runCtx, src, dsts, opts)
-	took := time.Since(began)
+	cf, err := cdn.NewClient(ctx, c.job.Targets[0].Loc.Profile(c.flags.S3.Profile))
 	if err != nil {
-		if runCtx.Err() != nil && ctx.Err() == nil {
-			return nil, fmt.Errorf("stopped %s before the invocation's deadline after %s (the next run keeps the files that arrived and carries on): %w",
-				c.margin, took.Round(time.Second), err)
-		}
-		return nil, err
+		return "", err
 	}
-	sum := cliconfig.SummarizeTargets(c.source, append([]string{c.target}, c.more...), dryRun, fr, took, nil)
-	log.Info("sync done", "source", c.source, "target", sum.Target, "dry_run", dryRun,
-		"items_added", sum.ItemsAdded, "items_removed", sum.ItemsRemoved, "files_fetched", sum.FilesFetched,
-		"upstream_bytes", fr.UpstreamBytes, "metadata_written", len(sum.MetadataWritten), "seconds", sum.Seconds)
-	return &sum, nil
+	return cdn.Invalidate(ctx, cf, c.flags.CFDistribution, cdn.Paths(prefix, written))
 }

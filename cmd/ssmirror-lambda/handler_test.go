@@ -485,8 +485,8 @@ func TestReadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.dstLoc.Bucket != "bucket" || c.dstLoc.Prefix != "maas/stable" || c.srcLoc.Kind != "http" {
-		t.Errorf("locations: %+v %+v", c.srcLoc, c.dstLoc)
+	if dst := c.job.Targets[0].Loc; len(c.job.Targets) != 1 || dst.Bucket != "bucket" || dst.Prefix != "maas/stable" || c.job.Source.Loc.Kind != "http" {
+		t.Errorf("locations: %+v", c.job)
 	}
 	if len(c.groups) != 2 || len(c.groups[0]) != 2 || len(c.groups[1]) != 1 {
 		t.Errorf("filter groups: %v", c.groups)
@@ -545,6 +545,55 @@ func TestHandlerSeveralTargets(t *testing.T) {
 		}
 		if _, ok := env.objects(t)["maas/stable/streams/v1/index.sjson"]; !ok {
 			t.Errorf("%s: not published", env.bucket)
+		}
+	}
+}
+
+// TestHandlerTargetsOnTwoServices: $SSMIRROR_TARGET names two buckets on two S3 services with
+// different credentials (two MinIO servers), each reached with its own settings: one by
+// ?endpoint= with a profile holding its keys, the other by ?profile= alone (the profile's
+// endpoint_url). No global endpoint or credentials are set. Both are published in one
+// invocation.
+func TestHandlerTargetsOnTwoServices(t *testing.T) {
+	a, b := testserver.MinIO(t), testserver.MinIO(t)
+	a.IsolateAWSEnv(t)
+	clearSSMirrorEnv(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	dir := t.TempDir()
+	config := "[profile creds-a]\nregion = " + a.Region + "\n\n[profile site-b]\nendpoint_url = " + b.Endpoint + "\nregion = " + b.Region + "\n"
+	creds := "[creds-a]\naws_access_key_id = " + a.AccessKey + "\naws_secret_access_key = " + a.SecretKey + "\n\n" +
+		"[site-b]\naws_access_key_id = " + b.AccessKey + "\naws_secret_access_key = " + b.SecretKey + "\n"
+	for name, text := range map[string]string{"config": config, "credentials": creds} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	keyring, err := os.ReadFile(repoFile(t, "keys/test-keyring.gpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ea := &lambdaEnv{srv: a, mc: a.MinioClient(t), bucket: a.NewBucket(t, "site-a")}
+	eb := &lambdaEnv{srv: b, mc: b.MinioClient(t), bucket: b.NewBucket(t, "site-b")}
+	aLoc := "s3://" + ea.bucket + "/maas?endpoint=" + a.Endpoint + "&profile=creds-a"
+	bLoc := "s3://" + eb.bucket + "/maas?profile=site-b"
+	t.Setenv("SSMIRROR_SOURCE", repoFile(t, "stream"))
+	t.Setenv("SSMIRROR_TARGET", aLoc+" "+bLoc)
+	t.Setenv("SSMIRROR_KEYRING_DATA", base64.StdEncoding.EncodeToString(keyring))
+	t.Setenv("SSMIRROR_FILTERS", "arch=amd64")
+	t.Setenv("SSMIRROR_MAX", "1")
+	sum, err := invoke(t, t.Context(), scheduledEvent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.OK || len(sum.Targets) != 2 || sum.Targets[0].Target != aLoc || sum.Targets[1].Target != bLoc {
+		t.Fatalf("summary: %+v", sum)
+	}
+	for _, e := range []*lambdaEnv{ea, eb} {
+		if _, ok := e.objects(t)["maas/streams/v1/index.sjson"]; !ok {
+			t.Errorf("%s on %s: not published: %v", e.bucket, e.srv.Endpoint, keys(e.objects(t)))
 		}
 	}
 }

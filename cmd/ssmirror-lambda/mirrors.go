@@ -56,7 +56,7 @@ func runAll(ctx context.Context, ev Event, lookup func(string) (string, bool), l
 func runMirrors(ctx context.Context, ev Event, lookup func(string) (string, bool), log *slog.Logger, names []string) (*MirrorsResult, error) {
 	var first *config
 	for _, name := range names {
-		c, err := readMirrorConfig(lookup, name)
+		c, err := readMirrorConfig(lookup, name, ev)
 		if err != nil {
 			return nil, fmt.Errorf("mirror %s: %w", name, err)
 		}

@@ -24,6 +24,8 @@ func sampleValue(t *testing.T, f *pflag.Flag) string {
 		return "md5"
 	case "mirror":
 		return "https://mirror.example/maas/"
+	case "s3-addressing-style":
+		return "path"
 	case "bwlimit":
 		return "64MiB" // above --min-rate times --concurrency
 	}
@@ -146,7 +148,7 @@ func TestSeveralTargets(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := append([]string{c.target}, c.more...); !reflect.DeepEqual(got, want) {
+			if got := c.job.Names(); !reflect.DeepEqual(got, want) {
 				t.Errorf("targets %q, want %q", got, want)
 			}
 		})

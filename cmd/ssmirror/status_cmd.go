@@ -15,7 +15,7 @@ import (
 	"github.com/ssmirror/ssmirror/sync"
 )
 
-const statusUsage = `Usage: ssmirror status [flags] TARGET
+const statusUsage = `Usage: ssmirror status [flags] [TARGET]
 
 Show what a mirror holds, from its own record (.ssmirror/state.json): per product and version,
 items, files and bytes; the totals; when a run last succeeded; when its metadata was last
@@ -25,10 +25,17 @@ is --gc-grace, as given to sync). Read-only: it takes no lock and writes nothing
 Exit status 0: shown; 1: no ssmirror mirror at TARGET, or it could not be read; 2: bad command
 line.
 
-TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
+TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix[?profile=NAME&...]
+        (see ssmirror help sync); may be left out when the configuration names one target.
+
+Settings come from flags, $SSMIRROR_* and the config file as for sync (--config or
+$SSMIRROR_CONFIG; its other commands' settings are left to them; a [target] section gives the
+target its storage settings); with a file of [mirror NAME] sections, --only-mirror NAME picks
+the section, else the one listing TARGET.
 
 Examples:
   ssmirror status /srv/maas-images
+  ssmirror status --config /etc/ssmirror/maas.conf
   ssmirror status --json s3://maas-images/stable | jq .totals
 `
 
@@ -121,24 +128,15 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.BoolVar(&jsonOut, "json", false, "print the status as JSON")
 	fs.Var(units.NewDuration(&grace, sync.DefaultGCGrace), "gc-grace", "the grace period sync runs with, to say when waiting objects are due (negative: never)")
 	s3f.AddFlags(fs)
+	mirror := addOneTargetFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("status needs exactly one TARGET (see ssmirror help status)")
-	}
-	loc, err := cliconfig.ParseLocation(fs.Arg(0))
+	dst, err := openOneTarget(ctx, fs, &s3f, "status", *mirror, true, nil)
 	if err != nil {
 		return err
 	}
-	if loc.Start != "" {
-		return usagef("the target names a metadata file (%s); name the mirror root", loc.Start)
-	}
-	dst, err := openExisting(ctx, loc, &s3f)
-	if err != nil {
-		return err
-	}
-	rep, err := mirrorStatus(ctx, dst, grace)
+	rep, err := mirrorStatus(ctx, dst.Store, grace)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -16,9 +15,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
+	"github.com/ssmirror/ssmirror/cmd/internal/job"
 	"github.com/ssmirror/ssmirror/internal/cdn"
 	"github.com/ssmirror/ssmirror/internal/units"
-	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store/httpstore"
 	"github.com/ssmirror/ssmirror/streams"
 	"github.com/ssmirror/ssmirror/sync"
@@ -40,6 +40,12 @@ SOURCE  https://images.maas.io/ephemeral-v3/stable/   an HTTP(S) mirror (https:/
         streams/v1/index.sjson (signed: give --keyring, or --no-verify), or, at a source
         without one (LXD, Incus), streams/v1/index.json.
 TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
+        An s3:// location (target or source) may say how it is reached, as go-cloud's s3blob
+        URLs do: s3://bucket/prefix?profile=NAME (an AWS shared-config profile: its
+        endpoint_url, region, credentials, ca_bundle), ?endpoint=URL, ?region=,
+        ?use_path_style=true|false, ?ca_bundle=FILE, ...; otherwise --s3-endpoint, --region,
+        --profile, --s3-ca-bundle and --s3-addressing-style apply. A config file's [target]
+        section says the same with those keys. Secrets stay in the AWS credentials file.
 FILTER  key=value  key!=value  key~regex  key!~regex  (all must hold; regex is unanchored).
         Keys are item attributes after inheritance: arch, release, os, subarch, ftype,
         product_name, version_name, item_name, path, ...
@@ -118,282 +124,328 @@ func newSyncFlagSet(f *syncFlags, stdout io.Writer) *pflag.FlagSet {
 	return fs
 }
 
+// runSync runs the sync the command line and configuration describe or, with a config file of
+// [mirror] sections, each of its mirrors (runMirrors).
 func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return runOneSync(ctx, args, stdout, stderr, "")
+	r := newSyncRun(stdout, stderr, "")
+	names, err := r.configure(args)
+	if err == nil && len(names) > 0 {
+		return runMirrors(ctx, args, names, stdout, stderr)
+	}
+	return r.complete(ctx, err)
 }
 
 // runOneSync runs one sync: the one the command line and configuration describe, or, with
-// mirror set, the config file's [mirror] section of that name. Without mirror, a config file of
-// [mirror] sections runs them all (runMirrors).
-func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mirror string) (err error) {
-	var f syncFlags
-	fs := newSyncFlagSet(&f, stdout)
+// mirror set, the config file's [mirror] section of that name.
+func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mirror string) error {
+	r := newSyncRun(stdout, stderr, mirror)
+	_, err := r.configure(args)
+	return r.complete(ctx, err)
+}
+
+// syncRun is one sync as the command runs it, in four steps: configure (settings read and
+// checked, output set up), open (the job's stores), run, and finish, the one place where what
+// is printed and the error the command exits with are decided.
+type syncRun struct {
+	f       syncFlags
+	fs      *pflag.FlagSet
+	mirror  string // the [mirror] section, "" for none
+	began   time.Time
+	jsonLog bool
+	stdout  io.Writer
+	stderr  io.Writer
+	flushes []func()
+
+	log      *slog.Logger // set once the flags are checked; warnings before that are plain text
+	closeLog func(*slog.Logger, *error)
+	metrics  bool // the run is reported in the metrics (once configured far enough)
+
+	// What the settings describe: names as shown (no user info), then the located and opened job.
+	source  string
+	targets []string
+	groups  []streams.Filters
+	job     *job.Job
+	keyring *sign.Keyring
+	signer  *sign.Signer
+	cf      *cloudfront.Client
+
+	// The outcome.
+	ran          bool
+	fr           *sync.FanOutReport // a result per target (nil when the run did not begin)
+	invalidation string
+	cdnErr       error // a CloudFront invalidation that failed after a good publish: a warning
+}
+
+func newSyncRun(stdout, stderr io.Writer, mirror string) *syncRun {
+	return &syncRun{mirror: mirror, began: time.Now(), stdout: stdout, stderr: stderr}
+}
+
+// configure reads and checks the settings (flags, $SSMIRROR_*, the config file or its mirror
+// section), sets up the output and the log, and locates the job. Without a mirror, a config
+// file of [mirror] sections returns their names instead: the caller runs them.
+func (r *syncRun) configure(args []string) ([]string, error) {
+	f := &r.f
+	r.fs = newSyncFlagSet(f, r.stdout)
 	// Machine output on every path: a --json summary and, with --log-format json, JSON lines
-	// only, whatever the run met (registered first, so it sees the final error).
-	jsonLog := wantsJSONLog(args, os.LookupEnv)
-	var rep *sync.Report
-	var fr *sync.FanOutReport // a fan-out run's (several targets)
-	var source, target string
-	var targets []string
-	summaryDone := false
-	began := time.Now()
-	var flushes []func()
-	defer func() {
-		if err == nil || errors.Is(err, pflag.ErrHelp) {
-			for _, fl := range flushes {
-				fl()
-			}
-			return
-		}
-		if f.jsonOut && !summaryDone {
-			writeSummary(stdout, summarize(source, targets, f.DryRun, rep, fr, time.Since(began), err), jsonLog)
-		}
-		for _, fl := range flushes {
-			fl()
-		}
-		if jsonLog {
-			err = jsonLogError{err}
-		}
-	}()
-	if err := parse(fs, args); err != nil {
-		return err
+	// only, whatever the run met.
+	r.jsonLog = wantsJSONLog(args, os.LookupEnv)
+	if err := parse(r.fs, args); err != nil {
+		return nil, err
 	}
-	if mirror == "" {
-		names, err := cliconfig.Mirrors(fs, os.LookupEnv, isSettingKey)
+	if r.mirror == "" {
+		names, err := cliconfig.Mirrors(r.fs, os.LookupEnv, isSettingKey)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(names) > 0 && len(f.Targets) > 0 {
-			return usagef("--%s adds a target to one run; with [mirror NAME] sections, give each mirror its targets in its section (several target lines: a fan-out)", cliconfig.TargetFlag)
+			return nil, usagef("--%s adds a target to one run; with [mirror NAME] sections, give each mirror its targets in its section (several target lines: a fan-out)", cliconfig.TargetFlag)
 		}
 		if len(names) > 0 {
-			summaryDone = true // each mirror reports its own
-			return runMirrors(ctx, args, names, stdout, stderr)
+			return names, nil
 		}
 	}
-	conf, err := cliconfig.ConfigureMirror(fs, os.LookupEnv, isSettingKey, mirror)
+	conf, err := cliconfig.ConfigureMirror(r.fs, os.LookupEnv, isSettingKey, r.mirror)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	jsonLog = f.logFormat == "json"
-	if jsonLog {
-		jo, je := newJSONLines(stdout), newJSONLines(stderr)
-		if f, ok := stderr.(*os.File); ok && f == os.Stderr {
-			// The process's own stderr: what the AWS SDK writes there (its warnings) becomes
-			// JSON lines too.
-			if restore, rerr := redirectStderr(je); rerr == nil {
-				flushes = append(flushes, restore)
-			}
-		}
-		stdout, stderr = jo, je
-		flushes = append(flushes, jo.Flush, je.Flush)
+	r.setOutput()
+	if r.mirror == "" { // several mirrors: runMirrors warns once
+		warnAll(r.stderr, unknownEnv(os.Environ()))
 	}
-	if mirror == "" { // several mirrors: runMirrors warns once
-		warnAll(stderr, unknownEnv(os.Environ()))
-	}
-	source, targets, groups, err := syncArgs(fs.Args(), conf, f.Targets)
+	source, targets, groups, err := syncArgs(r.fs.Args(), conf, f.Targets)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	target = targets[0]
+	r.source, r.targets, r.groups = httpstore.StripUserInfo(source), stripAll(targets), groups
 	if len(targets) > 1 && f.CFDistribution != "" {
-		return usagef("--cloudfront-distribution invalidates one target's paths: run a target behind CloudFront on its own, not in a run with several targets")
+		return nil, usagef("--cloudfront-distribution invalidates one target's paths: run a target behind CloudFront on its own, not in a run with several targets")
 	}
-	if err := f.Sync.Check(fs); err != nil {
-		return err
+	if err := f.Sync.Check(r.fs); err != nil {
+		return nil, err
 	}
-	logOut, closeLog, err := f.compat.openLog(stderr)
+	logOut, closeLog, err := f.compat.openLog(r.stderr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var log *slog.Logger // set once the flags are checked; warnings before that are plain text
-	defer func() { closeLog(log, &err) }()
+	r.closeLog = closeLog
 	if err := f.metrics.check(); err != nil {
-		return err
+		return nil, err
 	}
-	// A CloudFront invalidation or a metrics export that fails after a good publish is a warning:
-	// the mirror is published and consistent, so the run exits 0; the metrics record it
-	// (ssmirror_last_run_warnings). After a failed run they go with its error.
-	var cdnErr error
-	defer func() {
-		if cdnErr != nil && err != nil {
-			err = fmt.Errorf("%w (and %v)", err, cdnErr)
-		}
-	}()
 	// From here on every failure is a failed run, reported in the metrics too.
-	if f.metrics.enabled() && !f.DryRun {
-		defer func() {
-			// Report even an interrupted run, within a bounded time.
-			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			merr := f.metrics.export(mctx, runResults(targets, mirror, rep, fr, time.Since(began), err, cdnErr)...)
-			switch {
-			case merr != nil && err == nil:
-				warnRun(log, stderr, "mirrored, but the metrics export failed", merr)
-			case merr != nil:
-				// The run's own error is the one to report; the metrics failure goes with it.
-				err = fmt.Errorf("%w (and %v)", err, merr)
-			}
-		}()
+	r.metrics = f.metrics.enabled() && !f.DryRun
+	if r.job, err = job.Locate(source, targets, conf.Storage); err != nil {
+		return nil, err
 	}
-	srcLoc, err := cliconfig.ParseLocation(source)
-	if err != nil {
-		return err
+	if r.keyring, err = f.Verify.Load(); err != nil {
+		return nil, err
 	}
-	dstLocs := make([]cliconfig.Location, len(targets))
-	for i, t := range targets {
-		if dstLocs[i], err = cliconfig.ParseLocation(t); err != nil {
-			return err
-		}
-		for j := range i {
-			if sameLocation(dstLocs[j], dstLocs[i]) {
-				return usagef("target %s is given twice", httpstore.StripUserInfo(t))
-			}
-		}
-	}
-	dstLoc := dstLocs[0]
-	keyring, err := f.Verify.Load()
-	if err != nil {
-		return err
-	}
-	if jsonLog && logOut != stderr {
+	if r.jsonLog && logOut != r.stderr {
 		jl := newJSONLines(logOut) // the --log-file
 		logOut = jl
-		flushes = append(flushes, jl.Flush)
+		r.flushes = append(r.flushes, jl.Flush)
 	}
-	log, err = newLogger(logOut, f.verbose, f.logFormat)
-	if err != nil {
-		return err
+	if r.log, err = newLogger(logOut, r.f.verbose, f.logFormat); err != nil {
+		return nil, err
 	}
-	log.Info("start", "version", version(), "source", httpstore.StripUserInfo(source), "target", strings.Join(stripAll(targets), ", "),
+	r.log.Info("start", "version", version(), "source", r.source, "target", strings.Join(r.targets, ", "),
 		"filters", groupStrings(groups), "dry_run", f.DryRun)
-	signer, err := f.LoadSigner(os.LookupEnv)
-	if err != nil {
-		return err
+	if r.signer, err = f.LoadSigner(os.LookupEnv); err != nil {
+		return nil, err
 	}
-	client, err := f.TLS.HTTPClient(stderr)
-	if err != nil {
-		return err
+	return nil, nil
+}
+
+// setOutput makes stdout and stderr JSON lines with --log-format json.
+func (r *syncRun) setOutput() {
+	r.jsonLog = r.f.logFormat == "json"
+	if !r.jsonLog {
+		return
 	}
-	client = withRetryLog(client, log)
-	f.S3.RetryLog = log
-	warnUnprotected(stderr, srcLoc, keyring != nil)
-	src, err := cliconfig.OpenSource(ctx, srcLoc, &f.S3, f.Mirrors, client, userAgent())
-	if err != nil {
-		return err
-	}
-	src = cliconfig.LimitSource(src, f.Bwlimit)
-	dsts := make([]store.Target, len(dstLocs))
-	for i, loc := range dstLocs {
-		if dsts[i], err = cliconfig.OpenTarget(ctx, loc, &f.S3); err != nil {
-			return err
+	jo, je := newJSONLines(r.stdout), newJSONLines(r.stderr)
+	if f, ok := r.stderr.(*os.File); ok && f == os.Stderr {
+		// The process's own stderr: what the AWS SDK writes there (its warnings) becomes
+		// JSON lines too.
+		if restore, rerr := redirectStderr(je); rerr == nil {
+			r.flushes = append(r.flushes, restore)
 		}
 	}
-	dst := dsts[0]
-	var cf *cloudfront.Client
+	r.stdout, r.stderr = jo, je
+	r.flushes = append(r.flushes, jo.Flush, je.Flush)
+}
+
+// complete opens and runs the configured sync (unless configuring failed: err) and finishes it.
+func (r *syncRun) complete(ctx context.Context, err error) error {
+	if err == nil {
+		err = r.open(ctx)
+	}
+	if err == nil {
+		err = r.run(ctx)
+	}
+	return r.finish(ctx, err)
+}
+
+// open opens the job's source and targets, and the CloudFront client.
+func (r *syncRun) open(ctx context.Context) error {
+	f := &r.f
+	client, err := f.TLS.HTTPClient(r.stderr)
+	if err != nil {
+		return err
+	}
+	f.S3.RetryLog = r.log
+	warnUnprotected(r.stderr, r.job.Source.Loc, r.keyring != nil)
+	err = r.job.Open(ctx, job.Opener{S3: &f.S3, Client: withRetryLog(client, r.log), UserAgent: userAgent(), Mirrors: f.Mirrors, Bwlimit: f.Bwlimit})
+	if err != nil {
+		return err
+	}
 	if f.CFDistribution != "" && !f.DryRun {
-		if cf, err = cdn.NewClient(ctx, f.S3.Profile); err != nil {
+		if r.cf, err = cdn.NewClient(ctx, r.job.Targets[0].Loc.Profile(f.S3.Profile)); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// run runs the sync into every target, with progress, then invalidates the CDN's copy of the
+// metadata it wrote.
+func (r *syncRun) run(ctx context.Context) error {
+	f := &r.f
 	progress := &sync.Progress{}
-	opts := f.Options(srcLoc, groups, keyring, signer)
+	opts := f.Options(r.job.Source.Loc, r.groups, r.keyring, r.signer)
 	opts.OnTransfer = limitTransferMemory // the command owns its process
 	opts.Progress = progress
-	opts.Log = log
+	opts.Log = r.log
 	var stopProgress func()
 	switch {
-	case f.progress && !f.DryRun && jsonLog:
-		stopProgress = progressJSON(progress, stderr, f.progressEvery)
+	case f.progress && !f.DryRun && r.jsonLog:
+		stopProgress = progressJSON(progress, r.stderr, f.progressEvery)
 	case f.progress && !f.DryRun:
-		stopProgress = showProgress(progress, stderr, f.progressEvery)
+		stopProgress = showProgress(progress, r.stderr, f.progressEvery)
 	}
-	if len(dsts) > 1 {
-		fr, err = sync.RunTargets(ctx, src, dsts, opts)
-		err = summarizeFanOutInterrupt(ctx, stripAll(targets), fr, err)
-		if stopProgress != nil {
-			stopProgress()
-		}
-		return fanOutOutput(stdout, stderr, &f, source, targets, fr, time.Since(began), err, jsonLog, &summaryDone)
+	r.ran = true
+	fr, err := r.job.Run(ctx, opts)
+	r.fr = fr
+	if len(r.targets) > 1 {
+		err = summarizeFanOutInterrupt(ctx, r.targets, fr, err)
+	} else {
+		err = summarizeInterrupt(ctx, r.report(), err)
 	}
-	rep, err = sync.Run(ctx, src, dst, opts)
-	err = summarizeInterrupt(ctx, rep, err)
 	if stopProgress != nil {
 		stopProgress()
 	}
-	var invalidation string
-	if err == nil && cf != nil && len(rep.MetadataWritten) > 0 {
-		prefix := f.CFPathPrefix
-		if prefix == "" {
-			prefix = cdn.DefaultPathPrefix(dstLoc.Prefix)
-		}
-		paths := cdn.Paths(prefix, rep.MetadataWritten)
-		id, ierr := cdn.Invalidate(ctx, cf, f.CFDistribution, paths)
-		if ierr != nil {
-			cdnErr = ierr
-			warnRun(log, stderr, "mirrored, but the CDN invalidation failed", ierr)
-		} else {
-			invalidation = id
-			log.Info("CloudFront invalidation created", "distribution", f.CFDistribution, "id", id, "paths", paths)
-		}
-	}
-	took := time.Since(began)
-	hasPlan := rep != nil && rep.Plan != nil
-	switch {
-	case f.jsonOut || (jsonLog && hasPlan):
-		sum := cliconfig.Summarize(httpstore.StripUserInfo(source), httpstore.StripUserInfo(target), f.DryRun, rep, took, err)
-		sum.CloudFrontInvalidation = invalidation
-		writeSummary(stdout, sum, jsonLog)
-		summaryDone = true
-	case hasPlan && f.DryRun:
-		printPlan(stdout, stderr, rep)
-	case hasPlan:
-		printSummary(stdout, httpstore.StripUserInfo(source), describe(dst), rep, took, err)
+	if err == nil && r.cf != nil {
+		r.invalidate(ctx)
 	}
 	return err
 }
 
-// sameLocation reports whether two targets are one place written two ways (a trailing slash,
-// a dot segment): their runs would meet at its lock.
-func sameLocation(a, b cliconfig.Location) bool {
-	if a.Kind != b.Kind {
-		return false
+// report is a single target's report (nil: none, or several targets).
+func (r *syncRun) report() *sync.Report {
+	if r.fr == nil || len(r.fr.Targets) != 1 {
+		return nil
 	}
-	if a.Kind == "s3" {
-		return a.Bucket == b.Bucket && strings.Trim(a.Prefix, "/") == strings.Trim(b.Prefix, "/")
-	}
-	return filepath.Clean(a.Root) == filepath.Clean(b.Root)
+	return r.fr.Targets[0].Report
 }
 
-// summarize is the JSON summary of the run: a single target's, or a fan-out run's.
-func summarize(source string, targets []string, dryRun bool, rep *sync.Report, fr *sync.FanOutReport, took time.Duration, err error) cliconfig.Summary {
-	if len(targets) > 1 {
-		return cliconfig.SummarizeTargets(httpstore.StripUserInfo(source), stripAll(targets), dryRun, fr, took, err)
+// invalidate creates the CloudFront invalidation of the metadata the run wrote. Its failure
+// after a good publish is a warning: the mirror is published and consistent, so the run exits
+// 0; the metrics record it (ssmirror_last_run_warnings).
+func (r *syncRun) invalidate(ctx context.Context) {
+	rep := r.report()
+	if rep == nil || len(rep.MetadataWritten) == 0 {
+		return
 	}
-	target := ""
-	if len(targets) == 1 {
-		target = httpstore.StripUserInfo(targets[0])
+	prefix := r.f.CFPathPrefix
+	if prefix == "" {
+		prefix = cdn.DefaultPathPrefix(r.job.Targets[0].Loc.Prefix)
 	}
-	return cliconfig.Summarize(httpstore.StripUserInfo(source), target, dryRun, rep, took, err)
+	paths := cdn.Paths(prefix, rep.MetadataWritten)
+	id, err := cdn.Invalidate(ctx, r.cf, r.f.CFDistribution, paths)
+	if err != nil {
+		r.cdnErr = err
+		warnRun(r.log, r.stderr, "mirrored, but the CDN invalidation failed", err)
+		return
+	}
+	r.invalidation = id
+	r.log.Info("CloudFront invalidation created", "distribution", r.f.CFDistribution, "id", id, "paths", paths)
+}
+
+// finish prints what the run did (the JSON summary, the dry run's plans, or the summaries),
+// exports the metrics, closes the log and decides the error the command exits with: the one
+// place for both.
+func (r *syncRun) finish(ctx context.Context, err error) error {
+	if errors.Is(err, pflag.ErrHelp) {
+		r.flush()
+		return err
+	}
+	took := time.Since(r.began)
+	r.print(err, took)
+	if r.metrics {
+		// Report even an interrupted run, within a bounded time.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		merr := r.f.metrics.export(mctx, runResults(r.targets, r.mirror, r.fr, took, err, r.cdnErr)...)
+		cancel()
+		switch {
+		case merr != nil && err == nil:
+			warnRun(r.log, r.stderr, "mirrored, but the metrics export failed", merr)
+		case merr != nil:
+			// The run's own error is the one to report; the metrics failure goes with it.
+			err = fmt.Errorf("%w (and %v)", err, merr)
+		}
+	}
+	if r.cdnErr != nil && err != nil {
+		err = fmt.Errorf("%w (and %v)", err, r.cdnErr)
+	}
+	if r.closeLog != nil {
+		r.closeLog(r.log, &err)
+	}
+	r.flush()
+	if err != nil && r.jsonLog {
+		err = jsonLogError{err}
+	}
+	return err
+}
+
+func (r *syncRun) flush() {
+	for _, fl := range r.flushes {
+		fl()
+	}
+}
+
+// print prints the outcome: the JSON summary (--json: on every path, failures before the run
+// included; --log-format json: once the run planned), else, once the run began, each target's
+// dry-run plan or summary (and a fan-out run's upstream bytes).
+func (r *syncRun) print(err error, took time.Duration) {
+	fanOut := len(r.targets) > 1
+	planned := r.report() != nil && r.report().Plan != nil
+	switch {
+	case r.f.jsonOut || (r.jsonLog && r.ran && (fanOut || planned)):
+		sum := job.Summarize(r.source, r.targets, r.f.DryRun, r.fr, took, err)
+		sum.CloudFrontInvalidation = r.invalidation
+		writeSummary(r.stdout, sum, r.jsonLog)
+	case !r.ran || r.fr == nil:
+	case fanOut:
+		printTargets(r.stdout, r.stderr, r.f.DryRun, r.source, r.targets, r.fr)
+	case planned && r.f.DryRun:
+		printPlan(r.stdout, r.stderr, r.report())
+	case planned:
+		printSummary(r.stdout, r.source, describe(r.job.Dsts[0]), r.report(), took, err)
+	}
 }
 
 // runResults are what the metrics describe: the one target's run, or each target's of a fan-out
 // run (a target whose run did not report fails with the run's error).
-func runResults(targets []string, mirror string, rep *sync.Report, fr *sync.FanOutReport, took time.Duration, err, cdnErr error) []runResult {
+func runResults(targets []string, mirror string, fr *sync.FanOutReport, took time.Duration, err, cdnErr error) []runResult {
 	end := time.Now()
 	if len(targets) <= 1 || fr == nil {
-		target := ""
-		if len(targets) > 0 {
-			target = httpstore.StripUserInfo(targets[0])
+		r := runResult{target: strings.Join(targets, ","), mirror: mirror, duration: took, err: err, cdnErr: cdnErr, end: end}
+		if fr != nil && len(fr.Targets) == 1 {
+			r.report = fr.Targets[0].Report
 		}
-		if len(targets) > 1 {
-			target = strings.Join(stripAll(targets), ",")
-		}
-		return []runResult{{target: target, mirror: mirror, report: rep, duration: took, err: err, cdnErr: cdnErr, end: end}}
+		return []runResult{r}
 	}
 	out := make([]runResult, len(targets))
 	for i, t := range targets {
-		r := runResult{target: httpstore.StripUserInfo(t), mirror: mirror, duration: took, end: end, err: err}
+		r := runResult{target: t, mirror: mirror, duration: took, end: end, err: err}
 		if i < len(fr.Targets) {
 			r.report, r.err = fr.Targets[i].Report, fr.Targets[i].Err
 		}
@@ -410,24 +462,16 @@ func stripAll(locations []string) []string {
 	return out
 }
 
-// fanOutOutput prints what a fan-out run did: the JSON summary, or per target the dry run's
-// plan or the run's summary, then the upstream bytes read; and returns the run's error.
-func fanOutOutput(stdout, stderr io.Writer, f *syncFlags, source string, targets []string, fr *sync.FanOutReport, took time.Duration, err error, jsonLog bool, summaryDone *bool) error {
-	if f.jsonOut || jsonLog {
-		writeSummary(stdout, summarize(source, targets, f.DryRun, nil, fr, took, err), jsonLog)
-		*summaryDone = true
-		return err
-	}
-	if fr == nil {
-		return err
-	}
+// printTargets prints what a fan-out run did, per target: the dry run's plan or the run's
+// summary; then the upstream bytes read.
+func printTargets(stdout, stderr io.Writer, dryRun bool, source string, targets []string, fr *sync.FanOutReport) {
 	for i, t := range fr.Targets {
 		rep := t.Report
-		name := httpstore.StripUserInfo(targets[i])
+		name := targets[i]
 		switch {
 		case rep == nil || rep.Plan == nil:
-			fmt.Fprintf(stdout, "FAILED, nothing published: %s -> %s: %v\n", httpstore.StripUserInfo(source), name, t.Err)
-		case f.DryRun:
+			fmt.Fprintf(stdout, "FAILED, nothing published: %s -> %s: %v\n", source, name, t.Err)
+		case dryRun:
 			fmt.Fprintf(stdout, "# %s\n", name)
 			printPlan(stdout, stderr, rep)
 		default:
@@ -435,16 +479,15 @@ func fanOutOutput(stdout, stderr io.Writer, f *syncFlags, source string, targets
 			for _, st := range rep.Stages {
 				own += st.Duration
 			}
-			printSummary(stdout, httpstore.StripUserInfo(source), name, rep, own, t.Err)
+			printSummary(stdout, source, name, rep, own, t.Err)
 			if rep.CopiedFrom > 0 {
 				fmt.Fprintf(stdout, "  copied server-side from another target: %d files (%s)\n", rep.CopiedFrom, humanBytes(rep.CopiedFromBytes))
 			}
 		}
 	}
-	if !f.DryRun {
+	if !dryRun {
 		fmt.Fprintf(stdout, "upstream: %s of content read once for %d targets\n", humanBytes(fr.UpstreamBytes), len(targets))
 	}
-	return err
 }
 
 // groupStrings are the filter groups as written.

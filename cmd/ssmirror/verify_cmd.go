@@ -6,18 +6,19 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
+	"github.com/ssmirror/ssmirror/cmd/internal/job"
 	"github.com/ssmirror/ssmirror/internal/units"
-	"github.com/ssmirror/ssmirror/store"
-	"github.com/ssmirror/ssmirror/store/dirstore"
+	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/sync"
 	"github.com/ssmirror/ssmirror/sync/audit"
 )
 
-const verifyUsage = `Usage: ssmirror verify [flags] TARGET
+const verifyUsage = `Usage: ssmirror verify [flags] [TARGET]
 
 Audit a published mirror: read its catalogue (with --keyring, every metadata form must verify),
 then check that every item the mirror holds is present with the listed size and sha256. The
@@ -27,44 +28,66 @@ extended attribute, or the mirror's state); --deep re-reads and hashes every obj
 One line per problem, then a summary. Exit status 0: no problem (warnings allowed); 1: problems
 found, or the target could not be read; 2: bad command line.
 
-TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
-        (ending in streams/v1/NAME.sjson or NAME.json picks the index to start from)
+TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix[?profile=NAME&...]
+        (ending in streams/v1/NAME.sjson or NAME.json picks the index to start from); may be
+        left out when the configuration names one target.
+
+Settings come from flags, $SSMIRROR_* and the config file as for sync (see ssmirror help
+status).
 
 Examples:
   ssmirror verify --keyring=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg /srv/maas-images
   ssmirror verify --keyring=mirror.gpg --deep --json s3://maas-images/stable
 `
 
-const gcUsage = `Usage: ssmirror gc [flags] TARGET
+const gcUsage = `Usage: ssmirror gc [flags] [TARGET]
 
 Run the deferred garbage collection on demand: delete the objects this mirror wrote that nothing
 it holds has referenced for longer than --gc-grace. Objects it did not write, and anything its
 published metadata lists as held, are never deleted. --dry-run shows what would go and when.
 
-TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
+TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix[?profile=NAME&...]; may be
+        left out when the configuration names one target.
+
+Settings come from flags, $SSMIRROR_* and the config file as for sync (see ssmirror help
+status).
 `
 
-// openExisting opens a directory or bucket target that must already exist (verify and gc do
-// not create one).
-func openExisting(ctx context.Context, loc cliconfig.Location, s3f *cliconfig.S3Flags) (store.Target, error) {
-	switch loc.Kind {
-	case "http":
-		return nil, usagef("%s: the target must be a directory or s3://bucket/prefix", loc.Root)
-	case "s3":
-		return cliconfig.OpenS3(ctx, loc, s3f)
-	}
-	root, err := filepath.Abs(loc.Root)
+// addOneTargetFlags adds the flags of a command on one existing mirror (status, verify, gc)
+// that pick its configuration: --config, and --only-mirror, the [mirror] section whose target
+// and settings it takes.
+func addOneTargetFlags(fs *pflag.FlagSet) *string {
+	var mirror string
+	fs.StringVar(&mirror, cliconfig.OnlyMirrorFlag, "", "with a config file of [mirror NAME] sections: the mirror whose target and settings to use (default: the section listing TARGET)")
+	cliconfig.AddConfigFlag(fs)
+	return &mirror
+}
+
+// openOneTarget configures a command on one existing mirror (job.ConfigureOne: flags,
+// $SSMIRROR_*, the config file, as sync reads them) and opens its target, which must exist.
+// With noStart, a target naming a metadata file is refused. check, when set, checks the
+// command's own settings once configured, before the target is opened.
+func openOneTarget(ctx context.Context, fs *pflag.FlagSet, s3f *cliconfig.S3Flags, command, mirror string, noStart bool, check func() error) (job.One, error) {
+	p, err := job.ConfigureOne(fs, os.LookupEnv, isSettingKey, mirror, command, fs.Args())
 	if err != nil {
-		return nil, err
+		return job.One{}, err
 	}
-	info, err := os.Stat(root)
+	if err := s3f.Check(fs); err != nil {
+		return job.One{}, err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return job.One{}, err
+		}
+	}
+	if noStart && p.Loc.Start != "" {
+		return job.One{}, usagef("the target names a metadata file (%s); name the mirror root", p.Loc.Start)
+	}
+	dst, err := job.OpenExisting(ctx, p, s3f)
 	if err != nil {
-		return nil, fmt.Errorf("target: %w", err)
+		return job.One{}, err
 	}
-	if !info.IsDir() {
-		return nil, fmt.Errorf("target %s is not a directory", root)
-	}
-	return dirstore.New(root, dirstore.Options{})
+	return job.One{Place: p, Store: dst}, nil
 }
 
 // runVerify audits a published mirror.
@@ -86,17 +109,15 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&concurrency, "concurrency", 4, "objects checked at once")
 	fs.CountVarP(&verbose, "verbose", "v", "say more")
 	s3f.AddFlags(fs)
+	mirror := addOneTargetFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("verify needs exactly one TARGET (see ssmirror help verify)")
-	}
-	loc, err := cliconfig.ParseLocation(fs.Arg(0))
-	if err != nil {
+	var keyring *sign.Keyring
+	one, err := openOneTarget(ctx, fs, &s3f, "verify", *mirror, false, func() (err error) {
+		keyring, err = vf.Load()
 		return err
-	}
-	keyring, err := vf.Load()
+	})
 	if err != nil {
 		return err
 	}
@@ -104,15 +125,11 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	start := loc.Start
+	start := one.Loc.Start
 	if path != "" {
 		start = path
 	}
-	dst, err := openExisting(ctx, loc, &s3f)
-	if err != nil {
-		return err
-	}
-	rep, err := audit.Verify(ctx, dst, audit.VerifyOptions{
+	rep, err := audit.Verify(ctx, one.Store, audit.VerifyOptions{
 		StartPath:   start,
 		Keyring:     keyring,
 		Deep:        deep,
@@ -207,31 +224,19 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.CountVarP(&verbose, "verbose", "v", "say more (-v: each deletion)")
 	fs.Var(units.NewDuration(&lockTTL, sync.DefaultLockTTL), "lock-ttl", "lease of the target's lock, as 10m (see ssmirror help sync)")
 	s3f.AddFlags(fs)
+	mirror := addOneTargetFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("gc needs exactly one TARGET (see ssmirror help gc)")
-	}
-	if err := cliconfig.CheckLockTTL(fs, lockTTL); err != nil {
-		return err
-	}
-	loc, err := cliconfig.ParseLocation(fs.Arg(0))
+	one, err := openOneTarget(ctx, fs, &s3f, "gc", *mirror, true, func() error { return cliconfig.CheckLockTTL(fs, lockTTL) })
 	if err != nil {
 		return err
-	}
-	if loc.Start != "" {
-		return usagef("the target names a metadata file (%s); name the mirror root", loc.Start)
 	}
 	log, err := newLogger(stderr, verbose, "text")
 	if err != nil {
 		return err
 	}
-	dst, err := openExisting(ctx, loc, &s3f)
-	if err != nil {
-		return err
-	}
-	rep, gcErr := sync.GC(ctx, dst, sync.GCOptions{Grace: grace, DryRun: dryRun, Log: log, Lock: sync.LockOptions{TTL: lockTTL}})
+	rep, gcErr := sync.GC(ctx, one.Store, sync.GCOptions{Grace: grace, DryRun: dryRun, Log: log, Lock: sync.LockOptions{TTL: lockTTL}})
 	if rep == nil {
 		return gcErr
 	}

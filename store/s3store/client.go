@@ -1,8 +1,10 @@
 package s3store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,7 +32,8 @@ const DefaultRegion = "us-east-1"
 // AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / the profile. Path-style addressing is used when an
 // endpoint is set, unless opts.PathStyle says otherwise. Checksums are computed and validated
 // only when an operation requires them: the SDK's default CRC32 checksums break many
-// S3-compatible stores, and Put verifies sha256 itself. AWS_CA_BUNDLE is honoured by the SDK.
+// S3-compatible stores, and Put verifies sha256 itself. AWS_CA_BUNDLE (and a profile's
+// ca_bundle) is honoured by the SDK, unless opts.CABundle names another.
 // With opts.RetryLog, each request the SDK retries is logged there.
 func NewClient(ctx context.Context, opts Options) (*s3.Client, error) {
 	var load []func(*config.LoadOptions) error
@@ -39,6 +42,22 @@ func NewClient(ctx context.Context, opts Options) (*s3.Client, error) {
 	}
 	if opts.Region != "" {
 		load = append(load, config.WithRegion(opts.Region))
+	}
+	if opts.CABundle != "" {
+		pem, err := os.ReadFile(opts.CABundle)
+		if err != nil {
+			return nil, fmt.Errorf("CA bundle: %w", err)
+		}
+		load = append(load, config.WithCustomCABundle(bytes.NewReader(pem)))
+	}
+	if opts.Anonymous {
+		load = append(load, config.WithCredentialsProvider(aws.AnonymousCredentials{}))
+	}
+	if opts.DualStack {
+		load = append(load, config.WithUseDualStackEndpoint(aws.DualStackEndpointStateEnabled))
+	}
+	if opts.FIPS {
+		load = append(load, config.WithUseFIPSEndpoint(aws.FIPSEndpointStateEnabled))
 	}
 	load = append(load,
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
@@ -62,6 +81,10 @@ func NewClient(ctx context.Context, opts Options) (*s3.Client, error) {
 			o.UsePathStyle = *opts.PathStyle
 		case o.BaseEndpoint != nil && *o.BaseEndpoint != "":
 			o.UsePathStyle = true
+		}
+		o.UseAccelerate = opts.Accelerate
+		if opts.DisableHTTPS {
+			o.EndpointOptions.DisableHTTPS = true
 		}
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired

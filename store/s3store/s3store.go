@@ -83,6 +83,16 @@ type Options struct {
 	// PathStyle forces path-style (true) or virtual-hosted (false) addressing; nil: path style
 	// when an endpoint is configured, virtual-hosted for AWS.
 	PathStyle *bool
+	// CABundle is a PEM file of the CA certificates trusted for the endpoint, replacing
+	// AWS_CA_BUNDLE and the profile's ca_bundle; empty: the SDK's own (those, else the system's).
+	CABundle string
+	// Anonymous sends requests unsigned (a public bucket), whatever credentials the SDK finds.
+	Anonymous bool
+	// DualStack and FIPS pick AWS's dual-stack (IPv4 and IPv6) or FIPS endpoints; Accelerate
+	// its Transfer Acceleration endpoints; DisableHTTPS makes an endpoint the SDK resolves
+	// (not Endpoint) plain HTTP. As go-cloud's s3blob URLs dualstack, fips, accelerate and
+	// disable_https.
+	DualStack, FIPS, Accelerate, DisableHTTPS bool
 
 	// PartSize is the multipart part size; objects up to this size are written with one
 	// PutObject. Zero: DefaultPartSize; values below MinPartSize are raised to it, values above

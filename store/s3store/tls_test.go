@@ -90,4 +90,29 @@ func TestCABundle(t *testing.T) {
 			}
 		}
 	})
+	// Options.CABundle (a location's own, --s3-ca-bundle) wins over AWS_CA_BUNDLE: with the
+	// environment naming a bundle that does not trust the proxy, the store's own does.
+	t.Run("OptionsBundle", func(t *testing.T) {
+		other := filepath.Join(t.TempDir(), "other.pem")
+		otherCert := httptest.NewTLSServer(nil)
+		otherCert.Close()
+		if err := os.WriteFile(other, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: otherCert.Certificate().Raw}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("AWS_CA_BUNDLE", other)
+		own := opts
+		own.CABundle = bundle
+		client, err := s3store.NewClient(t.Context(), own)
+		if err != nil {
+			t.Fatalf("NewClient with Options.CABundle: %v", err)
+		}
+		s := s3store.New(client, bucket, "own/tls", own)
+		if _, err := s.Put(t.Context(), "small", bytes.NewReader(data[:1000]), store.PutOptions{Size: 1000, SHA256: sha(data[:1000])}); err != nil {
+			t.Fatalf("Put over HTTPS trusted by Options.CABundle: %v", err)
+		}
+		own.CABundle = filepath.Join(t.TempDir(), "missing.pem")
+		if _, err := s3store.NewClient(t.Context(), own); err == nil {
+			t.Error("NewClient with a missing CA bundle: no error")
+		}
+	})
 }

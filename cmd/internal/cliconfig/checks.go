@@ -17,10 +17,21 @@ import (
 // checkCredentials retrieves the S3 client's credentials now, so that their absence is said
 // plainly (which variables or flag to set) instead of as the SDK's chain of provider errors
 // after the first request.
-func checkCredentials(ctx context.Context, client *s3.Client) error {
+func checkCredentials(ctx context.Context, client *s3.Client, profile string) error {
 	creds := client.Options().Credentials
 	if creds == nil {
-		return errors.New("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile with --profile (or AWS_PROFILE)")
+		return errors.New("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile with --profile (or AWS_PROFILE, or ?profile=NAME on the location)")
+	}
+	if profile != "" {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if _, err := creds.Retrieve(cctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("no AWS credentials for profile %s: give it aws_access_key_id and aws_secret_access_key in ~/.aws/credentials ($AWS_SHARED_CREDENTIALS_FILE), or a role or SSO session in ~/.aws/config ($AWS_CONFIG_FILE) (the AWS SDK said: %s)", profile, lastLine(err))
+		}
+		return nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -86,7 +97,7 @@ func checkTLS(ctx context.Context, what, endpoint string, client httpDoer) error
 		ci   x509.CertificateInvalidError
 	)
 	if errors.As(err, &verr) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) {
-		hint := "add its CA with AWS_CA_BUNDLE=FILE"
+		hint := "add its CA with ?ca_bundle=FILE on the location, --s3-ca-bundle FILE or AWS_CA_BUNDLE=FILE"
 		if what == "source" {
 			hint = "add its CA with --ca-cert FILE"
 		}

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -93,16 +94,93 @@ type configFile struct {
 	settings []fileSetting
 	// groups are the [filter] sections, in order.
 	groups []streams.Filters
+	// places are the [target] and [source] sections, in order.
+	places []*placeSection
 	// mirrors are the [mirror NAME] sections, in order (none: the file is one mirror).
 	mirrors []*mirrorSection
 }
 
-// mirrorSection is one [mirror NAME] section: its own settings and [filter] groups.
+// mirrorSection is one [mirror NAME] section: its own settings, [filter] groups and [target]
+// and [source] sections.
 type mirrorSection struct {
 	name     string
 	line     int
 	settings []fileSetting
 	groups   []streams.Filters
+	places   []*placeSection
+}
+
+// placeSection is a [target] or [source] section: one location (its target or source key)
+// with its own storage settings, under the keys of the global ones (storageKeys).
+type placeSection struct {
+	kind     string // "target" or "source"
+	line     int
+	location string
+	storage  Storage
+}
+
+// storageKeys are the settings a [target] or [source] section may give its location: the
+// global settings' own keys.
+var storageKeys = []string{"s3-endpoint", "region", "profile", "s3-ca-bundle", "s3-addressing-style"}
+
+// set reads one line of the section.
+func (p *placeSection) set(path string, s fileSetting) error {
+	at := fmt.Sprintf("%s:%d", path, s.line)
+	seen := func(cur string) error {
+		if cur != "" {
+			return fmt.Errorf("%s: %s set twice in the [%s] section of line %d", at, s.key, p.kind, p.line)
+		}
+		return nil
+	}
+	var err error
+	switch s.key {
+	case p.kind:
+		if err = seen(p.location); err == nil {
+			p.location = s.value
+		}
+	case "s3-endpoint":
+		if err = seen(p.storage.Endpoint); err == nil {
+			if cerr := checkEndpoint(s.value); cerr != nil {
+				return fmt.Errorf("%s: s3-endpoint %s: %v", at, s.value, cerr)
+			}
+			p.storage.Endpoint = s.value
+		}
+	case "region":
+		if err = seen(p.storage.Region); err == nil {
+			p.storage.Region = s.value
+		}
+	case "profile":
+		if err = seen(p.storage.Profile); err == nil {
+			p.storage.Profile = s.value
+		}
+	case "s3-ca-bundle":
+		if err = seen(p.storage.CABundle); err == nil {
+			p.storage.CABundle = s.value
+		}
+	case "s3-addressing-style":
+		if err = seen(p.storage.Addressing); err == nil {
+			a, cerr := checkAddressing(s.value)
+			if cerr != nil {
+				return fmt.Errorf("%s: s3-addressing-style %v", at, cerr)
+			}
+			p.storage.Addressing = a
+		}
+	default:
+		return fmt.Errorf("%s: %s is not a setting of one %s: a [%s] section holds %s = LOCATION and its storage settings (%s); other settings go at the top of the file or in a [mirror] section", at, s.key, p.kind, p.kind, p.kind, strings.Join(storageKeys, ", "))
+	}
+	return err
+}
+
+// check refuses a section without its location, or with storage settings for a location that
+// has no storage to reach.
+func (p *placeSection) check(path string) error {
+	if p.location == "" {
+		return fmt.Errorf("%s:%d: [%s] has no %s = LOCATION", path, p.line, p.kind, p.kind)
+	}
+	if !strings.HasPrefix(p.location, "s3://") && !p.storage.IsZero() {
+		return fmt.Errorf("%s:%d: [%s] %s: storage settings (%s) are for s3:// locations", path, p.line, p.kind, p.location, strings.Join(storageKeys, ", "))
+	}
+	return nil
 }
 
 // parseConfigFile parses a config file's text; path names it in errors. isSetting tells a
@@ -112,8 +190,10 @@ func parseConfigFile(path string, data []byte, isSetting func(string) bool) (*co
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	inFilter, sectionLine := false, 0
-	// Where settings and [filter] groups go: the top of the file, or the current [mirror].
-	settings, groups := &cf.settings, &cf.groups
+	var place *placeSection // the [target] or [source] section the lines go to
+	// Where settings, [filter] groups and [target]/[source] sections go: the top of the file,
+	// or the current [mirror].
+	settings, groups, places := &cf.settings, &cf.groups, &cf.places
 	firstTopFilter := 0
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -126,13 +206,20 @@ func parseConfigFile(path string, data []byte, isSetting func(string) bool) (*co
 				if err != nil {
 					return nil, err
 				}
+				inFilter, place = false, nil
+				settings, groups, places = &m.settings, &m.groups, &m.places
+				continue
+			}
+			if line == "[target]" || line == "[source]" {
+				place = &placeSection{kind: strings.Trim(line, "[]"), line: n}
+				*places = append(*places, place)
 				inFilter = false
-				settings, groups = &m.settings, &m.groups
 				continue
 			}
 			if line != "[filter]" {
-				return nil, fmt.Errorf("%s:%d: unknown section %s (the sections are [filter] and [mirror NAME])", path, n, line)
+				return nil, fmt.Errorf("%s:%d: unknown section %s (the sections are [filter], [target], [source] and [mirror NAME])", path, n, line)
 			}
+			place = nil
 			if len(cf.mirrors) == 0 && firstTopFilter == 0 {
 				firstTopFilter = n
 			}
@@ -160,7 +247,14 @@ func parseConfigFile(path string, data []byte, isSetting func(string) bool) (*co
 		if isSecretKey(k) {
 			return nil, fmt.Errorf("%s:%d: %s: secrets are not read from the config file (the signing passphrase comes from $SSMIRROR_SIGNING_PASSPHRASE or --signing-passphrase-file; AWS credentials from the SDK's usual chain)", path, n, k)
 		}
-		*settings = append(*settings, fileSetting{key: k, value: strings.TrimSpace(v), line: n})
+		fset := fileSetting{key: k, value: strings.TrimSpace(v), line: n}
+		if place != nil {
+			if err := place.set(path, fset); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		*settings = append(*settings, fset)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -170,10 +264,24 @@ func parseConfigFile(path string, data []byte, isSetting func(string) bool) (*co
 			return nil, fmt.Errorf("%s: [filter] section %d is empty (it would select everything)", path, i+1)
 		}
 	}
+	for _, p := range cf.allPlaces() {
+		if err := p.check(path); err != nil {
+			return nil, err
+		}
+	}
 	if err := cf.checkMirrors(firstTopFilter); err != nil {
 		return nil, err
 	}
 	return cf, nil
+}
+
+// allPlaces are the file's [target] and [source] sections, the top's and every mirror's.
+func (cf *configFile) allPlaces() []*placeSection {
+	out := slices.Clone(cf.places)
+	for _, m := range cf.mirrors {
+		out = append(out, m.places...)
+	}
+	return out
 }
 
 // isSecretKey reports whether a config key names a secret rather than where one is kept.
@@ -210,6 +318,9 @@ type Settings struct {
 	// Groups are the filter groups from $SSMIRROR_FILTERS, else the file's [filter] sections
 	// (nil: unset).
 	Groups []streams.Filters
+	// Storage are the storage settings the file's [target] and [source] sections give their
+	// locations, by location as written (in Source and Targets).
+	Storage map[string]Storage
 }
 
 // Configure fills every flag of the parsed fs that the command line did not set: from the
@@ -227,6 +338,17 @@ func Configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetti
 // the section's [filter] groups (see Mirrors). Mirror "" is the file as a whole, refused when
 // it has [mirror] sections.
 func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting func(string) bool, mirror string) (*Settings, error) {
+	return configure(fs, lookupEnv, isSetting, mirror, false)
+}
+
+// ConfigureShared is ConfigureMirror for a command that reads the file sync reads but has fewer
+// settings (status, verify, gc): a key of the file that is a setting of another command
+// (isSetting) but no flag of fs is left to that command instead of refused.
+func ConfigureShared(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting func(string) bool, mirror string) (*Settings, error) {
+	return configure(fs, lookupEnv, isSetting, mirror, true)
+}
+
+func configure(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting func(string) bool, mirror string, shared bool) (*Settings, error) {
 	if isSetting == nil {
 		isSetting = func(k string) bool { return k == "source" || k == "target" || fs.Lookup(k) != nil }
 	}
@@ -234,7 +356,23 @@ func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), i
 		v, ok := lookupEnv(name)
 		return v, ok && v != ""
 	}
-	var cf *configFile
+	cf, err := loadForMirror(fs, env, isSetting, mirror)
+	if err != nil {
+		return nil, err
+	}
+	fromFile, err := cf.byKey(fs, isSetting, shared)
+	if err != nil {
+		return nil, err
+	}
+	if err := setFlags(fs, env, cf.path, fromFile); err != nil {
+		return nil, err
+	}
+	return cf.positional(env, fromFile)
+}
+
+// loadForMirror loads the config file fs names (--config, else $SSMIRROR_CONFIG) as mirror sees
+// it (forMirror); no file is an empty one.
+func loadForMirror(fs *pflag.FlagSet, env func(string) (string, bool), isSetting func(string) bool, mirror string) (*configFile, error) {
 	path := ""
 	if f := fs.Lookup(ConfigFlag); f != nil {
 		path = f.Value.String()
@@ -242,24 +380,26 @@ func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), i
 			path, _ = env(EnvName(ConfigFlag))
 		}
 	}
-	if path != "" {
-		var err error
-		if cf, err = loadConfigFile(path, isSetting); err != nil {
-			return nil, UsageError{err}
-		}
-		if cf, err = cf.forMirror(mirror); err != nil {
-			return nil, UsageError{err}
-		}
-	} else {
+	if path == "" {
 		if mirror != "" {
 			return nil, Usagef("mirror %s: no config file", mirror)
 		}
-		cf = &configFile{}
+		return &configFile{}, nil
 	}
+	cf, err := loadConfigFile(path, isSetting)
+	if err != nil {
+		return nil, UsageError{err}
+	}
+	if cf, err = cf.forMirror(mirror); err != nil {
+		return nil, UsageError{err}
+	}
+	return cf, nil
+}
 
-	// The file's settings by key, checked against fs.
+// byKey are the file's settings by key, checked against fs: a key that is no flag of fs is
+// refused, unless shared and a setting of another command (isSetting), then left out.
+func (cf *configFile) byKey(fs *pflag.FlagSet, isSetting func(string) bool, shared bool) (map[string][]fileSetting, error) {
 	fromFile := map[string][]fileSetting{}
-	out := &Settings{}
 	for _, s := range cf.settings {
 		switch s.key {
 		case "source", "target":
@@ -272,6 +412,9 @@ func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), i
 			return nil, Usagef("%s:%d: %s cannot be set in the config file", cf.path, s.line, s.key)
 		}
 		f := fs.Lookup(s.key)
+		if f == nil && shared && isSetting(s.key) {
+			continue // another command's setting
+		}
 		if f == nil {
 			return nil, Usagef("%s:%d: unknown setting %q (not a flag of ssmirror %s)", cf.path, s.line, s.key, fs.Name())
 		}
@@ -280,7 +423,12 @@ func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), i
 		}
 		fromFile[s.key] = append(fromFile[s.key], s)
 	}
+	return fromFile, nil
+}
 
+// setFlags sets every flag of fs the command line did not: from its environment variable, else
+// from the file's lines (path names it in errors).
+func setFlags(fs *pflag.FlagSet, env func(string) (string, bool), path string, fromFile map[string][]fileSetting) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if err != nil || f.Changed || f.Name == ConfigFlag || f.Name == TargetFlag || f.Name == "help" {
@@ -302,16 +450,33 @@ func ConfigureMirror(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), i
 		}
 		for _, s := range fromFile[f.Name] {
 			if serr := fs.Set(f.Name, s.value); serr != nil {
-				err = Usagef("%s:%d: %s: %v", cf.path, s.line, f.Name, serr)
+				err = Usagef("%s:%d: %s: %v", path, s.line, f.Name, serr)
 				return
 			}
-			setOrigin(fs, f.Name, fmt.Sprintf("%s:%d", cf.path, s.line))
+			setOrigin(fs, f.Name, fmt.Sprintf("%s:%d", path, s.line))
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
+	return err
+}
 
+// positional are the settings besides the flags: source, targets (with their sections'
+// storage settings) and filter groups, from the environment, else the file.
+func (cf *configFile) positional(env func(string) (string, bool), fromFile map[string][]fileSetting) (*Settings, error) {
+	out := &Settings{}
+	// [source] and [target] sections, in the file's order among the source and target lines.
+	for _, p := range cf.places {
+		if p.kind == "source" && len(fromFile["source"]) > 0 {
+			return nil, Usagef("%s:%d: a [source] section and a source line (line %d): the file names one source", cf.path, p.line, fromFile["source"][0].line)
+		}
+		if !p.storage.IsZero() {
+			if out.Storage == nil {
+				out.Storage = map[string]Storage{}
+			}
+			out.Storage[p.location] = p.storage
+		}
+		fromFile[p.kind] = append(fromFile[p.kind], fileSetting{key: p.kind, value: p.location, line: p.line})
+	}
+	slices.SortStableFunc(fromFile["target"], func(a, b fileSetting) int { return a.line - b.line })
 	if v, ok := env(EnvPrefix + "SOURCE"); ok {
 		out.Source = v
 	} else if s := fromFile["source"]; len(s) > 0 {

@@ -29,6 +29,8 @@ type S3Flags struct {
 	endpoint        string
 	region          string
 	Profile         string
+	caBundle        string
+	addressing      string
 	partSize        int64
 	partConcurrency int
 	uploadBuffers   int64
@@ -54,11 +56,22 @@ func (f *S3Flags) sharedBuffers() *s3store.Buffers {
 	return f.buffers
 }
 
+// Check refuses an S3 setting that cannot be used, naming where it came from (fs is the flag
+// set AddFlags filled).
+func (f *S3Flags) Check(fs *pflag.FlagSet) error {
+	if _, err := checkAddressing(f.addressing); err != nil {
+		return Usagef("%s--s3-addressing-style %v", From(fs, "s3-addressing-style"), err)
+	}
+	return nil
+}
+
 // AddFlags adds the S3 flags to fsAdd.
 func (f *S3Flags) AddFlags(fsAdd *pflag.FlagSet) {
-	fsAdd.StringVar(&f.endpoint, "s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, then AWS); implies path-style addressing")
-	fsAdd.StringVar(&f.region, "region", "", "S3 region (default: the SDK's configuration, else us-east-1)")
-	fsAdd.StringVar(&f.Profile, "profile", "", "AWS shared-config profile")
+	fsAdd.StringVar(&f.endpoint, "s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, the profile's endpoint_url, then AWS); implies path-style addressing. The default of every s3:// location that names no endpoint or profile of its own (s3://bucket/prefix?endpoint=URL, ?profile=NAME)")
+	fsAdd.StringVar(&f.region, "region", "", "S3 region (default: the SDK's configuration, else us-east-1); the default of every s3:// location that names no region or profile of its own (?region=)")
+	fsAdd.StringVar(&f.Profile, "profile", "", "AWS shared-config profile (its endpoint_url, region, credentials and ca_bundle); the default of every s3:// location that names no profile of its own (s3://bucket/prefix?profile=NAME)")
+	fsAdd.StringVar(&f.caBundle, "s3-ca-bundle", "", "PEM file of the CAs trusted for S3 endpoints (default: $AWS_CA_BUNDLE, the profile's ca_bundle); a location may name its own (?ca_bundle=FILE)")
+	fsAdd.StringVar(&f.addressing, "s3-addressing-style", "auto", "S3 addressing: auto (path style with a custom endpoint, virtual-hosted for AWS), path or virtual; a location may say its own (?use_path_style=true|false)")
 	fsAdd.Var(units.NewSize(&f.partSize, s3store.DefaultPartSize), "part-size", "multipart part size, as 16MiB or bytes (at least 5MiB)")
 	fsAdd.IntVar(&f.partConcurrency, "part-concurrency", 4, "parts of one object uploaded at once")
 	fsAdd.Var(units.NewSize(&f.uploadBuffers, s3store.DefaultBufferBudget), "upload-buffers", "part buffers all uploads of a run share, as 64MiB or bytes (at least two parts)")
@@ -121,6 +134,9 @@ type Location struct {
 	auth   *url.Userinfo
 	Bucket string
 	Prefix string
+	// Storage are an s3:// location's own storage settings: its URL's parameters
+	// (?profile=, ?endpoint=, ...), or its [target] section's keys.
+	Storage Storage
 	// Start is the metadata path named by the location itself ("" when it names a root).
 	Start string
 }
@@ -145,7 +161,7 @@ func ParseLocation(raw string) (Location, error) {
 		u.User = nil
 		loc.Root = u.String()
 	case strings.HasPrefix(raw, "s3://"):
-		rest := strings.TrimPrefix(raw, "s3://")
+		rest, query, _ := strings.Cut(strings.TrimPrefix(raw, "s3://"), "?")
 		bucket, prefix, _ := strings.Cut(rest, "/")
 		if bucket == "" {
 			return loc, Usagef("%q: no bucket named", shown)
@@ -153,7 +169,11 @@ func ParseLocation(raw string) (Location, error) {
 		if shown != raw {
 			return loc, Usagef("%q: an s3:// URL takes no user info (S3 credentials come from the AWS configuration: environment, profile, role)", shown)
 		}
-		loc.Kind, loc.Bucket, loc.Prefix, loc.Root = "s3", bucket, prefix, raw
+		st, err := parseS3Query(shown, query)
+		if err != nil {
+			return loc, err
+		}
+		loc.Kind, loc.Bucket, loc.Prefix, loc.Root, loc.Storage = "s3", bucket, prefix, "s3://"+rest, st
 	case strings.HasPrefix(raw, "file://"):
 		if shown != raw {
 			return loc, Usagef("%q: a file:// URL takes no user info", shown)
@@ -184,6 +204,23 @@ func ParseLocation(raw string) (Location, error) {
 		}
 	}
 	return loc, nil
+}
+
+// SamePlace reports whether two locations are one place written two ways (a trailing slash, a
+// dot segment, the same bucket and prefix on the same service): two runs there would meet at
+// its lock.
+func SamePlace(a, b Location) bool {
+	if a.Kind != b.Kind {
+		return false
+	}
+	switch a.Kind {
+	case "s3":
+		return a.Bucket == b.Bucket && strings.Trim(a.Prefix, "/") == strings.Trim(b.Prefix, "/") &&
+			a.Storage.Endpoint == b.Storage.Endpoint && a.Storage.Profile == b.Storage.Profile
+	case "http":
+		return strings.TrimSuffix(a.Root, "/") == strings.TrimSuffix(b.Root, "/")
+	}
+	return filepath.Clean(a.Root) == filepath.Clean(b.Root)
 }
 
 // malformedScheme returns the scheme of a location that starts like a URL of a kind ssmirror
@@ -249,6 +286,15 @@ func OpenTarget(ctx context.Context, loc Location, s3f *S3Flags) (store.Target, 
 	}
 }
 
+// Profile is the AWS profile the location is reached with: its own, else def (the global one).
+// A CDN in front of the target is reached with the same.
+func (l Location) Profile(def string) string {
+	if l.Storage.Profile != "" {
+		return l.Storage.Profile
+	}
+	return def
+}
+
 // sourceURL is an http location's root with its user info put back, for httpstore (which sends
 // it as basic auth and never shows it). Never print it.
 func (l Location) sourceURL() string {
@@ -263,36 +309,58 @@ func (l Location) sourceURL() string {
 	return u.String()
 }
 
-// OpenS3 opens an s3:// location, checking the endpoint's TLS and the credentials first.
+// Storage are the global storage settings: the defaults of every s3:// location that does not
+// say otherwise (see Storage).
+func (f *S3Flags) Storage() (Storage, error) {
+	addr, err := checkAddressing(f.addressing)
+	if err != nil {
+		return Storage{}, Usagef("--s3-addressing-style %v", err)
+	}
+	return Storage{Endpoint: f.endpoint, Region: f.region, Profile: f.Profile, CABundle: f.caBundle, Addressing: addr}, nil
+}
+
+// OpenS3 opens an s3:// location with its own storage settings over the global ones (f),
+// checking the endpoint's TLS and the credentials first.
 func OpenS3(ctx context.Context, loc Location, f *S3Flags) (store.Target, error) {
 	checksum, err := s3store.ParseChecksum(f.uploadChecksum)
 	if err != nil {
 		return nil, Usagef("--upload-checksum: %v", err)
 	}
-	opts := s3store.Options{
-		Checksum:        checksum,
-		Endpoint:        f.endpoint,
-		Region:          f.region,
-		Profile:         f.Profile,
-		PartSize:        f.partSize,
-		PartConcurrency: f.partConcurrency,
-		BufferBudget:    f.uploadBuffers,
-		Buffers:         f.sharedBuffers(),
-		RetryLog:        f.RetryLog,
+	def, err := f.Storage()
+	if err != nil {
+		return nil, err
 	}
+	st := loc.Storage.over(def)
+	opts := st.s3Options()
+	opts.Checksum = checksum
+	opts.PartSize = f.partSize
+	opts.PartConcurrency = f.partConcurrency
+	opts.BufferBudget = f.uploadBuffers
+	opts.Buffers = f.sharedBuffers()
+	opts.RetryLog = f.RetryLog
 	client, err := s3store.NewClient(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("S3 configuration: %w", err)
+		return nil, fmt.Errorf("S3 configuration%s: %w", st.origin(), err)
 	}
 	if ep := client.Options().BaseEndpoint; ep != nil {
 		if err := checkTLS(ctx, "S3 endpoint", *ep, client.Options().HTTPClient); err != nil {
 			return nil, err
 		}
 	}
-	if err := checkCredentials(ctx, client); err != nil {
-		return nil, err
+	if !st.Anonymous {
+		if err := checkCredentials(ctx, client, st.Profile); err != nil {
+			return nil, err
+		}
 	}
 	return s3store.New(client, loc.Bucket, loc.Prefix, opts), nil
+}
+
+// origin says which profile settings came from, for messages (" (profile NAME)" or "").
+func (s Storage) origin() string {
+	if s.Profile == "" {
+		return ""
+	}
+	return " (profile " + s.Profile + ")"
 }
 
 // LimitSource caps what the run reads from src at rate bytes a second, all readers together

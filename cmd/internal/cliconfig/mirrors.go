@@ -106,8 +106,15 @@ func (cf *configFile) checkMirrors(firstTopFilter int) error {
 	if firstTopFilter > 0 {
 		return fmt.Errorf("%s:%d: [filter] before the first [mirror] section: put it after the [mirror NAME] header of the mirror it selects for", cf.path, firstTopFilter)
 	}
+	if len(cf.places) > 0 {
+		p := cf.places[0]
+		return fmt.Errorf("%s:%d: [%s] before the first [mirror] section: put it after the [mirror NAME] header of the mirror it belongs to", cf.path, p.line, p.kind)
+	}
 	for _, m := range cf.mirrors {
 		has := map[string]bool{}
+		for _, p := range m.places {
+			has[p.kind] = true
+		}
 		for _, s := range m.settings {
 			if why, ok := fileWideKeys[s.key]; ok {
 				return fmt.Errorf("%s:%d: %s in [mirror %s]: %s, so it goes at the top of the file", cf.path, s.line, s.key, m.name, why)
@@ -147,7 +154,7 @@ func (cf *configFile) forMirror(name string) (*configFile, error) {
 	for _, s := range m.settings {
 		own[s.key] = true
 	}
-	out := &configFile{path: cf.path, groups: m.groups}
+	out := &configFile{path: cf.path, groups: m.groups, places: m.places}
 	for _, s := range cf.settings {
 		if !own[s.key] {
 			out.settings = append(out.settings, s)
@@ -244,6 +251,53 @@ func Mirrors(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting
 		}
 	}
 	return names, nil
+}
+
+// MirrorOf names the [mirror] section of the config file the parsed fs names that lists target
+// (as written, or as the same place), for a command given TARGET alone: "" when the file has no
+// sections. A file of sections none of which lists it is an error naming them.
+func MirrorOf(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), isSetting func(string) bool, target string) (string, error) {
+	if isSetting == nil {
+		isSetting = func(k string) bool { return k == "source" || k == "target" || fs.Lookup(k) != nil }
+	}
+	path := ConfigPath(fs, lookupEnv)
+	if path == "" {
+		return "", nil
+	}
+	cf, err := loadConfigFile(path, isSetting)
+	if err != nil || len(cf.mirrors) == 0 {
+		return "", errOrUsage(err)
+	}
+	want, err := ParseLocation(target)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range cf.mirrors {
+		var listed []string
+		for _, s := range m.settings {
+			if s.key == "target" {
+				listed = append(listed, s.value)
+			}
+		}
+		for _, p := range m.places {
+			if p.kind == "target" {
+				listed = append(listed, p.location)
+			}
+		}
+		for _, l := range listed {
+			if loc, err := ParseLocation(l); err == nil && SamePlace(loc, want) {
+				return m.name, nil
+			}
+		}
+	}
+	return "", Usagef("no [mirror] section of %s lists the target %s (its mirrors: %s): name the mirror with --%s NAME", path, target, strings.Join(cf.mirrorNames(), ", "), OnlyMirrorFlag)
+}
+
+func errOrUsage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return UsageError{err}
 }
 
 func envSet(lookupEnv func(string) (string, bool), flag string) bool {

@@ -134,6 +134,9 @@ func (f *Sync) Check(fs *pflag.FlagSet) error {
 	if _, err := s3store.ParseChecksum(f.S3.uploadChecksum); err != nil {
 		return Usagef("%s--upload-checksum: %v", From(fs, "upload-checksum"), err)
 	}
+	if err := f.S3.Check(fs); err != nil {
+		return err
+	}
 	// The files in flight share the rate; each must still arrive at --min-rate.
 	if n := int64(max(f.Concurrency, 1)); f.Bwlimit > 0 && f.MinRate > 0 && f.Bwlimit < f.MinRate*n {
 		return Usagef("--bwlimit %s shared by --concurrency %d files is below --min-rate %s each: large files would miss their deadline (lower --concurrency or --min-rate, or set --min-rate none)", units.FormatSize(f.Bwlimit), n, units.FormatSize(f.MinRate))
