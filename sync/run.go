@@ -202,6 +202,11 @@ func (r *run) readCatalogue(ctx context.Context) error {
 		return err
 	}
 	r.cat, r.upstream = cat, upstream
+	r.rep.Source = cat.Source
+	if n := len(cat.Source.LeftOut); n > 0 {
+		r.log.Warn("the source (an ssmirror mirror) does not hold some selected items its catalogue lists: they are left out",
+			"items", n, "example", cat.Source.LeftOut[0].String(), "filter_to_say_so", cat.Source.Hint)
+	}
 	return nil
 }
 
@@ -221,6 +226,18 @@ func readUpstream(ctx context.Context, src store.Source, opts Options, concurren
 		if err := CheckSelection(upstream, opts.Filters, opts.FilterGroups); err != nil {
 			return nil, nil, err
 		}
+	}
+	// Hub and spoke (sourceheld.go): what the source holds, when it is an ssmirror mirror.
+	objects, found, recErr := readSourceRecord(ctx, src, catalogueLimit(opts.MetadataLimit))
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case recErr != nil:
+		cat.Source.Unreadable = recErr
+	case found:
+		cat.Source.Record = true
+		upstream, cat.Source.LeftOut, cat.Source.Hint = keepHeld(upstream, objects, opts.Filters, opts.FilterGroups, opts.Signer != nil)
 	}
 	cat.keepForMode(opts.Signer != nil)
 	return cat, upstream, nil
@@ -291,6 +308,12 @@ func (r *run) makePlan(ctx context.Context) error {
 		// left any; a run with work to do sweeps as well, which an up-to-date run skips to
 		// stay at its few requests.
 		cleanLeftovers(ctx, r.dst, r.log)
+	}
+	if r.cat.Source.Unreadable != nil && len(plan.Fetch) > 0 {
+		if err := checkAtSource(ctx, r.src, plan, r.upstream, r.cat.Source.Unreadable, r.concurrency); err != nil {
+			r.rep.Plan = plan
+			return err
+		}
 	}
 	r.rep.Plan = plan
 	r.log.Info("plan", "items_added", len(plan.Added), "items_removed", len(plan.Removed), "items_kept", plan.Kept,

@@ -155,6 +155,9 @@ type Report struct {
 	PendingDeletion int
 	// Stages times each stage.
 	Stages []Stage
+	// Source is what the run learned of what its source holds: a spoke leaves out the items its
+	// hub does not hold (SourceHolds.LeftOut).
+	Source SourceHolds
 }
 
 // Stage is one timed part of a run.
