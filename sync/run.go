@@ -255,7 +255,7 @@ func (r *run) readTarget(ctx context.Context, list func() (map[string]store.Info
 	}
 	st.noteListing(listed)
 	r.st = st
-	return nil
+	return checkMode(r.dst, st, r.opts)
 }
 
 // makePlan decides (MakePlan) and refuses a plan that must not be carried out. The plan's
@@ -339,6 +339,8 @@ func (r *run) record(ctx context.Context) error {
 	if !r.opts.NoItemDownload {
 		r.st.Held = r.plan.Held
 	}
+	mode := modeOf(r.opts)
+	r.st.Mode = &mode
 	r.st.Unreferenced = r.plan.stamps(r.now())
 	for key := range r.st.Unreferenced {
 		if _, owned := r.st.Objects[key]; !owned { // metadata now (putMeta)

@@ -59,6 +59,10 @@ type Options struct {
 	// Signer, when set, selects curated mode: the catalogue is rewritten to list exactly what the
 	// mirror holds and signed with this key.
 	Signer *sign.Signer
+	// AllowModeChange lets a run publish a target in another mode than the one it is published
+	// in (verbatim, or curated with another key); otherwise such a run is refused
+	// (ModeChangeError) before it writes anything.
+	AllowModeChange bool
 	// Concurrency is the number of files transferred at once (0: DefaultConcurrency).
 	Concurrency int
 	// GCGrace is how long an object nothing references is kept before it is deleted: zero deletes
