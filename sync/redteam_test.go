@@ -78,7 +78,8 @@ func TestStaleMetadataFormsRemoved(t *testing.T) {
 			}
 
 			src := unsignedUpstream(t, smallConfig("20250701", "20250718"))
-			second := sync.Options{Max: 1, GCGrace: time.Hour, Now: clock, StartPath: "streams/v1/index.json"}
+			// The change of mode is meant here (issue 21: otherwise refused, ModeChangeError).
+			second := sync.Options{Max: 1, GCGrace: time.Hour, Now: clock, StartPath: "streams/v1/index.json", AllowModeChange: true}
 			for range 2 { // the second run collects what the first released
 				if _, err := sync.Run(t.Context(), src, dst, second); err != nil {
 					t.Fatal(err)
