@@ -61,6 +61,8 @@ type Catalogue struct {
 	IndexForms []MetaFile
 	Products   []*ProductsFile // sorted by content id
 	items      []streams.Item  // every item; each ProductsFile.Items is a slice of it
+	// Source is what the run learned of what the source holds (readUpstream; hub and spoke).
+	Source SourceHolds
 }
 
 // Items gives every item of every products file, in the order of Products. The slice is the

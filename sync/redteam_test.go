@@ -78,7 +78,8 @@ func TestStaleMetadataFormsRemoved(t *testing.T) {
 			}
 
 			src := unsignedUpstream(t, smallConfig("20250701", "20250718"))
-			second := sync.Options{Selection: sync.Selection{Max: 1, StartPath: "streams/v1/index.json"}, Publishing: sync.Publishing{GCGrace: time.Hour}, Hooks: sync.Hooks{Now: clock}}
+			// The change of mode is meant here (issue 21: otherwise refused, ModeChangeError).
+			second := sync.Options{Selection: sync.Selection{Max: 1, StartPath: "streams/v1/index.json"}, Publishing: sync.Publishing{GCGrace: time.Hour, AllowModeChange: true}, Hooks: sync.Hooks{Now: clock}}
 			for range 2 { // the second run collects what the first released
 				if _, err := sync.Run(t.Context(), src, dst, second); err != nil {
 					t.Fatal(err)

@@ -154,6 +154,11 @@ func (r *run) readCatalogue(ctx context.Context) error {
 		return err
 	}
 	r.cat, r.upstream = cat, upstream
+	r.rep.Source = cat.Source
+	if n := len(cat.Source.LeftOut); n > 0 {
+		r.opts.Log.Warn("the source (an ssmirror mirror) does not hold some selected items its catalogue lists: they are left out",
+			"items", n, "example", cat.Source.LeftOut[0].String(), "filter_to_say_so", cat.Source.Hint)
+	}
 	return nil
 }
 
@@ -174,6 +179,18 @@ func readUpstream(ctx context.Context, src store.Source, opts Options) (*Catalog
 			return nil, nil, err
 		}
 	}
+	// Hub and spoke (sourceheld.go): what the source holds, when it is an ssmirror mirror.
+	objects, found, recErr := readSourceRecord(ctx, src, catalogueLimit(opts.MetadataLimit))
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case recErr != nil:
+		cat.Source.Unreadable = recErr
+	case found:
+		cat.Source.Record = true
+		upstream, cat.Source.LeftOut, cat.Source.Hint = keepHeld(upstream, objects, opts.Filters, opts.FilterGroups, opts.Signer != nil)
+	}
 	cat.keepForMode(opts.Signer != nil)
 	return cat, upstream, nil
 }
@@ -190,7 +207,7 @@ func (r *run) readTarget(ctx context.Context, list func() (map[string]store.Info
 	}
 	st.noteListing(listed)
 	r.st = st
-	return nil
+	return checkMode(r.dst, st, r.opts)
 }
 
 // makePlan decides (MakePlan) and refuses a plan that must not be carried out. The plan's
@@ -244,6 +261,12 @@ func (r *run) makePlan(ctx context.Context) error {
 		// stay at its few requests.
 		cleanLeftovers(ctx, r.dst, r.opts.Log)
 	}
+	if r.cat.Source.Unreadable != nil && len(plan.Fetch) > 0 {
+		if err := checkAtSource(ctx, r.src, plan, r.upstream, r.cat.Source.Unreadable, r.opts.Concurrency); err != nil {
+			r.rep.Plan = plan
+			return err
+		}
+	}
 	r.rep.Plan = plan
 	r.opts.Log.Info("plan", "items_added", len(plan.Added), "items_removed", len(plan.Removed), "items_kept", plan.Kept,
 		"files_to_fetch", len(plan.Fetch), "bytes_to_fetch", plan.FetchBytes())
@@ -268,6 +291,8 @@ func (r *run) record(ctx context.Context) error {
 	if !r.opts.NoItemDownload {
 		r.st.Held = r.plan.Held
 	}
+	mode := modeOf(r.opts)
+	r.st.Mode = &mode
 	r.st.Unreferenced = r.plan.stamps(r.opts.Now())
 	for key := range r.st.Unreferenced {
 		if _, owned := r.st.Objects[key]; !owned { // metadata now (putMeta)

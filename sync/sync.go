@@ -83,6 +83,10 @@ type Publishing struct {
 	Signer *sign.Signer
 	// VerifyExisting re-reads objects already present instead of trusting recorded hashes.
 	VerifyExisting bool
+	// AllowModeChange lets a run publish a target in another mode than the one it is published
+	// in (verbatim, or curated with another key); otherwise such a run is refused
+	// (ModeChangeError) before it writes anything.
+	AllowModeChange bool
 	// GCGrace is how long an object nothing references is kept before it is deleted: zero deletes
 	// it at the end of the run that stopped referencing it, negative never deletes it. Zero means
 	// zero: callers that want the default set DefaultGCGrace (the commands' flags do).
@@ -244,6 +248,9 @@ type Report struct {
 	PendingDeletion int
 	// Stages times each stage.
 	Stages []Stage
+	// Source is what the run learned of what its source holds: a spoke leaves out the items its
+	// hub does not hold (SourceHolds.LeftOut).
+	Source SourceHolds
 }
 
 // Stage is one timed stage of a run.

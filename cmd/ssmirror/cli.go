@@ -52,6 +52,10 @@ func exitCode(ctx context.Context, err error) int {
 	if errors.As(context.Cause(ctx), &sig) || errors.As(err, &sig) {
 		return exitSignaled + int(sig.sig)
 	}
+	var mode *sync.ModeChangeError // a target published in another mode: a configuration mistake
+	if errors.As(err, &mode) {
+		return exitUsage
+	}
 	var mirrors mirrorsError // several mirrors: the worst of theirs
 	if errors.As(err, &mirrors) {
 		return mirrors.code

@@ -13,7 +13,13 @@ import (
 // flags; flagHint says which flag changes the setting an error is about.
 func flagHint(err error) string {
 	var empty *sync.EmptySelectionError
+	var mode *sync.ModeChangeError
 	switch {
+	case errors.As(err, &mode):
+		if mode.Recorded.Publish == sync.ModeCurated {
+			return "give --signing-key with the mirror's key, or --allow-mode-change if the change is meant"
+		}
+		return "drop --signing-key to keep it verbatim, or give --allow-mode-change if the change is meant"
 	case errors.As(err, &empty):
 		return "give --allow-empty to run with an empty selection anyway"
 	case errors.Is(err, sync.ErrNoKeyring):

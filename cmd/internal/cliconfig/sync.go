@@ -59,6 +59,7 @@ type Sync struct {
 	Mirrors         []string
 	SigningKey      string
 	PassphraseFile  string
+	AllowModeChange bool
 	Concurrency     int
 	RangeStreams    int
 	RangeChunk      int64
@@ -95,6 +96,7 @@ func (f *Sync) AddFlags(fs *pflag.FlagSet) {
 	fs.Var(units.NewSize(&f.FanOutBuffer, sync.DefaultFanOutBuffer), "fan-out-buffer", "with several targets: memory (as 64MiB or bytes) for the chunks of the files streamed to several targets, one budget for the run whatever the number of targets and files; a target holding a file back beyond its share holds the others back at most 5s per file, then is given up on for the run")
 	fs.StringArrayVar(&f.Mirrors, "mirror", nil, "extra base URL tried when SOURCE answers 404 (repeatable)")
 	fs.StringVar(&f.SigningKey, "signing-key", "", "curated mode: rewrite the catalogue to what the mirror holds and sign it with this secret key (armoured)")
+	fs.BoolVar(&f.AllowModeChange, "allow-mode-change", false, "publish a target in another mode than it is published in (verbatim, or curated with another key), which its clients' keyrings may reject; otherwise such a run is refused (exit 2)")
 	fs.StringVar(&f.PassphraseFile, "signing-passphrase-file", "", "file holding the signing key's passphrase (default: $SSMIRROR_SIGNING_PASSPHRASE)")
 	fs.IntVar(&f.Concurrency, "concurrency", 4, "files transferred at once")
 	fs.IntVar(&f.RangeStreams, "range-streams", sync.DefaultRangeStreams, "most extra range connections one large file from an HTTP(S) source is given while its own connection is slow (1: one request per file)")
@@ -223,12 +225,13 @@ func (f *Sync) Options(src Location, groups []streams.Filters, keyring *sign.Key
 			Prune:        f.Prune,
 		},
 		Publishing: sync.Publishing{
-			DryRun:         f.DryRun,
-			NoItemDownload: f.NoItemDownload,
-			Signer:         signer,
-			VerifyExisting: f.VerifyExisting,
-			GCGrace:        f.GCGrace,
-			Lock:           sync.LockOptions{Wait: f.LockTimeout, TTL: f.LockTTL},
+			DryRun:          f.DryRun,
+			NoItemDownload:  f.NoItemDownload,
+			Signer:          signer,
+			AllowModeChange: f.AllowModeChange,
+			VerifyExisting:  f.VerifyExisting,
+			GCGrace:         f.GCGrace,
+			Lock:            sync.LockOptions{Wait: f.LockTimeout, TTL: f.LockTTL},
 		},
 		Limits: sync.Limits{
 			MetadataLimit: f.MetadataMaxSize,
