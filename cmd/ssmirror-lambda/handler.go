@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -192,10 +195,53 @@ func runContext(ctx context.Context, margin time.Duration) (context.Context, con
 
 // handle runs the sync configured from the environment, with the event's overrides: one, or
 // each [mirror] section of the config file (runMirrors).
-func handle(ctx context.Context, ev Event) (any, error) {
+func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	warnUnknownEnv(log, os.Environ())
+	ev, err := decodeEvent(raw)
+	if err != nil {
+		return nil, err
+	}
 	return runAll(ctx, ev, os.LookupEnv, log)
+}
+
+// eventKeys are the keys of Event; envelopeKeys those of an EventBridge event, which carry no
+// setting and are ignored.
+var (
+	eventKeys    = []string{"filters", "dry_run", "mirrors"}
+	envelopeKeys = []string{"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
+)
+
+// decodeEvent reads an invocation's event. A key that is neither the event's nor EventBridge's
+// is refused, named with the key it probably misspells, as the command refuses an unknown flag:
+// a misspelt "dry_run" must not let a real run publish.
+func decodeEvent(raw json.RawMessage) (Event, error) {
+	var ev Event
+	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+		return ev, nil
+	}
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		return ev, fmt.Errorf("event: %w", err)
+	}
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(raw, &keys) != nil {
+		return ev, nil
+	}
+	known := make([]string, len(eventKeys))
+	for i, k := range eventKeys {
+		known[i] = cliconfig.EnvPrefix + k
+	}
+	for k := range keys {
+		if slices.Contains(eventKeys, k) || slices.Contains(envelopeKeys, k) {
+			continue
+		}
+		msg := fmt.Sprintf("event key %q is not a setting of an invocation (%s)", k, strings.Join(eventKeys, ", "))
+		if near := cliconfig.NearestName(cliconfig.EnvPrefix+strings.ReplaceAll(k, "-", "_"), known); near != "" {
+			msg += fmt.Sprintf("; did you mean %s?", strings.TrimPrefix(near, cliconfig.EnvPrefix))
+		}
+		return ev, errors.New(msg)
+	}
+	return ev, nil
 }
 
 // knownEnv are the SSMIRROR_* variables the function reads.

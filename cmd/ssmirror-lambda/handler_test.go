@@ -597,3 +597,16 @@ func TestHandlerTargetsOnTwoServices(t *testing.T) {
 		}
 	}
 }
+
+// TestHandlerRefusesAMisspeltEventKey: {"dry-run": true} (a hyphen for the underscore) is
+// refused, naming the key meant, and nothing is published: it must not become a real run.
+func TestHandlerRefusesAMisspeltEventKey(t *testing.T) {
+	e := setupMinIO(t)
+	_, err := invoke(t, t.Context(), `{"dry-run": true}`)
+	if err == nil || !strings.Contains(err.Error(), "did you mean dry_run?") {
+		t.Errorf("err = %v, want the misspelt key refused", err)
+	}
+	if objs := e.objects(t); len(objs) != 0 {
+		t.Errorf("published after a refused event: %v", keys(objs))
+	}
+}

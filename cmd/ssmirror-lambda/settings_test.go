@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -152,5 +154,30 @@ func TestSeveralTargets(t *testing.T) {
 				t.Errorf("targets %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// TestEventKeys: an invocation's event carries the keys of Event and, from a schedule,
+// EventBridge's own (ignored); any other key is refused with the key it probably misspells, so
+// that {"dry-run": true} does not run a real sync.
+func TestEventKeys(t *testing.T) {
+	for _, raw := range []string{"", "null", "{}", scheduledEvent, `{"dry_run": true, "filters": ["arch=amd64"], "mirrors": ["a"]}`} {
+		if _, err := decodeEvent(json.RawMessage(raw)); err != nil {
+			t.Errorf("%s: %v", raw, err)
+		}
+	}
+	ev, err := decodeEvent(json.RawMessage(`{"dry_run": true, "filters": ["arch=amd64"]}`))
+	if err != nil || !ev.DryRun || len(ev.Filters) != 1 {
+		t.Errorf("decoded %+v, %v", ev, err)
+	}
+	for raw, want := range map[string]string{
+		`{"dry-run": true}`:      `event key "dry-run" is not a setting of an invocation (filters, dry_run, mirrors); did you mean dry_run?`,
+		`{"filter": ["arch=x"]}`: "did you mean filters?",
+		`{"publish": false}`:     `event key "publish" is not a setting`,
+		`{"dry_run": "yes"}`:     "event: ",
+	} {
+		if _, err := decodeEvent(json.RawMessage(raw)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", raw, err, want)
+		}
 	}
 }

@@ -76,6 +76,8 @@ func flagsOf(fs *pflag.FlagSet) []flagInfo {
 		switch {
 		case f.Name == "log-format":
 			fi.values = []string{"text", "json"}
+		case f.Name == "s3-addressing-style":
+			fi.values = []string{"auto", "path", "virtual"}
 		case fileFlags[f.Name] || strings.HasSuffix(f.Name, "-file"):
 			fi.files = true
 		}
@@ -88,7 +90,7 @@ func flagsOf(fs *pflag.FlagSet) []flagInfo {
 // fileFlags are the flags whose value is a file name.
 var fileFlags = map[string]bool{
 	"keyring": true, "signing-key": true, "secret-key": true, "config": true,
-	"metrics-textfile": true, "ca-cert": true, "log-file": true,
+	"metrics-textfile": true, "ca-cert": true, "log-file": true, "s3-ca-bundle": true,
 }
 
 const completionUsage = `Usage: ssmirror completion bash|zsh|fish

@@ -54,15 +54,15 @@ func (s Storage) over(def Storage) Storage {
 	out := s
 	if s.Profile == "" {
 		out.Profile = def.Profile
-		out.Endpoint = cmp(s.Endpoint, def.Endpoint)
-		out.Region = cmp(s.Region, def.Region)
+		out.Endpoint = orElse(s.Endpoint, def.Endpoint)
+		out.Region = orElse(s.Region, def.Region)
 	}
-	out.CABundle = cmp(s.CABundle, def.CABundle)
-	out.Addressing = cmp(s.Addressing, def.Addressing)
+	out.CABundle = orElse(s.CABundle, def.CABundle)
+	out.Addressing = orElse(s.Addressing, def.Addressing)
 	return out
 }
 
-func cmp(a, b string) string {
+func orElse(a, b string) string {
 	if a != "" {
 		return a
 	}

@@ -91,9 +91,6 @@ func (j *Job) Names() []string {
 	return out
 }
 
-// Target is the targets' names as one string (", " between them): one target's own name.
-func (j *Job) Target() string { return strings.Join(j.Names(), ", ") }
-
 // Opener is how a job's stores are opened: the S3 settings every s3:// location starts from
 // (each location's own win over them), the HTTP client and user agent of an HTTP(S) source,
 // the extra base URLs tried when it answers 404, and the source's bandwidth limit.

@@ -26,8 +26,8 @@ func TestLocate(t *testing.T) {
 	if got := j.Targets[2].Loc.Storage; got != storage["s3://b/m"] {
 		t.Errorf("target 2: %+v", got)
 	}
-	if j.Target() != "/srv/www, s3://b/m?profile=site-a, s3://b/m" {
-		t.Errorf("names: %q", j.Target())
+	if got := strings.Join(j.Names(), ", "); got != "/srv/www, s3://b/m?profile=site-a, s3://b/m" {
+		t.Errorf("names: %q", got)
 	}
 	for _, tt := range []struct {
 		targets []string
