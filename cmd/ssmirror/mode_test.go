@@ -18,7 +18,9 @@ func TestModeChangeExitCode(t *testing.T) {
 	other := "--signing-key=" + filepath.Join(fx, "keys", "other-signing-key.asc")
 	dir := filepath.Join(t.TempDir(), "m")
 	sel := []string{"release=jammy", "arch=amd64", "--max=1"}
-	args := func(extra ...string) []string { return append(append([]string{keyring}, extra...), append([]string{stream, dir}, sel...)...) }
+	args := func(extra ...string) []string {
+		return append(append([]string{keyring}, extra...), append([]string{stream, dir}, sel...)...)
+	}
 
 	if code, _, stderr := runBinary(t, bin, nil, args(key)...); code != 0 {
 		t.Fatalf("curated run: exit %d: %s", code, stderr)

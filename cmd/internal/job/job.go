@@ -8,6 +8,7 @@ package job
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -38,6 +39,8 @@ type Job struct {
 	// Src and Dsts are the opened stores (Open), Dsts in the order of Targets.
 	Src  store.Source
 	Dsts []store.Target
+	// OpenErrs are, in the order of Targets, why a target could not be opened (nil: opened).
+	OpenErrs []error
 }
 
 // Locate parses a job's locations: the source and the targets, each with the storage settings
@@ -103,7 +106,10 @@ type Opener struct {
 }
 
 // Open opens the source and every target (a directory target is created). An error names the
-// location it belongs to.
+// location it belongs to. With several targets, one that cannot be opened (a directory that
+// cannot be created, a bad CA bundle) does not stop the others: its error is kept (OpenErrs) and
+// Run reports it as that target's failure; Open fails only when the source, or every target,
+// cannot be opened.
 func (j *Job) Open(ctx context.Context, o Opener) error {
 	src, err := cliconfig.OpenSource(ctx, j.Source.Loc, o.S3, o.Mirrors, o.Client, o.UserAgent)
 	if err != nil {
@@ -111,10 +117,16 @@ func (j *Job) Open(ctx context.Context, o Opener) error {
 	}
 	j.Src = cliconfig.LimitSource(src, o.Bwlimit)
 	j.Dsts = make([]store.Target, len(j.Targets))
+	j.OpenErrs = make([]error, len(j.Targets))
+	var errs []error
 	for i, t := range j.Targets {
 		if j.Dsts[i], err = cliconfig.OpenTarget(ctx, t.Loc, o.S3); err != nil {
-			return named("target", t.Name, err)
+			j.OpenErrs[i] = named("target", t.Name, err)
+			errs = append(errs, j.OpenErrs[i])
 		}
+	}
+	if len(errs) == len(j.Targets) {
+		return errors.Join(errs...)
 	}
 	return nil
 }
@@ -131,14 +143,42 @@ func named(role, name string, err error) error {
 	return fmt.Errorf("%s %s: %w", role, name, err)
 }
 
-// Run runs the sync: one target alone (sync.Run), several in one fan-out run (sync.RunTargets).
-// Either way the report has a result per target, in order (nil when nothing began).
+// Run runs the sync: one target alone (sync.Run), several in one fan-out run (sync.RunTargets)
+// into those Open could open. Either way the report has a result per target, in order (nil
+// when nothing began); a target that could not be opened fails with its OpenErrs error, the
+// others having run.
 func (j *Job) Run(ctx context.Context, opts sync.Options) (*sync.FanOutReport, error) {
-	if len(j.Dsts) > 1 {
-		return sync.RunTargets(ctx, j.Src, j.Dsts, opts)
+	if len(j.Dsts) == 1 {
+		rep, err := sync.Run(ctx, j.Src, j.Dsts[0], opts)
+		return &sync.FanOutReport{Targets: []sync.TargetResult{{Target: j.Targets[0].Name, Report: rep, Err: err}}}, err
 	}
-	rep, err := sync.Run(ctx, j.Src, j.Dsts[0], opts)
-	return &sync.FanOutReport{Targets: []sync.TargetResult{{Target: j.Targets[0].Name, Report: rep, Err: err}}}, err
+	var opened []store.Target
+	for i, dst := range j.Dsts {
+		if j.OpenErrs[i] == nil {
+			opened = append(opened, dst)
+		}
+	}
+	fr, err := sync.RunTargets(ctx, j.Src, opened, opts)
+	if len(opened) == len(j.Dsts) || fr == nil {
+		return fr, err
+	}
+	// Put the targets that could not be opened back in their places, failed.
+	all := make([]sync.TargetResult, 0, len(j.Dsts))
+	var failed []sync.TargetResult
+	next := 0
+	for i := range j.Dsts {
+		res := sync.TargetResult{Target: j.Targets[i].Name, Err: j.OpenErrs[i]}
+		if j.OpenErrs[i] == nil {
+			res = fr.Targets[next]
+			next++
+		}
+		if res.Err != nil {
+			failed = append(failed, res)
+		}
+		all = append(all, res)
+	}
+	fr.Targets = all
+	return fr, &sync.TargetsError{Failed: failed, Targets: len(j.Dsts)}
 }
 
 // Summary is the JSON summary of the run (cliconfig.Summary): one target's, or a fan-out run's

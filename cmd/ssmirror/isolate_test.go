@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ssmirror/ssmirror/internal/streamtest"
+	"github.com/ssmirror/ssmirror/internal/targettest"
+	"github.com/ssmirror/ssmirror/sign"
+	"github.com/ssmirror/ssmirror/streams"
+)
+
+// A fan-out target that cannot even be opened (a directory under a regular file, one under
+// /proc) does not stop the others: the MinIO bucket and the good directory publish, the run exits
+// 1 naming the bad targets, and the --json summary says per target what happened. Before, the
+// whole run stopped at the open and no target got anything.
+func TestFanOutTargetNotCreatable(t *testing.T) {
+	bin := buildBinary(t)
+	signer, keyringPath := testKeys(t)
+	kr, err := sign.LoadKeyring(keyringPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := streamtest.Generate(streamtest.SmallConfig(), signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(s.Handler())
+	defer up.Close()
+	filters := []string{"arch=amd64", "release=jammy"}
+	fs, _ := streams.ParseFilters(filters)
+
+	a := targettest.New(t, targettest.MinIO, targettest.Options{})
+	dir := targettest.New(t, targettest.Directory, targettest.Options{})
+	blocker := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(blocker, []byte("in the way"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(blocker, "mirror")
+	procBad := "/proc/ssmirror-test/mirror"
+	code, stdout, stderr := runBinary(t, bin, a.Server.AWSEnv(t),
+		append([]string{"--keyring", keyringPath, "--max=1", "--json", "--target", a.Location, "--target", bad, "--target", procBad, up.URL + "/", dir.Location}, filters...)...)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	var sum fanOutSummary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatalf("summary: %v\n%s", err, stdout)
+	}
+	if len(sum.Targets) != 4 {
+		t.Fatalf("summary has %d targets, want 4: %s", len(sum.Targets), stdout)
+	}
+	for i, want := range []struct {
+		target string
+		ok     bool
+	}{{dir.Location, true}, {a.Location, true}, {bad, false}, {procBad, false}} {
+		ts := sum.Targets[i]
+		if ts.Target != want.target || ts.OK != want.ok {
+			t.Errorf("target %d: %+v, want %s ok=%v", i, ts, want.target, want.ok)
+		}
+		if !want.ok && !strings.Contains(ts.Error, want.target) {
+			t.Errorf("target %s's error does not name it: %q", want.target, ts.Error)
+		}
+	}
+	checkPublished(t, dir.Store, kr, fs, 0, true)
+	checkPublished(t, a.Store, kr, fs, 0, true)
+}
