@@ -2,8 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,4 +71,55 @@ func TestFanOutTargetNotCreatable(t *testing.T) {
 	}
 	checkPublished(t, dir.Store, kr, fs, 0, true)
 	checkPublished(t, a.Store, kr, fs, 0, true)
+}
+
+// One site down (its S3 server stopped) and one disk full (a directory target on a tmpfs too
+// small for the selection) while site A and a directory publish: the run exits 1 naming the two,
+// the full disk publishes no metadata, and the others pass verify.
+func TestFanOutSiteDownDiskFull(t *testing.T) {
+	s := newSites(t)
+	bin := buildBinary(t)
+	fx := fixtureDir(t)
+	keyring := filepath.Join(fx, "keys", "test-keyring.gpg")
+	source := filepath.Join(fx, "stream")
+	a, b := s.a.NewBucket(t, "site-a-up"), s.b.NewBucket(t, "site-b-down")
+	aLoc := "s3://" + a + "/m?endpoint=" + s.a.Endpoint + "&profile=creds-a"
+	bLoc := "s3://" + b + "/m?profile=site-b"
+	s.b.Kill()
+
+	full := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(full, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", full).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (%v: %s): the disk-full case needs root", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", full).Run() })
+	fullLoc := filepath.Join(full, "mirror")
+	dir := filepath.Join(t.TempDir(), "www")
+
+	code, stdout, stderr := runBinary(t, bin, s.env(), "--keyring", keyring, "--json", "--min-rate=none",
+		"--target", aLoc, "--target", bLoc, "--target", fullLoc, source, dir, "arch=amd64")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	var sum fanOutSummary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || len(sum.Targets) != 4 {
+		t.Fatalf("summary (%v): %s", err, stdout)
+	}
+	for i, ok := range []bool{true, true, false, false} {
+		if sum.Targets[i].OK != ok {
+			t.Errorf("target %s: ok=%v, want %v (%s)", sum.Targets[i].Target, sum.Targets[i].OK, ok, sum.Targets[i].Error)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(fullLoc, "streams", "v1", "index.sjson")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the full disk has an index: %v", err)
+	}
+	want := listDir(t, dir)
+	samePublished(t, "site A beside a site down and a full disk", listBucket(t, s.a, a, "m/"), want)
+	for _, loc := range []string{dir, aLoc} {
+		if code, stdout, stderr := runBinary(t, bin, s.env(), "verify", "--keyring", keyring, loc); code != 0 {
+			t.Errorf("verify %s: exit %d\n%s%s", loc, code, stdout, stderr)
+		}
+	}
 }
