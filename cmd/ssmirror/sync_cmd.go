@@ -586,6 +586,13 @@ func printSummary(w io.Writer, src, dst string, rep *sync.Report, took time.Dura
 	fmt.Fprintf(w, "  items: %d added, %d removed, %d kept\n", len(p.Added), len(p.Removed), p.Kept)
 	fmt.Fprintf(w, "  files: %d fetched (%s), %d copied in the target (%s), %d already present and verified\n",
 		rep.Fetched, humanBytes(rep.FetchedBytes), rep.Copied, humanBytes(rep.CopiedBytes), rep.Adopted)
+	if n := len(rep.Source.LeftOut); n > 0 {
+		fmt.Fprintf(w, "  left out: %d selected items the source (an ssmirror mirror) does not hold, e.g. %s", n, rep.Source.LeftOut[0])
+		if rep.Source.Hint != "" {
+			fmt.Fprintf(w, "; the filter '%s' says so", rep.Source.Hint)
+		}
+		fmt.Fprintln(w)
+	}
 	if len(rep.Drifted) > 0 {
 		fmt.Fprintf(w, "  drift: %d recorded files were missing or replaced in the target (those still listed are brought back)\n", len(rep.Drifted))
 	}

@@ -36,6 +36,11 @@ type Summary struct {
 	Added           []planItem    `json:"added"`
 	Removed         []planItem    `json:"removed"`
 	Stages          []stageTiming `json:"stages"`
+	// NotAtSource lists the selected items (content_id/product/version/item) left out because the
+	// source, another ssmirror mirror (a hub), does not hold them; NotAtSourceHint is a filter
+	// that says so. Empty unless the source is such a mirror holding less than its catalogue lists.
+	NotAtSource     []string `json:"not_at_source"`
+	NotAtSourceHint string   `json:"not_at_source_hint,omitempty"`
 	// CloudFrontInvalidation is the id of the invalidation created after the publish.
 	CloudFrontInvalidation string `json:"cloudfront_invalidation,omitempty"`
 
@@ -72,7 +77,7 @@ type stageTiming struct {
 func Summarize(source, target string, dryRun bool, rep *sync.Report, took time.Duration, runErr error) Summary {
 	out := Summary{
 		OK: runErr == nil, Source: source, Target: target, DryRun: dryRun, Seconds: took.Seconds(),
-		Drifted: []string{}, MetadataWritten: []string{}, Deleted: []string{},
+		Drifted: []string{}, MetadataWritten: []string{}, Deleted: []string{}, NotAtSource: []string{},
 		Added: []planItem{}, Removed: []planItem{}, Stages: []stageTiming{},
 	}
 	if runErr != nil {
@@ -82,6 +87,10 @@ func Summarize(source, target string, dryRun bool, rep *sync.Report, took time.D
 		return out
 	}
 	out.Curated = rep.Curated
+	for _, k := range rep.Source.LeftOut {
+		out.NotAtSource = append(out.NotAtSource, k.String())
+	}
+	out.NotAtSourceHint = rep.Source.Hint
 	if p := rep.Plan; p != nil {
 		out.ItemsAdded, out.ItemsRemoved, out.ItemsKept = len(p.Added), len(p.Removed), p.Kept
 		out.FilesToFetch, out.BytesToFetch = len(p.Fetch), p.FetchBytes()
