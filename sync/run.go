@@ -293,6 +293,7 @@ func (r *run) record(ctx context.Context) error {
 	}
 	mode := modeOf(r.opts)
 	r.st.Mode = &mode
+	r.st.Kept = nil
 	r.st.Unreferenced = r.plan.stamps(r.opts.Now())
 	for key := range r.st.Unreferenced {
 		if _, owned := r.st.Objects[key]; !owned { // metadata now (putMeta)
@@ -328,6 +329,20 @@ func (r *run) saveAfterFailure() error {
 		owned[key] = true
 	}
 	r.st.Unreferenced = planRelease(r.st.Held, owned, r.st.Unreferenced, r.opts.Now(), -1).stamps(r.opts.Now())
+	if r.plan != nil {
+		// What this run fetched for the publish that did not happen is kept for the next run.
+		for _, f := range r.plan.Fetch {
+			if _, waits := r.st.Unreferenced[f.Path]; !waits || !owned[f.Path] {
+				continue
+			}
+			if r.st.Kept == nil {
+				r.st.Kept = map[string]time.Time{}
+			}
+			if _, ok := r.st.Kept[f.Path]; !ok {
+				r.st.Kept[f.Path] = r.opts.Now().UTC()
+			}
+		}
+	}
 	return saveState(ctx, r.dst, r.st, r.lock.Fence)
 }
 

@@ -77,6 +77,12 @@ type State struct {
 	// Mode is how the target is published (nil in a state written before modes were recorded:
 	// RecordedMode infers it).
 	Mode *Mode
+	// Kept maps the key of an object a run fetched for a publish that did not happen (it failed
+	// or was interrupted) to when that run saved it: kept for the next run, which publishes it
+	// without fetching it again. It is unreferenced meanwhile (Unreferenced), so that a selection
+	// that no longer wants it lets it go after the grace period; the next run that records a
+	// publish clears the list.
+	Kept map[string]time.Time
 
 	// listed describes every key the target listed at the start of the run (not saved).
 	listed map[string]store.Info
@@ -111,6 +117,7 @@ type stateJSON struct {
 	Unreferenced map[string]time.Time `json:"unreferenced"`
 	Published    map[string]Published `json:"published"`
 	Mode         *Mode                `json:"mode,omitempty"`
+	Kept         map[string]time.Time `json:"kept,omitempty"`
 }
 
 // MarshalJSON writes the state with held versions as a sorted list.
@@ -121,6 +128,7 @@ func (s *State) MarshalJSON() ([]byte, error) {
 		Unreferenced: s.Unreferenced,
 		Published:    s.Published,
 		Mode:         s.Mode,
+		Kept:         s.Kept,
 	}
 	for _, k := range s.Held.Keys() {
 		out.Held = append(out.Held, heldVersionJSON{VersionKey: k, Items: s.Held[k]})
@@ -147,7 +155,7 @@ func (s *State) UnmarshalJSON(data []byte) error {
 	for k, v := range in.Published {
 		s.Published[k] = v
 	}
-	s.Mode = in.Mode
+	s.Mode, s.Kept = in.Mode, in.Kept
 	for _, hv := range in.Held {
 		if hv.Items == nil {
 			hv.Items = HeldVersion{}

@@ -6,8 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"slices"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/aws/smithy-go"
 
 	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/internal/units"
@@ -18,12 +25,17 @@ import (
 const statusUsage = `Usage: ssmirror status [flags] [TARGET]
 
 Show what a mirror holds, from its own record (.ssmirror/state.json): per product and version,
-items, files and bytes; the totals; when a run last succeeded; when its metadata was last
-published and its state last written; whether a run holds its lock; and what waits for deletion, and when (the grace period
-is --gc-grace, as given to sync). Read-only: it takes no lock and writes nothing.
+items, files and bytes; the totals; how it is published (verbatim, or curated and with which
+key); when a run last succeeded; when its metadata was last published and its state last
+written; whether a run holds its lock (a first sync in progress included); whether the target
+holds every file the published metadata promises; what an interrupted run fetched and kept for
+the next run; and what waits for deletion, and when (the grace period is --gc-grace, as given
+to sync). A missing bucket, refused credentials and an endpoint that cannot be reached are
+said as such. Read-only: it takes no lock and writes nothing.
 
-Exit status 0: shown; 1: no ssmirror mirror at TARGET, or it could not be read; 2: bad command
-line.
+Exit status 0: shown; 1: no ssmirror mirror at TARGET or it could not be read, or, with
+--max-age, its last success is older than that or it lacks files its metadata promises; 2: bad
+command line. With --json every outcome, failures included, is printed as JSON.
 
 TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix[?profile=NAME&...]
         (see ssmirror help sync); may be left out when the configuration names one target.
@@ -37,6 +49,7 @@ Examples:
   ssmirror status /srv/maas-images
   ssmirror status --config /etc/ssmirror/maas.conf
   ssmirror status --json s3://maas-images/stable | jq .totals
+  ssmirror status --max-age 26h s3://maas-images/stable || alert   # a monitor
 `
 
 // heldTotals counts what a Held set holds. Files and bytes count each distinct path once (two
@@ -97,10 +110,38 @@ type statusLock struct {
 	Expires time.Time `json:"expires"`
 }
 
+type statusKept struct {
+	Path  string    `json:"path"`
+	Size  int64     `json:"size"`
+	Since time.Time `json:"kept_since"`
+}
+
 type statusReport struct {
-	Target   string          `json:"target"`
-	Totals   heldTotals      `json:"totals"`
-	Products []statusProduct `json:"products"`
+	// OK is false when status found a problem worth an alert: no mirror, an error reading it,
+	// files its metadata promises missing, or (--max-age) a last success too old.
+	OK     bool   `json:"ok"`
+	Error  string `json:"error,omitempty"`
+	Target string `json:"target"`
+	// FirstSync is true while a run holds the lock of a target that has no record yet.
+	FirstSync bool `json:"first_sync_in_progress"`
+	// Mode is how the target is published (null before its first publish).
+	Mode *sync.Mode `json:"mode"`
+	// Missing are the held files (and published metadata files) the target's listing lacks or
+	// shows with another size than recorded: what the metadata promises and the target does
+	// not hold. Consistent is true when there are none.
+	Missing    []string `json:"missing"`
+	Consistent bool     `json:"consistent"`
+	// Kept are the files an interrupted or failed run fetched for a publish that did not happen:
+	// the next run publishes them without fetching them again.
+	Kept      []statusKept `json:"kept_for_next_run"`
+	KeptBytes int64        `json:"kept_for_next_run_bytes"`
+	// Unrecorded counts content files the target holds that its record does not name: an
+	// interrupted run's files not yet recorded (a directory target records them only with the
+	// publish; the next run checks and adopts them) or files that are not the mirror's.
+	Unrecorded      int             `json:"unrecorded_files"`
+	UnrecordedBytes int64           `json:"unrecorded_bytes"`
+	Totals          heldTotals      `json:"totals"`
+	Products        []statusProduct `json:"products"`
 	// MetadataFiles are the metadata objects recorded as published; LastPublished is the newest
 	// modification time among them (when the published catalogue last changed).
 	MetadataFiles int        `json:"metadata_files"`
@@ -122,11 +163,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var (
 		s3f     cliconfig.S3Flags
 		grace   time.Duration
+		maxAge  time.Duration
 		jsonOut bool
 	)
 	fs := newFlagSet("status", statusUsage, stdout)
-	fs.BoolVar(&jsonOut, "json", false, "print the status as JSON")
+	fs.BoolVar(&jsonOut, "json", false, "print the status as JSON (failures included)")
 	fs.Var(units.NewDuration(&grace, sync.DefaultGCGrace), "gc-grace", "the grace period sync runs with, to say when waiting objects are due (negative: never)")
+	fs.Var(units.NewDuration(&maxAge, 0), "max-age", "exit 1 when the last successful run is older than this (as 26h), or the target lacks files its metadata promises: for monitors (default: no age check)")
 	s3f.AddFlags(fs)
 	mirror := addOneTargetFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -134,37 +177,90 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	dst, err := openOneTarget(ctx, fs, &s3f, "status", *mirror, true, nil)
 	if err != nil {
-		return err
+		return statusFailed(stdout, jsonOut, "", err)
 	}
 	rep, err := mirrorStatus(ctx, dst.Store, grace)
 	if err != nil {
-		return err
+		return statusFailed(stdout, jsonOut, dst.Place.Name, err)
 	}
+	err = rep.judge(maxAge, time.Now())
 	if jsonOut {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		if eerr := enc.Encode(rep); eerr != nil {
+			return eerr
+		}
+	} else {
+		printStatus(stdout, rep)
 	}
-	printStatus(stdout, rep)
-	return nil
+	return err
+}
+
+// statusFailed prints, with --json, the failure as a status report, and returns err.
+func statusFailed(stdout io.Writer, jsonOut bool, target string, err error) error {
+	if jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(struct {
+			OK     bool   `json:"ok"`
+			Error  string `json:"error"`
+			Target string `json:"target"`
+		}{false, withHint(err), target})
+	}
+	return err
+}
+
+// judge says whether the status is worth an alert: files the metadata promises missing, or a
+// last success older than maxAge (when not 0); it sets OK and Error, and returns the error
+// only with maxAge (a monitor's check: exit 1).
+func (r *statusReport) judge(maxAge time.Duration, now time.Time) error {
+	var problems []string
+	if !r.Consistent {
+		problems = append(problems, fmt.Sprintf("%d files the published metadata promises are missing or of another size (run sync to bring them back, verify for details)", len(r.Missing)))
+	}
+	if maxAge > 0 {
+		switch {
+		case r.LastSuccess == nil:
+			problems = append(problems, "no run has succeeded yet (--max-age "+units.FormatDuration(maxAge)+")")
+		case now.Sub(*r.LastSuccess) > maxAge:
+			problems = append(problems, fmt.Sprintf("the last successful run was %s ago, more than --max-age %s", units.FormatDuration(now.Sub(*r.LastSuccess).Round(time.Second)), units.FormatDuration(maxAge)))
+		}
+	}
+	r.OK = len(problems) == 0
+	if r.OK {
+		return nil
+	}
+	r.Error = r.Target + ": " + strings.Join(problems, "; ")
+	if maxAge <= 0 {
+		return nil // shown, not judged: --max-age makes status a monitor's check
+	}
+	return errors.New(r.Error)
 }
 
 // mirrorStatus reads the mirror's state, the modification times of its metadata and state, and
 // its lock, without taking the lock or writing anything.
 func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*statusReport, error) {
 	target := store.Describe(dst)
+	lock, lockErr := readLease(ctx, dst)
 	info, err := dst.Stat(ctx, sync.StateKey)
 	if errors.Is(err, store.ErrNotExist) {
-		return nil, fmt.Errorf("%s holds no ssmirror mirror (no %s): nothing was mirrored there yet, or the target is mistyped", target, sync.StateKey)
+		if lockErr == nil && lock != nil && !lock.Released {
+			// A first sync in progress: no record yet, the lock held.
+			return &statusReport{OK: true, Target: target, FirstSync: true, Products: []statusProduct{}, Missing: []string{},
+				Consistent: true, Kept: []statusKept{}, Pending: []statusPending{}, GCGrace: units.FormatDuration(grace),
+				Lock: &statusLock{Host: lock.Host, PID: lock.PID, Started: lock.Started, Expires: lock.Expires}}, nil
+		}
+		return nil, noMirror(ctx, dst, target)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", sync.StateKey, err)
+		return nil, fmt.Errorf("%s: reading %s: %s", target, sync.StateKey, storageTrouble(err))
 	}
 	st, err := sync.LoadState(ctx, dst)
 	if err != nil {
 		return nil, err
 	}
-	rep := &statusReport{Target: target, Totals: totalsOf(st.Held), Products: []statusProduct{}, Pending: []statusPending{}, GCGrace: units.FormatDuration(grace)}
+	rep := &statusReport{OK: true, Target: target, Totals: totalsOf(st.Held), Products: []statusProduct{}, Pending: []statusPending{},
+		Kept: []statusKept{}, Missing: []string{}, GCGrace: units.FormatDuration(grace), Mode: st.RecordedMode()}
 	written := info.ModTime.UTC()
 	rep.StateWritten = &written
 
@@ -205,27 +301,79 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 		}
 	}
 
-	// A run in progress.
-	if data, err := store.ReadAll(ctx, dst, sync.LockKey, 1<<16); err == nil {
-		var l sync.Lease
-		if json.Unmarshal(data, &l) == nil && l.LastSuccess != nil {
-			t := l.LastSuccess.UTC()
+	// A run in progress, and the last success.
+	if lockErr != nil {
+		return nil, fmt.Errorf("%s: reading the lock: %s", target, storageTrouble(lockErr))
+	}
+	if lock != nil {
+		if lock.LastSuccess != nil {
+			t := lock.LastSuccess.UTC()
 			rep.LastSuccess = &t
 		}
 		switch {
-		case json.Unmarshal(data, &l) != nil:
+		case lock.unreadable:
 			rep.Lock = &statusLock{}
-		case l.Released:
+		case lock.Released:
 			// The lease object stays after a run, marked released: no run holds the target.
 		default:
-			rep.Lock = &statusLock{Host: l.Host, PID: l.PID, Started: l.Started, Expires: l.Expires}
+			rep.Lock = &statusLock{Host: lock.Host, PID: lock.PID, Started: lock.Started, Expires: lock.Expires}
 		}
-	} else if !errors.Is(err, store.ErrNotExist) {
-		return nil, fmt.Errorf("reading the lock: %w", err)
 	}
+
+	// What the metadata promises against what the target holds.
+	listed := map[string]int64{}
+	if err := dst.List(ctx, "", func(i store.Info) error { listed[i.Key] = i.Size; return nil }); err != nil {
+		return nil, fmt.Errorf("%s: listing: %s", target, storageTrouble(err))
+	}
+	for _, hv := range st.Held {
+		for _, it := range hv {
+			if it.Path == "" {
+				continue
+			}
+			if size, ok := listed[it.Path]; !ok || size != it.Size {
+				rep.Missing = append(rep.Missing, it.Path)
+				listed[it.Path] = -1 // once
+			}
+		}
+	}
+	for key, p := range st.Published {
+		if size, ok := listed[key]; !ok || size != p.Size {
+			rep.Missing = append(rep.Missing, key)
+		}
+	}
+	sort.Strings(rep.Missing)
+	rep.Missing = slices.Compact(rep.Missing)
+	rep.Consistent = len(rep.Missing) == 0
+
+	for key, size := range listed {
+		if size < 0 || strings.HasPrefix(key, ".ssmirror/") || strings.HasPrefix(key, "streams/v1/") {
+			continue
+		}
+		if _, rec := st.Objects[key]; rec {
+			continue
+		}
+		if _, pub := st.Published[key]; pub {
+			continue
+		}
+		rep.Unrecorded++
+		rep.UnrecordedBytes += size
+	}
+
+	// What an interrupted run kept for the next one.
+	for key, since := range st.Kept {
+		if _, waits := st.Unreferenced[key]; !waits {
+			continue
+		}
+		rep.Kept = append(rep.Kept, statusKept{Path: key, Size: st.Objects[key].Size, Since: since.UTC()})
+		rep.KeptBytes += st.Objects[key].Size
+	}
+	sort.Slice(rep.Kept, func(i, j int) bool { return rep.Kept[i].Path < rep.Kept[j].Path })
 
 	// What waits for deletion.
 	for key, since := range st.Unreferenced {
+		if _, kept := st.Kept[key]; kept {
+			continue
+		}
 		p := statusPending{Path: key, Size: st.Objects[key].Size, Since: since.UTC()}
 		if grace >= 0 {
 			due := since.Add(grace).UTC()
@@ -254,6 +402,16 @@ func printStatus(w io.Writer, r *statusReport) {
 		}
 		return p.Format(time.RFC3339)
 	}
+	if r.FirstSync {
+		fmt.Fprintf(w, "first sync in progress: lock held by host %s, pid %d, since %s, lease until %s (nothing published yet)\n", r.Lock.Host, r.Lock.PID,
+			r.Lock.Started.UTC().Format(time.RFC3339), r.Lock.Expires.UTC().Format(time.RFC3339))
+		return
+	}
+	mode := "unknown (nothing published yet)"
+	if r.Mode != nil {
+		mode = r.Mode.String()
+	}
+	fmt.Fprintf(w, "mode: %s\n", mode)
 	fmt.Fprintf(w, "last successful run: %s\n", stamp(r.LastSuccess))
 	fmt.Fprintf(w, "metadata: %d files, last published %s; state written %s\n", r.MetadataFiles, stamp(r.LastPublished), stamp(r.StateWritten))
 	switch {
@@ -264,6 +422,24 @@ func printStatus(w io.Writer, r *statusReport) {
 	default:
 		fmt.Fprintf(w, "lock: held by host %s, pid %d, since %s, lease until %s\n", r.Lock.Host, r.Lock.PID,
 			r.Lock.Started.UTC().Format(time.RFC3339), r.Lock.Expires.UTC().Format(time.RFC3339))
+	}
+	if r.Consistent {
+		fmt.Fprintln(w, "consistent: the target holds every file the published metadata promises")
+	} else {
+		fmt.Fprintf(w, "INCONSISTENT: %d files the published metadata promises are missing or of another size:\n", len(r.Missing))
+		for i, p := range r.Missing {
+			if i == 10 {
+				fmt.Fprintf(w, "  and %d more (ssmirror verify lists them all)\n", len(r.Missing)-10)
+				break
+			}
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
+	if r.Unrecorded > 0 {
+		fmt.Fprintf(w, "not recorded: %d files (%s) the record does not name: an interrupted run's, which the next run checks and adopts, or files that are not the mirror's\n", r.Unrecorded, humanBytes(r.UnrecordedBytes))
+	}
+	if len(r.Kept) > 0 {
+		fmt.Fprintf(w, "kept for the next run: %d files (%s) an interrupted or failed run fetched; the next run publishes them without fetching them again\n", len(r.Kept), humanBytes(r.KeptBytes))
 	}
 	if len(r.Pending) == 0 {
 		fmt.Fprintln(w, "waiting for deletion: nothing")
@@ -283,4 +459,69 @@ func printStatus(w io.Writer, r *statusReport) {
 			fmt.Fprintf(w, "  %s: %d items, %d files, %s\n", v.Version, v.Items, v.Files, humanBytes(v.Bytes))
 		}
 	}
+}
+
+// lease is the target's lock object as status reads it.
+type lease struct {
+	sync.Lease
+	unreadable bool
+}
+
+// readLease reads the target's lock object: nil when there is none.
+func readLease(ctx context.Context, dst store.Target) (*lease, error) {
+	data, err := store.ReadAll(ctx, dst, sync.LockKey, 1<<16)
+	if errors.Is(err, store.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var l lease
+	if json.Unmarshal(data, &l.Lease) != nil {
+		l.unreadable = true
+	}
+	return &l, nil
+}
+
+// noMirror says why a target without a record is not shown: a bucket that is missing,
+// credentials refused or an endpoint out of reach (as the listing finds), objects that are no
+// ssmirror mirror's, or nothing there yet.
+func noMirror(ctx context.Context, dst store.Target, target string) error {
+	found := false
+	errStop := errors.New("stop")
+	err := dst.List(ctx, "", func(store.Info) error { found = true; return errStop })
+	switch {
+	case err != nil && !errors.Is(err, errStop):
+		return fmt.Errorf("%s: %s", target, storageTrouble(err))
+	case found:
+		return fmt.Errorf("%s holds objects but no ssmirror record (%s): it is not an ssmirror mirror, or its record was deleted", target, sync.StateKey)
+	}
+	return fmt.Errorf("%s holds no ssmirror mirror (no %s): nothing was mirrored there yet, or the target is mistyped", target, sync.StateKey)
+}
+
+// storageTrouble words a storage error an operator can act on: a missing bucket, refused
+// credentials, an endpoint out of reach; anything else as it is.
+func storageTrouble(err error) string {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "NoSuchBucket":
+			return "the bucket does not exist (create the bucket first, or check the bucket's name): " + err.Error()
+		case "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
+			return "access denied: check this target's credentials (its profile, $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or the config file's [target] section): " + err.Error()
+		}
+	}
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusForbidden || re.HTTPStatusCode() == http.StatusUnauthorized) {
+		return "access denied: check this target's credentials (its profile, $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or the config file's [target] section): " + err.Error()
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		return "permission denied: " + err.Error()
+	}
+	var op *net.OpError
+	var dns *net.DNSError
+	if errors.As(err, &op) || errors.As(err, &dns) {
+		return "the storage endpoint cannot be reached (is it up? is --s3-endpoint or the target's endpoint right?): " + err.Error()
+	}
+	return err.Error()
 }
