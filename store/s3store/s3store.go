@@ -107,6 +107,11 @@ type Options struct {
 	// Checksum); empty: DefaultChecksum (CRC32C).
 	Checksum Checksum
 
+	// ListStall is how long a listing may go without a page that brings a key it had not seen
+	// (or ends it) before it fails; each page's request must be answered within what is left
+	// of it. Zero: DefaultListStall.
+	ListStall time.Duration
+
 	// RetryLog, when set, is where NewClient's client logs (at Info, message "retrying") each
 	// request its retryer sends again, and where the Store logs each upload it sends again
 	// after the server found the body changed on the way: the operation, bucket, key, part
@@ -351,42 +356,6 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// List calls fn for each object under prefix, in key order (ListObjectsV2). Info.SHA256 is "":
-// the listing does not carry user metadata; Info.ETag is the listed ETag, as Stat gives it. Keys ending in "/" (folder markers made by other
-// tools) are skipped: they are not objects a Store writes.
-func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
-	if err := store.ValidPrefix(prefix); err != nil {
-		return s.failf("list", prefix, "%w", err)
-	}
-	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
-		Bucket: aws.String(s.bucket),
-		Prefix: aws.String(s.fullKey(prefix)),
-	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return s.failf("list", prefix, "%w", err)
-		}
-		for _, obj := range page.Contents {
-			full := aws.ToString(obj.Key)
-			key, ok := strings.CutPrefix(full, s.prefix)
-			if !ok || key == "" || strings.HasSuffix(key, "/") {
-				continue
-			}
-			info := store.Info{
-				Key:     key,
-				Size:    aws.ToInt64(obj.Size),
-				ModTime: aws.ToTime(obj.LastModified),
-				ETag:    etagOf(obj.ETag),
-			}
-			if err := fn(info); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 func optString(v string) *string {
 	if v == "" {
 		return nil
@@ -438,16 +407,18 @@ func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (in
 	cutoff := time.Now().Add(-olderThan)
 	// The prefix is applied here rather than sent: MinIO lists the uploads of one exact key
 	// when given a prefix, not those of every key under it.
-	p := s3.NewListMultipartUploadsPaginator(s.client, &s3.ListMultipartUploadsInput{
-		Bucket: aws.String(s.bucket),
-	})
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket)}
+	g := s.newListGuard("ListMultipartUploads")
 	n := 0
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+	for {
+		pctx, cancel := g.pageContext(ctx)
+		page, err := s.client.ListMultipartUploads(pctx, in)
+		cancel()
 		if err != nil {
-			return n, fmt.Errorf("listing incomplete uploads in %s: %w", s.Describe(), err)
+			return n, fmt.Errorf("listing incomplete uploads in %s: %w", s.Describe(), g.failed(ctx, pctx, err))
 		}
 		for _, u := range page.Uploads {
+			g.saw(aws.ToString(u.Key) + "\x00" + aws.ToString(u.UploadId))
 			if !strings.HasPrefix(aws.ToString(u.Key), s.prefix) {
 				continue
 			}
@@ -466,8 +437,14 @@ func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (in
 				n++
 			}
 		}
+		if !aws.ToBool(page.IsTruncated) {
+			return n, nil
+		}
+		if err := g.next(aws.ToString(page.NextKeyMarker) + "\x00" + aws.ToString(page.NextUploadIdMarker)); err != nil {
+			return n, fmt.Errorf("listing incomplete uploads in %s: %w", s.Describe(), err)
+		}
+		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
 	}
-	return n, nil
 }
 
 // ifNoneMatch makes a PutObject conditional on there being no object at its key.
