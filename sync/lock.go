@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	gosync "sync"
 	"time"
 
@@ -95,12 +96,18 @@ func (l Lease) String() string {
 	return s
 }
 
-// ttl is the holder's lease length, or def when the lease does not say.
+// ttl is the holder's lease length, or def when the lease does not say. A length beyond what a
+// time.Duration holds (no ssmirror writes one) is the longest there is, never a wrapped-around
+// negative one that would make the lease look watched long enough already.
 func (l Lease) ttl(def time.Duration) time.Duration {
-	if l.TTLSeconds > 0 {
-		return time.Duration(l.TTLSeconds * float64(time.Second))
+	ns := l.TTLSeconds * float64(time.Second)
+	switch {
+	case !(ns > 0):
+		return def
+	case ns >= math.MaxInt64: // 2⁶³ as a float64: every smaller float64 fits
+		return math.MaxInt64
 	}
-	return def
+	return time.Duration(ns)
 }
 
 // LockedError says another run holds the target.

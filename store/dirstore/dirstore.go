@@ -136,22 +136,32 @@ func (s *Store) Describe() string { return s.dir }
 // Close releases the root directory. The Store must not be used afterwards.
 func (s *Store) Close() error { return s.root.Close() }
 
-// fail builds the error of operation op on key (a *store.Error): it names the full path of the file and keeps the
+// fail builds the error of operation op on key (a *store.Error): it names the full path of the file (once) and keeps the
 // cause (an errno, fs.ErrNotExist, fs.ErrPermission…) for errors.Is. Not-a-directory on the way
 // to key means key does not exist.
 func (s *Store) fail(op, key string, err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
-		err = fmt.Errorf("%s %s: %w", pe.Op, filepath.Join(s.dir, filepath.FromSlash(pe.Path)), pe.Err)
+		err = fmt.Errorf("%s %s: %w", pe.Op, s.fullPath(pe.Path), pe.Err)
 	}
 	var le *os.LinkError
 	if errors.As(err, &le) {
-		err = fmt.Errorf("%s %s: %w", le.Op, filepath.Join(s.dir, filepath.FromSlash(le.New)), le.Err)
+		err = fmt.Errorf("%s %s: %w", le.Op, s.fullPath(le.New), le.Err)
 	}
 	if errors.Is(err, syscall.ENOTDIR) {
 		err = fmt.Errorf("%w (%w)", store.ErrNotExist, err)
 	}
 	return &store.Error{Op: op, Key: key, Err: err}
+}
+
+// fullPath is the path of name in messages: a name relative to the root (an error of an
+// operation through s.root) is joined to it; an absolute one (an error of an operation on a file
+// the root opened, whose name already starts with the root's) is kept as it is.
+func (s *Store) fullPath(name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(s.dir, filepath.FromSlash(name))
 }
 
 func checkKey(op, key string) error {
