@@ -237,10 +237,24 @@ type RangeOpener interface {
 
 // LeftoverCleaner is a target that can remove what interrupted writes left behind and nobody
 // will finish: S3's incomplete multipart uploads (which are billed, and invisible to List), a
-// directory's temporary files. Only what is older than olderThan is removed (0: everything, for
-// a caller that holds the target's lock). It returns how many it removed.
+// directory's temporary files. It removes only those opts selects, and returns how many it
+// removed. Other writers may have writes in flight under the same store (another application in
+// the bucket, a target nested under this one's prefix or directory): a caller says which
+// leftovers are its own with opts.Mine.
 type LeftoverCleaner interface {
-	CleanLeftovers(ctx context.Context, olderThan time.Duration) (int, error)
+	CleanLeftovers(ctx context.Context, opts LeftoverOptions) (int, error)
+}
+
+// LeftoverOptions select the leftovers CleanLeftovers removes.
+type LeftoverOptions struct {
+	// OlderThan keeps what was started (S3: initiated; a directory: last modified) less than
+	// this long ago (0: any age).
+	OlderThan time.Duration
+	// Mine, when set, says whether a leftover is the caller's to remove. It is given the key
+	// the interrupted write was for (S3: the upload's key) or, where the store cannot tell (a
+	// directory's temporary file), the prefix of the directory the leftover is in ("a/b/", ""
+	// for the root), which a key never is. Nil: every leftover under the store is.
+	Mine func(keyOrDir string) bool
 }
 
 // ChunkReader is a reader that can also hand its bytes over as shared chunks instead of copying

@@ -74,7 +74,6 @@ func GC(ctx context.Context, dst store.Target, opts GCOptions) (*GCReport, error
 		}
 		defer lock.Release()
 		ctx = lctx
-		cleanLeftovers(ctx, dst, opts.Log) // it looks at the whole target anyway
 	}
 	st, err := LoadState(ctx, dst)
 	if err != nil {
@@ -86,9 +85,23 @@ func GC(ctx context.Context, dst store.Target, opts GCOptions) (*GCReport, error
 	if err != nil {
 		return nil, err
 	}
+	// Only what this target's state names is its own (leftovers.go): refuse to delete under a
+	// target nested in this one, and clean up only this target's leftovers.
+	own := newOwnership(listed)
+	owned := make(map[string]bool, len(st.Objects))
+	for key := range st.Objects {
+		owned[key] = true
+	}
+	if err := checkNested(dst, own, owned); err != nil {
+		return nil, err
+	}
+	if !opts.DryRun {
+		own.addState(st)
+		cleanLeftovers(ctx, dst, own, opts.Log)
+	}
 	st.noteListing(listed)
 	reconcile(listed, st.Objects)
-	owned := make(map[string]bool, len(st.Objects))
+	owned = make(map[string]bool, len(st.Objects))
 	for key := range st.Objects {
 		owned[key] = true
 	}

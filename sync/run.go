@@ -285,12 +285,17 @@ func (r *run) makePlan(ctx context.Context) error {
 		r.log.Warn("curated mode keeps versions whole: items the filters leave out are mirrored too, because a client such as MAAS rejects a products file in which a version lacks some of its items",
 			"items_added", n, "example", w.Product+" "+w.Version+" "+w.Item)
 	}
+	own, err := r.ownLeftovers(plan)
+	if err != nil {
+		r.rep.Plan = plan
+		return err
+	}
 	if !r.opts.DryRun && (r.tookOver || r.st.saved == nil || r.opts.VerifyExisting || len(plan.Fetch) > 0) {
-		// Holding the lock, this is the only writer: what a killed run left (temporary files,
-		// incomplete multipart uploads) can go. Only a run whose lease was taken over can have
-		// left any; a run with work to do sweeps as well, which an up-to-date run skips to
-		// stay at its few requests.
-		cleanLeftovers(ctx, r.dst, r.log)
+		// Holding the lock, this is the only writer of this target's keys: what a killed run
+		// of it left (temporary files, incomplete multipart uploads) can go, and nothing else
+		// (leftovers.go). Only a run whose lease was taken over can have left any; a run with
+		// work to do sweeps as well, which an up-to-date run skips to stay at its few requests.
+		cleanLeftovers(ctx, r.dst, own, r.log)
 	}
 	r.rep.Plan = plan
 	r.log.Info("plan", "items_added", len(plan.Added), "items_removed", len(plan.Removed), "items_kept", plan.Kept,

@@ -205,21 +205,6 @@ func (st *State) noteListing(listed map[string]store.Info) {
 	}
 }
 
-// cleanLeftovers aborts incomplete multipart uploads (S3) and removes temporary files
-// (directory) that interrupted runs left. Failure to clean is logged, not fatal.
-func cleanLeftovers(ctx context.Context, dst store.Target, log *slog.Logger) {
-	c, ok := store.As[store.LeftoverCleaner](dst)
-	if !ok {
-		return
-	}
-	n, err := c.CleanLeftovers(ctx, 0)
-	if err != nil {
-		log.Warn("could not clean up after an interrupted run", "error", err)
-	} else if n > 0 {
-		log.Info("cleaned up after an interrupted run", "leftovers", n)
-	}
-}
-
 func startStages(rep *Report, now func() time.Time) func(string) {
 	last := now()
 	return func(name string) {

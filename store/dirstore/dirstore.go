@@ -739,12 +739,12 @@ func (s *Store) copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 	return s.commit(ctx, "copy", dstKey, f, check, b)
 }
 
-// CleanLeftovers removes the temporary files (see TempPrefix) last modified more than olderThan
-// ago, left behind by killed runs, and the directories they leave empty (store.LeftoverCleaner).
-// It returns how many files it removed. Use an olderThan well above the longest write, so a
-// write in progress is not broken.
-func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (int, error) {
-	cutoff := time.Now().Add(-olderThan)
+// CleanLeftovers removes the temporary files (see TempPrefix) that opts selects, left behind by
+// killed runs, and the directories they leave empty (store.LeftoverCleaner). opts.Mine is given
+// the prefix of each temporary file's directory ("a/b/", "" for the root): a temporary file's
+// name does not say which key it was for. It returns how many files it removed.
+func (s *Store) CleanLeftovers(ctx context.Context, opts store.LeftoverOptions) (int, error) {
+	cutoff := time.Now().Add(-opts.OlderThan)
 	removed := 0
 	var walk func(dir string) error
 	walk = func(dir string) error {
@@ -771,8 +771,11 @@ func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (in
 			if !de.Type().IsRegular() || !strings.HasPrefix(de.Name(), TempPrefix) || de.Name() == SwapLockName {
 				continue
 			}
+			if opts.Mine != nil && !opts.Mine(dirPrefix(dir)) {
+				continue
+			}
 			fi, err := de.Info()
-			if err != nil || !fi.ModTime().Before(cutoff) {
+			if err != nil || opts.OlderThan > 0 && !fi.ModTime().Before(cutoff) {
 				continue
 			}
 			if err := s.root.Remove(name); err != nil {
@@ -788,6 +791,14 @@ func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (in
 	}
 	err := walk(".")
 	return removed, err
+}
+
+// dirPrefix is the key prefix of a directory walked from "." ("" for the root, else "a/b/").
+func dirPrefix(dir string) string {
+	if dir == "." || dir == "" {
+		return ""
+	}
+	return dir + "/"
 }
 
 // contentTag is the Swapper tag of a file's content.

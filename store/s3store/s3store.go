@@ -397,14 +397,12 @@ func copySource(bucket, key string) string {
 	return bucket + "/" + strings.Join(segs, "/")
 }
 
-// CleanLeftovers aborts the multipart uploads under the store's prefix that were initiated more
-// than olderThan ago (store.LeftoverCleaner): the leftovers of runs that were killed before they
-// could abort them (they are invisible but cost storage). It returns how many it aborted. Uploads of a
-// run in progress are younger than any sensible olderThan (hours). olderThan <= 0 aborts every
-// upload under the prefix, including those of a run in progress.
-func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (int, error) {
-	all := olderThan <= 0
-	cutoff := time.Now().Add(-olderThan)
+// CleanLeftovers aborts the multipart uploads under the store's prefix that opts selects
+// (store.LeftoverCleaner): the leftovers of runs that were killed before they could abort them
+// (they are invisible but cost storage). opts.Mine is given each upload's key relative to the
+// prefix. It returns how many it aborted.
+func (s *Store) CleanLeftovers(ctx context.Context, opts store.LeftoverOptions) (int, error) {
+	cutoff := time.Now().Add(-opts.OlderThan)
 	// The prefix is applied here rather than sent: MinIO lists the uploads of one exact key
 	// when given a prefix, not those of every key under it.
 	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket)}
@@ -419,10 +417,11 @@ func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (in
 		}
 		for _, u := range page.Uploads {
 			g.saw(aws.ToString(u.Key) + "\x00" + aws.ToString(u.UploadId))
-			if !strings.HasPrefix(aws.ToString(u.Key), s.prefix) {
+			key, ok := strings.CutPrefix(aws.ToString(u.Key), s.prefix)
+			if !ok || opts.Mine != nil && !opts.Mine(key) {
 				continue
 			}
-			if !all && (u.Initiated == nil || !u.Initiated.Before(cutoff)) {
+			if opts.OlderThan > 0 && (u.Initiated == nil || !u.Initiated.Before(cutoff)) {
 				continue
 			}
 			_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
