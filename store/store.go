@@ -257,6 +257,44 @@ type LeftoverOptions struct {
 	Mine func(keyOrDir string) bool
 }
 
+// Versioning is what a store does with the objects deleted from it. On a bucket with versioning
+// (or object lock, which implies it) a delete only adds a delete marker: the object disappears
+// from listings and reads, and its bytes stay, as a noncurrent version, until they are deleted
+// by version (VersionDeleter) or by a lifecycle rule.
+type Versioning struct {
+	// Status is the bucket's versioning: "" (never enabled), "Enabled" or "Suspended".
+	Status string `json:"status,omitempty"`
+	// ObjectLock is true when the bucket has object lock enabled: versions under retention or a
+	// legal hold cannot be deleted before it ends.
+	ObjectLock bool `json:"object_lock,omitempty"`
+}
+
+// KeepsDeleted reports whether a delete may leave the object's bytes in the store.
+func (v Versioning) KeepsDeleted() bool { return v.Status != "" || v.ObjectLock }
+
+// VersioningReader is a store that can say what it does with deleted objects (S3:
+// GetBucketVersioning and GetObjectLockConfiguration).
+type VersioningReader interface {
+	Versioning(ctx context.Context) (Versioning, error)
+}
+
+// ObjectVersion is one version of an object, or a delete marker, in a versioned store.
+type ObjectVersion struct {
+	ID           string
+	ETag         string // as Info.ETag ("" for a delete marker)
+	Size         int64
+	DeleteMarker bool
+	Latest       bool
+}
+
+// VersionDeleter is a versioned store whose versions can be listed and deleted for good.
+// Versions lists those of exactly key (not of keys it is a prefix of), delete markers included;
+// DeleteVersion deletes one, freeing its bytes (it fails for a version under retention).
+type VersionDeleter interface {
+	Versions(ctx context.Context, key string) ([]ObjectVersion, error)
+	DeleteVersion(ctx context.Context, key, id string) error
+}
+
 // ChunkReader is a reader that can also hand its bytes over as shared chunks instead of copying
 // them (a fan-out's tee: the chunks of one stream are shared by every target it is written
 // into). ReadChunk returns the next chunk of the stream: data must not be changed, and stays

@@ -338,8 +338,11 @@ func (r *run) record(ctx context.Context) error {
 // collect deletes what the plan released (Plan.Due), once the metadata that no longer
 // references it is published and recorded.
 func (r *run) collect(ctx context.Context) error {
+	recorded := recordedOf(r.st, r.plan.Due)
 	deleted, err := deleteReleased(ctx, r.dst, r.st, r.plan.Due, r.lock, r.log)
 	r.rep.Deleted = append(r.rep.Deleted, deleted...)
+	f := freeDeleted(ctx, r.dst, deleted, recorded, r.opts.PurgeVersions, r.lock, r.log)
+	r.rep.FreedBytes, r.rep.Versioning, r.rep.VersionsKept = f.bytes, f.versioning, f.kept
 	return err
 }
 

@@ -61,6 +61,13 @@ type Options struct {
 	Signer *sign.Signer
 	// Concurrency is the number of files transferred at once (0: DefaultConcurrency).
 	Concurrency int
+	// PurgeVersions: on a bucket with versioning or object lock, where a delete only adds a
+	// delete marker and the bytes stay as a noncurrent version, deleting an object also deletes
+	// its noncurrent versions whose ETag is the one ssmirror recorded for it (the bytes it wrote
+	// itself; versions written by others, and versions under retention, stay), then its delete
+	// markers once no version is left. Without it (or a lifecycle rule expiring noncurrent
+	// versions) garbage collection there frees nothing, and the report says so.
+	PurgeVersions bool
 	// GCGrace is how long an object nothing references is kept before it is deleted: zero deletes
 	// it at the end of the run that stopped referencing it, negative never deletes it. Zero means
 	// zero: callers that want the default set DefaultGCGrace (the commands' flags do).
@@ -153,6 +160,14 @@ type Report struct {
 	Deleted []string
 	// PendingDeletion counts unreferenced objects still within the grace period.
 	PendingDeletion int
+	// FreedBytes is what the garbage collection freed: the sizes of the objects deleted, except
+	// on a bucket that keeps deleted objects (Versioning), where only the versions purged count
+	// (Options.PurgeVersions). VersionsKept counts the deleted objects whose bytes stay there.
+	// Versioning is what the target said it does with deleted objects (nil: the run deleted
+	// nothing, or the store cannot say).
+	FreedBytes   int64
+	VersionsKept int
+	Versioning   *store.Versioning
 	// Stages times each stage.
 	Stages []Stage
 }
