@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
@@ -108,6 +109,8 @@ type statusReport struct {
 	GCGrace      string          `json:"gc_grace"`
 	Pending      []statusPending `json:"pending_deletion"`
 	PendingBytes int64           `json:"pending_deletion_bytes"`
+	// Versioning is what the bucket does with deleted objects (S3 only; omitted when unknown).
+	Versioning *store.Versioning `json:"versioning,omitempty"`
 }
 
 // runStatus shows what a mirror holds.
@@ -226,6 +229,13 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 		return nil, fmt.Errorf("reading the lock: %w", err)
 	}
 
+	// What a deletion frees there.
+	if vr, ok := store.As[store.VersioningReader](dst); ok {
+		if v, err := vr.Versioning(ctx); err == nil {
+			rep.Versioning = &v
+		}
+	}
+
 	// What waits for deletion.
 	for key, since := range st.Unreferenced {
 		p := statusPending{Path: key, Size: st.Objects[key].Size, Since: since.UTC()}
@@ -267,6 +277,9 @@ func printStatus(w io.Writer, r *statusReport) {
 		fmt.Fprintf(w, "lock: held by host %s, pid %d, since %s, lease until %s\n", r.Lock.Host, r.Lock.PID,
 			r.Lock.Started.UTC().Format(time.RFC3339), r.Lock.Expires.UTC().Format(time.RFC3339))
 	}
+	if v := r.Versioning; v != nil && v.KeepsDeleted() {
+		fmt.Fprintf(w, "%s: garbage collection only adds delete markers there and frees nothing, unless sync and gc run with --gc-purge-versions (deleting the noncurrent versions ssmirror wrote) or a lifecycle rule expires noncurrent versions\n", versioningWords(*v))
+	}
 	if len(r.Pending) == 0 {
 		fmt.Fprintln(w, "waiting for deletion: nothing")
 	} else {
@@ -285,4 +298,29 @@ func printStatus(w io.Writer, r *statusReport) {
 			fmt.Fprintf(w, "  %s: %d items, %d files, %s\n", v.Version, v.Items, v.Files, humanBytes(v.Bytes))
 		}
 	}
+}
+
+// versioningWords describes a bucket that keeps deleted objects.
+func versioningWords(v store.Versioning) string {
+	var parts []string
+	if v.Status != "" {
+		parts = append(parts, "versioning "+strings.ToLower(v.Status))
+	}
+	if v.ObjectLock {
+		parts = append(parts, "object lock")
+	}
+	return "bucket with " + strings.Join(parts, " and ")
+}
+
+// freedNote says, for the summaries, when deletions did not free what they deleted: a versioned
+// or object-locked bucket keeps their bytes (or the store could not say whether it does). A
+// plain deletion needs no note (the JSON summary has freed_bytes).
+func freedNote(freed int64, kept int, v *store.Versioning) string {
+	switch {
+	case kept == 0:
+		return ""
+	case v != nil && v.KeepsDeleted():
+		return fmt.Sprintf(" (only %s freed: a %s keeps %d of them as noncurrent versions behind delete markers; see --gc-purge-versions)", humanBytes(freed), versioningWords(*v), kept)
+	}
+	return fmt.Sprintf(" (%d of them maybe not freed: the store could not say whether it keeps deleted objects)", kept)
 }

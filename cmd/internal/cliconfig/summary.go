@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
@@ -33,6 +34,12 @@ type Summary struct {
 	MetadataWritten []string      `json:"metadata_written"`
 	Deleted         []string      `json:"deleted"`
 	PendingDeletion int           `json:"pending_deletion"`
+	// FreedBytes is what the deletions freed; on a versioned or object-locked bucket (Versioning)
+	// only the noncurrent versions purged count (--gc-purge-versions), and VersionsKept counts
+	// the deleted objects whose bytes stay.
+	FreedBytes   int64             `json:"freed_bytes"`
+	VersionsKept int               `json:"versions_kept"`
+	Versioning   *store.Versioning `json:"versioning,omitempty"`
 	Added           []planItem    `json:"added"`
 	Removed         []planItem    `json:"removed"`
 	Stages          []stageTiming `json:"stages"`
@@ -98,6 +105,7 @@ func Summarize(source, target string, dryRun bool, rep *sync.Report, took time.D
 	out.FilesCopied, out.BytesCopied = rep.Copied, rep.CopiedBytes
 	out.FilesCopiedFrom, out.BytesCopiedFrom = rep.CopiedFrom, rep.CopiedFromBytes
 	out.FilesAdopted, out.PendingDeletion = rep.Adopted, rep.PendingDeletion
+	out.FreedBytes, out.VersionsKept, out.Versioning = rep.FreedBytes, rep.VersionsKept, rep.Versioning
 	if rep.Drifted != nil {
 		out.Drifted = rep.Drifted
 	}
@@ -150,6 +158,8 @@ func SummarizeTargets(source string, targets []string, dryRun bool, fr *sync.Fan
 		out.BytesCopiedFrom += ts.BytesCopiedFrom
 		out.FilesAdopted += ts.FilesAdopted
 		out.PendingDeletion += ts.PendingDeletion
+		out.FreedBytes += ts.FreedBytes
+		out.VersionsKept += ts.VersionsKept
 		out.Drifted = appendNew(out.Drifted, ts.Drifted)
 		out.MetadataWritten = appendNew(out.MetadataWritten, ts.MetadataWritten)
 		out.Deleted = appendNew(out.Deleted, ts.Deleted)
