@@ -242,10 +242,62 @@ type RangeOpener interface {
 
 // LeftoverCleaner is a target that can remove what interrupted writes left behind and nobody
 // will finish: S3's incomplete multipart uploads (which are billed, and invisible to List), a
-// directory's temporary files. Only what is older than olderThan is removed (0: everything, for
-// a caller that holds the target's lock). It returns how many it removed.
+// directory's temporary files. It removes only those opts selects, and returns how many it
+// removed. Other writers may have writes in flight under the same store (another application in
+// the bucket, a target nested under this one's prefix or directory): a caller says which
+// leftovers are its own with opts.Mine.
 type LeftoverCleaner interface {
-	CleanLeftovers(ctx context.Context, olderThan time.Duration) (int, error)
+	CleanLeftovers(ctx context.Context, opts LeftoverOptions) (int, error)
+}
+
+// LeftoverOptions select the leftovers CleanLeftovers removes.
+type LeftoverOptions struct {
+	// OlderThan keeps what was started (S3: initiated; a directory: last modified) less than
+	// this long ago (0: any age).
+	OlderThan time.Duration
+	// Mine, when set, says whether a leftover is the caller's to remove. It is given the key
+	// the interrupted write was for (S3: the upload's key) or, where the store cannot tell (a
+	// directory's temporary file), the prefix of the directory the leftover is in ("a/b/", ""
+	// for the root), which a key never is. Nil: every leftover under the store is.
+	Mine func(keyOrDir string) bool
+}
+
+// Versioning is what a store does with the objects deleted from it. On a bucket with versioning
+// (or object lock, which implies it) a delete only adds a delete marker: the object disappears
+// from listings and reads, and its bytes stay, as a noncurrent version, until they are deleted
+// by version (VersionDeleter) or by a lifecycle rule.
+type Versioning struct {
+	// Status is the bucket's versioning: "" (never enabled), "Enabled" or "Suspended".
+	Status string `json:"status,omitempty"`
+	// ObjectLock is true when the bucket has object lock enabled: versions under retention or a
+	// legal hold cannot be deleted before it ends.
+	ObjectLock bool `json:"object_lock,omitempty"`
+}
+
+// KeepsDeleted reports whether a delete may leave the object's bytes in the store.
+func (v Versioning) KeepsDeleted() bool { return v.Status != "" || v.ObjectLock }
+
+// VersioningReader is a store that can say what it does with deleted objects (S3:
+// GetBucketVersioning and GetObjectLockConfiguration).
+type VersioningReader interface {
+	Versioning(ctx context.Context) (Versioning, error)
+}
+
+// ObjectVersion is one version of an object, or a delete marker, in a versioned store.
+type ObjectVersion struct {
+	ID           string
+	ETag         string // as Info.ETag ("" for a delete marker)
+	Size         int64
+	DeleteMarker bool
+	Latest       bool
+}
+
+// VersionDeleter is a versioned store whose versions can be listed and deleted for good.
+// Versions lists those of exactly key (not of keys it is a prefix of), delete markers included;
+// DeleteVersion deletes one, freeing its bytes (it fails for a version under retention).
+type VersionDeleter interface {
+	Versions(ctx context.Context, key string) ([]ObjectVersion, error)
+	DeleteVersion(ctx context.Context, key, id string) error
 }
 
 // BufferHolder is a target that holds transfer buffers of its own (the S3 store's part

@@ -538,7 +538,7 @@ func TestFanOutCorruptUpstreamRefused(t *testing.T) {
 			}
 		}
 		if tg.Kind.IsS3() {
-			if n, err := tg.Store.(*s3store.Store).CleanLeftovers(t.Context(), 0); n != 0 || err != nil {
+			if n, err := tg.Store.(*s3store.Store).CleanLeftovers(t.Context(), store.LeftoverOptions{}); n != 0 || err != nil {
 				t.Errorf("%s: %d incomplete uploads left (%v)", tg.Location, n, err)
 			}
 		}

@@ -2,8 +2,10 @@ package sync
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
@@ -23,6 +25,9 @@ type GCOptions struct {
 	Log *slog.Logger
 	// Lock configures the target's lock, taken unless DryRun.
 	Lock LockOptions
+	// PurgeVersions, on a bucket with versioning or object lock, deletes the noncurrent
+	// versions ssmirror itself wrote of each object it deletes (see Options.PurgeVersions).
+	PurgeVersions bool
 }
 
 // GCCandidate is one object the mirror owns that nothing it holds references.
@@ -45,6 +50,10 @@ type GCReport struct {
 	Deleted []string `json:"deleted"`
 	// Pending counts the candidates still within the grace period.
 	Pending int `json:"pending"`
+	// FreedBytes, Versioning and VersionsKept say what the deletions freed (as Report's).
+	FreedBytes   int64             `json:"freed_bytes"`
+	Versioning   *store.Versioning `json:"versioning,omitempty"`
+	VersionsKept int               `json:"versions_kept"`
 }
 
 // GC runs the deferred garbage collection on its own: it reads the state, lists the target, and
@@ -74,7 +83,6 @@ func GC(ctx context.Context, dst store.Target, opts GCOptions) (*GCReport, error
 		}
 		defer lock.Release()
 		ctx = lctx
-		cleanLeftovers(ctx, dst, opts.Log) // it looks at the whole target anyway
 	}
 	st, err := LoadState(ctx, dst)
 	if err != nil {
@@ -86,9 +94,23 @@ func GC(ctx context.Context, dst store.Target, opts GCOptions) (*GCReport, error
 	if err != nil {
 		return nil, err
 	}
+	// Only what this target's state names is its own (leftovers.go): refuse to delete under a
+	// target nested in this one, and clean up only this target's leftovers.
+	own := newOwnership(listed)
+	owned := make(map[string]bool, len(st.Objects))
+	for key := range st.Objects {
+		owned[key] = true
+	}
+	if err := checkNested(dst, own, owned); err != nil {
+		return nil, err
+	}
+	if !opts.DryRun {
+		own.addState(st)
+		cleanLeftovers(ctx, dst, own, opts.Log)
+	}
 	st.noteListing(listed)
 	reconcile(listed, st.Objects)
-	owned := make(map[string]bool, len(st.Objects))
+	owned = make(map[string]bool, len(st.Objects))
 	for key := range st.Objects {
 		owned[key] = true
 	}
@@ -112,9 +134,125 @@ func GC(ctx context.Context, dst store.Target, opts GCOptions) (*GCReport, error
 		return rep, nil
 	}
 
+	recorded := recordedOf(st, rel.Due)
 	deleted, err := deleteReleased(ctx, dst, st, rel.Due, lock, opts.Log)
 	if deleted != nil {
 		rep.Deleted = deleted
 	}
+	f := freeDeleted(ctx, dst, deleted, recorded, opts.PurgeVersions, lock, opts.Log)
+	rep.FreedBytes, rep.Versioning, rep.VersionsKept = f.bytes, f.versioning, f.kept
 	return rep, err
+}
+
+// What deletions free: on a bucket with versioning or object lock a delete only adds a delete
+// marker, and the object's bytes stay as a noncurrent version. There a run frees nothing unless
+// the operator opts into deleting the noncurrent versions ssmirror itself wrote (PurgeVersions),
+// or a lifecycle rule expires noncurrent versions; the report never counts as freed what stays.
+
+// freed is what a set of deletions freed.
+type freed struct {
+	bytes      int64
+	kept       int               // deleted objects whose bytes (some of them) stay in the store
+	versioning *store.Versioning // what the store said, nil when it cannot say
+}
+
+// recordedOf copies the state's records of keys, before they are deleted.
+func recordedOf(st *State, keys []string) map[string]Object {
+	out := make(map[string]Object, len(keys))
+	for _, k := range keys {
+		if obj, ok := st.Objects[k]; ok {
+			out[k] = obj
+		}
+	}
+	return out
+}
+
+// freeDeleted accounts for the objects just deleted (recorded: their records in the state):
+// their sizes are freed on a store that does not keep deleted objects; on one that does, only
+// the versions purge deletes. Purging deletes, of each key, the noncurrent versions whose ETag
+// is the one the state recorded (the bytes ssmirror itself wrote; versions written by others
+// stay), then, when no version is left, the delete markers. A version that cannot be deleted
+// (object lock retention, a legal hold) stays and is logged. Each deletion is fenced.
+func freeDeleted(ctx context.Context, dst store.Target, deleted []string, recorded map[string]Object, purge bool, lock *TargetLock, log *slog.Logger) freed {
+	var f freed
+	if len(deleted) == 0 {
+		return f
+	}
+	if vr, ok := store.As[store.VersioningReader](dst); ok {
+		v, err := vr.Versioning(ctx)
+		if err != nil {
+			// Unknown: claim nothing freed rather than space that may not be.
+			log.Warn("could not tell whether deleting frees space (versioning, object lock): none is counted as freed", "error", err)
+			f.kept = len(deleted)
+			return f
+		}
+		f.versioning = &v
+	}
+	if f.versioning == nil || !f.versioning.KeepsDeleted() {
+		for _, k := range deleted {
+			f.bytes += recorded[k].Size
+		}
+		return f
+	}
+	vd, ok := store.As[store.VersionDeleter](dst)
+	if !purge || !ok {
+		f.kept = len(deleted)
+		return f
+	}
+	for _, key := range deleted {
+		n, kept, err := purgeVersions(ctx, vd, key, recorded[key], lock)
+		f.bytes += n
+		if err != nil {
+			log.Warn("could not delete the noncurrent versions of a deleted object: its bytes stay in the bucket", "path", key, "error", err)
+		}
+		if kept || err != nil {
+			f.kept++
+		}
+		if errors.Is(err, ErrLockLost) {
+			f.kept += len(deleted) - 1 - slices.Index(deleted, key)
+			break
+		}
+	}
+	return f
+}
+
+// purgeVersions deletes key's noncurrent versions of the recorded ETag, then, if none other is
+// left, its delete markers; it returns the bytes freed and whether any version stays.
+func purgeVersions(ctx context.Context, vd store.VersionDeleter, key string, rec Object, lock *TargetLock) (int64, bool, error) {
+	vs, err := vd.Versions(ctx, key)
+	if err != nil {
+		return 0, true, err
+	}
+	var n int64
+	kept := false
+	var markers []store.ObjectVersion
+	for _, v := range vs {
+		switch {
+		case v.DeleteMarker:
+			markers = append(markers, v)
+			continue
+		case v.Latest, rec.ETag == "", v.ETag != rec.ETag:
+			kept = true // current again, or not provably the bytes ssmirror wrote
+			continue
+		}
+		if err := fence(ctx, lock, "deleting a noncurrent version of "+key); err != nil {
+			return n, true, err
+		}
+		if err := vd.DeleteVersion(ctx, key, v.ID); err != nil {
+			return n, true, err
+		}
+		n += v.Size
+	}
+	if kept {
+		return n, true, nil // a delete marker removed would make a kept version current again
+	}
+	for _, m := range markers {
+		if err := fence(ctx, lock, "deleting a delete marker of "+key); err != nil {
+			return n, false, err
+		}
+		if err := vd.DeleteVersion(ctx, key, m.ID); err != nil {
+			return n, false, err
+		}
+	}
+	return n, false, nil
 }

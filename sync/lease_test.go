@@ -203,6 +203,37 @@ func TestLeaseWithAFutureExpiryIsTakenOverAfterItsTTL(t *testing.T) {
 	})
 }
 
+// TestLeaseWithAHugeTTLIsNotTakenOverAtFirstSight: a lease whose ttl_seconds is more than a
+// time.Duration holds (a tampered or foreign lock object) counts as the longest lease there is,
+// not as one already watched for its whole TTL: a live holder's lease with such a TTL and a
+// future expiry is not taken over, however many times it is looked at. Before, the seconds
+// overflowed into a negative duration and the lease was taken over at first sight.
+func TestLeaseWithAHugeTTLIsNotTakenOverAtFirstSight(t *testing.T) {
+	for _, ttl := range []float64{1e10, 9.3e9, 1e300} {
+		t.Run(fmt.Sprint(ttl), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := t.Context()
+				mem := memstore.New()
+				held := Lease{ID: "held", Host: "elsewhere", PID: 7, Started: time.Now(), Expires: time.Now().Add(time.Hour), TTLSeconds: ttl}
+				if _, err := mem.Swap(ctx, LockKey, marshalLease(held), "", store.PutOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				for _, wait := range []time.Duration{0, time.Minute} {
+					if l, _, err := AcquireLock(ctx, mem, LockOptions{Wait: wait}); !errors.As(err, new(*LockedError)) {
+						if l != nil {
+							l.Release()
+						}
+						t.Fatalf("AcquireLock (waiting %s) of a live lease with ttl_seconds %g = %v, want a LockedError", wait, ttl, err)
+					}
+				}
+				if got := (Lease{TTLSeconds: ttl}).ttl(time.Minute); got <= 0 {
+					t.Errorf("ttl of ttl_seconds %g = %s, want the longest duration", ttl, got)
+				}
+			})
+		})
+	}
+}
+
 // TestRacingTakeoversInMemory: many runs taking over one expired lease at once: one wins.
 func TestRacingTakeoversInMemory(t *testing.T) {
 	ctx := t.Context()

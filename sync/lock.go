@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	gosync "sync"
 	"time"
 
@@ -95,12 +96,18 @@ func (l Lease) String() string {
 	return s
 }
 
-// ttl is the holder's lease length, or def when the lease does not say.
+// ttl is the holder's lease length, or def when the lease does not say. A length beyond what a
+// time.Duration holds (no ssmirror writes one) is the longest there is, never a wrapped-around
+// negative one that would make the lease look watched long enough already.
 func (l Lease) ttl(def time.Duration) time.Duration {
-	if l.TTLSeconds > 0 {
-		return time.Duration(l.TTLSeconds * float64(time.Second))
+	ns := l.TTLSeconds * float64(time.Second)
+	switch {
+	case !(ns > 0):
+		return def
+	case ns >= math.MaxInt64: // 2⁶³ as a float64: every smaller float64 fits
+		return math.MaxInt64
 	}
-	return def
+	return time.Duration(ns)
 }
 
 // LockedError says another run holds the target.
@@ -207,16 +214,19 @@ func AcquireLock(ctx context.Context, dst store.Target, opts LockOptions) (*Targ
 			lease.Expires = sent.wall.Add(opts.TTL).UTC()
 			lease.LastSuccess = holder.LastSuccess
 			newTag, err := dst.Swap(ctx, LockKey, marshalLease(lease), tag, lockPut)
-			if errors.Is(err, store.ErrPrecondition) {
-				continue // another run changed it first: look again
-			}
 			if err != nil {
-				// The write may have landed with its answer lost: then the lease is this run's.
-				cur, curTag, rerr := dst.ReadTagged(ctx, LockKey, maxLeaseSize)
-				if rerr != nil || parseLease(cur).ID != lease.ID {
+				// The write may have landed with its answer lost (and the client's resend then
+				// met it: 412): the lease there is this run's if it carries this run's id,
+				// which no other run writes.
+				curTag, mine := ownLease(ctx, dst, lease.ID)
+				switch {
+				case mine:
+					newTag = curTag
+				case errors.Is(err, store.ErrPrecondition):
+					continue // another run changed it first: look again
+				default:
 					return nil, nil, fmt.Errorf("taking the lock: %w", err)
 				}
-				newTag = curTag
 			}
 			l.lease, l.tag, l.renewed = lease, newTag, sent
 			l.tookOver = exists && !holder.Released
@@ -239,6 +249,16 @@ func AcquireLock(ctx context.Context, dst store.Target, opts LockOptions) (*Targ
 	l.cancel = cancel
 	go l.renewLoop(runCtx)
 	return l, runCtx, nil
+}
+
+// ownLease reads the lock and reports whether it is the unreleased lease of id, and its version.
+func ownLease(ctx context.Context, dst store.Target, id string) (string, bool) {
+	cur, tag, err := dst.ReadTagged(ctx, LockKey, maxLeaseSize)
+	if err != nil {
+		return "", false
+	}
+	l := parseLease(cur)
+	return tag, l.ID == id && !l.Released
 }
 
 // TookOver reports whether the lock was taken over from a holder that never released it: a

@@ -254,12 +254,17 @@ func (r *run) makePlan(ctx context.Context) error {
 		r.opts.Log.Warn("curated mode keeps versions whole: items the filters leave out are mirrored too, because a client such as MAAS rejects a products file in which a version lacks some of its items",
 			"items_added", n, "example", w.Product+" "+w.Version+" "+w.Item)
 	}
+	own, err := r.ownLeftovers(plan)
+	if err != nil {
+		r.rep.Plan = plan
+		return err
+	}
 	if !r.opts.DryRun && (r.tookOver || r.st.saved == nil || r.opts.VerifyExisting || len(plan.Fetch) > 0) {
-		// Holding the lock, this is the only writer: what a killed run left (temporary files,
-		// incomplete multipart uploads) can go. Only a run whose lease was taken over can have
-		// left any; a run with work to do sweeps as well, which an up-to-date run skips to
-		// stay at its few requests.
-		cleanLeftovers(ctx, r.dst, r.opts.Log)
+		// Holding the lock, this is the only writer of this target's keys: what a killed run
+		// of it left (temporary files, incomplete multipart uploads) can go, and nothing else
+		// (leftovers.go). Only a run whose lease was taken over can have left any; a run with
+		// work to do sweeps as well, which an up-to-date run skips to stay at its few requests.
+		cleanLeftovers(ctx, r.dst, own, r.opts.Log)
 	}
 	if r.cat.Source.Unreadable != nil && len(plan.Fetch) > 0 {
 		if err := checkAtSource(ctx, r.src, plan, r.upstream, r.cat.Source.Unreadable, r.opts.Concurrency); err != nil {
@@ -311,8 +316,11 @@ func (r *run) record(ctx context.Context) error {
 // collect deletes what the plan released (Plan.Due), once the metadata that no longer
 // references it is published and recorded.
 func (r *run) collect(ctx context.Context) error {
+	recorded := recordedOf(r.st, r.plan.Due)
 	deleted, err := deleteReleased(ctx, r.dst, r.st, r.plan.Due, r.lock, r.opts.Log)
 	r.rep.Deleted = append(r.rep.Deleted, deleted...)
+	f := freeDeleted(ctx, r.dst, deleted, recorded, r.opts.PurgeVersions, r.lock, r.opts.Log)
+	r.rep.FreedBytes, r.rep.Versioning, r.rep.VersionsKept = f.bytes, f.versioning, f.kept
 	return err
 }
 

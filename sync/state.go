@@ -230,8 +230,10 @@ func LoadState(ctx context.Context, dst store.Target) (*State, error) {
 var ErrStateChanged = errors.New("the mirror state was changed by another run since this run read it")
 
 // SaveState writes the state to the target atomically, unless it is unchanged. It writes only
-// over the version it was read as (store.Swapper) (or only if there is none, for a state that did not exist), failing with
-// ErrStateChanged and writing nothing otherwise.
+// over the version it was read as (store.Swapper) (or only if there is none, for a state that
+// did not exist), failing with ErrStateChanged and writing nothing otherwise. A refused write
+// that finds exactly its own bytes in place (its first attempt landed, its answer was lost, and
+// the resend was refused) succeeds.
 func SaveState(ctx context.Context, dst store.Target, st *State) error {
 	return saveState(ctx, dst, st, nil)
 }
@@ -253,6 +255,12 @@ func saveState(ctx context.Context, dst store.Target, st *State, fence func(cont
 	}
 	tag, err := dst.Swap(ctx, StateKey, data, st.tag, statePut)
 	if errors.Is(err, store.ErrPrecondition) {
+		// The write may have landed with its answer lost, and the client's resend then met it:
+		// the state there is this run's if it is exactly the bytes this run wrote.
+		if cur, curTag, rerr := dst.ReadTagged(ctx, StateKey, 1<<30); rerr == nil && bytes.Equal(cur, data) {
+			st.saved, st.tag = data, curTag
+			return nil
+		}
 		return fmt.Errorf("not writing %s in %s: %w (%w)", StateKey, store.Describe(dst), ErrStateChanged, err)
 	}
 	if err != nil {

@@ -87,6 +87,13 @@ type Publishing struct {
 	// in (verbatim, or curated with another key); otherwise such a run is refused
 	// (ModeChangeError) before it writes anything.
 	AllowModeChange bool
+	// PurgeVersions: on a bucket with versioning or object lock, where a delete only adds a
+	// delete marker and the bytes stay as a noncurrent version, deleting an object also deletes
+	// its noncurrent versions whose ETag is the one ssmirror recorded for it (the bytes it wrote
+	// itself; versions written by others, and versions under retention, stay), then its delete
+	// markers once no version is left. Without it (or a lifecycle rule expiring noncurrent
+	// versions) garbage collection there frees nothing, and the report says so.
+	PurgeVersions bool
 	// GCGrace is how long an object nothing references is kept before it is deleted: zero deletes
 	// it at the end of the run that stopped referencing it, negative never deletes it. Zero means
 	// zero: callers that want the default set DefaultGCGrace (the commands' flags do).
@@ -246,6 +253,14 @@ type Report struct {
 	Deleted []string
 	// PendingDeletion counts unreferenced objects still within the grace period.
 	PendingDeletion int
+	// FreedBytes is what the garbage collection freed: the sizes of the objects deleted, except
+	// on a bucket that keeps deleted objects (Versioning), where only the versions purged count
+	// (Options.PurgeVersions). VersionsKept counts the deleted objects whose bytes stay there.
+	// Versioning is what the target said it does with deleted objects (nil: the run deleted
+	// nothing, or the store cannot say).
+	FreedBytes   int64
+	VersionsKept int
+	Versioning   *store.Versioning
 	// Stages times each stage.
 	Stages []Stage
 	// Source is what the run learned of what its source holds: a spoke leaves out the items its
@@ -298,21 +313,6 @@ func (st *State) noteListing(listed map[string]store.Info) {
 			pub.ETag = info.ETag
 			st.Published[key] = pub
 		}
-	}
-}
-
-// cleanLeftovers aborts incomplete multipart uploads (S3) and removes temporary files
-// (directory) that interrupted runs left. Failure to clean is logged, not fatal.
-func cleanLeftovers(ctx context.Context, dst store.Target, log *slog.Logger) {
-	c, ok := store.As[store.LeftoverCleaner](dst)
-	if !ok {
-		return
-	}
-	n, err := c.CleanLeftovers(ctx, 0)
-	if err != nil {
-		log.Warn("could not clean up after an interrupted run", "error", err)
-	} else if n > 0 {
-		log.Info("cleaned up after an interrupted run", "leftovers", n)
 	}
 }
 

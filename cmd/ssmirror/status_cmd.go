@@ -156,6 +156,8 @@ type statusReport struct {
 	GCGrace      string          `json:"gc_grace"`
 	Pending      []statusPending `json:"pending_deletion"`
 	PendingBytes int64           `json:"pending_deletion_bytes"`
+	// Versioning is what the bucket does with deleted objects (S3 only; omitted when unknown).
+	Versioning *store.Versioning `json:"versioning,omitempty"`
 }
 
 // runStatus shows what a mirror holds.
@@ -369,6 +371,13 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 	}
 	sort.Slice(rep.Kept, func(i, j int) bool { return rep.Kept[i].Path < rep.Kept[j].Path })
 
+	// What a deletion frees there.
+	if vr, ok := store.As[store.VersioningReader](dst); ok {
+		if v, err := vr.Versioning(ctx); err == nil {
+			rep.Versioning = &v
+		}
+	}
+
 	// What waits for deletion.
 	for key, since := range st.Unreferenced {
 		if _, kept := st.Kept[key]; kept {
@@ -440,6 +449,9 @@ func printStatus(w io.Writer, r *statusReport) {
 	}
 	if len(r.Kept) > 0 {
 		fmt.Fprintf(w, "kept for the next run: %d files (%s) an interrupted or failed run fetched; the next run publishes them without fetching them again\n", len(r.Kept), humanBytes(r.KeptBytes))
+	}
+	if v := r.Versioning; v != nil && v.KeepsDeleted() {
+		fmt.Fprintf(w, "%s: garbage collection only adds delete markers there and frees nothing, unless sync and gc run with --gc-purge-versions (deleting the noncurrent versions ssmirror wrote) or a lifecycle rule expires noncurrent versions\n", versioningWords(*v))
 	}
 	if len(r.Pending) == 0 {
 		fmt.Fprintln(w, "waiting for deletion: nothing")
@@ -524,4 +536,29 @@ func storageTrouble(err error) string {
 		return "the storage endpoint cannot be reached (is it up? is --s3-endpoint or the target's endpoint right?): " + err.Error()
 	}
 	return err.Error()
+}
+
+// versioningWords describes a bucket that keeps deleted objects.
+func versioningWords(v store.Versioning) string {
+	var parts []string
+	if v.Status != "" {
+		parts = append(parts, "versioning "+strings.ToLower(v.Status))
+	}
+	if v.ObjectLock {
+		parts = append(parts, "object lock")
+	}
+	return "bucket with " + strings.Join(parts, " and ")
+}
+
+// freedNote says, for the summaries, when deletions did not free what they deleted: a versioned
+// or object-locked bucket keeps their bytes (or the store could not say whether it does). A
+// plain deletion needs no note (the JSON summary has freed_bytes).
+func freedNote(freed int64, kept int, v *store.Versioning) string {
+	switch {
+	case kept == 0:
+		return ""
+	case v != nil && v.KeepsDeleted():
+		return fmt.Sprintf(" (only %s freed: a %s keeps %d of them as noncurrent versions behind delete markers; see --gc-purge-versions)", humanBytes(freed), versioningWords(*v), kept)
+	}
+	return fmt.Sprintf(" (%d of them maybe not freed: the store could not say whether it keeps deleted objects)", kept)
 }

@@ -602,6 +602,6 @@ func printSummary(w io.Writer, src, dst string, rep *sync.Report, took time.Dura
 	}
 	if err == nil {
 		fmt.Fprintf(w, "  metadata: %d files written, %s\n", len(rep.MetadataWritten), mode)
-		fmt.Fprintf(w, "  deleted: %d, waiting for the grace period: %d\n", len(rep.Deleted), rep.PendingDeletion)
+		fmt.Fprintf(w, "  deleted: %d%s, waiting for the grace period: %d\n", len(rep.Deleted), freedNote(rep.FreedBytes, rep.VersionsKept, rep.Versioning), rep.PendingDeletion)
 	}
 }

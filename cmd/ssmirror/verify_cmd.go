@@ -216,10 +216,12 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		jsonOut bool
 		verbose int
 		lockTTL time.Duration
+		purge   bool
 	)
 	fs := newFlagSet("gc", gcUsage, stdout)
 	fs.Var(units.NewDuration(&grace, sync.DefaultGCGrace), "gc-grace", "delete objects nothing has referenced for this long, as 3d or 12h (0: at once; negative: never)")
 	fs.BoolVar(&dryRun, "dry-run", false, "show what would be deleted and when, delete nothing")
+	fs.BoolVar(&purge, "gc-purge-versions", false, "on a bucket with versioning or object lock, also delete the noncurrent versions ssmirror itself wrote of what is deleted (otherwise a delete there only adds a delete marker and frees nothing)")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	fs.CountVarP(&verbose, "verbose", "v", "say more (-v: each deletion)")
 	fs.Var(units.NewDuration(&lockTTL, sync.DefaultLockTTL), "lock-ttl", "lease of the target's lock, as 10m (see ssmirror help sync)")
@@ -236,7 +238,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rep, gcErr := sync.GC(ctx, one.Store, sync.GCOptions{Grace: grace, DryRun: dryRun, Log: log, Lock: sync.LockOptions{TTL: lockTTL}})
+	rep, gcErr := sync.GC(ctx, one.Store, sync.GCOptions{Grace: grace, DryRun: dryRun, Log: log, Lock: sync.LockOptions{TTL: lockTTL}, PurgeVersions: purge})
 	if rep == nil {
 		return gcErr
 	}
@@ -274,7 +276,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if dryRun {
 		fmt.Fprintf(stdout, "dry run: %d unreferenced, %d due now, %d within the grace period; nothing deleted\n", len(rep.Candidates), due, rep.Pending)
 	} else {
-		fmt.Fprintf(stdout, "deleted %d, waiting for the grace period: %d\n", len(rep.Deleted), rep.Pending)
+		fmt.Fprintf(stdout, "deleted %d%s, waiting for the grace period: %d\n", len(rep.Deleted), freedNote(rep.FreedBytes, rep.VersionsKept, rep.Versioning), rep.Pending)
 	}
 	return gcErr
 }

@@ -2,7 +2,8 @@
 // upstream mirror, an S3 server) and breaks some of the exchanges on purpose: connections reset
 // mid-body, bodies cut short, flipped bytes (in responses, or in request bodies on their way to
 // the server), 500 and 503 answers, S3 SlowDown errors, stalls and
-// wrong Content-Length headers.
+// wrong Content-Length headers, answers lost after the server applied the request, and answers
+// rewritten (a server that misbehaves in what it says rather than how).
 //
 // Which requests are broken is decided by a seeded pseudo-random draw over the request's method,
 // path and query and how many times that same request was seen before, so a run is reproducible
@@ -55,6 +56,13 @@ const (
 	// WrongLength declares a Content-Length of half the body and sends only that much, so the
 	// response looks complete but is short.
 	WrongLength Kind = "wrong-length"
+	// LoseAnswer forwards the request, lets the server apply it and reads its whole answer, then
+	// closes the client's connection without sending a byte of it: a request that took effect
+	// whose answer was lost on the way (the client's retry then meets its own effect).
+	LoseAnswer Kind = "lose-answer"
+	// Rewrite forwards the exchange and hands the client the answer's body as Fault.Rewrite
+	// returns it (with its Content-Length set to match).
+	Rewrite Kind = "rewrite"
 )
 
 // AtStart, as Fault.At, strikes before the first byte of the body.
@@ -85,6 +93,9 @@ type Fault struct {
 	Stall time.Duration
 	// Max, when positive, is the most times this fault is injected.
 	Max int64
+	// Rewrite gives the body a Rewrite fault sends to the client, from the request and the
+	// server's answer (its status and whole body).
+	Rewrite func(r *http.Request, status int, body []byte) []byte
 }
 
 func (f *Fault) matches(r *http.Request) bool {
@@ -160,7 +171,11 @@ func New(target string, opts Options) (*Proxy, error) {
 	}
 	for i, f := range opts.Faults {
 		switch f.Kind {
-		case Reset, Truncate, Flip, FlipRequest, Status500, Status503, SlowDown, Stall, WrongLength:
+		case Reset, Truncate, Flip, FlipRequest, Status500, Status503, SlowDown, Stall, WrongLength, LoseAnswer:
+		case Rewrite:
+			if f.Rewrite == nil {
+				return nil, fmt.Errorf("faultproxy: fault %d: a rewrite without a Rewrite function", i)
+			}
 		default:
 			return nil, fmt.Errorf("faultproxy: fault %d: unknown kind %q", i, f.Kind)
 		}
@@ -293,6 +308,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, h := range hopHeaders {
 		w.Header().Del(h)
+	}
+	if f != nil && f.Kind == LoseAnswer {
+		io.Copy(io.Discard, resp.Body)
+		p.drop(w)
+		return
+	}
+	if f != nil && f.Kind == Rewrite {
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			p.hangUp(w, true)
+			return
+		}
+		body = f.Rewrite(r, resp.StatusCode, body)
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(resp.StatusCode)
+		if r.Method != http.MethodHead {
+			p.write(w, body)
+		}
+		return
 	}
 	size := resp.ContentLength
 	if r.Method == http.MethodHead {
@@ -428,6 +462,18 @@ func (p *Proxy) hangUp(w http.ResponseWriter, rst bool) {
 	}
 	flushBuffered(buf)
 	if tcp, ok := conn.(*net.TCPConn); ok && rst {
+		tcp.SetLinger(0)
+	}
+	conn.Close()
+}
+
+// drop closes the client connection with a reset before anything of the answer was sent.
+func (p *Proxy) drop(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if tcp, ok := conn.(*net.TCPConn); ok {
 		tcp.SetLinger(0)
 	}
 	conn.Close()

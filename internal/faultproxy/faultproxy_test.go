@@ -343,3 +343,54 @@ func TestFlipRequest(t *testing.T) {
 		t.Errorf("stats: %d request flips, %d faults, want 1 and 1", st.RequestFlips, st.Faults[FlipRequest])
 	}
 }
+
+// TestLoseAnswer: the server gets and applies the request, the client gets no answer at all.
+func TestLoseAnswer(t *testing.T) {
+	b := newBackend(t, 1000)
+	p, srv := newProxy(t, b, Options{Faults: []Fault{{Kind: LoseAnswer, Rate: 1, Methods: []string{http.MethodPut}, Max: 1}}})
+	put := func() (*http.Response, error) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, srv.URL+"/k", strings.NewReader("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A fresh transport: no retry of the request on a reused connection.
+		return (&http.Transport{}).RoundTrip(req)
+	}
+	if resp, err := put(); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the first PUT was answered (%s), want its answer lost", resp.Status)
+	}
+	if n := b.hits.Load(); n != 1 {
+		t.Fatalf("the server saw %d requests, want 1 (the lost answer's request applied)", n)
+	}
+	resp, err := put()
+	if err != nil {
+		t.Fatalf("the second PUT: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "5" {
+		t.Errorf("the second PUT's answer %q, want the server's", body)
+	}
+	if n := p.Stats().Faults[LoseAnswer]; n != 1 {
+		t.Errorf("%d answers lost, want 1", n)
+	}
+}
+
+// TestRewrite: the client gets the body the Rewrite function makes of the server's answer.
+func TestRewrite(t *testing.T) {
+	b := newBackend(t, 1000)
+	_, srv := newProxy(t, b, Options{Faults: []Fault{{Kind: Rewrite, Rate: 1, Rewrite: func(r *http.Request, status int, body []byte) []byte {
+		return fmt.Appendf(nil, "%s %d %d", r.URL.Path, status, len(body))
+	}}}})
+	resp, body, err := get(t, t.Context(), srv.URL+"/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/x 200 1000"; string(body) != want || resp.ContentLength != int64(len(want)) {
+		t.Errorf("got %q (Content-Length %d), want %q", body, resp.ContentLength, want)
+	}
+	if _, err := New(b.srv.URL, Options{Faults: []Fault{{Kind: Rewrite, Rate: 1}}}); err == nil {
+		t.Error("a Rewrite fault without a function was accepted")
+	}
+}

@@ -136,22 +136,32 @@ func (s *Store) Describe() string { return s.dir }
 // Close releases the root directory. The Store must not be used afterwards.
 func (s *Store) Close() error { return s.root.Close() }
 
-// fail builds the error of operation op on key (a *store.Error): it names the full path of the file and keeps the
+// fail builds the error of operation op on key (a *store.Error): it names the full path of the file (once) and keeps the
 // cause (an errno, fs.ErrNotExist, fs.ErrPermission…) for errors.Is. Not-a-directory on the way
 // to key means key does not exist.
 func (s *Store) fail(op, key string, err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
-		err = fmt.Errorf("%s %s: %w", pe.Op, filepath.Join(s.dir, filepath.FromSlash(pe.Path)), pe.Err)
+		err = fmt.Errorf("%s %s: %w", pe.Op, s.fullPath(pe.Path), pe.Err)
 	}
 	var le *os.LinkError
 	if errors.As(err, &le) {
-		err = fmt.Errorf("%s %s: %w", le.Op, filepath.Join(s.dir, filepath.FromSlash(le.New)), le.Err)
+		err = fmt.Errorf("%s %s: %w", le.Op, s.fullPath(le.New), le.Err)
 	}
 	if errors.Is(err, syscall.ENOTDIR) {
 		err = fmt.Errorf("%w (%w)", store.ErrNotExist, err)
 	}
 	return &store.Error{Op: op, Key: key, Err: err}
+}
+
+// fullPath is the path of name in messages: a name relative to the root (an error of an
+// operation through s.root) is joined to it; an absolute one (an error of an operation on a file
+// the root opened, whose name already starts with the root's) is kept as it is.
+func (s *Store) fullPath(name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(s.dir, filepath.FromSlash(name))
 }
 
 func checkKey(op, key string) error {
@@ -729,12 +739,12 @@ func (s *Store) copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 	return s.commit(ctx, "copy", dstKey, f, check, b)
 }
 
-// CleanLeftovers removes the temporary files (see TempPrefix) last modified more than olderThan
-// ago, left behind by killed runs, and the directories they leave empty (store.LeftoverCleaner).
-// It returns how many files it removed. Use an olderThan well above the longest write, so a
-// write in progress is not broken.
-func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (int, error) {
-	cutoff := time.Now().Add(-olderThan)
+// CleanLeftovers removes the temporary files (see TempPrefix) that opts selects, left behind by
+// killed runs, and the directories they leave empty (store.LeftoverCleaner). opts.Mine is given
+// the prefix of each temporary file's directory ("a/b/", "" for the root): a temporary file's
+// name does not say which key it was for. It returns how many files it removed.
+func (s *Store) CleanLeftovers(ctx context.Context, opts store.LeftoverOptions) (int, error) {
+	cutoff := time.Now().Add(-opts.OlderThan)
 	removed := 0
 	var walk func(dir string) error
 	walk = func(dir string) error {
@@ -761,8 +771,11 @@ func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (in
 			if !de.Type().IsRegular() || !strings.HasPrefix(de.Name(), TempPrefix) || de.Name() == SwapLockName {
 				continue
 			}
+			if opts.Mine != nil && !opts.Mine(dirPrefix(dir)) {
+				continue
+			}
 			fi, err := de.Info()
-			if err != nil || !fi.ModTime().Before(cutoff) {
+			if err != nil || opts.OlderThan > 0 && !fi.ModTime().Before(cutoff) {
 				continue
 			}
 			if err := s.root.Remove(name); err != nil {
@@ -778,6 +791,14 @@ func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (in
 	}
 	err := walk(".")
 	return removed, err
+}
+
+// dirPrefix is the key prefix of a directory walked from "." ("" for the root, else "a/b/").
+func dirPrefix(dir string) string {
+	if dir == "." || dir == "" {
+		return ""
+	}
+	return dir + "/"
 }
 
 // contentTag is the Swapper tag of a file's content.

@@ -161,7 +161,18 @@ func TestLeftoverTempFileHiddenAndCleaned(t *testing.T) {
 		t.Errorf("List(noble/) = %q, want nothing", keys)
 	}
 
-	n, err := s.CleanLeftovers(t.Context(), time.Hour)
+	var asked []string
+	n, err := s.CleanLeftovers(t.Context(), store.LeftoverOptions{OlderThan: time.Hour, Mine: func(dir string) bool {
+		asked = append(asked, dir)
+		return false
+	}})
+	if err != nil || n != 0 {
+		t.Fatalf("CleanLeftovers(none mine) = %d, %v; want nothing removed", n, err)
+	}
+	if slices.Sort(asked); len(asked) == 0 || asked[0] != "" || slices.ContainsFunc(asked, func(d string) bool { return d != "" && !strings.HasSuffix(d, "/") }) {
+		t.Errorf("Mine was asked about %q, want directory prefixes (\"\" for the root)", asked)
+	}
+	n, err = s.CleanLeftovers(t.Context(), store.LeftoverOptions{OlderThan: time.Hour})
 	if err != nil {
 		t.Fatalf("CleanLeftovers: %v", err)
 	}
@@ -566,7 +577,7 @@ func TestSwapHoldsTheDirectoryLock(t *testing.T) {
 	if _, err := s.Swap(t.Context(), ".ssmirror/lock", []byte("second"), tag, store.PutOptions{}); err != nil {
 		t.Errorf("Swap once the lock is free: %v", err)
 	}
-	if n, err := s.CleanLeftovers(t.Context(), 0); err != nil || n != 0 {
+	if n, err := s.CleanLeftovers(t.Context(), store.LeftoverOptions{}); err != nil || n != 0 {
 		t.Errorf("CleanLeftovers = %d, %v; want nothing removed", n, err)
 	}
 	if _, err := os.Stat(lockPath); err != nil {

@@ -117,6 +117,11 @@ type Options struct {
 	// Checksum); empty: DefaultChecksum (CRC32C).
 	Checksum Checksum
 
+	// ListStall is how long a listing may go without a page that brings a key it had not seen
+	// (or ends it) before it fails; each page's request must be answered within what is left
+	// of it. Zero: DefaultListStall.
+	ListStall time.Duration
+
 	// RetryLog, when set, is where NewClient's client logs (at Info, message "retrying") each
 	// request its retryer sends again, and where the Store logs each upload it sends again
 	// after the server found the body changed on the way: the operation, bucket, key, part
@@ -363,42 +368,6 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// List calls fn for each object under prefix, in key order (ListObjectsV2). Info.SHA256 is "":
-// the listing does not carry user metadata; Info.ETag is the listed ETag, as Stat gives it. Keys ending in "/" (folder markers made by other
-// tools) are skipped: they are not objects a Store writes.
-func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
-	if err := store.ValidPrefix(prefix); err != nil {
-		return s.failf("list", prefix, "%w", err)
-	}
-	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
-		Bucket: aws.String(s.bucket),
-		Prefix: aws.String(s.fullKey(prefix)),
-	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return s.failf("list", prefix, "%w", err)
-		}
-		for _, obj := range page.Contents {
-			full := aws.ToString(obj.Key)
-			key, ok := strings.CutPrefix(full, s.prefix)
-			if !ok || key == "" || strings.HasSuffix(key, "/") {
-				continue
-			}
-			info := store.Info{
-				Key:     key,
-				Size:    aws.ToInt64(obj.Size),
-				ModTime: aws.ToTime(obj.LastModified),
-				ETag:    etagOf(obj.ETag),
-			}
-			if err := fn(info); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 func optString(v string) *string {
 	if v == "" {
 		return nil
@@ -440,30 +409,31 @@ func copySource(bucket, key string) string {
 	return bucket + "/" + strings.Join(segs, "/")
 }
 
-// CleanLeftovers aborts the multipart uploads under the store's prefix that were initiated more
-// than olderThan ago (store.LeftoverCleaner): the leftovers of runs that were killed before they
-// could abort them (they are invisible but cost storage). It returns how many it aborted. Uploads of a
-// run in progress are younger than any sensible olderThan (hours). olderThan <= 0 aborts every
-// upload under the prefix, including those of a run in progress.
-func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (int, error) {
-	all := olderThan <= 0
-	cutoff := time.Now().Add(-olderThan)
+// CleanLeftovers aborts the multipart uploads under the store's prefix that opts selects
+// (store.LeftoverCleaner): the leftovers of runs that were killed before they could abort them
+// (they are invisible but cost storage). opts.Mine is given each upload's key relative to the
+// prefix. It returns how many it aborted.
+func (s *Store) CleanLeftovers(ctx context.Context, opts store.LeftoverOptions) (int, error) {
+	cutoff := time.Now().Add(-opts.OlderThan)
 	// The prefix is applied here rather than sent: MinIO lists the uploads of one exact key
 	// when given a prefix, not those of every key under it.
-	p := s3.NewListMultipartUploadsPaginator(s.client, &s3.ListMultipartUploadsInput{
-		Bucket: aws.String(s.bucket),
-	})
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket)}
+	g := s.newListGuard("ListMultipartUploads")
 	n := 0
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+	for {
+		pctx, cancel := g.pageContext(ctx)
+		page, err := s.client.ListMultipartUploads(pctx, in)
+		cancel()
 		if err != nil {
-			return n, fmt.Errorf("listing incomplete uploads in %s: %w", s.Describe(), err)
+			return n, fmt.Errorf("listing incomplete uploads in %s: %w", s.Describe(), g.failed(ctx, pctx, err))
 		}
 		for _, u := range page.Uploads {
-			if !strings.HasPrefix(aws.ToString(u.Key), s.prefix) {
+			g.saw(aws.ToString(u.Key) + "\x00" + aws.ToString(u.UploadId))
+			key, ok := strings.CutPrefix(aws.ToString(u.Key), s.prefix)
+			if !ok || opts.Mine != nil && !opts.Mine(key) {
 				continue
 			}
-			if !all && (u.Initiated == nil || !u.Initiated.Before(cutoff)) {
+			if opts.OlderThan > 0 && (u.Initiated == nil || !u.Initiated.Before(cutoff)) {
 				continue
 			}
 			_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
@@ -478,8 +448,14 @@ func (s *Store) CleanLeftovers(ctx context.Context, olderThan time.Duration) (in
 				n++
 			}
 		}
+		if !aws.ToBool(page.IsTruncated) {
+			return n, nil
+		}
+		if err := g.next(aws.ToString(page.NextKeyMarker) + "\x00" + aws.ToString(page.NextUploadIdMarker)); err != nil {
+			return n, fmt.Errorf("listing incomplete uploads in %s: %w", s.Describe(), err)
+		}
+		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
 	}
-	return n, nil
 }
 
 // ifNoneMatch makes a PutObject conditional on there being no object at its key.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -357,16 +358,27 @@ func TestCleanLeftovers(t *testing.T) {
 		if got := countUploads(); len(got) != 3 {
 			t.Fatalf("uploads before = %v, want 3", got)
 		}
-		n, err := s.CleanLeftovers(ctx, 24*time.Hour)
+		n, err := s.CleanLeftovers(ctx, store.LeftoverOptions{OlderThan: 24 * time.Hour})
 		if err != nil || n != 0 {
 			t.Errorf("CleanLeftovers(24h) = %d, %v; want 0 (the uploads are younger)", n, err)
 		}
 		if got := countUploads(); len(got) != 3 {
 			t.Errorf("uploads after aborting none = %v, want 3", got)
 		}
-		n, err = s.CleanLeftovers(ctx, 0)
-		if err != nil || n != 2 {
-			t.Errorf("CleanLeftovers(0) = %d, %v; want 2", n, err)
+		var asked []string
+		n, err = s.CleanLeftovers(ctx, store.LeftoverOptions{Mine: func(key string) bool {
+			asked = append(asked, key)
+			return key == "b/left"
+		}})
+		if err != nil || n != 1 {
+			t.Errorf("CleanLeftovers(only b/left) = %d, %v; want 1", n, err)
+		}
+		if slices.Sort(asked); !slices.Equal(asked, []string{"a/left", "b/left"}) {
+			t.Errorf("Mine was asked about %q, want the keys under the prefix, relative to it", asked)
+		}
+		n, err = s.CleanLeftovers(ctx, store.LeftoverOptions{})
+		if err != nil || n != 1 {
+			t.Errorf("CleanLeftovers(everything) = %d, %v; want 1", n, err)
 		}
 		if got := countUploads(); len(got) != 1 || got["elsewhere/left"] != 1 {
 			t.Errorf("uploads after = %v, want only elsewhere/left (outside the prefix)", got)

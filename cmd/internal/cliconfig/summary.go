@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
@@ -12,30 +13,36 @@ import (
 // and a run that failed before it began included; the Lambda function returns one. Lists are
 // empty rather than null.
 type Summary struct {
-	OK              bool          `json:"ok"`
-	Error           string        `json:"error"`
-	Source          string        `json:"source"`
-	Target          string        `json:"target"`
-	DryRun          bool          `json:"dry_run"`
-	Seconds         float64       `json:"seconds"`
-	Curated         bool          `json:"curated"`
-	ItemsAdded      int           `json:"items_added"`
-	ItemsRemoved    int           `json:"items_removed"`
-	ItemsKept       int           `json:"items_kept"`
-	FilesToFetch    int           `json:"files_to_fetch"`
-	BytesToFetch    int64         `json:"bytes_to_fetch"`
-	FilesFetched    int           `json:"files_fetched"`
-	BytesFetched    int64         `json:"bytes_fetched"`
-	FilesCopied     int           `json:"files_copied"`
-	BytesCopied     int64         `json:"bytes_copied"`
-	FilesAdopted    int           `json:"files_adopted"`
-	Drifted         []string      `json:"drifted"`
-	MetadataWritten []string      `json:"metadata_written"`
-	Deleted         []string      `json:"deleted"`
-	PendingDeletion int           `json:"pending_deletion"`
-	Added           []planItem    `json:"added"`
-	Removed         []planItem    `json:"removed"`
-	Stages          []stageTiming `json:"stages"`
+	OK              bool     `json:"ok"`
+	Error           string   `json:"error"`
+	Source          string   `json:"source"`
+	Target          string   `json:"target"`
+	DryRun          bool     `json:"dry_run"`
+	Seconds         float64  `json:"seconds"`
+	Curated         bool     `json:"curated"`
+	ItemsAdded      int      `json:"items_added"`
+	ItemsRemoved    int      `json:"items_removed"`
+	ItemsKept       int      `json:"items_kept"`
+	FilesToFetch    int      `json:"files_to_fetch"`
+	BytesToFetch    int64    `json:"bytes_to_fetch"`
+	FilesFetched    int      `json:"files_fetched"`
+	BytesFetched    int64    `json:"bytes_fetched"`
+	FilesCopied     int      `json:"files_copied"`
+	BytesCopied     int64    `json:"bytes_copied"`
+	FilesAdopted    int      `json:"files_adopted"`
+	Drifted         []string `json:"drifted"`
+	MetadataWritten []string `json:"metadata_written"`
+	Deleted         []string `json:"deleted"`
+	PendingDeletion int      `json:"pending_deletion"`
+	// FreedBytes is what the deletions freed; on a versioned or object-locked bucket (Versioning)
+	// only the noncurrent versions purged count (--gc-purge-versions), and VersionsKept counts
+	// the deleted objects whose bytes stay.
+	FreedBytes   int64             `json:"freed_bytes"`
+	VersionsKept int               `json:"versions_kept"`
+	Versioning   *store.Versioning `json:"versioning,omitempty"`
+	Added        []planItem        `json:"added"`
+	Removed      []planItem        `json:"removed"`
+	Stages       []stageTiming     `json:"stages"`
 	// NotAtSource lists the selected items (content_id/product/version/item) left out because the
 	// source, another ssmirror mirror (a hub), does not hold them; NotAtSourceHint is a filter
 	// that says so. Empty unless the source is such a mirror holding less than its catalogue lists.
@@ -107,6 +114,7 @@ func Summarize(source, target string, dryRun bool, rep *sync.Report, took time.D
 	out.FilesCopied, out.BytesCopied = rep.Copied, rep.CopiedBytes
 	out.FilesCopiedFrom, out.BytesCopiedFrom = rep.CopiedFrom, rep.CopiedFromBytes
 	out.FilesAdopted, out.PendingDeletion = rep.Adopted, rep.PendingDeletion
+	out.FreedBytes, out.VersionsKept, out.Versioning = rep.FreedBytes, rep.VersionsKept, rep.Versioning
 	if rep.Drifted != nil {
 		out.Drifted = rep.Drifted
 	}
@@ -159,6 +167,8 @@ func SummarizeTargets(source string, targets []string, dryRun bool, fr *sync.Fan
 		out.BytesCopiedFrom += ts.BytesCopiedFrom
 		out.FilesAdopted += ts.FilesAdopted
 		out.PendingDeletion += ts.PendingDeletion
+		out.FreedBytes += ts.FreedBytes
+		out.VersionsKept += ts.VersionsKept
 		out.Drifted = appendNew(out.Drifted, ts.Drifted)
 		out.MetadataWritten = appendNew(out.MetadataWritten, ts.MetadataWritten)
 		out.Deleted = appendNew(out.Deleted, ts.Deleted)

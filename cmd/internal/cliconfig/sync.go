@@ -66,6 +66,7 @@ type Sync struct {
 	RangeFiles      int
 	RangeConns      int
 	GCGrace         time.Duration
+	GCPurgeVersions bool
 	Prune           bool
 	VerifyExisting  bool
 	MetadataMaxSize int64
@@ -104,6 +105,7 @@ func (f *Sync) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&f.RangeConns, "range-connections", 0, "range connections shared by all files in flight, each holding one range-chunk buffer; on a slow link, those no large file wants carry more small files at once (0: range-files × range-streams); at most concurrency + this many connections to the source")
 	fs.IntVar(&f.RangeFiles, "range-files", sync.DefaultRangeFiles, "sizes the default --range-connections (range-files × range-streams); no longer limits which files are fetched in ranges")
 	fs.Var(units.NewDuration(&f.GCGrace, sync.DefaultGCGrace), "gc-grace", "keep objects nothing references for this long (as 3d, 12h) before deleting them (negative: never delete)")
+	fs.BoolVar(&f.GCPurgeVersions, "gc-purge-versions", false, "on a bucket with versioning or object lock, where a delete only adds a delete marker, also delete the noncurrent versions ssmirror itself wrote of what garbage collection deletes (otherwise it frees nothing there)")
 	fs.BoolVar(&f.Prune, "prune", false, "release what the current selection does not cover (otherwise runs accumulate)")
 	fs.BoolVar(&f.VerifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
 	fs.Var(units.NewSize(&f.MetadataMaxSize, sync.DefaultMetadataLimit), "metadata-max-size", "refuse metadata files larger than this (as 256MiB or bytes), and a catalogue of more than four times this in all")
@@ -231,6 +233,7 @@ func (f *Sync) Options(src Location, groups []streams.Filters, keyring *sign.Key
 			AllowModeChange: f.AllowModeChange,
 			VerifyExisting:  f.VerifyExisting,
 			GCGrace:         f.GCGrace,
+			PurgeVersions:   f.GCPurgeVersions,
 			Lock:            sync.LockOptions{Wait: f.LockTimeout, TTL: f.LockTTL},
 		},
 		Limits: sync.Limits{
