@@ -74,6 +74,8 @@ type State struct {
 	Unreferenced map[string]time.Time
 	// Published are the metadata objects as last written.
 	Published map[string]Published
+	// Freshness is the freshness record (FreshnessKey) as last written (nil: none yet).
+	Freshness *FreshnessWritten
 
 	// listed describes every key the target listed at the start of the run (not saved).
 	listed map[string]store.Info
@@ -107,6 +109,7 @@ type stateJSON struct {
 	Held         []heldVersionJSON    `json:"held"`
 	Unreferenced map[string]time.Time `json:"unreferenced"`
 	Published    map[string]Published `json:"published"`
+	Freshness    *FreshnessWritten    `json:"freshness,omitempty"`
 }
 
 // MarshalJSON writes the state with held versions as a sorted list.
@@ -116,6 +119,7 @@ func (s *State) MarshalJSON() ([]byte, error) {
 		Objects:      s.Objects,
 		Unreferenced: s.Unreferenced,
 		Published:    s.Published,
+		Freshness:    s.Freshness,
 	}
 	for _, k := range s.Held.Keys() {
 		out.Held = append(out.Held, heldVersionJSON{VersionKey: k, Items: s.Held[k]})
@@ -142,6 +146,7 @@ func (s *State) UnmarshalJSON(data []byte) error {
 	for k, v := range in.Published {
 		s.Published[k] = v
 	}
+	s.Freshness = in.Freshness
 	for _, hv := range in.Held {
 		if hv.Items == nil {
 			hv.Items = HeldVersion{}

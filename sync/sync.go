@@ -83,6 +83,9 @@ type Options struct {
 	// DefaultMetadataCacheControl, DefaultContentCacheControl).
 	MetadataCacheControl string
 	ContentCacheControl  string
+	// Freshness is what the freshness record (FreshnessKey) says of where the mirror comes from
+	// and what wrote it.
+	Freshness FreshnessInfo
 	// Progress, when set, is told about transfers as they happen.
 	Progress *Progress
 	// Log receives what the run does (nil: nothing is logged).
@@ -155,6 +158,8 @@ type Report struct {
 	PendingDeletion int
 	// Stages times each stage.
 	Stages []Stage
+	// Freshness is the freshness record the run wrote (nil: none, a dry or failed run).
+	Freshness *Freshness
 }
 
 // Stage is one timed part of a run.

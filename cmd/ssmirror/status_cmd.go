@@ -19,7 +19,9 @@ const statusUsage = `Usage: ssmirror status [flags] TARGET
 
 Show what a mirror holds, from its own record (.ssmirror/state.json): per product and version,
 items, files and bytes; the totals; when a run last succeeded; when its metadata was last
-published and its state last written; whether a run holds its lock; and what waits for deletion, and when (the grace period
+published and its state last written; the freshness record the last run published
+(.ssmirror/freshness.json: upstream, mode, the index's updated, the newest version of each
+products file); whether a run holds its lock; and what waits for deletion, and when (the grace period
 is --gc-grace, as given to sync). Read-only: it takes no lock and writes nothing.
 
 Exit status 0: shown; 1: no ssmirror mirror at TARGET, or it could not be read; 2: bad command
@@ -108,6 +110,8 @@ type statusReport struct {
 	GCGrace      string          `json:"gc_grace"`
 	Pending      []statusPending `json:"pending_deletion"`
 	PendingBytes int64           `json:"pending_deletion_bytes"`
+	// Freshness is the freshness record the last run wrote (sync.FreshnessKey), null before one.
+	Freshness *sync.Freshness `json:"freshness"`
 }
 
 // runStatus shows what a mirror holds.
@@ -226,6 +230,10 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 		return nil, fmt.Errorf("reading the lock: %w", err)
 	}
 
+	if rep.Freshness, err = sync.ReadFreshness(ctx, dst); err != nil {
+		return nil, err
+	}
+
 	// What waits for deletion.
 	for key, since := range st.Unreferenced {
 		p := statusPending{Path: key, Size: st.Objects[key].Size, Since: since.UTC()}
@@ -267,6 +275,7 @@ func printStatus(w io.Writer, r *statusReport) {
 		fmt.Fprintf(w, "lock: held by host %s, pid %d, since %s, lease until %s\n", r.Lock.Host, r.Lock.PID,
 			r.Lock.Started.UTC().Format(time.RFC3339), r.Lock.Expires.UTC().Format(time.RFC3339))
 	}
+	printFreshness(w, r.Freshness)
 	if len(r.Pending) == 0 {
 		fmt.Fprintln(w, "waiting for deletion: nothing")
 	} else {

@@ -64,6 +64,13 @@ number of targets.
 Runs with different filters into one target accumulate (the MAAS recipe runs twice); --prune
 drops what the current selection no longer covers.
 
+Behind a CDN or proxy (a bucket target, or --public-url, or --cloudfront-distribution): a
+--gc-grace shorter than the metadata's max-age (--metadata-cache-control) plus --client-cache
+(2h) is refused (exit 2) unless --accept-short-grace; --gc-grace=0 is allowed with a warning.
+Each publish writes .ssmirror/freshness.json after the index. With --public-url, the run then
+reads the new index and freshness record back through that URL (up to --public-wait) and checks
+every file held is served; what is still stale or missing is a warning (--public-strict: exit 1).
+
 Configuration: every flag may also come from the environment as SSMIRROR_<FLAG> (--s3-endpoint:
 SSMIRROR_S3_ENDPOINT) or from a config file (--config FILE or $SSMIRROR_CONFIG) of "key = value"
 lines, # comments, keys source and target, and [filter] sections of one filter per line.
@@ -202,6 +209,9 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 	if err := f.Sync.Check(fs); err != nil {
 		return err
 	}
+	if err := checkGrace(fs, &f.Sync, targets, stderr); err != nil {
+		return err
+	}
 	logOut, closeLog, err := f.compat.openLog(stderr)
 	if err != nil {
 		return err
@@ -301,6 +311,7 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 	opts.OnTransfer = limitTransferMemory // the command owns its process
 	opts.Progress = progress
 	opts.Log = log
+	opts.Freshness = freshnessInfo(source)
 	var stopProgress func()
 	switch {
 	case f.progress && !f.DryRun && jsonLog:

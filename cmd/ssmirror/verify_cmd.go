@@ -40,6 +40,8 @@ const gcUsage = `Usage: ssmirror gc [flags] TARGET
 Run the deferred garbage collection on demand: delete the objects this mirror wrote that nothing
 it holds has referenced for longer than --gc-grace. Objects it did not write, and anything its
 published metadata lists as held, are never deleted. --dry-run shows what would go and when.
+Into a bucket, --gc-grace must outlive the metadata's max-age plus --client-cache, as for sync
+(see ssmirror help sync and the operator guide's CDN section).
 
 TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix
 `
@@ -199,8 +201,10 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		jsonOut bool
 		verbose int
 		lockTTL time.Duration
+		cache   cliconfig.Cache
 	)
 	fs := newFlagSet("gc", gcUsage, stdout)
+	cache.AddFlags(fs)
 	fs.Var(units.NewDuration(&grace, sync.DefaultGCGrace), "gc-grace", "delete objects nothing has referenced for this long, as 3d or 12h (0: at once; negative: never)")
 	fs.BoolVar(&dryRun, "dry-run", false, "show what would be deleted and when, delete nothing")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
@@ -222,6 +226,15 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if loc.Start != "" {
 		return usagef("the target names a metadata file (%s); name the mirror root", loc.Start)
+	}
+	if !dryRun { // the grace rule of sync: a bucket is served over HTTP, maybe cached
+		warn, err := cache.CheckGrace(fs, grace, loc.Kind == "s3")
+		if err != nil {
+			return err
+		}
+		if warn != "" {
+			fmt.Fprintf(stderr, "ssmirror: warning: %s\n", warn)
+		}
 	}
 	log, err := newLogger(stderr, verbose, "text")
 	if err != nil {
