@@ -69,6 +69,8 @@ type config struct {
 	// more and moreLocs are the targets after the first, of a fan-out run (shown like target).
 	more     []string
 	moreLocs []cliconfig.Location
+	// graceWarning is what the grace rule says of an accepted short or zero grace ("": nothing).
+	graceWarning string
 }
 
 // newFlagSet makes the function's flag set, filling c: the sync settings and the function's own.
@@ -132,6 +134,9 @@ func readMirrorConfig(lookup func(string) (string, bool), mirror string) (*confi
 	}
 	if len(c.more) > 0 && c.flags.CFDistribution != "" {
 		return nil, fmt.Errorf("$SSMIRROR_CLOUDFRONT_DISTRIBUTION invalidates one target's paths: a function with several targets cannot name one")
+	}
+	if c.graceWarning, err = c.flags.CheckGrace(c.fs, append([]cliconfig.Location{c.dstLoc}, c.moreLocs...)); err != nil {
+		return nil, err
 	}
 	c.groups = conf.Groups
 	if c.keyring, err = c.readKeyring(); err != nil {
@@ -263,6 +268,10 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 	}
 	opts := c.flags.Options(c.srcLoc, c.groups, c.keyring, c.signer)
 	opts.Log = log
+	opts.Freshness = sync.FreshnessInfo{Upstream: c.source, Generator: generator()}
+	if c.graceWarning != "" {
+		log.Warn(c.graceWarning)
+	}
 
 	if len(c.more) > 0 {
 		return runTargets(ctx, runCtx, c, src, dst, opts, dryRun, log)
@@ -296,6 +305,13 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 			return nil, fmt.Errorf("mirrored (%d metadata files written), but %w", len(rep.MetadataWritten), err)
 		}
 		log.Info("CloudFront invalidation created", "distribution", c.flags.CFDistribution, "id", sum.CloudFrontInvalidation)
+	}
+	if !dryRun && c.flags.Public.URL(0) != "" {
+		res, err := readBack(ctx, c, dst, rep, client, log)
+		sum.PublicURL = res
+		if err != nil {
+			return &sum, err
+		}
 	}
 	return &sum, nil
 }

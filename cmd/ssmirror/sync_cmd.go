@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/internal/cdn"
+	"github.com/ssmirror/ssmirror/internal/publiccheck"
 	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/httpstore"
@@ -139,7 +141,8 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 	// only, whatever the run met (registered first, so it sees the final error).
 	jsonLog := wantsJSONLog(args, os.LookupEnv)
 	var rep *sync.Report
-	var fr *sync.FanOutReport // a fan-out run's (several targets)
+	var fr *sync.FanOutReport                // a fan-out run's (several targets)
+	var public []*publiccheck.ReadBackResult // per target: the read-back through --public-url
 	var source, target string
 	var targets []string
 	summaryDone := false
@@ -236,7 +239,7 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 			// Report even an interrupted run, within a bounded time.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			merr := f.metrics.export(mctx, runResults(targets, mirror, rep, fr, time.Since(began), err, cdnErr)...)
+			merr := f.metrics.export(mctx, withPublic(runResults(targets, mirror, rep, fr, time.Since(began), err, cdnErr), public)...)
 			switch {
 			case merr != nil && err == nil:
 				warnRun(log, stderr, "mirrored, but the metrics export failed", merr)
@@ -325,7 +328,10 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 		if stopProgress != nil {
 			stopProgress()
 		}
-		return fanOutOutput(stdout, stderr, &f, source, targets, fr, time.Since(began), err, jsonLog, &summaryDone)
+		var publicErr error
+		public, publicErr = readBackTargets(ctx, &f.Sync, dsts, stripAll(targets), fr, client, log, stderr)
+		err = fanOutOutput(stdout, stderr, &f, source, targets, fr, time.Since(began), err, jsonLog, &summaryDone, public)
+		return cmp.Or(err, publicErr)
 	}
 	rep, err = sync.Run(ctx, src, dst, opts)
 	err = summarizeInterrupt(ctx, rep, err)
@@ -348,20 +354,33 @@ func runOneSync(ctx context.Context, args []string, stdout, stderr io.Writer, mi
 			log.Info("CloudFront invalidation created", "distribution", f.CFDistribution, "id", id, "paths", paths)
 		}
 	}
+	// After the publish and the invalidation: what the public URL serves.
+	var publicErr error
+	if err == nil && !f.DryRun && f.Public.URL(0) != "" {
+		res, rerr := readBack(ctx, &f.Sync, f.Public.URL(0), dst, rep, client)
+		public = []*publiccheck.ReadBackResult{res}
+		publicErr = publicOutcome(res, rerr, f.Public.Strict, httpstore.StripUserInfo(target), log, stderr)
+	}
 	took := time.Since(began)
 	hasPlan := rep != nil && rep.Plan != nil
 	switch {
 	case f.jsonOut || (jsonLog && hasPlan):
-		sum := cliconfig.Summarize(httpstore.StripUserInfo(source), httpstore.StripUserInfo(target), f.DryRun, rep, took, err)
+		sum := cliconfig.Summarize(httpstore.StripUserInfo(source), httpstore.StripUserInfo(target), f.DryRun, rep, took, cmp.Or(err, publicErr))
 		sum.CloudFrontInvalidation = invalidation
+		if len(public) > 0 {
+			sum.PublicURL = public[0]
+		}
 		writeSummary(stdout, sum, jsonLog)
 		summaryDone = true
 	case hasPlan && f.DryRun:
 		printPlan(stdout, stderr, rep)
 	case hasPlan:
 		printSummary(stdout, httpstore.StripUserInfo(source), describe(dst), rep, took, err)
+		if len(public) > 0 {
+			printPublic(stdout, public[0])
+		}
 	}
-	return err
+	return cmp.Or(err, publicErr)
 }
 
 // sameLocation reports whether two targets are one place written two ways (a trailing slash,
@@ -423,9 +442,15 @@ func stripAll(locations []string) []string {
 
 // fanOutOutput prints what a fan-out run did: the JSON summary, or per target the dry run's
 // plan or the run's summary, then the upstream bytes read; and returns the run's error.
-func fanOutOutput(stdout, stderr io.Writer, f *syncFlags, source string, targets []string, fr *sync.FanOutReport, took time.Duration, err error, jsonLog bool, summaryDone *bool) error {
+func fanOutOutput(stdout, stderr io.Writer, f *syncFlags, source string, targets []string, fr *sync.FanOutReport, took time.Duration, err error, jsonLog bool, summaryDone *bool, public []*publiccheck.ReadBackResult) error {
 	if f.jsonOut || jsonLog {
-		writeSummary(stdout, summarize(source, targets, f.DryRun, nil, fr, took, err), jsonLog)
+		sum := summarize(source, targets, f.DryRun, nil, fr, took, err)
+		for i := range sum.Targets {
+			if i < len(public) {
+				sum.Targets[i].PublicURL = public[i]
+			}
+		}
+		writeSummary(stdout, sum, jsonLog)
 		*summaryDone = true
 		return err
 	}
@@ -447,6 +472,9 @@ func fanOutOutput(stdout, stderr io.Writer, f *syncFlags, source string, targets
 				own += st.Duration
 			}
 			printSummary(stdout, httpstore.StripUserInfo(source), name, rep, own, t.Err)
+			if i < len(public) {
+				printPublic(stdout, public[i])
+			}
 			if rep.CopiedFrom > 0 {
 				fmt.Fprintf(stdout, "  copied server-side from another target: %d files (%s)\n", rep.CopiedFrom, humanBytes(rep.CopiedFromBytes))
 			}
