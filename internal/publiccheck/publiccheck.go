@@ -6,6 +6,7 @@
 package publiccheck
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -106,13 +107,26 @@ func (c *Client) Head(ctx context.Context, key string) (*Response, error) {
 	return c.do(ctx, http.MethodHead, key, 0)
 }
 
-func (c *Client) do(ctx context.Context, method, key string, limit int64) (*Response, error) {
+// newRequest makes a request as a client's: with Accept-Encoding: gzip on every method (Go's
+// transport adds it to a plain GET only), so that a cache keeping variants by Accept-Encoding
+// (Vary, as MinIO sends) answers a HEAD from the variant its GETs are served (nginx answered
+// 200 to a HEAD without it for a file whose GETs it served a cached 404).
+func (c *Client) newRequest(ctx context.Context, method, key string) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.URL(key), nil)
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("Accept-Encoding", "gzip")
 	if c.UserAgent != "" {
 		req.Header.Set("User-Agent", c.UserAgent)
+	}
+	return req, nil
+}
+
+func (c *Client) do(ctx context.Context, method, key string, limit int64) (*Response, error) {
+	req, err := c.newRequest(ctx, method, key)
+	if err != nil {
+		return nil, err
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
@@ -121,7 +135,11 @@ func (c *Client) do(ctx context.Context, method, key string, limit int64) (*Resp
 	defer resp.Body.Close()
 	out := &Response{Status: resp.StatusCode, Size: resp.ContentLength, Header: resp.Header}
 	if method == http.MethodGet && resp.StatusCode == http.StatusOK {
-		out.Body, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		body, err := decoded(resp)
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: %w", c.URL(key), err)
+		}
+		out.Body, err = io.ReadAll(io.LimitReader(body, limit+1))
 		if err != nil {
 			return nil, fmt.Errorf("GET %s: %w", c.URL(key), err)
 		}
@@ -134,12 +152,9 @@ func (c *Client) do(ctx context.Context, method, key string, limit int64) (*Resp
 
 // hash streams key's body into sha256: its size and hex sum.
 func (c *Client) hash(ctx context.Context, key string) (status int, size int64, sum string, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(key), nil)
+	req, err := c.newRequest(ctx, http.MethodGet, key)
 	if err != nil {
 		return 0, 0, "", err
-	}
-	if c.UserAgent != "" {
-		req.Header.Set("User-Agent", c.UserAgent)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
@@ -149,8 +164,12 @@ func (c *Client) hash(ctx context.Context, key string) (status int, size int64, 
 	if resp.StatusCode != http.StatusOK {
 		return resp.StatusCode, 0, "", nil
 	}
+	body, err := decoded(resp)
+	if err != nil {
+		return resp.StatusCode, 0, "", fmt.Errorf("GET %s: %w", c.URL(key), err)
+	}
 	h := sha256.New()
-	n, err := io.Copy(h, resp.Body)
+	n, err := io.Copy(h, body)
 	if err != nil {
 		return resp.StatusCode, n, "", fmt.Errorf("GET %s: %w", c.URL(key), err)
 	}
@@ -233,6 +252,15 @@ func (c *Client) CheckFiles(ctx context.Context, files []File, opts FilesOptions
 	}
 	sortProblems(problems)
 	return problems, hashed, nil
+}
+
+// decoded is resp's body, gunzipped when the server compressed it (Accept-Encoding is set by
+// hand, so the transport leaves that to the caller).
+func decoded(resp *http.Response) (io.Reader, error) {
+	if !strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
+		return resp.Body, nil
+	}
+	return gzip.NewReader(resp.Body)
 }
 
 // statusProblem is a file answered with status instead of 200.
