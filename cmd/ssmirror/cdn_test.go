@@ -223,27 +223,45 @@ func (r *readers) run(ctx context.Context) {
 	}
 }
 
-// TestReadersThroughCachingProxy: readers read through nginx continuously while syncs add a
-// version and drop the oldest each round and gc runs: with the shortest grace the tool accepts
-// (the proxy's max-age 3 s plus --client-cache 2 s, the readers holding an index 0.5 s) no read
-// fails; with a grace the tool refuses, forced through with --accept-short-grace, readers are
-// served 404 for files their cached index still lists.
+// TestReadersThroughCachingProxy: readers read through nginx continuously while, each round, a
+// site reads the metadata (the proxy then keeps it its max-age, 8 s), a sync adds a version and
+// drops the oldest, and gc runs a second later: with the shortest grace the tool accepts (the
+// max-age plus --client-cache 2 s, the readers keeping an index 0.5 s) no read fails; with a
+// grace the tool refuses, forced through with --accept-short-grace, readers are served 404 for
+// files the index the proxy still serves lists.
 func TestReadersThroughCachingProxy(t *testing.T) {
-	cache := []string{"--metadata-cache-control", "public, max-age=3", "--client-cache", "2s"}
+	cache := []string{"--metadata-cache-control", "public, max-age=8", "--client-cache", "2s"}
 	for _, c := range []struct {
 		name     string
 		grace    []string
 		wantFail bool
 	}{
-		{"accepted grace", []string{"--gc-grace=5s"}, false},
+		{"accepted grace", []string{"--gc-grace=10s"}, false},
 		{"refused grace forced", []string{"--gc-grace=1s", "--accept-short-grace"}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newCDNSite(t, cacheproxy.Options{}) // content uncached: the worst case
 			flags := append(append([]string{}, cache...), c.grace...)
-			s.offer(t, dayVersion(1))
+			gc := func() int {
+				t.Helper()
+				gcArgs := append([]string{"gc", "--s3-endpoint", s.srv.Endpoint, "--region", s.srv.Region, "--json"}, flags...)
+				stdout, stderr, code := runMain(t, append(gcArgs, s.target)...)
+				if code != 0 {
+					t.Errorf("gc: exit %d: %s", code, stderr)
+				}
+				var rep struct{ Deleted []string }
+				json.Unmarshal([]byte(stdout), &rep)
+				return len(rep.Deleted)
+			}
+			st := s.offer(t, dayVersion(1))
 			if code, _, stderr := s.sync(t, flags...); code != 0 {
 				t.Fatalf("first sync: exit %d: %s", code, stderr)
+			}
+			var metadata []string
+			for p := range st.Files {
+				if strings.HasSuffix(p, ".json") {
+					metadata = append(metadata, p)
+				}
 			}
 			r := &readers{base: s.proxy.URL, hold: 500 * time.Millisecond}
 			ctx, stop := context.WithCancel(t.Context())
@@ -252,33 +270,33 @@ func TestReadersThroughCachingProxy(t *testing.T) {
 				wg.Go(func() { r.run(ctx) })
 			}
 			began := time.Now()
+			deleted := 0
 			for day := 2; day <= 6; day++ {
+				// A site reads the metadata now: the proxy serves this generation 8 s.
+				if err := s.proxy.Refresh(t.Context(), metadata...); err != nil {
+					t.Fatal(err)
+				}
 				s.offer(t, dayVersion(day-1), dayVersion(day))
 				if code, _, stderr := s.sync(t, flags...); code != 0 {
 					stop()
 					wg.Wait()
 					t.Fatalf("sync of %s: exit %d: %s", dayVersion(day), code, stderr)
 				}
-				time.Sleep(1500 * time.Millisecond)
+				time.Sleep(1100 * time.Millisecond)
+				deleted += gc()
 			}
-			// gc once the last release is due, the readers still reading.
-			time.Sleep(4 * time.Second)
-			gcArgs := append([]string{"gc", "--s3-endpoint", s.srv.Endpoint, "--region", s.srv.Region, "--json"}, flags...)
-			stdout, stderr, code := runMain(t, append(gcArgs, s.target)...)
-			if code != 0 {
-				t.Errorf("gc: exit %d: %s", code, stderr)
-			}
-			var gcRep struct{ Deleted []string }
-			json.Unmarshal([]byte(stdout), &gcRep)
-			time.Sleep(2 * time.Second)
+			// The last releases come due, the readers still reading.
+			time.Sleep(9 * time.Second)
+			deleted += gc()
+			time.Sleep(time.Second)
 			stop()
 			wg.Wait()
-			t.Logf("%s: %d reads, %d errors in %s; gc deleted %d objects", c.name, r.reads.Load(), r.errs.Load(), time.Since(began).Round(time.Second), len(gcRep.Deleted))
+			t.Logf("%s: %d reads, %d errors in %s; gc deleted %d objects", c.name, r.reads.Load(), r.errs.Load(), time.Since(began).Round(time.Second), deleted)
 			for _, f := range r.failures {
 				t.Logf("  %s", f)
 			}
-			if r.reads.Load() < 100 {
-				t.Errorf("only %d reads", r.reads.Load())
+			if r.reads.Load() < 100 || deleted == 0 {
+				t.Errorf("only %d reads, %d deletions", r.reads.Load(), deleted)
 			}
 			switch {
 			case !c.wantFail && r.errs.Load() != 0:

@@ -125,13 +125,23 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		printCheck(stdout, rep)
 	}
 	if !rep.OK {
-		return errCheckFailed
+		var why []string
+		if n := len(rep.Missing); n > 0 {
+			why = append(why, fmt.Sprintf("%d missing or wrong", n))
+		}
+		if n := len(rep.Stale); n > 0 {
+			why = append(why, fmt.Sprintf("%d stale", n))
+		}
+		if rep.TooOld {
+			why = append(why, "older than --max-age "+units.FormatDuration(maxAge))
+		}
+		return fmt.Errorf("%w: %s", errCheckFailed, strings.Join(why, ", "))
 	}
 	return nil
 }
 
 // errCheckFailed is check's exit 1 once its report is printed.
-var errCheckFailed = errors.New("check failed: the public URL does not serve the mirror as its metadata lists it")
+var errCheckFailed = errors.New("check failed")
 
 // wantsFlag reports whether args set the boolean flag name (before any "--").
 func wantsFlag(args []string, name string) bool {

@@ -232,7 +232,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if warn != "" {
+		if warn != "" && grace != 0 { // gc --gc-grace=0 is a deliberate one-off: no warning
 			fmt.Fprintf(stderr, "ssmirror: warning: %s\n", warn)
 		}
 	}
