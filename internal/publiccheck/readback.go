@@ -28,7 +28,7 @@ type ReadBackOptions struct {
 	// older version (0: read once).
 	Wait time.Duration
 	// Poll is the first pause between two readings (0: 250ms); it grows by half at each round,
-	// up to 8 times itself (2s by default): the measured times are that precise.
+	// up to 4 times itself (1s by default): the measured times are that precise.
 	Poll  time.Duration
 	Files FilesOptions
 	// Now is the clock (default time.Now).
@@ -118,7 +118,7 @@ func (c *Client) ReadBack(ctx context.Context, expect Expect, opts ReadBackOptio
 	if pause <= 0 {
 		pause = 250 * time.Millisecond
 	}
-	maxPause := 8 * pause
+	maxPause := 4 * pause
 	for {
 		// The index and the record every round; the rest once the index is the new one (a
 		// products file is small beside the wait, but large beside a poll).
