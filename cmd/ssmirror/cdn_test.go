@@ -312,6 +312,10 @@ func TestReadersThroughCachingProxy(t *testing.T) {
 // --client-cache is refused before any work, naming both numbers and the fix; 0 is a warning.
 func TestShortGraceRefused(t *testing.T) {
 	fx := fixtureDir(t)
+	// No credentials lookup may wait on instance metadata should a refusal not come first.
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	args := []string{"--keyring=" + testkeys.Path(testkeys.Keyring), "--s3-endpoint", "http://127.0.0.1:1", fx + "/stream", "s3://bucket/mirror"}
 	_, stderr, code := runMain(t, append(args, "--gc-grace=1h")...)
 	if code != 2 || !strings.Contains(stderr, "--gc-grace 1h is shorter than the metadata's cache lifetime 5m") ||
@@ -338,8 +342,12 @@ func TestShortGraceRefused(t *testing.T) {
 		t.Errorf("--gc-grace=1h behind --public-url: exit %d, %s", code, stderr)
 	}
 	_, stderr, code = runMain(t, "--keyring="+testkeys.Path(testkeys.Keyring), fx+"/stream", dir, "arch=amd64", "--gc-grace=0", "--public-url", "http://127.0.0.1:1/", "--public-wait=0s")
-	if !strings.Contains(stderr, "warning: --gc-grace=0 deletes superseded files at once") {
+	if code != 0 || !strings.Contains(stderr, "warning: --gc-grace=0 deletes superseded files at once") {
 		t.Errorf("--gc-grace=0 behind --public-url: exit %d, %s", code, stderr)
+	}
+	// That public URL does not answer: one warning saying so (exit 0: the mirror is published).
+	if !strings.Contains(stderr, "the public URL http://127.0.0.1:1/ does not answer") || strings.Count(stderr, "connection refused") != 1 {
+		t.Errorf("an unreachable public URL: %s", stderr)
 	}
 }
 

@@ -88,7 +88,8 @@ func firstFew(ps []Problem) string {
 // freshness record, again and again until they are the ones published or opts.Wait passes,
 // then (once the index is new) every other metadata file the record lists the same way, then
 // every file in expect.Files (CheckFiles). It fails only when it cannot begin (an unreadable
-// record, a cancelled context); what the URL serves wrong is in the result.
+// record, a URL that never answers, a cancelled context); what the URL serves wrong is in the
+// result.
 func (c *Client) ReadBack(ctx context.Context, expect Expect, opts ReadBackOptions) (*ReadBackResult, error) {
 	now := opts.Now
 	if now == nil {
@@ -163,6 +164,10 @@ func (c *Client) ReadBack(ctx context.Context, expect Expect, opts ReadBackOptio
 		pause = min(pause+pause/2, maxPause)
 	}
 	res.WaitedSeconds = now().Sub(start).Seconds()
+	if last[rec.Index] == nil && last[sync.FreshnessKey] == nil && lastErr[rec.Index] != nil {
+		// Not a single answer: the URL is wrong or down, not stale.
+		return nil, fmt.Errorf("the public URL %s does not answer: %w", c.Base, lastErr[rec.Index])
+	}
 	for key := range pending {
 		if last[key] == nil && lastErr[key] == nil { // not read while the index was an older one
 			last[key], lastErr[key] = c.Get(ctx, key, MetadataLimit)
