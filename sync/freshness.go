@@ -68,7 +68,8 @@ type Freshness struct {
 	// before it (null for the first).
 	Published         time.Time  `json:"published"`
 	PreviousPublished *time.Time `json:"previous_published"`
-	// Files and Bytes count the distinct content files the mirror holds.
+	// Files and Bytes count the distinct content files the mirror holds (none when it holds
+	// metadata only).
 	Files int   `json:"files"`
 	Bytes int64 `json:"bytes"`
 }
@@ -170,9 +171,11 @@ func (r *run) freshness(published time.Time, prev *time.Time) *Freshness {
 		f.Metadata = append(f.Metadata, FreshnessFile{Path: key, Size: pub.Size, SHA256: pub.SHA256})
 	}
 	sort.Slice(f.Metadata, func(i, j int) bool { return f.Metadata[i].Path < f.Metadata[j].Path })
-	for path := range r.plan.Held.Paths() {
-		f.Files++
-		f.Bytes += r.plan.Held.size(path)
+	if !r.opts.NoItemDownload { // a metadata-only mirror holds no content
+		for path := range r.plan.Held.Paths() {
+			f.Files++
+			f.Bytes += r.plan.Held.size(path)
+		}
 	}
 	return f
 }

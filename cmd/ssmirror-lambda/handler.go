@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -274,7 +276,7 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 	}
 
 	if len(c.more) > 0 {
-		return runTargets(ctx, runCtx, c, src, dst, opts, dryRun, log)
+		return runTargets(ctx, runCtx, c, src, dst, opts, dryRun, client, log)
 	}
 	began := time.Now()
 	rep, err := sync.Run(runCtx, src, dst, opts)
@@ -307,7 +309,7 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 		log.Info("CloudFront invalidation created", "distribution", c.flags.CFDistribution, "id", sum.CloudFrontInvalidation)
 	}
 	if !dryRun && c.flags.Public.URL(0) != "" {
-		res, err := readBack(ctx, c, dst, rep, client, log)
+		res, err := readBack(ctx, c, 0, dst, rep, client, log)
 		sum.PublicURL = res
 		if err != nil {
 			return &sum, err
@@ -318,7 +320,7 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 
 // runTargets is run for several targets (a fan-out run): the summary's targets say what each
 // did; a run in which some target failed returns an error naming each (the others published).
-func runTargets(ctx, runCtx context.Context, c *config, src store.Source, first store.Target, opts sync.Options, dryRun bool, log *slog.Logger) (*Summary, error) {
+func runTargets(ctx, runCtx context.Context, c *config, src store.Source, first store.Target, opts sync.Options, dryRun bool, client *http.Client, log *slog.Logger) (*Summary, error) {
 	dsts := []store.Target{first}
 	for i, loc := range c.moreLocs {
 		dst, err := cliconfig.OpenTarget(runCtx, loc, &c.flags.S3)
@@ -338,8 +340,19 @@ func runTargets(ctx, runCtx context.Context, c *config, src store.Source, first 
 		return nil, err
 	}
 	sum := cliconfig.SummarizeTargets(c.source, append([]string{c.target}, c.more...), dryRun, fr, took, nil)
+	var publicErrs []error
+	for i, t := range fr.Targets {
+		if dryRun || i >= len(dsts) || i >= len(sum.Targets) || c.flags.Public.URL(i) == "" || t.Err != nil || t.Report == nil {
+			continue
+		}
+		res, err := readBack(ctx, c, i, dsts[i], t.Report, client, log)
+		sum.Targets[i].PublicURL = res
+		if err != nil {
+			publicErrs = append(publicErrs, err)
+		}
+	}
 	log.Info("sync done", "source", c.source, "target", sum.Target, "dry_run", dryRun,
 		"items_added", sum.ItemsAdded, "items_removed", sum.ItemsRemoved, "files_fetched", sum.FilesFetched,
 		"upstream_bytes", fr.UpstreamBytes, "metadata_written", len(sum.MetadataWritten), "seconds", sum.Seconds)
-	return &sum, nil
+	return &sum, errors.Join(publicErrs...)
 }

@@ -21,11 +21,11 @@ func generator() string {
 	return "ssmirror-lambda " + v
 }
 
-// readBack reads the publish back through $SSMIRROR_PUBLIC_URL (as ssmirror sync --public-url
-// does): what is still stale or missing after $SSMIRROR_PUBLIC_WAIT is logged as a warning, or,
+// readBack reads the publish into the i-th target back through its $SSMIRROR_PUBLIC_URL (as
+// ssmirror sync --public-url does): what is still stale or missing after $SSMIRROR_PUBLIC_WAIT is logged as a warning, or,
 // with $SSMIRROR_PUBLIC_STRICT, fails the invocation (the summary still says what was served).
-func readBack(ctx context.Context, c *config, dst store.Target, rep *sync.Report, client *http.Client, log *slog.Logger) (*publiccheck.ReadBackResult, error) {
-	url := c.flags.Public.URL(0)
+func readBack(ctx context.Context, c *config, i int, dst store.Target, rep *sync.Report, client *http.Client, log *slog.Logger) (*publiccheck.ReadBackResult, error) {
+	url := c.flags.Public.URL(i)
 	rec, err := store.ReadAll(ctx, dst, sync.FreshnessKey, 1<<22)
 	if err != nil {
 		return nil, fmt.Errorf("mirrored, but reading back through %s: the target's freshness record: %w", url, err)
@@ -46,7 +46,7 @@ func readBack(ctx context.Context, c *config, dst store.Target, rep *sync.Report
 	}
 	switch {
 	case err == nil:
-		log.Info("the public URL serves the publish", "url", res.URL, "files_checked", res.FilesChecked)
+		log.Info("the public URL serves the publish", "url", res.URL, "files_checked", res.FilesChecked, "index_seconds", res.IndexSeconds)
 	case c.flags.Public.Strict:
 		return res, fmt.Errorf("mirrored, but %w", err)
 	default:
