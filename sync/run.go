@@ -123,6 +123,9 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 		}
 		return r.rep, err
 	}
+	if err := r.writeFreshness(ctx); err != nil {
+		return r.rep, err
+	}
 	stage("publish metadata")
 
 	r.opts.Progress.setPhase(PhaseCleanUp)

@@ -83,6 +83,8 @@ type State struct {
 	// that no longer wants it lets it go after the grace period; the next run that records a
 	// publish clears the list.
 	Kept map[string]time.Time
+	// Freshness is the freshness record (FreshnessKey) as last written (nil: none yet).
+	Freshness *FreshnessWritten
 
 	// listed describes every key the target listed at the start of the run (not saved).
 	listed map[string]store.Info
@@ -118,6 +120,7 @@ type stateJSON struct {
 	Published    map[string]Published `json:"published"`
 	Mode         *Mode                `json:"mode,omitempty"`
 	Kept         map[string]time.Time `json:"kept,omitempty"`
+	Freshness    *FreshnessWritten    `json:"freshness,omitempty"`
 }
 
 // MarshalJSON writes the state with held versions as a sorted list.
@@ -129,6 +132,7 @@ func (s *State) MarshalJSON() ([]byte, error) {
 		Published:    s.Published,
 		Mode:         s.Mode,
 		Kept:         s.Kept,
+		Freshness:    s.Freshness,
 	}
 	for _, k := range s.Held.Keys() {
 		out.Held = append(out.Held, heldVersionJSON{VersionKey: k, Items: s.Held[k]})
@@ -156,6 +160,7 @@ func (s *State) UnmarshalJSON(data []byte) error {
 		s.Published[k] = v
 	}
 	s.Mode, s.Kept = in.Mode, in.Kept
+	s.Freshness = in.Freshness
 	for _, hv := range in.Held {
 		if hv.Items == nil {
 			hv.Items = HeldVersion{}

@@ -104,6 +104,9 @@ type Publishing struct {
 	ContentCacheControl  string
 	// Lock configures the target's lease lock (one writer per target). Dry runs take no lock.
 	Lock LockOptions
+	// Freshness is what the freshness record (FreshnessKey) says of where the mirror comes from
+	// and what wrote it.
+	Freshness FreshnessInfo
 }
 
 // Limits are what a run refuses: metadata, files and transfers beyond reason.
@@ -266,6 +269,8 @@ type Report struct {
 	// Source is what the run learned of what its source holds: a spoke leaves out the items its
 	// hub does not hold (SourceHolds.LeftOut).
 	Source SourceHolds
+	// Freshness is the freshness record the run wrote (nil: none, a dry or failed run).
+	Freshness *Freshness
 }
 
 // Stage is one timed stage of a run.

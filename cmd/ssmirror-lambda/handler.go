@@ -21,6 +21,7 @@ import (
 	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/streams"
+	"github.com/ssmirror/ssmirror/sync"
 )
 
 // Event is what an invocation may carry. An EventBridge scheduled event carries none of these
@@ -65,6 +66,8 @@ type config struct {
 	groups  []streams.Filters
 	keyring *sign.Keyring
 	signer  *sign.Signer
+	// graceWarning is what the grace rule says of an accepted short or zero grace ("": nothing).
+	graceWarning string
 }
 
 // newFlagSet makes the function's flag set, filling c: the sync settings and the function's own.
@@ -123,6 +126,13 @@ func readMirrorConfig(lookup func(string) (string, bool), mirror string, ev Even
 	}
 	if len(c.job.Targets) > 1 && c.flags.CFDistribution != "" {
 		return nil, fmt.Errorf("$SSMIRROR_CLOUDFRONT_DISTRIBUTION invalidates one target's paths: a function with several targets cannot name one")
+	}
+	locs := make([]cliconfig.Location, len(c.job.Targets))
+	for i, t := range c.job.Targets {
+		locs[i] = t.Loc
+	}
+	if c.graceWarning, err = c.flags.CheckGrace(c.fs, locs); err != nil {
+		return nil, err
 	}
 	c.groups = conf.Groups
 	if len(ev.Filters) > 0 {
@@ -292,6 +302,10 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 	}
 	opts := c.flags.Options(c.job.Source.Loc, c.groups, c.keyring, c.signer)
 	opts.Log = log
+	opts.Freshness = sync.FreshnessInfo{Upstream: c.job.Source.Name, Generator: generator()}
+	if c.graceWarning != "" {
+		log.Warn(c.graceWarning)
+	}
 
 	began := time.Now()
 	fr, err := c.job.Run(runCtx, opts)
@@ -316,7 +330,23 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 		}
 		log.Info("CloudFront invalidation created", "distribution", c.flags.CFDistribution, "id", sum.CloudFrontInvalidation)
 	}
-	return &sum, nil
+	// After the publish and the invalidation: what each target's public URL serves.
+	var publicErrs []error
+	for i, t := range fr.Targets {
+		if dryRun || c.flags.Public.URL(i) == "" || t.Err != nil || t.Report == nil || c.job.Dsts[i] == nil {
+			continue
+		}
+		res, err := readBack(ctx, c, i, c.job.Dsts[i], t.Report, client, log)
+		if len(fr.Targets) == 1 {
+			sum.PublicURL = res
+		} else if i < len(sum.Targets) {
+			sum.Targets[i].PublicURL = res
+		}
+		if err != nil {
+			publicErrs = append(publicErrs, err)
+		}
+	}
+	return &sum, errors.Join(publicErrs...)
 }
 
 // invalidate creates the CloudFront invalidation of the metadata the run wrote into its one

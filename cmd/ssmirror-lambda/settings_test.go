@@ -30,6 +30,12 @@ func sampleValue(t *testing.T, f *pflag.Flag) string {
 		return "path"
 	case "bwlimit":
 		return "64MiB" // above --min-rate times --concurrency
+	case "gc-grace":
+		return "3h" // into a bucket, at least the metadata's max-age plus --client-cache (2h5m)
+	case "metadata-cache-control":
+		return "public, max-age=60"
+	case "public-url":
+		return "https://cdn.example/maas/"
 	}
 	switch f.Value.Type() {
 	case "bool":

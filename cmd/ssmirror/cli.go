@@ -92,6 +92,7 @@ Usage:
   ssmirror verify [flags] TARGET                      audit a published mirror (exit 1 on any fault)
   ssmirror gc [flags] TARGET                          delete what nothing has referenced for --gc-grace
   ssmirror status [flags] TARGET                      what a mirror holds, its lock, what waits for deletion
+  ssmirror check [flags] URL [FILTER...]              read a mirror through its public URL as a site would
   ssmirror keygen [flags]                             make a signing key for curated mirrors
   ssmirror version                                    the version and VCS revision of this binary
   ssmirror completion bash|zsh|fish                   a shell completion script
@@ -113,7 +114,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "sync"
 	if len(args) > 0 {
 		switch args[0] {
-		case "sync", "query", "keygen", "verify", "gc", "status":
+		case "sync", "query", "keygen", "verify", "gc", "status", "check":
 			cmd, args = args[0], args[1:]
 		case "help":
 			if len(args) > 1 {
@@ -160,6 +161,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runGC(ctx, args, stdout, stderr)
 	case "status":
 		err = runStatus(ctx, args, stdout, stderr)
+	case "check":
+		err = runCheck(ctx, args, stdout, stderr)
 	}
 	return report(ctx, err, stderr)
 }

@@ -30,6 +30,7 @@ func commandTable() []command {
 		{"verify", "audit a published mirror", verifyUsage, runVerify},
 		{"gc", "delete what nothing has referenced for --gc-grace", gcUsage, runGC},
 		{"status", "show what a mirror holds, its lock and what waits for deletion", statusUsage, runStatus},
+		{"check", "read a mirror through its public URL as a site would", checkUsage, runCheck},
 		{"keygen", "make a signing key for curated mirrors", keygenUsage, runKeygen},
 		{"version", "print the version and VCS revision", "", nil},
 		{"completion", "print a shell completion script (bash, zsh or fish)", completionUsage, nil},

@@ -14,6 +14,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/spf13/pflag"
+
+	"github.com/ssmirror/ssmirror/internal/publiccheck"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
@@ -88,6 +90,8 @@ type runResult struct {
 	cdnErr error
 	// pushErr is a failed Pushgateway push, recorded in the textfile written after it.
 	pushErr error
+	// public is the read-back through the target's public URL (nil: none).
+	public *publiccheck.ReadBackResult
 }
 
 // registry builds the run's metrics. With targetLabel, every series carries target="…" (for a
@@ -154,6 +158,16 @@ func (r runResult) registry(targetLabel bool, lastSuccess float64) *prometheus.R
 		gauge("ssmirror_mirror_items", "Items the mirror holds.", float64(t.Items))
 		gauge("ssmirror_mirror_files", "Distinct content files the mirror holds.", float64(t.Files))
 		gauge("ssmirror_mirror_bytes", "Bytes of content the mirror holds (each file once).", float64(t.Bytes))
+	}
+	if p := r.public; p != nil {
+		// What the public URL served after the publish (--public-url).
+		served := -1.0
+		if p.IndexSeconds != nil {
+			served = *p.IndexSeconds
+		}
+		gauge("ssmirror_public_index_seconds", "How long after the publish the public URL served the new index (-1: not within --public-wait).", served)
+		gauge("ssmirror_public_stale", "Metadata files the public URL still served in an older version after --public-wait.", float64(len(p.Stale)))
+		gauge("ssmirror_public_missing", "Files (metadata or content) the public URL did not serve as published.", float64(len(p.Missing)))
 	}
 	stages := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "ssmirror_last_run_stage_duration_seconds", Help: "Time the last run spent in each stage.", ConstLabels: labels,

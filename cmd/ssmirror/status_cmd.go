@@ -27,7 +27,9 @@ const statusUsage = `Usage: ssmirror status [flags] [TARGET]
 Show what a mirror holds, from its own record (.ssmirror/state.json): per product and version,
 items, files and bytes; the totals; how it is published (verbatim, or curated and with which
 key); when a run last succeeded; when its metadata was last published and its state last
-written; whether a run holds its lock (a first sync in progress included); whether the target
+written; the freshness record the last run published (.ssmirror/freshness.json:
+upstream, mode, the index's updated, the newest version of each products file); whether a
+run holds its lock (a first sync in progress included); whether the target
 holds every file the published metadata promises; what an interrupted run fetched and kept for
 the next run; and what waits for deletion, and when (the grace period is --gc-grace, as given
 to sync). A missing bucket, refused credentials and an endpoint that cannot be reached are
@@ -158,6 +160,8 @@ type statusReport struct {
 	PendingBytes int64           `json:"pending_deletion_bytes"`
 	// Versioning is what the bucket does with deleted objects (S3 only; omitted when unknown).
 	Versioning *store.Versioning `json:"versioning,omitempty"`
+	// Freshness is the freshness record the last run wrote (sync.FreshnessKey), null before one.
+	Freshness *sync.Freshness `json:"freshness"`
 }
 
 // runStatus shows what a mirror holds.
@@ -378,6 +382,10 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 		}
 	}
 
+	if rep.Freshness, err = sync.ReadFreshness(ctx, dst); err != nil {
+		return nil, err
+	}
+
 	// What waits for deletion.
 	for key, since := range st.Unreferenced {
 		if _, kept := st.Kept[key]; kept {
@@ -453,6 +461,7 @@ func printStatus(w io.Writer, r *statusReport) {
 	if v := r.Versioning; v != nil && v.KeepsDeleted() {
 		fmt.Fprintf(w, "%s: garbage collection only adds delete markers there and frees nothing, unless sync and gc run with --gc-purge-versions (deleting the noncurrent versions ssmirror wrote) or a lifecycle rule expires noncurrent versions\n", versioningWords(*v))
 	}
+	printFreshness(w, r.Freshness)
 	if len(r.Pending) == 0 {
 		fmt.Fprintln(w, "waiting for deletion: nothing")
 	} else {

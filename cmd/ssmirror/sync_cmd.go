@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 	"github.com/ssmirror/ssmirror/cmd/internal/job"
 	"github.com/ssmirror/ssmirror/internal/cdn"
+	"github.com/ssmirror/ssmirror/internal/publiccheck"
 	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store/httpstore"
@@ -168,12 +171,17 @@ type syncRun struct {
 	keyring *sign.Keyring
 	signer  *sign.Signer
 	cf      *cloudfront.Client
+	client  *http.Client // the HTTP(S) client of the source and of the read-back
 
 	// The outcome.
 	ran          bool
 	fr           *sync.FanOutReport // a result per target (nil when the run did not begin)
 	invalidation string
 	cdnErr       error // a CloudFront invalidation that failed after a good publish: a warning
+	// public is, per target, what its --public-url served after the publish (nil: not read);
+	// publicErr a read-back failure under --public-strict.
+	public    []*publiccheck.ReadBackResult
+	publicErr error
 }
 
 func newSyncRun(stdout, stderr io.Writer, mirror string) *syncRun {
@@ -221,6 +229,9 @@ func (r *syncRun) configure(args []string) ([]string, error) {
 		return nil, usagef("--cloudfront-distribution invalidates one target's paths: run a target behind CloudFront on its own, not in a run with several targets")
 	}
 	if err := f.Sync.Check(r.fs); err != nil {
+		return nil, err
+	}
+	if err := checkGrace(r.fs, &f.Sync, targets, r.stderr); err != nil {
 		return nil, err
 	}
 	logOut, closeLog, err := f.compat.openLog(r.stderr)
@@ -291,6 +302,7 @@ func (r *syncRun) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.client = client
 	f.S3.RetryLog = r.log
 	warnUnprotected(r.stderr, r.job.Source.Loc, r.keyring != nil)
 	err = r.job.Open(ctx, job.Opener{S3: &f.S3, Client: withRetryLog(client, r.log), UserAgent: userAgent(), Mirrors: f.Mirrors, Bwlimit: f.Bwlimit})
@@ -314,6 +326,7 @@ func (r *syncRun) run(ctx context.Context) error {
 	opts.OnTransfer = limitTransferMemory // the command owns its process
 	opts.Progress = progress
 	opts.Log = r.log
+	opts.Freshness = freshnessInfo(r.source)
 	var stopProgress func()
 	switch {
 	case f.progress && !f.DryRun && r.jsonLog:
@@ -335,7 +348,9 @@ func (r *syncRun) run(ctx context.Context) error {
 	if err == nil && r.cf != nil {
 		r.invalidate(ctx)
 	}
-	return err
+	// After the publish and the invalidation: what each target's public URL serves.
+	r.public, r.publicErr = readBackTargets(ctx, &f.Sync, r.job.Dsts, r.targets, r.fr, r.client, r.log, r.stderr)
+	return cmp.Or(err, r.publicErr)
 }
 
 // report is a single target's report (nil: none, or several targets).
@@ -382,7 +397,7 @@ func (r *syncRun) finish(ctx context.Context, err error) error {
 	if r.metrics {
 		// Report even an interrupted run, within a bounded time.
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		merr := r.f.metrics.export(mctx, runResults(r.targets, r.mirror, r.fr, took, err, r.cdnErr)...)
+		merr := r.f.metrics.export(mctx, withPublic(runResults(r.targets, r.mirror, r.fr, took, err, r.cdnErr), r.public)...)
 		cancel()
 		switch {
 		case merr != nil && err == nil:
@@ -421,14 +436,25 @@ func (r *syncRun) print(err error, took time.Duration) {
 	case r.f.jsonOut || (r.jsonLog && r.ran && (fanOut || planned)):
 		sum := job.Summarize(r.source, r.targets, r.f.DryRun, r.fr, took, err)
 		sum.CloudFrontInvalidation = r.invalidation
+		if !fanOut && len(r.public) > 0 {
+			sum.PublicURL = r.public[0]
+		}
+		for i := range sum.Targets {
+			if i < len(r.public) {
+				sum.Targets[i].PublicURL = r.public[i]
+			}
+		}
 		writeSummary(r.stdout, sum, r.jsonLog)
 	case !r.ran || r.fr == nil:
 	case fanOut:
-		printTargets(r.stdout, r.stderr, r.f.DryRun, r.source, r.targets, r.fr)
+		printTargets(r.stdout, r.stderr, r.f.DryRun, r.source, r.targets, r.fr, r.public)
 	case planned && r.f.DryRun:
 		printPlan(r.stdout, r.stderr, r.report())
 	case planned:
 		printSummary(r.stdout, r.source, describe(r.job.Dsts[0]), r.report(), took, err)
+		if len(r.public) > 0 && r.public[0] != nil {
+			printPublic(r.stdout, r.public[0])
+		}
 	}
 }
 
@@ -464,7 +490,7 @@ func stripAll(locations []string) []string {
 
 // printTargets prints what a fan-out run did, per target: the dry run's plan or the run's
 // summary; then the upstream bytes read.
-func printTargets(stdout, stderr io.Writer, dryRun bool, source string, targets []string, fr *sync.FanOutReport) {
+func printTargets(stdout, stderr io.Writer, dryRun bool, source string, targets []string, fr *sync.FanOutReport, public []*publiccheck.ReadBackResult) {
 	for i, t := range fr.Targets {
 		rep := t.Report
 		name := targets[i]
@@ -480,6 +506,9 @@ func printTargets(stdout, stderr io.Writer, dryRun bool, source string, targets 
 				own += st.Duration
 			}
 			printSummary(stdout, source, name, rep, own, t.Err)
+			if i < len(public) && public[i] != nil {
+				printPublic(stdout, public[i])
+			}
 			if rep.CopiedFrom > 0 {
 				fmt.Fprintf(stdout, "  copied server-side from another target: %d files (%s)\n", rep.CopiedFrom, humanBytes(rep.CopiedFromBytes))
 			}

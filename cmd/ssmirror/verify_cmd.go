@@ -45,6 +45,8 @@ const gcUsage = `Usage: ssmirror gc [flags] [TARGET]
 Run the deferred garbage collection on demand: delete the objects this mirror wrote that nothing
 it holds has referenced for longer than --gc-grace. Objects it did not write, and anything its
 published metadata lists as held, are never deleted. --dry-run shows what would go and when.
+Into a bucket, --gc-grace must outlive the metadata's max-age plus --client-cache, as for sync
+(see ssmirror help sync and the operator guide's CDN section).
 
 TARGET  /srv/mirror  or  file:///srv/mirror  or  s3://bucket/prefix[?profile=NAME&...]; may be
         left out when the configuration names one target.
@@ -217,8 +219,10 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		verbose int
 		lockTTL time.Duration
 		purge   bool
+		cache   cliconfig.Cache
 	)
 	fs := newFlagSet("gc", gcUsage, stdout)
+	cache.AddFlags(fs)
 	fs.Var(units.NewDuration(&grace, sync.DefaultGCGrace), "gc-grace", "delete objects nothing has referenced for this long, as 3d or 12h (0: at once; negative: never)")
 	fs.BoolVar(&dryRun, "dry-run", false, "show what would be deleted and when, delete nothing")
 	fs.BoolVar(&purge, "gc-purge-versions", false, "on a bucket with versioning or object lock, also delete the noncurrent versions ssmirror itself wrote of what is deleted (otherwise a delete there only adds a delete marker and frees nothing)")
@@ -233,6 +237,15 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	one, err := openOneTarget(ctx, fs, &s3f, "gc", *mirror, true, func() error { return cliconfig.CheckLockTTL(fs, lockTTL) })
 	if err != nil {
 		return err
+	}
+	if !dryRun { // the grace rule of sync: a bucket is served over HTTP, maybe cached
+		warn, err := cache.CheckGrace(fs, grace, one.Place.Loc.Kind == "s3")
+		if err != nil {
+			return err
+		}
+		if warn != "" && grace != 0 { // gc --gc-grace=0 is a deliberate one-off: no warning
+			fmt.Fprintf(stderr, "ssmirror: warning: %s\n", warn)
+		}
 	}
 	log, err := newLogger(stderr, verbose, "text")
 	if err != nil {

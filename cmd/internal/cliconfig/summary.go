@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ssmirror/ssmirror/internal/publiccheck"
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/sync"
 )
@@ -50,6 +51,8 @@ type Summary struct {
 	NotAtSourceHint string   `json:"not_at_source_hint,omitempty"`
 	// CloudFrontInvalidation is the id of the invalidation created after the publish.
 	CloudFrontInvalidation string `json:"cloudfront_invalidation,omitempty"`
+	// PublicURL is what the target's public URL served after the publish (--public-url).
+	PublicURL *publiccheck.ReadBackResult `json:"public_url,omitempty"`
 
 	// A fan-out run (several targets) only. The fields above keep their meaning for the run as
 	// a whole: ok is true when every target published, error names the targets that failed,

@@ -82,6 +82,10 @@ type Sync struct {
 	// Targets are the --target flags: targets added to the positional TARGET (a fan-out run).
 	Targets      []string
 	FanOutBuffer int64
+	// Cache and Public are what readers see through caches: the metadata's Cache-Control and
+	// the grace rule it makes (CheckGrace), and the read-back through the public URL.
+	Cache  Cache
+	Public Public
 }
 
 // AddFlags adds the sync flags to fs, and --config.
@@ -118,6 +122,8 @@ func (f *Sync) AddFlags(fs *pflag.FlagSet) {
 	f.TLS.AddFlags(fs)
 	fs.StringVar(&f.CFDistribution, "cloudfront-distribution", "", "after a publish that wrote metadata, invalidate its paths in this CloudFront distribution (id)")
 	fs.StringVar(&f.CFPathPrefix, "cloudfront-path-prefix", "", `path of the mirror root as the distribution serves it (default: "/" + the S3 prefix)`)
+	f.Cache.AddFlags(fs)
+	f.Public.AddFlags(fs)
 	f.Sections.AddFlags(fs)
 	AddConfigFlag(fs)
 }
@@ -250,6 +256,7 @@ func (f *Sync) Options(src Location, groups []streams.Filters, keyring *sign.Key
 			FanOutBuffer:     f.FanOutBuffer,
 		},
 	}
+	opts.MetadataCacheControl = f.Cache.MetadataCacheControl
 	switch len(groups) {
 	case 0:
 	case 1:
