@@ -261,18 +261,39 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading %s: %s", target, sync.StateKey, storageTrouble(err))
 	}
+	if lockErr != nil {
+		return nil, fmt.Errorf("%s: reading the lock: %s", target, storageTrouble(lockErr))
+	}
 	st, err := sync.LoadState(ctx, dst)
 	if err != nil {
 		return nil, err
 	}
-	rep := &statusReport{OK: true, Target: target, Totals: totalsOf(st.Held), Products: []statusProduct{}, Pending: []statusPending{},
+	rep := &statusReport{OK: true, Target: target, Totals: totalsOf(st.Held), Products: productsOf(st.Held), Pending: []statusPending{},
 		Kept: []statusKept{}, Missing: []string{}, GCGrace: units.FormatDuration(grace), Mode: st.RecordedMode()}
 	written := info.ModTime.UTC()
 	rep.StateWritten = &written
+	rep.notePublished(ctx, dst, st)
+	rep.noteLock(lock)
+	if err := rep.noteListing(ctx, dst, st); err != nil {
+		return nil, err
+	}
+	rep.noteWaiting(st, grace)
+	// What a deletion frees there.
+	if vr, ok := store.As[store.VersioningReader](dst); ok {
+		if v, err := vr.Versioning(ctx); err == nil {
+			rep.Versioning = &v
+		}
+	}
+	if rep.Freshness, err = sync.ReadFreshness(ctx, dst); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
 
-	// Per product, versions in order.
+// productsOf is what held holds per product, versions in order.
+func productsOf(held sync.Held) []statusProduct {
 	byProduct := map[[2]string]*statusProduct{}
-	for vk, hv := range st.Held {
+	for vk, hv := range held {
 		k := [2]string{vk.ContentID, vk.Product}
 		p := byProduct[k]
 		if p == nil {
@@ -282,54 +303,61 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 		t := totalsOf(sync.Held{vk: hv})
 		p.Versions = append(p.Versions, statusVersion{Version: vk.Version, Items: t.Items, Files: t.Files, Bytes: t.Bytes})
 	}
+	out := []statusProduct{}
 	for _, p := range byProduct {
 		sort.Slice(p.Versions, func(i, j int) bool { return p.Versions[i].Version < p.Versions[j].Version })
-		rep.Products = append(rep.Products, *p)
+		out = append(out, *p)
 	}
-	sort.Slice(rep.Products, func(i, j int) bool {
-		a, b := rep.Products[i], rep.Products[j]
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
 		if a.ContentID != b.ContentID {
 			return a.ContentID < b.ContentID
 		}
 		return a.Product < b.Product
 	})
+	return out
+}
 
-	// When the published catalogue last changed.
+// notePublished notes when the published catalogue last changed.
+func (rep *statusReport) notePublished(ctx context.Context, dst store.Target, st *sync.State) {
 	rep.MetadataFiles = len(st.Published)
 	for key := range st.Published {
 		mi, err := dst.Stat(ctx, key)
 		if err != nil {
-			continue // missing metadata is verify's business
+			continue // missing metadata is the listing's (and verify's) business
 		}
 		if rep.LastPublished == nil || mi.ModTime.After(*rep.LastPublished) {
 			t := mi.ModTime.UTC()
 			rep.LastPublished = &t
 		}
 	}
+}
 
-	// A run in progress, and the last success.
-	if lockErr != nil {
-		return nil, fmt.Errorf("%s: reading the lock: %s", target, storageTrouble(lockErr))
+// noteLock notes a run in progress, and the last success.
+func (rep *statusReport) noteLock(lock *lease) {
+	if lock == nil {
+		return
 	}
-	if lock != nil {
-		if lock.LastSuccess != nil {
-			t := lock.LastSuccess.UTC()
-			rep.LastSuccess = &t
-		}
-		switch {
-		case lock.unreadable:
-			rep.Lock = &statusLock{}
-		case lock.Released:
-			// The lease object stays after a run, marked released: no run holds the target.
-		default:
-			rep.Lock = &statusLock{Host: lock.Host, PID: lock.PID, Started: lock.Started, Expires: lock.Expires}
-		}
+	if lock.LastSuccess != nil {
+		t := lock.LastSuccess.UTC()
+		rep.LastSuccess = &t
 	}
+	switch {
+	case lock.unreadable:
+		rep.Lock = &statusLock{}
+	case lock.Released:
+		// The lease object stays after a run, marked released: no run holds the target.
+	default:
+		rep.Lock = &statusLock{Host: lock.Host, PID: lock.PID, Started: lock.Started, Expires: lock.Expires}
+	}
+}
 
-	// What the metadata promises against what the target holds.
+// noteListing lists the target once: what the metadata promises against what the target
+// holds, and the content files the record does not name.
+func (rep *statusReport) noteListing(ctx context.Context, dst store.Target, st *sync.State) error {
 	listed := map[string]int64{}
 	if err := dst.List(ctx, "", func(i store.Info) error { listed[i.Key] = i.Size; return nil }); err != nil {
-		return nil, fmt.Errorf("%s: listing: %s", target, storageTrouble(err))
+		return fmt.Errorf("%s: listing: %s", rep.Target, storageTrouble(err))
 	}
 	for _, hv := range st.Held {
 		for _, it := range hv {
@@ -350,22 +378,20 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 	sort.Strings(rep.Missing)
 	rep.Missing = slices.Compact(rep.Missing)
 	rep.Consistent = len(rep.Missing) == 0
-
 	for key, size := range listed {
-		if size < 0 || strings.HasPrefix(key, ".ssmirror/") || strings.HasPrefix(key, "streams/v1/") {
-			continue
-		}
-		if _, rec := st.Objects[key]; rec {
-			continue
-		}
-		if _, pub := st.Published[key]; pub {
+		_, rec := st.Objects[key]
+		_, pub := st.Published[key]
+		if size < 0 || rec || pub || strings.HasPrefix(key, ".ssmirror/") || strings.HasPrefix(key, "streams/v1/") {
 			continue
 		}
 		rep.Unrecorded++
 		rep.UnrecordedBytes += size
 	}
+	return nil
+}
 
-	// What an interrupted run kept for the next one.
+// noteWaiting notes what an interrupted run kept for the next one, and what waits for deletion.
+func (rep *statusReport) noteWaiting(st *sync.State, grace time.Duration) {
 	for key, since := range st.Kept {
 		if _, waits := st.Unreferenced[key]; !waits {
 			continue
@@ -374,19 +400,6 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 		rep.KeptBytes += st.Objects[key].Size
 	}
 	sort.Slice(rep.Kept, func(i, j int) bool { return rep.Kept[i].Path < rep.Kept[j].Path })
-
-	// What a deletion frees there.
-	if vr, ok := store.As[store.VersioningReader](dst); ok {
-		if v, err := vr.Versioning(ctx); err == nil {
-			rep.Versioning = &v
-		}
-	}
-
-	if rep.Freshness, err = sync.ReadFreshness(ctx, dst); err != nil {
-		return nil, err
-	}
-
-	// What waits for deletion.
 	for key, since := range st.Unreferenced {
 		if _, kept := st.Kept[key]; kept {
 			continue
@@ -406,7 +419,6 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 		}
 		return a.Path < b.Path
 	})
-	return rep, nil
 }
 
 func printStatus(w io.Writer, r *statusReport) {
