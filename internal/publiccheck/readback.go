@@ -99,104 +99,29 @@ func (c *Client) ReadBack(ctx context.Context, expect Expect, opts ReadBackOptio
 	if err != nil {
 		return nil, err
 	}
-	res := &ReadBackResult{URL: c.Base.String(), Stale: []Problem{}, Missing: []Problem{}}
-	want := map[string]string{sync.FreshnessKey: hexSum(expect.Record)}
+	rb := &readBack{c: c, rec: rec, now: now, res: &ReadBackResult{URL: c.Base.String(), Stale: []Problem{}, Missing: []Problem{}},
+		want: map[string]string{sync.FreshnessKey: hexSum(expect.Record)}, pending: map[string]bool{},
+		last: map[string]*Response{}, lastErr: map[string]error{}}
 	for _, m := range rec.Metadata {
-		want[m.Path] = m.SHA256
+		rb.want[m.Path] = m.SHA256
 	}
-	if _, ok := want[rec.Index]; !ok {
+	if _, ok := rb.want[rec.Index]; !ok {
 		return nil, fmt.Errorf("freshness record: the index %s is not among its metadata", rec.Index)
 	}
-	pending := map[string]bool{}
-	for k := range want {
-		pending[k] = true
+	for k := range rb.want {
+		rb.pending[k] = true
 	}
-	last := map[string]*Response{}
-	lastErr := map[string]error{}
-	start := now()
-	deadline := start.Add(opts.Wait)
-	pause := opts.Poll
-	if pause <= 0 {
-		pause = 250 * time.Millisecond
+	if err := rb.poll(ctx, opts); err != nil {
+		return nil, err
 	}
-	maxPause := 4 * pause
-	for {
-		// The index and the record every round; the rest once the index is the new one (a
-		// products file is small beside the wait, but large beside a poll).
-		indexNew := !pending[rec.Index]
-		for key := range pending {
-			if !indexNew && key != rec.Index && key != sync.FreshnessKey {
-				continue
-			}
-			resp, err := c.Get(ctx, key, MetadataLimit)
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			last[key], lastErr[key] = resp, err
-			if err == nil && resp.Status == 200 && hexSum(resp.Body) == want[key] {
-				delete(pending, key)
-				at := now().Sub(start)
-				switch key {
-				case rec.Index:
-					res.IndexSeconds = seconds(at)
-				case sync.FreshnessKey:
-					res.RecordSeconds = seconds(at)
-				}
-			}
-		}
-		if len(pending) == 0 {
-			res.CurrentSeconds = seconds(now().Sub(start))
-			break
-		}
-		if !now().Before(deadline) {
-			break
-		}
-		if indexNew && !pending[sync.FreshnessKey] {
-			continue // the rest of the metadata: read it at once
-		}
-		t := time.NewTimer(min(pause, deadline.Sub(now())))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-		pause = min(pause+pause/2, maxPause)
-	}
-	res.WaitedSeconds = now().Sub(start).Seconds()
-	if last[rec.Index] == nil && last[sync.FreshnessKey] == nil && lastErr[rec.Index] != nil {
+	res := rb.res
+	if rb.last[rec.Index] == nil && rb.last[sync.FreshnessKey] == nil && rb.lastErr[rec.Index] != nil {
 		// Not a single answer: the URL is wrong or down, not stale.
-		return nil, fmt.Errorf("the public URL %s does not answer: %w", c.Base, lastErr[rec.Index])
+		return nil, fmt.Errorf("the public URL %s does not answer: %w", c.Base, rb.lastErr[rec.Index])
 	}
-	for key := range pending {
-		if last[key] == nil && lastErr[key] == nil { // not read while the index was an older one
-			last[key], lastErr[key] = c.Get(ctx, key, MetadataLimit)
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if r := last[key]; lastErr[key] == nil && r.Status == 200 && hexSum(r.Body) == want[key] {
-				delete(pending, key)
-			}
-		}
+	if err := rb.judge(ctx); err != nil {
+		return nil, err
 	}
-	for key := range pending {
-		resp, err := last[key], lastErr[key]
-		switch {
-		case err != nil:
-			res.Missing = append(res.Missing, Problem{key, "error", err.Error()})
-		case resp.missing():
-			res.Missing = append(res.Missing, statusProblem(key, resp.Status))
-		case resp.Status != 200:
-			res.Missing = append(res.Missing, statusProblem(key, resp.Status))
-		default:
-			detail := fmt.Sprintf("served sha256 %s, published %s", hexSum(resp.Body), want[key])
-			if note := resp.cacheNote(); note != "" {
-				detail += "; " + note
-			}
-			res.Stale = append(res.Stale, Problem{key, "stale", detail})
-		}
-	}
-	sortProblems(res.Stale)
 	files, hashed, err := c.CheckFiles(ctx, expect.Files, opts.Files)
 	if err != nil {
 		return nil, err
@@ -205,6 +130,123 @@ func (c *Client) ReadBack(ctx context.Context, expect Expect, opts ReadBackOptio
 	sortProblems(res.Missing)
 	res.FilesChecked, res.FilesHashed = len(expect.Files), hashed
 	return res, nil
+}
+
+// readBack is one ReadBack under way: what the metadata must be (want, by key), what is not yet
+// served as published (pending), and the last answer for each key.
+type readBack struct {
+	c       *Client
+	rec     *sync.Freshness
+	now     func() time.Time
+	res     *ReadBackResult
+	want    map[string]string
+	pending map[string]bool
+	last    map[string]*Response
+	lastErr map[string]error
+	start   time.Time
+}
+
+// get reads key and takes it off pending when it is served as published.
+func (rb *readBack) get(ctx context.Context, key string) (current bool, err error) {
+	resp, err := rb.c.Get(ctx, key, MetadataLimit)
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	rb.last[key], rb.lastErr[key] = resp, err
+	if err == nil && resp.Status == 200 && hexSum(resp.Body) == rb.want[key] {
+		delete(rb.pending, key)
+		return true, nil
+	}
+	return false, nil
+}
+
+// poll reads the index and the record every round, the rest once the index is the new one (a
+// products file is small beside the wait, but large beside a poll), until everything is served
+// as published or opts.Wait passes.
+func (rb *readBack) poll(ctx context.Context, opts ReadBackOptions) error {
+	rb.start = rb.now()
+	deadline := rb.start.Add(opts.Wait)
+	pause := opts.Poll
+	if pause <= 0 {
+		pause = 250 * time.Millisecond
+	}
+	maxPause := 4 * pause
+	for {
+		indexNew := !rb.pending[rb.rec.Index]
+		for key := range rb.pending {
+			if !indexNew && key != rb.rec.Index && key != sync.FreshnessKey {
+				continue
+			}
+			current, err := rb.get(ctx, key)
+			if err != nil {
+				return err
+			}
+			if current {
+				rb.noteCurrent(key)
+			}
+		}
+		if len(rb.pending) == 0 {
+			rb.res.CurrentSeconds = seconds(rb.now().Sub(rb.start))
+			break
+		}
+		if !rb.now().Before(deadline) {
+			break
+		}
+		if indexNew && !rb.pending[sync.FreshnessKey] {
+			continue // the rest of the metadata: read it at once
+		}
+		t := time.NewTimer(min(pause, deadline.Sub(rb.now())))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		pause = min(pause+pause/2, maxPause)
+	}
+	rb.res.WaitedSeconds = rb.now().Sub(rb.start).Seconds()
+	return nil
+}
+
+// noteCurrent notes when the index or the record was first served as published.
+func (rb *readBack) noteCurrent(key string) {
+	at := rb.now().Sub(rb.start)
+	switch key {
+	case rb.rec.Index:
+		rb.res.IndexSeconds = seconds(at)
+	case sync.FreshnessKey:
+		rb.res.RecordSeconds = seconds(at)
+	}
+}
+
+// judge reads once what the wait left unread, then reports every key still pending as stale
+// (served, but not as published) or missing.
+func (rb *readBack) judge(ctx context.Context) error {
+	for key := range rb.pending {
+		if rb.last[key] == nil && rb.lastErr[key] == nil { // not read while the index was an older one
+			if _, err := rb.get(ctx, key); err != nil {
+				return err
+			}
+		}
+	}
+	res := rb.res
+	for key := range rb.pending {
+		resp, err := rb.last[key], rb.lastErr[key]
+		switch {
+		case err != nil:
+			res.Missing = append(res.Missing, Problem{key, "error", err.Error()})
+		case resp.missing(), resp.Status != 200:
+			res.Missing = append(res.Missing, statusProblem(key, resp.Status))
+		default:
+			detail := fmt.Sprintf("served sha256 %s, published %s", hexSum(resp.Body), rb.want[key])
+			if note := resp.cacheNote(); note != "" {
+				detail += "; " + note
+			}
+			res.Stale = append(res.Stale, Problem{key, "stale", detail})
+		}
+	}
+	sortProblems(res.Stale)
+	return nil
 }
 
 // HeldFiles are the content files of held, each once, sorted by path.
