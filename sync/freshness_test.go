@@ -140,8 +140,10 @@ func TestFreshnessRecordCurated(t *testing.T) {
 		t.Errorf("signed record says\n%s\nplain one\n%s", body, plain)
 	}
 
-	// Back to verbatim: the signed form goes, the plain one says verbatim.
+	// Back to verbatim (meant: a target keeps its mode otherwise): the signed form goes, the
+	// plain one says verbatim.
 	opts.Signer = nil
+	opts.AllowModeChange = true
 	opts.StartPath = "streams/v1/index.json"
 	run(t, up, dst, opts)
 	if _, err := os.Stat(filepath.Join(dir, sync.FreshnessSignedKey)); !os.IsNotExist(err) {
