@@ -14,6 +14,8 @@ import (
 	"github.com/ssmirror/ssmirror/internal/streamtest"
 	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/sign"
+	"github.com/ssmirror/ssmirror/store"
+	"github.com/ssmirror/ssmirror/store/s3store"
 	"github.com/ssmirror/ssmirror/streams"
 )
 
@@ -122,4 +124,27 @@ func TestFanOutSiteDownDiskFull(t *testing.T) {
 			t.Errorf("verify %s: exit %d\n%s%s", loc, code, stdout, stderr)
 		}
 	}
+}
+
+// kill -9 at random moments of a fan-out to two S3 services with their own credentials (each
+// named by one URL) and a directory leaves every target consistent, and the reruns converge.
+func TestFanOutTwoServicesKillTrials(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ssmirror many times")
+	}
+	s := newSites(t)
+	bin := buildBinary(t)
+	signer, keyringPath := testKeys(t)
+	kr, err := sign.LoadKeyring(keyringPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := s.a.NewBucket(t, "kill-site-a"), s.b.NewBucket(t, "kill-site-b")
+	aOpts, bOpts := s3store.Options{}, s3store.Options{}
+	aStore := s3store.New(targettest.Client(t, s.a, &aOpts), a, "m/", aOpts)
+	bStore := s3store.New(targettest.Client(t, s.b, &bOpts), b, "m/", bOpts)
+	dir := targettest.New(t, targettest.Directory, targettest.Options{})
+	killTrials(t, bin, signer, kr, keyringPath,
+		[]string{"s3://" + a + "/m?endpoint=" + s.a.Endpoint + "&profile=creds-a", "s3://" + b + "/m?profile=site-b", dir.Location},
+		s.env(), []store.Target{aStore, bStore, dir.Store}, 8)
 }
