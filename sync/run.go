@@ -169,6 +169,16 @@ func (r *run) readCatalogue(ctx context.Context) error {
 // that matches nothing (unless AllowEmpty). It depends on upstream and the options alone, not on
 // any target. opts are settled.
 func readUpstream(ctx context.Context, src store.Source, opts Options) (*Catalogue, []streams.Item, error) {
+	// Hub and spoke (sourceheld.go): what the source holds, when it is an ssmirror mirror, read
+	// while the catalogue is (one more request, no more round trips).
+	var objects map[string]Object
+	var found bool
+	var recErr error
+	recCtx, stopRecord := context.WithCancel(ctx)
+	var record gosync.WaitGroup
+	record.Go(func() { objects, found, recErr = readSourceRecord(recCtx, src, catalogueLimit(opts.MetadataLimit)) })
+	defer func() { stopRecord(); record.Wait() }()
+
 	cat, err := LoadCatalogue(ctx, src, opts.StartPath, opts.Verification, opts.MetadataLimit, opts.Concurrency)
 	if err != nil {
 		return nil, nil, err
@@ -182,8 +192,7 @@ func readUpstream(ctx context.Context, src store.Source, opts Options) (*Catalog
 			return nil, nil, err
 		}
 	}
-	// Hub and spoke (sourceheld.go): what the source holds, when it is an ssmirror mirror.
-	objects, found, recErr := readSourceRecord(ctx, src, catalogueLimit(opts.MetadataLimit))
+	record.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}

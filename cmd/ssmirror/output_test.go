@@ -134,11 +134,12 @@ func TestLogFormatJSONEveryLine(t *testing.T) {
 		checkJSONLines(t, "stdout", stdout)
 	})
 	t.Run("interrupted", func(t *testing.T) {
-		// An upstream that serves the catalogue and holds every content request until the end.
+		// An upstream that serves the catalogue (and answers for a hub's record, which it has
+		// not) and holds every content request until the end.
 		release := make(chan struct{})
 		files := http.FileServer(http.Dir(stream))
 		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.HasPrefix(r.URL.Path, "/streams/") {
+			if !strings.HasPrefix(r.URL.Path, "/streams/") && !strings.HasPrefix(r.URL.Path, "/.ssmirror/") {
 				select {
 				case <-release:
 				case <-r.Context().Done():
