@@ -71,7 +71,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitLocked
 	}
 	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || s3Mistake(err) != "" {
 		return exitUsage
 	}
 	return exitFailure
