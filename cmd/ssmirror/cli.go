@@ -260,6 +260,17 @@ func parse(fs *pflag.FlagSet, args []string) error {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
 		}
+		if name, ok := strings.CutPrefix(err.Error(), "unknown flag: --"); ok {
+			var names []string
+			fs.VisitAll(func(f *pflag.Flag) {
+				if !f.Hidden {
+					names = append(names, f.Name)
+				}
+			})
+			if near := cliconfig.NearestName(name, names); near != "" {
+				return usagef("unknown flag: --%s (did you mean --%s?)", name, near)
+			}
+		}
 		return usageError{Err: err}
 	}
 	return nil

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +63,57 @@ func TestS3ConfigMistakes(t *testing.T) {
 			}
 			if d := time.Since(start); d > 10*time.Second {
 				t.Errorf("took %v: a configuration mistake must be reported at once", d)
+			}
+		})
+	}
+}
+
+// TestNonsenseRefused runs the real binary with settings that cannot be meant and checks each
+// is refused (exit 2, naming the flag) before anything is written, instead of run silently.
+func TestNonsenseRefused(t *testing.T) {
+	bin := buildBinary(t)
+	fx := fixtureDir(t)
+	keyring := "--keyring=" + filepath.Join(fx, "keys", "test-keyring.gpg")
+	// A copy of the stream, as the source that is also the target must not be the fixture.
+	own := filepath.Join(t.TempDir(), "stream")
+	if err := os.CopyFS(own, os.DirFS(filepath.Join(fx, "stream"))); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		args   func(dir string) []string
+		stderr string
+	}{
+		{"part size below S3's smallest", func(d string) []string { return []string{keyring, "--part-size", "1", own, d + "/m"} },
+			`--part-size 1B?: want at least 5MiB`},
+		{"negative concurrency", func(d string) []string { return []string{keyring, "--concurrency", "-3", own, d + "/m"} },
+			`--concurrency -3: want at least 1`},
+		{"negative concurrency from the environment", func(d string) []string {
+			return []string{keyring, own, d + "/m"}
+		}, `SSMIRROR_CONCURRENCY.*--concurrency -3: want at least 1`},
+		{"source is the target", func(d string) []string { return []string{keyring, own, own + "/"} },
+			`target .*stream/ is the source .*stream: a mirror cannot be published into the stream it reads`},
+		{"misspelt flag", func(d string) []string { return []string{keyring, "--mirrr", "x", own, d + "/m"} },
+			`unknown flag: --mirrr \(did you mean --mirror\?\)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var env []string
+			if strings.Contains(tt.name, "environment") {
+				env = []string{"SSMIRROR_CONCURRENCY=-3"}
+			}
+			code, stdout, stderr := runBinary(t, bin, env, tt.args(dir)...)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2\nstdout: %s\nstderr: %s", code, stdout, stderr)
+			}
+			if !regexpMatch(t, tt.stderr, stderr) {
+				t.Errorf("stderr %q does not match %q", stderr, tt.stderr)
+			}
+			for _, p := range []string{dir + "/m", own + "/.ssmirror"} {
+				if _, err := os.Stat(p); err == nil {
+					t.Errorf("a refused run wrote %s", p)
+				}
 			}
 		})
 	}

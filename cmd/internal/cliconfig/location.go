@@ -63,6 +63,13 @@ func (f *S3Flags) Check(fs *pflag.FlagSet) error {
 	if _, err := checkAddressing(f.addressing); err != nil {
 		return Usagef("%s--s3-addressing-style %v", From(fs, "s3-addressing-style"), err)
 	}
+	if f.partSize < s3store.MinPartSize || f.partSize > s3store.MaxPartSize {
+		return Usagef("%s--part-size %s: want at least %s (S3's smallest part) and at most %s", From(fs, "part-size"),
+			units.FormatSize(f.partSize), units.FormatSize(s3store.MinPartSize), units.FormatSize(s3store.MaxPartSize))
+	}
+	if f.partConcurrency < 1 {
+		return Usagef("%s--part-concurrency %d: want at least 1", From(fs, "part-concurrency"), f.partConcurrency)
+	}
 	return nil
 }
 

@@ -130,6 +130,9 @@ func (f *Sync) Check(fs *pflag.FlagSet) error {
 	if err := CheckLockTTL(fs, f.LockTTL); err != nil {
 		return err
 	}
+	if f.Concurrency < 1 {
+		return Usagef("%s--concurrency %d: want at least 1", From(fs, "concurrency"), f.Concurrency)
+	}
 	if f.Sections.Parallel < 1 {
 		return Usagef("%s--%s %d: want at least 1", From(fs, ParallelMirrorsFlag), ParallelMirrorsFlag, f.Sections.Parallel)
 	}
