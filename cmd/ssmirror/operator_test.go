@@ -118,3 +118,25 @@ func TestNonsenseRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestEncryptedSigningKeyNamesThePassphrase: a signing key made with a passphrase, given without
+// one, is refused (exit 2) naming both ways to give it.
+func TestEncryptedSigningKeyNamesThePassphrase(t *testing.T) {
+	bin := buildBinary(t)
+	fx := fixtureDir(t)
+	dir := t.TempDir()
+	if code, _, stderr := runBinary(t, bin, []string{"SSMIRROR_SIGNING_PASSPHRASE=s3cret"}, "keygen", "--name", "Test", "--email", "t@example.com",
+		"--secret-key", dir+"/key.asc", "--keyring", dir+"/key.gpg"); code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, stderr)
+	}
+	code, _, stderr := runBinary(t, bin, []string{"SSMIRROR_SIGNING_PASSPHRASE="}, "--keyring="+filepath.Join(fx, "keys", "test-keyring.gpg"),
+		"--signing-key", dir+"/key.asc", filepath.Join(fx, "stream"), dir+"/m")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2: %s", code, stderr)
+	}
+	for _, want := range []string{"--signing-passphrase-file", "$SSMIRROR_SIGNING_PASSPHRASE"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not name %s: %s", want, stderr)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package cliconfig
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"strings"
 	"time"
@@ -189,7 +190,16 @@ func (f *Sync) LoadSigner(lookupEnv func(string) (string, bool)) (*sign.Signer, 
 		return nil, Usagef("signing key: %w", err)
 	}
 	signer, err := sign.LoadSigner(bytes.NewReader(data), pass)
-	if err != nil {
+	switch {
+	case errors.Is(err, sign.ErrPassphraseRequired):
+		return nil, Usagef("signing key %s: %w: give its passphrase in a file with --signing-passphrase-file FILE, or in $SSMIRROR_SIGNING_PASSPHRASE", f.SigningKey, err)
+	case errors.Is(err, sign.ErrWrongPassphrase):
+		from := "$SSMIRROR_SIGNING_PASSPHRASE"
+		if f.PassphraseFile != "" {
+			from = "--signing-passphrase-file " + f.PassphraseFile
+		}
+		return nil, Usagef("signing key %s: %w (the passphrase came from %s)", f.SigningKey, err, from)
+	case err != nil:
 		return nil, Usagef("signing key %s: %w", f.SigningKey, err)
 	}
 	return signer, nil
