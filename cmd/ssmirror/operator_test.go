@@ -140,3 +140,47 @@ func TestEncryptedSigningKeyNamesThePassphrase(t *testing.T) {
 		}
 	}
 }
+
+// TestConfiguredPlacesWithArgumentFilters runs the real binary the ways the guide says filters
+// given as arguments replace the configured groups: with source and target in the config file,
+// and with the target in $SSMIRROR_TARGET and SOURCE as an argument. And --mirror given a
+// [mirror] section's name (meant --only-mirror) is refused naming --only-mirror.
+func TestConfiguredPlacesWithArgumentFilters(t *testing.T) {
+	bin := buildBinary(t)
+	fx := fixtureDir(t)
+	keyring := filepath.Join(fx, "keys", "test-keyring.gpg")
+	stream := filepath.Join(fx, "stream")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "maas.conf")
+	write := func(path, text string) {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(conf, "keyring = "+keyring+"\nsource = "+stream+"\ntarget = "+dir+"/conf-target\n[filter]\nos=ubuntu\n")
+	code, _, stderr := runBinary(t, bin, nil, "sync", "--config", conf, "os=pxelinux")
+	if code != 0 {
+		t.Fatalf("sync --config FILE FILTER: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(dir + "/conf-target/streams/v1/index.sjson"); err != nil {
+		t.Errorf("the configured target was not published: %v", err)
+	}
+
+	code, _, stderr = runBinary(t, bin, []string{"SSMIRROR_TARGET=" + dir + "/env-target"}, "--keyring", keyring, stream, "os=pxelinux")
+	if code != 0 {
+		t.Fatalf("SSMIRROR_TARGET=T ssmirror SOURCE FILTER: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(dir + "/env-target/streams/v1/index.sjson"); err != nil {
+		t.Errorf("$SSMIRROR_TARGET was not published: %v", err)
+	}
+
+	mconf := filepath.Join(dir, "mirrors.conf")
+	write(mconf, "keyring = "+keyring+"\n[mirror stable]\nsource = "+stream+"\ntarget = "+dir+"/stable\n")
+	code, _, stderr = runBinary(t, bin, nil, "--config", mconf, "--mirror", "stable")
+	if code != 2 || !strings.Contains(stderr, "did you mean --only-mirror stable?") {
+		t.Fatalf("--mirror stable: exit %d, want 2 naming --only-mirror: %s", code, stderr)
+	}
+	if _, err := os.Stat(dir + "/stable"); err == nil {
+		t.Errorf("--mirror NAME ran the mirror")
+	}
+}

@@ -490,6 +490,16 @@ func printTargets(stdout, stderr io.Writer, dryRun bool, source string, targets 
 	}
 }
 
+// allFilters reports whether every argument looks like a filter.
+func allFilters(args []string) bool {
+	for _, a := range args {
+		if !cliconfig.LooksLikeFilter(a) {
+			return false
+		}
+	}
+	return true
+}
+
 // groupStrings are the filter groups as written.
 func groupStrings(groups []streams.Filters) [][]string {
 	out := [][]string{}
@@ -508,6 +518,20 @@ func syncArgs(pos []string, conf *settings, extra []string) (source string, targ
 	configured := conf.Targets
 	if len(configured) == 0 && conf.Target != "" {
 		configured = []string{conf.Target}
+	}
+	// Filters alone as arguments, with SOURCE and TARGET configured: they replace the
+	// configuration's filter groups.
+	if len(pos) > 0 && allFilters(pos) && conf.Source != "" && len(configured)+len(extra) > 0 {
+		filters, err := cliconfig.ParseFilterArgs(pos)
+		if err != nil {
+			return "", nil, nil, usageError{Err: err}
+		}
+		return conf.Source, append(slices.Clone(configured), extra...), []streams.Filters{filters}, nil
+	}
+	// SOURCE (and maybe filters) as arguments, the target configured ($SSMIRROR_TARGET, the
+	// config file): the configured target is TARGET.
+	if len(pos) > 0 && len(extra) == 0 && len(configured) > 0 && !cliconfig.LooksLikeFilter(pos[0]) && allFilters(pos[1:]) {
+		extra = configured
 	}
 	switch {
 	case len(pos) == 0:

@@ -3,6 +3,7 @@ package cliconfig
 import (
 	"bytes"
 	"errors"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -130,6 +131,11 @@ func (f *Sync) Check(fs *pflag.FlagSet) error {
 	}
 	if err := CheckLockTTL(fs, f.LockTTL); err != nil {
 		return err
+	}
+	for _, m := range f.Mirrors {
+		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return Usagef("%s--mirror %s: want the base URL (http:// or https://) of another copy of SOURCE, tried when SOURCE answers 404; to run one [mirror] section of the config file, did you mean --%s %s?", From(fs, "mirror"), m, OnlyMirrorFlag, m)
+		}
 	}
 	if f.Concurrency < 1 {
 		return Usagef("%s--concurrency %d: want at least 1", From(fs, "concurrency"), f.Concurrency)
