@@ -184,6 +184,19 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ssmirror: %v: %s\n", sig, withHint(err))
 		return code
 	}
+	if te, ok := err.(*sync.TransferError); ok && ctx.Err() == nil {
+		// Each file's failure was logged as it happened ("transfer failed"): say it once.
+		n := "1 file"
+		if len(te.Errs) != 1 {
+			n = fmt.Sprintf("%d files", len(te.Errs))
+		}
+		msg := n + ` failed, nothing was published: each is logged above ("transfer failed" with its path and error)`
+		if h := flagHint(err); h != "" {
+			msg += " (" + h + ")"
+		}
+		fmt.Fprintf(stderr, "ssmirror: %s\n", msg)
+		return code
+	}
 	fmt.Fprintf(stderr, "ssmirror: %s\n", withHint(err))
 	return code
 }

@@ -184,3 +184,38 @@ func TestConfiguredPlacesWithArgumentFilters(t *testing.T) {
 		t.Errorf("--mirror NAME ran the mirror")
 	}
 }
+
+// TestFailedFileReportedOnce: in text mode a file that fails is reported once (its "transfer
+// failed" line as it happens), not a second time in the final message.
+func TestFailedFileReportedOnce(t *testing.T) {
+	bin := buildBinary(t)
+	fx := fixtureDir(t)
+	src := filepath.Join(t.TempDir(), "stream")
+	if err := os.CopyFS(src, os.DirFS(filepath.Join(fx, "stream"))); err != nil {
+		t.Fatal(err)
+	}
+	// One content file no longer matches the catalogue.
+	const bad = "jammy/arm64/20250701/ga-22.04/generic/boot-initrd"
+	f, err := os.OpenFile(filepath.Join(src, bad), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("corrupt")
+	f.Close()
+	code, _, stderr := runBinary(t, bin, nil, "--keyring="+filepath.Join(fx, "keys", "test-keyring.gpg"), src, t.TempDir()+"/m")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1: %s", code, stderr)
+	}
+	reported := 0
+	for line := range strings.Lines(stderr) {
+		if strings.Contains(line, bad+": checksum mismatch") && !strings.Contains(line, "trying again") {
+			reported++
+		}
+	}
+	if reported != 1 {
+		t.Errorf("the failed file's error is reported %d times, want once:\n%s", reported, stderr)
+	}
+	if !strings.Contains(stderr, "ssmirror: 1 file failed, nothing was published") {
+		t.Errorf("the final line does not say what failed:\n%s", stderr)
+	}
+}
