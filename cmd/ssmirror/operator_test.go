@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -217,5 +218,42 @@ func TestFailedFileReportedOnce(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "ssmirror: 1 file failed, nothing was published") {
 		t.Errorf("the final line does not say what failed:\n%s", stderr)
+	}
+}
+
+// TestReadOnlyCommandsJSONAndHelp: status, verify and gc with --json print a JSON object on
+// stdout when they fail too (ok false, the error, the exit code), and their help does not list
+// the flags only uploads use (still accepted, for a config file shared with sync).
+func TestReadOnlyCommandsJSONAndHelp(t *testing.T) {
+	bin := buildBinary(t)
+	missing := filepath.Join(t.TempDir(), "no-mirror")
+	for _, args := range [][]string{
+		{"status", "--json", missing},
+		{"verify", "--json", "--no-verify", missing},
+		{"gc", "--json", missing},
+	} {
+		code, stdout, stderr := runBinary(t, bin, nil, args...)
+		if code != 1 {
+			t.Errorf("%s: exit %d, want 1: %s", args, code, stderr)
+		}
+		var got struct {
+			OK       *bool  `json:"ok"`
+			Error    string `json:"error"`
+			ExitCode int    `json:"exit_code"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &got); err != nil || got.OK == nil || *got.OK || !strings.Contains(got.Error, "no-mirror") || got.ExitCode != 1 {
+			t.Errorf("%s: stdout is not the failure as JSON (%v): %q", args, err, stdout)
+		}
+	}
+	for _, cmd := range []string{"status", "verify", "gc"} {
+		_, stdout, _ := runBinary(t, bin, nil, cmd, "--help")
+		for _, upload := range []string{"--part-size", "--part-concurrency", "--upload-buffers", "--upload-checksum"} {
+			if strings.Contains(stdout, upload) {
+				t.Errorf("%s --help lists %s, which only uploads use", cmd, upload)
+			}
+		}
+		if code, _, stderr := runBinary(t, bin, nil, cmd, "--part-size", "16MiB", missing); code != 1 {
+			t.Errorf("%s --part-size: exit %d, want it accepted (1: no mirror there): %s", cmd, code, stderr)
+		}
 	}
 }

@@ -128,17 +128,18 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.BoolVar(&jsonOut, "json", false, "print the status as JSON")
 	fs.Var(units.NewDuration(&grace, sync.DefaultGCGrace), "gc-grace", "the grace period sync runs with, to say when waiting objects are due (negative: never)")
 	s3f.AddFlags(fs)
+	hideUploadFlags(fs)
 	mirror := addOneTargetFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	dst, err := openOneTarget(ctx, fs, &s3f, "status", *mirror, true, nil)
 	if err != nil {
-		return err
+		return jsonFailed(ctx, stdout, jsonOut, err)
 	}
 	rep, err := mirrorStatus(ctx, dst.Store, grace)
 	if err != nil {
-		return err
+		return jsonFailed(ctx, stdout, jsonOut, err)
 	}
 	if jsonOut {
 		enc := json.NewEncoder(stdout)
