@@ -289,10 +289,13 @@ func parse(fs *pflag.FlagSet, args []string) error {
 	return nil
 }
 
-// newLogger logs to stderr: warnings by default, info with -v, debug with -vv; text or JSON.
+// newLogger logs to stderr: warnings by default, info with -v, debug with -vv, errors only
+// below 0 (--quiet); text or JSON.
 func newLogger(stderr io.Writer, verbosity int, format string) (*slog.Logger, error) {
 	level := slog.LevelWarn
 	switch {
+	case verbosity < 0:
+		level = slog.LevelError
 	case verbosity == 1:
 		level = slog.LevelInfo
 	case verbosity >= 2:

@@ -257,3 +257,54 @@ func TestReadOnlyCommandsJSONAndHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestQuiet: --quiet (-q, $SSMIRROR_QUIET) prints nothing on a run that succeeds, and the
+// summary and errors on one that fails, as cron users expect; with [mirror] sections too.
+func TestQuiet(t *testing.T) {
+	bin := buildBinary(t)
+	fx := fixtureDir(t)
+	keyring := "--keyring=" + filepath.Join(fx, "keys", "test-keyring.gpg")
+	stream := filepath.Join(fx, "stream")
+	dir := t.TempDir()
+	for _, run := range []struct {
+		env  []string
+		args []string
+	}{
+		{nil, []string{"--quiet", keyring, stream, dir + "/a", "os=pxelinux"}},
+		{nil, []string{"-q", keyring, stream, dir + "/a", "os=pxelinux"}}, // nothing to do: still nothing
+		{[]string{"SSMIRROR_QUIET=true"}, []string{keyring, stream, dir + "/b", "os=pxelinux"}},
+	} {
+		code, stdout, stderr := runBinary(t, bin, run.env, run.args...)
+		if code != 0 || stdout != "" || stderr != "" {
+			t.Errorf("%v %v: exit %d, want 0 and no output:\nstdout: %s\nstderr: %s", run.env, run.args, code, stdout, stderr)
+		}
+	}
+	conf := filepath.Join(dir, "mirrors.conf")
+	if err := os.WriteFile(conf, []byte("keyring = "+filepath.Join(fx, "keys", "test-keyring.gpg")+"\n[mirror one]\nsource = "+stream+"\ntarget = "+dir+"/c\n[filter]\nos=pxelinux\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := runBinary(t, bin, nil, "-q", "--config", conf); code != 0 || stdout != "" || stderr != "" {
+		t.Errorf("-q with [mirror] sections: exit %d, want 0 and no output:\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+
+	// A failing run: the summary and the error.
+	os.Mkdir(dir+"/empty", 0o755)
+	code, stdout, stderr := runBinary(t, bin, nil, "-q", keyring, dir+"/empty", dir+"/d")
+	if code != 1 || !strings.Contains(stderr, "index.sjson") {
+		t.Errorf("a failed quiet run: exit %d, want 1 with its error:\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	src := filepath.Join(dir, "bad")
+	if err := os.CopyFS(src, os.DirFS(stream)); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.OpenFile(filepath.Join(src, "jammy/arm64/20250701/ga-22.04/generic/boot-initrd"), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("corrupt")
+	f.Close()
+	code, stdout, stderr = runBinary(t, bin, nil, "-q", keyring, src, dir+"/e")
+	if code != 1 || !strings.Contains(stdout, "FAILED, nothing published") || !strings.Contains(stderr, "checksum mismatch") {
+		t.Errorf("a failed quiet run: exit %d, want 1 with the summary and the error:\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if strings.Contains(stderr, "trying again") {
+		t.Errorf("a quiet run printed its retries:\n%s", stderr)
+	}
+}

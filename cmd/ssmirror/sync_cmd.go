@@ -104,6 +104,7 @@ type syncFlags struct {
 	compat        compatFlags
 	progress      bool
 	verbose       int
+	quiet         bool
 	jsonOut       bool
 	logFormat     string
 	progressEvery time.Duration
@@ -118,6 +119,7 @@ func newSyncFlagSet(f *syncFlags, stdout io.Writer) *pflag.FlagSet {
 	fs.BoolVar(&f.progress, "progress", false, "show progress: on a terminal a bar for the run and one per file in flight; otherwise a line every --progress-interval")
 	fs.Var(units.NewDuration(&f.progressEvery, 10*time.Second), "progress-interval", "how often --progress prints when not on a terminal")
 	fs.CountVarP(&f.verbose, "verbose", "v", "say more (-v: each step, -vv: each file)")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "for cron and timers: print nothing when the run succeeds; when it fails, its summary and errors (warnings and retries are not printed: the exit status and --metrics-textfile say how it went)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (json: every line on stdout and stderr is one JSON object, the summary and the final error included)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print a JSON summary of the run on stdout, for every run: dry runs (with the items added and removed) and failed ones (ok false, error) included")
 	f.metrics.addFlags(fs)
@@ -244,7 +246,11 @@ func (r *syncRun) configure(args []string) ([]string, error) {
 		logOut = jl
 		r.flushes = append(r.flushes, jl.Flush)
 	}
-	if r.log, err = newLogger(logOut, r.f.verbose, f.logFormat); err != nil {
+	verbosity := r.f.verbose
+	if r.f.quiet && verbosity == 0 {
+		verbosity = -1 // errors only
+	}
+	if r.log, err = newLogger(logOut, verbosity, f.logFormat); err != nil {
 		return nil, err
 	}
 	r.log.Info("start", "version", version(), "source", r.source, "target", strings.Join(r.targets, ", "),
@@ -423,6 +429,7 @@ func (r *syncRun) print(err error, took time.Duration) {
 		sum.CloudFrontInvalidation = r.invalidation
 		writeSummary(r.stdout, sum, r.jsonLog)
 	case !r.ran || r.fr == nil:
+	case r.f.quiet && err == nil && !r.f.DryRun: // --quiet: nothing when all went well
 	case fanOut:
 		printTargets(r.stdout, r.stderr, r.f.DryRun, r.source, r.targets, r.fr)
 	case planned && r.f.DryRun:
