@@ -43,12 +43,17 @@ func TestSystemdUnits(t *testing.T) {
 	if n := bytes.Count(svc, []byte("ExecStart=/usr/local/bin/ssmirror sync --config /etc/ssmirror/maas.conf\n")); n != 1 {
 		t.Fatalf("ssmirror.service: %d ExecStart lines running the whole selection (maas.conf), want 1", n)
 	}
-	// A DynamicUser cannot write into a directory another user owns: the only writable place is
-	// its StateDirectory, so no other path may be promised as writable.
+	// The only writable place is the StateDirectory, so no other path may be promised as
+	// writable. It must be readable by the web server serving a directory target and by
+	// node_exporter reading the metrics: not DynamicUser=, whose state directory is under
+	// /var/lib/private (mode 0700), but a static user and a 0755 StateDirectoryMode.
 	if bytes.Contains(svc, []byte("\nReadWritePaths=")) {
-		t.Error("ssmirror.service promises a ReadWritePaths= directory its DynamicUser cannot write to")
+		t.Error("ssmirror.service promises a ReadWritePaths= directory")
 	}
-	for _, want := range []string{"Type=oneshot", "EnvironmentFile=", "DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes"} {
+	if bytes.Contains(svc, []byte("\nDynamicUser=yes")) {
+		t.Error("ssmirror.service has DynamicUser=yes: its state directory (the mirror, the metrics) would be under /var/lib/private, which no other user can reach")
+	}
+	for _, want := range []string{"Type=oneshot", "EnvironmentFile=", "User=ssmirror", "StateDirectory=ssmirror", "StateDirectoryMode=0755", "ProtectSystem=strict", "NoNewPrivileges=yes"} {
 		if !bytes.Contains(svc, []byte("\n"+want)) {
 			t.Errorf("ssmirror.service lacks %s", want)
 		}
@@ -57,6 +62,26 @@ func TestSystemdUnits(t *testing.T) {
 	timer, err := os.ReadFile(filepath.Join("systemd", "ssmirror.timer"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	sysusers, err := os.ReadFile(filepath.Join("systemd", "ssmirror.sysusers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(sysusers, []byte("\nu ssmirror ")) {
+		t.Error("ssmirror.sysusers does not create the user ssmirror")
+	}
+	if tool, err := exec.LookPath("systemd-sysusers"); err == nil {
+		// Create the user in an empty root, as systemd-sysusers does at boot.
+		root := t.TempDir()
+		os.Mkdir(filepath.Join(root, "etc"), 0o755)
+		abs, _ := filepath.Abs(filepath.Join("systemd", "ssmirror.sysusers"))
+		if out, err := exec.Command(tool, "--root="+root, abs).CombinedOutput(); err != nil {
+			t.Errorf("systemd-sysusers: %v\n%s", err, out)
+		}
+		passwd, _ := os.ReadFile(filepath.Join(root, "etc", "passwd"))
+		if !bytes.Contains(passwd, []byte("\nssmirror:")) && !bytes.HasPrefix(passwd, []byte("ssmirror:")) {
+			t.Errorf("systemd-sysusers made no user ssmirror:\n%s", passwd)
+		}
 	}
 	for name, data := range map[string][]byte{"ssmirror.service": svc, "ssmirror.timer": timer} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {

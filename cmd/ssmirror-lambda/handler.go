@@ -316,7 +316,7 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 			if len(c.job.Targets) == 1 {
 				left = ", nothing published" + left
 			}
-			return nil, fmt.Errorf("stopped %s before the invocation's deadline after %s%s: %w", c.margin, took.Round(time.Second), left, err)
+			return nil, fmt.Errorf("stopped %s before the invocation's deadline after %s%s%s: %w", c.margin, took.Round(time.Second), left, c.bwlimitEstimate(fr, took), err)
 		}
 		return nil, err
 	}
@@ -347,6 +347,43 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 		}
 	}
 	return &sum, errors.Join(publicErrs...)
+}
+
+// bwlimitEstimate says, for a run stopped before its deadline under a bandwidth limit, how long
+// what it had to fetch takes at that limit against the time it had, so that an operator whose
+// runs never finish sees why ("" without a limit or a plan).
+func (c *config) bwlimitEstimate(fr *sync.FanOutReport, took time.Duration) string {
+	if c.flags.Bwlimit <= 0 {
+		return ""
+	}
+	var toFetch int64
+	for _, t := range fanOutTargets(fr) {
+		if t.Report != nil && t.Report.Plan != nil {
+			var n int64
+			for _, f := range t.Report.Plan.Fetch {
+				n += f.Size
+			}
+			toFetch = max(toFetch, n)
+		}
+	}
+	if toFetch == 0 {
+		return fmt.Sprintf("; at $%s=%s/s the catalogue was not even read in the %s this invocation had (the function's timeout less $%s): raise $%s or the function's timeout (at most 15 minutes)",
+			cliconfig.EnvName("bwlimit"), units.FormatSize(c.flags.Bwlimit), took.Round(time.Second), cliconfig.EnvName("safety-margin"), cliconfig.EnvName("bwlimit"))
+	}
+	need := time.Duration(float64(toFetch) / float64(c.flags.Bwlimit) * float64(time.Second))
+	if need <= took {
+		return "" // the limit is not why it ran out of time
+	}
+	return fmt.Sprintf("; it had %.1f MiB to fetch, about %s at $%s=%s/s, more than the %s this invocation had (the function's timeout less $%s): raise $%s or the function's timeout (at most 15 minutes), or select less per run",
+		float64(toFetch)/(1<<20), need.Round(time.Second), cliconfig.EnvName("bwlimit"), units.FormatSize(c.flags.Bwlimit), took.Round(time.Second),
+		cliconfig.EnvName("safety-margin"), cliconfig.EnvName("bwlimit"))
+}
+
+func fanOutTargets(fr *sync.FanOutReport) []sync.TargetResult {
+	if fr == nil {
+		return nil
+	}
+	return fr.Targets
 }
 
 // invalidate creates the CloudFront invalidation of the metadata the run wrote into its one

@@ -261,3 +261,27 @@ func TestRIEShortTimeoutResumes(t *testing.T) {
 		arrived = n
 	}
 }
+
+// TestRIEBwlimitTooLowSaysWhy: under the runtime emulator, with $SSMIRROR_BWLIMIT too low for
+// the function's timeout, the invocation that stops before its deadline says how long what it
+// had to fetch takes at the limit against the time it had, naming $SSMIRROR_BWLIMIT and the
+// function's timeout (it said only that it stopped, the same every time).
+func TestRIEBwlimitTooLowSaysWhy(t *testing.T) {
+	e := setupMinIO(t)
+	up := httptest.NewServer(http.FileServer(http.Dir(repoFile(t, "stream"))))
+	t.Cleanup(up.Close)
+	// 65 KiB of metadata and 190 KiB of files at 16 KiB/s: some 16 s of work; the invocation has
+	// 10 s, stops 3 s before.
+	env := append(fixtureEnv(t, e), "SSMIRROR_SOURCE="+up.URL+"/", "SSMIRROR_BWLIMIT=16KiB", "SSMIRROR_MIN_RATE=none",
+		"SSMIRROR_SAFETY_MARGIN=3s", "AWS_LAMBDA_FUNCTION_TIMEOUT=10")
+	r := startRIE(t, e.srv, env...)
+	sum, msg := r.invoke(t, scheduledEvent)
+	if sum != nil {
+		t.Fatalf("the invocation finished: the limit did not bite, the test shows nothing: %+v", sum)
+	}
+	for _, want := range []string{"before the invocation's deadline", "to fetch, about", "$SSMIRROR_BWLIMIT=16KiB/s", "more than the", "function's timeout"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the message does not say %q: %s", want, msg)
+		}
+	}
+}

@@ -71,7 +71,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitLocked
 	}
 	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || s3Mistake(err) != "" {
 		return exitUsage
 	}
 	return exitFailure
@@ -187,6 +187,19 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ssmirror: %v: %s\n", sig, withHint(err))
 		return code
 	}
+	if te, ok := err.(*sync.TransferError); ok && ctx.Err() == nil {
+		// Each file's failure was logged as it happened ("transfer failed"): say it once.
+		n := "1 file"
+		if len(te.Errs) != 1 {
+			n = fmt.Sprintf("%d files", len(te.Errs))
+		}
+		msg := n + ` failed, nothing was published: each is logged above ("transfer failed" with its path and error)`
+		if h := flagHint(err); h != "" {
+			msg += " (" + h + ")"
+		}
+		fmt.Fprintf(stderr, "ssmirror: %s\n", msg)
+		return code
+	}
 	fmt.Fprintf(stderr, "ssmirror: %s\n", withHint(err))
 	return code
 }
@@ -263,15 +276,29 @@ func parse(fs *pflag.FlagSet, args []string) error {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
 		}
+		if name, ok := strings.CutPrefix(err.Error(), "unknown flag: --"); ok {
+			var names []string
+			fs.VisitAll(func(f *pflag.Flag) {
+				if !f.Hidden {
+					names = append(names, f.Name)
+				}
+			})
+			if near := cliconfig.NearestName(name, names); near != "" {
+				return usagef("unknown flag: --%s (did you mean --%s?)", name, near)
+			}
+		}
 		return usageError{Err: err}
 	}
 	return nil
 }
 
-// newLogger logs to stderr: warnings by default, info with -v, debug with -vv; text or JSON.
+// newLogger logs to stderr: warnings by default, info with -v, debug with -vv, errors only
+// below 0 (--quiet); text or JSON.
 func newLogger(stderr io.Writer, verbosity int, format string) (*slog.Logger, error) {
 	level := slog.LevelWarn
 	switch {
+	case verbosity < 0:
+		level = slog.LevelError
 	case verbosity == 1:
 		level = slog.LevelInfo
 	case verbosity >= 2:

@@ -229,7 +229,14 @@ func TestSyncArgs(t *testing.T) {
 		{name: "argument filters replace configured groups", pos: []string{"/a/src", "/a/dst", "arch=amd64", "release=noble"}, conf: *conf,
 			src: "/a/src", dst: "/a/dst", groups: []streams.Filters{{{Key: "arch", Op: "=", Value: "amd64"}, {Key: "release", Op: "=", Value: "noble"}}}},
 		{name: "no target anywhere", conf: settings{Source: "/c/src"}, wantUsageText: "sync needs SOURCE and TARGET: as arguments"},
-		{name: "one argument", pos: []string{"/a/src"}, conf: *conf, wantUsageText: "sync needs SOURCE and TARGET"},
+		{name: "one argument, no target configured", pos: []string{"/a/src"}, conf: settings{Source: "/c/src"}, wantUsageText: "sync needs SOURCE and TARGET"},
+		// SOURCE as an argument, the target configured ($SSMIRROR_TARGET, the file): that target.
+		{name: "SOURCE argument, target configured", pos: []string{"/a/src"}, conf: *conf, src: "/a/src", dst: "/c/dst", groups: conf.Groups},
+		{name: "SOURCE and filter arguments, target configured", pos: []string{"/a/src", "arch=amd64"}, conf: *conf,
+			src: "/a/src", dst: "/c/dst", groups: []streams.Filters{{{Key: "arch", Op: "=", Value: "amd64"}}}},
+		// Filters alone as arguments, source and target configured: they replace the groups.
+		{name: "filter arguments replace configured groups", pos: []string{"arch=arm64"}, conf: *conf,
+			src: "/c/src", dst: "/c/dst", groups: []streams.Filters{{{Key: "arch", Op: "=", Value: "arm64"}}}},
 		{name: "bad argument filter", pos: []string{"/a/src", "/a/dst", "arch"}, wantUsageText: "arch"},
 	}
 	for _, tt := range tests {

@@ -2,7 +2,11 @@ package main
 
 import (
 	"errors"
+	"net/http"
 	"strings"
+
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/s3store"
@@ -34,6 +38,26 @@ func flagHint(err error) string {
 		return "the metadata limit is --metadata-max-size"
 	case errors.Is(err, sync.ErrMetadataOnlyCurated):
 		return "--no-item-download cannot be combined with --signing-key"
+	}
+	return s3Mistake(err)
+}
+
+// s3Mistake says how to fix an S3 answer that means the configuration is wrong (exit 2): the
+// bucket does not exist, or the credentials are refused. "" for any other error.
+func s3Mistake(err error) string {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return ""
+	}
+	switch ae.ErrorCode() {
+	case "NoSuchBucket":
+		return "create the bucket first (aws s3 mb s3://BUCKET, mc mb ALIAS/BUCKET), or fix the bucket's name in the location"
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "InvalidClientTokenId", "ExpiredToken":
+		return "the S3 service refused these credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile named by --profile, AWS_PROFILE or ?profile= (its keys in ~/.aws/credentials), and that they may use this bucket"
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden {
+		return "the S3 service refused these credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile named by --profile, AWS_PROFILE or ?profile= (its keys in ~/.aws/credentials), and that they may use this bucket"
 	}
 	return ""
 }

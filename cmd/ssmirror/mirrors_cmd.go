@@ -86,7 +86,7 @@ func worstExit(codes []int) int {
 func runMirrors(ctx context.Context, args []string, names []string, stdout, stderr io.Writer) error {
 	settingKeys() // before any mirror runs: see there
 	var path, logFormat string
-	var jsonOut bool
+	var jsonOut, quiet bool
 	var only []string
 	parallel := 1
 	textfiles := map[string]string{} // --metrics-textfile: the mirror writing it
@@ -114,7 +114,7 @@ func runMirrors(ctx context.Context, args []string, names []string, stdout, stde
 		textfiles[f.metrics.textfile] = name
 		if i == 0 { // settings of the whole file: sections cannot set them
 			path = cliconfig.ConfigPath(fs, os.LookupEnv)
-			jsonOut, logFormat, only, parallel = f.jsonOut, f.logFormat, f.Sections.Only, f.Sections.Parallel
+			jsonOut, logFormat, only, parallel, quiet = f.jsonOut, f.logFormat, f.Sections.Only, f.Sections.Parallel, f.quiet
 		}
 	}
 	run, err := cliconfig.PickMirrors(path, names, only)
@@ -149,7 +149,7 @@ func runMirrors(ctx context.Context, args []string, names []string, stdout, stde
 			report(ctx, err, tagged)
 		}
 		tagged.Flush()
-		if !jsonOut {
+		if !jsonOut && (!quiet || err != nil) {
 			mu.Lock()
 			defer mu.Unlock()
 			if !jsonLog {
@@ -184,7 +184,7 @@ func runMirrors(ctx context.Context, args []string, names []string, stdout, stde
 			enc.SetIndent("", "  ")
 		}
 		enc.Encode(sum)
-	} else if !jsonLog {
+	} else if !jsonLog && (!quiet || len(failed) > 0) {
 		fmt.Fprintf(stdout, "== %d mirrors: %d ok, %d failed ==\n", len(run), len(run)-len(failed), len(failed))
 	}
 	if len(failed) == 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -168,4 +169,21 @@ func redirectStderr(w io.Writer) (restore func(), err error) {
 		<-done
 		r.Close()
 	}, nil
+}
+
+// jsonFailed prints, with --json (jsonOut), the failure of a command whose report could not be
+// made as the JSON object on stdout that scripts parse: {"ok": false, "error": ..., "exit_code":
+// ...}. It returns err, which is reported on stderr as usual.
+func jsonFailed(ctx context.Context, stdout io.Writer, jsonOut bool, err error) error {
+	if !jsonOut || err == nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	enc.Encode(struct {
+		OK       bool   `json:"ok"`
+		Error    string `json:"error"`
+		ExitCode int    `json:"exit_code"`
+	}{false, err.Error(), exitCode(ctx, err)})
+	return err
 }

@@ -177,17 +177,18 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(units.NewDuration(&grace, sync.DefaultGCGrace), "gc-grace", "the grace period sync runs with, to say when waiting objects are due (negative: never)")
 	fs.Var(units.NewDuration(&maxAge, 0), "max-age", "exit 1 when the last successful run is older than this (as 26h), or the target lacks files its metadata promises: for monitors (default: no age check)")
 	s3f.AddFlags(fs)
+	hideUploadFlags(fs)
 	mirror := addOneTargetFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	dst, err := openOneTarget(ctx, fs, &s3f, "status", *mirror, true, nil)
 	if err != nil {
-		return statusFailed(stdout, jsonOut, "", err)
+		return statusFailed(ctx, stdout, jsonOut, "", err)
 	}
 	rep, err := mirrorStatus(ctx, dst.Store, grace)
 	if err != nil {
-		return statusFailed(stdout, jsonOut, dst.Place.Name, err)
+		return statusFailed(ctx, stdout, jsonOut, dst.Place.Name, err)
 	}
 	err = rep.judge(maxAge, time.Now())
 	if jsonOut {
@@ -202,16 +203,18 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return err
 }
 
-// statusFailed prints, with --json, the failure as a status report, and returns err.
-func statusFailed(stdout io.Writer, jsonOut bool, target string, err error) error {
+// statusFailed prints, with --json, the failure as a status report (as jsonFailed does for the
+// other commands, with the target), and returns err.
+func statusFailed(ctx context.Context, stdout io.Writer, jsonOut bool, target string, err error) error {
 	if jsonOut {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(struct {
-			OK     bool   `json:"ok"`
-			Error  string `json:"error"`
-			Target string `json:"target"`
-		}{false, withHint(err), target})
+			OK       bool   `json:"ok"`
+			Error    string `json:"error"`
+			ExitCode int    `json:"exit_code"`
+			Target   string `json:"target"`
+		}{false, withHint(err), exitCode(ctx, err), target})
 	}
 	return err
 }

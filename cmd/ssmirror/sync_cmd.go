@@ -107,6 +107,7 @@ type syncFlags struct {
 	compat        compatFlags
 	progress      bool
 	verbose       int
+	quiet         bool
 	jsonOut       bool
 	logFormat     string
 	progressEvery time.Duration
@@ -121,6 +122,7 @@ func newSyncFlagSet(f *syncFlags, stdout io.Writer) *pflag.FlagSet {
 	fs.BoolVar(&f.progress, "progress", false, "show progress: on a terminal a bar for the run and one per file in flight; otherwise a line every --progress-interval")
 	fs.Var(units.NewDuration(&f.progressEvery, 10*time.Second), "progress-interval", "how often --progress prints when not on a terminal")
 	fs.CountVarP(&f.verbose, "verbose", "v", "say more (-v: each step, -vv: each file)")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "for cron and timers: print nothing when the run succeeds; when it fails, its summary and errors (warnings and retries are not printed: the exit status and --metrics-textfile say how it went)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (json: every line on stdout and stderr is one JSON object, the summary and the final error included)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print a JSON summary of the run on stdout, for every run: dry runs (with the items added and removed) and failed ones (ok false, error) included")
 	f.metrics.addFlags(fs)
@@ -255,7 +257,11 @@ func (r *syncRun) configure(args []string) ([]string, error) {
 		logOut = jl
 		r.flushes = append(r.flushes, jl.Flush)
 	}
-	if r.log, err = newLogger(logOut, r.f.verbose, f.logFormat); err != nil {
+	verbosity := r.f.verbose
+	if r.f.quiet && verbosity == 0 {
+		verbosity = -1 // errors only
+	}
+	if r.log, err = newLogger(logOut, verbosity, f.logFormat); err != nil {
 		return nil, err
 	}
 	r.log.Info("start", "version", version(), "source", r.source, "target", strings.Join(r.targets, ", "),
@@ -446,6 +452,7 @@ func (r *syncRun) print(err error, took time.Duration) {
 		}
 		writeSummary(r.stdout, sum, r.jsonLog)
 	case !r.ran || r.fr == nil:
+	case r.f.quiet && err == nil && !r.f.DryRun: // --quiet: nothing when all went well
 	case fanOut:
 		printTargets(r.stdout, r.stderr, r.f.DryRun, r.source, r.targets, r.fr, r.public)
 	case planned && r.f.DryRun:
@@ -519,6 +526,16 @@ func printTargets(stdout, stderr io.Writer, dryRun bool, source string, targets 
 	}
 }
 
+// allFilters reports whether every argument looks like a filter.
+func allFilters(args []string) bool {
+	for _, a := range args {
+		if !cliconfig.LooksLikeFilter(a) {
+			return false
+		}
+	}
+	return true
+}
+
 // groupStrings are the filter groups as written.
 func groupStrings(groups []streams.Filters) [][]string {
 	out := [][]string{}
@@ -537,6 +554,20 @@ func syncArgs(pos []string, conf *settings, extra []string) (source string, targ
 	configured := conf.Targets
 	if len(configured) == 0 && conf.Target != "" {
 		configured = []string{conf.Target}
+	}
+	// Filters alone as arguments, with SOURCE and TARGET configured: they replace the
+	// configuration's filter groups.
+	if len(pos) > 0 && allFilters(pos) && conf.Source != "" && len(configured)+len(extra) > 0 {
+		filters, err := cliconfig.ParseFilterArgs(pos)
+		if err != nil {
+			return "", nil, nil, usageError{Err: err}
+		}
+		return conf.Source, append(slices.Clone(configured), extra...), []streams.Filters{filters}, nil
+	}
+	// SOURCE (and maybe filters) as arguments, the target configured ($SSMIRROR_TARGET, the
+	// config file): the configured target is TARGET.
+	if len(pos) > 0 && len(extra) == 0 && len(configured) > 0 && !cliconfig.LooksLikeFilter(pos[0]) && allFilters(pos[1:]) {
+		extra = configured
 	}
 	switch {
 	case len(pos) == 0:

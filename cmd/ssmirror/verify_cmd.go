@@ -111,6 +111,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&concurrency, "concurrency", 4, "objects checked at once")
 	fs.CountVarP(&verbose, "verbose", "v", "say more")
 	s3f.AddFlags(fs)
+	hideUploadFlags(fs)
 	mirror := addOneTargetFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -121,7 +122,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	})
 	if err != nil {
-		return err
+		return jsonFailed(ctx, stdout, jsonOut, err)
 	}
 	log, err := newLogger(stderr, verbose, "text")
 	if err != nil {
@@ -139,7 +140,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Log:         log,
 	})
 	if err != nil {
-		return err
+		return jsonFailed(ctx, stdout, jsonOut, err)
 	}
 	if jsonOut {
 		out := struct {
@@ -230,13 +231,14 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.CountVarP(&verbose, "verbose", "v", "say more (-v: each deletion)")
 	fs.Var(units.NewDuration(&lockTTL, sync.DefaultLockTTL), "lock-ttl", "lease of the target's lock, as 10m (see ssmirror help sync)")
 	s3f.AddFlags(fs)
+	hideUploadFlags(fs)
 	mirror := addOneTargetFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	one, err := openOneTarget(ctx, fs, &s3f, "gc", *mirror, true, func() error { return cliconfig.CheckLockTTL(fs, lockTTL) })
 	if err != nil {
-		return err
+		return jsonFailed(ctx, stdout, jsonOut, err)
 	}
 	if !dryRun { // the grace rule of sync: a bucket is served over HTTP, maybe cached
 		warn, err := cache.CheckGrace(fs, grace, one.Place.Loc.Kind == "s3")
@@ -253,7 +255,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rep, gcErr := sync.GC(ctx, one.Store, sync.GCOptions{Grace: grace, DryRun: dryRun, Log: log, Lock: sync.LockOptions{TTL: lockTTL}, PurgeVersions: purge})
 	if rep == nil {
-		return gcErr
+		return jsonFailed(ctx, stdout, jsonOut, gcErr)
 	}
 	if jsonOut {
 		enc := json.NewEncoder(stdout)
@@ -292,4 +294,13 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "deleted %d%s, waiting for the grace period: %d\n", len(rep.Deleted), freedNote(rep.FreedBytes, rep.VersionsKept, rep.Versioning), rep.Pending)
 	}
 	return gcErr
+}
+
+// hideUploadFlags hides, in the help of a command that uploads nothing (verify, status, gc), the
+// S3 flags only uploads use. They are still accepted: the environment and a config file shared
+// with sync may set them.
+func hideUploadFlags(fs *pflag.FlagSet) {
+	for _, name := range []string{"part-size", "part-concurrency", "upload-buffers", "upload-checksum"} {
+		fs.MarkHidden(name)
+	}
 }

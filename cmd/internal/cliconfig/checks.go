@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -122,4 +124,36 @@ func stripUser(u *url.URL) string {
 	c := *u
 	c.User = nil
 	return c.String()
+}
+
+// checkListening fails at once when nothing answers at an S3 endpoint — the connection is
+// refused, or its host name does not resolve — rather than after the SDK's retries (about 30 s)
+// ending in the first operation's error. It sends one HEAD request to the endpoint's root with
+// the client that will do the work; any answer, and any other failure, is left to the run.
+func checkListening(ctx context.Context, what, endpoint string, client httpDoer) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil
+	}
+	root := *u
+	root.User, root.Path, root.RawPath, root.RawQuery = nil, "/", "", ""
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodHead, root.String(), nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := client.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		return nil
+	}
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%s %s: nothing is listening at %s (connection refused): is the server running, and is the endpoint (--s3-endpoint, ?endpoint=, the profile's endpoint_url) right?", what, stripUser(u), u.Host)
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return Usagef("%s %s: no such host %s: fix the endpoint (--s3-endpoint, ?endpoint=, the profile's endpoint_url)", what, stripUser(u), u.Hostname())
+	}
+	return nil
 }

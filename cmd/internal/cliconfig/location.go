@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/pflag"
 	"github.com/ssmirror/ssmirror/internal/units"
 	"github.com/ssmirror/ssmirror/store"
@@ -61,6 +62,13 @@ func (f *S3Flags) sharedBuffers() *s3store.Buffers {
 func (f *S3Flags) Check(fs *pflag.FlagSet) error {
 	if _, err := checkAddressing(f.addressing); err != nil {
 		return Usagef("%s--s3-addressing-style %v", From(fs, "s3-addressing-style"), err)
+	}
+	if f.partSize < s3store.MinPartSize || f.partSize > s3store.MaxPartSize {
+		return Usagef("%s--part-size %s: want at least %s (S3's smallest part) and at most %s", From(fs, "part-size"),
+			units.FormatSize(f.partSize), units.FormatSize(s3store.MinPartSize), units.FormatSize(s3store.MaxPartSize))
+	}
+	if f.partConcurrency < 1 {
+		return Usagef("%s--part-concurrency %d: want at least 1", From(fs, "part-concurrency"), f.partConcurrency)
 	}
 	return nil
 }
@@ -316,6 +324,11 @@ func (f *S3Flags) Storage() (Storage, error) {
 	if err != nil {
 		return Storage{}, Usagef("--s3-addressing-style %v", err)
 	}
+	if f.endpoint != "" {
+		if err := checkEndpoint(f.endpoint); err != nil {
+			return Storage{}, Usagef("--s3-endpoint %s: %v", f.endpoint, err)
+		}
+	}
 	return Storage{Endpoint: f.endpoint, Region: f.region, Profile: f.Profile, CABundle: f.caBundle, Addressing: addr}, nil
 }
 
@@ -338,11 +351,25 @@ func OpenS3(ctx context.Context, loc Location, f *S3Flags) (store.Target, error)
 	opts.BufferBudget = f.uploadBuffers
 	opts.Buffers = f.sharedBuffers()
 	opts.RetryLog = f.RetryLog
+	if opts.CABundle == "" {
+		if env := os.Getenv("AWS_CA_BUNDLE"); env != "" {
+			if _, err := os.Stat(env); err != nil {
+				return nil, Usagef("AWS_CA_BUNDLE=%s: %v: point the variable at a PEM file of CA certificates, or unset it", env, errors.Unwrap(err))
+			}
+		}
+	}
 	client, err := s3store.NewClient(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("S3 configuration%s: %w", st.origin(), err)
+		var np config.SharedConfigProfileNotExistError
+		if errors.As(err, &np) {
+			return nil, Usagef("S3 configuration: no profile %s in ~/.aws/config or ~/.aws/credentials ($AWS_CONFIG_FILE, $AWS_SHARED_CREDENTIALS_FILE): fix --profile, AWS_PROFILE or ?profile= on the location", np.Profile)
+		}
+		return nil, UsageError{fmt.Errorf("S3 configuration%s: %w", st.origin(), err)}
 	}
 	if ep := client.Options().BaseEndpoint; ep != nil {
+		if err := checkListening(ctx, "S3 endpoint", *ep, client.Options().HTTPClient); err != nil {
+			return nil, err
+		}
 		if err := checkTLS(ctx, "S3 endpoint", *ep, client.Options().HTTPClient); err != nil {
 			return nil, err
 		}

@@ -2,6 +2,8 @@ package cliconfig
 
 import (
 	"bytes"
+	"errors"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -138,6 +140,14 @@ func (f *Sync) Check(fs *pflag.FlagSet) error {
 	if err := CheckLockTTL(fs, f.LockTTL); err != nil {
 		return err
 	}
+	for _, m := range f.Mirrors {
+		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return Usagef("%s--mirror %s: want the base URL (http:// or https://) of another copy of SOURCE, tried when SOURCE answers 404; to run one [mirror] section of the config file, did you mean --%s %s?", From(fs, "mirror"), m, OnlyMirrorFlag, m)
+		}
+	}
+	if f.Concurrency < 1 {
+		return Usagef("%s--concurrency %d: want at least 1", From(fs, "concurrency"), f.Concurrency)
+	}
 	if f.Sections.Parallel < 1 {
 		return Usagef("%s--%s %d: want at least 1", From(fs, ParallelMirrorsFlag), ParallelMirrorsFlag, f.Sections.Parallel)
 	}
@@ -194,7 +204,16 @@ func (f *Sync) LoadSigner(lookupEnv func(string) (string, bool)) (*sign.Signer, 
 		return nil, Usagef("signing key: %w", err)
 	}
 	signer, err := sign.LoadSigner(bytes.NewReader(data), pass)
-	if err != nil {
+	switch {
+	case errors.Is(err, sign.ErrPassphraseRequired):
+		return nil, Usagef("signing key %s: %w: give its passphrase in a file with --signing-passphrase-file FILE, or in $SSMIRROR_SIGNING_PASSPHRASE", f.SigningKey, err)
+	case errors.Is(err, sign.ErrWrongPassphrase):
+		from := "$SSMIRROR_SIGNING_PASSPHRASE"
+		if f.PassphraseFile != "" {
+			from = "--signing-passphrase-file " + f.PassphraseFile
+		}
+		return nil, Usagef("signing key %s: %w (the passphrase came from %s)", f.SigningKey, err, from)
+	case err != nil:
 		return nil, Usagef("signing key %s: %w", f.SigningKey, err)
 	}
 	return signer, nil

@@ -61,6 +61,9 @@ func Locate(source string, targets []string, storage map[string]cliconfig.Storag
 		if j.Targets[i], err = place(t, storage); err != nil {
 			return nil, err
 		}
+		if cliconfig.SamePlace(j.Source.Loc, j.Targets[i].Loc) {
+			return nil, cliconfig.Usagef("target %s is the source %s: a mirror cannot be published into the stream it reads; give another TARGET", j.Targets[i].Name, j.Source.Name)
+		}
 		for _, prev := range j.Targets[:i] {
 			if cliconfig.SamePlace(prev.Loc, j.Targets[i].Loc) {
 				return nil, cliconfig.Usagef("target %s is given twice", j.Targets[i].Name)
