@@ -34,17 +34,18 @@ type Summary struct {
 	MetadataWritten []string      `json:"metadata_written"`
 	Deleted         []string      `json:"deleted"`
 	PendingDeletion int           `json:"pending_deletion"`
+	Added           []planItem    `json:"added"`
+	Removed         []planItem    `json:"removed"`
+	Stages          []stageTiming `json:"stages"`
+	// CloudFrontInvalidation is the id of the invalidation created after the publish.
+	CloudFrontInvalidation string `json:"cloudfront_invalidation,omitempty"`
+
 	// FreedBytes is what the deletions freed; on a versioned or object-locked bucket (Versioning)
 	// only the noncurrent versions purged count (--gc-purge-versions), and VersionsKept counts
 	// the deleted objects whose bytes stay.
 	FreedBytes   int64             `json:"freed_bytes"`
 	VersionsKept int               `json:"versions_kept"`
 	Versioning   *store.Versioning `json:"versioning,omitempty"`
-	Added           []planItem    `json:"added"`
-	Removed         []planItem    `json:"removed"`
-	Stages          []stageTiming `json:"stages"`
-	// CloudFrontInvalidation is the id of the invalidation created after the publish.
-	CloudFrontInvalidation string `json:"cloudfront_invalidation,omitempty"`
 
 	// A fan-out run (several targets) only. The fields above keep their meaning for the run as
 	// a whole: ok is true when every target published, error names the targets that failed,
