@@ -282,6 +282,10 @@ func startOnce(kind Kind, bin, dataDir string, ownDir bool) (*Server, error) {
 		if args, err = seaweedArgs(s, dataDir); err != nil {
 			return nil, err
 		}
+		// Every bucket is a collection with volumes of its own, grown 7 at a time by default: a
+		// test package's few hundred buckets would use up the volume server's slots, after
+		// which every write fails with 500 InternalError. One at a time, and slots enough.
+		env = []string{"WEED_MASTER_VOLUME_GROWTH_COPY_1=1"}
 	default:
 		return nil, fmt.Errorf("unknown server kind %q", kind)
 	}
