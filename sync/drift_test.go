@@ -170,14 +170,14 @@ func TestDriftHealedDirectory(t *testing.T) {
 	}
 }
 
-// TestDriftHealedS3: the same on MinIO (and verbatim on versitygw), the drift made with an
+// TestDriftHealedS3: the same on MinIO (and verbatim on versitygw and SeaweedFS), the drift made with an
 // independent client (minio-go): objects removed, and replaced with PutObject by other bytes of
 // the same and of another size.
 func TestDriftHealedS3(t *testing.T) {
 	for _, tc := range []struct {
 		kind    testserver.Kind
 		curated bool
-	}{{testserver.KindMinIO, false}, {testserver.KindMinIO, true}, {testserver.KindVersityGW, false}} {
+	}{{testserver.KindMinIO, false}, {testserver.KindMinIO, true}, {testserver.KindVersityGW, false}, {testserver.KindSeaweedFS, false}} {
 		curated := tc.curated
 		name := string(tc.kind) + "/verbatim"
 		if curated {

@@ -29,7 +29,7 @@ const lostAnswerTrials = 3
 // failed the run with ErrStateChanged.
 func TestLostAnswers(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
-	for _, kind := range []testserver.Kind{testserver.KindMinIO, testserver.KindVersityGW} {
+	for _, kind := range testserver.Kinds {
 		t.Run(string(kind), func(t *testing.T) {
 			for _, tc := range []struct {
 				name string

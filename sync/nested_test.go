@@ -82,7 +82,7 @@ func TestNestedTargetsLeaveEachOtherAlone(t *testing.T) {
 	innerCfg.SquashfsSize = 12<<20 + 7 // multipart with 5 MiB parts
 	innerUp := newUpstream(t, innerCfg, nil)
 	filters := []string{"arch=amd64"}
-	for _, kind := range []targettest.Kind{targettest.Directory, targettest.MinIO, targettest.VersityGW} {
+	for _, kind := range targettest.Durable {
 		t.Run(string(kind), func(t *testing.T) {
 			bad := 0
 			for trial := range nestedTrials {
@@ -206,7 +206,7 @@ func holdsSelection(t *testing.T, dst store.Target, up *upstream, filters []stri
 func TestForeignUploadAtBucketRootSurvives(t *testing.T) {
 	up := newUpstream(t, smallConfig(), nil)
 	filters := []string{"arch=amd64"}
-	for _, kind := range []testserver.Kind{testserver.KindMinIO, testserver.KindVersityGW} {
+	for _, kind := range testserver.Kinds {
 		t.Run(string(kind), func(t *testing.T) {
 			srv := testserver.Shared(t, kind)
 			opts := s3store.Options{PartSize: s3store.MinPartSize}

@@ -23,7 +23,7 @@ func TestGCOnVersionedBuckets(t *testing.T) {
 	filters := []string{"release=jammy", "arch=amd64"}
 	old := newUpstream(t, smallConfig("20250701"), nil)
 	up := newUpstream(t, smallConfig("20250701", "20250718"), nil)
-	for _, kind := range []testserver.Kind{testserver.KindMinIO} {
+	for _, kind := range []testserver.Kind{testserver.KindMinIO, testserver.KindSeaweedFS} {
 		for _, tc := range []struct {
 			name                    string
 			versioning, lock, purge bool

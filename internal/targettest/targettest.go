@@ -1,5 +1,6 @@
 // Package targettest runs a test against every kind of target ssmirror publishes into: memory, a
-// directory, and a bucket on each S3 server internal/testserver starts (MinIO, versitygw).
+// directory, and a bucket on each S3 server internal/testserver starts (MinIO, versitygw,
+// SeaweedFS).
 //
 //	targettest.Run(t, targettest.All, targettest.Options{}, func(t *testing.T, tg *targettest.Target) {
 //		rep, err := sync.Run(ctx, src, tg.Store, opts)
@@ -35,20 +36,21 @@ const (
 	Directory Kind = "directory"
 	MinIO          = Kind(testserver.KindMinIO)
 	VersityGW      = Kind(testserver.KindVersityGW)
+	SeaweedFS      = Kind(testserver.KindSeaweedFS)
 )
 
 // Kind lists.
 var (
 	// All is every kind.
-	All = []Kind{Memory, Directory, MinIO, VersityGW}
+	All = []Kind{Memory, Directory, MinIO, VersityGW, SeaweedFS}
 	// Durable is every kind the binary can name on its command line (all but memory).
-	Durable = []Kind{Directory, MinIO, VersityGW}
+	Durable = []Kind{Directory, MinIO, VersityGW, SeaweedFS}
 	// S3 is the S3 servers.
-	S3 = []Kind{MinIO, VersityGW}
+	S3 = []Kind{MinIO, VersityGW, SeaweedFS}
 )
 
 // IsS3 tells whether the kind is an S3 server.
-func (k Kind) IsS3() bool { return k == MinIO || k == VersityGW }
+func (k Kind) IsS3() bool { return k == MinIO || k == VersityGW || k == SeaweedFS }
 
 // Target is a new, empty target of one kind.
 type Target struct {
@@ -116,15 +118,17 @@ func New(t testing.TB, kind Kind, opts Options) *Target {
 			t.Fatal(err)
 		}
 		tg.Store, tg.Location = dst, tg.Dir
-	case MinIO, VersityGW:
+	case MinIO, VersityGW, SeaweedFS:
 		var srv *testserver.Server
 		switch {
 		case !opts.OwnServer:
 			srv = testserver.Shared(t, testserver.Kind(kind))
 		case kind == MinIO:
 			srv = testserver.MinIO(t)
-		default:
+		case kind == VersityGW:
 			srv = testserver.VersityGW(t)
+		default:
+			srv = testserver.SeaweedFS(t)
 		}
 		tg.Server = srv
 		tg.S3 = opts.S3

@@ -1,4 +1,4 @@
-// Package testserver starts real S3 servers (MinIO, versitygw) on 127.0.0.1 for tests.
+// Package testserver starts real S3 servers (MinIO, versitygw, SeaweedFS) on 127.0.0.1 for tests.
 //
 // Binaries are looked up in $SSMIRROR_TEST_BIN, then in ${XDG_CACHE_HOME:-$HOME/.cache}/ssmirror/bin
 // (where scripts/install-test-servers puts them), then in $PATH. When a binary is missing the
@@ -16,7 +16,7 @@
 //		...
 //	}
 //
-// MinIO and VersityGW start a dedicated server that is stopped when the test ends.
+// MinIO, VersityGW and SeaweedFS start a dedicated server that is stopped when the test ends.
 package testserver
 
 import (
@@ -48,10 +48,13 @@ type Kind string
 const (
 	KindMinIO     Kind = "minio"
 	KindVersityGW Kind = "versitygw"
+	// KindSeaweedFS is SeaweedFS's all-in-one server (master, volume server, filer and S3
+	// gateway in one process: weed server -s3), installed as "seaweedfs".
+	KindSeaweedFS Kind = "seaweedfs"
 )
 
 // Kinds lists every kind, for suites that run against each.
-var Kinds = []Kind{KindMinIO, KindVersityGW}
+var Kinds = []Kind{KindMinIO, KindVersityGW, KindSeaweedFS}
 
 // Server is a running S3 server reachable over plain HTTP on 127.0.0.1.
 type Server struct {
@@ -82,6 +85,13 @@ func MinIO(t testing.TB) *Server {
 func VersityGW(t testing.TB) *Server {
 	t.Helper()
 	return startForTest(t, KindVersityGW)
+}
+
+// SeaweedFS starts a SeaweedFS server (weed server -s3) for this test only; it is killed when the
+// test ends.
+func SeaweedFS(t testing.TB) *Server {
+	t.Helper()
+	return startForTest(t, KindSeaweedFS)
 }
 
 func startForTest(t testing.TB, kind Kind) *Server {
@@ -268,6 +278,14 @@ func startOnce(kind Kind, bin, dataDir string, ownDir bool) (*Server, error) {
 			"ROOT_SECRET_KEY=" + s.SecretKey,
 			"VGW_REGION=" + s.Region,
 		}
+	case KindSeaweedFS:
+		if args, err = seaweedArgs(s, dataDir); err != nil {
+			return nil, err
+		}
+		// Every bucket is a collection with volumes of its own, grown 7 at a time by default: a
+		// test package's few hundred buckets would use up the volume server's slots, after
+		// which every write fails with 500 InternalError. One at a time, and slots enough.
+		env = []string{"WEED_MASTER_VOLUME_GROWTH_COPY_1=1"}
 	default:
 		return nil, fmt.Errorf("unknown server kind %q", kind)
 	}
@@ -299,7 +317,8 @@ func cleanEnv() []string {
 		name, _, _ := strings.Cut(kv, "=")
 		switch {
 		case strings.HasPrefix(name, "MINIO_"), strings.HasPrefix(name, "VGW_"),
-			strings.HasPrefix(name, "ROOT_"), strings.HasPrefix(name, "AWS_"):
+			strings.HasPrefix(name, "ROOT_"), strings.HasPrefix(name, "AWS_"),
+			strings.HasPrefix(name, "WEED_"):
 			continue
 		}
 		out = append(out, kv)

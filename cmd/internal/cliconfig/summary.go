@@ -14,43 +14,44 @@ import (
 // and a run that failed before it began included; the Lambda function returns one. Lists are
 // empty rather than null.
 type Summary struct {
-	OK              bool     `json:"ok"`
-	Error           string   `json:"error"`
-	Source          string   `json:"source"`
-	Target          string   `json:"target"`
-	DryRun          bool     `json:"dry_run"`
-	Seconds         float64  `json:"seconds"`
-	Curated         bool     `json:"curated"`
-	ItemsAdded      int      `json:"items_added"`
-	ItemsRemoved    int      `json:"items_removed"`
-	ItemsKept       int      `json:"items_kept"`
-	FilesToFetch    int      `json:"files_to_fetch"`
-	BytesToFetch    int64    `json:"bytes_to_fetch"`
-	FilesFetched    int      `json:"files_fetched"`
-	BytesFetched    int64    `json:"bytes_fetched"`
-	FilesCopied     int      `json:"files_copied"`
-	BytesCopied     int64    `json:"bytes_copied"`
-	FilesAdopted    int      `json:"files_adopted"`
-	Drifted         []string `json:"drifted"`
-	MetadataWritten []string `json:"metadata_written"`
-	Deleted         []string `json:"deleted"`
-	PendingDeletion int      `json:"pending_deletion"`
+	OK              bool          `json:"ok"`
+	Error           string        `json:"error"`
+	Source          string        `json:"source"`
+	Target          string        `json:"target"`
+	DryRun          bool          `json:"dry_run"`
+	Seconds         float64       `json:"seconds"`
+	Curated         bool          `json:"curated"`
+	ItemsAdded      int           `json:"items_added"`
+	ItemsRemoved    int           `json:"items_removed"`
+	ItemsKept       int           `json:"items_kept"`
+	FilesToFetch    int           `json:"files_to_fetch"`
+	BytesToFetch    int64         `json:"bytes_to_fetch"`
+	FilesFetched    int           `json:"files_fetched"`
+	BytesFetched    int64         `json:"bytes_fetched"`
+	FilesCopied     int           `json:"files_copied"`
+	BytesCopied     int64         `json:"bytes_copied"`
+	FilesAdopted    int           `json:"files_adopted"`
+	Drifted         []string      `json:"drifted"`
+	MetadataWritten []string      `json:"metadata_written"`
+	Deleted         []string      `json:"deleted"`
+	PendingDeletion int           `json:"pending_deletion"`
+	Added           []planItem    `json:"added"`
+	Removed         []planItem    `json:"removed"`
+	Stages          []stageTiming `json:"stages"`
+	// CloudFrontInvalidation is the id of the invalidation created after the publish.
+	CloudFrontInvalidation string `json:"cloudfront_invalidation,omitempty"`
+
 	// FreedBytes is what the deletions freed; on a versioned or object-locked bucket (Versioning)
 	// only the noncurrent versions purged count (--gc-purge-versions), and VersionsKept counts
 	// the deleted objects whose bytes stay.
 	FreedBytes   int64             `json:"freed_bytes"`
 	VersionsKept int               `json:"versions_kept"`
 	Versioning   *store.Versioning `json:"versioning,omitempty"`
-	Added        []planItem        `json:"added"`
-	Removed      []planItem        `json:"removed"`
-	Stages       []stageTiming     `json:"stages"`
 	// NotAtSource lists the selected items (content_id/product/version/item) left out because the
 	// source, another ssmirror mirror (a hub), does not hold them; NotAtSourceHint is a filter
 	// that says so. Empty unless the source is such a mirror holding less than its catalogue lists.
 	NotAtSource     []string `json:"not_at_source"`
 	NotAtSourceHint string   `json:"not_at_source_hint,omitempty"`
-	// CloudFrontInvalidation is the id of the invalidation created after the publish.
-	CloudFrontInvalidation string `json:"cloudfront_invalidation,omitempty"`
 	// PublicURL is what the target's public URL served after the publish (--public-url).
 	PublicURL *publiccheck.ReadBackResult `json:"public_url,omitempty"`
 
