@@ -71,13 +71,25 @@ func (b *Budget) Release(n int64) { b.sem.Release(n) }
 // never waits for it.
 func (b *Budget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
 
+// SlowFactor is how many times slower than the fastest of a file's readers a reader may write
+// while it holds the stream back (the slow-target rule, tee.deliver): one slower still is
+// charged for the time it holds the others back, and given up on after the patience in all.
+const SlowFactor = 32
+
+// minBusy is the least busy time a reader's rate is measured over (a reader that wrote a chunk
+// in no measurable time is very fast, not infinitely so).
+const minBusy = time.Millisecond
+
 // tee hands one stream to several readers (one per target), each with its own queue. The
 // queues share the chunks read: memory is what the readers hold together, not that times the
 // readers, and never more than limit bytes of chunks (the file's reservation) beyond what it
-// borrows. A reader holding the stream back while the pump waits for room (with the most bytes
-// queued, more than half the reservation beyond the reader with the least) is waited for at
-// most patience in all, then given up on (ErrFellBehind); so is one that holds chunks it took
-// and has not moved for patience while another reader waits for data (a stalled upload).
+// borrows. A reader holding the stream back while the pump waits for room is waited for at
+// most patience in all, then given up on (ErrFellBehind): one with the most bytes queued, more
+// than half the reservation beyond the reader with the least (a lagging copy); one that holds
+// chunks while another reader waits for data and writes at less than 1/SlowFactor of the
+// fastest reader's rate (a trickle: it keeps moving, but holds everyone's publish back); and
+// one that holds chunks it took and has not moved for patience while another reader waits for
+// data (a stalled upload).
 type tee struct {
 	mu       gosync.Mutex
 	cond     *gosync.Cond
@@ -86,7 +98,8 @@ type tee struct {
 	borrowed int64   // bytes borrowed from budget now
 	alive    int64   // bytes of chunk buffers alive now
 	patience time.Duration
-	sha256   string // what the pump's Verifier checks ("": nothing said to the readers)
+	start    time.Time // when the tee was made: readers' rates are measured from then
+	sha256   string    // what the pump's Verifier checks ("": nothing said to the readers)
 	outs     []*teeOut
 	ended    bool
 	end      error // io.EOF, or the stream's failure
@@ -131,6 +144,22 @@ type teeOut struct {
 	gotEnd     bool      // it was handed the stream's failure
 	waiting    bool      // it waits for data (next)
 	moved      time.Time // when it last read, took or released a chunk
+	// Its rate (rate): the bytes it wrote (read, or took and released: an S3 part answered)
+	// over the time it was busy, which is the time since the tee began less the time it
+	// waited for data holding nothing (idle, and idleSince while it waits so).
+	done      int64
+	idle      time.Duration
+	idleSince time.Time
+}
+
+// rate is how fast o writes when it has something to write, in bytes per second at now.
+func (o *teeOut) rate(now time.Time) float64 {
+	idle := o.idle
+	if !o.idleSince.IsZero() {
+		idle += now.Sub(o.idleSince)
+	}
+	busy := max(now.Sub(o.t.start)-idle, minBusy)
+	return float64(o.done) / busy.Seconds()
 }
 
 var (
@@ -151,7 +180,7 @@ var errNoReader = errors.New("no target reads the file any more")
 // reservation is full, and gives it back as its chunks are let go of: memory stays within the
 // run's budget, and no file ever waits for what another borrowed.
 func newTee(n int, limit int64, budget *Budget) *tee {
-	t := &tee{limit: max(limit, Chunk), budget: budget}
+	t := &tee{limit: max(limit, Chunk), budget: budget, start: time.Now()}
 	t.cond = gosync.NewCond(&t.mu)
 	for range n {
 		t.outs = append(t.outs, &teeOut{t: t})
@@ -178,11 +207,18 @@ func (o *teeOut) next() (*chunk, error) {
 			// A reader starting to wait for data may make another that holds chunks the one
 			// holding the stream back (deliver's stall rule): the pump must look again.
 			o.waiting = true
+			if len(o.taken) == 0 {
+				o.idleSince = time.Now() // nothing of its own in flight: idle, not busy
+			}
 			t.cond.Broadcast()
 		}
 		t.cond.Wait()
 	}
 	o.waiting = false
+	if !o.idleSince.IsZero() {
+		o.idle += time.Since(o.idleSince)
+		o.idleSince = time.Time{}
+	}
 	if o.fellBehind {
 		return nil, ErrFellBehind
 	}
@@ -213,6 +249,7 @@ func (o *teeOut) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n := copy(p, c.data[o.off:])
+	o.done += int64(n)
 	if o.off += n; o.off == len(c.data) {
 		o.pop()
 		t.release(c)
@@ -240,6 +277,7 @@ func (o *teeOut) ReadChunk() ([]byte, func(), error) {
 			if h == c {
 				o.taken = append(o.taken[:i], o.taken[i+1:]...)
 				o.moved = time.Now()
+				o.done += int64(len(data))
 				t.release(c)
 				t.cond.Broadcast()
 				return
@@ -334,17 +372,33 @@ func (t *tee) deliver(c *chunk) bool {
 				}
 			}
 		} else {
-			// Nobody lags by its queue. A reader that holds chunks it took (an S3 part in
-			// flight) while another waits for data holds the stream back too if it has made
+			// Nobody lags by its queue. A reader that holds chunks (an S3 part in flight)
+			// while another waits for data holds the stream back too: it is charged for the
+			// wait if it writes at less than 1/SlowFactor of the fastest other reader's rate
+			// (a trickle, which keeps moving), and it is given up on at once if it has made
 			// no progress at all for the patience (a stalled upload: it took, read and
 			// released nothing meanwhile).
-			idle := false
+			idle, starved := false, false
 			for _, o := range live {
 				idle = idle || o.waiting
+				starved = starved || o.waiting && len(o.taken) == 0
 			}
+			now := time.Now()
 			for _, o := range live {
-				if idle && !o.waiting && len(o.taken) > 0 {
-					giveUp(o, t.patience-time.Since(o.moved))
+				if !starved || len(o.taken) == 0 && len(o.queue) == 0 {
+					continue
+				}
+				fastest := 0.0
+				for _, other := range live {
+					if other != o {
+						fastest = max(fastest, other.rate(now))
+					}
+				}
+				if o.rate(now)*SlowFactor < fastest {
+					late = append(late, o)
+					giveUp(o, t.patience-o.held)
+				} else if idle && !o.waiting && len(o.taken) > 0 {
+					giveUp(o, t.patience-now.Sub(o.moved))
 				}
 			}
 		}
