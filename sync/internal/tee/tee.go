@@ -71,14 +71,11 @@ func (b *Budget) Release(n int64) { b.sem.Release(n) }
 // never waits for it.
 func (b *Budget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
 
-// SlowFactor is how many times slower than the fastest of a file's readers a reader may write
-// while it holds the stream back (the slow-target rule, tee.deliver): one slower still is
-// charged for the time it holds the others back, and given up on after the patience in all.
-const SlowFactor = 32
-
-// minBusy is the least busy time a reader's rate is measured over (a reader that wrote a chunk
-// in no measurable time is very fast, not infinitely so).
-const minBusy = time.Millisecond
+// SlowFactor is the slow-target rule's ratio (tee.deliver, tee.linger): a reader holding the
+// others back that has written less than 1/SlowFactor of what the reader furthest ahead has
+// written of the same file is charged for the time it holds them back, and given up on after
+// the patience in all.
+const SlowFactor = 8
 
 // tee hands one stream to several readers (one per target), each with its own queue. The
 // queues share the chunks read: memory is what the readers hold together, not that times the
@@ -86,8 +83,9 @@ const minBusy = time.Millisecond
 // borrows. A reader holding the stream back while the pump waits for room is waited for at
 // most patience in all, then given up on (ErrFellBehind): one with the most bytes queued, more
 // than half the reservation beyond the reader with the least (a lagging copy); one that holds
-// chunks while another reader waits for data and writes at less than 1/SlowFactor of the
-// fastest reader's rate (a trickle: it keeps moving, but holds everyone's publish back); and
+// chunks while another reader waits for data and has written less than 1/SlowFactor of what
+// the reader furthest ahead has (a trickle: it keeps moving, but holds everyone's publish
+// back; also once the stream ended, tee.linger); and
 // one that holds chunks it took and has not moved for patience while another reader waits for
 // data (a stalled upload).
 type tee struct {
@@ -98,8 +96,7 @@ type tee struct {
 	borrowed int64   // bytes borrowed from budget now
 	alive    int64   // bytes of chunk buffers alive now
 	patience time.Duration
-	start    time.Time // when the tee was made: readers' rates are measured from then
-	sha256   string    // what the pump's Verifier checks ("": nothing said to the readers)
+	sha256   string // what the pump's Verifier checks ("": nothing said to the readers)
 	outs     []*teeOut
 	ended    bool
 	end      error // io.EOF, or the stream's failure
@@ -144,22 +141,40 @@ type teeOut struct {
 	gotEnd     bool      // it was handed the stream's failure
 	waiting    bool      // it waits for data (next)
 	moved      time.Time // when it last read, took or released a chunk
-	// Its rate (rate): the bytes it wrote (read, or took and released: an S3 part answered)
-	// over the time it was busy, which is the time since the tee began less the time it
-	// waited for data holding nothing (idle, and idleSince while it waits so).
-	done      int64
-	idle      time.Duration
-	idleSince time.Time
+	// done is how many bytes it wrote: read, or took and released (an S3 part answered).
+	done int64
+	// cancel ends the context its Put was given (ErrFellBehind), once it is given up on: a
+	// Put still sending what it took stops there, and nobody waits for it.
+	cancel context.CancelCauseFunc
+	// returned: its Put returned; abandoned: Stream returned without waiting for it (it was
+	// given up on), so what it returns is nobody's.
+	returned, abandoned bool
 }
 
-// rate is how fast o writes when it has something to write, in bytes per second at now.
-func (o *teeOut) rate(now time.Time) float64 {
-	idle := o.idle
-	if !o.idleSince.IsZero() {
-		idle += now.Sub(o.idleSince)
+// giveUp gives up on o for the run (under the tee's lock): what is queued for it is let go of,
+// it reads ErrFellBehind from now on, and its Put's context ends.
+func (o *teeOut) giveUp() {
+	o.drop()
+	o.fellBehind = true
+	if o.cancel != nil {
+		o.cancel(ErrFellBehind)
 	}
-	busy := max(now.Sub(o.t.start)-idle, minBusy)
-	return float64(o.done) / busy.Seconds()
+	o.t.cond.Broadcast()
+}
+
+// trickles reports whether o, holding chunks, has written less than 1/SlowFactor of what
+// the reader furthest ahead has (the slow-target rule; under the tee's lock).
+func (o *teeOut) trickles() bool {
+	if len(o.taken) == 0 && len(o.queue) == 0 {
+		return false
+	}
+	var ahead int64
+	for _, other := range o.t.outs {
+		if other != o && !other.fellBehind {
+			ahead = max(ahead, other.done)
+		}
+	}
+	return o.done*SlowFactor < ahead
 }
 
 var (
@@ -180,7 +195,7 @@ var errNoReader = errors.New("no target reads the file any more")
 // reservation is full, and gives it back as its chunks are let go of: memory stays within the
 // run's budget, and no file ever waits for what another borrowed.
 func newTee(n int, limit int64, budget *Budget) *tee {
-	t := &tee{limit: max(limit, Chunk), budget: budget, start: time.Now()}
+	t := &tee{limit: max(limit, Chunk), budget: budget}
 	t.cond = gosync.NewCond(&t.mu)
 	for range n {
 		t.outs = append(t.outs, &teeOut{t: t})
@@ -207,18 +222,11 @@ func (o *teeOut) next() (*chunk, error) {
 			// A reader starting to wait for data may make another that holds chunks the one
 			// holding the stream back (deliver's stall rule): the pump must look again.
 			o.waiting = true
-			if len(o.taken) == 0 {
-				o.idleSince = time.Now() // nothing of its own in flight: idle, not busy
-			}
 			t.cond.Broadcast()
 		}
 		t.cond.Wait()
 	}
 	o.waiting = false
-	if !o.idleSince.IsZero() {
-		o.idle += time.Since(o.idleSince)
-		o.idleSince = time.Time{}
-	}
 	if o.fellBehind {
 		return nil, ErrFellBehind
 	}
@@ -360,8 +368,7 @@ func (t *tee) deliver(c *chunk) bool {
 				}
 				return
 			}
-			o.drop()
-			o.fellBehind = true
+			o.giveUp()
 			gaveUp = true
 		}
 		if most-least > t.limit/2 {
@@ -374,27 +381,21 @@ func (t *tee) deliver(c *chunk) bool {
 		} else {
 			// Nobody lags by its queue. A reader that holds chunks (an S3 part in flight)
 			// while another waits for data holds the stream back too: it is charged for the
-			// wait if it writes at less than 1/SlowFactor of the fastest other reader's rate
+			// wait if it has written less than 1/SlowFactor of what the reader furthest ahead has
 			// (a trickle, which keeps moving), and it is given up on at once if it has made
 			// no progress at all for the patience (a stalled upload: it took, read and
 			// released nothing meanwhile).
-			idle, starved := false, false
+			waiting := 0
 			for _, o := range live {
-				idle = idle || o.waiting
-				starved = starved || o.waiting && len(o.taken) == 0
+				if o.waiting {
+					waiting++
+				}
 			}
+			idle := waiting > 0
 			now := time.Now()
 			for _, o := range live {
-				if !starved || len(o.taken) == 0 && len(o.queue) == 0 {
-					continue
-				}
-				fastest := 0.0
-				for _, other := range live {
-					if other != o {
-						fastest = max(fastest, other.rate(now))
-					}
-				}
-				if o.rate(now)*SlowFactor < fastest {
+				othersWait := waiting > 1 || waiting == 1 && !o.waiting
+				if othersWait && o.trickles() {
 					late = append(late, o)
 					giveUp(o, t.patience-o.held)
 				} else if idle && !o.waiting && len(o.taken) > 0 {
@@ -454,6 +455,79 @@ func (t *tee) heldByLive() int64 {
 	return n
 }
 
+// linger waits, once the stream ended, for the readers still writing it, and applies the
+// slow-target rule to them: a reader still holding chunks while another is done (and waits for
+// the file's outcome) is charged for the wait if it has written less than 1/SlowFactor of what
+// the reader furthest ahead has, and given up on after the patience in all (its Put's context ends). A
+// whole file fits in the run's budget often enough that a trickling target never holds the
+// stream back, only the file's end.
+func (t *tee) linger() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		var live []*teeOut
+		done := false
+		for _, o := range t.outs {
+			switch {
+			case o.live():
+				live = append(live, o)
+			case o.closed && !o.fellBehind:
+				done = true
+			}
+		}
+		if len(live) == 0 {
+			return
+		}
+		var late []*teeOut
+		wait := time.Duration(-1)
+		gaveUp := false
+		if done {
+			for _, o := range live {
+				if !o.trickles() {
+					continue
+				}
+				if left := t.patience - o.held; left > 0 {
+					late = append(late, o)
+					if wait < 0 || left < wait {
+						wait = left
+					}
+				} else {
+					o.giveUp()
+					gaveUp = true
+				}
+			}
+		}
+		if gaveUp {
+			continue
+		}
+		if wait < 0 {
+			t.cond.Wait()
+			continue
+		}
+		start := time.Now()
+		timer := time.AfterFunc(wait, func() {
+			t.mu.Lock()
+			t.cond.Broadcast()
+			t.mu.Unlock()
+		})
+		t.cond.Wait()
+		timer.Stop()
+		for _, o := range late {
+			o.held += time.Since(start)
+		}
+	}
+}
+
+// settled reports whether every Put returned or was given up on (under the tee's lock).
+func (t *tee) settled() bool {
+	for _, o := range t.outs {
+		if !o.returned && !o.fellBehind {
+			return false
+		}
+	}
+	return true
+}
+
 // giveBack returns what the tee still borrows from the run's budget (once its readers closed,
 // nothing is alive and release gave it all back already; this is for certainty).
 func (t *tee) giveBack() {
@@ -511,8 +585,9 @@ func Reservation(size, share, hold int64) int64 {
 	return min(r, chunks)
 }
 
-// Put is one target's Put of the file, given the reader it is to read.
-type Put func(r io.Reader) (store.Info, error)
+// Put is one target's Put of the file, given the reader it is to read and a context that ends
+// (with ErrFellBehind as its cause) if it is given up on: the Put stops there.
+type Put func(ctx context.Context, r io.Reader) (store.Info, error)
 
 // Result is one Put's outcome: what it returned, with ErrFellBehind when it was given up on, or
 // the stream's failure (FromSource) when that is what ended it.
@@ -542,22 +617,44 @@ type Config struct {
 // each reading a reader of its own, and returns each Put's outcome and the stream's failure
 // (nil when it was read whole and verified, or when no Put read it any more: each has its own
 // error then). src, what v reads, is closed as soon as the stream ended, before Stream waits
-// for the Puts still sending what they were handed.
+// for the Puts still sending what they were handed. It does not wait for a Put given up on
+// (ErrFellBehind): its context ended, and it stops on its own (an S3 Put lets the parts it sent
+// finish before it aborts its upload, up to half a minute), holding nobody's outcome back.
 func Stream(v *store.Verifier, src io.Closer, cfg Config, puts []Put) (results []Result, srcErr error) {
 	t := newTee(len(puts), cfg.Limit, cfg.Budget)
 	t.patience, t.sha256 = cfg.Patience, cfg.SHA256
 	results = make([]Result, len(puts))
-	var wg gosync.WaitGroup
 	for i, put := range puts {
-		wg.Go(func() {
-			info, err := put(t.outs[i])
-			t.outs[i].close()
-			results[i] = Result{Info: info, Err: err}
-		})
+		ctx, cancel := context.WithCancelCause(context.Background())
+		t.outs[i].cancel = cancel
+		go func() { // waited for until it returns or is given up on (settled)
+			defer cancel(nil)
+			info, err := put(ctx, t.outs[i])
+			o := t.outs[i]
+			o.close()
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			o.returned = true
+			if !o.abandoned {
+				results[i] = Result{Info: info, Err: err}
+			}
+			t.cond.Broadcast()
+		}()
 	}
 	srcErr = t.pump(v)
 	src.Close()
-	wg.Wait()
+	t.linger()
+	t.mu.Lock()
+	for !t.settled() {
+		t.cond.Wait()
+	}
+	for i, o := range t.outs {
+		if !o.returned {
+			o.abandoned = true
+			results[i] = Result{Err: ErrFellBehind}
+		}
+	}
+	t.mu.Unlock()
 	t.giveBack()
 	for i, o := range t.outs {
 		switch {

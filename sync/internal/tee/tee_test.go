@@ -232,28 +232,33 @@ func writer(o *teeOut, perChunk time.Duration) ([]byte, error) {
 // TestTeeStalledPartGivenUp: a reader that took a part's worth of chunks and then stalls (an
 // upload that never answers) while the other reader waits for data is given up on after the
 // patience, its chunks no longer count against the file, and the other gets every byte. So is
-// one that trickles (it releases a part now and then, but writes at less than 1/SlowFactor of
-// the other's rate), within the patience of holding the other back: it keeps moving, which the
-// stall rule alone never gave up on (issue 24, fault 3). A reader that is merely slower (within
-// the factor) is waited for, however long the file takes.
+// one that trickles (it answers a part now and then, so it keeps moving, which the stall rule
+// alone never gave up on: issue 24, fault 3) and has written less than 1/SlowFactor of what the
+// other has, within the patience of holding the other back. A reader that is merely slower
+// is waited for, however long the file takes.
 func TestTeeStalledPartGivenUp(t *testing.T) {
-	const partSize = 4 * Chunk
 	for _, c := range []struct {
 		name     string
+		partSize int
+		limit    int64 // the file's reservation
 		parts    int
 		perChunk time.Duration // the other reader's time to write a chunk
 		partTime time.Duration // the slow reader's time to send a part (0: it stalls)
 		givenUp  bool
 	}{
-		{"stalled", 3, time.Millisecond, 0, true},
-		// 256 KiB/s against 256 MiB/s: given up within the patience.
-		{"trickle", 8, time.Millisecond, 4 * time.Second, true},
+		{"stalled", 4 * Chunk, 6 * Chunk, 3, time.Millisecond, 0, true},
+		// 256 KiB/s (a 4 MiB part every 16 s) against 256 MiB/s: given up within the patience.
+		{"trickle", 16 * Chunk, 32 * Chunk, 3, time.Millisecond, 16 * time.Second, true},
+		// The same with the whole file in the reservation: the stream never waits for room,
+		// but the other's outcome (its publish) waits for the file's end (tee.linger).
+		{"trickle, whole file held", 16 * Chunk, 64 * Chunk, 3, time.Millisecond, 16 * time.Second, true},
 		// 1 MiB/s against 10 MiB/s, 8 s of holding the other back in all: waited for.
-		{"slower", 8, 25 * time.Millisecond, time.Second, false},
+		{"slower", 4 * Chunk, 6 * Chunk, 8, 25 * time.Millisecond, time.Second, false},
 	} {
 		synctest.Test(t, func(t *testing.T) {
+			partSize := c.partSize
 			data := bytes.Repeat([]byte("x"), c.parts*partSize)
-			tee := newTee(2, partSize+2*Chunk, nil)
+			tee := newTee(2, c.limit, nil)
 			tee.patience = 5 * time.Second
 			begin := time.Now()
 			stop := make(chan struct{})
@@ -291,6 +296,7 @@ func TestTeeStalledPartGivenUp(t *testing.T) {
 			if err := tee.pump(v); err != nil {
 				t.Fatal(err)
 			}
+			tee.linger() // as Stream does
 			reader.Wait()
 			close(stop) // the stalled upload ends with the test
 			slow.Wait()
@@ -302,7 +308,7 @@ func TestTeeStalledPartGivenUp(t *testing.T) {
 			}
 			// Given up on, it held the other back for the patience at most, plus the other's
 			// own writing (and, stalled, the patience is counted from its last move).
-			if bound := tee.patience + time.Duration(c.parts*4)*c.perChunk + time.Second; c.givenUp && took > bound {
+			if bound := tee.patience + time.Duration(len(data)/Chunk)*c.perChunk + time.Second; c.givenUp && took > bound {
 				t.Errorf("%s: the other reader was done after %v, more than %v", c.name, took, bound)
 			}
 		})
