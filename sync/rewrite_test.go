@@ -110,7 +110,9 @@ func wrongReads(ctx context.Context, dst store.Source) ([]string, error) {
 }
 
 // swappable serves whichever stream it holds now.
-type swappable struct{ cur atomic.Pointer[streamtest.Stream] }
+type swappable struct {
+	cur atomic.Pointer[streamtest.Stream]
+}
 
 func (s *swappable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.cur.Load().Handler().ServeHTTP(w, r)
