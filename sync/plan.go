@@ -183,6 +183,20 @@ type Plan struct {
 	// Widened lists the items held only because WholeVersions keeps their version whole: the
 	// filters did not match them (sorted by version and item).
 	Widened []ItemChange
+	// Rewrites lists, sorted by path, the paths upstream rewrote in place: the metadata the
+	// mirror published (PlanInput.Held) names the path with the content the target holds as
+	// the mirror's own, and upstream now lists other content (size or sha256) there. A run
+	// refuses such a plan (RewriteError): fetching it would overwrite bytes published
+	// metadata names before the new metadata is published.
+	Rewrites []Rewrite
+}
+
+// Rewrite is one path upstream rewrote in place: what the mirror published there and holds, and
+// what upstream now lists.
+type Rewrite struct {
+	Path              string
+	Size, NewSize     int64
+	SHA256, NewSHA256 string
 }
 
 // Release says which owned objects nothing held references, and which of them go now.
@@ -415,6 +429,9 @@ func MakePlan(in PlanInput) *Plan {
 		p.Fetch = nil
 	}
 	sort.Slice(p.Fetch, func(i, j int) bool { return p.Fetch[i].Path < p.Fetch[j].Path })
+	if !in.MetadataOnly {
+		p.Rewrites = rewrites(p.Fetch, in.Held, present)
+	}
 
 	if !in.VerifyExisting {
 		p.Adopt = adoptable(next, present, in.Listed)
@@ -435,6 +452,39 @@ func MakePlan(in PlanInput) *Plan {
 	}
 	p.Release = planRelease(recorded, owned, in.Unreferenced, in.Now, in.Grace)
 	return p
+}
+
+// rewrites lists the fetches (sorted by path) that would overwrite what published metadata
+// names: the path is held (published) with the content the target holds as the mirror's own,
+// verified (Presence.Owned, with its sha256), and the fetch brings other content.
+func rewrites(fetch []Fetch, held Held, present map[string]Presence) []Rewrite {
+	var out []Rewrite
+	var published map[string]HeldItem
+	for _, f := range fetch {
+		have, ok := present[f.Path]
+		if !ok || !have.Owned || have.SHA256 == "" {
+			continue
+		}
+		if have.Size == f.Size && (f.SHA256 == "" || strings.EqualFold(have.SHA256, f.SHA256)) {
+			continue // a re-check of the same content
+		}
+		if published == nil {
+			published = map[string]HeldItem{}
+			for _, hv := range held {
+				for _, hi := range hv {
+					if hi.Path != "" {
+						published[hi.Path] = hi
+					}
+				}
+			}
+		}
+		old, ok := published[f.Path]
+		if !ok || old.Size != have.Size || old.SHA256 != "" && !strings.EqualFold(old.SHA256, have.SHA256) {
+			continue // published metadata does not name these bytes
+		}
+		out = append(out, Rewrite{Path: f.Path, Size: have.Size, SHA256: have.SHA256, NewSize: f.Size, NewSHA256: f.SHA256})
+	}
+	return out
 }
 
 // adoptable lists the held content objects present with the catalogue's size and the sha256

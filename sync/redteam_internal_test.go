@@ -58,3 +58,38 @@ func TestPlanFetchCarriesEveryHashOfAPath(t *testing.T) {
 		}
 	}
 }
+
+// A path the mirror published and holds, which upstream now lists with other content, is a
+// rewrite (Plan.Rewrites, refused by the run); one the target does not hold as published
+// (missing, or replaced behind the mirror's back) is fetched as any other.
+func TestPlanRewrites(t *testing.T) {
+	const p = "jammy/squashfs"
+	oldSum, newSum := fmt.Sprintf("%064x", 1), fmt.Sprintf("%064x", 2)
+	held := Held{{cid, "jammy:amd64:ga", "20250701"}: {"squashfs": {Path: p, Size: 10, SHA256: oldSum}}}
+	up := []streams.Item{{
+		ContentID: cid, Product: "jammy:amd64:ga", Version: "20250701", Name: "squashfs",
+		Path: p, Size: 12, SHA256: newSum,
+		Attrs: streams.NewAttrs(map[string]string{"arch": "amd64", "release": "jammy", "ftype": "squashfs"}),
+	}}
+	for _, c := range []struct {
+		name    string
+		present map[string]Presence
+		rewrite bool
+	}{
+		{"held as published", map[string]Presence{p: {Size: 10, SHA256: oldSum, Owned: true}}, true},
+		{"missing", map[string]Presence{}, false},
+		{"replaced behind the mirror's back", map[string]Presence{p: {Size: 11}}, false},
+	} {
+		plan := MakePlan(PlanInput{Upstream: up, Held: held, Present: c.present})
+		if len(plan.Fetch) != 1 {
+			t.Errorf("%s: fetch %+v", c.name, plan.Fetch)
+		}
+		want := []Rewrite(nil)
+		if c.rewrite {
+			want = []Rewrite{{Path: p, Size: 10, SHA256: oldSum, NewSize: 12, NewSHA256: newSum}}
+		}
+		if fmt.Sprint(plan.Rewrites) != fmt.Sprint(want) {
+			t.Errorf("%s: rewrites %+v, want %+v", c.name, plan.Rewrites, want)
+		}
+	}
+}

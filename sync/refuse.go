@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -246,4 +247,42 @@ func nextSlash(k string, i int) int {
 		return -1
 	}
 	return i + 1 + j
+}
+
+// ErrRewritten is wrapped by the error of a run refused because upstream rewrote in place a path
+// the mirror published (RewriteError).
+var ErrRewritten = errors.New("upstream rewrote content the mirror published, at the same path")
+
+// RewriteError refuses a plan with Rewrites: upstream lists other content (size, sha256) at a
+// path whose published content the target holds. Writing it would put, for as long as the run
+// takes and for ever if it fails or is killed before it publishes, bytes under the published
+// metadata that are not the ones it names (a reader checking them fails, a reader trusting
+// them is served wrong bytes). Nothing is written: the mirror keeps serving its published,
+// consistent catalogue.
+type RewriteError struct {
+	Rewrites []Rewrite
+	Target   string // where, for the message
+}
+
+func (e *RewriteError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v: %d path(s) in %s", ErrRewritten, len(e.Rewrites), e.Target)
+	for i, rw := range e.Rewrites {
+		if i == 3 {
+			fmt.Fprintf(&b, ", and %d more", len(e.Rewrites)-3)
+			break
+		}
+		fmt.Fprintf(&b, "; %s: published %d bytes sha256 %s, upstream now %d bytes sha256 %s", rw.Path, rw.Size, short(rw.SHA256), rw.NewSize, short(rw.NewSHA256))
+	}
+	b.WriteString(" (nothing was written; overwriting them would put bytes under the published metadata that it does not name; to take upstream's new content, delete these objects from the target, which readers then find missing, never wrong, until the next run fetches and publishes them)")
+	return b.String()
+}
+
+func (e *RewriteError) Unwrap() error { return ErrRewritten }
+
+func short(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12] + "…"
+	}
+	return sum
 }

@@ -261,6 +261,13 @@ func (r *run) makePlan(ctx context.Context) error {
 		r.rep.Plan = plan
 		return err
 	}
+	// Published content is never overwritten in place (RewriteError): refused before anything
+	// in the target is written, so no reader ever gets bytes the published metadata does not
+	// name, whenever the run fails or is killed.
+	if len(plan.Rewrites) > 0 {
+		r.rep.Plan = plan
+		return &RewriteError{Rewrites: plan.Rewrites, Target: store.Describe(r.dst)}
+	}
 	if n := len(plan.Widened); n > 0 {
 		w := plan.Widened[0]
 		r.opts.Log.Warn("curated mode keeps versions whole: items the filters leave out are mirrored too, because a client such as MAAS rejects a products file in which a version lacks some of its items",

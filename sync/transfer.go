@@ -340,8 +340,12 @@ func (dl *delivery) fetchOnce(ctx context.Context, f Fetch, to []leg, rsrc store
 	} else {
 		puts := make([]tee.Put, len(to))
 		for i, l := range to {
-			puts[i] = func(r io.Reader) (store.Info, error) {
-				ctx, end := h.opts.withFileDeadline(l.d.ctx, f.Size)
+			puts[i] = func(gone context.Context, r io.Reader) (store.Info, error) {
+				// Given up on (gone ends), the Put stops at once: nobody waits for it.
+				ctx, cancel := context.WithCancelCause(l.d.ctx)
+				defer cancel(nil)
+				defer context.AfterFunc(gone, func() { cancel(context.Cause(gone)) })()
+				ctx, end := h.opts.withFileDeadline(ctx, f.Size)
 				info, err := l.d.content.Put(ctx, f.Path, r, l.d.contentPut(l.f))
 				end(&err)
 				return info, err

@@ -71,13 +71,23 @@ func (b *Budget) Release(n int64) { b.sem.Release(n) }
 // never waits for it.
 func (b *Budget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
 
+// SlowFactor is the slow-target rule's ratio (tee.deliver, tee.linger): a reader holding the
+// others back that has written less than 1/SlowFactor of what the reader furthest ahead has
+// written of the same file is charged for the time it holds them back, and given up on after
+// the patience in all.
+const SlowFactor = 8
+
 // tee hands one stream to several readers (one per target), each with its own queue. The
 // queues share the chunks read: memory is what the readers hold together, not that times the
 // readers, and never more than limit bytes of chunks (the file's reservation) beyond what it
-// borrows. A reader holding the stream back while the pump waits for room (with the most bytes
-// queued, more than half the reservation beyond the reader with the least) is waited for at
-// most patience in all, then given up on (ErrFellBehind); so is one that holds chunks it took
-// and has not moved for patience while another reader waits for data (a stalled upload).
+// borrows. A reader holding the stream back while the pump waits for room is waited for at
+// most patience in all, then given up on (ErrFellBehind): one with the most bytes queued, more
+// than half the reservation beyond the reader with the least (a lagging copy); one that holds
+// chunks while another reader waits for data and has written less than 1/SlowFactor of what
+// the reader furthest ahead has (a trickle: it keeps moving, but holds everyone's publish
+// back; also once the stream ended, tee.linger); and
+// one that holds chunks it took and has not moved for patience while another reader waits for
+// data (a stalled upload).
 type tee struct {
 	mu       gosync.Mutex
 	cond     *gosync.Cond
@@ -131,6 +141,40 @@ type teeOut struct {
 	gotEnd     bool      // it was handed the stream's failure
 	waiting    bool      // it waits for data (next)
 	moved      time.Time // when it last read, took or released a chunk
+	// done is how many bytes it wrote: read, or took and released (an S3 part answered).
+	done int64
+	// cancel ends the context its Put was given (ErrFellBehind), once it is given up on: a
+	// Put still sending what it took stops there, and nobody waits for it.
+	cancel context.CancelCauseFunc
+	// returned: its Put returned; abandoned: Stream returned without waiting for it (it was
+	// given up on), so what it returns is nobody's.
+	returned, abandoned bool
+}
+
+// giveUp gives up on o for the run (under the tee's lock): what is queued for it is let go of,
+// it reads ErrFellBehind from now on, and its Put's context ends.
+func (o *teeOut) giveUp() {
+	o.drop()
+	o.fellBehind = true
+	if o.cancel != nil {
+		o.cancel(ErrFellBehind)
+	}
+	o.t.cond.Broadcast()
+}
+
+// trickles reports whether o, holding chunks, has written less than 1/SlowFactor of what
+// the reader furthest ahead has (the slow-target rule; under the tee's lock).
+func (o *teeOut) trickles() bool {
+	if len(o.taken) == 0 && len(o.queue) == 0 {
+		return false
+	}
+	var ahead int64
+	for _, other := range o.t.outs {
+		if other != o && !other.fellBehind {
+			ahead = max(ahead, other.done)
+		}
+	}
+	return o.done*SlowFactor < ahead
 }
 
 var (
@@ -213,6 +257,7 @@ func (o *teeOut) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n := copy(p, c.data[o.off:])
+	o.done += int64(n)
 	if o.off += n; o.off == len(c.data) {
 		o.pop()
 		t.release(c)
@@ -240,6 +285,7 @@ func (o *teeOut) ReadChunk() ([]byte, func(), error) {
 			if h == c {
 				o.taken = append(o.taken[:i], o.taken[i+1:]...)
 				o.moved = time.Now()
+				o.done += int64(len(data))
 				t.release(c)
 				t.cond.Broadcast()
 				return
@@ -322,8 +368,7 @@ func (t *tee) deliver(c *chunk) bool {
 				}
 				return
 			}
-			o.drop()
-			o.fellBehind = true
+			o.giveUp()
 			gaveUp = true
 		}
 		if most-least > t.limit/2 {
@@ -334,17 +379,27 @@ func (t *tee) deliver(c *chunk) bool {
 				}
 			}
 		} else {
-			// Nobody lags by its queue. A reader that holds chunks it took (an S3 part in
-			// flight) while another waits for data holds the stream back too if it has made
+			// Nobody lags by its queue. A reader that holds chunks (an S3 part in flight)
+			// while another waits for data holds the stream back too: it is charged for the
+			// wait if it has written less than 1/SlowFactor of what the reader furthest ahead has
+			// (a trickle, which keeps moving), and it is given up on at once if it has made
 			// no progress at all for the patience (a stalled upload: it took, read and
 			// released nothing meanwhile).
-			idle := false
+			waiting := 0
 			for _, o := range live {
-				idle = idle || o.waiting
+				if o.waiting {
+					waiting++
+				}
 			}
+			idle := waiting > 0
+			now := time.Now()
 			for _, o := range live {
-				if idle && !o.waiting && len(o.taken) > 0 {
-					giveUp(o, t.patience-time.Since(o.moved))
+				othersWait := waiting > 1 || waiting == 1 && !o.waiting
+				if othersWait && o.trickles() {
+					late = append(late, o)
+					giveUp(o, t.patience-o.held)
+				} else if idle && !o.waiting && len(o.taken) > 0 {
+					giveUp(o, t.patience-now.Sub(o.moved))
 				}
 			}
 		}
@@ -398,6 +453,79 @@ func (t *tee) heldByLive() int64 {
 		}
 	}
 	return n
+}
+
+// linger waits, once the stream ended, for the readers still writing it, and applies the
+// slow-target rule to them: a reader still holding chunks while another is done (and waits for
+// the file's outcome) is charged for the wait if it has written less than 1/SlowFactor of what
+// the reader furthest ahead has, and given up on after the patience in all (its Put's context ends). A
+// whole file fits in the run's budget often enough that a trickling target never holds the
+// stream back, only the file's end.
+func (t *tee) linger() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		var live []*teeOut
+		done := false
+		for _, o := range t.outs {
+			switch {
+			case o.live():
+				live = append(live, o)
+			case o.closed && !o.fellBehind:
+				done = true
+			}
+		}
+		if len(live) == 0 {
+			return
+		}
+		var late []*teeOut
+		wait := time.Duration(-1)
+		gaveUp := false
+		if done {
+			for _, o := range live {
+				if !o.trickles() {
+					continue
+				}
+				if left := t.patience - o.held; left > 0 {
+					late = append(late, o)
+					if wait < 0 || left < wait {
+						wait = left
+					}
+				} else {
+					o.giveUp()
+					gaveUp = true
+				}
+			}
+		}
+		if gaveUp {
+			continue
+		}
+		if wait < 0 {
+			t.cond.Wait()
+			continue
+		}
+		start := time.Now()
+		timer := time.AfterFunc(wait, func() {
+			t.mu.Lock()
+			t.cond.Broadcast()
+			t.mu.Unlock()
+		})
+		t.cond.Wait()
+		timer.Stop()
+		for _, o := range late {
+			o.held += time.Since(start)
+		}
+	}
+}
+
+// settled reports whether every Put returned or was given up on (under the tee's lock).
+func (t *tee) settled() bool {
+	for _, o := range t.outs {
+		if !o.returned && !o.fellBehind {
+			return false
+		}
+	}
+	return true
 }
 
 // giveBack returns what the tee still borrows from the run's budget (once its readers closed,
@@ -457,8 +585,9 @@ func Reservation(size, share, hold int64) int64 {
 	return min(r, chunks)
 }
 
-// Put is one target's Put of the file, given the reader it is to read.
-type Put func(r io.Reader) (store.Info, error)
+// Put is one target's Put of the file, given the reader it is to read and a context that ends
+// (with ErrFellBehind as its cause) if it is given up on: the Put stops there.
+type Put func(ctx context.Context, r io.Reader) (store.Info, error)
 
 // Result is one Put's outcome: what it returned, with ErrFellBehind when it was given up on, or
 // the stream's failure (FromSource) when that is what ended it.
@@ -488,22 +617,44 @@ type Config struct {
 // each reading a reader of its own, and returns each Put's outcome and the stream's failure
 // (nil when it was read whole and verified, or when no Put read it any more: each has its own
 // error then). src, what v reads, is closed as soon as the stream ended, before Stream waits
-// for the Puts still sending what they were handed.
+// for the Puts still sending what they were handed. It does not wait for a Put given up on
+// (ErrFellBehind): its context ended, and it stops on its own (an S3 Put lets the parts it sent
+// finish before it aborts its upload, up to half a minute), holding nobody's outcome back.
 func Stream(v *store.Verifier, src io.Closer, cfg Config, puts []Put) (results []Result, srcErr error) {
 	t := newTee(len(puts), cfg.Limit, cfg.Budget)
 	t.patience, t.sha256 = cfg.Patience, cfg.SHA256
 	results = make([]Result, len(puts))
-	var wg gosync.WaitGroup
 	for i, put := range puts {
-		wg.Go(func() {
-			info, err := put(t.outs[i])
-			t.outs[i].close()
-			results[i] = Result{Info: info, Err: err}
-		})
+		ctx, cancel := context.WithCancelCause(context.Background())
+		t.outs[i].cancel = cancel
+		go func() { // waited for until it returns or is given up on (settled)
+			defer cancel(nil)
+			info, err := put(ctx, t.outs[i])
+			o := t.outs[i]
+			o.close()
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			o.returned = true
+			if !o.abandoned {
+				results[i] = Result{Info: info, Err: err}
+			}
+			t.cond.Broadcast()
+		}()
 	}
 	srcErr = t.pump(v)
 	src.Close()
-	wg.Wait()
+	t.linger()
+	t.mu.Lock()
+	for !t.settled() {
+		t.cond.Wait()
+	}
+	for i, o := range t.outs {
+		if !o.returned {
+			o.abandoned = true
+			results[i] = Result{Err: ErrFellBehind}
+		}
+	}
+	t.mu.Unlock()
 	t.giveBack()
 	for i, o := range t.outs {
 		switch {

@@ -209,27 +209,70 @@ func TestTeeReservation(t *testing.T) {
 	}
 }
 
+// writer reads o as a directory's Put does, one chunk at a time, taking perChunk to write each
+// (its disk), and returns what it read.
+func writer(o *teeOut, perChunk time.Duration) ([]byte, error) {
+	var b bytes.Buffer
+	buf := make([]byte, Chunk)
+	for {
+		n, err := o.Read(buf)
+		b.Write(buf[:n])
+		if n > 0 {
+			time.Sleep(perChunk)
+		}
+		if err == io.EOF {
+			return b.Bytes(), nil
+		}
+		if err != nil {
+			return b.Bytes(), err
+		}
+	}
+}
+
 // TestTeeStalledPartGivenUp: a reader that took a part's worth of chunks and then stalls (an
 // upload that never answers) while the other reader waits for data is given up on after the
-// patience, its chunks no longer count against the file, and the other gets every byte. A
-// reader that is merely slow (it releases its parts now and then) is not.
+// patience, its chunks no longer count against the file, and the other gets every byte. So is
+// one that trickles (it answers a part now and then, so it keeps moving, which the stall rule
+// alone never gave up on: issue 24, fault 3) and has written less than 1/SlowFactor of what the
+// other has, within the patience of holding the other back. A reader that is merely slower
+// is waited for, however long the file takes.
 func TestTeeStalledPartGivenUp(t *testing.T) {
-	for _, stalled := range []bool{true, false} {
+	for _, c := range []struct {
+		name     string
+		partSize int
+		limit    int64 // the file's reservation
+		parts    int
+		perChunk time.Duration // the other reader's time to write a chunk
+		partTime time.Duration // the slow reader's time to send a part (0: it stalls)
+		givenUp  bool
+	}{
+		{"stalled", 4 * Chunk, 6 * Chunk, 3, time.Millisecond, 0, true},
+		// 256 KiB/s (a 4 MiB part every 16 s) against 256 MiB/s: given up within the patience.
+		{"trickle", 16 * Chunk, 32 * Chunk, 3, time.Millisecond, 16 * time.Second, true},
+		// The same with the whole file in the reservation: the stream never waits for room,
+		// but the other's outcome (its publish) waits for the file's end (tee.linger).
+		{"trickle, whole file held", 16 * Chunk, 64 * Chunk, 3, time.Millisecond, 16 * time.Second, true},
+		// 1 MiB/s against 10 MiB/s, 8 s of holding the other back in all: waited for.
+		{"slower", 4 * Chunk, 6 * Chunk, 8, 25 * time.Millisecond, time.Second, false},
+	} {
 		synctest.Test(t, func(t *testing.T) {
-			const partSize = 4 * Chunk
-			data := bytes.Repeat([]byte("x"), 3*partSize)
-			tee := newTee(2, partSize+2*Chunk, nil)
+			partSize := c.partSize
+			data := bytes.Repeat([]byte("x"), c.parts*partSize)
+			tee := newTee(2, c.limit, nil)
 			tee.patience = 5 * time.Second
+			begin := time.Now()
 			stop := make(chan struct{})
 			var reader, slow gosync.WaitGroup
 			var got []byte
 			var gotErr, slowErr error
+			var took time.Duration
 			reader.Go(func() {
-				got, gotErr = io.ReadAll(tee.outs[0])
+				got, gotErr = writer(tee.outs[0], c.perChunk)
+				took = time.Since(begin)
 				tee.outs[0].close()
 			})
 			slow.Go(func() {
-				if stalled {
+				if c.partTime == 0 {
 					var releases []func()
 					for n := 0; n < partSize; {
 						d, release, err := tee.outs[1].ReadChunk()
@@ -245,8 +288,7 @@ func TestTeeStalledPartGivenUp(t *testing.T) {
 						r()
 					}
 				} else {
-					// Slow: a part every 4 s, 12 s in all, more than the patience.
-					_, slowErr = partReader(tee.outs[1], partSize, 1, 4*time.Second)
+					_, slowErr = partReader(tee.outs[1], partSize, 1, c.partTime)
 				}
 				tee.outs[1].close()
 			})
@@ -254,14 +296,20 @@ func TestTeeStalledPartGivenUp(t *testing.T) {
 			if err := tee.pump(v); err != nil {
 				t.Fatal(err)
 			}
+			tee.linger() // as Stream does
 			reader.Wait()
 			close(stop) // the stalled upload ends with the test
 			slow.Wait()
 			if gotErr != nil || !bytes.Equal(got, data) {
-				t.Errorf("stalled %v: the other reader got %d bytes, error %v", stalled, len(got), gotErr)
+				t.Errorf("%s: the other reader got %d bytes, error %v", c.name, len(got), gotErr)
 			}
-			if tee.outs[1].fellBehind != stalled {
-				t.Errorf("stalled %v: given up on: %v (its error %v)", stalled, tee.outs[1].fellBehind, slowErr)
+			if tee.outs[1].fellBehind != c.givenUp {
+				t.Errorf("%s: given up on: %v (its error %v)", c.name, tee.outs[1].fellBehind, slowErr)
+			}
+			// Given up on, it held the other back for the patience at most, plus the other's
+			// own writing (and, stalled, the patience is counted from its last move).
+			if bound := tee.patience + time.Duration(len(data)/Chunk)*c.perChunk + time.Second; c.givenUp && took > bound {
+				t.Errorf("%s: the other reader was done after %v, more than %v", c.name, took, bound)
 			}
 		})
 	}
