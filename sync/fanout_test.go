@@ -106,13 +106,14 @@ func checkTarget(t *testing.T, up *upstream, tg *targettest.Target, want []strin
 	}
 }
 
-// fanOutTargets makes two MinIO buckets (on one server, or on two servers of their own) and a
-// directory, the mirror at maas/stable/ in the buckets as checkBucket expects.
-func fanOutTargets(t *testing.T, twoServers bool) []*targettest.Target {
+// fanOutTargets makes a MinIO bucket, a bucket of the second kind (MinIO: on the same server,
+// or with ownServer on one of its own; or another S3 implementation) and a directory, the mirror
+// at maas/stable/ in the buckets as checkBucket expects.
+func fanOutTargets(t *testing.T, second targettest.Kind, ownServer bool) []*targettest.Target {
 	opts := targettest.Options{Prefix: "maas/stable/", S3: s3store.Options{PartSize: s3store.MinPartSize, PartConcurrency: 2}}
 	a := targettest.New(t, targettest.MinIO, opts)
-	opts.OwnServer = twoServers
-	b := targettest.New(t, targettest.MinIO, opts)
+	opts.OwnServer = ownServer
+	b := targettest.New(t, second, opts)
 	return []*targettest.Target{a, b, targettest.New(t, targettest.Directory, opts)}
 }
 
@@ -129,15 +130,19 @@ func stores(tgs []*targettest.Target) []store.Target {
 // the run; at the upstream server, each file served exactly once) and the catalogue read once;
 // the next run moves no content.
 func TestFanOutThreeTargets(t *testing.T) {
-	for _, twoServers := range []bool{false, true} {
-		name := "one MinIO"
-		if twoServers {
-			name = "two MinIOs"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		second    targettest.Kind
+		ownServer bool
+	}{
+		{"one MinIO", targettest.MinIO, false},
+		{"two MinIOs", targettest.MinIO, true},
+		{"MinIO and SeaweedFS", targettest.SeaweedFS, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			up, served := newCountedUpstream(t, largeConfig())
-			tgs := fanOutTargets(t, twoServers)
+			tgs := fanOutTargets(t, c.second, c.ownServer)
 			filters := []string{"arch=amd64", "release~(jammy|noble)"}
 			want := selected(t, up.stream, filters...)
 			opts := sync.Options{
@@ -522,7 +527,7 @@ func TestFanOutCorruptUpstreamRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	up.stream.SetOverride(short, func(r io.Reader) io.Reader { return io.LimitReader(r, up.stream.Content[short]-1000) })
-	tgs := fanOutTargets(t, false)
+	tgs := fanOutTargets(t, targettest.MinIO, false)
 	opts := sync.Options{Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}}}
 	fr, err := sync.RunTargets(t.Context(), up.src, stores(tgs), opts)
 	if err == nil {
