@@ -262,10 +262,10 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 		return nil, noMirror(ctx, dst, target)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading %s: %s", target, sync.StateKey, storageTrouble(err))
+		return nil, fmt.Errorf("%s: reading %s: %s%w", target, sync.StateKey, storageTrouble(err), err)
 	}
 	if lockErr != nil {
-		return nil, fmt.Errorf("%s: reading the lock: %s", target, storageTrouble(lockErr))
+		return nil, fmt.Errorf("%s: reading the lock: %s%w", target, storageTrouble(lockErr), lockErr)
 	}
 	st, err := sync.LoadState(ctx, dst)
 	if err != nil {
@@ -360,7 +360,7 @@ func (rep *statusReport) noteLock(lock *lease) {
 func (rep *statusReport) noteListing(ctx context.Context, dst store.Target, st *sync.State) error {
 	listed := map[string]int64{}
 	if err := dst.List(ctx, "", func(i store.Info) error { listed[i.Key] = i.Size; return nil }); err != nil {
-		return fmt.Errorf("%s: listing: %s", rep.Target, storageTrouble(err))
+		return fmt.Errorf("%s: listing: %s%w", rep.Target, storageTrouble(err), err)
 	}
 	for _, hv := range st.Held {
 		for _, it := range hv {
@@ -528,38 +528,39 @@ func noMirror(ctx context.Context, dst store.Target, target string) error {
 	err := dst.List(ctx, "", func(store.Info) error { found = true; return errStop })
 	switch {
 	case err != nil && !errors.Is(err, errStop):
-		return fmt.Errorf("%s: %s", target, storageTrouble(err))
+		return fmt.Errorf("%s: %s%w", target, storageTrouble(err), err)
 	case found:
 		return fmt.Errorf("%s holds objects but no ssmirror record (%s): it is not an ssmirror mirror, or its record was deleted", target, sync.StateKey)
 	}
 	return fmt.Errorf("%s holds no ssmirror mirror (no %s): nothing was mirrored there yet, or the target is mistyped", target, sync.StateKey)
 }
 
-// storageTrouble words a storage error an operator can act on: a missing bucket, refused
-// credentials, an endpoint out of reach; anything else as it is.
+// storageTrouble is what to put before a storage error an operator can act on (the error itself
+// is wrapped after it, so exit codes and hints still see it): a missing bucket, refused
+// credentials, an endpoint out of reach; "" for anything else.
 func storageTrouble(err error) string {
 	var api smithy.APIError
 	if errors.As(err, &api) {
 		switch api.ErrorCode() {
 		case "NoSuchBucket":
-			return "the bucket does not exist (create the bucket first, or check the bucket's name): " + err.Error()
+			return "the bucket does not exist (create the bucket first, or check the bucket's name): "
 		case "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
-			return "access denied: check this target's credentials (its profile, $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or the config file's [target] section): " + err.Error()
+			return "access denied: check this target's credentials (its profile, $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or the config file's [target] section): "
 		}
 	}
 	var re interface{ HTTPStatusCode() int }
 	if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusForbidden || re.HTTPStatusCode() == http.StatusUnauthorized) {
-		return "access denied: check this target's credentials (its profile, $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or the config file's [target] section): " + err.Error()
+		return "access denied: check this target's credentials (its profile, $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or the config file's [target] section): "
 	}
 	if errors.Is(err, fs.ErrPermission) {
-		return "permission denied: " + err.Error()
+		return "permission denied: "
 	}
 	var op *net.OpError
 	var dns *net.DNSError
 	if errors.As(err, &op) || errors.As(err, &dns) {
-		return "the storage endpoint cannot be reached (is it up? is --s3-endpoint or the target's endpoint right?): " + err.Error()
+		return "the storage endpoint cannot be reached (is it up? is --s3-endpoint or the target's endpoint right?): "
 	}
-	return err.Error()
+	return ""
 }
 
 // versioningWords describes a bucket that keeps deleted objects.

@@ -193,14 +193,15 @@ func TestStatusStorageTrouble(t *testing.T) {
 		name, target string
 		env          []string
 		want         string
+		code         int // a configuration mistake (bucket, credentials) is 2, a server down 1
 	}{
-		{"missing bucket", "s3://no-such-bucket-here/m", env, "the bucket does not exist (create the bucket first"},
-		{"wrong secret", "s3://" + bucket + "/m", append(append([]string{}, env...), "AWS_SECRET_ACCESS_KEY=wrong-secret-0123456789"), "access denied: check this target's credentials"},
-		{"endpoint down", "s3://" + bucket + "/m?endpoint=http://127.0.0.1:1", env, "cannot be reached"},
+		{"missing bucket", "s3://no-such-bucket-here/m", env, "the bucket does not exist (create the bucket first", 2},
+		{"wrong secret", "s3://" + bucket + "/m", append(append([]string{}, env...), "AWS_SECRET_ACCESS_KEY=wrong-secret-0123456789"), "access denied: check this target's credentials", 2},
+		{"endpoint down", "s3://" + bucket + "/m?endpoint=http://127.0.0.1:1", env, "nothing is listening", 1},
 	} {
 		code, st, _ := statusOf(t, bin, tc.env, tc.target)
-		if code != 1 || st.OK || !strings.Contains(st.Error, tc.want) {
-			t.Errorf("%s: exit %d, error %q, want %q", tc.name, code, st.Error, tc.want)
+		if code != tc.code || st.OK || !strings.Contains(st.Error, tc.want) {
+			t.Errorf("%s: exit %d, error %q, want exit %d and %q", tc.name, code, st.Error, tc.code, tc.want)
 		}
 	}
 }
