@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"sort"
 	"strings"
-	gosync "sync"
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/streams"
+	"golang.org/x/sync/errgroup"
 )
 
 // Hub and spoke: a spoke's source is another ssmirror mirror (a hub). A verbatim hub publishes
@@ -171,21 +172,10 @@ func telling(key string, these, those []*streams.Item) []string {
 	}
 	out := make([]string, 0, len(vals))
 	for v := range vals {
-		out = append(out, regexpQuote(v))
+		out = append(out, regexp.QuoteMeta(v))
 	}
 	sort.Strings(out)
 	return out
-}
-
-func regexpQuote(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		if strings.ContainsRune(`\.+*?()|[]{}^$`, c) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }
 
 // NotAtSourceError refuses a run whose source (a hub whose record could not be read) lacks
@@ -241,18 +231,17 @@ func checkAtSource(ctx context.Context, src store.Source, plan *Plan, upstream [
 	}
 	sort.Strings(list)
 	absent := make([]bool, len(list))
-	sem := make(chan struct{}, max(concurrency, 1))
-	var wg gosync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(max(concurrency, 1))
 	for i, p := range list {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		g.Go(func() error {
 			if _, err := src.Stat(ctx, p); errors.Is(err, fs.ErrNotExist) {
 				absent[i] = true
 			}
+			return nil // other failures are the transfer's to report
 		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	if err := ctx.Err(); err != nil {
 		return err
 	}

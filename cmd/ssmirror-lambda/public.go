@@ -26,19 +26,15 @@ func generator() string {
 // with $SSMIRROR_PUBLIC_STRICT, fails the invocation (the summary still says what was served).
 func readBack(ctx context.Context, c *config, i int, dst store.Target, rep *sync.Report, client *http.Client, log *slog.Logger) (*publiccheck.ReadBackResult, error) {
 	url := c.flags.Public.URL(i)
-	rec, err := store.ReadAll(ctx, dst, sync.FreshnessKey, 1<<22)
+	expect, err := publiccheck.ExpectPublished(ctx, dst, rep.Plan, !c.flags.NoItemDownload)
 	if err != nil {
-		return nil, fmt.Errorf("mirrored, but reading back through %s: the target's freshness record: %w", url, err)
+		return nil, fmt.Errorf("mirrored, but reading back through %s: %w", url, err)
 	}
 	pc, err := publiccheck.NewClient(client, url, "ssmirror-lambda")
 	if err != nil {
 		return nil, err
 	}
-	var files []publiccheck.File
-	if rep.Plan != nil && !c.flags.NoItemDownload {
-		files = publiccheck.HeldFiles(rep.Plan.Held)
-	}
-	res, err := pc.ReadBack(ctx, publiccheck.Expect{Record: rec, Files: files}, publiccheck.ReadBackOptions{
+	res, err := pc.ReadBack(ctx, expect, publiccheck.ReadBackOptions{
 		Wait: c.flags.Public.Wait, Files: publiccheck.FilesOptions{Sample: 3, Concurrency: 8},
 	})
 	if err == nil {

@@ -50,19 +50,15 @@ func freshnessInfo(source string) sync.FreshnessInfo {
 // (publiccheck.ReadBack): the freshness record the run left in the target names the metadata,
 // and the report's plan the files held.
 func readBack(ctx context.Context, f *cliconfig.Sync, publicURL string, dst store.Target, rep *sync.Report, client *http.Client) (*publiccheck.ReadBackResult, error) {
-	rec, err := store.ReadAll(ctx, dst, sync.FreshnessKey, 1<<22)
+	expect, err := publiccheck.ExpectPublished(ctx, dst, rep.Plan, !f.NoItemDownload)
 	if err != nil {
-		return nil, fmt.Errorf("reading back through %s: the target's freshness record: %w", publicURL, err)
+		return nil, fmt.Errorf("reading back through %s: %w", publicURL, err)
 	}
 	c, err := publiccheck.NewClient(client, publicURL, userAgent())
 	if err != nil {
 		return nil, err
 	}
-	var files []publiccheck.File
-	if rep.Plan != nil && !f.NoItemDownload {
-		files = publiccheck.HeldFiles(rep.Plan.Held)
-	}
-	res, err := c.ReadBack(ctx, publiccheck.Expect{Record: rec, Files: files}, publiccheck.ReadBackOptions{
+	res, err := c.ReadBack(ctx, expect, publiccheck.ReadBackOptions{
 		Wait: f.Public.Wait, Files: publiccheck.FilesOptions{Sample: publicSample, Concurrency: 8},
 	})
 	if err != nil {

@@ -275,11 +275,13 @@ func mirrorStatus(ctx context.Context, dst store.Target, grace time.Duration) (*
 		Kept: []statusKept{}, Missing: []string{}, GCGrace: units.FormatDuration(grace), Mode: st.RecordedMode()}
 	written := info.ModTime.UTC()
 	rep.StateWritten = &written
-	rep.notePublished(ctx, dst, st)
 	rep.noteLock(lock)
-	if err := rep.noteListing(ctx, dst, st); err != nil {
-		return nil, err
+	listed := map[string]store.Info{}
+	if err := dst.List(ctx, "", func(i store.Info) error { listed[i.Key] = i; return nil }); err != nil {
+		return nil, fmt.Errorf("%s: listing: %s%w", rep.Target, storageTrouble(err), err)
 	}
+	rep.notePublished(st, listed)
+	rep.noteListing(st, listed)
 	rep.noteWaiting(st, grace)
 	// What a deletion frees there.
 	if vr, ok := store.As[store.VersioningReader](dst); ok {
@@ -321,13 +323,13 @@ func productsOf(held sync.Held) []statusProduct {
 	return out
 }
 
-// notePublished notes when the published catalogue last changed.
-func (rep *statusReport) notePublished(ctx context.Context, dst store.Target, st *sync.State) {
+// notePublished notes when the published catalogue last changed, from the target's listing.
+func (rep *statusReport) notePublished(st *sync.State, listed map[string]store.Info) {
 	rep.MetadataFiles = len(st.Published)
 	for key := range st.Published {
-		mi, err := dst.Stat(ctx, key)
-		if err != nil {
-			continue // missing metadata is the listing's (and verify's) business
+		mi, ok := listed[key]
+		if !ok {
+			continue // missing metadata is noteListing's (and verify's) business
 		}
 		if rep.LastPublished == nil || mi.ModTime.After(*rep.LastPublished) {
 			t := mi.ModTime.UTC()
@@ -355,42 +357,34 @@ func (rep *statusReport) noteLock(lock *lease) {
 	}
 }
 
-// noteListing lists the target once: what the metadata promises against what the target
-// holds, and the content files the record does not name.
-func (rep *statusReport) noteListing(ctx context.Context, dst store.Target, st *sync.State) error {
-	listed := map[string]int64{}
-	if err := dst.List(ctx, "", func(i store.Info) error { listed[i.Key] = i.Size; return nil }); err != nil {
-		return fmt.Errorf("%s: listing: %s%w", rep.Target, storageTrouble(err), err)
-	}
+// noteListing notes from the target's listing what the metadata promises and the target does
+// not hold, and the content files the record does not name.
+func (rep *statusReport) noteListing(st *sync.State, listed map[string]store.Info) {
 	for _, hv := range st.Held {
 		for _, it := range hv {
-			if it.Path == "" {
-				continue
-			}
-			if size, ok := listed[it.Path]; !ok || size != it.Size {
+			if i, ok := listed[it.Path]; it.Path != "" && (!ok || i.Size != it.Size) {
 				rep.Missing = append(rep.Missing, it.Path)
-				listed[it.Path] = -1 // once
 			}
 		}
 	}
 	for key, p := range st.Published {
-		if size, ok := listed[key]; !ok || size != p.Size {
+		if i, ok := listed[key]; !ok || i.Size != p.Size {
 			rep.Missing = append(rep.Missing, key)
 		}
 	}
 	sort.Strings(rep.Missing)
 	rep.Missing = slices.Compact(rep.Missing)
 	rep.Consistent = len(rep.Missing) == 0
-	for key, size := range listed {
+	for key, i := range listed {
 		_, rec := st.Objects[key]
 		_, pub := st.Published[key]
-		if size < 0 || rec || pub || strings.HasPrefix(key, ".ssmirror/") || strings.HasPrefix(key, "streams/v1/") {
+		_, held := slices.BinarySearch(rep.Missing, key) // promised, of another size: counted there
+		if rec || pub || held || strings.HasPrefix(key, ".ssmirror/") || strings.HasPrefix(key, "streams/v1/") {
 			continue
 		}
 		rep.Unrecorded++
-		rep.UnrecordedBytes += size
+		rep.UnrecordedBytes += i.Size
 	}
-	return nil
 }
 
 // noteWaiting notes what an interrupted run kept for the next one, and what waits for deletion.

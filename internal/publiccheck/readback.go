@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
@@ -20,6 +21,20 @@ type Expect struct {
 	Record []byte
 	// Files are the content files the mirror holds.
 	Files []File
+}
+
+// ExpectPublished is what a run that published into dst must find served: the freshness record
+// it left in the target, and (withFiles: a run that holds content) the files its plan holds.
+func ExpectPublished(ctx context.Context, dst store.Target, plan *sync.Plan, withFiles bool) (Expect, error) {
+	rec, err := store.ReadAll(ctx, dst, sync.FreshnessKey, 1<<22)
+	if err != nil {
+		return Expect{}, fmt.Errorf("the target's freshness record: %w", err)
+	}
+	e := Expect{Record: rec}
+	if plan != nil && withFiles {
+		e.Files = HeldFiles(plan.Held)
+	}
+	return e, nil
 }
 
 // ReadBackOptions say how long to wait and how to check.

@@ -61,30 +61,55 @@ type httpDoer interface {
 	Do(*http.Request) (*http.Response, error)
 }
 
-// checkTLS fails at once when an https:// endpoint cannot be spoken to over TLS — it answers
-// in plain HTTP (the scheme is wrong), or its certificate does not verify — rather than after
-// the SDK's or the client's retries (8 attempts, about 30 s). It sends one HEAD request to the
-// endpoint's root with the client that will do the work (its CAs, its proxy). Any answer, and
-// any other failure, is left to the run.
-func checkTLS(ctx context.Context, what, endpoint string, client httpDoer) error {
+// probeRoot sends one HEAD request to an http(s) endpoint's root with the client that will do
+// the work (its CAs, its proxy), so that a wrong endpoint fails at once rather than after the
+// SDK's or the client's retries (8 attempts, about 30 s). It returns the parsed endpoint (nil:
+// not an http(s) URL, nothing sent) and the request's error (nil: any answer).
+func probeRoot(ctx context.Context, endpoint string, client httpDoer) (*url.URL, error) {
 	u, err := url.Parse(endpoint)
-	if err != nil || u.Scheme != "https" {
-		return nil
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, nil
 	}
-	shown := stripUser(u)
 	root := *u
 	root.User, root.Path, root.RawPath, root.RawQuery = nil, "/", "", ""
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(cctx, http.MethodHead, root.String(), nil)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	resp, err := client.Do(req)
 	if err == nil {
 		resp.Body.Close()
+	}
+	return u, err
+}
+
+// checkTLS fails at once when an https:// endpoint cannot be spoken to over TLS — it answers
+// in plain HTTP (the scheme is wrong), or its certificate does not verify (one probeRoot). Any
+// answer, and any other failure, is left to the run.
+func checkTLS(ctx context.Context, what, endpoint string, client httpDoer) error {
+	u, err := probeRoot(ctx, endpoint, client)
+	return tlsTrouble(what, u, err)
+}
+
+// probeEndpoint is listenTrouble and tlsTrouble on one probeRoot: an S3 endpoint where nothing
+// listens, whose host does not resolve, or that cannot be spoken to over TLS fails at once.
+func probeEndpoint(ctx context.Context, what, endpoint string, client httpDoer) error {
+	u, err := probeRoot(ctx, endpoint, client)
+	if lerr := listenTrouble(what, u, err); lerr != nil {
+		return lerr
+	}
+	return tlsTrouble(what, u, err)
+}
+
+// tlsTrouble is the error of a probe of u (probeRoot) that failed over TLS: a plain HTTP answer
+// or a certificate that does not verify; nil for anything else.
+func tlsTrouble(what string, u *url.URL, err error) error {
+	if u == nil || err == nil || u.Scheme != "https" {
 		return nil
 	}
+	shown := stripUser(u)
 	var rh tls.RecordHeaderError
 	// net/http reports a plain HTTP answer with this text, not a wrapped error.
 	if errors.As(err, &rh) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
@@ -126,26 +151,10 @@ func stripUser(u *url.URL) string {
 	return c.String()
 }
 
-// checkListening fails at once when nothing answers at an S3 endpoint — the connection is
-// refused, or its host name does not resolve — rather than after the SDK's retries (about 30 s)
-// ending in the first operation's error. It sends one HEAD request to the endpoint's root with
-// the client that will do the work; any answer, and any other failure, is left to the run.
-func checkListening(ctx context.Context, what, endpoint string, client httpDoer) error {
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil
-	}
-	root := *u
-	root.User, root.Path, root.RawPath, root.RawQuery = nil, "/", "", ""
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, http.MethodHead, root.String(), nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := client.Do(req)
-	if err == nil {
-		resp.Body.Close()
+// listenTrouble is the error of a probe of u (probeRoot) that found nothing there: the
+// connection refused, or the host name does not resolve; nil for anything else.
+func listenTrouble(what string, u *url.URL, err error) error {
+	if u == nil || err == nil {
 		return nil
 	}
 	var dns *net.DNSError

@@ -367,10 +367,7 @@ func OpenS3(ctx context.Context, loc Location, f *S3Flags) (store.Target, error)
 		return nil, UsageError{fmt.Errorf("S3 configuration%s: %w", st.origin(), err)}
 	}
 	if ep := client.Options().BaseEndpoint; ep != nil {
-		if err := checkListening(ctx, "S3 endpoint", *ep, client.Options().HTTPClient); err != nil {
-			return nil, err
-		}
-		if err := checkTLS(ctx, "S3 endpoint", *ep, client.Options().HTTPClient); err != nil {
+		if err := probeEndpoint(ctx, "S3 endpoint", *ep, client.Options().HTTPClient); err != nil {
 			return nil, err
 		}
 	}

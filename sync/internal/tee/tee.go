@@ -406,21 +406,7 @@ func (t *tee) deliver(c *chunk) bool {
 		if gaveUp {
 			continue // look again without them
 		}
-		if wait < 0 {
-			t.cond.Wait()
-			continue
-		}
-		start := time.Now()
-		timer := time.AfterFunc(wait, func() {
-			t.mu.Lock()
-			t.cond.Broadcast()
-			t.mu.Unlock()
-		})
-		t.cond.Wait()
-		timer.Stop()
-		for _, o := range late {
-			o.held += time.Since(start)
-		}
+		t.waitCharging(wait, late)
 	}
 	t.alive += size
 	for _, o := range t.outs {
@@ -500,21 +486,7 @@ func (t *tee) linger() {
 		if gaveUp {
 			continue
 		}
-		if wait < 0 {
-			t.cond.Wait()
-			continue
-		}
-		start := time.Now()
-		timer := time.AfterFunc(wait, func() {
-			t.mu.Lock()
-			t.cond.Broadcast()
-			t.mu.Unlock()
-		})
-		t.cond.Wait()
-		timer.Stop()
-		for _, o := range late {
-			o.held += time.Since(start)
-		}
+		t.waitCharging(wait, late)
 	}
 }
 
@@ -666,4 +638,24 @@ func Stream(v *store.Verifier, src io.Closer, cfg Config, puts []Put) (results [
 		}
 	}
 	return results, srcErr
+}
+
+// waitCharging waits (t.mu held, as cond.Wait wants) for a change, or at most wait when it is
+// not negative, and charges each late reader the time waited for it.
+func (t *tee) waitCharging(wait time.Duration, late []*teeOut) {
+	if wait < 0 {
+		t.cond.Wait()
+		return
+	}
+	start := time.Now()
+	timer := time.AfterFunc(wait, func() {
+		t.mu.Lock()
+		t.cond.Broadcast()
+		t.mu.Unlock()
+	})
+	t.cond.Wait()
+	timer.Stop()
+	for _, o := range late {
+		o.held += time.Since(start)
+	}
 }
