@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	gosync "sync"
+	"time"
 
 	"github.com/ssmirror/ssmirror/sign"
 	"github.com/ssmirror/ssmirror/store"
@@ -24,17 +25,6 @@ const DefaultStartPath = "streams/v1/index.sjson"
 // UnsignedStartPath is where a reader starts when the source names no metadata file and has no
 // DefaultStartPath (LXD and Incus image servers publish no signed index).
 const UnsignedStartPath = "streams/v1/index.json"
-
-// DefaultMetadataLimit caps the size of one metadata file read from a source.
-const DefaultMetadataLimit = 256 << 20
-
-// Verification says how metadata signatures are treated.
-type Verification struct {
-	// Keyring, when set, is what every metadata file must be signed by.
-	Keyring *sign.Keyring
-	// NoVerify strips signatures without checking them.
-	NoVerify bool
-}
 
 // MetaFile is one metadata object exactly as upstream has it.
 type MetaFile struct {
@@ -448,3 +438,29 @@ func normaliseIndexPaths(v any) any {
 	}
 	return m
 }
+
+// sourcePolicy is how reads from the source are tried again (whole opens, range opens, metadata
+// files): maxOpenAttempts times in all, fetchBackoff apart, unless the failure is permanent:
+// retry.Permanent's (a missing object, a refusal, a cancelled run, a certificate that does not
+// verify, …) or a file that ran out of time (ErrTooSlow). (The HTTP store resumes interrupted
+// bodies by itself, but answers 5xx or connection failures on the first request as errors.)
+func sourcePolicy(notify func(attempt int, err error)) retry.Policy {
+	return retry.Policy{
+		Attempts:  maxOpenAttempts,
+		Backoff:   fetchBackoff,
+		Permanent: func(err error) bool { return retry.Permanent(err) || errors.Is(err, ErrTooSlow) },
+		Notify:    notify,
+	}
+}
+
+// Bounds on fetching one file: attempts to open it or one of its ranges (the source answering
+// 5xx or not at all; counted per open), and complete downloads whose checksum is wrong.
+const (
+	maxOpenAttempts     = 5
+	maxChecksumAttempts = 3
+)
+
+// fetchBackoff is the pause before attempt+1 of a fetch, about 0.5s, 1s, 2s, … (at most 8s),
+// jittered by ±25% (a variable so that fuzz targets, which run thousands of failing transfers,
+// need not wait).
+var fetchBackoff = retry.Exponential(500*time.Millisecond, 8*time.Second)

@@ -2,9 +2,15 @@ package sync
 
 import (
 	"context"
+	"crypto/md5"
+	"crypto/sha512"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"sort"
+	"strings"
 	gosync "sync"
 
 	"github.com/ssmirror/ssmirror/store"
@@ -224,4 +230,76 @@ func (d *dest) prepare(ctx context.Context, f Fetch) (res transferResult, done b
 		log.Warn("server-side copy failed; fetching instead", "path", f.Path, "from", from, "error", err)
 	}
 	return transferResult{}, false, nil
+}
+
+// TransferError is returned when some files could not be brought in; nothing was published.
+type TransferError struct{ Errs []error }
+
+func (e *TransferError) Error() string {
+	if len(e.Errs) == 1 {
+		return e.Errs[0].Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d files failed, nothing was published:", len(e.Errs))
+	for i, err := range e.Errs {
+		if i == 10 {
+			fmt.Fprintf(&b, "\n  … and %d more", len(e.Errs)-10)
+			break
+		}
+		b.WriteString("\n  ")
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (e *TransferError) Unwrap() []error { return e.Errs }
+
+// hashObject reads the object at f.Path in the target and returns its sha256. When the
+// catalogue gives no sha256 for it, the sha512 or md5 it gives is checked too: a mismatch is an
+// error wrapping store.ErrChecksum.
+func hashObject(ctx context.Context, s store.Source, f Fetch, p *Progress) (string, error) {
+	key := f.Path
+	rc, err := s.Open(ctx, key, 0)
+	if err != nil {
+		return "", fmt.Errorf("checking %s: %w", key, err)
+	}
+	defer rc.Close()
+	v := store.NewVerifier(key, newExtraCheck(f, newCountingReader(rc, p, key)), store.PutOptions{Size: -1})
+	if _, err := io.Copy(io.Discard, v); err != nil {
+		return "", fmt.Errorf("checking %s: %w", key, err)
+	}
+	return v.Sum(), nil
+}
+
+// extraCheck verifies a sha512 or md5 (catalogues without sha256) and turns a mismatch into a
+// read error before the end of the stream, so the store never makes the object visible.
+type extraCheck struct {
+	r    io.Reader
+	h    hash.Hash
+	want string
+	path string
+	algo string
+}
+
+func newExtraCheck(f Fetch, r io.Reader) io.Reader {
+	switch {
+	case f.SHA256 != "":
+		return r // the Verifier checks the sha256
+	case f.SHA512 != "":
+		return &extraCheck{r: r, h: sha512.New(), want: f.SHA512, path: f.Path, algo: "sha512"}
+	case f.MD5 != "":
+		return &extraCheck{r: r, h: md5.New(), want: f.MD5, path: f.Path, algo: "md5"}
+	}
+	return r
+}
+
+func (c *extraCheck) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	if errors.Is(err, io.EOF) {
+		if got := hex.EncodeToString(c.h.Sum(nil)); !strings.EqualFold(got, c.want) {
+			return n, fmt.Errorf("%s: %w: %s %s, expected %s", c.path, store.ErrChecksum, c.algo, got, c.want)
+		}
+	}
+	return n, err
 }

@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"strings"
 	gosync "sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/ranged"
 	"github.com/ssmirror/ssmirror/streams"
-	"github.com/ssmirror/ssmirror/sync/internal/tee"
 )
 
 // A fan-out run (RunTargets) publishes one selection to several targets. Upstream's catalogue is
@@ -32,24 +29,6 @@ import (
 // go on and publish. Memory does not grow with the number of targets: the ranged reads' budget is
 // the run's, the tee chunks' budget is the run's (sync/internal/tee), S3 targets send their parts from
 // those chunks, and the S3 targets of a run share one part-buffer budget (cliconfig).
-
-// DefaultFanOutBuffer is Options.FanOutBuffer's default: the run's budget of tee chunks.
-// Measured with scripts/bench (the 1.5 GB bench stream from nginx into two MinIO buckets and a
-// directory, on a shared 2-CPU machine, 2 runs each): 32 MiB peaks at 121 MB RSS in a median
-// 11.7 s, 64 MiB at 153 MB in 10.5 s (one target: 93 MB, 4.3 s); no target given up on.
-const DefaultFanOutBuffer = 32 << 20
-
-// fanOutPatience is how long, in all, a target holding a file's chunks back (tee.Config) may
-// hold the others back on that file before it is given up on: a target that is only late for a
-// moment (a pause of its process, a slow part) catches up; one that is steadily slower does not
-// hold the others to its pace (a variable for tests).
-var fanOutPatience = 5 * time.Second
-
-// ErrFellBehind is the failure of a target of a fan-out run that held a file's chunks back, beyond
-// its share of Options.FanOutBuffer, for longer than the patience: it is given up on for the
-// run, which fails for it and publishes nothing there, while the others go on. Its next run
-// fetches what it lacks.
-var ErrFellBehind = tee.ErrFellBehind
 
 // TargetResult is what a fan-out run did in one target.
 type TargetResult struct {
@@ -148,31 +127,6 @@ func RunTargets(ctx context.Context, src store.Source, dsts []store.Target, opts
 	return out, nil
 }
 
-// hub is what the runs of one RunTargets (or one Run) share: the one reading of upstream, the
-// ranged reads' budget, the progress, the meeting before the transfer and the delivery it
-// starts (transfer.go).
-type hub struct {
-	ctx context.Context
-	src store.Source
-	// opts are the settled options (Options.settled): Log without a target, the one Progress.
-	opts  Options
-	runs  []*run
-	multi bool
-
-	// ranged gives the pool of range streams (ranged.Pool) every file of every target shares,
-	// made on first use (nil when ranged downloads are off).
-	ranged func() *ranged.Pool
-	// upstream reads upstream's catalogue once for every run (nil for a run of its own, which
-	// reads it itself, as it always did).
-	upstream func() (*Catalogue, []streams.Item, error)
-
-	// meet is where the runs wait for each other before the transfer: once none is expected
-	// any more, one delivery brings in what every run that came needs (transfer.go).
-	meet *meeting[*dest]
-
-	upstreamBytes atomic.Int64
-}
-
 func newHub(ctx context.Context, src store.Source, dsts []store.Target, opts Options) *hub {
 	opts = opts.settled()
 	h := &hub{ctx: ctx, src: src, opts: opts, multi: len(dsts) > 1}
@@ -214,6 +168,3 @@ func newHub(ctx context.Context, src store.Source, dsts []store.Target, opts Opt
 	}
 	return h
 }
-
-// wait waits for the transfer to end.
-func (h *hub) wait() { h.meet.wait() }

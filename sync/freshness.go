@@ -1,13 +1,10 @@
 package sync
 
 import (
-	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -35,15 +32,6 @@ const FreshnessFormat = "ssmirror-freshness:1"
 // DefaultFreshnessMaxAge is the longest the freshness record may be cached (its Cache-Control
 // max-age): short, so that it shows a monitor each run; the metadata's own max-age when shorter.
 const DefaultFreshnessMaxAge = time.Minute
-
-// FreshnessInfo is what the caller tells the run to put in the freshness record that the run
-// cannot know.
-type FreshnessInfo struct {
-	// Upstream is where the mirror is read from, as shown (without user info).
-	Upstream string
-	// Generator names the program and its version ("ssmirror v1.2.3").
-	Generator string
-}
 
 // Freshness is the freshness record (FreshnessKey).
 type Freshness struct {
@@ -113,180 +101,6 @@ func ReadFreshness(ctx context.Context, src store.Source) (*Freshness, error) {
 		return nil, fmt.Errorf("reading %s: %w", FreshnessKey, err)
 	}
 	return ParseFreshness(data)
-}
-
-// freshness builds the record of this run, once its metadata is published at published (prev:
-// the publish before, nil for the first).
-func (r *run) freshness(published time.Time, prev *time.Time) *Freshness {
-	cat, st := r.cat, r.st
-	f := &Freshness{
-		Format:    FreshnessFormat,
-		Generator: r.opts.Freshness.Generator,
-		Upstream:  r.opts.Freshness.Upstream,
-		Mode:      "verbatim",
-		Index:     cat.StartPath,
-		Products:  []FreshnessProducts{},
-		Metadata:  []FreshnessFile{},
-		Published: published.UTC().Truncate(time.Second),
-	}
-	if prev != nil {
-		p := prev.UTC()
-		f.PreviousPublished = &p
-	}
-	if r.opts.Signer != nil {
-		f.Mode = "curated"
-		f.SigningKey = r.opts.Signer.Fingerprint()
-	} else if kr := r.opts.Verification.Keyring; kr != nil {
-		f.UpstreamKeys = kr.Fingerprints()
-	}
-	f.IndexUpdated = cat.Index.Updated
-	if pub, ok := st.Published[cat.IndexBase+".json"]; ok {
-		f.Index = cat.IndexBase + ".json"
-		f.IndexUpdated = cmp.Or(pub.Updated, f.IndexUpdated)
-	}
-	newest := map[string]string{}
-	for vk := range r.plan.Held {
-		if vk.Version > newest[vk.ContentID] {
-			newest[vk.ContentID] = vk.Version
-		}
-	}
-	for _, pf := range cat.Products {
-		key := pf.Base + ".json"
-		pub, published := st.Published[key]
-		if !published {
-			if _, signed := st.Published[pf.Base+".sjson"]; !signed {
-				continue // not published (curated: the mirror holds nothing of it)
-			}
-			key = pf.Base + ".sjson"
-		}
-		updated := "" // the index entry's (verbatim: the parsed document is not kept)
-		if pf.Entry != nil {
-			updated = pf.Entry.Updated
-		}
-		f.Products = append(f.Products, FreshnessProducts{
-			ContentID: pf.ContentID, Path: key, Updated: cmp.Or(pub.Updated, updated), NewestVersion: newest[pf.ContentID],
-		})
-	}
-	for key, pub := range st.Published {
-		f.Metadata = append(f.Metadata, FreshnessFile{Path: key, Size: pub.Size, SHA256: pub.SHA256})
-	}
-	sort.Slice(f.Metadata, func(i, j int) bool { return f.Metadata[i].Path < f.Metadata[j].Path })
-	if !r.opts.NoItemDownload { // a metadata-only mirror holds no content
-		for path := range r.plan.Held.Paths() {
-			f.Files++
-			f.Bytes += r.plan.Held.size(path)
-		}
-	}
-	return f
-}
-
-// size is the size of the held content at path (0 when none holds it).
-func (h Held) size(path string) int64 {
-	for _, hv := range h {
-		for _, it := range hv {
-			if it.Path == path {
-				return it.Size
-			}
-		}
-	}
-	return 0
-}
-
-// FreshnessWritten is what the state records of the freshness record last written: its
-// object (as Published records metadata) and when it was published.
-type FreshnessWritten struct {
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-	// Tag is the store's version tag of the object as written (as Published.ETag).
-	Tag      string     `json:"tag,omitempty"`
-	Time     time.Time  `json:"time"`
-	Previous *time.Time `json:"previous,omitempty"`
-	Signed   bool       `json:"signed,omitempty"`
-}
-
-// published is the record as a Published metadata object.
-func (w *FreshnessWritten) published() Published {
-	return Published{Size: w.Size, SHA256: w.SHA256, ETag: w.Tag}
-}
-
-// needsFreshness reports whether the run writes a freshness record: when it published
-// metadata, or when the record is missing, was replaced behind the mirror's back, or is not in
-// the mode's form (curated mirrors also have the signed form). An up-to-date run writes nothing,
-// as before.
-func (r *run) needsFreshness() bool {
-	st := r.st
-	if len(r.rep.MetadataWritten) > 0 || st.Freshness == nil || !st.stillListed(FreshnessKey, st.Freshness.published()) {
-		return true
-	}
-	curated := r.opts.Signer != nil
-	_, signedListed := st.listed[FreshnessSignedKey]
-	return st.Freshness.Signed != curated || (st.listed != nil && signedListed != curated)
-}
-
-// writeFreshness writes the run's freshness record after the metadata (and, curated, its
-// clearsigned form), fenced like every write readers see, when the run published metadata or
-// the record is not as last written (needsFreshness).
-func (r *run) writeFreshness(ctx context.Context) error {
-	if !r.needsFreshness() {
-		return nil
-	}
-	published, prev := r.opts.Now(), (*time.Time)(nil)
-	if w := r.st.Freshness; w != nil {
-		if len(r.rep.MetadataWritten) == 0 {
-			// Written again (missing, replaced, or not in the mode's form): the same publish.
-			published, prev = w.Time, w.Previous
-		} else {
-			prev = &w.Time
-		}
-	}
-	f := r.freshness(published, prev)
-	data, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return err
-	}
-	data = append(data, '\n')
-	cc := FreshnessCacheControl(cmp.Or(r.opts.MetadataCacheControl, DefaultMetadataCacheControl))
-	put := func(key string, body []byte) (store.Info, error) {
-		if err := fence(ctx, r.lock, "writing "+key); err != nil {
-			return store.Info{}, err
-		}
-		info, err := store.PutBytes(ctx, r.dst, key, body, store.PutOptions{
-			SHA256: hexSHA256(body), ContentType: "application/json", CacheControl: cc,
-		})
-		if err != nil {
-			return info, fmt.Errorf("writing the freshness record %s: %w", key, err)
-		}
-		return info, nil
-	}
-	curated := r.opts.Signer != nil
-	if curated {
-		var clear bytes.Buffer
-		if err := r.opts.Signer.ClearSign(&clear, bytes.NewReader(data)); err != nil {
-			return fmt.Errorf("signing %s: %w", FreshnessSignedKey, err)
-		}
-		if _, err := put(FreshnessSignedKey, clear.Bytes()); err != nil {
-			return err
-		}
-	} else if _, listed := r.st.listed[FreshnessSignedKey]; listed || (r.st.Freshness != nil && r.st.Freshness.Signed) {
-		// Curated before: a signed record of an earlier run would outlive the plain one.
-		if err := fence(ctx, r.lock, "deleting "+FreshnessSignedKey); err != nil {
-			return err
-		}
-		if err := r.dst.Delete(ctx, FreshnessSignedKey); err != nil && !errors.Is(err, store.ErrNotExist) {
-			return fmt.Errorf("removing %s (the mirror is not curated any more): %w", FreshnessSignedKey, err)
-		}
-	}
-	info, err := put(FreshnessKey, data)
-	if err != nil {
-		return err
-	}
-	r.st.Freshness = &FreshnessWritten{
-		Size: int64(len(data)), SHA256: hexSHA256(data), Tag: info.ETag,
-		Time: f.Published, Previous: f.PreviousPublished, Signed: curated,
-	}
-	r.rep.Freshness = f
-	r.opts.Log.Info("published", "path", FreshnessKey)
-	return nil
 }
 
 // FreshnessCacheControl is the Cache-Control of the freshness record for metadata written with

@@ -256,3 +256,48 @@ func purgeVersions(ctx context.Context, vd store.VersionDeleter, key string, rec
 	}
 	return n, false, nil
 }
+
+// stamps gives, for every unreferenced object, since when it has been unreferenced: the recorded
+// time, or now for one that became unreferenced with this run.
+func (rel Release) stamps(now time.Time) map[string]time.Time {
+	out := make(map[string]time.Time, len(rel.Unreferenced))
+	for _, key := range rel.Unreferenced {
+		if t, ok := rel.Since[key]; ok {
+			out[key] = t
+		} else {
+			out[key] = now
+		}
+	}
+	return out
+}
+
+// deleteReleased deletes the released keys still recorded as the mirror's content, each write
+// fenced by lock, forgets each one deleted, then saves st (when there was anything to delete).
+// Every failure is returned; a failed fence stops it.
+func deleteReleased(ctx context.Context, dst store.Target, st *State, keys []string, lock *TargetLock, log *slog.Logger) (deleted []string, err error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	var errs []error
+	for _, key := range keys {
+		if _, owned := st.Objects[key]; !owned {
+			continue // it became metadata (putMeta): not content to collect
+		}
+		if err := fence(ctx, lock, "deleting "+key); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if err := dst.Delete(ctx, key); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(st.Objects, key)
+		delete(st.Unreferenced, key)
+		deleted = append(deleted, key)
+		log.Info("deleted", "path", key)
+	}
+	if err := saveState(ctx, dst, st, lock.Fence); err != nil {
+		errs = append(errs, err)
+	}
+	return deleted, errors.Join(errs...)
+}

@@ -12,20 +12,6 @@ import (
 	"github.com/ssmirror/ssmirror/store"
 )
 
-// DefaultMaxFileSize is the largest declared item size a run accepts (Options.MaxFileSize): the
-// biggest MAAS images are a few GB, and a catalogue that declares more is refused before anything
-// is written.
-const DefaultMaxFileSize = 64 << 30
-
-// Per-file deadlines (Options.MinRate, FileDeadlineBase). The stall timeout of the HTTP source
-// only catches a body that stops; one that drips a byte every few seconds would hold the target's
-// lock for ever. Every file must arrive within FileDeadlineBase plus its size at MinRate: with
-// the defaults a 1 GiB image has about 4 h 30 min, a metadata file read as fast as it must be.
-const (
-	DefaultMinRate          = 64 << 10 // bytes per second
-	DefaultFileDeadlineBase = 5 * time.Minute
-)
-
 // ErrTooLarge is wrapped by the error of a run whose selection holds an item larger than
 // Options.MaxFileSize (or with a negative size).
 var ErrTooLarge = errors.New("larger than the maximum file size")
@@ -107,13 +93,6 @@ type rateGuarded struct {
 	base time.Duration
 	rate int64
 	now  func() time.Time
-}
-
-func (r *run) guardRate(src store.Source) store.Source {
-	if r.opts.MinRate < 0 {
-		return src
-	}
-	return rateGuarded{src, r.opts.FileDeadlineBase, r.opts.MinRate, r.opts.Now}
 }
 
 func (g rateGuarded) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {

@@ -461,3 +461,12 @@ func (now stamp) since(s stamp) time.Duration {
 	}
 	return d
 }
+
+// fence checks that the run still holds its lease (TargetLock.Fence) before a write that
+// readers or the next run see; what names the write for the message.
+func fence(ctx context.Context, lock *TargetLock, what string) error {
+	if err := lock.Fence(ctx); err != nil {
+		return fmt.Errorf("not %s: %w", what, err)
+	}
+	return nil
+}

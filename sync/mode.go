@@ -13,27 +13,6 @@ import (
 // records the mode (Mode) and a run that would change it is refused (ModeChangeError) unless
 // Options.AllowModeChange says the change is meant.
 
-// The publishing modes, as recorded.
-const (
-	ModeVerbatim = "verbatim"
-	ModeCurated  = "curated"
-)
-
-// Mode is how a target is published: verbatim, or curated and signed with one key.
-type Mode struct {
-	Publish string `json:"publish"` // ModeVerbatim or ModeCurated
-	// SigningKey is the fingerprint of the key a curated mirror is signed with ("" when the
-	// mode was inferred from a state written before modes were recorded).
-	SigningKey string `json:"signing_key,omitempty"`
-}
-
-func (m Mode) String() string {
-	if m.Publish == ModeCurated && m.SigningKey != "" {
-		return "curated, signed with key " + m.SigningKey
-	}
-	return m.Publish
-}
-
 // modeOf is the mode a run with opts publishes in.
 func modeOf(opts Options) Mode {
 	if opts.Signer == nil {

@@ -95,15 +95,6 @@ func reconcile(listed map[string]store.Info, objects map[string]Object) (present
 	return present, drifted
 }
 
-// SameVersion reports whether an object listed with ETag listed is still the one a record
-// with ETag recorded was made for: the same tag, or no tag to tell them apart (a record from
-// before ETags were kept, a backend that gives none). This is the one rule by which a record is
-// trusted over what the target holds, for content, metadata and verify alike
-// (sync/audit uses it on the State it reads).
-func SameVersion(recorded, listed string) bool {
-	return recorded == "" || listed == "" || recorded == listed
-}
-
 // presenceOf joins one object of the target's listing with the mirror's record of it (recorded:
 // there is one) and says whether the record still holds. It holds only while the listing shows
 // the very object the mirror wrote: the same size, the same ETag, and no other sha256 recorded

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"io"
 	"sort"
 	gosync "sync"
 	"sync/atomic"
@@ -159,3 +160,32 @@ func (p *Progress) addPath(path string, n int64) int64 { return p.addFile(p.file
 func (p *Progress) end()        { p.running.Store(false) }
 func (p *Progress) add(n int64) { p.bytesDone.Add(n) }
 func (p *Progress) fileDone()   { p.filesDone.Add(1) }
+
+// countingReader counts the bytes of one file into the progress: the run's total and, while
+// the file is in flight, its own entry (looked up once, not on every read).
+type countingReader struct {
+	r    io.Reader
+	p    *Progress
+	file *fileEntry // nil when the file is not tracked
+	n    int64
+	// counted is what the progress took of n: a file another reader or copy already counted
+	// whole (a fan-out) is not counted again.
+	counted int64
+}
+
+func newCountingReader(r io.Reader, p *Progress, path string) *countingReader {
+	return &countingReader{r: r, p: p, file: p.file(path)}
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.count(int64(n))
+	c.n += int64(n)
+	return n, err
+}
+
+// count adds n bytes (negative: takes back bytes of an attempt that failed, at most what this
+// reader counted).
+func (c *countingReader) count(n int64) {
+	c.counted += c.p.addFile(c.file, max(n, -c.counted))
+}

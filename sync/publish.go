@@ -2,9 +2,8 @@ package sync
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,45 +155,6 @@ func productBases(cat *Catalogue) []string {
 		bases = append(bases, pf.Base)
 	}
 	return bases
-}
-
-// isPublished reports whether key is in the target with exactly these bytes, as recorded when it
-// was written and confirmed by the listing.
-func (st *State) isPublished(key string, data []byte) bool {
-	old, ok := st.Published[key]
-	if !ok || old.Size != int64(len(data)) || !st.stillListed(key, old) {
-		return false
-	}
-	return old.SHA256 == hexSHA256(data)
-}
-
-// hexSHA256 is the lowercase hex sha256 of data.
-func hexSHA256(data []byte) string {
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
-}
-
-// isPublishedGroup reports whether every key is in the target as recorded.
-func (st *State) isPublishedGroup(keys ...string) bool {
-	for _, key := range keys {
-		old, ok := st.Published[key]
-		if !ok || !st.stillListed(key, old) {
-			return false
-		}
-	}
-	return true
-}
-
-// stillListed reports whether the target's listing (when it was listed) shows the metadata
-// object as it was written: there, with the recorded size and ETag (a record without one took
-// the listed ETag in noteListing). An object deleted or replaced behind the mirror's back is
-// thus rewritten.
-func (st *State) stillListed(key string, old Published) bool {
-	if st.listed == nil {
-		return true
-	}
-	info, listed := st.listed[key]
-	return listed && info.Size == old.Size && SameVersion(old.ETag, info.ETag)
 }
 
 func (r *run) putMeta(ctx context.Context, mf MetaFile) error {
@@ -374,4 +334,161 @@ func rawJSONString(raw json.RawMessage) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// freshness builds the record of this run, once its metadata is published at published (prev:
+// the publish before, nil for the first).
+func (r *run) freshness(published time.Time, prev *time.Time) *Freshness {
+	cat, st := r.cat, r.st
+	f := &Freshness{
+		Format:    FreshnessFormat,
+		Generator: r.opts.Freshness.Generator,
+		Upstream:  r.opts.Freshness.Upstream,
+		Mode:      "verbatim",
+		Index:     cat.StartPath,
+		Products:  []FreshnessProducts{},
+		Metadata:  []FreshnessFile{},
+		Published: published.UTC().Truncate(time.Second),
+	}
+	if prev != nil {
+		p := prev.UTC()
+		f.PreviousPublished = &p
+	}
+	if r.opts.Signer != nil {
+		f.Mode = "curated"
+		f.SigningKey = r.opts.Signer.Fingerprint()
+	} else if kr := r.opts.Verification.Keyring; kr != nil {
+		f.UpstreamKeys = kr.Fingerprints()
+	}
+	f.IndexUpdated = cat.Index.Updated
+	if pub, ok := st.Published[cat.IndexBase+".json"]; ok {
+		f.Index = cat.IndexBase + ".json"
+		f.IndexUpdated = cmp.Or(pub.Updated, f.IndexUpdated)
+	}
+	newest := map[string]string{}
+	for vk := range r.plan.Held {
+		if vk.Version > newest[vk.ContentID] {
+			newest[vk.ContentID] = vk.Version
+		}
+	}
+	for _, pf := range cat.Products {
+		key := pf.Base + ".json"
+		pub, published := st.Published[key]
+		if !published {
+			if _, signed := st.Published[pf.Base+".sjson"]; !signed {
+				continue // not published (curated: the mirror holds nothing of it)
+			}
+			key = pf.Base + ".sjson"
+		}
+		updated := "" // the index entry's (verbatim: the parsed document is not kept)
+		if pf.Entry != nil {
+			updated = pf.Entry.Updated
+		}
+		f.Products = append(f.Products, FreshnessProducts{
+			ContentID: pf.ContentID, Path: key, Updated: cmp.Or(pub.Updated, updated), NewestVersion: newest[pf.ContentID],
+		})
+	}
+	for key, pub := range st.Published {
+		f.Metadata = append(f.Metadata, FreshnessFile{Path: key, Size: pub.Size, SHA256: pub.SHA256})
+	}
+	sort.Slice(f.Metadata, func(i, j int) bool { return f.Metadata[i].Path < f.Metadata[j].Path })
+	if !r.opts.NoItemDownload { // a metadata-only mirror holds no content
+		for path := range r.plan.Held.Paths() {
+			f.Files++
+			f.Bytes += r.plan.Held.size(path)
+		}
+	}
+	return f
+}
+
+// size is the size of the held content at path (0 when none holds it).
+func (h Held) size(path string) int64 {
+	for _, hv := range h {
+		for _, it := range hv {
+			if it.Path == path {
+				return it.Size
+			}
+		}
+	}
+	return 0
+}
+
+// needsFreshness reports whether the run writes a freshness record: when it published
+// metadata, or when the record is missing, was replaced behind the mirror's back, or is not in
+// the mode's form (curated mirrors also have the signed form). An up-to-date run writes nothing,
+// as before.
+func (r *run) needsFreshness() bool {
+	st := r.st
+	if len(r.rep.MetadataWritten) > 0 || st.Freshness == nil || !st.stillListed(FreshnessKey, st.Freshness.published()) {
+		return true
+	}
+	curated := r.opts.Signer != nil
+	_, signedListed := st.listed[FreshnessSignedKey]
+	return st.Freshness.Signed != curated || (st.listed != nil && signedListed != curated)
+}
+
+// writeFreshness writes the run's freshness record after the metadata (and, curated, its
+// clearsigned form), fenced like every write readers see, when the run published metadata or
+// the record is not as last written (needsFreshness).
+func (r *run) writeFreshness(ctx context.Context) error {
+	if !r.needsFreshness() {
+		return nil
+	}
+	published, prev := r.opts.Now(), (*time.Time)(nil)
+	if w := r.st.Freshness; w != nil {
+		if len(r.rep.MetadataWritten) == 0 {
+			// Written again (missing, replaced, or not in the mode's form): the same publish.
+			published, prev = w.Time, w.Previous
+		} else {
+			prev = &w.Time
+		}
+	}
+	f := r.freshness(published, prev)
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	cc := FreshnessCacheControl(cmp.Or(r.opts.MetadataCacheControl, DefaultMetadataCacheControl))
+	put := func(key string, body []byte) (store.Info, error) {
+		if err := fence(ctx, r.lock, "writing "+key); err != nil {
+			return store.Info{}, err
+		}
+		info, err := store.PutBytes(ctx, r.dst, key, body, store.PutOptions{
+			SHA256: hexSHA256(body), ContentType: "application/json", CacheControl: cc,
+		})
+		if err != nil {
+			return info, fmt.Errorf("writing the freshness record %s: %w", key, err)
+		}
+		return info, nil
+	}
+	curated := r.opts.Signer != nil
+	if curated {
+		var clear bytes.Buffer
+		if err := r.opts.Signer.ClearSign(&clear, bytes.NewReader(data)); err != nil {
+			return fmt.Errorf("signing %s: %w", FreshnessSignedKey, err)
+		}
+		if _, err := put(FreshnessSignedKey, clear.Bytes()); err != nil {
+			return err
+		}
+	} else if _, listed := r.st.listed[FreshnessSignedKey]; listed || (r.st.Freshness != nil && r.st.Freshness.Signed) {
+		// Curated before: a signed record of an earlier run would outlive the plain one.
+		if err := fence(ctx, r.lock, "deleting "+FreshnessSignedKey); err != nil {
+			return err
+		}
+		if err := r.dst.Delete(ctx, FreshnessSignedKey); err != nil && !errors.Is(err, store.ErrNotExist) {
+			return fmt.Errorf("removing %s (the mirror is not curated any more): %w", FreshnessSignedKey, err)
+		}
+	}
+	info, err := put(FreshnessKey, data)
+	if err != nil {
+		return err
+	}
+	r.st.Freshness = &FreshnessWritten{
+		Size: int64(len(data)), SHA256: hexSHA256(data), Tag: info.ETag,
+		Time: f.Published, Previous: f.PreviousPublished, Signed: curated,
+	}
+	r.rep.Freshness = f
+	r.opts.Log.Info("published", "path", FreshnessKey)
+	return nil
 }

@@ -9,22 +9,6 @@ import (
 	"github.com/ssmirror/ssmirror/store/ranged"
 )
 
-// Defaults for ranged downloads (Options.RangeStreams, RangeChunk, RangeFiles). Measured with
-// scripts/bench over scripts/linkemu (20 MB/s per connection, 30 ms), into MinIO. One ~1 GB
-// file: 5 × 4 MiB took 12.8 s at 81 MB peak RSS, 4 × 4 MiB 15.8 s at 76 MB, 4 × 8 MiB 15.0 s
-// at 111 MB, 6 × 2 MiB 12.1 s at 61 MB; one connection (curl) 52.7 s. The 1.5 GB stream
-// (4 files at once, 8 MiB parts, 24 MiB of part buffers): one file ranged at 5 × 4 MiB 16.7 s,
-// two at 6 × 2 MiB 11.7-13.3 s and 91 MB, three at 6 × 2 MiB 9.7 s but 104 MB, three at
-// 5 × 2 MiB 10.1-10.2 s and 100 MB (32 MiB of part buffers); rclone 21.1 s. With the shared
-// pool (issue 13; 15 streams = 3 × 5, into a directory, a loaded machine): four 64 MB files at
-// 2 MB/s per connection + 30 ms took 9.5-10.1 s (the per-file budget before: 33-36 s; rclone
-// 32 s); 24 streams of at most 8 per file 8.3 s.
-const (
-	DefaultRangeStreams = 5
-	DefaultRangeChunk   = 2 << 20
-	DefaultRangeFiles   = 3
-)
-
 // rangedMinChunks: a file shorter than this many chunks is fetched with one request; below it,
 // the request per chunk costs more than the extra connections bring.
 const rangedMinChunks = 4

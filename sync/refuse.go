@@ -147,12 +147,6 @@ func why(p string, reserved map[string]bool, dirOf map[string]string) string {
 	return ""
 }
 
-// Directories only the mirror writes into.
-const (
-	controlDir  = ".ssmirror/"
-	metadataDir = "streams/v1/"
-)
-
 // controlKeys lists the keys the mirror writes besides content: its lock and state, and every
 // form of the index and of each products file of cat.
 func controlKeys(cat *Catalogue) []string {

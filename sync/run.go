@@ -3,8 +3,6 @@ package sync
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
 	gosync "sync"
 	"time"
 
@@ -12,40 +10,9 @@ import (
 	"github.com/ssmirror/ssmirror/streams"
 )
 
-// run is one Run against one target. It works from the settled copy of the caller's Options
-// (Options.settled: the library's defaults filled in once); what it holds (the lease) and what
-// it builds up (the catalogue, the state, the plan, the report) live here. Its methods are the
-// stages, in order: readCatalogue, readTarget, makePlan, transfer, publish, record, collect.
-// The transfer stage's own state is not here but in the dest the stage makes (transfer.go).
-//
-// Only readCatalogue depends on upstream alone; everything after it belongs to the one target,
-// so that a run per target can share one reading of upstream.
-type run struct {
-	// opts are the run's settled options (Options.settled), with its target's logger.
-	opts Options
-	src  store.Source
-	dst  store.Target
-
-	// hub is what the runs of one RunTargets share: upstream's catalogue and the transfer.
-	hub *hub
-	// seat is the run's number in its hub's meeting (hub.meet).
-	seat int
-
-	// lock is the run's lease: every write readers see is fenced by it (nil: none, a dry run).
-	lock     *TargetLock
-	tookOver bool // the lease was taken over from a run that never released it
-
-	cat      *Catalogue     // upstream's catalogue (readCatalogue)
-	upstream []streams.Item // its items
-	st       *State         // the mirror's record (readTarget), updated as the run applies its plan
-	plan     *Plan
-	rep      *Report
-}
-
-// newRun makes a run of its own (a hub of one target).
-func newRun(src store.Source, dst store.Target, opts Options) *run {
-	return newHub(context.Background(), src, []store.Target{dst}, opts).runs[0]
-}
+// The stages of a run, in order (do), and the steps of the first ones: reading upstream and the
+// target, planning, recording. The transfer (transfer.go), the publish (publish.go) and the
+// collection (gc.go) have files of their own.
 
 // do runs the stages.
 func (r *run) do(ctx context.Context) (*Report, error) {
@@ -373,56 +340,9 @@ func (r *run) saveAfterFailure() error {
 	return saveState(ctx, r.dst, r.st, r.lock.Fence)
 }
 
-// stamps gives, for every unreferenced object, since when it has been unreferenced: the recorded
-// time, or now for one that became unreferenced with this run.
-func (rel Release) stamps(now time.Time) map[string]time.Time {
-	out := make(map[string]time.Time, len(rel.Unreferenced))
-	for _, key := range rel.Unreferenced {
-		if t, ok := rel.Since[key]; ok {
-			out[key] = t
-		} else {
-			out[key] = now
-		}
+func (r *run) guardRate(src store.Source) store.Source {
+	if r.opts.MinRate < 0 {
+		return src
 	}
-	return out
-}
-
-// deleteReleased deletes the released keys still recorded as the mirror's content, each write
-// fenced by lock, forgets each one deleted, then saves st (when there was anything to delete).
-// Every failure is returned; a failed fence stops it.
-func deleteReleased(ctx context.Context, dst store.Target, st *State, keys []string, lock *TargetLock, log *slog.Logger) (deleted []string, err error) {
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	var errs []error
-	for _, key := range keys {
-		if _, owned := st.Objects[key]; !owned {
-			continue // it became metadata (putMeta): not content to collect
-		}
-		if err := fence(ctx, lock, "deleting "+key); err != nil {
-			errs = append(errs, err)
-			break
-		}
-		if err := dst.Delete(ctx, key); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		delete(st.Objects, key)
-		delete(st.Unreferenced, key)
-		deleted = append(deleted, key)
-		log.Info("deleted", "path", key)
-	}
-	if err := saveState(ctx, dst, st, lock.Fence); err != nil {
-		errs = append(errs, err)
-	}
-	return deleted, errors.Join(errs...)
-}
-
-// fence checks that the run still holds its lease (TargetLock.Fence) before a write that
-// readers or the next run see; what names the write for the message.
-func fence(ctx context.Context, lock *TargetLock, what string) error {
-	if err := lock.Fence(ctx); err != nil {
-		return fmt.Errorf("not %s: %w", what, err)
-	}
-	return nil
+	return rateGuarded{src, r.opts.FileDeadlineBase, r.opts.MinRate, r.opts.Now}
 }

@@ -3,6 +3,8 @@ package sync
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -276,3 +278,122 @@ func saveState(ctx context.Context, dst store.Target, st *State, fence func(cont
 }
 
 var statePut = store.PutOptions{ContentType: "application/json", CacheControl: "no-store"}
+
+// listTarget lists every object of the target, by key.
+func listTarget(ctx context.Context, dst store.Target) (map[string]store.Info, error) {
+	listed := map[string]store.Info{}
+	err := dst.List(ctx, "", func(info store.Info) error {
+		listed[info.Key] = info
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", store.Describe(dst), err)
+	}
+	return listed, nil
+}
+
+// noteListing keeps the target's listing in st.listed, for the plan and the metadata checks.
+// Metadata recorded without an ETag (by an older version, or from a write that returned none)
+// takes the listed one when the size matches, as content does (presenceOf): the trust the
+// record had, without a rewrite at every run.
+func (st *State) noteListing(listed map[string]store.Info) {
+	st.listed = listed
+	for key, pub := range st.Published {
+		if info, ok := st.listed[key]; ok && pub.ETag == "" && info.Size == pub.Size {
+			pub.ETag = info.ETag
+			st.Published[key] = pub
+		}
+	}
+}
+
+// FreshnessWritten is what the state records of the freshness record last written: its
+// object (as Published records metadata) and when it was published.
+type FreshnessWritten struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	// Tag is the store's version tag of the object as written (as Published.ETag).
+	Tag      string     `json:"tag,omitempty"`
+	Time     time.Time  `json:"time"`
+	Previous *time.Time `json:"previous,omitempty"`
+	Signed   bool       `json:"signed,omitempty"`
+}
+
+// published is the record as a Published metadata object.
+func (w *FreshnessWritten) published() Published {
+	return Published{Size: w.Size, SHA256: w.SHA256, ETag: w.Tag}
+}
+
+// isPublished reports whether key is in the target with exactly these bytes, as recorded when it
+// was written and confirmed by the listing.
+func (st *State) isPublished(key string, data []byte) bool {
+	old, ok := st.Published[key]
+	if !ok || old.Size != int64(len(data)) || !st.stillListed(key, old) {
+		return false
+	}
+	return old.SHA256 == hexSHA256(data)
+}
+
+// hexSHA256 is the lowercase hex sha256 of data.
+func hexSHA256(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// isPublishedGroup reports whether every key is in the target as recorded.
+func (st *State) isPublishedGroup(keys ...string) bool {
+	for _, key := range keys {
+		old, ok := st.Published[key]
+		if !ok || !st.stillListed(key, old) {
+			return false
+		}
+	}
+	return true
+}
+
+// stillListed reports whether the target's listing (when it was listed) shows the metadata
+// object as it was written: there, with the recorded size and ETag (a record without one took
+// the listed ETag in noteListing). An object deleted or replaced behind the mirror's back is
+// thus rewritten.
+func (st *State) stillListed(key string, old Published) bool {
+	if st.listed == nil {
+		return true
+	}
+	info, listed := st.listed[key]
+	return listed && info.Size == old.Size && SameVersion(old.ETag, info.ETag)
+}
+
+// The publishing modes, as recorded.
+const (
+	ModeVerbatim = "verbatim"
+	ModeCurated  = "curated"
+)
+
+// Mode is how a target is published: verbatim, or curated and signed with one key.
+type Mode struct {
+	Publish string `json:"publish"` // ModeVerbatim or ModeCurated
+	// SigningKey is the fingerprint of the key a curated mirror is signed with ("" when the
+	// mode was inferred from a state written before modes were recorded).
+	SigningKey string `json:"signing_key,omitempty"`
+}
+
+func (m Mode) String() string {
+	if m.Publish == ModeCurated && m.SigningKey != "" {
+		return "curated, signed with key " + m.SigningKey
+	}
+	return m.Publish
+}
+
+// Directories only the mirror writes into.
+const (
+	controlDir  = ".ssmirror/"
+	metadataDir = "streams/v1/"
+)
+
+// SameVersion reports whether an object listed with ETag listed is still the one a record
+// with ETag recorded was made for: the same tag, or no tag to tell them apart (a record from
+// before ETags were kept, a backend that gives none). This is the one rule by which a record is
+// trusted over what the target holds, for content, metadata and verify alike
+// (sync/audit uses it on the State it reads).
+func SameVersion(recorded, listed string) bool {
+	return recorded == "" || listed == "" || recorded == listed
+}

@@ -2,17 +2,11 @@ package sync
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha512"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"strconv"
-	"strings"
 	gosync "sync"
-	"time"
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/store/retry"
@@ -227,13 +221,6 @@ next:
 	return rest
 }
 
-// Bounds on fetching one file: attempts to open it or one of its ranges (the source answering
-// 5xx or not at all; counted per open), and complete downloads whose checksum is wrong.
-const (
-	maxOpenAttempts     = 5
-	maxChecksumAttempts = 3
-)
-
 // fetch brings f from upstream into every leg of need (fetchOnce), within the file's deadline,
 // trying the download again (for the legs still written) while its checksum is wrong, at most
 // maxChecksumAttempts times. The source's opens are tried again by the retrying source
@@ -424,124 +411,4 @@ func (h *hub) borrowers(n int) int {
 		return 0
 	}
 	return min(pool.Slots(), n-h.opts.Concurrency)
-}
-
-// TransferError is returned when some files could not be brought in; nothing was published.
-type TransferError struct{ Errs []error }
-
-func (e *TransferError) Error() string {
-	if len(e.Errs) == 1 {
-		return e.Errs[0].Error()
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d files failed, nothing was published:", len(e.Errs))
-	for i, err := range e.Errs {
-		if i == 10 {
-			fmt.Fprintf(&b, "\n  … and %d more", len(e.Errs)-10)
-			break
-		}
-		b.WriteString("\n  ")
-		b.WriteString(err.Error())
-	}
-	return b.String()
-}
-
-func (e *TransferError) Unwrap() []error { return e.Errs }
-
-// sourcePolicy is how reads from the source are tried again (whole opens, range opens, metadata
-// files): maxOpenAttempts times in all, fetchBackoff apart, unless the failure is permanent:
-// retry.Permanent's (a missing object, a refusal, a cancelled run, a certificate that does not
-// verify, …) or a file that ran out of time (ErrTooSlow). (The HTTP store resumes interrupted
-// bodies by itself, but answers 5xx or connection failures on the first request as errors.)
-func sourcePolicy(notify func(attempt int, err error)) retry.Policy {
-	return retry.Policy{
-		Attempts:  maxOpenAttempts,
-		Backoff:   fetchBackoff,
-		Permanent: func(err error) bool { return retry.Permanent(err) || errors.Is(err, ErrTooSlow) },
-		Notify:    notify,
-	}
-}
-
-// fetchBackoff is the pause before attempt+1 of a fetch, about 0.5s, 1s, 2s, … (at most 8s),
-// jittered by ±25% (a variable so that fuzz targets, which run thousands of failing transfers,
-// need not wait).
-var fetchBackoff = retry.Exponential(500*time.Millisecond, 8*time.Second)
-
-// hashObject reads the object at f.Path in the target and returns its sha256. When the
-// catalogue gives no sha256 for it, the sha512 or md5 it gives is checked too: a mismatch is an
-// error wrapping store.ErrChecksum.
-func hashObject(ctx context.Context, s store.Source, f Fetch, p *Progress) (string, error) {
-	key := f.Path
-	rc, err := s.Open(ctx, key, 0)
-	if err != nil {
-		return "", fmt.Errorf("checking %s: %w", key, err)
-	}
-	defer rc.Close()
-	v := store.NewVerifier(key, newExtraCheck(f, newCountingReader(rc, p, key)), store.PutOptions{Size: -1})
-	if _, err := io.Copy(io.Discard, v); err != nil {
-		return "", fmt.Errorf("checking %s: %w", key, err)
-	}
-	return v.Sum(), nil
-}
-
-// extraCheck verifies a sha512 or md5 (catalogues without sha256) and turns a mismatch into a
-// read error before the end of the stream, so the store never makes the object visible.
-type extraCheck struct {
-	r    io.Reader
-	h    hash.Hash
-	want string
-	path string
-	algo string
-}
-
-func newExtraCheck(f Fetch, r io.Reader) io.Reader {
-	switch {
-	case f.SHA256 != "":
-		return r // the Verifier checks the sha256
-	case f.SHA512 != "":
-		return &extraCheck{r: r, h: sha512.New(), want: f.SHA512, path: f.Path, algo: "sha512"}
-	case f.MD5 != "":
-		return &extraCheck{r: r, h: md5.New(), want: f.MD5, path: f.Path, algo: "md5"}
-	}
-	return r
-}
-
-func (c *extraCheck) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.h.Write(p[:n])
-	if errors.Is(err, io.EOF) {
-		if got := hex.EncodeToString(c.h.Sum(nil)); !strings.EqualFold(got, c.want) {
-			return n, fmt.Errorf("%s: %w: %s %s, expected %s", c.path, store.ErrChecksum, c.algo, got, c.want)
-		}
-	}
-	return n, err
-}
-
-// countingReader counts the bytes of one file into the progress: the run's total and, while
-// the file is in flight, its own entry (looked up once, not on every read).
-type countingReader struct {
-	r    io.Reader
-	p    *Progress
-	file *fileEntry // nil when the file is not tracked
-	n    int64
-	// counted is what the progress took of n: a file another reader or copy already counted
-	// whole (a fan-out) is not counted again.
-	counted int64
-}
-
-func newCountingReader(r io.Reader, p *Progress, path string) *countingReader {
-	return &countingReader{r: r, p: p, file: p.file(path)}
-}
-
-func (c *countingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.count(int64(n))
-	c.n += int64(n)
-	return n, err
-}
-
-// count adds n bytes (negative: takes back bytes of an attempt that failed, at most what this
-// reader counted).
-func (c *countingReader) count(n int64) {
-	c.counted += c.p.addFile(c.file, max(n, -c.counted))
 }
