@@ -41,3 +41,49 @@ func TestZeroGraceMeansZero(t *testing.T) {
 		}
 	})
 }
+
+// TestGraceCountsFromThePublish: a run whose transfer takes three hours releases the old version
+// when it publishes the new metadata, not when it plans: until then the old index, which still
+// lists the old files, is what readers get. The grace (two hours here) counts from that publish,
+// so a run two hours after the plan but one after the publish deletes nothing, and a run two
+// hours after the publish deletes the old files.
+func TestGraceCountsFromThePublish(t *testing.T) {
+	dir, dst := newTarget(t)
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	filters := mustParse(t, "release=jammy", "arch=amd64")
+	const grace = 2 * time.Hour
+	opts := func() sync.Options {
+		return sync.Options{Selection: sync.Selection{Filters: filters, Max: 1}, Publishing: sync.Publishing{GCGrace: grace}, Hooks: sync.Hooks{Now: clock}}
+	}
+
+	old := newUpstream(t, smallConfig("20250701"), nil)
+	run(t, old, dst, opts())
+	oldPaths := contentPaths(tree(t, dir))
+
+	up := newUpstream(t, smallConfig("20250701", "20250718"), nil)
+	now = now.Add(time.Hour)
+	planned := now
+	slow := opts()
+	slow.OnTransfer = func(int64) func() {
+		return func() { now = now.Add(3 * time.Hour) } // the transfer ends three hours after it began
+	}
+	if rep := run(t, up, dst, slow); rep.Fetched == 0 {
+		t.Fatal("the new version was not fetched")
+	}
+	published := now
+
+	now = planned.Add(grace + 10*time.Minute)
+	if !now.Before(published) {
+		t.Fatalf("the test's clock: %v is not before the publish at %v", now, published)
+	}
+	now = published.Add(time.Hour) // past the plan by the grace and more, within it from the publish
+	if rep := run(t, up, dst, opts()); len(rep.Deleted) != 0 {
+		t.Errorf("deleted %v an hour after the publish that released them (grace %v)", rep.Deleted, grace)
+	}
+	now = published.Add(grace + time.Minute)
+	rep := run(t, up, dst, opts())
+	if diff := cmp.Diff(oldPaths, rep.Deleted); diff != "" {
+		t.Errorf("deleted once the grace had passed since the publish (-want +got):\n%s", diff)
+	}
+}
