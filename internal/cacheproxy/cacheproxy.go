@@ -48,8 +48,10 @@ type Proxy struct {
 	done   chan struct{}
 }
 
-var configTemplate = template.Must(template.New("nginx.conf").Parse(`# A caching reverse proxy in front of a mirror's origin (nginx proxy_cache).
-{{if .Root}}user root;
+// frame is what every proxy's configuration has around its own part of the http block: the
+// process's files in the test's directory (nginx's workers run as root when the test does, since
+// they cannot read a private home directory otherwise).
+var frame = template.Must(template.New("nginx.conf").Parse(`{{if .Root}}user root;
 {{end}}worker_processes 1;
 pid {{.Dir}}/nginx.pid;
 error_log {{.Dir}}/error.log warn;
@@ -61,6 +63,12 @@ http {
     fastcgi_temp_path {{.Dir}}/tmp/fastcgi;
     uwsgi_temp_path {{.Dir}}/tmp/uwsgi;
     scgi_temp_path {{.Dir}}/tmp/scgi;
+{{.HTTP}}
+}
+`))
+
+// testProxy is the tests' proxy, inside the http block.
+var testProxy = template.Must(template.New("proxy").Parse(`    # A caching reverse proxy in front of a mirror's origin (nginx proxy_cache).
     # Cached as the origin's Cache-Control says: the metadata 5 minutes by default, content a year.
     proxy_cache_path {{.Dir}}/cache levels=1:2 keys_zone=mirror:10m max_size=10g inactive=7d use_temp_path=off;
     server {
@@ -89,9 +97,7 @@ http {
             proxy_pass {{.Origin}}.ssmirror/;
             proxy_cache mirror;
         }
-    }
-}
-`))
+    }`))
 
 // Binary finds nginx, or says where it looked.
 func Binary() (string, error) {
@@ -107,6 +113,24 @@ func Binary() (string, error) {
 // Start starts nginx in front of opts.Origin until the test ends.
 func Start(t testing.TB, opts Options) *Proxy {
 	t.Helper()
+	if !strings.HasSuffix(opts.Origin, "/") {
+		opts.Origin += "/"
+	}
+	return StartWith(t, "/", func(dir, listen string) (string, error) {
+		var conf strings.Builder
+		err := testProxy.Execute(&conf, map[string]any{
+			"Dir": dir, "Listen": listen, "Origin": opts.Origin,
+			"CacheContent": opts.CacheContent, "NotFoundTTL": int(opts.NotFoundTTL / time.Second),
+		})
+		return conf.String(), err
+	})
+}
+
+// StartWith starts nginx with a configuration of the caller's inside its http block until the
+// test ends: http gives it for the test's directory (dir, where a cache may go; dir/cache
+// exists) and the address to listen on. The proxy's URL is root on that address.
+func StartWith(t testing.TB, root string, http func(dir, listen string) (string, error)) *Proxy {
+	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -114,12 +138,9 @@ func Start(t testing.TB, opts Options) *Proxy {
 		}
 		t.Skip(err)
 	}
-	if !strings.HasSuffix(opts.Origin, "/") {
-		opts.Origin += "/"
-	}
 	var lastErr error
 	for range 3 { // another process may take the free port first
-		p, err := start(t, bin, opts)
+		p, err := start(t, bin, root, http)
 		if err == nil {
 			t.Cleanup(p.stop)
 			return p
@@ -130,7 +151,7 @@ func Start(t testing.TB, opts Options) *Proxy {
 	return nil
 }
 
-func start(t testing.TB, bin string, opts Options) (*Proxy, error) {
+func start(t testing.TB, bin, root string, http func(dir, listen string) (string, error)) (*Proxy, error) {
 	dir := t.TempDir()
 	for _, d := range []string{"tmp", "cache"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -143,11 +164,12 @@ func start(t testing.TB, bin string, opts Options) (*Proxy, error) {
 	}
 	listen := l.Addr().String()
 	l.Close()
+	inner, err := http(dir, listen)
+	if err != nil {
+		return nil, err
+	}
 	var conf strings.Builder
-	if err := configTemplate.Execute(&conf, map[string]any{
-		"Root": os.Geteuid() == 0, "Dir": dir, "Listen": listen, "Origin": opts.Origin,
-		"CacheContent": opts.CacheContent, "NotFoundTTL": int(opts.NotFoundTTL / time.Second),
-	}); err != nil {
+	if err := frame.Execute(&conf, map[string]any{"Root": os.Geteuid() == 0, "Dir": dir, "HTTP": inner}); err != nil {
 		return nil, err
 	}
 	file := filepath.Join(dir, "nginx.conf")
@@ -159,7 +181,7 @@ func start(t testing.TB, bin string, opts Options) (*Proxy, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("running %s: %w", bin, err)
 	}
-	p := &Proxy{URL: "http://" + listen + "/", dir: dir, config: conf.String(), cmd: cmd, done: make(chan struct{})}
+	p := &Proxy{URL: "http://" + listen + root, dir: dir, config: conf.String(), cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
