@@ -53,14 +53,17 @@ func s3Mistake(err error) string {
 	case "NoSuchBucket":
 		return "create the bucket first (aws s3 mb s3://BUCKET, mc mb ALIAS/BUCKET), or fix the bucket's name in the location"
 	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "InvalidClientTokenId", "ExpiredToken":
-		return "the S3 service refused these credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile named by --profile, AWS_PROFILE or ?profile= (its keys in ~/.aws/credentials), and that they may use this bucket"
+		return refusedCredentials
 	}
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden {
-		return "the S3 service refused these credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile named by --profile, AWS_PROFILE or ?profile= (its keys in ~/.aws/credentials), and that they may use this bucket"
+		return refusedCredentials
 	}
 	return ""
 }
+
+// refusedCredentials is the hint for an S3 service that refused the target's credentials.
+const refusedCredentials = "the S3 service refused these credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile named by --profile, AWS_PROFILE or ?profile= (its keys in ~/.aws/credentials), or the config file's [target] section, and that they may use this bucket"
 
 // withHint is err's message followed by its flagHint, on a line of its own after a message of
 // several lines.

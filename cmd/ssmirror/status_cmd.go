@@ -531,20 +531,21 @@ func noMirror(ctx context.Context, dst store.Target, target string) error {
 
 // storageTrouble is what to put before a storage error an operator can act on (the error itself
 // is wrapped after it, so exit codes and hints still see it): a missing bucket, refused
-// credentials, an endpoint out of reach; "" for anything else.
+// credentials, an endpoint out of reach; "" for anything else. It names the trouble; what to do
+// about an S3 answer is the error's hint (s3Mistake), said once, after the message.
 func storageTrouble(err error) string {
 	var api smithy.APIError
 	if errors.As(err, &api) {
 		switch api.ErrorCode() {
 		case "NoSuchBucket":
-			return "the bucket does not exist (create the bucket first, or check the bucket's name): "
+			return "the bucket does not exist: "
 		case "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
-			return "access denied: check this target's credentials (its profile, $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or the config file's [target] section): "
+			return "access denied: "
 		}
 	}
 	var re interface{ HTTPStatusCode() int }
 	if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusForbidden || re.HTTPStatusCode() == http.StatusUnauthorized) {
-		return "access denied: check this target's credentials (its profile, $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or the config file's [target] section): "
+		return "access denied: "
 	}
 	if errors.Is(err, fs.ErrPermission) {
 		return "permission denied: "

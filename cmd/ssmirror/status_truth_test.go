@@ -183,7 +183,7 @@ func statusTruth(t *testing.T, bin, target string, env []string, _ string) {
 }
 
 // A missing bucket, a wrong secret and an endpoint with nothing listening are said as such, not
-// as "nothing mirrored there".
+// as "nothing mirrored there", and what to do about it is said once.
 func TestStatusStorageTrouble(t *testing.T) {
 	bin := buildBinary(t)
 	srv := testserver.Shared(t, testserver.KindMinIO)
@@ -192,16 +192,19 @@ func TestStatusStorageTrouble(t *testing.T) {
 	for _, tc := range []struct {
 		name, target string
 		env          []string
-		want         string
+		want, advice string
 		code         int // a configuration mistake (bucket, credentials) is 2, a server down 1
 	}{
-		{"missing bucket", "s3://no-such-bucket-here/m", env, "the bucket does not exist (create the bucket first", 2},
-		{"wrong secret", "s3://" + bucket + "/m", append(append([]string{}, env...), "AWS_SECRET_ACCESS_KEY=wrong-secret-0123456789"), "access denied: check this target's credentials", 2},
-		{"endpoint down", "s3://" + bucket + "/m?endpoint=http://127.0.0.1:1", env, "nothing is listening", 1},
+		{"missing bucket", "s3://no-such-bucket-here/m", env, "the bucket does not exist: ", "create the bucket first", 2},
+		{"wrong secret", "s3://" + bucket + "/m", append(append([]string{}, env...), "AWS_SECRET_ACCESS_KEY=wrong-secret-0123456789"), "access denied: ", "check AWS_ACCESS_KEY_ID", 2},
+		{"endpoint down", "s3://" + bucket + "/m?endpoint=http://127.0.0.1:1", env, "nothing is listening", "nothing is listening", 1},
 	} {
 		code, st, _ := statusOf(t, bin, tc.env, tc.target)
 		if code != tc.code || st.OK || !strings.Contains(st.Error, tc.want) {
 			t.Errorf("%s: exit %d, error %q, want exit %d and %q", tc.name, code, st.Error, tc.code, tc.want)
+		}
+		if n := strings.Count(st.Error, tc.advice); n != 1 {
+			t.Errorf("%s: the advice %q is given %d times in %q, want once", tc.name, tc.advice, n, st.Error)
 		}
 	}
 }
