@@ -158,7 +158,12 @@ type Error struct {
 	Err error
 }
 
-func (e *Error) Error() string { return e.Op + " " + e.Key + ": " + e.Err.Error() }
+func (e *Error) Error() string {
+	if e.Key == "" { // the whole store (a listing of everything): the error names the store itself
+		return e.Op + ": " + e.Err.Error()
+	}
+	return e.Op + " " + e.Key + ": " + e.Err.Error()
+}
 
 func (e *Error) Unwrap() error { return e.Err }
 

@@ -123,9 +123,11 @@ func (g *listGuard) stalled() error {
 	return fmt.Errorf("%w: %s %s brought no new key in %s (%d pages)", ErrListStalled, g.op, g.where, g.stall, g.pages)
 }
 
-// failed is the error of a page's request: the stall when the page's own deadline ended it.
+// failed is the error of a page's request: the stall when the page's own deadline ended it. The
+// page's context is cancelled by then (its cancel runs when the request returns), so only a
+// deadline that passed is the stall; any other failure is the server's answer as it was.
 func (g *listGuard) failed(ctx, pctx context.Context, err error) error {
-	if ctx.Err() == nil && pctx.Err() != nil {
+	if ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("%w (%w)", context.Cause(pctx), err)
 	}
 	return err

@@ -154,3 +154,27 @@ func TestListLoopEnds(t *testing.T) {
 		})
 	})
 }
+
+// TestListErrorIsTheServers: a listing the server refuses (no such bucket) fails with the
+// server's answer, not as a cancelled context: List used to cancel each page's context before
+// it looked at why the page failed, so every refusal read "context canceled (...)" and was
+// errors.Is context.Canceled, which the commands take for an interruption.
+func TestListErrorIsTheServers(t *testing.T) {
+	forEachServer(t, func(t *testing.T, e *env) {
+		client, err := s3store.NewClient(t.Context(), e.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := s3store.New(client, "no-such-bucket-for-listing", "m/", e.opts)
+		err = s.List(t.Context(), "", func(store.Info) error { return nil })
+		if err == nil {
+			t.Fatal("List of a missing bucket succeeded")
+		}
+		if errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "context canceled") {
+			t.Errorf("List of a missing bucket: %v, want the server's answer, not a cancelled context", err)
+		}
+		if !strings.Contains(err.Error(), "NoSuchBucket") {
+			t.Errorf("List of a missing bucket: %v, want it to say NoSuchBucket", err)
+		}
+	})
+}
