@@ -148,6 +148,18 @@ func reportJSON(w io.Writer, err error, code int, signal string) {
 	w.Write(jsonLogLine("ERROR", msg, attrs...))
 }
 
+// jsonStderr makes stderr JSON lines. When stderr is the process's own, what other code writes
+// there (the AWS SDK's warnings) becomes JSON lines too until restore; flush je after restore.
+func jsonStderr(stderr io.Writer) (je *jsonLines, restore func()) {
+	je, restore = newJSONLines(stderr), func() {}
+	if f, ok := stderr.(*os.File); ok && f == os.Stderr {
+		if r, err := redirectStderr(je); err == nil {
+			restore = r
+		}
+	}
+	return je, restore
+}
+
 // redirectStderr points os.Stderr at a pipe whose lines are copied to w, for code that writes
 // to os.Stderr on its own: the AWS SDK's default logger (its warnings) captures os.Stderr when a
 // client is configured. restore puts os.Stderr back and returns once everything is copied.
