@@ -42,46 +42,6 @@ type mirrorSummary struct {
 	Summary json.RawMessage `json:"summary"`
 }
 
-// mirrorsError is the outcome of a run of several mirrors, some of which failed: each mirror's
-// error has been reported already; the exit code is the worst of theirs.
-type mirrorsError struct {
-	code   int
-	failed []string // "NAME (exit N)"
-}
-
-func (e mirrorsError) Error() string {
-	return fmt.Sprintf("%d mirror(s) failed: %s", len(e.failed), strings.Join(e.failed, ", "))
-}
-
-// exitRank orders exit codes from best to worst: success, a lock held by another run (try
-// later), a failed run, a configuration to fix, an interruption.
-func exitRank(code int) int {
-	switch {
-	case code == exitOK:
-		return 0
-	case code == exitLocked:
-		return 1
-	case code == exitFailure:
-		return 2
-	case code == exitUsage:
-		return 3
-	case code > exitSignaled:
-		return 4
-	}
-	return 2
-}
-
-// worstExit is the worst of codes by exitRank.
-func worstExit(codes []int) int {
-	worst := exitOK
-	for _, c := range codes {
-		if exitRank(c) > exitRank(worst) {
-			worst = c
-		}
-	}
-	return worst
-}
-
 // runMirrors runs the [mirror] sections names of the config file, as the command line args
 // (flags only) and the configuration pick and pace them. Every section is configured and
 // checked before any runs, so a mistake in one stops the job before it writes anything.
