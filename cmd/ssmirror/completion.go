@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"sort"
@@ -15,48 +14,6 @@ import (
 
 // Shell completion and the man page, generated from the commands' own flag sets, so that a flag
 // added to a command appears in both without further work.
-
-// command describes a subcommand for completion and the man page.
-type command struct {
-	name, summary string
-	usage         string                                                      // the command's help text ("" for none)
-	run           func(context.Context, []string, io.Writer, io.Writer) error // nil: takes no flags
-}
-
-func commandTable() []command {
-	return []command{
-		{"sync", "mirror SOURCE into TARGET (the default command)", syncUsage, runSync},
-		{"query", "list what a selection matches", queryUsage, runQuery},
-		{"verify", "audit a published mirror", verifyUsage, runVerify},
-		{"gc", "delete what nothing has referenced for --gc-grace", gcUsage, runGC},
-		{"status", "show what a mirror holds, its lock and what waits for deletion", statusUsage, runStatus},
-		{"check", "read a mirror through its public URL as a site would", checkUsage, runCheck},
-		{"keygen", "make a signing key for curated mirrors", keygenUsage, runKeygen},
-		{"version", "print the version and VCS revision", "", nil},
-		{"completion", "print a shell completion script (bash, zsh or fish)", completionUsage, nil},
-		{"man", "print the man page (roff)", "", nil},
-		{"help", "help on a command", "", nil},
-	}
-}
-
-// commandFlags returns the flag set c defines, read by running it with --help into nothing.
-func commandFlags(c command) *pflag.FlagSet {
-	if c.run == nil {
-		return pflag.NewFlagSet(c.name, pflag.ContinueOnError)
-	}
-	var got *pflag.FlagSet
-	flagSetHook = func(fs *pflag.FlagSet) {
-		if got == nil {
-			got = fs
-		}
-	}
-	defer func() { flagSetHook = nil }()
-	c.run(context.Background(), []string{"--help"}, io.Discard, io.Discard)
-	if got == nil {
-		return pflag.NewFlagSet(c.name, pflag.ContinueOnError)
-	}
-	return got
-}
 
 // flagInfo is what the generators need to know of a flag.
 type flagInfo struct {
@@ -94,14 +51,6 @@ var fileFlags = map[string]bool{
 	"metrics-textfile": true, "ca-cert": true, "log-file": true, "s3-ca-bundle": true,
 }
 
-const completionUsage = `Usage: ssmirror completion bash|zsh|fish
-
-Print a completion script for the shell. Install it with, for example:
-  ssmirror completion bash > /etc/bash_completion.d/ssmirror
-  ssmirror completion zsh > "${fpath[1]}/_ssmirror"
-  ssmirror completion fish > ~/.config/fish/completions/ssmirror.fish
-`
-
 func runCompletion(args []string, stdout io.Writer) error {
 	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
 		fmt.Fprint(stdout, completionUsage)
@@ -121,14 +70,6 @@ func runCompletion(args []string, stdout io.Writer) error {
 		return usagef("completion: unknown shell %q (bash, zsh or fish)", args[0])
 	}
 	return nil
-}
-
-func commandNames() []string {
-	var names []string
-	for _, c := range commandTable() {
-		names = append(names, c.name)
-	}
-	return names
 }
 
 func writeBashCompletion(w io.Writer) {

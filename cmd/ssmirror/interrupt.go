@@ -6,9 +6,25 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/ssmirror/ssmirror/sync"
 )
+
+// interrupted is the cause of the main context's cancellation when a signal arrives.
+type interrupted struct{ sig syscall.Signal }
+
+func (e interrupted) Error() string { return "interrupted by " + signalName(e.sig) }
+
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return sig.String()
+}
 
 // interruptedRun is the error of a sync run a signal stopped: one line that says what the run
 // left behind (published or not, files kept) and that a rerun resumes, instead of the error of

@@ -5,10 +5,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
+
+	"github.com/ssmirror/ssmirror/streams"
 )
 
 func main() {
@@ -59,4 +63,83 @@ func startCPUProfile(path string) (stop func()) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}
+}
+
+// Main runs the command line args and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd, _ := lookupCommand("sync") // the default command
+	if len(args) > 0 {
+		c, ok := lookupCommand(args[0])
+		switch {
+		case ok && c.run != nil:
+			cmd, args = c, args[1:]
+		case ok || args[0] == "--version":
+			return runBuiltin(ctx, args, stdout, stderr)
+		default:
+			if err := checkCommandWord(args[0]); err != nil {
+				return report(ctx, err, stderr)
+			}
+		}
+	}
+	if len(args) == 0 && cmd.name == "sync" && os.Getenv("SSMIRROR_CONFIG") == "" && os.Getenv("SSMIRROR_SOURCE") == "" {
+		fmt.Fprint(stderr, topUsage)
+		return exitUsage
+	}
+	if cmd.name != "sync" { // sync warns once its log format is known
+		warnAll(stderr, unknownEnv(os.Environ()))
+	}
+	return report(ctx, cmd.run(ctx, args, stdout, stderr), stderr)
+}
+
+// runBuiltin runs a command of the table that takes no flags (help, version, completion, man)
+// and returns the exit code.
+func runBuiltin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	switch args[0] {
+	case "help":
+		if len(args) > 1 {
+			return Main(ctx, []string{args[1], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, topUsage)
+	case "version", "--version":
+		fmt.Fprintln(stdout, printVersion())
+	case "completion":
+		return report(ctx, runCompletion(args[1:], stdout), stderr)
+	case "man":
+		if len(args) > 1 {
+			return report(ctx, usagef("man takes no arguments"), stderr)
+		}
+		writeMan(stdout, manDate())
+	}
+	return exitOK
+}
+
+// checkCommandWord refuses a first argument that can only be a mistyped command: a bare word
+// (no /, :, . or filter operator) that names no existing file. Without this check
+// "ssmirror verfy /srv/mirror" would mirror a source directory called verfy.
+func checkCommandWord(arg string) error {
+	if arg == "" || strings.HasPrefix(arg, "-") || strings.ContainsAny(arg, "/:.=~!\\") {
+		return nil
+	}
+	if _, err := os.Stat(arg); err == nil {
+		return nil // a directory of that name: a SOURCE
+	}
+	hint := ""
+	commands := commandNames()
+	if near := nearest(arg, commands); near != "" {
+		hint = fmt.Sprintf(" (did you mean %s?)", near)
+	}
+	return usagef("unknown command %q%s; the commands are %s (a SOURCE directory of that name is written ./%s)",
+		arg, hint, strings.Join(commands, ", "), arg)
+}
+
+// nearest returns the candidate closest to s by edit distance, if it is close enough to be a
+// typo of it ("" otherwise).
+func nearest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := streams.EditDistance(strings.ToLower(s), c); d < bestD && d <= max(1, len(c)/3) {
+			best, bestD = c, d
+		}
+	}
+	return best
 }

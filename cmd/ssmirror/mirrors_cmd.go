@@ -11,6 +11,8 @@ import (
 	"strings"
 	gosync "sync"
 
+	"github.com/spf13/pflag"
+
 	"github.com/ssmirror/ssmirror/cmd/internal/cliconfig"
 )
 
@@ -40,161 +42,163 @@ type mirrorSummary struct {
 	Summary json.RawMessage `json:"summary"`
 }
 
-// mirrorsError is the outcome of a run of several mirrors, some of which failed: each mirror's
-// error has been reported already; the exit code is the worst of theirs.
-type mirrorsError struct {
-	code   int
-	failed []string // "NAME (exit N)"
-}
-
-func (e mirrorsError) Error() string {
-	return fmt.Sprintf("%d mirror(s) failed: %s", len(e.failed), strings.Join(e.failed, ", "))
-}
-
-// exitRank orders exit codes from best to worst: success, a lock held by another run (try
-// later), a failed run, a configuration to fix, an interruption.
-func exitRank(code int) int {
-	switch {
-	case code == exitOK:
-		return 0
-	case code == exitLocked:
-		return 1
-	case code == exitFailure:
-		return 2
-	case code == exitUsage:
-		return 3
-	case code > exitSignaled:
-		return 4
-	}
-	return 2
-}
-
-// worstExit is the worst of codes by exitRank.
-func worstExit(codes []int) int {
-	worst := exitOK
-	for _, c := range codes {
-		if exitRank(c) > exitRank(worst) {
-			worst = c
-		}
-	}
-	return worst
-}
-
 // runMirrors runs the [mirror] sections names of the config file, as the command line args
 // (flags only) and the configuration pick and pace them. Every section is configured and
 // checked before any runs, so a mistake in one stops the job before it writes anything.
 func runMirrors(ctx context.Context, args []string, names []string, stdout, stderr io.Writer) error {
 	settingKeys() // before any mirror runs: see there
-	var path, logFormat string
-	var jsonOut, quiet bool
-	var only []string
-	parallel := 1
-	textfiles := map[string]string{} // --metrics-textfile: the mirror writing it
-	for i, name := range names {
-		var f syncFlags
-		fs := newSyncFlagSet(&f, io.Discard)
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		if len(fs.Args()) > 0 {
-			return usagef("SOURCE, TARGET and FILTER arguments (%s) do not go with a config file of [mirror] sections: each section names its source, target and filters", strings.Join(fs.Args(), " "))
-		}
-		if _, err := cliconfig.ConfigureMirror(fs, os.LookupEnv, isSettingKey, name); err != nil {
-			return err
-		}
-		if err := f.Sync.Check(fs); err != nil {
-			return fmt.Errorf("mirror %s: %w", name, err)
-		}
-		if err := f.metrics.check(); err != nil {
-			return fmt.Errorf("mirror %s: %w", name, err)
-		}
-		if other, ok := textfiles[f.metrics.textfile]; ok && f.metrics.textfile != "" {
-			return usagef("mirrors %s and %s would both write --metrics-textfile %s: set metrics-textfile in each [mirror] section", other, name, f.metrics.textfile)
-		}
-		textfiles[f.metrics.textfile] = name
-		if i == 0 { // settings of the whole file: sections cannot set them
-			path = cliconfig.ConfigPath(fs, os.LookupEnv)
-			jsonOut, logFormat, only, parallel, quiet = f.jsonOut, f.logFormat, f.Sections.Only, f.Sections.Parallel, f.quiet
-		}
-	}
-	run, err := cliconfig.PickMirrors(path, names, only)
+	m, err := configureMirrors(args, names)
 	if err != nil {
 		return err
 	}
-	jsonLog := logFormat == "json"
-	if jsonLog {
-		je := newJSONLines(stderr)
-		defer je.Flush() // after restore
-		if f, ok := stderr.(*os.File); ok && f == os.Stderr {
-			// What the AWS SDK writes on the process's stderr becomes JSON lines too.
-			if restore, rerr := redirectStderr(je); rerr == nil {
-				defer restore()
-			}
-		}
-		stderr = je
-	}
-	warnAll(stderr, unknownEnv(os.Environ()))
-	var mu gosync.Mutex // one mirror's output at a time
-	lockedErr := &lockedWriter{mu: &mu, w: stderr}
-	outs := make([]bytes.Buffer, len(run))
-	codes := make([]int, len(run))
-	started := make([]bool, len(run))
-	errs := cliconfig.RunMirrors(ctx, run, parallel, func(ctx context.Context, name string) error {
-		i := indexOf(run, name)
-		started[i] = true
-		tagged := &tagWriter{w: lockedErr, mirror: name, json: jsonLog}
-		err := runOneSync(ctx, args, &outs[i], tagged, name)
-		codes[i] = exitCode(ctx, err)
-		if codes[i] != exitOK {
-			report(ctx, err, tagged)
-		}
-		tagged.Flush()
-		if !jsonOut && (!quiet || err != nil) {
-			mu.Lock()
-			defer mu.Unlock()
-			if !jsonLog {
-				fmt.Fprintf(stdout, "== mirror %s ==\n", name)
-			}
-			(&tagWriter{w: stdout, mirror: name, json: jsonLog, plain: true}).writeAll(outs[i].Bytes())
-		}
+	if m.run, err = cliconfig.PickMirrors(m.path, names, m.only); err != nil {
 		return err
-	})
-	var failed []string
-	sum := mirrorsSummary{OK: true, Mirrors: []mirrorSummary{}}
-	for i, name := range run {
-		if !started[i] {
-			codes[i] = exitCode(ctx, errs[i])
-			report(ctx, errs[i], &tagWriter{w: stderr, mirror: name, json: jsonLog})
-		}
-		ms := mirrorSummary{Mirror: name, OK: codes[i] == exitOK, ExitCode: codes[i], Summary: json.RawMessage("null")}
-		if errs[i] != nil {
-			ms.Error = unwrapJSONLog(errs[i]).Error()
-			failed = append(failed, fmt.Sprintf("%s (exit %d)", name, codes[i]))
-			sum.OK = false
-		}
-		if jsonOut {
-			ms.Summary = lastJSON(outs[i].Bytes(), stdout, name, jsonLog)
-		}
-		sum.Mirrors = append(sum.Mirrors, ms)
 	}
-	sum.ExitCode = worstExit(codes)
-	if jsonOut {
-		enc := json.NewEncoder(stdout)
-		if !jsonLog {
+	m.stdout, m.stderr = stdout, stderr
+	if m.jsonLog {
+		je, restore := jsonStderr(stderr)
+		defer je.Flush() // after restore
+		defer restore()
+		m.stderr = je
+	}
+	warnAll(m.stderr, unknownEnv(os.Environ()))
+	m.outs, m.codes, m.started = make([]bytes.Buffer, len(m.run)), make([]int, len(m.run)), make([]bool, len(m.run))
+	errs := cliconfig.RunMirrors(ctx, m.run, m.parallel, m.runOne)
+	return m.finish(ctx, errs)
+}
+
+// mirrorsRun is a run of several mirrors: the settings of the whole file, the mirrors picked
+// and what each of them printed and exited with.
+type mirrorsRun struct {
+	args     []string
+	path     string // the config file
+	jsonOut  bool
+	jsonLog  bool
+	quiet    bool
+	only     []string
+	parallel int
+	run      []string // the mirrors picked, in the file's order
+	stdout   io.Writer
+	stderr   io.Writer
+	mu       gosync.Mutex // one mirror's output at a time
+	outs     []bytes.Buffer
+	codes    []int
+	started  []bool
+}
+
+// configureMirrors configures and checks every section names, and reads the settings of the
+// whole file (the first section's: sections cannot set them).
+func configureMirrors(args []string, names []string) (*mirrorsRun, error) {
+	m := &mirrorsRun{args: args, parallel: 1}
+	textfiles := map[string]string{} // --metrics-textfile: the mirror writing it
+	for i, name := range names {
+		f, fs, err := configureMirror(args, name)
+		if err != nil {
+			return nil, err
+		}
+		if other, ok := textfiles[f.metrics.textfile]; ok && f.metrics.textfile != "" {
+			return nil, usagef("mirrors %s and %s would both write --metrics-textfile %s: set metrics-textfile in each [mirror] section", other, name, f.metrics.textfile)
+		}
+		textfiles[f.metrics.textfile] = name
+		if i == 0 {
+			m.path = cliconfig.ConfigPath(fs, os.LookupEnv)
+			m.jsonOut, m.jsonLog, m.only, m.parallel, m.quiet = f.jsonOut, f.logFormat == "json", f.Sections.Only, f.Sections.Parallel, f.quiet
+		}
+	}
+	return m, nil
+}
+
+// configureMirror configures and checks the section name, as a check before any mirror runs.
+func configureMirror(args []string, name string) (*syncFlags, *pflag.FlagSet, error) {
+	f := &syncFlags{}
+	fs := newSyncFlagSet(f, io.Discard)
+	if err := parse(fs, args); err != nil {
+		return nil, nil, err
+	}
+	if len(fs.Args()) > 0 {
+		return nil, nil, usagef("SOURCE, TARGET and FILTER arguments (%s) do not go with a config file of [mirror] sections: each section names its source, target and filters", strings.Join(fs.Args(), " "))
+	}
+	if _, err := cliconfig.ConfigureMirror(fs, os.LookupEnv, isSettingKey, name); err != nil {
+		return nil, nil, err
+	}
+	if err := f.Sync.Check(fs); err != nil {
+		return nil, nil, fmt.Errorf("mirror %s: %w", name, err)
+	}
+	if err := f.metrics.check(); err != nil {
+		return nil, nil, fmt.Errorf("mirror %s: %w", name, err)
+	}
+	return f, fs, nil
+}
+
+// runOne runs the mirror name as a sync of its own, its stderr tagged with its name, and
+// prints its stdout once it ends (unless --json gathers it into the summary).
+func (m *mirrorsRun) runOne(ctx context.Context, name string) error {
+	i := indexOf(m.run, name)
+	m.started[i] = true
+	tagged := &tagWriter{w: &lockedWriter{mu: &m.mu, w: m.stderr}, mirror: name, json: m.jsonLog}
+	err := runOneSync(ctx, m.args, &m.outs[i], tagged, name)
+	m.codes[i] = exitCode(ctx, err)
+	if m.codes[i] != exitOK {
+		report(ctx, err, tagged)
+	}
+	tagged.Flush()
+	if !m.jsonOut && (!m.quiet || err != nil) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !m.jsonLog {
+			fmt.Fprintf(m.stdout, "== mirror %s ==\n", name)
+		}
+		(&tagWriter{w: m.stdout, mirror: name, json: m.jsonLog, plain: true}).writeAll(m.outs[i].Bytes())
+	}
+	return err
+}
+
+// finish reports the mirrors that did not start, prints the summary (--json) or the totals,
+// and returns the outcome: nil when every mirror succeeded.
+func (m *mirrorsRun) finish(ctx context.Context, errs []error) error {
+	sum, failed := m.summarize(ctx, errs)
+	if m.jsonOut {
+		enc := json.NewEncoder(m.stdout)
+		if !m.jsonLog {
 			enc.SetIndent("", "  ")
 		}
 		enc.Encode(sum)
-	} else if !jsonLog && (!quiet || len(failed) > 0) {
-		fmt.Fprintf(stdout, "== %d mirrors: %d ok, %d failed ==\n", len(run), len(run)-len(failed), len(failed))
+	} else if !m.jsonLog && (!m.quiet || len(failed) > 0) {
+		fmt.Fprintf(m.stdout, "== %d mirrors: %d ok, %d failed ==\n", len(m.run), len(m.run)-len(failed), len(failed))
 	}
 	if len(failed) == 0 {
 		return nil
 	}
 	var merr error = mirrorsError{code: sum.ExitCode, failed: failed}
-	if jsonLog {
+	if m.jsonLog {
 		merr = jsonLogError{merr}
 	}
 	return merr
+}
+
+// summarize is each mirror's outcome (errs: its error) and the names of those that failed, with
+// their exit codes; a mirror that did not start is reported here.
+func (m *mirrorsRun) summarize(ctx context.Context, errs []error) (mirrorsSummary, []string) {
+	var failed []string
+	sum := mirrorsSummary{OK: true, Mirrors: []mirrorSummary{}}
+	for i, name := range m.run {
+		if !m.started[i] {
+			m.codes[i] = exitCode(ctx, errs[i])
+			report(ctx, errs[i], &tagWriter{w: m.stderr, mirror: name, json: m.jsonLog})
+		}
+		ms := mirrorSummary{Mirror: name, OK: m.codes[i] == exitOK, ExitCode: m.codes[i], Summary: json.RawMessage("null")}
+		if errs[i] != nil {
+			ms.Error = unwrapJSONLog(errs[i]).Error()
+			failed = append(failed, fmt.Sprintf("%s (exit %d)", name, m.codes[i]))
+			sum.OK = false
+		}
+		if m.jsonOut {
+			ms.Summary = lastJSON(m.outs[i].Bytes(), m.stdout, name, m.jsonLog)
+		}
+		sum.Mirrors = append(sum.Mirrors, ms)
+	}
+	sum.ExitCode = worstExit(m.codes)
+	return sum, failed
 }
 
 func indexOf(names []string, name string) int {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -119,20 +118,6 @@ func writeSummary(w io.Writer, s cliconfig.Summary, oneLine bool) {
 	enc.Encode(s)
 }
 
-// jsonProgress prints the periodic progress line as a JSON log line: the rate of the last
-// seconds and the ETA at that rate, as the terminal display shows them.
-func jsonProgress(w io.Writer, v progressView) {
-	s := v.ProgressSnapshot
-	attrs := []any{"files_done", s.FilesDone, "files", s.Files, "bytes_done", s.BytesDone, "bytes", s.Bytes, "bytes_per_second", int64(v.Rate)}
-	if v.ETA > 0 {
-		attrs = append(attrs, "eta_seconds", v.ETA.Round(time.Second).Seconds())
-	}
-	if s.Phase != "" {
-		attrs = append(attrs, "phase", s.Phase)
-	}
-	w.Write(jsonLogLine("INFO", "progress", attrs...))
-}
-
 // reportJSON prints the final error of a run as a JSON log line.
 func reportJSON(w io.Writer, err error, code int, signal string) {
 	var inner jsonLogError
@@ -146,6 +131,18 @@ func reportJSON(w io.Writer, err error, code int, signal string) {
 		msg = "interrupted"
 	}
 	w.Write(jsonLogLine("ERROR", msg, attrs...))
+}
+
+// jsonStderr makes stderr JSON lines. When stderr is the process's own, what other code writes
+// there (the AWS SDK's warnings) becomes JSON lines too until restore; flush je after restore.
+func jsonStderr(stderr io.Writer) (je *jsonLines, restore func()) {
+	je, restore = newJSONLines(stderr), func() {}
+	if f, ok := stderr.(*os.File); ok && f == os.Stderr {
+		if r, err := redirectStderr(je); err == nil {
+			restore = r
+		}
+	}
+	return je, restore
 }
 
 // redirectStderr points os.Stderr at a pipe whose lines are copied to w, for code that writes
@@ -169,21 +166,4 @@ func redirectStderr(w io.Writer) (restore func(), err error) {
 		<-done
 		r.Close()
 	}, nil
-}
-
-// jsonFailed prints, with --json (jsonOut), the failure of a command whose report could not be
-// made as the JSON object on stdout that scripts parse: {"ok": false, "error": ..., "exit_code":
-// ...}. It returns err, which is reported on stderr as usual.
-func jsonFailed(ctx context.Context, stdout io.Writer, jsonOut bool, err error) error {
-	if !jsonOut || err == nil {
-		return err
-	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	enc.Encode(struct {
-		OK       bool   `json:"ok"`
-		Error    string `json:"error"`
-		ExitCode int    `json:"exit_code"`
-	}{false, err.Error(), exitCode(ctx, err)})
-	return err
 }

@@ -306,3 +306,17 @@ func progressLine(v progressView) string {
 	}
 	return line
 }
+
+// jsonProgress prints the periodic progress line as a JSON log line: the rate of the last
+// seconds and the ETA at that rate, as the terminal display shows them.
+func jsonProgress(w io.Writer, v progressView) {
+	s := v.ProgressSnapshot
+	attrs := []any{"files_done", s.FilesDone, "files", s.Files, "bytes_done", s.BytesDone, "bytes", s.Bytes, "bytes_per_second", int64(v.Rate)}
+	if v.ETA > 0 {
+		attrs = append(attrs, "eta_seconds", v.ETA.Round(time.Second).Seconds())
+	}
+	if s.Phase != "" {
+		attrs = append(attrs, "phase", s.Phase)
+	}
+	w.Write(jsonLogLine("INFO", "progress", attrs...))
+}

@@ -54,36 +54,6 @@ Examples:
   ssmirror status --max-age 26h s3://maas-images/stable || alert   # a monitor
 `
 
-// heldTotals counts what a Held set holds. Files and bytes count each distinct path once (two
-// versions may share a file).
-type heldTotals struct {
-	Products int   `json:"products"`
-	Versions int   `json:"versions"`
-	Items    int   `json:"items"`
-	Files    int   `json:"files"`
-	Bytes    int64 `json:"bytes"`
-}
-
-func totalsOf(h sync.Held) heldTotals {
-	var t heldTotals
-	products := map[[2]string]bool{}
-	paths := map[string]bool{}
-	for vk, hv := range h {
-		products[[2]string{vk.ContentID, vk.Product}] = true
-		t.Versions++
-		for _, it := range hv {
-			t.Items++
-			if it.Path != "" && !paths[it.Path] {
-				paths[it.Path] = true
-				t.Files++
-				t.Bytes += it.Size
-			}
-		}
-	}
-	t.Products = len(products)
-	return t
-}
-
 type statusVersion struct {
 	Version string `json:"version"`
 	Items   int    `json:"items"`
@@ -556,29 +526,4 @@ func storageTrouble(err error) string {
 		return "the storage endpoint cannot be reached (is it up? is --s3-endpoint or the target's endpoint right?): "
 	}
 	return ""
-}
-
-// versioningWords describes a bucket that keeps deleted objects.
-func versioningWords(v store.Versioning) string {
-	var parts []string
-	if v.Status != "" {
-		parts = append(parts, "versioning "+strings.ToLower(v.Status))
-	}
-	if v.ObjectLock {
-		parts = append(parts, "object lock")
-	}
-	return "bucket with " + strings.Join(parts, " and ")
-}
-
-// freedNote says, for the summaries, when deletions did not free what they deleted: a versioned
-// or object-locked bucket keeps their bytes (or the store could not say whether it does). A
-// plain deletion needs no note (the JSON summary has freed_bytes).
-func freedNote(freed int64, kept int, v *store.Versioning) string {
-	switch {
-	case kept == 0:
-		return ""
-	case v != nil && v.KeepsDeleted():
-		return fmt.Sprintf(" (only %s freed: a %s keeps %d of them as noncurrent versions behind delete markers; see --gc-purge-versions)", humanBytes(freed), versioningWords(*v), kept)
-	}
-	return fmt.Sprintf(" (%d of them maybe not freed: the store could not say whether it keeps deleted objects)", kept)
 }

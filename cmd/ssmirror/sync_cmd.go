@@ -278,16 +278,10 @@ func (r *syncRun) setOutput() {
 	if !r.jsonLog {
 		return
 	}
-	jo, je := newJSONLines(r.stdout), newJSONLines(r.stderr)
-	if f, ok := r.stderr.(*os.File); ok && f == os.Stderr {
-		// The process's own stderr: what the AWS SDK writes there (its warnings) becomes
-		// JSON lines too.
-		if restore, rerr := redirectStderr(je); rerr == nil {
-			r.flushes = append(r.flushes, restore)
-		}
-	}
+	jo := newJSONLines(r.stdout)
+	je, restore := jsonStderr(r.stderr)
 	r.stdout, r.stderr = jo, je
-	r.flushes = append(r.flushes, jo.Flush, je.Flush)
+	r.flushes = append(r.flushes, restore, jo.Flush, je.Flush)
 }
 
 // complete opens and runs the configured sync (unless configuring failed: err) and finishes it.

@@ -269,7 +269,34 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	resp, err := p.rt.RoundTrip(p.forward(r, f, rng))
+	if err != nil {
+		http.Error(w, "faultproxy: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
+	for _, h := range hopHeaders {
+		w.Header().Del(h)
+	}
+	switch {
+	case f != nil && f.Kind == LoseAnswer:
+		io.Copy(io.Discard, resp.Body)
+		p.drop(w)
+	case f != nil && f.Kind == Rewrite:
+		p.rewrite(w, r, resp, f)
+	case r.Method == http.MethodHead:
+		w.WriteHeader(resp.StatusCode)
+	default:
+		p.answer(w, r, resp, f, rng)
+	}
+}
 
+// forward is the request sent on to the server: r's, without its hop-by-hop headers, its body
+// counted and, for a FlipRequest fault, broken.
+func (p *Proxy) forward(r *http.Request, f *Fault, rng *rand.Rand) *http.Request {
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host = p.target.Scheme, p.target.Host
@@ -283,73 +310,48 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.ContentLength == 0 {
 		out.Body = nil
-	} else {
-		out.Body = &countReader{r: r.Body, n: &p.bytesIn}
-		if f != nil && f.Kind == FlipRequest {
-			at := f.At
-			if at == 0 {
-				limit := r.ContentLength
-				if limit <= 0 {
-					limit = 64 << 10
-				}
-				at = rng.Int64N(limit)
-			}
-			out.Body = &flipReader{r: out.Body, at: max(at, 0), flipped: &p.requestFlips}
-		}
+		return out
 	}
-	resp, err := p.rt.RoundTrip(out)
+	out.Body = &countReader{r: r.Body, n: &p.bytesIn}
+	if f != nil && f.Kind == FlipRequest {
+		out.Body = &flipReader{r: out.Body, at: strikeAt(f, rng, r.ContentLength), flipped: &p.requestFlips}
+	}
+	return out
+}
+
+// strikeAt is the body offset where f strikes in a body of size bytes (-1: unknown): f.At, or
+// one picked within the body (its first 64 KiB when its size is unknown), never before its start.
+func strikeAt(f *Fault, rng *rand.Rand, size int64) int64 {
+	at := f.At
+	if at == 0 {
+		limit := size
+		if limit <= 0 {
+			limit = 64 << 10
+		}
+		at = rng.Int64N(limit)
+	}
+	return max(at, 0)
+}
+
+// rewrite sends the body f.Rewrite makes of the server's whole answer.
+func (p *Proxy) rewrite(w http.ResponseWriter, r *http.Request, resp *http.Response, f *Fault) {
+	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		http.Error(w, "faultproxy: "+err.Error(), http.StatusBadGateway)
+		p.hangUp(w, true)
 		return
 	}
-	defer resp.Body.Close()
-	for k, vs := range resp.Header {
-		w.Header()[k] = vs
+	body = f.Rewrite(r, resp.StatusCode, body)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(resp.StatusCode)
+	if r.Method != http.MethodHead {
+		p.write(w, body)
 	}
-	for _, h := range hopHeaders {
-		w.Header().Del(h)
-	}
-	if f != nil && f.Kind == LoseAnswer {
-		io.Copy(io.Discard, resp.Body)
-		p.drop(w)
-		return
-	}
-	if f != nil && f.Kind == Rewrite {
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			p.hangUp(w, true)
-			return
-		}
-		body = f.Rewrite(r, resp.StatusCode, body)
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.WriteHeader(resp.StatusCode)
-		if r.Method != http.MethodHead {
-			p.write(w, body)
-		}
-		return
-	}
+}
+
+// answer passes the server's answer to a request other than HEAD on to the client, with f's
+// fault (nil: none) struck into its body.
+func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, resp *http.Response, f *Fault, rng *rand.Rand) {
 	size := resp.ContentLength
-	if r.Method == http.MethodHead {
-		w.WriteHeader(resp.StatusCode)
-		return
-	}
-	at := int64(0)
-	if f != nil {
-		at = f.At
-		if at == 0 {
-			limit := size
-			if limit <= 0 {
-				limit = 64 << 10
-			}
-			at = rng.Int64N(limit)
-		}
-		if at < 0 {
-			at = 0
-		}
-		if size >= 0 && at > size {
-			at = size
-		}
-	}
 	if f != nil && f.Kind == WrongLength && size > 0 {
 		w.Header().Set("Content-Length", strconv.FormatInt(size/2, 10))
 		w.WriteHeader(resp.StatusCode)
@@ -363,6 +365,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f == nil {
 		p.copy(w, resp.Body, -1)
 		return
+	}
+	at := strikeAt(f, rng, size)
+	if size >= 0 {
+		at = min(at, size)
 	}
 	switch f.Kind {
 	case Reset, Truncate:
