@@ -312,11 +312,8 @@ func runMirror(ctx context.Context, ev Event, lookup func(string) (string, bool)
 	took := time.Since(began)
 	if err != nil {
 		if runCtx.Err() != nil && ctx.Err() == nil {
-			left := " (the next run keeps the files that arrived and carries on)"
-			if len(c.job.Targets) == 1 {
-				left = ", nothing published" + left
-			}
-			return nil, fmt.Errorf("stopped %s before the invocation's deadline after %s%s%s: %w", c.margin, took.Round(time.Second), left, c.bwlimitEstimate(fr, took), err)
+			left := job.LeftBehindAll(c.job.Names(), fr)
+			return nil, fmt.Errorf("stopped %s before the invocation's deadline after %s (%s)%s: %w", c.margin, took.Round(time.Second), left, c.bwlimitEstimate(fr, took), err)
 		}
 		return nil, err
 	}

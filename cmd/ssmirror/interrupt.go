@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"slices"
-	"strings"
 	"syscall"
 
+	"github.com/ssmirror/ssmirror/cmd/internal/job"
 	"github.com/ssmirror/ssmirror/sync"
 )
 
@@ -47,27 +45,7 @@ func summarizeInterrupt(ctx context.Context, rep *sync.Report, err error) error 
 	if errors.Is(err, sync.ErrLockLost) || errors.Is(err, sync.ErrStateChanged) {
 		return err // another run took over: that, not the signal, is what the operator must know
 	}
-	return &interruptedRun{sig: sig, msg: sig.Error() + "; " + leftBehind(rep)}
-}
-
-// leftBehind says what an interrupted run left in its target and what a rerun does.
-func leftBehind(rep *sync.Report) string {
-	published := rep != nil && slices.ContainsFunc(rep.Stages, func(s sync.Stage) bool { return s.Name == "publish metadata" })
-	switch {
-	case rep == nil || rep.Plan == nil:
-		return "nothing written; rerun starts over"
-	case published:
-		return "published; old files not yet deleted; rerun deletes them"
-	}
-	kept := rep.Fetched + rep.Copied
-	files := "files"
-	if kept == 1 {
-		files = "file"
-	}
-	if n := len(rep.MetadataWritten); n > 0 {
-		return fmt.Sprintf("publishing cut short (%d metadata files written, the rest not); %d %s kept; rerun completes the publish", n, kept, files)
-	}
-	return fmt.Sprintf("nothing published; %d %s kept; rerun resumes", kept, files)
+	return &interruptedRun{sig: sig, msg: sig.Error() + "; " + job.LeftBehind(rep)}
 }
 
 // summarizeFanOutInterrupt is summarizeInterrupt for a run with several targets: one line that
@@ -77,21 +55,10 @@ func summarizeFanOutInterrupt(ctx context.Context, names []string, fr *sync.FanO
 	if err == nil || fr == nil || !errors.As(context.Cause(ctx), &sig) {
 		return err
 	}
-	var b strings.Builder
-	b.WriteString(sig.Error())
-	for i, t := range fr.Targets {
+	for _, t := range fr.Targets {
 		if errors.Is(t.Err, sync.ErrLockLost) || errors.Is(t.Err, sync.ErrStateChanged) {
 			return err // another run took over a target: the operator must see that
 		}
-		name := t.Target
-		if i < len(names) {
-			name = names[i]
-		}
-		state := leftBehind(t.Report)
-		if t.Err == nil {
-			state = "published"
-		}
-		fmt.Fprintf(&b, "; %s: %s", name, state)
 	}
-	return &interruptedRun{sig: sig, msg: b.String()}
+	return &interruptedRun{sig: sig, msg: sig.Error() + "; " + job.LeftBehindAll(names, fr)}
 }

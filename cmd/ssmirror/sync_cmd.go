@@ -633,7 +633,7 @@ func printPlan(w, summary io.Writer, rep *sync.Report) {
 func printSummary(w io.Writer, src, dst string, rep *sync.Report, took time.Duration, err error) {
 	status := "mirrored"
 	if err != nil {
-		status = "FAILED, nothing published:"
+		status = "FAILED, " + job.Outcome(rep) + ":"
 	}
 	fmt.Fprintf(w, "%s %s -> %s in %s\n", status, src, dst, took.Round(time.Millisecond))
 	p := rep.Plan
