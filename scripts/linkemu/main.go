@@ -5,9 +5,11 @@
 // What it models, per accepted connection:
 //
 //   - Bandwidth: each direction of each connection has its own token bucket of -rate bytes per
-//     second (burst -burst bytes). Connections do not share a budget: the limit is per
+//     second (burst -burst bytes). Connections do not share that budget: the limit is per
 //     connection, like a path whose bottleneck is per-flow (a server's per-connection cap, or
-//     TCP over a long path), not a shared pipe.
+//     TCP over a long path). With -total-rate, every connection's bytes in one direction also
+//     pass one token bucket shared by all of them: a shared pipe (an access line), where more
+//     connections only split the same bytes. Either may be 0 (no such limit).
 //   - Latency: -latency is the added round-trip time. Every chunk read from one side is
 //     delivered to the other side latency/2 after it was read (a one-way delay), so a request
 //     and its response cost one extra -latency. Connection setup costs one more round trip:
@@ -51,6 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:0", "loopback address to listen on")
 	to := fs.String("to", "", "loopback address to forward to (required)")
 	rate := fs.String("rate", "20MB", "bytes per second per connection and direction (K/M/G = 1000^n, Ki/Mi/Gi = 1024^n; 0: unlimited)")
+	total := fs.String("total-rate", "0", "bytes per second per direction shared by all connections (0: no shared limit)")
 	burst := fs.String("burst", "64KiB", "token bucket size in bytes")
 	latency := fs.Duration("latency", 30*time.Millisecond, "added round-trip time (each direction is delayed by half)")
 	window := fs.String("window", "4MiB", "bytes in flight inside the proxy per connection and direction")
@@ -65,6 +68,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var err error
 	if l.Rate, err = parseBytes(*rate); err != nil {
 		return fmt.Errorf("-rate: %w", err)
+	}
+	if l.Total, err = parseBytes(*total); err != nil {
+		return fmt.Errorf("-total-rate: %w", err)
 	}
 	if l.Burst, err = parseBytes(*burst); err != nil {
 		return fmt.Errorf("-burst: %w", err)
@@ -85,8 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "linkemu: listening on %s, forwarding to %s (%s/s per connection and direction, +%v round trip)\n",
-		ln.Addr(), *to, *rate, l.Latency)
+	fmt.Fprintf(stdout, "linkemu: listening on %s, forwarding to %s (%s/s per connection and direction, %s/s in all per direction, +%v round trip)\n",
+		ln.Addr(), *to, *rate, *total, l.Latency)
 	return l.Serve(ctx, ln, *to)
 }
 
@@ -130,6 +136,7 @@ func parseBytes(s string) (int64, error) {
 // Link is the emulated link's parameters.
 type Link struct {
 	Rate    int64         // bytes per second per connection and direction; 0: unlimited
+	Total   int64         // bytes per second per direction, all connections together; 0: unlimited
 	Burst   int64         // token bucket size in bytes (0: 64 KiB)
 	Latency time.Duration // added round-trip time
 	Window  int64         // bytes in flight inside the proxy per direction (0: 4 MiB)
@@ -140,6 +147,8 @@ const chunkSize = 32 << 10
 // Serve accepts connections on ln and forwards each to the address to through the emulated
 // link until ctx is cancelled; it then closes ln and every open connection and returns nil.
 func (l Link) Serve(ctx context.Context, ln net.Listener, to string) error {
+	// The shared pipe: one bucket per direction for all connections (toUpstream, toClient).
+	shared := [2]*sharedBucket{{b: newBucket(l.Total, l.Burst)}, {b: newBucket(l.Total, l.Burst)}}
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {
@@ -165,13 +174,13 @@ func (l Link) Serve(ctx context.Context, ln net.Listener, to string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.handle(ctx, c, to)
+			l.handle(ctx, c, to, shared)
 		}()
 	}
 }
 
 // handle forwards one client connection.
-func (l Link) handle(ctx context.Context, client net.Conn, to string) {
+func (l Link) handle(ctx context.Context, client net.Conn, to string, shared [2]*sharedBucket) {
 	defer client.Close()
 	// The handshake's round trip.
 	select {
@@ -192,8 +201,8 @@ func (l Link) handle(ctx context.Context, client net.Conn, to string) {
 	defer stop()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); l.pipe(upstream, client) }()
-	go func() { defer wg.Done(); l.pipe(client, upstream) }()
+	go func() { defer wg.Done(); l.pipe(upstream, client, shared[0]) }()
+	go func() { defer wg.Done(); l.pipe(client, upstream, shared[1]) }()
 	wg.Wait()
 }
 
@@ -202,9 +211,10 @@ type chunk struct {
 	due  time.Time
 }
 
-// pipe copies src to dst through the delay line and the token bucket, then half-closes dst.
-// On an error in either direction both connections are closed.
-func (l Link) pipe(dst, src net.Conn) {
+// pipe copies src to dst through the delay line, the connection's token bucket and the
+// direction's shared one, then half-closes dst. On an error in either direction both
+// connections are closed.
+func (l Link) pipe(dst, src net.Conn, shared *sharedBucket) {
 	window := l.Window
 	if window <= 0 {
 		window = 4 << 20
@@ -234,6 +244,7 @@ func (l Link) pipe(dst, src net.Conn) {
 			time.Sleep(d)
 		}
 		bucket.wait(len(c.data))
+		shared.wait(len(c.data))
 		if _, err := dst.Write(c.data); err != nil {
 			failed = true
 			src.Close()
@@ -270,15 +281,36 @@ func newBucket(rate, burst int64) *bucket {
 }
 
 func (b *bucket) wait(n int) {
+	if d := b.take(n); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// take pays for n bytes and returns how long the sender must wait before sending them.
+func (b *bucket) take(n int) time.Duration {
 	if b.rate <= 0 {
-		return
+		return 0
 	}
 	now := time.Now()
 	if earliest := now.Add(-b.slack); b.clock.Before(earliest) {
 		b.clock = earliest // unused tokens accumulate up to the burst, no further
 	}
 	b.clock = b.clock.Add(time.Duration(float64(n) / b.rate * float64(time.Second)))
-	if d := b.clock.Sub(now); d > 0 {
+	return b.clock.Sub(now)
+}
+
+// sharedBucket is one bucket paid by several connections' senders: each takes its turn in the
+// order it asked, and waits outside the lock.
+type sharedBucket struct {
+	mu sync.Mutex
+	b  *bucket
+}
+
+func (s *sharedBucket) wait(n int) {
+	s.mu.Lock()
+	d := s.b.take(n)
+	s.mu.Unlock()
+	if d > 0 {
 		time.Sleep(d)
 	}
 }

@@ -80,6 +80,45 @@ func TestRateLimited(t *testing.T) {
 	t.Logf("4 MB at 8 MB/s: %v (%.1f MB/s)", elapsed, size/elapsed.Seconds()/1e6)
 }
 
+// TestTotalRateShared: with -total-rate, connections split one budget: four connections of
+// 1 MB each at 8 MB/s in all take at least as long as 4 MB on one (each alone may go at 40 MB/s).
+// A lower bound only: a loaded machine can make it slower, never faster.
+func TestTotalRateShared(t *testing.T) {
+	const size, conns = 1_000_000, 4
+	payload := make([]byte, size)
+	rand.Read(payload)
+	up := startServer(t, func(c net.Conn) { c.Write(payload) })
+	addr := startLink(t, Link{Rate: 40_000_000, Total: 8_000_000}, up)
+	start := time.Now()
+	errs := make(chan error, conns)
+	for range conns {
+		go func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			got, err := io.ReadAll(c)
+			if err == nil && !bytes.Equal(got, payload) {
+				err = io.ErrUnexpectedEOF
+			}
+			errs <- err
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	// 4 MB at 8 MB/s in all is 0.5 s (per connection alone, 0.1 s); allow for the bursts.
+	if elapsed < 350*time.Millisecond {
+		t.Errorf("4 x 1 MB at 8 MB/s in all took %v, want at least 0.35 s", elapsed)
+	}
+	t.Logf("4 x 1 MB at 8 MB/s in all: %v", elapsed)
+}
+
 func TestUnlimitedIsFast(t *testing.T) {
 	// The same transfer without a rate: shows that the limit above comes from the bucket.
 	payload := make([]byte, 4_000_000)
