@@ -37,22 +37,31 @@ func (h *hub) openRanged(ctx context.Context, src store.Source, f Fetch) io.Read
 	return pool.Open(ctx, ro, f.Path, f.Size, ranged.Options{Policy: sourcePolicy(nil)})
 }
 
-// noteRate tells the run's pool of range streams, when a file of at least one chunk, fetched on
-// one connection of an HTTP source (body, read since start), came slower than rangeFastEnough
-// while its reader spent most of that time waiting for the connection: the link limits each
+// noteRate tells the run's pool of range streams when a file fetched on one connection of an
+// HTTP source (body, opened at start) came slower than rangeFastEnough while its reader spent
+// most of that time waiting for the connection (the open included): the link limits each
 // connection, and free slots may carry more files at once (ranged.Pool.Borrow). A file that
 // came slowly because its reader was busy (hashing, writing, a loaded CPU) says nothing about
-// the link.
+// the link. A file smaller than a chunk says something only when its wait was long
+// (slowWait): on loopback a small file comes in well under a millisecond, while over a far
+// link each costs at least a round trip, which more files at once hide (issue 25: before,
+// only a file of a chunk or more could show the link slow, so a stream that lists its small
+// files first ran them Concurrency at a time until its first large file ended).
 func (h *hub) noteRate(f Fetch, start time.Time, body *timedBody) {
 	pool := h.ranged()
-	if pool == nil || f.Size < h.opts.RangeChunk {
+	if pool == nil {
 		return
 	}
 	d := time.Since(start)
-	if float64(f.Size) < rangeFastEnough*d.Seconds() && 2*body.waited >= d {
+	if float64(f.Size) < rangeFastEnough*d.Seconds() && 2*body.waited >= d && (f.Size >= h.opts.RangeChunk || body.waited >= slowWait) {
 		pool.MarkSlow()
 	}
 }
+
+// slowWait: a file smaller than a range chunk whose reader waited this long for its connection
+// (the request's round trip and the body) says the link is slow. Far above what loopback
+// costs, and below a round trip to another site.
+const slowWait = 20 * time.Millisecond
 
 // openFetch opens f for a fetch: in ranges from src when the range pool takes it (whose reader
 // tries each range's open again itself), or in one piece from rsrc (src behind sourcePolicy).
@@ -66,11 +75,11 @@ func (h *hub) openFetch(ctx context.Context, src, rsrc store.Source, f Fetch) (r
 	if rc, err = rsrc.Open(ctx, f.Path, 0); err != nil {
 		return nil, nil, err
 	}
-	tb := &timedBody{ReadCloser: rc}
+	tb := &timedBody{ReadCloser: rc, waited: time.Since(start)} // a small body comes with its headers
 	return tb, func() { h.noteRate(f, start, tb) }, nil
 }
 
-// timedBody counts how long its reader waits in Read (see noteRate).
+// timedBody counts how long its reader waits for the open and in Read (see noteRate).
 type timedBody struct {
 	io.ReadCloser
 	waited time.Duration

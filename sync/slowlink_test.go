@@ -1,0 +1,144 @@
+package sync
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/ssmirror/ssmirror/internal/streamtest"
+	"github.com/ssmirror/ssmirror/internal/testkeys"
+	"github.com/ssmirror/ssmirror/store/dirstore"
+	"github.com/ssmirror/ssmirror/store/httpstore"
+)
+
+// The slow-link tests (issue 25) run a whole mirror from an upstream that paces its content the
+// way a link would: each response at its own rate (a link limited per connection), or all of
+// them through one budget (a link limited in total). They count the content requests in flight
+// at once, never the time taken.
+
+// pace is a token bucket kept as a virtual clock; shared by several responses, they split it.
+type pace struct {
+	mu    gosync.Mutex
+	rate  float64 // bytes per second
+	clock time.Time
+}
+
+// wait pays for n bytes and sleeps until they may be sent.
+func (p *pace) wait(n int) {
+	p.mu.Lock()
+	now := time.Now()
+	if p.clock.Before(now) {
+		p.clock = now // no burst beyond one piece
+	}
+	p.clock = p.clock.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
+	d := p.clock.Sub(now)
+	p.mu.Unlock()
+	time.Sleep(d)
+}
+
+// pacedWriter sends a response in pieces, each paid for with its pace and flushed.
+type pacedWriter struct {
+	http.ResponseWriter
+	pace *pace
+}
+
+func (w pacedWriter) Write(b []byte) (int, error) {
+	sent := 0
+	for len(b) > 0 {
+		n := min(len(b), 16<<10)
+		w.pace.wait(n)
+		m, err := w.ResponseWriter.Write(b[:n])
+		sent += m
+		if err != nil {
+			return sent, err
+		}
+		w.ResponseWriter.(http.Flusher).Flush()
+		b = b[n:]
+	}
+	return sent, nil
+}
+
+// slowUpstream serves s with its content paced: perConn gives each response its own rate
+// (bytes per second), or else total is one rate all responses share. It returns the server and
+// the most content requests it had in flight at once (read once the run is over).
+func slowUpstream(t *testing.T, s *streamtest.Stream, perConn, total float64) (*httptest.Server, func() int) {
+	var mu gosync.Mutex
+	inFlight, most := 0, 0
+	shared := &pace{rate: total}
+	inner := s.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/streams/") {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+		}()
+		p := shared
+		if perConn > 0 {
+			p = &pace{rate: perConn}
+		}
+		inner.ServeHTTP(pacedWriter{w, p}, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return most
+	}
+}
+
+// slowLinkRun mirrors s from srv into a new directory with opts and checks the mirror.
+func slowLinkRun(t *testing.T, s *streamtest.Stream, srv *httptest.Server, tuning Tuning) {
+	t.Helper()
+	src, err := httpstore.New(srv.Client(), srv.URL, httpstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dst, err := dirstore.New(dir, dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{
+		Selection: Selection{Verification: Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)}},
+		Tuning:    tuning,
+	}
+	if _, err := Run(t.Context(), src, dst, opts); err != nil {
+		t.Fatal(err)
+	}
+	checkContent(t, dir, s)
+}
+
+// TestSlowLinkSmallFilesUseTheBudget: on a link limited per connection, a mirror of small files
+// only (none as large as a range chunk) finds the link slow from the small files themselves and
+// runs more than twice Concurrency of them at once on the pool's free slots (issue 25: before,
+// only a file of a chunk or more could show the link slow, so small files went Concurrency at
+// a time).
+func TestSlowLinkSmallFilesUseTheBudget(t *testing.T) {
+	s, err := streamtest.Generate(streamtest.Config{
+		Releases: []string{"jammy", "noble"}, Arches: []string{"amd64", "arm64"},
+		Versions: []string{"20250701", "20250718"}, Kernels: []string{"ga", "hwe"}, Bootloaders: true,
+		SquashfsSize: 192 << 10, KernelSize: 96 << 10, InitrdSize: 128 << 10, BootloaderSize: 64 << 10, Seed: 25,
+	}, testkeys.Signer(t, testkeys.SigningKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const concurrency, budget = 2, 10
+	srv, most := slowUpstream(t, s, 2e6, 0)
+	slowLinkRun(t, s, srv, Tuning{Concurrency: concurrency, RangeConnections: budget})
+	if got := most(); got <= 2*concurrency {
+		t.Errorf("at most %d content requests in flight, want more than twice Concurrency (%d) on a link limited per connection", got, concurrency)
+	} else {
+		t.Logf("at most %d content requests in flight (Concurrency %d, range connections %d)", got, concurrency, budget)
+	}
+}
