@@ -101,15 +101,7 @@ func (h *hub) deliver(dests []*dest, fanOut bool) {
 	dl := &delivery{h: h, dests: dests}
 	var teeBytes int64
 	if fanOut {
-		// The files in flight (Concurrency, and as many more as borrowed range slots may carry:
-		// eachFile) share one budget of tee chunks; each reserves its share before it opens the
-		// source, and at least what its readers must hold to send a part.
-		inFlight := min(h.opts.Concurrency, len(wants)) + h.borrowers(len(wants))
-		teeBytes = h.opts.FanOutBuffer
-		dl.teeShare = teeBytes / int64(inFlight)
-		for _, w := range wants {
-			teeBytes = max(teeBytes, tee.Reservation(w.f.Size, 0, chunkHold(w.f.Size, dests)))
-		}
+		teeBytes, dl.teeShare = h.teeBudget(wants, dests)
 		dl.teeBudget = tee.NewBudget(teeBytes)
 	}
 	targets := make([]store.Target, len(dests))
@@ -125,6 +117,26 @@ func (h *hub) deliver(dests []*dest, fanOut bool) {
 			dl.bringIn(wants[i])
 		}
 	})
+}
+
+// teeBudget is the size of the tee chunks' budget of a fan-out delivery of wants into dests, and
+// a file's share of it. The files in flight (Concurrency, and as many more as borrowed range
+// slots may carry: eachFile) share one budget; each reserves its share (Options.FanOutBuffer
+// over the files in flight) before it opens the source, but at least what its readers must hold
+// to send a part (one part plus two chunks, tee.Reservation). The budget is
+// Options.FanOutBuffer, raised to what Concurrency files of the largest such reservation need
+// at once. Otherwise a file waits for its reservation while a worker is free (four files of one
+// 8 MiB part plus two chunks do not fit in 32 MiB), and while a file waits none may borrow: the
+// fan-out would keep a file fewer in flight, and so a part fewer per S3 target, than a run into
+// one of its targets alone, and take a third longer where the links limit each connection.
+func (h *hub) teeBudget(wants []*want, dests []*dest) (budget, share int64) {
+	var most int64 // the largest reservation a file of wants needs
+	for _, w := range wants {
+		most = max(most, tee.Reservation(w.f.Size, 0, chunkHold(w.f.Size, dests)))
+	}
+	files := min(h.opts.Concurrency, len(wants))
+	budget = max(h.opts.FanOutBuffer, int64(files)*most)
+	return budget, h.opts.FanOutBuffer / int64(files+h.borrowers(len(wants)))
 }
 
 // chunkHold is the most bytes of chunks a Put of a size-byte file into any of dests' targets
