@@ -159,3 +159,53 @@ func TestFanOutKeepsPartsInFlight(t *testing.T) {
 		}
 	}
 }
+
+// TestFanOutOneLegTakesNoPartBuffers: in a fan-out, a file only one S3 target still needs (the
+// directory beside it holds it already) streams through the tee like the others, so the S3
+// target sends its parts from the tee's chunks and never takes a part buffer of its own; the
+// transfer stage's memory (OnTransfer, which the command's soft memory limit comes from) is the
+// tee's budget and the ranged downloads', without the S3 targets' part buffers. Before, such a
+// file went to a plain Put that filled part buffers, so the limit had to count both budgets,
+// and the collector let a fan-out's heap grow some 30 MB more than it ever held.
+func TestFanOutOneLegTakesNoPartBuffers(t *testing.T) {
+	up := newUpstream(t, largeConfig(), nil)
+	s3 := targettest.New(t, targettest.MinIO, targettest.Options{Prefix: "maas/stable/", S3: s3store.Options{PartSize: s3store.MinPartSize}})
+	dir := targettest.New(t, targettest.Directory, targettest.Options{})
+	base := sync.Options{Selection: sync.Selection{Max: 1, Verification: sync.Verification{Keyring: up.keyring}}}
+
+	// The directory holds the amd64 files already.
+	first := base
+	first.Filters = mustParse(t, "release=noble", "arch=amd64")
+	if _, err := sync.Run(t.Context(), up.src, dir.Store, first); err != nil {
+		t.Fatal(err)
+	}
+
+	var calls []int64
+	opts := base
+	opts.Filters = mustParse(t, "release=noble")
+	opts.OnTransfer = func(buffers int64) func() {
+		calls = append(calls, buffers)
+		return nil
+	}
+	fr, err := sync.RunTargets(t.Context(), up.src, []store.Target{s3.Store, dir.Store}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := selected(t, up.stream, "release=noble")
+	for i, tg := range []*targettest.Target{s3, dir} {
+		if res := fr.Targets[i]; res.Err != nil {
+			t.Fatalf("%s: %v", res.Target, res.Err)
+		}
+		checkTarget(t, up, tg, want)
+	}
+	if n := fr.Targets[0].Report.Fetched; n != len(want) {
+		t.Fatalf("the S3 target fetched %d files, want %d (every one)", n, len(want))
+	}
+	if peak := s3.Store.(*s3store.Store).PeakBuffers(); peak != 0 {
+		t.Errorf("the S3 target took %d bytes of part buffers in a fan-out, want none: its Puts read the tee", peak)
+	}
+	ranges := int64(sync.DefaultRangeFiles * sync.DefaultRangeStreams * sync.DefaultRangeChunk)
+	if len(calls) != 1 || calls[0] != sync.DefaultFanOutBuffer+ranges {
+		t.Errorf("OnTransfer heard of %v bytes of buffers, want once the fan-out buffer and the ranges' chunks, %d", calls, sync.DefaultFanOutBuffer+ranges)
+	}
+}

@@ -104,9 +104,14 @@ func (h *hub) deliver(dests []*dest, fanOut bool) {
 		teeBytes, dl.teeShare = h.teeBudget(wants, dests)
 		dl.teeBudget = tee.NewBudget(teeBytes)
 	}
-	targets := make([]store.Target, len(dests))
-	for i, d := range dests {
-		targets[i] = d.r.dst
+	// The targets' own transfer buffers count only when a delivery of one writes into them: a
+	// fan-out delivery streams every file it fetches through its tee, even into one target, and
+	// S3 targets send their parts from the tee's chunks, not from part buffers of their own.
+	var targets []store.Target
+	if !fanOut {
+		for _, d := range dests {
+			targets = append(targets, d.r.dst)
+		}
 	}
 	defer startTransfer(targets, &h.opts, teeBytes)()
 
@@ -259,10 +264,11 @@ func (dl *delivery) fetch(f Fetch, need []leg, note func(leg, transferResult, er
 	logRetry := func(attempt int, err error) {
 		log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
 	}
-	// A file streamed to several targets reserves its share of the delivery's tee budget before
-	// anything is opened: it waits for it holding nothing.
+	// In a fan-out delivery a file reserves its share of the tee budget before anything is
+	// opened, whatever the number of its targets (it streams through the tee even into one): it
+	// waits for it holding nothing.
 	var reserved int64
-	if len(need) > 1 {
+	if dl.teeBudget != nil {
 		var err error
 		to := make([]*dest, len(need))
 		for i, l := range need {
@@ -325,10 +331,11 @@ func (dl *delivery) fetch(f Fetch, need []leg, note func(leg, transferResult, er
 	}
 }
 
-// fetchOnce opens f at upstream once and streams it into every leg of to: into one target with
-// a plain Put (which hashes the bytes itself), into several at once through a tee (of reserved
-// bytes of chunks), which verifies the stream once (size, sha256 or the catalogue's other hash)
-// while each target's Put checks its size. It returns each leg's outcome (with one leg, every
+// fetchOnce opens f at upstream once and streams it into every leg of to: in a delivery of one
+// target with a plain Put (which hashes the bytes itself), in a fan-out delivery through a tee
+// (of reserved bytes of chunks) into its legs at once, however many (one, when the other targets
+// hold the file), which verifies the stream once (size, sha256 or the catalogue's other hash)
+// while each target's Put checks its size. It returns each leg's outcome (with a plain Put, every
 // failure counts as the download's: a Put cannot tell its reader's failures from its own), the
 // download's failure, and whether upstream answered. Bytes counted in the progress by a
 // download no target kept are taken back.
@@ -344,7 +351,7 @@ func (dl *delivery) fetchOnce(ctx context.Context, f Fetch, to []leg, rsrc store
 	}
 	defer noted() // after the Close
 	cr := newCountingReader(rc, h.opts.Progress, f.Path)
-	if len(to) == 1 {
+	if dl.teeBudget == nil { // a delivery of one target
 		l := to[0]
 		info, err := l.d.content.Put(ctx, f.Path, newExtraCheck(f, cr), l.d.contentPut(l.f))
 		rc.Close()
