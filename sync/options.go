@@ -144,10 +144,12 @@ type Tuning struct {
 	RangeFiles int
 	// FanOutBuffer is, in a run with several targets (RunTargets), the memory of the chunks of
 	// the files streamed to several targets at once: one budget for the run, whatever the number
-	// of targets and of files in flight (0: DefaultFanOutBuffer). Each such file reserves its
-	// share before it is opened (this over the files in flight, but at least one S3 part plus
-	// two chunks, and at most the file) and waits for it holding nothing; the targets of a file
-	// share its chunks (S3 targets send their parts from them, without copies). A target holding
+	// of targets and of files in flight (0: DefaultFanOutBuffer), raised to what Concurrency
+	// files need at once (a fan-out keeps as many files in flight as a run into one target).
+	// Each such file reserves its share before it is opened (this over the files in flight, but
+	// at least one S3 part plus two chunks, and at most the file) and waits for it holding
+	// nothing; the targets of a file share its chunks (S3 targets send their parts from them,
+	// without copies, and take no part buffers of their own in a fan-out). A target holding
 	// a file's chunks back (more than half its share behind the target nearest the front) holds
 	// the others back for at most 5 seconds in all on that file, then is given up on for the run
 	// (ErrFellBehind).

@@ -95,20 +95,17 @@ func (h *hub) deliver(dests []*dest, fanOut bool) {
 	dl := &delivery{h: h, dests: dests}
 	var teeBytes int64
 	if fanOut {
-		// The files in flight (Concurrency, and as many more as borrowed range slots may carry:
-		// eachFile) share one budget of tee chunks; each reserves its share before it opens the
-		// source, and at least what its readers must hold to send a part.
-		inFlight := min(h.opts.Concurrency, len(wants)) + h.borrowers(len(wants))
-		teeBytes = h.opts.FanOutBuffer
-		dl.teeShare = teeBytes / int64(inFlight)
-		for _, w := range wants {
-			teeBytes = max(teeBytes, tee.Reservation(w.f.Size, 0, chunkHold(w.f.Size, dests)))
-		}
+		teeBytes, dl.teeShare = h.teeBudget(wants, dests)
 		dl.teeBudget = tee.NewBudget(teeBytes)
 	}
-	targets := make([]store.Target, len(dests))
-	for i, d := range dests {
-		targets[i] = d.r.dst
+	// The targets' own transfer buffers count only when a delivery of one writes into them: a
+	// fan-out delivery streams every file it fetches through its tee, even into one target, and
+	// S3 targets send their parts from the tee's chunks, not from part buffers of their own.
+	var targets []store.Target
+	if !fanOut {
+		for _, d := range dests {
+			targets = append(targets, d.r.dst)
+		}
 	}
 	defer startTransfer(targets, &h.opts, teeBytes)()
 
@@ -119,6 +116,26 @@ func (h *hub) deliver(dests []*dest, fanOut bool) {
 			dl.bringIn(wants[i])
 		}
 	})
+}
+
+// teeBudget is the size of the tee chunks' budget of a fan-out delivery of wants into dests, and
+// a file's share of it. The files in flight (Concurrency, and as many more as borrowed range
+// slots may carry: eachFile) share one budget; each reserves its share (Options.FanOutBuffer
+// over the files in flight) before it opens the source, but at least what its readers must hold
+// to send a part (one part plus two chunks, tee.Reservation). The budget is
+// Options.FanOutBuffer, raised to what Concurrency files of the largest such reservation need
+// at once. Otherwise a file waits for its reservation while a worker is free (four files of one
+// 8 MiB part plus two chunks do not fit in 32 MiB), and while a file waits none may borrow: the
+// fan-out would keep a file fewer in flight, and so a part fewer per S3 target, than a run into
+// one of its targets alone, and take a third longer where the links limit each connection.
+func (h *hub) teeBudget(wants []*want, dests []*dest) (budget, share int64) {
+	var most int64 // the largest reservation a file of wants needs
+	for _, w := range wants {
+		most = max(most, tee.Reservation(w.f.Size, 0, chunkHold(w.f.Size, dests)))
+	}
+	files := min(h.opts.Concurrency, len(wants))
+	budget = max(h.opts.FanOutBuffer, int64(files)*most)
+	return budget, h.opts.FanOutBuffer / int64(files+h.borrowers(len(wants)))
 }
 
 // chunkHold is the most bytes of chunks a Put of a size-byte file into any of dests' targets
@@ -234,10 +251,11 @@ func (dl *delivery) fetch(f Fetch, need []leg, note func(leg, transferResult, er
 	logRetry := func(attempt int, err error) {
 		log.Warn("fetch failed; trying again", "path", f.Path, "attempt", attempt, "error", err)
 	}
-	// A file streamed to several targets reserves its share of the delivery's tee budget before
-	// anything is opened: it waits for it holding nothing.
+	// In a fan-out delivery a file reserves its share of the tee budget before anything is
+	// opened, whatever the number of its targets (it streams through the tee even into one): it
+	// waits for it holding nothing.
 	var reserved int64
-	if len(need) > 1 {
+	if dl.teeBudget != nil {
 		var err error
 		to := make([]*dest, len(need))
 		for i, l := range need {
@@ -300,10 +318,11 @@ func (dl *delivery) fetch(f Fetch, need []leg, note func(leg, transferResult, er
 	}
 }
 
-// fetchOnce opens f at upstream once and streams it into every leg of to: into one target with
-// a plain Put (which hashes the bytes itself), into several at once through a tee (of reserved
-// bytes of chunks), which verifies the stream once (size, sha256 or the catalogue's other hash)
-// while each target's Put checks its size. It returns each leg's outcome (with one leg, every
+// fetchOnce opens f at upstream once and streams it into every leg of to: in a delivery of one
+// target with a plain Put (which hashes the bytes itself), in a fan-out delivery through a tee
+// (of reserved bytes of chunks) into its legs at once, however many (one, when the other targets
+// hold the file), which verifies the stream once (size, sha256 or the catalogue's other hash)
+// while each target's Put checks its size. It returns each leg's outcome (with a plain Put, every
 // failure counts as the download's: a Put cannot tell its reader's failures from its own), the
 // download's failure, and whether upstream answered. Bytes counted in the progress by a
 // download no target kept are taken back.
@@ -319,7 +338,7 @@ func (dl *delivery) fetchOnce(ctx context.Context, f Fetch, to []leg, rsrc store
 	}
 	defer noted() // after the Close
 	cr := newCountingReader(rc, h.opts.Progress, f.Path)
-	if len(to) == 1 {
+	if dl.teeBudget == nil { // a delivery of one target
 		l := to[0]
 		info, err := l.d.content.Put(ctx, f.Path, newExtraCheck(f, cr), l.d.contentPut(l.f))
 		rc.Close()

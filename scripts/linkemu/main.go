@@ -20,6 +20,12 @@
 //
 // It does not model loss, jitter or reordering. Both addresses must be loopback addresses.
 // It prints "linkemu: listening on ADDR" once ready and runs until interrupted.
+//
+// With -stats FILE it appends, every -stats-interval during which any byte crossed the link,
+// one line of tab-separated fields: the interval's end (Unix seconds), the connections open,
+// the connections that sent bytes towards the server (-to) in it, those that sent bytes back,
+// and the bytes each way. A benchmark reads from it how many requests a client really had in
+// flight through the link at once (an upload's parts, a download's ranges).
 package main
 
 import (
@@ -34,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -57,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	burst := fs.String("burst", "64KiB", "token bucket size in bytes")
 	latency := fs.Duration("latency", 30*time.Millisecond, "added round-trip time (each direction is delayed by half)")
 	window := fs.String("window", "4MiB", "bytes in flight inside the proxy per connection and direction")
+	statsFile := fs.String("stats", "", "append per-interval connection counts and bytes to this file (see the package comment)")
+	statsEvery := fs.Duration("stats-interval", 250*time.Millisecond, "the interval of -stats")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -90,6 +99,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
+	}
+	if *statsFile != "" {
+		f, err := os.OpenFile(*statsFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer f.Close()
+		if *statsEvery <= 0 {
+			ln.Close()
+			return fmt.Errorf("-stats-interval: %v is not positive", *statsEvery)
+		}
+		l.Stats = &Stats{}
+		go l.Stats.Log(ctx, f, *statsEvery)
 	}
 	fmt.Fprintf(stdout, "linkemu: listening on %s, forwarding to %s (%s/s per connection and direction, %s/s in all per direction, +%v round trip)\n",
 		ln.Addr(), *to, *rate, *total, l.Latency)
@@ -140,6 +163,85 @@ type Link struct {
 	Burst   int64         // token bucket size in bytes (0: 64 KiB)
 	Latency time.Duration // added round-trip time
 	Window  int64         // bytes in flight inside the proxy per direction (0: 4 MiB)
+	Stats   *Stats        // counts what crosses the link (nil: nothing counted)
+}
+
+// Stats counts the bytes each connection of a Link moves in each direction.
+type Stats struct {
+	mu    sync.Mutex
+	conns map[*connStats]bool
+}
+
+// connStats is what one connection moved: towards the server (up) and back (down).
+type connStats struct {
+	up, down         atomic.Int64
+	lastUp, lastDown int64 // at the last sample (Sample's)
+}
+
+// Sample is one interval's counts: the connections open, those that moved bytes towards the
+// server and back in the interval, and the bytes.
+type Sample struct {
+	Open, Up, Down   int
+	UpBytes, DnBytes int64
+}
+
+func (s *Stats) add() *connStats {
+	c := &connStats{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil {
+		s.conns = map[*connStats]bool{}
+	}
+	s.conns[c] = true
+	return c
+}
+
+// remove forgets c once its last bytes were sampled (Sample counts a closed connection once more).
+func (s *Stats) remove(c *connStats) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns[c] = false
+}
+
+// Sample returns what moved since the previous call.
+func (s *Stats) Sample() Sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var smp Sample
+	for c, open := range s.conns {
+		up, down := c.up.Load(), c.down.Load()
+		if open {
+			smp.Open++
+		} else {
+			delete(s.conns, c)
+		}
+		if d := up - c.lastUp; d > 0 {
+			smp.Up++
+			smp.UpBytes += d
+		}
+		if d := down - c.lastDown; d > 0 {
+			smp.Down++
+			smp.DnBytes += d
+		}
+		c.lastUp, c.lastDown = up, down
+	}
+	return smp
+}
+
+// Log writes a line to w for every interval in which bytes moved, until ctx ends.
+func (s *Stats) Log(ctx context.Context, w io.Writer, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if smp := s.Sample(); smp.UpBytes > 0 || smp.DnBytes > 0 {
+				fmt.Fprintf(w, "%.3f\t%d\t%d\t%d\t%d\t%d\n", float64(now.UnixMilli())/1e3, smp.Open, smp.Up, smp.Down, smp.UpBytes, smp.DnBytes)
+			}
+		}
+	}
 }
 
 const chunkSize = 32 << 10
@@ -199,10 +301,16 @@ func (l Link) handle(ctx context.Context, client net.Conn, to string, shared [2]
 		upstream.Close()
 	})
 	defer stop()
+	var up, down *atomic.Int64
+	if l.Stats != nil {
+		c := l.Stats.add()
+		defer l.Stats.remove(c)
+		up, down = &c.up, &c.down
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); l.pipe(upstream, client, shared[0]) }()
-	go func() { defer wg.Done(); l.pipe(client, upstream, shared[1]) }()
+	go func() { defer wg.Done(); l.pipe(upstream, client, shared[0], up) }()
+	go func() { defer wg.Done(); l.pipe(client, upstream, shared[1], down) }()
 	wg.Wait()
 }
 
@@ -213,8 +321,8 @@ type chunk struct {
 
 // pipe copies src to dst through the delay line, the connection's token bucket and the
 // direction's shared one, then half-closes dst. On an error in either direction both
-// connections are closed.
-func (l Link) pipe(dst, src net.Conn, shared *sharedBucket) {
+// connections are closed. Bytes written are added to count (nil: not counted).
+func (l Link) pipe(dst, src net.Conn, shared *sharedBucket, count *atomic.Int64) {
 	window := l.Window
 	if window <= 0 {
 		window = 4 << 20
@@ -245,7 +353,11 @@ func (l Link) pipe(dst, src net.Conn, shared *sharedBucket) {
 		}
 		bucket.wait(len(c.data))
 		shared.wait(len(c.data))
-		if _, err := dst.Write(c.data); err != nil {
+		n, err := dst.Write(c.data)
+		if count != nil {
+			count.Add(int64(n))
+		}
+		if err != nil {
 			failed = true
 			src.Close()
 			dst.Close()

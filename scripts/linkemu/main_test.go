@@ -209,3 +209,55 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestStatsCounts checks -stats' counts: two connections that each send 100 kB towards the
+// server and get 2 bytes back are counted as two sending each way, with every byte counted.
+func TestStatsCounts(t *testing.T) {
+	const size = 100_000
+	up := startServer(t, func(c net.Conn) {
+		if _, err := io.ReadFull(c, make([]byte, size)); err == nil {
+			c.Write([]byte("ok"))
+		}
+	})
+	stats := &Stats{}
+	addr := startLink(t, Link{Stats: stats}, up)
+	done := make(chan error, 2)
+	for range 2 {
+		go func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				done <- err
+				return
+			}
+			defer c.Close()
+			if _, err := c.Write(make([]byte, size)); err != nil {
+				done <- err
+				return
+			}
+			_, err = io.ReadFull(c, make([]byte, 2))
+			done <- err
+		}()
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total Sample
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		s := stats.Sample()
+		total.Up = max(total.Up, s.Up)
+		total.Down = max(total.Down, s.Down)
+		total.UpBytes += s.UpBytes
+		total.DnBytes += s.DnBytes
+		if total.UpBytes == 2*size && total.DnBytes == 4 {
+			break
+		}
+	}
+	if total.UpBytes != 2*size || total.DnBytes != 4 {
+		t.Fatalf("counted %d bytes up and %d down, want %d and 4", total.UpBytes, total.DnBytes, 2*size)
+	}
+	if total.Up < 1 || total.Down < 1 {
+		t.Errorf("connections sending: %d up, %d down; want at least one each way", total.Up, total.Down)
+	}
+}

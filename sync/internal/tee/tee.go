@@ -329,84 +329,22 @@ func (t *tee) deliver(c *chunk) bool {
 	defer t.mu.Unlock()
 	size := int64(cap(*c.buf))
 	for {
-		var live []*teeOut
-		for _, o := range t.outs {
-			if o.live() {
-				live = append(live, o)
-			}
-		}
+		live := t.liveOuts()
 		if len(live) == 0 {
 			chunkPool.Put(c.buf)
 			return false
 		}
-		if t.alive+size <= t.limit+t.borrowed || t.heldByLive()+size <= t.limit {
+		if t.makeRoom(size) {
 			break
 		}
-		if t.budget != nil && t.budget.borrow(size) {
-			t.borrowed += size
-			break
+		w := holdBack{patience: t.patience, wait: -1}
+		if !w.lagging(live, t.limit) {
+			w.holding(live)
 		}
-		// Who holds the stream back: the readers with the most bytes queued (handed to them
-		// and not yet taken), if that is more than half the reservation beyond the reader with
-		// the least. Chunks a reader took (an S3 part being assembled or sent) are its work
-		// in progress, as part buffers of its own would be, not a lag.
-		most, least := int64(0), int64(-1)
-		for _, o := range live {
-			q := o.queued()
-			most = max(most, q)
-			if least < 0 || q < least {
-				least = q
-			}
-		}
-		var late []*teeOut
-		wait := time.Duration(-1)
-		gaveUp := false
-		giveUp := func(o *teeOut, left time.Duration) {
-			if left > 0 {
-				if wait < 0 || left < wait {
-					wait = left
-				}
-				return
-			}
-			o.giveUp()
-			gaveUp = true
-		}
-		if most-least > t.limit/2 {
-			for _, o := range live {
-				if o.queued() == most {
-					late = append(late, o)
-					giveUp(o, t.patience-o.held)
-				}
-			}
-		} else {
-			// Nobody lags by its queue. A reader that holds chunks (an S3 part in flight)
-			// while another waits for data holds the stream back too: it is charged for the
-			// wait if it has written less than 1/SlowFactor of what the reader furthest ahead has
-			// (a trickle, which keeps moving), and it is given up on at once if it has made
-			// no progress at all for the patience (a stalled upload: it took, read and
-			// released nothing meanwhile).
-			waiting := 0
-			for _, o := range live {
-				if o.waiting {
-					waiting++
-				}
-			}
-			idle := waiting > 0
-			now := time.Now()
-			for _, o := range live {
-				othersWait := waiting > 1 || waiting == 1 && !o.waiting
-				if othersWait && o.trickles() {
-					late = append(late, o)
-					giveUp(o, t.patience-o.held)
-				} else if idle && !o.waiting && len(o.taken) > 0 {
-					giveUp(o, t.patience-now.Sub(o.moved))
-				}
-			}
-		}
-		if gaveUp {
+		if w.gaveUp {
 			continue // look again without them
 		}
-		t.waitCharging(wait, late)
+		t.waitCharging(w.wait, w.late)
 	}
 	t.alive += size
 	for _, o := range t.outs {
@@ -417,6 +355,104 @@ func (t *tee) deliver(c *chunk) bool {
 	}
 	t.cond.Broadcast()
 	return true
+}
+
+// liveOuts is the readers still reading (under the tee's lock).
+func (t *tee) liveOuts() []*teeOut {
+	var live []*teeOut
+	for _, o := range t.outs {
+		if o.live() {
+			live = append(live, o)
+		}
+	}
+	return live
+}
+
+// makeRoom reports whether a chunk of size bytes may be queued now (under the tee's lock):
+// the reservation (with what is borrowed) has room for it, or the live readers hold less than
+// the reservation, or the run's budget lends it.
+func (t *tee) makeRoom(size int64) bool {
+	if t.alive+size <= t.limit+t.borrowed || t.heldByLive()+size <= t.limit {
+		return true
+	}
+	if t.budget != nil && t.budget.borrow(size) {
+		t.borrowed += size
+		return true
+	}
+	return false
+}
+
+// holdBack is what one look at the readers holding the stream back found (deliver): the
+// readers to charge for the wait, how long at most to wait before looking again (negative:
+// until something changes), and whether a reader was given up on.
+type holdBack struct {
+	patience time.Duration
+	late     []*teeOut
+	wait     time.Duration
+	gaveUp   bool
+}
+
+// charge gives up on o if left (its patience left) is spent, or else makes the wait no longer
+// than left.
+func (w *holdBack) charge(o *teeOut, left time.Duration) {
+	if left > 0 {
+		if w.wait < 0 || left < w.wait {
+			w.wait = left
+		}
+		return
+	}
+	o.giveUp()
+	w.gaveUp = true
+}
+
+// lagging looks for the readers with the most bytes queued (handed to them and not yet taken),
+// if that is more than half the reservation (limit) beyond the reader with the least, charges
+// them, and reports whether there were any. Chunks a reader took (an S3 part being assembled or
+// sent) are its work in progress, as part buffers of its own would be, not a lag.
+func (w *holdBack) lagging(live []*teeOut, limit int64) bool {
+	most, least := int64(0), int64(-1)
+	for _, o := range live {
+		q := o.queued()
+		most = max(most, q)
+		if least < 0 || q < least {
+			least = q
+		}
+	}
+	if most-least <= limit/2 {
+		return false
+	}
+	for _, o := range live {
+		if o.queued() == most {
+			w.late = append(w.late, o)
+			w.charge(o, w.patience-o.held)
+		}
+	}
+	return true
+}
+
+// holding applies the rules for when nobody lags by its queue. A reader that holds chunks (an
+// S3 part in flight) while another waits for data holds the stream back too: it is charged for
+// the wait if it has written less than 1/SlowFactor of what the reader furthest ahead has (a
+// trickle, which keeps moving), and it is given up on at once if it has made no progress at
+// all for the patience (a stalled upload: it took, read and released nothing meanwhile).
+func (w *holdBack) holding(live []*teeOut) {
+	waiting := 0
+	for _, o := range live {
+		if o.waiting {
+			waiting++
+		}
+	}
+	idle := waiting > 0
+	now := time.Now()
+	for _, o := range live {
+		othersWait := waiting > 1 || waiting == 1 && !o.waiting
+		if othersWait && o.trickles() {
+			w.late = append(w.late, o)
+			w.charge(o, w.patience-o.held)
+		} else if idle && !o.waiting && len(o.taken) > 0 {
+			w.charge(o, w.patience-now.Sub(o.moved))
+		}
+	}
 }
 
 // heldByLive is how many bytes of chunks the live readers hold. The chunks only readers given
@@ -464,29 +500,19 @@ func (t *tee) linger() {
 		if len(live) == 0 {
 			return
 		}
-		var late []*teeOut
-		wait := time.Duration(-1)
-		gaveUp := false
+		w := holdBack{patience: t.patience, wait: -1}
 		if done {
 			for _, o := range live {
-				if !o.trickles() {
-					continue
-				}
-				if left := t.patience - o.held; left > 0 {
-					late = append(late, o)
-					if wait < 0 || left < wait {
-						wait = left
-					}
-				} else {
-					o.giveUp()
-					gaveUp = true
+				if o.trickles() {
+					w.late = append(w.late, o)
+					w.charge(o, t.patience-o.held)
 				}
 			}
 		}
-		if gaveUp {
+		if w.gaveUp {
 			continue
 		}
-		t.waitCharging(wait, late)
+		t.waitCharging(w.wait, w.late)
 	}
 }
 
