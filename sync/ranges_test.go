@@ -230,26 +230,10 @@ func TestSlowLinkMoreFilesAtOnce(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	src, err := httpstore.New(srv.Client(), srv.URL, httpstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	dst, err := dirstore.New(dir, dirstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := Options{
-		Selection: Selection{Verification: Verification{Keyring: testkeys.LoadKeyring(t, testkeys.Keyring)}},
-		Tuning:    Tuning{Concurrency: concurrency, RangeConnections: 2},
-	}
-	if _, err := Run(t.Context(), src, dst, opts); err != nil {
-		t.Fatal(err)
-	}
+	slowLinkRun(t, s, srv, Tuning{Concurrency: concurrency, RangeConnections: 2})
 	if maxIn <= concurrency {
 		t.Errorf("at most %d content requests in flight, want more than Concurrency (%d)", maxIn, concurrency)
 	}
-	checkContent(t, dir, s)
 }
 
 // TestNoteRateJudgesTheLink: a file fetched whole on one connection marks the link slow (slots
