@@ -81,6 +81,10 @@ type hub struct {
 	meet *meeting[*dest]
 
 	upstreamBytes atomic.Int64
+
+	// smallSeen and smallSlow count the files smaller than a range chunk fetched whole, and how
+	// many of them came slowly while their reader waited (noteRate).
+	smallSeen, smallSlow atomic.Int64
 }
 
 // wait waits for the transfer to end.

@@ -42,26 +42,41 @@ func (h *hub) openRanged(ctx context.Context, src store.Source, f Fetch) io.Read
 // most of that time waiting for the connection (the open included): the link limits each
 // connection, and free slots may carry more files at once (ranged.Pool.Borrow). A file that
 // came slowly because its reader was busy (hashing, writing, a loaded CPU) says nothing about
-// the link. A file smaller than a chunk says something only when its wait was long
-// (slowWait): on loopback a small file comes in well under a millisecond, while over a far
-// link each costs at least a round trip, which more files at once hide (issue 25: before,
-// only a file of a chunk or more could show the link slow, so a stream that lists its small
-// files first ran them Concurrency at a time until its first large file ended).
+// the link. One file of at least a chunk is enough. Files smaller than a chunk say it
+// together (slowSmall): one waits long (slowWait) now and then on a loaded machine, while over
+// a far link each costs at least a round trip, which more files at once hide (issue 25:
+// before, only a file of a chunk or more could show the link slow, so a stream that lists its
+// small files first ran them Concurrency at a time until its first large file ended).
 func (h *hub) noteRate(f Fetch, start time.Time, body *timedBody) {
 	pool := h.ranged()
 	if pool == nil {
 		return
 	}
 	d := time.Since(start)
-	if float64(f.Size) < rangeFastEnough*d.Seconds() && 2*body.waited >= d && (f.Size >= h.opts.RangeChunk || body.waited >= slowWait) {
-		pool.MarkSlow()
+	slow := float64(f.Size) < rangeFastEnough*d.Seconds() && 2*body.waited >= d
+	if f.Size >= h.opts.RangeChunk {
+		if slow {
+			pool.MarkSlow()
+		}
+		return
+	}
+	seen := h.smallSeen.Add(1)
+	if slow && body.waited >= slowWait {
+		if n := h.smallSlow.Add(1); n >= slowSmall && 2*n >= seen {
+			pool.MarkSlow()
+		}
 	}
 }
 
 // slowWait: a file smaller than a range chunk whose reader waited this long for its connection
-// (the request's round trip and the body) says the link is slow. Far above what loopback
-// costs, and below a round trip to another site.
+// (the request's round trip and the body) came slowly. Far above what loopback costs, and below
+// a round trip to another site.
 const slowWait = 20 * time.Millisecond
+
+// slowSmall: the link is found slow by small files once this many, and at least half of those
+// seen, came slowly (a loaded machine stalls one now and then on loopback too: seen there, the
+// range streams it opened cost a directory mirror 14% more CPU).
+const slowSmall = 4
 
 // openFetch opens f for a fetch: in ranges from src when the range pool takes it (whose reader
 // tries each range's open again itself), or in one piece from rsrc (src behind sourcePolicy).

@@ -310,3 +310,49 @@ func checkContent(t *testing.T, dir string, s *streamtest.Stream) {
 		}
 	}
 }
+
+// TestNoteRateSmallFilesTogether: files smaller than a chunk find the link slow together: four
+// slow ones and at least half of those seen (over a far link, each costs a round trip), never
+// one now and then among fast ones (a loaded machine stalls a small file on loopback too).
+func TestNoteRateSmallFilesTogether(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		slowEvery int // every n-th small file waits 30 ms; 0: none
+		files     int
+		foundSlow bool
+	}{
+		{"every file slow", 1, 4, true},
+		{"three slow files", 1, 3, false},
+		{"one in three slow", 3, 30, false},
+		{"one in two slow", 2, 30, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				run := newRun(nil, nil, Options{})
+				pool := run.hub.ranged()
+				for i := range c.files {
+					f := Fetch{Path: fmt.Sprintf("small-%d", i), Size: 64 << 10}
+					start := time.Now()
+					var wait time.Duration
+					if c.slowEvery > 0 && i%c.slowEvery == 0 {
+						wait = 30 * time.Millisecond
+					}
+					tb := &timedBody{ReadCloser: io.NopCloser(&pacedReader{r: bytes.NewReader(make([]byte, f.Size)), per: wait})}
+					if _, err := io.Copy(io.Discard, tb); err != nil {
+						t.Fatal(err)
+					}
+					run.hub.noteRate(f, start, tb)
+				}
+				ctx, cancel := context.WithCancel(t.Context())
+				cancel()
+				giveBack, lent := pool.Borrow(ctx)
+				if lent {
+					giveBack()
+				}
+				if lent != c.foundSlow {
+					t.Errorf("link found slow: %v, want %v", lent, c.foundSlow)
+				}
+			})
+		})
+	}
+}
