@@ -219,8 +219,10 @@ func TestRIEShortTimeoutResumes(t *testing.T) {
 	}))
 	t.Cleanup(slow.Close)
 	// 60 files, two at a time, 0.3 s each: about 9 s of work; each invocation has 6 s, stops 3 s
-	// before its deadline.
-	env := append(fixtureEnv(t, e), "SSMIRROR_SOURCE="+slow.URL+"/", "SSMIRROR_CONCURRENCY=2",
+	// before its deadline. No range connections: the paced small files would show the link slow
+	// and the pool's free slots would carry more of them at once (issue 25), which is not what
+	// this test is about.
+	env := append(fixtureEnv(t, e), "SSMIRROR_SOURCE="+slow.URL+"/", "SSMIRROR_CONCURRENCY=2", "SSMIRROR_RANGE_STREAMS=1",
 		"SSMIRROR_SAFETY_MARGIN=3s", "AWS_LAMBDA_FUNCTION_TIMEOUT=6")
 	r := startRIE(t, e.srv, env...)
 
