@@ -46,6 +46,10 @@ type Report struct {
 	Freshness *Freshness
 }
 
+// StagePublish is the name of the publish stage in Report.Stages: a run whose report has it
+// wrote all of its metadata.
+const StagePublish = "publish metadata"
+
 // Stage is one timed stage of a run.
 type Stage struct {
 	Name     string

@@ -93,7 +93,7 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 	if err := r.writeFreshness(ctx); err != nil {
 		return r.rep, err
 	}
-	stage("publish metadata")
+	stage(StagePublish)
 
 	r.opts.Progress.setPhase(PhaseCleanUp)
 	if err := r.record(ctx); err != nil {

@@ -45,21 +45,29 @@ func flagHint(err error) string {
 // s3Mistake says how to fix an S3 answer that means the configuration is wrong (exit 2): the
 // bucket does not exist, or the credentials are refused. "" for any other error.
 func s3Mistake(err error) string {
+	_, fix := s3Trouble(err)
+	return fix
+}
+
+// s3Trouble names an S3 answer that means the configuration is wrong, and says how to fix it:
+// "the bucket does not exist", or "access denied" (refused credentials); "" for any other error.
+// status names the trouble before its error, the hint after it gives the fix.
+func s3Trouble(err error) (what, fix string) {
 	var ae smithy.APIError
 	if !errors.As(err, &ae) {
-		return ""
+		return "", ""
 	}
 	switch ae.ErrorCode() {
 	case "NoSuchBucket":
-		return "create the bucket first (aws s3 mb s3://BUCKET, mc mb ALIAS/BUCKET), or fix the bucket's name in the location"
+		return "the bucket does not exist", "create the bucket first (aws s3 mb s3://BUCKET, mc mb ALIAS/BUCKET), or fix the bucket's name in the location"
 	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "InvalidClientTokenId", "ExpiredToken":
-		return refusedCredentials
+		return "access denied", refusedCredentials
 	}
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden {
-		return refusedCredentials
+		return "access denied", refusedCredentials
 	}
-	return ""
+	return "", ""
 }
 
 // refusedCredentials is the hint for an S3 service that refused the target's credentials.

@@ -504,14 +504,14 @@ func noMirror(ctx context.Context, dst store.Target, target string) error {
 // credentials, an endpoint out of reach; "" for anything else. It names the trouble; what to do
 // about an S3 answer is the error's hint (s3Mistake), said once, after the message.
 func storageTrouble(err error) string {
+	if what, _ := s3Trouble(err); what != "" {
+		return what + ": "
+	}
+	// Refusals s3Trouble does not take for a configuration mistake (exit 2) are still said as
+	// such here.
 	var api smithy.APIError
-	if errors.As(err, &api) {
-		switch api.ErrorCode() {
-		case "NoSuchBucket":
-			return "the bucket does not exist: "
-		case "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
-			return "access denied: "
-		}
+	if errors.As(err, &api) && api.ErrorCode() == "InvalidToken" {
+		return "access denied: "
 	}
 	var re interface{ HTTPStatusCode() int }
 	if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusForbidden || re.HTTPStatusCode() == http.StatusUnauthorized) {

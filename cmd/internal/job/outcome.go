@@ -13,7 +13,7 @@ import (
 
 // published reports whether the run wrote all of its metadata (its publish stage ended).
 func published(rep *sync.Report) bool {
-	return rep != nil && slices.ContainsFunc(rep.Stages, func(s sync.Stage) bool { return s.Name == "publish metadata" })
+	return rep != nil && slices.ContainsFunc(rep.Stages, func(s sync.Stage) bool { return s.Name == sync.StagePublish })
 }
 
 // Outcome says how far a failed run got with its publish: "nothing published", "publishing
