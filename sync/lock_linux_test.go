@@ -92,10 +92,13 @@ func TestLiveLeaseInAnotherPIDNamespaceIsNotTakenOver(t *testing.T) {
 	dir, dst := newTarget(t)
 
 	// The holder's PID in its namespace is one that is free in ours: ns_last_pid makes the
-	// namespace's next PID that one.
+	// namespace's next PID that one. The holder holds until its stdin closes, and sh gives a
+	// command run with & /dev/null for stdin (even with <&0), so the holder reads our pipe
+	// through fd 3 (it read /dev/null and released at once: the run here then took a released
+	// lease, which CI saw as a takeover).
 	free := freePID(t)
 	cmd := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "sh", "-c",
-		`echo $(($1 - 1)) > /proc/sys/kernel/ns_last_pid || exit 1; "$0" & wait`, os.Args[0], strconv.Itoa(free))
+		`echo $(($1 - 1)) > /proc/sys/kernel/ns_last_pid || exit 1; exec 3<&0; "$0" <&3 3<&- & wait`, os.Args[0], strconv.Itoa(free))
 	cmd.Env = append(os.Environ(), lockHolderEnv+"="+dir)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -150,8 +153,8 @@ func TestLiveLeaseInAnotherPIDNamespaceIsNotTakenOver(t *testing.T) {
 	data, _ = store.ReadAll(t.Context(), dst, sync.LockKey, 0)
 	var still sync.Lease
 	json.Unmarshal(data, &still)
-	if still.ID != held.ID {
-		t.Errorf("the lease is now %s, not the holder's", data)
+	if still.ID != held.ID || still.Released {
+		t.Errorf("the lease is now %s, not the holder's unreleased one", data)
 	}
 }
 
