@@ -154,7 +154,8 @@ func (m *meter) began() (time.Time, time.Duration) {
 	return m.start, m.answer
 }
 
-// metered is a body read from the source, counted by its pool's meter until it is closed.
+// metered is a body read from the source, counted by its pool's meter until its end or its
+// close, whichever comes first.
 type metered struct {
 	io.ReadCloser
 	m    *meter
@@ -166,6 +167,11 @@ func (b *metered) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.m.wait.Add(int64(time.Since(start)))
 	b.m.bytes.Add(int64(n))
+	if err == io.EOF {
+		// The connection is done with at its body's end, whatever its reader does before it
+		// closes the body (writes and syncs a file, say).
+		b.once.Do(func() { b.m.closed(time.Now()) })
+	}
 	return n, err
 }
 
@@ -176,7 +182,7 @@ func (b *metered) Close() error {
 }
 
 // Meter opens a connection to the source with open and counts it in what the pool's growth
-// rule measures until its body is closed. Every connection to the source should be (files
+// rule measures until its body ends or is closed. Every connection to the source should be (files
 // fetched whole beside the pool included), so that the rule sees the link as it is.
 func (p *Pool) Meter(open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
 	if !p.metering {
@@ -388,8 +394,9 @@ func (p *Pool) drained() {
 	now := time.Now()
 	p.mu.Lock()
 	over := p.slots-len(p.free) > p.limit
+	by := p.grow.drainBy
 	p.mu.Unlock()
-	if over && now.Before(p.grow.drainBy) {
+	if over && now.Before(by) {
 		time.AfterFunc(p.settle()/2, p.drained)
 		return
 	}
