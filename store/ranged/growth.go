@@ -26,16 +26,16 @@ import (
 //     slots in use are cut to what carries the window's rate at that rate per connection (and a
 //     half more), less the caller's own connections (PoolOptions.Others).
 //   - Without one (the link was found slow on its first, smallest files, mostly round trips),
-//     the rule steps back: it cuts the connections in flight to about half of the better of two
-//     windows after the jump (the first holds the new connections' first round trips).
+//     the rule steps back: it cuts the connections in flight to about two thirds of the better
+//     of two windows after the jump (the first holds the new connections' first round trips).
 //
 // Workers over a cut give their slots back between chunks, lent slots once their file is done.
 // Once the cut is in effect one more window checks it: it is kept only if the rate held (at
 // least keptRate of the jump's) and each connection's pace while its reader waited rose (at
-// least paceRose times the jump's: the connections left took up what the others brought, as on
-// a link limited in total; on a link limited per connection the pace holds). Otherwise every
-// slot is usable again. Either way the rule then stops: one jump, at most one cut, never a wait
-// before the streams start.
+// least paceRose times the level before's: the connections left took up what the others
+// brought, as on a link limited in total; on a link limited per connection the pace holds).
+// A kept cut is followed by another step back, up to maxSteps cuts; one not kept goes back to
+// the level before it, and the rule stops. Nothing ever waits for the rule before it starts.
 
 // gauge is what a pool's meter read at one time: totals since the meter's start.
 type gauge struct {
@@ -221,12 +221,15 @@ const (
 	// headroom: the connections kept after a cut judged by the baseline, over what carries the
 	// jump's rate at the baseline's rate per connection.
 	headroom = 1.5
-	// stepBack: the share of the jump's connections a step back keeps.
-	stepBack = 0.5
+	// stepBack: the share of the connections in flight a step back keeps.
+	stepBack = 0.65
 	// keptRate: after a cut, a rate under this share of the jump's undoes the cut.
 	keptRate = 0.85
-	// paceRose: after a cut, a pace per connection under this many times the jump's undoes it.
-	paceRose = 1.3
+	// paceRose: after a cut, a pace per connection under this many times the one before it
+	// undoes it.
+	paceRose = 1.2
+	// maxSteps: the most cuts in a row (each checked, each kept only if the rate held).
+	maxSteps = 3
 	// minConnGain: the jump is judged once the window after it had at least this many more
 	// connections in flight than the baseline (fewer: nobody wanted the slots yet).
 	minConnGain = 1.5
@@ -239,10 +242,13 @@ const (
 
 // Judgement is what the growth rule decided, for the caller's log and for tests.
 type Judgement struct {
-	// Cut: the link looked limited in total and the slots in use were cut to Limit. Undone: a
-	// cut taken back (the rate fell after it). Neither: the jump was kept (every slot usable).
+	// Cut: the link looked limited in total and the slots in use were cut to Limit. Undone: the
+	// last cut was taken back (the rate fell after it, or the pace held), to the level before
+	// it. Neither: the jump was kept (every slot usable).
 	Cut, Undone bool
 	Limit       int
+	// Steps: how many cuts were made (each checked; the last undone if Undone).
+	Steps int
 	// StepBack: there was no baseline to judge the jump by (the link was found slow on its
 	// first, smallest files), so the rule stepped back to see whether fewer connections bring
 	// as much.
@@ -294,6 +300,11 @@ type growth struct {
 	tries   int
 	cutAt   gauge
 	drainBy time.Time
+	// The level before the cut being checked (slots in use allowed) and the window measured
+	// at it: a cut that does not hold goes back to it.
+	prevLimit int
+	ref       window
+	steps     int
 	done    bool
 	j       Judgement
 }
@@ -382,9 +393,17 @@ func (p *Pool) judgeJump() {
 		p.report()
 		return
 	}
+	p.grow.prevLimit, p.grow.ref = p.slots, w
+	p.cut(limit)
+}
+
+// cut lowers the slots in use to limit (under p.mu); the cut is measured once the connections
+// over it ended (or maxDrain passed).
+func (p *Pool) cut(limit int) {
 	p.limit = limit
+	p.grow.steps++
+	p.grow.j.Cut, p.grow.j.Limit, p.grow.j.Steps = true, limit, p.grow.steps
 	p.signal()
-	// The cut is measured once the connections over it ended (or maxDrain passed).
 	p.grow.drainBy = time.Now().Add(maxDrain)
 	time.AfterFunc(p.settle(), p.drained)
 }
@@ -407,30 +426,38 @@ func (p *Pool) drained() {
 	time.AfterFunc(p.span(), p.checkCut)
 }
 
-// checkCut ends the window after a cut: a rate that fell undoes it.
+// checkCut ends the window after a cut. It is kept when the rate held (against the jump's) and
+// each connection's pace rose (against the level before): the connections left took up what the
+// others had brought, as on a link limited in total; on a link limited per connection the
+// pace holds, and a rate that held there came from the reader, not the link. A kept cut is
+// followed by one more step back (up to maxSteps); one not kept goes back to the level before.
 func (p *Pool) checkCut() {
 	g := p.meter.read(time.Now())
 	p.mu.Lock()
 	w := between(p.grow.cutAt, g)
-	p.grow.j.CutRate, p.grow.j.CutConns, p.grow.j.CutPace = w.rate, w.flight, w.pace
-	// Kept when the rate held and each connection's pace rose: the connections left took up
-	// what the others had brought (a link limited in total). On a link limited per connection
-	// the pace holds; a rate that held there came from the reader, not the link.
-	undo := w.rate < keptRate*p.grow.jump.rate || w.pace < paceRose*p.grow.jump.pace
-	if undo {
-		p.limit = p.slots
-		p.grow.j.Undone, p.grow.j.Limit = true, p.slots
-		p.grow.j.Reason += "; the rate fell after the cut"
+	j := &p.grow.j
+	j.CutRate, j.CutConns, j.CutPace = w.rate, w.flight, w.pace
+	if w.rate < keptRate*p.grow.jump.rate || w.pace < paceRose*p.grow.ref.pace {
+		p.limit = p.grow.prevLimit
+		j.Undone, j.Limit, j.Cut = true, p.limit, p.limit < p.slots
+		j.Reason += "; a step did not hold"
 		p.signal()
-	} else {
-		p.grow.j.Reason += "; the rate held after the cut"
+		p.grow.done = true
+		p.report()
+		p.mu.Unlock()
+		p.schedule()
+		return
 	}
+	if next := stepLimit(w, p.slots, p.others); p.grow.steps < maxSteps && next < p.limit {
+		p.grow.prevLimit, p.grow.ref = p.limit, w
+		p.cut(next)
+		p.mu.Unlock()
+		return
+	}
+	j.Reason += "; the rate held"
 	p.grow.done = true
 	p.report()
 	p.mu.Unlock()
-	if undo {
-		p.schedule()
-	}
 }
 
 // report hands the judgement to PoolOptions.Judged (under p.mu: the callback must not call the
