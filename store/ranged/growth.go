@@ -26,16 +26,17 @@ import (
 //     slots in use are cut to what carries the window's rate at that rate per connection (and a
 //     half more), less the caller's own connections (PoolOptions.Others).
 //   - Without one (the link was found slow on its first, smallest files, mostly round trips),
-//     the rule steps back: it cuts the connections in flight to about two thirds of the better
-//     of two windows after the jump (the first holds the new connections' first round trips).
+//     the rule steps back: it cuts the connections in flight to about half of the better of two
+//     windows after the jump (the first holds the new connections' first round trips).
 //
 // Workers over a cut give their slots back between chunks, lent slots once their file is done.
 // Once the cut is in effect one more window checks it: it is kept only if the rate held (at
 // least keptRate of the jump's) and each connection's pace while its reader waited rose (at
 // least paceRose times the level before's: the connections left took up what the others
 // brought, as on a link limited in total; on a link limited per connection the pace holds).
-// A kept cut is followed by another step back, up to maxSteps cuts; one not kept goes back to
-// the level before it, and the rule stops. Nothing ever waits for the rule before it starts.
+// A kept cut may be followed by another step back, up to maxSteps cuts (one: more were
+// slower); one not kept goes back to the level before it (every slot, after the first), and
+// the rule stops. Nothing ever waits for the rule before it starts.
 
 // gauge is what a pool's meter read at one time: totals since the meter's start.
 type gauge struct {
@@ -222,14 +223,17 @@ const (
 	// jump's rate at the baseline's rate per connection.
 	headroom = 1.5
 	// stepBack: the share of the connections in flight a step back keeps.
-	stepBack = 0.65
+	stepBack = 0.5
 	// keptRate: after a cut, a rate under this share of the jump's undoes the cut.
 	keptRate = 0.85
 	// paceRose: after a cut, a pace per connection under this many times the one before it
 	// undoes it.
-	paceRose = 1.2
-	// maxSteps: the most cuts in a row (each checked, each kept only if the rate held).
-	maxSteps = 3
+	paceRose = 1.3
+	// maxSteps: the most cuts in a row (each checked, each kept only if the rate held). More
+	// than one was tried (steps of two thirds, up to three; see docs/performance.md): over the
+	// bench's link limited in total it cut to 9-12 connections busy and was slower than one
+	// step to half.
+	maxSteps = 1
 	// minConnGain: the jump is judged once the window after it had at least this many more
 	// connections in flight than the baseline (fewer: nobody wanted the slots yet).
 	minConnGain = 1.5

@@ -36,8 +36,8 @@ func TestJudge(t *testing.T) {
 			t.Errorf("%s: limit %d, cut %v (%s); want %d, %v", tc.name, limit, cut, reason, tc.wantLimit, tc.wantCut)
 		}
 	}
-	if got := stepLimit(window{flight: 18.6}, 15, 4); got != 9 {
-		t.Errorf("step back from 18.6 connections in flight, 4 the caller's: %d slots, want 9", got)
+	if got := stepLimit(window{flight: 18.6}, 15, 4); got != 6 {
+		t.Errorf("step back from 18.6 connections in flight, 4 the caller's: %d slots, want 6", got)
 	}
 	if got := stepLimit(window{flight: 5}, 15, 4); got != 1 {
 		t.Errorf("step back from 5 connections in flight, 4 the caller's: %d slots, want 1", got)
