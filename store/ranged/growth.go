@@ -225,10 +225,10 @@ const (
 	// stepBack: the share of the connections in flight a step back keeps.
 	stepBack = 0.5
 	// keptRate: after a cut, a rate under this share of the jump's undoes the cut.
-	keptRate = 0.85
+	keptRate = 0.9
 	// paceRose: after a cut, a pace per connection under this many times the one before it
 	// undoes it.
-	paceRose = 1.3
+	paceRose = 1.4
 	// maxSteps: the most cuts in a row (each checked, each kept only if the rate held). More
 	// than one was tried (steps of two thirds, up to three; see docs/performance.md): over the
 	// bench's link limited in total it cut to 9-12 connections busy and was slower than one
