@@ -358,8 +358,11 @@ func (dl *delivery) fetchOnce(ctx context.Context, f Fetch, to []leg, rsrc store
 			}
 		}
 		v := store.NewVerifier(f.Path, newExtraCheck(f, cr), store.PutOptions{Size: f.Size, SHA256: f.SHA256})
-		// v checks the sha256 before the readers get io.EOF: their Puts need not hash again.
-		results, srcErr = tee.Stream(v, rc, tee.Config{Limit: reserved, Budget: dl.teeBudget, Patience: fanOutPatience, SHA256: f.SHA256}, puts)
+		// v checks the sha256 before the readers get io.EOF: their Puts need not hash again. A
+		// target holding the others back is waited for while it keeps up MinRate (with no
+		// deadline, -1, the tee's default rate of DefaultMinRate).
+		results, srcErr = tee.Stream(v, rc, tee.Config{Limit: reserved, Budget: dl.teeBudget,
+			Patience: fanOutPatience, MinRate: h.opts.MinRate, SHA256: f.SHA256}, puts)
 	}
 	h.upstreamBytes.Add(cr.n)
 	kept := false

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/ssmirror/ssmirror/internal/targettest"
 	"github.com/ssmirror/ssmirror/internal/testserver"
@@ -53,13 +54,14 @@ func (t *trickle) Read(p []byte) (int, error) {
 }
 
 // TestFanOutTricklingTargetGivenUp (issue 24, fault 3): of three MinIO buckets, one takes its
-// uploads at 100 KB/s: it keeps moving, so the stall rule never gave up on it, and every target
-// published only once it was done (about a minute for these files). By the slow-target rule
-// (a target writing at less than 1/tee.SlowFactor of the fastest one's rate while it holds
-// the others back is given up on after the patience, 5 s, in all on one file) the two others
-// publish within the patience plus their own transfer; the trickling one fails this run
-// (ErrFellBehind), publishes nothing, and catches up by itself in the next run once its link
-// is fast again.
+// uploads at 100 KB/s: it keeps moving, so a stall rule alone never gave up on it, and every
+// target published only once it was done (about a minute for these files). With 1 MiB/s the
+// slowest a file may come at (Limits.MinRate), it trickles below it: by the slow-target rule
+// (a target holding the others back is given up on once that time, less what its writing at
+// MinRate accounts for, is beyond the patience, 5 s, plus its parts in flight at MinRate) the
+// two others publish within that bound plus their own transfer; the trickling one fails this
+// run (ErrFellBehind), publishes nothing, and catches up by itself in the next run once its
+// link is fast again.
 func TestFanOutTricklingTargetGivenUp(t *testing.T) {
 	srv := testserver.Shared(t, testserver.KindMinIO)
 	up := newUpstream(t, largeConfig(), nil)
@@ -84,8 +86,10 @@ func TestFanOutTricklingTargetGivenUp(t *testing.T) {
 		envs = append(envs, e)
 		targets = append(targets, e.dst)
 	}
+	const minRate = 1 << 20
 	opts := sync.Options{
 		Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}},
+		Limits:    sync.Limits{MinRate: minRate},
 	}
 	start := time.Now()
 	fr, err := sync.RunTargets(t.Context(), up.src, targets, opts)
@@ -105,9 +109,10 @@ func TestFanOutTricklingTargetGivenUp(t *testing.T) {
 	if _, err := envs[2].dst.Stat(t.Context(), "streams/v1/index.sjson"); !errors.Is(err, store.ErrNotExist) {
 		t.Errorf("the trickling target published: %v", err)
 	}
-	// The rule's bound: the patience (5 s) of holding the others back, plus their own transfer
-	// and publish (under a second here) and room for a loaded machine.
-	if bound := 15 * time.Second; took > bound {
+	// The rule's bound: the patience (5 s) of holding the others back plus the parts it can
+	// hold in flight (at most the file, 6 MiB) at MinRate, plus the others' own transfer and
+	// publish (under a second here) and room for a loaded machine.
+	if bound := 5*time.Second + time.Duration(largeConfig().SquashfsSize/minRate)*time.Second + 5*time.Second; took > bound {
 		t.Errorf("the run took %v, more than %v", took.Round(time.Millisecond), bound)
 	}
 	t.Logf("the others published after %v", took.Round(time.Millisecond))
@@ -118,5 +123,68 @@ func TestFanOutTricklingTargetGivenUp(t *testing.T) {
 	}
 	for i := range 3 {
 		checkBucket(t, envs[i], up, want, nil)
+	}
+}
+
+// TestFanOutSteadySlowSiteWaitedFor (issue 21): a site on a slow but steady link (its uploads at
+// 500 KB/s, far above the slowest a file may come at, 64 KiB/s by default) beside a MinIO bucket
+// and a directory that take the file at once. Its two 5 MiB parts take 10 s to send, in which
+// it writes nothing of the file while the others are done: it was given up on (ErrFellBehind)
+// at its first large file, every run, and never converged. It is waited for: every target
+// publishes in the one run, and upstream serves each byte once.
+func TestFanOutSteadySlowSiteWaitedFor(t *testing.T) {
+	srv := testserver.Shared(t, testserver.KindMinIO)
+	cfg := largeConfig()
+	cfg.SquashfsSize = 10<<20 + 12345 // two whole parts in flight at once, then the rest
+	up, served := newCountedUpstream(t, cfg)
+	filters := []string{"arch=amd64", "release=noble"}
+	want := selected(t, up.stream, filters...)
+	var envs []*s3env
+	var targets []store.Target
+	for i := range 2 {
+		opts := s3store.Options{PartSize: s3store.MinPartSize, PartConcurrency: 2}
+		client := targettest.Client(t, srv, &opts)
+		if i == 1 {
+			slow := &throttledClient{rate: 500_000}
+			slow.on.Store(true)
+			client = s3.New(client.Options(), func(o *s3.Options) {
+				slow.inner = o.HTTPClient
+				o.HTTPClient = slow
+			})
+		}
+		bucket := srv.NewBucket(t, t.Name())
+		e := &s3env{srv: srv, mc: srv.MinioClient(t), bucket: bucket, dst: s3store.New(client, bucket, "maas/stable/", opts)}
+		envs = append(envs, e)
+		targets = append(targets, e.dst)
+	}
+	dir, dst := newTarget(t)
+	targets = append(targets, dst)
+	opts := sync.Options{
+		Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}},
+	}
+	fr, err := sync.RunTargets(t.Context(), up.src, targets, opts)
+	if err != nil {
+		for _, r := range fr.Targets {
+			t.Logf("%s: %v", r.Target, r.Err)
+		}
+		t.Fatalf("the run: %v", err)
+	}
+	for _, e := range envs {
+		checkBucket(t, e, up, want, nil)
+	}
+	files := tree(t, dir)
+	if diff := gocmp.Diff(want, contentPaths(files)); diff != "" {
+		t.Errorf("the directory's content (-want +got):\n%s", diff)
+	}
+	for _, p := range want {
+		if got := sha256Hex(files[p]); got != up.stream.SHA256(p) {
+			t.Errorf("the directory's %s has sha256 %s, catalogue says %s", p, got, up.stream.SHA256(p))
+		}
+	}
+	checkVerbatim(t, up, files)
+	for _, p := range want {
+		if n, size := served.of(p), up.stream.Content[p]; n != size {
+			t.Errorf("upstream served %d bytes of %s, want exactly its %d", n, p, size)
+		}
 	}
 }
