@@ -53,6 +53,28 @@ func (t *trickle) Read(p []byte) (int, error) {
 	return t.ReadCloser.Read(p)
 }
 
+// throttledBuckets makes n buckets on srv holding a mirror at maas/stable/ (5 MiB parts, two in
+// flight), the last of which takes its uploads at rate bytes a second while slow.on is set.
+func throttledBuckets(t *testing.T, srv *testserver.Server, n int, rate int64) (envs []*s3env, targets []store.Target, slow *throttledClient) {
+	for i := range n {
+		opts := s3store.Options{PartSize: s3store.MinPartSize, PartConcurrency: 2}
+		client := targettest.Client(t, srv, &opts)
+		if i == n-1 {
+			slow = &throttledClient{rate: rate}
+			slow.on.Store(true)
+			client = s3.New(client.Options(), func(o *s3.Options) {
+				slow.inner = o.HTTPClient
+				o.HTTPClient = slow
+			})
+		}
+		bucket := srv.NewBucket(t, t.Name())
+		e := &s3env{srv: srv, mc: srv.MinioClient(t), bucket: bucket, dst: s3store.New(client, bucket, "maas/stable/", opts)}
+		envs = append(envs, e)
+		targets = append(targets, e.dst)
+	}
+	return envs, targets, slow
+}
+
 // TestFanOutTricklingTargetGivenUp (issue 24, fault 3): of three MinIO buckets, one takes its
 // uploads at 100 KB/s: it keeps moving, so a stall rule alone never gave up on it, and every
 // target published only once it was done (about a minute for these files). With 1 MiB/s the
@@ -67,25 +89,7 @@ func TestFanOutTricklingTargetGivenUp(t *testing.T) {
 	up := newUpstream(t, largeConfig(), nil)
 	filters := []string{"arch=amd64", "release=noble"}
 	want := selected(t, up.stream, filters...)
-	var envs []*s3env
-	var slow *throttledClient
-	var targets []store.Target
-	for i := range 3 {
-		opts := s3store.Options{PartSize: s3store.MinPartSize, PartConcurrency: 2}
-		client := targettest.Client(t, srv, &opts)
-		if i == 2 {
-			slow = &throttledClient{rate: 100_000}
-			slow.on.Store(true)
-			client = s3.New(client.Options(), func(o *s3.Options) {
-				slow.inner = o.HTTPClient
-				o.HTTPClient = slow
-			})
-		}
-		bucket := srv.NewBucket(t, t.Name())
-		e := &s3env{srv: srv, mc: srv.MinioClient(t), bucket: bucket, dst: s3store.New(client, bucket, "maas/stable/", opts)}
-		envs = append(envs, e)
-		targets = append(targets, e.dst)
-	}
+	envs, targets, slow := throttledBuckets(t, srv, 3, 100_000)
 	const minRate = 1 << 20
 	opts := sync.Options{
 		Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}},
@@ -139,24 +143,7 @@ func TestFanOutSteadySlowSiteWaitedFor(t *testing.T) {
 	up, served := newCountedUpstream(t, cfg)
 	filters := []string{"arch=amd64", "release=noble"}
 	want := selected(t, up.stream, filters...)
-	var envs []*s3env
-	var targets []store.Target
-	for i := range 2 {
-		opts := s3store.Options{PartSize: s3store.MinPartSize, PartConcurrency: 2}
-		client := targettest.Client(t, srv, &opts)
-		if i == 1 {
-			slow := &throttledClient{rate: 500_000}
-			slow.on.Store(true)
-			client = s3.New(client.Options(), func(o *s3.Options) {
-				slow.inner = o.HTTPClient
-				o.HTTPClient = slow
-			})
-		}
-		bucket := srv.NewBucket(t, t.Name())
-		e := &s3env{srv: srv, mc: srv.MinioClient(t), bucket: bucket, dst: s3store.New(client, bucket, "maas/stable/", opts)}
-		envs = append(envs, e)
-		targets = append(targets, e.dst)
-	}
+	envs, targets, _ := throttledBuckets(t, srv, 2, 500_000)
 	dir, dst := newTarget(t)
 	targets = append(targets, dst)
 	opts := sync.Options{
