@@ -15,6 +15,7 @@ import (
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/streams"
+	"github.com/ssmirror/ssmirror/sync/internal/tee"
 )
 
 // dest is one target's side of the transfer stage: its run makes it as the stage starts
@@ -23,8 +24,11 @@ import (
 // report) goes through dest's methods, under its lock.
 type dest struct {
 	r *run
-	// ctx is the run's (its lease's): every write into the target ends with it.
-	ctx context.Context
+	// runCtx is the run's (its lease's); ctx is what every write into the target ends with:
+	// runCtx, also ended (stop) once the target is given up on (giveUp), so that its writes
+	// still in flight for other files stop at once rather than each wait out its own patience.
+	runCtx, ctx context.Context
+	stop        context.CancelCauseFunc
 	// content is what the transfer writes content through: the target's batch view
 	// (store.Batcher) or the target; flush makes the batch durable (nil: no batch), and written
 	// lists the paths written through it, which a failed flush takes back out of the state.
@@ -36,6 +40,8 @@ type dest struct {
 	written []string
 	bySum   map[string]string // the target's content by sha256, for copies inside it (copySource)
 	givenUp bool              // it fell too far behind the others to be written any more this run
+	// saidGivenUp: the log has said it was given up on (its other files' failures then are not).
+	saidGivenUp bool
 }
 
 // newDest makes r's side of the transfer, writing through ctx. A target that can make files
@@ -45,7 +51,8 @@ type dest struct {
 // saved with it. Only the content goes through the view; the metadata written later (publish)
 // and the state stay durable write by write.
 func newDest(ctx context.Context, r *run) *dest {
-	d := &dest{r: r, ctx: ctx, content: r.dst}
+	d := &dest{r: r, runCtx: ctx, content: r.dst}
+	d.ctx, d.stop = context.WithCancelCause(ctx)
 	if len(r.plan.Fetch) == 0 {
 		return d
 	}
@@ -92,11 +99,13 @@ func anyWriting(dests []*dest) bool {
 	return false
 }
 
-// giveUp stops the transfer into d's target for the rest of the run (tee.ErrFellBehind).
+// giveUp stops the transfer into d's target for the rest of the run (tee.ErrFellBehind): no
+// file starts into it any more, and its writes in flight end.
 func (d *dest) giveUp() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.givenUp = true
+	d.stop(tee.ErrFellBehind)
 }
 
 // holds reports whether d's target holds f as the mirror's own verified content.
@@ -141,9 +150,11 @@ func (d *dest) note(f Fetch, res transferResult, err error) {
 	st, rep := r.st, r.rep
 	if err != nil {
 		d.errs = append(d.errs, err)
-		if d.ctx.Err() == nil {
-			// A cancelled run says so once (the caller knows why); not once per file in flight.
+		if d.runCtx.Err() == nil && !d.saidGivenUp {
+			// A cancelled run says so once (the caller knows why), and a target given up on
+			// once: not once per file in flight.
 			r.opts.Log.Error("transfer failed", "path", f.Path, "error", err)
+			d.saidGivenUp = errors.Is(err, tee.ErrFellBehind)
 		}
 		return
 	}
@@ -182,8 +193,8 @@ func (d *dest) err() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	errs := d.errs
-	if d.ctx.Err() != nil {
-		errs = append(errs, fmt.Errorf("interrupted: %w", context.Cause(d.ctx)))
+	if d.runCtx.Err() != nil {
+		errs = append(errs, fmt.Errorf("interrupted: %w", context.Cause(d.runCtx)))
 	}
 	if len(errs) == 0 {
 		return nil

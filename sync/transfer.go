@@ -354,6 +354,9 @@ func (dl *delivery) fetchOnce(ctx context.Context, f Fetch, to []leg, rsrc store
 				ctx, end := h.opts.withFileDeadline(ctx, f.Size)
 				info, err := l.d.content.Put(ctx, f.Path, r, l.d.contentPut(l.f))
 				end(&err)
+				if err != nil && errors.Is(context.Cause(l.d.ctx), tee.ErrFellBehind) {
+					err = tee.ErrFellBehind // the target was given up on for another file
+				}
 				return info, err
 			}
 		}

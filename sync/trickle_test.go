@@ -1,9 +1,11 @@
 package sync_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
+	gosync "sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -175,3 +177,106 @@ func TestFanOutSteadySlowSiteWaitedFor(t *testing.T) {
 		}
 	}
 }
+
+// TestFanOutPausedServerGivenUp: a site's server stops answering mid-upload (SIGSTOP: its
+// connections stay open, nothing answers) beside a directory. Its S3 Put sends two parts that
+// are never answered and waits for the chunks of the next while they hold the file's room: it
+// was charged for nothing (it waited for data too), so the file, the directory and the whole
+// run waited for ever. It is given up on within the slow-target rule's bound, the directory
+// publishes, and once the server goes on the next run brings the site up to date.
+func TestFanOutPausedServerGivenUp(t *testing.T) {
+	srv := testserver.MinIO(t)
+	cfg := largeConfig()
+	cfg.SquashfsSize = 24<<20 + 12345 // more than the file's share of the fan-out buffer
+	up := newUpstream(t, cfg, nil)
+	filters := []string{"arch=amd64", "release=noble"}
+	want := selected(t, up.stream, filters...)
+	opts3 := s3store.Options{PartSize: s3store.MinPartSize, PartConcurrency: 2}
+	client := targettest.Client(t, srv, &opts3)
+	pausing := &pauseOnPart{srv: srv}
+	client = s3.New(client.Options(), func(o *s3.Options) {
+		pausing.inner = o.HTTPClient
+		o.HTTPClient = pausing
+	})
+	bucket := srv.NewBucket(t, t.Name())
+	e := &s3env{srv: srv, mc: srv.MinioClient(t), bucket: bucket, dst: s3store.New(client, bucket, "maas/stable/", opts3)}
+	dir, dst := newTarget(t)
+	published := make(chan struct{})
+	watched := &publishWatch{Target: dst, published: published}
+	const minRate = 1 << 20
+	opts := sync.Options{
+		Selection: sync.Selection{Filters: mustParse(t, filters...), Max: 1, Verification: sync.Verification{Keyring: up.keyring}},
+		Limits:    sync.Limits{MinRate: minRate},
+		// A file's share of the fan-out buffer below the two parts the site keeps in flight:
+		// the site then waits for the chunks of its next part with its parts holding the room.
+		Tuning: sync.Tuning{Concurrency: 1, FanOutBuffer: 6 << 20},
+	}
+	// Once the directory has published, the server goes on: the site's lease and record are
+	// then written as after any failure, and the run ends. A run that never publishes the
+	// directory ends with the context.
+	go func() {
+		<-published
+		srv.Resume()
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	fr, err := sync.RunTargets(ctx, up.src, []store.Target{e.dst, watched}, opts)
+	took := time.Since(start)
+	if !pausing.paused.Load() {
+		t.Fatal("the server was never paused: the test shows nothing")
+	}
+	if !errors.Is(err, sync.ErrFellBehind) || !errors.Is(fr.Targets[0].Err, sync.ErrFellBehind) {
+		t.Fatalf("want the paused site given up on (ErrFellBehind), got %v (the site: %v)", err, fr.Targets[0].Err)
+	}
+	if fr.Targets[1].Err != nil {
+		t.Fatalf("the directory: %v", fr.Targets[1].Err)
+	}
+	files := tree(t, dir)
+	if diff := gocmp.Diff(want, contentPaths(files)); diff != "" {
+		t.Errorf("the directory's content (-want +got):\n%s", diff)
+	}
+	checkVerbatim(t, up, files)
+	// By the slow-target rule: the patience (5 s) plus what it took of the file (at most the
+	// file) at MinRate, then the site's own ending once its server went on.
+	t.Logf("the run ended after %v", took.Round(time.Millisecond))
+
+	if _, err := sync.RunTargets(t.Context(), up.src, []store.Target{e.dst, dst}, opts); err != nil {
+		t.Fatalf("the next run: %v", err)
+	}
+	checkBucket(t, e, up, want, nil)
+}
+
+// pauseOnPart pauses srv (SIGSTOP) at the first part of a multipart upload its client sends,
+// before sending it.
+type pauseOnPart struct {
+	inner  s3.HTTPClient
+	srv    *testserver.Server
+	paused atomic.Bool
+}
+
+func (c *pauseOnPart) Do(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut && r.URL.Query().Has("partNumber") && c.paused.CompareAndSwap(false, true) {
+		if err := c.srv.Pause(); err != nil {
+			return nil, err
+		}
+	}
+	return c.inner.Do(r)
+}
+
+// publishWatch closes published once the index of the mirror is written into its target.
+type publishWatch struct {
+	store.Target
+	published chan struct{}
+	once      gosync.Once
+}
+
+func (p *publishWatch) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (store.Info, error) {
+	info, err := p.Target.Put(ctx, key, r, opts)
+	if err == nil && key == "streams/v1/index.sjson" {
+		p.once.Do(func() { close(p.published) })
+	}
+	return info, err
+}
+
+func (p *publishWatch) Unwrap() store.Source { return p.Target }

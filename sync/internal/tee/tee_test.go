@@ -270,6 +270,11 @@ func TestTeeStalledPartGivenUp(t *testing.T) {
 		// other could: waited for.
 		{name: "steady slow site", partSize: 32 * Chunk, limit: 66 * Chunk, size: 128 * Chunk, perChunk: time.Millisecond,
 			partTime: 8 * time.Second, inFlight: 2},
+		// Its two parts in flight never answered (a server stopped with SIGSTOP), it waits for
+		// the chunks of its third while they hold the file's room: given up on (nobody was
+		// charged, as it waited for data too, and the whole run hung).
+		{name: "parts stuck while it waits for the next", partSize: 4 * Chunk, limit: 10 * Chunk, size: 40 * Chunk,
+			perChunk: time.Millisecond, partTime: time.Hour, inFlight: 2, givenUp: true},
 		// A slow directory (1 MiB/s, read by copying: it lags by its queue) beside a fast one
 		// for 8 s: waited for.
 		{name: "steady slow copy", limit: 6 * Chunk, size: 32 * Chunk, perChunk: time.Millisecond, slowRead: 250 * time.Millisecond},
