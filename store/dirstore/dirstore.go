@@ -6,7 +6,8 @@
 // renames it over the destination and fsyncs the directory, and the parent of every directory
 // it created. A failed or cancelled write removes its temporary file; a killed process may leave
 // one behind, which List never shows and CleanLeftovers removes. Batch (store.Batcher) gives a
-// view whose Put and Copy leave the fsyncs to one flush for many files, off the way of each write.
+// view whose Put and Copy leave the fsyncs off the way of each write: background syncers fsync
+// the files soon after, and one flush waits for them and syncs the directories.
 //
 // The verified sha256 is recorded in the extended attribute XattrName as
 // "size:mtime_ns:sha256", so Stat and List return it without reading the file; it is trusted only
