@@ -82,8 +82,9 @@ const DefaultMinRate = 64 << 10
 //
 // The slow-target rule. A reader holds the stream back when the pump waits for room and it has
 // the most bytes queued, more than half the reservation beyond the reader with the least (a
-// lagging copy), or, when none lags, it holds chunks (queued, or taken for S3 parts); and, once
-// the stream ended, while it is still writing and another is done (tee.linger). It is charged the time it holds the others back less the time its writing
+// lagging copy), or, when none lags, it holds chunks (queued, or taken for S3 parts) while
+// another reader waits for data, waiting itself or not; and, once the stream ended, while it is
+// still writing and another is done (tee.linger). It is charged the time it holds the others back less the time its writing
 // meanwhile accounts for at minRate (what it wrote over minRate), never below zero, and is given
 // up on (ErrFellBehind) once its charge is beyond the patience plus the chunks it has taken at
 // minRate (an S3 part is answered only once all of it is sent). So a reader that keeps up
@@ -430,15 +431,22 @@ func (w *holdBack) lagging(live []*teeOut, limit int64) bool {
 	return true
 }
 
-// holding applies the rule for when nobody lags by its queue: every reader that holds chunks
-// (queued, or taken for S3 parts) holds the room the pump waits for, and is charged for the
-// wait. Also one that waits for data itself: an S3 reader assembling its next part while the
-// parts it sent are not answered (a server stopped) holds the room in those parts; it was
-// charged only while not waiting, so with every reader waiting nobody was, and the file (and
-// the run) waited for ever.
+// holding applies the rule for when nobody lags by its queue: a reader that holds chunks
+// (queued, or taken for S3 parts) while another waits for data holds the stream back, and is
+// charged for the wait. Also when it waits for data itself: an S3 reader assembling its next
+// part while the parts it sent are not answered (a server stopped) holds the room in those
+// parts; it was charged only while not waiting, so with every reader waiting nobody was, and
+// the file (and the run) waited for ever.
 func (w *holdBack) holding(live []*teeOut) {
+	waiting := 0
 	for _, o := range live {
-		if len(o.taken) > 0 || len(o.queue) > 0 {
+		if o.waiting {
+			waiting++
+		}
+	}
+	for _, o := range live {
+		othersWait := waiting > 1 || waiting == 1 && !o.waiting
+		if othersWait && (len(o.taken) > 0 || len(o.queue) > 0) {
 			w.charge(o)
 		}
 	}
