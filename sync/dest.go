@@ -39,7 +39,6 @@ type dest struct {
 	errs    []error
 	written []string
 	bySum   map[string]string // the target's content by sha256, for copies inside it (copySource)
-	givenUp bool              // it fell too far behind the others to be written any more this run
 	// saidGivenUp: the log has said it was given up on (its other files' failures then are not).
 	saidGivenUp bool
 }
@@ -83,12 +82,8 @@ func (d *dest) closeContent(ctx context.Context) error {
 }
 
 // writing reports whether the transfer still writes into d's target: its lease holds and it has
-// not been given up on.
-func (d *dest) writing() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return !d.givenUp && d.ctx.Err() == nil
-}
+// not been given up on (either ends d.ctx).
+func (d *dest) writing() bool { return d.ctx.Err() == nil }
 
 func anyWriting(dests []*dest) bool {
 	for _, d := range dests {
@@ -101,12 +96,10 @@ func anyWriting(dests []*dest) bool {
 
 // giveUp stops the transfer into d's target for the rest of the run (tee.ErrFellBehind): no
 // file starts into it any more, and its writes in flight end.
-func (d *dest) giveUp() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.givenUp = true
-	d.stop(tee.ErrFellBehind)
-}
+func (d *dest) giveUp() { d.stop(tee.ErrFellBehind) }
+
+// givenUpOn reports whether d's target was given up on for the rest of the run (giveUp).
+func (d *dest) givenUpOn() bool { return errors.Is(context.Cause(d.ctx), tee.ErrFellBehind) }
 
 // holds reports whether d's target holds f as the mirror's own verified content.
 func (d *dest) holds(f Fetch) bool {

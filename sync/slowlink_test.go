@@ -61,28 +61,47 @@ func (w pacedWriter) Write(b []byte) (int, error) {
 	return sent, nil
 }
 
-// slowUpstream serves s with its content paced: perConn gives each response its own rate
-// (bytes per second), or else total is one rate all responses share. It returns the server and
-// the most content requests it had in flight at once (read once the run is over).
-func slowUpstream(t *testing.T, s *streamtest.Stream, perConn, total float64) (*httptest.Server, func() int) {
-	var mu gosync.Mutex
-	inFlight, most := 0, 0
-	shared := &pace{rate: total}
+// contentInFlight serves s's metadata as it is and each content request through serve, told how
+// many content requests are in flight with it; most is the most there were at once.
+type contentInFlight struct {
+	mu        gosync.Mutex
+	now, peak int
+}
+
+func (c *contentInFlight) handler(s *streamtest.Stream, serve func(w http.ResponseWriter, r *http.Request, inner http.Handler, n int)) http.Handler {
 	inner := s.Handler()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/streams/") {
 			inner.ServeHTTP(w, r)
 			return
 		}
-		mu.Lock()
-		inFlight++
-		most = max(most, inFlight)
-		mu.Unlock()
+		c.mu.Lock()
+		c.now++
+		c.peak = max(c.peak, c.now)
+		n := c.now
+		c.mu.Unlock()
 		defer func() {
-			mu.Lock()
-			inFlight--
-			mu.Unlock()
+			c.mu.Lock()
+			c.now--
+			c.mu.Unlock()
 		}()
+		serve(w, r, inner, n)
+	})
+}
+
+func (c *contentInFlight) most() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peak
+}
+
+// slowUpstream serves s with its content paced: perConn gives each response its own rate
+// (bytes per second), or else total is one rate all responses share. It returns the server and
+// the most content requests it had in flight at once (read once the run is over).
+func slowUpstream(t *testing.T, s *streamtest.Stream, perConn, total float64) (*httptest.Server, func() int) {
+	var c contentInFlight
+	shared := &pace{rate: total}
+	srv := httptest.NewServer(c.handler(s, func(w http.ResponseWriter, r *http.Request, inner http.Handler, _ int) {
 		p := shared
 		if perConn > 0 {
 			p = &pace{rate: perConn}
@@ -90,11 +109,7 @@ func slowUpstream(t *testing.T, s *streamtest.Stream, perConn, total float64) (*
 		inner.ServeHTTP(pacedWriter{w, p}, r)
 	}))
 	t.Cleanup(srv.Close)
-	return srv, func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return most
-	}
+	return srv, c.most
 }
 
 // slowLinkRun mirrors s from srv into a new directory with opts and checks the mirror.

@@ -72,7 +72,7 @@ func (b *Budget) Release(n int64) { b.sem.Release(n) }
 func (b *Budget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
 
 // DefaultMinRate is the slowest rate a reader holding the others back is waited for at when
-// Config.MinRate is not set (sync's DefaultMinRate).
+// Config.MinRate is not set.
 const DefaultMinRate = 64 << 10
 
 // tee hands one stream to several readers (one per target), each with its own queue. The
@@ -84,10 +84,11 @@ const DefaultMinRate = 64 << 10
 // the most bytes queued, more than half the reservation beyond the reader with the least (a
 // lagging copy), or, when none lags, it holds chunks (queued, or taken for S3 parts) while
 // another reader waits for data, waiting itself or not; and, once the stream ended, while it is
-// still writing and another is done (tee.linger). It is charged the time it holds the others back less the time its writing
-// meanwhile accounts for at minRate (what it wrote over minRate), never below zero, and is given
-// up on (ErrFellBehind) once its charge is beyond the patience plus the chunks it has taken at
-// minRate (an S3 part is answered only once all of it is sent). So a reader that keeps up
+// still writing and another is done (tee.linger). It is charged the time it holds the others
+// back less the time its writing meanwhile accounts for at minRate (what it wrote over
+// minRate), never below zero, and is given up on (ErrFellBehind) once its charge is beyond the
+// patience plus the chunks it has taken at minRate (an S3 part is answered only once all of it
+// is sent). So a reader that keeps up
 // minRate, the slowest a file may come at, is waited for however much faster another is: a
 // site on a slow but steady link converges, and the fan-out goes at its pace. A stalled upload
 // (nothing written) is given up on after the patience plus its parts' bytes at minRate; a
