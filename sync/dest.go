@@ -15,6 +15,7 @@ import (
 
 	"github.com/ssmirror/ssmirror/store"
 	"github.com/ssmirror/ssmirror/streams"
+	"github.com/ssmirror/ssmirror/sync/internal/tee"
 )
 
 // dest is one target's side of the transfer stage: its run makes it as the stage starts
@@ -23,8 +24,11 @@ import (
 // report) goes through dest's methods, under its lock.
 type dest struct {
 	r *run
-	// ctx is the run's (its lease's): every write into the target ends with it.
-	ctx context.Context
+	// runCtx is the run's (its lease's); ctx is what every write into the target ends with:
+	// runCtx, also ended (stop) once the target is given up on (giveUp), so that its writes
+	// still in flight for other files stop at once rather than each wait out its own patience.
+	runCtx, ctx context.Context
+	stop        context.CancelCauseFunc
 	// content is what the transfer writes content through: the target's batch view
 	// (store.Batcher) or the target; flush makes the batch durable (nil: no batch), and written
 	// lists the paths written through it, which a failed flush takes back out of the state.
@@ -35,7 +39,8 @@ type dest struct {
 	errs    []error
 	written []string
 	bySum   map[string]string // the target's content by sha256, for copies inside it (copySource)
-	givenUp bool              // it fell too far behind the others to be written any more this run
+	// saidGivenUp: the log has said it was given up on (its other files' failures then are not).
+	saidGivenUp bool
 }
 
 // newDest makes r's side of the transfer, writing through ctx. A target that can make files
@@ -45,7 +50,8 @@ type dest struct {
 // saved with it. Only the content goes through the view; the metadata written later (publish)
 // and the state stay durable write by write.
 func newDest(ctx context.Context, r *run) *dest {
-	d := &dest{r: r, ctx: ctx, content: r.dst}
+	d := &dest{r: r, runCtx: ctx, content: r.dst}
+	d.ctx, d.stop = context.WithCancelCause(ctx)
 	if len(r.plan.Fetch) == 0 {
 		return d
 	}
@@ -76,12 +82,8 @@ func (d *dest) closeContent(ctx context.Context) error {
 }
 
 // writing reports whether the transfer still writes into d's target: its lease holds and it has
-// not been given up on.
-func (d *dest) writing() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return !d.givenUp && d.ctx.Err() == nil
-}
+// not been given up on (either ends d.ctx).
+func (d *dest) writing() bool { return d.ctx.Err() == nil }
 
 func anyWriting(dests []*dest) bool {
 	for _, d := range dests {
@@ -92,12 +94,12 @@ func anyWriting(dests []*dest) bool {
 	return false
 }
 
-// giveUp stops the transfer into d's target for the rest of the run (tee.ErrFellBehind).
-func (d *dest) giveUp() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.givenUp = true
-}
+// giveUp stops the transfer into d's target for the rest of the run (tee.ErrFellBehind): no
+// file starts into it any more, and its writes in flight end.
+func (d *dest) giveUp() { d.stop(tee.ErrFellBehind) }
+
+// givenUpOn reports whether d's target was given up on for the rest of the run (giveUp).
+func (d *dest) givenUpOn() bool { return errors.Is(context.Cause(d.ctx), tee.ErrFellBehind) }
 
 // holds reports whether d's target holds f as the mirror's own verified content.
 func (d *dest) holds(f Fetch) bool {
@@ -141,9 +143,11 @@ func (d *dest) note(f Fetch, res transferResult, err error) {
 	st, rep := r.st, r.rep
 	if err != nil {
 		d.errs = append(d.errs, err)
-		if d.ctx.Err() == nil {
-			// A cancelled run says so once (the caller knows why); not once per file in flight.
+		if d.runCtx.Err() == nil && !d.saidGivenUp {
+			// A cancelled run says so once (the caller knows why), and a target given up on
+			// once: not once per file in flight.
 			r.opts.Log.Error("transfer failed", "path", f.Path, "error", err)
+			d.saidGivenUp = errors.Is(err, tee.ErrFellBehind)
 		}
 		return
 	}
@@ -182,8 +186,8 @@ func (d *dest) err() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	errs := d.errs
-	if d.ctx.Err() != nil {
-		errs = append(errs, fmt.Errorf("interrupted: %w", context.Cause(d.ctx)))
+	if d.runCtx.Err() != nil {
+		errs = append(errs, fmt.Errorf("interrupted: %w", context.Cause(d.runCtx)))
 	}
 	if len(errs) == 0 {
 		return nil

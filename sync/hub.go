@@ -47,9 +47,11 @@ type run struct {
 }
 
 // fanOutPatience is how long, in all, a target holding a file's chunks back (tee.Config) may
-// hold the others back on that file before it is given up on: a target that is only late for a
-// moment (a pause of its process, a slow part) catches up; one that is steadily slower does not
-// hold the others to its pace (a variable for tests).
+// hold the others back on that file beyond what its writing at MinRate accounts for (plus its
+// parts in flight at MinRate) before it is given up on: a target that is only late for a
+// moment (a pause of its process) catches up, and one that keeps up MinRate, however much
+// slower than the others, is waited for; one that stalls or trickles below MinRate does not
+// hold the others for longer (a variable for tests).
 var fanOutPatience = 5 * time.Second
 
 // ErrFellBehind is the failure of a target of a fan-out run that held a file's chunks back, beyond

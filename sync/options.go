@@ -150,9 +150,12 @@ type Tuning struct {
 	// at least one S3 part plus two chunks, and at most the file) and waits for it holding
 	// nothing; the targets of a file share its chunks (S3 targets send their parts from them,
 	// without copies, and take no part buffers of their own in a fan-out). A target holding
-	// a file's chunks back (more than half its share behind the target nearest the front) holds
-	// the others back for at most 5 seconds in all on that file, then is given up on for the run
-	// (ErrFellBehind).
+	// a file's chunks back (more than half its share behind the target nearest the front, or
+	// holding chunks for parts in flight while another waits) is waited for while it keeps up
+	// MinRate (DefaultMinRate with no deadline): a fan-out goes at the pace of its slowest
+	// target. One that falls below it, or stalls, is given up on for the run (ErrFellBehind)
+	// once it has held the others back 5 seconds beyond what its writing at MinRate accounts
+	// for, plus the bytes of its parts in flight at MinRate.
 	FanOutBuffer int64
 }
 

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	gosync "sync"
 	"testing"
 	"testing/synctest"
@@ -200,38 +199,22 @@ func TestSlowLinkMoreFilesAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	const concurrency = 2
-	var mu gosync.Mutex
-	inFlight, maxIn := 0, 0
+	var c contentInFlight
+	var once gosync.Once
 	enough := make(chan struct{})
-	inner := s.Handler()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/streams/") {
-			inner.ServeHTTP(w, r)
-			return
+	srv := httptest.NewServer(c.handler(s, func(w http.ResponseWriter, r *http.Request, inner http.Handler, n int) {
+		if n > concurrency {
+			once.Do(func() { close(enough) })
 		}
-		mu.Lock()
-		inFlight++
-		maxIn = max(maxIn, inFlight)
-		if inFlight > concurrency {
-			select {
-			case <-enough:
-			default:
-				close(enough)
-			}
-		}
-		mu.Unlock()
 		select {
 		case <-enough:
 		case <-time.After(3 * time.Second):
 		}
 		inner.ServeHTTP(w, r)
-		mu.Lock()
-		inFlight--
-		mu.Unlock()
 	}))
 	defer srv.Close()
 	slowLinkRun(t, s, srv, Tuning{Concurrency: concurrency, RangeConnections: 2})
-	if maxIn <= concurrency {
+	if maxIn := c.most(); maxIn <= concurrency {
 		t.Errorf("at most %d content requests in flight, want more than Concurrency (%d)", maxIn, concurrency)
 	}
 }

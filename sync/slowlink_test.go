@@ -61,42 +61,68 @@ func (w pacedWriter) Write(b []byte) (int, error) {
 	return sent, nil
 }
 
+// contentInFlight serves s's metadata as it is and each content request through serve, told how
+// many content requests are in flight with it; most is the most there were at once, seen how
+// many were in flight as each came (itself included), in order.
+type contentInFlight struct {
+	mu        gosync.Mutex
+	now, peak int
+	arrivals  []int
+}
+
+func (c *contentInFlight) handler(s *streamtest.Stream, serve func(w http.ResponseWriter, r *http.Request, inner http.Handler, n int)) http.Handler {
+	inner := s.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/streams/") {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		c.mu.Lock()
+		c.now++
+		c.peak = max(c.peak, c.now)
+		c.arrivals = append(c.arrivals, c.now)
+		n := c.now
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			c.now--
+			c.mu.Unlock()
+		}()
+		serve(w, r, inner, n)
+	})
+}
+
+func (c *contentInFlight) most() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peak
+}
+
+func (c *contentInFlight) seen() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.arrivals...)
+}
+
 // slowUpstream serves s with its content paced: perConn gives each response its own rate
 // (bytes per second), or else total is one rate all responses share. It returns the server and
 // the most content requests it had in flight at once (read once the run is over).
 func slowUpstream(t *testing.T, s *streamtest.Stream, perConn, total float64) (*httptest.Server, func() int) {
-	srv, seen := slowUpstreamSeen(t, s, perConn, total)
-	return srv, func() int {
-		most := 0
-		for _, n := range seen() {
-			most = max(most, n)
-		}
-		return most
-	}
+	srv, c := pacedUpstream(t, s, perConn, total)
+	return srv, c.most
 }
 
 // slowUpstreamSeen is slowUpstream, and returns how many content requests were in flight as
 // each came (itself included), in order (read once the run is over).
 func slowUpstreamSeen(t *testing.T, s *streamtest.Stream, perConn, total float64) (*httptest.Server, func() []int) {
-	var mu gosync.Mutex
-	inFlight := 0
-	var seen []int
+	srv, c := pacedUpstream(t, s, perConn, total)
+	return srv, c.seen
+}
+
+func pacedUpstream(t *testing.T, s *streamtest.Stream, perConn, total float64) (*httptest.Server, *contentInFlight) {
+	c := &contentInFlight{}
 	shared := &pace{rate: total}
-	inner := s.Handler()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/streams/") {
-			inner.ServeHTTP(w, r)
-			return
-		}
-		mu.Lock()
-		inFlight++
-		seen = append(seen, inFlight)
-		mu.Unlock()
-		defer func() {
-			mu.Lock()
-			inFlight--
-			mu.Unlock()
-		}()
+	srv := httptest.NewServer(c.handler(s, func(w http.ResponseWriter, r *http.Request, inner http.Handler, _ int) {
 		p := shared
 		if perConn > 0 {
 			p = &pace{rate: perConn}
@@ -104,11 +130,7 @@ func slowUpstreamSeen(t *testing.T, s *streamtest.Stream, perConn, total float64
 		inner.ServeHTTP(pacedWriter{w, p}, r)
 	}))
 	t.Cleanup(srv.Close)
-	return srv, func() []int {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]int(nil), seen...)
-	}
+	return srv, c
 }
 
 // slowLinkRun mirrors s from srv into a new directory with opts and checks the mirror.

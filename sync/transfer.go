@@ -354,12 +354,22 @@ func (dl *delivery) fetchOnce(ctx context.Context, f Fetch, to []leg, rsrc store
 				ctx, end := h.opts.withFileDeadline(ctx, f.Size)
 				info, err := l.d.content.Put(ctx, f.Path, r, l.d.contentPut(l.f))
 				end(&err)
+				if err != nil && l.d.givenUpOn() {
+					err = tee.ErrFellBehind // the target was given up on for another file
+				}
 				return info, err
 			}
 		}
 		v := store.NewVerifier(f.Path, newExtraCheck(f, cr), store.PutOptions{Size: f.Size, SHA256: f.SHA256})
-		// v checks the sha256 before the readers get io.EOF: their Puts need not hash again.
-		results, srcErr = tee.Stream(v, rc, tee.Config{Limit: reserved, Budget: dl.teeBudget, Patience: fanOutPatience, SHA256: f.SHA256}, puts)
+		// v checks the sha256 before the readers get io.EOF: their Puts need not hash again. A
+		// target holding the others back is waited for while it keeps up MinRate (DefaultMinRate
+		// with no deadline).
+		minRate := h.opts.MinRate
+		if minRate < 0 {
+			minRate = DefaultMinRate
+		}
+		results, srcErr = tee.Stream(v, rc, tee.Config{Limit: reserved, Budget: dl.teeBudget,
+			Patience: fanOutPatience, MinRate: minRate, SHA256: f.SHA256}, puts)
 	}
 	h.upstreamBytes.Add(cr.n)
 	kept := false

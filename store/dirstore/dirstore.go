@@ -6,7 +6,8 @@
 // renames it over the destination and fsyncs the directory, and the parent of every directory
 // it created. A failed or cancelled write removes its temporary file; a killed process may leave
 // one behind, which List never shows and CleanLeftovers removes. Batch (store.Batcher) gives a
-// view whose Put and Copy leave the fsyncs to one flush for many files, off the way of each write.
+// view whose Put and Copy leave the fsyncs off the way of each write: background syncers fsync
+// the files soon after, and one flush waits for them and syncs the directories.
 //
 // The verified sha256 is recorded in the extended attribute XattrName as
 // "size:mtime_ns:sha256", so Stat and List return it without reading the file; it is trusted only
@@ -53,6 +54,7 @@ import (
 	"strconv"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -104,6 +106,9 @@ type Store struct {
 	// durableDirs holds the directories (relative names) whose entries in their parents this
 	// Store has synced: a Put into them need not sync their parents again.
 	durableDirs gosync.Map
+	// syncFault, in tests, is asked before each fsync (name as for Options.Trace) and may make
+	// it fail.
+	syncFault atomic.Pointer[func(name string) error]
 }
 
 // New opens the directory root as a Store, creating it (and its parents) when it does not exist.
@@ -466,6 +471,11 @@ const directAlign = 4096
 
 // fsync syncs f (named name, relative to the root, for Options.Trace).
 func (s *Store) fsync(f *os.File, name string) error {
+	if fault := s.syncFault.Load(); fault != nil {
+		if err := (*fault)(name); err != nil {
+			return &fs.PathError{Op: "sync", Path: f.Name(), Err: err}
+		}
+	}
 	if err := f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
 		return err
 	}
@@ -531,10 +541,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	return s.commit(ctx, "put", key, r, opts, nil)
 }
 
-// commit writes r at key through a temporary file. With b nil the file, its directory and any
-// directory created on the way are durable when it returns; otherwise they are left to b.
-func (s *Store) commit(ctx context.Context, op, key string, r io.Reader, opts store.PutOptions, b *pending) (store.Info, error) {
-	tmp, info, dirs, err := s.writeTemp(ctx, op, key, r, opts, b == nil)
+// commit writes r at key through a temporary file. With batched nil the file, its directory and
+// any directory created on the way are durable when it returns; otherwise they are left to the
+// batch, which batched is told of once the file is in place.
+func (s *Store) commit(ctx context.Context, op, key string, r io.Reader, opts store.PutOptions, batched func(key, etag, sum string, dirs []string)) (store.Info, error) {
+	tmp, info, dirs, err := s.writeTemp(ctx, op, key, r, opts, batched == nil)
 	if err != nil {
 		return store.Info{}, err
 	}
@@ -542,8 +553,8 @@ func (s *Store) commit(ctx context.Context, op, key string, r io.Reader, opts st
 		s.root.Remove(tmp)
 		return store.Info{}, s.fail(op, key, err)
 	}
-	if b != nil {
-		b.add(key, info.ETag, info.SHA256, dirs)
+	if batched != nil {
+		batched(key, info.ETag, info.SHA256, dirs)
 		return info, nil
 	}
 	if err := s.syncDirs(key, dirs); err != nil {
@@ -711,7 +722,7 @@ func (s *Store) Copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 	return s.copy(ctx, dstKey, srcKey, opts, nil)
 }
 
-func (s *Store) copy(ctx context.Context, dstKey, srcKey string, opts store.PutOptions, b *pending) (store.Info, error) {
+func (s *Store) copy(ctx context.Context, dstKey, srcKey string, opts store.PutOptions, batched func(key, etag, sum string, dirs []string)) (store.Info, error) {
 	if err := checkKey("copy", srcKey); err != nil {
 		return store.Info{}, err
 	}
@@ -736,7 +747,7 @@ func (s *Store) copy(ctx context.Context, dstKey, srcKey string, opts store.PutO
 	if check.SHA256 == "" {
 		check.SHA256 = src.SHA256
 	}
-	return s.commit(ctx, "copy", dstKey, f, check, b)
+	return s.commit(ctx, "copy", dstKey, f, check, batched)
 }
 
 // CleanLeftovers removes the temporary files (see TempPrefix) that opts selects, left behind by

@@ -67,12 +67,21 @@ func NewClient(ctx context.Context, opts Options) (*s3.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)
 	}
+	own, err := ownProfileEndpoint(ctx, &cfg, opts)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Region == "" {
 		cfg.Region = DefaultRegion
 	}
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		if opts.Endpoint != "" {
+		switch {
+		case opts.Endpoint != "":
 			o.BaseEndpoint = aws.String(opts.Endpoint)
+		case own != nil && *own != "":
+			o.BaseEndpoint = own
+		case own != nil:
+			o.BaseEndpoint = nil // the profile names none: AWS, whatever the environment says
 		}
 		// o.BaseEndpoint already holds an endpoint configured through the environment or the
 		// shared config (resolved by NewFromConfig before the option functions run).
@@ -97,6 +106,43 @@ func NewClient(ctx context.Context, opts Options) (*s3.Client, error) {
 		}
 	})
 	return client, nil
+}
+
+// sharedConfigOf is the shared config (the profile) cfg was loaded from, if any.
+func sharedConfigOf(cfg aws.Config) *config.SharedConfig {
+	for _, src := range cfg.ConfigSources {
+		if c, ok := src.(config.SharedConfig); ok {
+			return &c
+		}
+	}
+	return nil
+}
+
+// ownProfileEndpoint applies a location's own profile (opts.OwnProfile) over the environment:
+// its region (when it names one and opts.Region does not) goes into cfg, and it returns the
+// profile's endpoint for S3 ("" for none: AWS) when opts.Endpoint does not name one, nil when
+// the SDK's own resolution stands.
+func ownProfileEndpoint(ctx context.Context, cfg *aws.Config, opts Options) (*string, error) {
+	if !opts.OwnProfile || opts.Profile == "" {
+		return nil, nil
+	}
+	sc := sharedConfigOf(*cfg)
+	if sc == nil {
+		return nil, nil
+	}
+	if opts.Region == "" && sc.Region != "" {
+		cfg.Region = sc.Region
+	}
+	if opts.Endpoint != "" {
+		return nil, nil
+	}
+	ep := sc.BaseEndpoint
+	if s3ep, ok, err := sc.GetServiceBaseEndpoint(ctx, s3.ServiceID); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", opts.Profile, err)
+	} else if ok {
+		ep = s3ep
+	}
+	return &ep, nil
 }
 
 // newRetryer retries what the SDK's standard retryer deems transient (connection errors, 500,

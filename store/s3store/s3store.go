@@ -80,6 +80,13 @@ type Options struct {
 	Region string
 	// Profile is the shared-config profile; empty: the SDK's default (AWS_PROFILE or "default").
 	Profile string
+	// OwnProfile says Profile is the location's own (s3://bucket/prefix?profile=NAME): the
+	// endpoint is the profile's endpoint_url (or AWS's), and the region the profile's when it
+	// names one, even where the environment's AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3 or
+	// AWS_REGION say otherwise (the SDK puts those first: a job's environment meant for one
+	// service would send every site to it). Endpoint and Region still come first. (A profile's
+	// credentials and ca_bundle already come before the environment's when Profile is set.)
+	OwnProfile bool
 	// PathStyle forces path-style (true) or virtual-hosted (false) addressing; nil: path style
 	// when an endpoint is configured, virtual-hosted for AWS.
 	PathStyle *bool

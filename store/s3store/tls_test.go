@@ -115,4 +115,39 @@ func TestCABundle(t *testing.T) {
 			t.Error("NewClient with a missing CA bundle: no error")
 		}
 	})
+	// A location's profile's ca_bundle wins over AWS_CA_BUNDLE (the operator guide's site
+	// profiles name their CA on a machine whose environment names another bundle): the SDK
+	// puts a profile set in code before the environment, for its own profile or not.
+	t.Run("OwnProfileBundle", func(t *testing.T) {
+		dir := t.TempDir()
+		other := filepath.Join(dir, "other.pem")
+		otherCert := httptest.NewTLSServer(nil)
+		otherCert.Close()
+		if err := os.WriteFile(other, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: otherCert.Certificate().Raw}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("AWS_CA_BUNDLE", other)
+		cfgFile := filepath.Join(dir, "config")
+		if err := os.WriteFile(cfgFile, []byte("[profile site]\nendpoint_url = "+proxy.URL+"\nca_bundle = "+bundle+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("AWS_CONFIG_FILE", cfgFile)
+		credFile := filepath.Join(dir, "credentials")
+		if err := os.WriteFile(credFile, []byte("[site]\naws_access_key_id = "+srv.AccessKey+"\naws_secret_access_key = "+srv.SecretKey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("AWS_SHARED_CREDENTIALS_FILE", credFile)
+		for _, own := range []bool{true, false} {
+			o := s3store.Options{Region: srv.Region, Profile: "site", OwnProfile: own, PartSize: testPartSize}
+			client, err := s3store.NewClient(t.Context(), o)
+			if err != nil {
+				t.Fatalf("NewClient with the profile's ca_bundle (own %v): %v", own, err)
+			}
+			s := s3store.New(client, bucket, "profile/tls", o)
+			_, err = s.Put(t.Context(), "small", bytes.NewReader(data[:1000]), store.PutOptions{Size: 1000, SHA256: sha(data[:1000])})
+			if err != nil {
+				t.Errorf("Put over HTTPS trusted by the profile's ca_bundle (own %v): %v", own, err)
+			}
+		}
+	})
 }

@@ -46,12 +46,16 @@ type Storage struct {
 	Addressing string
 	// go-cloud's s3blob switches (URL parameters only).
 	Anonymous, DualStack, FIPS, Accelerate, DisableHTTPS bool
+	// ownProfile: Profile is the location's own (over), whose endpoint and region the
+	// environment's AWS_ENDPOINT_URL and AWS_REGION do not override (s3store.Options.OwnProfile).
+	ownProfile bool
 }
 
 // over is s with every setting it leaves unset taken from def (the global settings). A location
 // naming its own profile takes its endpoint and region from that profile: def's are not used.
 func (s Storage) over(def Storage) Storage {
 	out := s
+	out.ownProfile = s.Profile != ""
 	if s.Profile == "" {
 		out.Profile = def.Profile
 		out.Endpoint = orElse(s.Endpoint, def.Endpoint)
@@ -72,7 +76,7 @@ func orElse(a, b string) string {
 // s3Options are the s3store options of these (resolved) settings.
 func (s Storage) s3Options() s3store.Options {
 	o := s3store.Options{
-		Endpoint: s.Endpoint, Region: s.Region, Profile: s.Profile, CABundle: s.CABundle,
+		Endpoint: s.Endpoint, Region: s.Region, Profile: s.Profile, OwnProfile: s.ownProfile, CABundle: s.CABundle,
 		Anonymous: s.Anonymous, DualStack: s.DualStack, FIPS: s.FIPS, Accelerate: s.Accelerate, DisableHTTPS: s.DisableHTTPS,
 	}
 	switch s.Addressing {

@@ -57,11 +57,17 @@ func TestStorageOverGlobal(t *testing.T) {
 	for _, tt := range []struct{ own, want Storage }{
 		{Storage{}, def},
 		{Storage{Region: "r"}, Storage{Endpoint: "http://global:9000", Region: "r", Profile: "gp", CABundle: "/g.pem", Addressing: "path"}},
-		{Storage{Profile: "site-a"}, Storage{Profile: "site-a", CABundle: "/g.pem", Addressing: "path"}},
-		{Storage{Profile: "site-a", Endpoint: "http://a:9000", Addressing: "virtual"}, Storage{Profile: "site-a", Endpoint: "http://a:9000", CABundle: "/g.pem", Addressing: "virtual"}},
+		// Its own profile: the environment's endpoint and region do not override it either
+		// (s3store.Options.OwnProfile).
+		{Storage{Profile: "site-a"}, Storage{Profile: "site-a", CABundle: "/g.pem", Addressing: "path", ownProfile: true}},
+		{Storage{Profile: "site-a", Endpoint: "http://a:9000", Addressing: "virtual"}, Storage{Profile: "site-a", Endpoint: "http://a:9000", CABundle: "/g.pem", Addressing: "virtual", ownProfile: true}},
 	} {
-		if got := tt.own.over(def); got != tt.want {
+		got := tt.own.over(def)
+		if got != tt.want {
 			t.Errorf("%+v over the global settings: %+v, want %+v", tt.own, got, tt.want)
+		}
+		if o := got.s3Options(); o.OwnProfile != tt.want.ownProfile {
+			t.Errorf("%+v: s3 options say own profile %v", tt.own, o.OwnProfile)
 		}
 	}
 	if o := (Storage{Endpoint: "http://a:9000"}).s3Options(); o.PathStyle != nil {

@@ -116,7 +116,7 @@ func (f *Sync) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.VerifyExisting, "verify-existing", false, "re-read objects already in the target instead of trusting recorded hashes")
 	fs.Var(units.NewSize(&f.MetadataMaxSize, sync.DefaultMetadataLimit), "metadata-max-size", "refuse metadata files larger than this (as 256MiB or bytes), and a catalogue of more than four times this in all")
 	fs.Var(units.NewLimit(&f.MaxFileSize, sync.DefaultMaxFileSize), "max-file-size", "refuse, before writing anything, a selection holding an item declared larger than this (as 64GiB or bytes; none: no limit)")
-	fs.Var(units.NewLimit(&f.MinRate, sync.DefaultMinRate), "min-rate", "per-file deadline: every file (and metadata file) must arrive within 5 minutes plus its size at this rate a second (as 64KiB or bytes; none: no deadline)")
+	fs.Var(units.NewLimit(&f.MinRate, sync.DefaultMinRate), "min-rate", "per-file deadline: every file (and metadata file) must arrive within 5 minutes plus its size at this rate a second (as 64KiB or bytes; none: no deadline); in a fan-out, a target slower than this (64KiB with none) that holds the others back is given up on for the run")
 	fs.Var(units.NewLimit(&f.Bwlimit, 0), "bwlimit", "download at most this many bytes a second from the source, all connections together (as 20MiB; default none: no limit)")
 	fs.Var(units.NewDuration(&f.LockTimeout, 0), "lock-timeout", "wait this long for another run's lock on the target before giving up (default: do not wait)")
 	fs.Var(units.NewDuration(&f.LockTTL, sync.DefaultLockTTL), "lock-ttl", "lease of the target's lock (as 10m): renewed while the run works, taken over by another run only once it expires unprovably alive (a holder paused longer than this loses the target and writes nothing more)")

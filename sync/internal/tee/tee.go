@@ -23,10 +23,10 @@ import (
 // Chunk is the size of one read from the source into the chunks the readers share.
 const Chunk = 256 << 10
 
-// ErrFellBehind is the failure of a reader (a target) that held the stream's chunks back, beyond
-// its share of the file's reservation, for longer than the patience: it is given up on, and the
-// others go on.
-var ErrFellBehind = errors.New("the target fell behind the others by more than its share of the fan-out buffer for too long: given up on for this run")
+// ErrFellBehind is the failure of a reader (a target) that held the others back while it wrote
+// slower than the minimum rate (or not at all) for longer than the patience (the slow-target
+// rule, see tee): it is given up on, and the others go on.
+var ErrFellBehind = errors.New("the target held the others back, writing slower than the minimum rate (--min-rate) or not at all, for too long: given up on for this run")
 
 // The fan-out's memory: one budget of chunks for the run (Budget: sync's Options.FanOutBuffer),
 // whatever the number of targets and of files in flight.
@@ -71,23 +71,28 @@ func (b *Budget) Release(n int64) { b.sem.Release(n) }
 // never waits for it.
 func (b *Budget) borrow(n int64) bool { return b.sem.TryAcquire(n) }
 
-// SlowFactor is the slow-target rule's ratio (tee.deliver, tee.linger): a reader holding the
-// others back that has written less than 1/SlowFactor of what the reader furthest ahead has
-// written of the same file is charged for the time it holds them back, and given up on after
-// the patience in all.
-const SlowFactor = 8
+// DefaultMinRate is the slowest rate a reader holding the others back is waited for at when
+// Config.MinRate is not set.
+const DefaultMinRate = 64 << 10
 
 // tee hands one stream to several readers (one per target), each with its own queue. The
 // queues share the chunks read: memory is what the readers hold together, not that times the
 // readers, and never more than limit bytes of chunks (the file's reservation) beyond what it
-// borrows. A reader holding the stream back while the pump waits for room is waited for at
-// most patience in all, then given up on (ErrFellBehind): one with the most bytes queued, more
-// than half the reservation beyond the reader with the least (a lagging copy); one that holds
-// chunks while another reader waits for data and has written less than 1/SlowFactor of what
-// the reader furthest ahead has (a trickle: it keeps moving, but holds everyone's publish
-// back; also once the stream ended, tee.linger); and
-// one that holds chunks it took and has not moved for patience while another reader waits for
-// data (a stalled upload).
+// borrows.
+//
+// The slow-target rule. A reader holds the stream back when the pump waits for room and it has
+// the most bytes queued, more than half the reservation beyond the reader with the least (a
+// lagging copy), or, when none lags, it holds chunks (queued, or taken for S3 parts) while
+// another reader waits for data, waiting itself or not; and, once the stream ended, while it is
+// still writing and another is done (tee.linger). It is charged the time it holds the others
+// back less the time its writing meanwhile accounts for at minRate (what it wrote over
+// minRate), never below zero, and is given up on (ErrFellBehind) once its charge is beyond the
+// patience plus the chunks it has taken at minRate (an S3 part is answered only once all of it
+// is sent). So a reader that keeps up
+// minRate, the slowest a file may come at, is waited for however much faster another is: a
+// site on a slow but steady link converges, and the fan-out goes at its pace. A stalled upload
+// (nothing written) is given up on after the patience plus its parts' bytes at minRate; a
+// trickle below minRate a little later, in proportion to how far below it is.
 type tee struct {
 	mu       gosync.Mutex
 	cond     *gosync.Cond
@@ -96,6 +101,7 @@ type tee struct {
 	borrowed int64   // bytes borrowed from budget now
 	alive    int64   // bytes of chunk buffers alive now
 	patience time.Duration
+	minRate  int64  // bytes per second (the slow-target rule)
 	sha256   string // what the pump's Verifier checks ("": nothing said to the readers)
 	outs     []*teeOut
 	ended    bool
@@ -137,10 +143,11 @@ type teeOut struct {
 	taken      []*chunk // chunks handed by ReadChunk and not released yet
 	closed     bool     // its Put returned: nothing more is kept for it
 	fellBehind bool     // given up on
-	held       time.Duration
-	gotEnd     bool      // it was handed the stream's failure
-	waiting    bool      // it waits for data (next)
-	moved      time.Time // when it last read, took or released a chunk
+	// held is its charge for holding the others back, less what its writing meanwhile
+	// accounts for (the slow-target rule).
+	held    time.Duration
+	gotEnd  bool // it was handed the stream's failure
+	waiting bool // it waits for data (next)
 	// done is how many bytes it wrote: read, or took and released (an S3 part answered).
 	done int64
 	// cancel ends the context its Put was given (ErrFellBehind), once it is given up on: a
@@ -162,19 +169,19 @@ func (o *teeOut) giveUp() {
 	o.t.cond.Broadcast()
 }
 
-// trickles reports whether o, holding chunks, has written less than 1/SlowFactor of what
-// the reader furthest ahead has (the slow-target rule; under the tee's lock).
-func (o *teeOut) trickles() bool {
-	if len(o.taken) == 0 && len(o.queue) == 0 {
-		return false
+// allowance is how much charge o may carry before it is given up on: the patience, plus the
+// chunks it took at the tee's minRate (under the tee's lock).
+func (o *teeOut) allowance() time.Duration {
+	var taken int64
+	for _, c := range o.taken {
+		taken += int64(len(c.data))
 	}
-	var ahead int64
-	for _, other := range o.t.outs {
-		if other != o && !other.fellBehind {
-			ahead = max(ahead, other.done)
-		}
-	}
-	return o.done*SlowFactor < ahead
+	return o.t.patience + o.t.atMinRate(taken)
+}
+
+// atMinRate is how long n bytes take at the tee's minRate.
+func (t *tee) atMinRate(n int64) time.Duration {
+	return time.Duration(float64(n) / float64(t.minRate) * float64(time.Second))
 }
 
 var (
@@ -195,7 +202,7 @@ var errNoReader = errors.New("no target reads the file any more")
 // reservation is full, and gives it back as its chunks are let go of: memory stays within the
 // run's budget, and no file ever waits for what another borrowed.
 func newTee(n int, limit int64, budget *Budget) *tee {
-	t := &tee{limit: max(limit, Chunk), budget: budget}
+	t := &tee{limit: max(limit, Chunk), budget: budget, minRate: DefaultMinRate}
 	t.cond = gosync.NewCond(&t.mu)
 	for range n {
 		t.outs = append(t.outs, &teeOut{t: t})
@@ -244,7 +251,6 @@ func (o *teeOut) next() (*chunk, error) {
 func (o *teeOut) pop() {
 	o.queue[0] = nil
 	o.queue, o.off = o.queue[1:], 0
-	o.moved = time.Now()
 	o.t.cond.Broadcast()
 }
 
@@ -284,7 +290,6 @@ func (o *teeOut) ReadChunk() ([]byte, func(), error) {
 		for i, h := range o.taken {
 			if h == c {
 				o.taken = append(o.taken[:i], o.taken[i+1:]...)
-				o.moved = time.Now()
 				o.done += int64(len(data))
 				t.release(c)
 				t.cond.Broadcast()
@@ -319,11 +324,9 @@ func (o *teeOut) drop() {
 }
 
 // deliver queues c for every live reader once the file's reservation (or what it can borrow)
-// has room for it. While it has none, the readers with the most bytes queued (more than half the
-// reservation beyond the reader with the least) are charged for the wait, and given up on once
-// they have held the stream back for patience in all; a reader holding taken chunks that has
-// not moved for patience while another waits for data is given up on too. It returns false
-// when no reader is left.
+// has room for it. While it has none, the readers holding the stream back are charged for the
+// wait by the slow-target rule (see tee), and given up on once their charge is beyond their
+// allowance. It returns false when no reader is left.
 func (t *tee) deliver(c *chunk) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -337,7 +340,7 @@ func (t *tee) deliver(c *chunk) bool {
 		if t.makeRoom(size) {
 			break
 		}
-		w := holdBack{patience: t.patience, wait: -1}
+		w := holdBack{wait: -1}
 		if !w.lagging(live, t.limit) {
 			w.holding(live)
 		}
@@ -386,16 +389,16 @@ func (t *tee) makeRoom(size int64) bool {
 // readers to charge for the wait, how long at most to wait before looking again (negative:
 // until something changes), and whether a reader was given up on.
 type holdBack struct {
-	patience time.Duration
-	late     []*teeOut
-	wait     time.Duration
-	gaveUp   bool
+	late   []*teeOut
+	wait   time.Duration
+	gaveUp bool
 }
 
-// charge gives up on o if left (its patience left) is spent, or else makes the wait no longer
-// than left.
-func (w *holdBack) charge(o *teeOut, left time.Duration) {
-	if left > 0 {
+// charge counts o among the readers holding the stream back: it gives up on o if its charge is
+// beyond its allowance, or else makes the wait no longer than what is left of it.
+func (w *holdBack) charge(o *teeOut) {
+	if left := o.allowance() - o.held; left > 0 {
+		w.late = append(w.late, o)
 		if w.wait < 0 || left < w.wait {
 			w.wait = left
 		}
@@ -423,18 +426,18 @@ func (w *holdBack) lagging(live []*teeOut, limit int64) bool {
 	}
 	for _, o := range live {
 		if o.queued() == most {
-			w.late = append(w.late, o)
-			w.charge(o, w.patience-o.held)
+			w.charge(o)
 		}
 	}
 	return true
 }
 
-// holding applies the rules for when nobody lags by its queue. A reader that holds chunks (an
-// S3 part in flight) while another waits for data holds the stream back too: it is charged for
-// the wait if it has written less than 1/SlowFactor of what the reader furthest ahead has (a
-// trickle, which keeps moving), and it is given up on at once if it has made no progress at
-// all for the patience (a stalled upload: it took, read and released nothing meanwhile).
+// holding applies the rule for when nobody lags by its queue: a reader that holds chunks
+// (queued, or taken for S3 parts) while another waits for data holds the stream back, and is
+// charged for the wait. Also when it waits for data itself: an S3 reader assembling its next
+// part while the parts it sent are not answered (a server stopped) holds the room in those
+// parts; it was charged only while not waiting, so with every reader waiting nobody was, and
+// the file (and the run) waited for ever.
 func (w *holdBack) holding(live []*teeOut) {
 	waiting := 0
 	for _, o := range live {
@@ -442,15 +445,10 @@ func (w *holdBack) holding(live []*teeOut) {
 			waiting++
 		}
 	}
-	idle := waiting > 0
-	now := time.Now()
 	for _, o := range live {
 		othersWait := waiting > 1 || waiting == 1 && !o.waiting
-		if othersWait && o.trickles() {
-			w.late = append(w.late, o)
-			w.charge(o, w.patience-o.held)
-		} else if idle && !o.waiting && len(o.taken) > 0 {
-			w.charge(o, w.patience-now.Sub(o.moved))
+		if othersWait && (len(o.taken) > 0 || len(o.queue) > 0) {
+			w.charge(o)
 		}
 	}
 }
@@ -478,11 +476,10 @@ func (t *tee) heldByLive() int64 {
 }
 
 // linger waits, once the stream ended, for the readers still writing it, and applies the
-// slow-target rule to them: a reader still holding chunks while another is done (and waits for
-// the file's outcome) is charged for the wait if it has written less than 1/SlowFactor of what
-// the reader furthest ahead has, and given up on after the patience in all (its Put's context ends). A
-// whole file fits in the run's budget often enough that a trickling target never holds the
-// stream back, only the file's end.
+// slow-target rule to them: a reader still writing while another is done (and waits for the
+// file's outcome) is charged for the wait, and given up on once its charge is beyond its
+// allowance (its Put's context ends). A whole file fits in the run's budget often enough that
+// a slow target never holds the stream back, only the file's end.
 func (t *tee) linger() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -500,13 +497,10 @@ func (t *tee) linger() {
 		if len(live) == 0 {
 			return
 		}
-		w := holdBack{patience: t.patience, wait: -1}
+		w := holdBack{wait: -1}
 		if done {
 			for _, o := range live {
-				if o.trickles() {
-					w.late = append(w.late, o)
-					w.charge(o, t.patience-o.held)
-				}
+				w.charge(o)
 			}
 		}
 		if w.gaveUp {
@@ -604,8 +598,12 @@ type Config struct {
 	Limit int64
 	// Budget is the run's, to borrow from beyond Limit while nobody waits for it (nil: none).
 	Budget *Budget
-	// Patience is how long, in all, a reader may hold the others back before it is given up on.
+	// Patience is how long, in all, a reader may hold the others back beyond what its writing
+	// at MinRate accounts for before it is given up on (the slow-target rule, see tee).
 	Patience time.Duration
+	// MinRate is the slowest rate, in bytes per second, a reader holding the others back is
+	// waited for at (0: DefaultMinRate).
+	MinRate int64
 	// SHA256 is what the stream is checked against ("": no sha256): the readers say so to
 	// their Puts (store.VerifiedReader), which need not hash the bytes again.
 	SHA256 string
@@ -621,6 +619,9 @@ type Config struct {
 func Stream(v *store.Verifier, src io.Closer, cfg Config, puts []Put) (results []Result, srcErr error) {
 	t := newTee(len(puts), cfg.Limit, cfg.Budget)
 	t.patience, t.sha256 = cfg.Patience, cfg.SHA256
+	if cfg.MinRate > 0 {
+		t.minRate = cfg.MinRate
+	}
 	results = make([]Result, len(puts))
 	for i, put := range puts {
 		ctx, cancel := context.WithCancelCause(context.Background())
@@ -667,13 +668,18 @@ func Stream(v *store.Verifier, src io.Closer, cfg Config, puts []Put) (results [
 }
 
 // waitCharging waits (t.mu held, as cond.Wait wants) for a change, or at most wait when it is
-// not negative, and charges each late reader the time waited for it.
+// not negative, and charges each late reader the time waited for it less what it wrote
+// meanwhile at the tee's minRate, never below zero.
 func (t *tee) waitCharging(wait time.Duration, late []*teeOut) {
 	if wait < 0 {
 		t.cond.Wait()
 		return
 	}
 	start := time.Now()
+	done := make([]int64, len(late))
+	for i, o := range late {
+		done[i] = o.done
+	}
 	timer := time.AfterFunc(wait, func() {
 		t.mu.Lock()
 		t.cond.Broadcast()
@@ -681,7 +687,8 @@ func (t *tee) waitCharging(wait time.Duration, late []*teeOut) {
 	})
 	t.cond.Wait()
 	timer.Stop()
-	for _, o := range late {
-		o.held += time.Since(start)
+	waited := time.Since(start)
+	for i, o := range late {
+		o.held = max(o.held+waited-t.atMinRate(o.done-done[i]), 0)
 	}
 }
