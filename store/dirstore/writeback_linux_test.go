@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/iotest"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -25,9 +28,9 @@ func TestContentWriterDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	bp := writeBuffers.Get().(*[]byte)
-	defer writeBuffers.Put(bp)
-	buf := *bp
+	wb := writeBuffers.get()
+	defer writeBuffers.put(wb)
+	buf := wb.b
 	w := newContentWriter(f, len(buf))
 	if !w.direct {
 		t.Skip("O_DIRECT is refused here (the file system does not support it)")
@@ -62,7 +65,7 @@ func fileFlags(t *testing.T, f *os.File) int {
 }
 
 // TestPutSizesAroundTheBuffer: Put stores exactly the bytes, with the right sha256, for sizes at
-// and around multiples of the write buffer and of the O_DIRECT alignment, read in pieces of every
+// and around smallFile, multiples of the write buffer and of the O_DIRECT alignment, read in pieces of every
 // size (a reader giving one byte at a time included).
 func TestPutSizesAroundTheBuffer(t *testing.T) {
 	s, err := New(t.TempDir(), Options{})
@@ -70,7 +73,7 @@ func TestPutSizesAroundTheBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for _, size := range []int{writeBuffer - 1, writeBuffer, writeBuffer + 1, 3*writeBuffer + directAlign, 2*writeBuffer + directAlign - 1, 5*writeBuffer + 17} {
+	for _, size := range []int{smallFile - 1, smallFile, smallFile + 1, smallFile + directAlign, writeBuffer - 1, writeBuffer, writeBuffer + 1, 3*writeBuffer + directAlign, 2*writeBuffer + directAlign - 1, 5*writeBuffer + 17} {
 		data := make([]byte, size)
 		rand.NewChaCha8([32]byte{byte(size), byte(size >> 8)}).Read(data)
 		sum := sha256.Sum256(data)
@@ -89,4 +92,64 @@ func TestPutSizesAroundTheBuffer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestWriteBufHugePages: a write buffer starts on a huge page boundary and, where transparent
+// huge pages may be given to a mapping that asks (enabled "always" or "madvise", and a defrag
+// mode that lets such a mapping wait for one), is backed by them once written to.
+func TestWriteBufHugePages(t *testing.T) {
+	wb := newWriteBuf()
+	defer func() {
+		if wb.release != nil {
+			wb.release()
+		}
+	}()
+	addr := uintptr(unsafe.Pointer(&wb.b[0]))
+	if len(wb.b) != writeBuffer || addr%hugePage != 0 {
+		t.Fatalf("buffer of %d bytes at %#x, want %d at a multiple of %d", len(wb.b), addr, writeBuffer, hugePage)
+	}
+	if wb.release == nil {
+		t.Fatal("the buffer is not a mapping of its own (mmap failed)")
+	}
+	enabled, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil || bytes.Contains(enabled, []byte("[never]")) {
+		t.Skipf("no transparent huge pages here (%q, %v)", enabled, err)
+	}
+	defrag, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/defrag")
+	if err != nil || !(bytes.Contains(defrag, []byte("[always]")) || bytes.Contains(defrag, []byte("[madvise]")) || bytes.Contains(defrag, []byte("[defer+madvise]"))) {
+		t.Skipf("a mapping asking for huge pages does not wait for them here (defrag %q, %v)", defrag, err)
+	}
+	for i := range wb.b {
+		wb.b[i] = byte(i)
+	}
+	if kb := anonHugeKB(t, addr); kb < writeBuffer/1024 {
+		t.Errorf("the buffer's mapping has %d KiB in huge pages, want %d", kb, writeBuffer/1024)
+	}
+}
+
+// anonHugeKB is the AnonHugePages of the mapping holding addr, from /proc/self/smaps.
+func anonHugeKB(t *testing.T, addr uintptr) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		// A mapping's first line: "start-end perms offset dev inode [path]".
+		if f := strings.Fields(line); len(f) >= 5 && len(f[1]) == 4 && strings.Contains(f[0], "-") {
+			var lo, hi uintptr
+			if n, _ := fmt.Sscanf(f[0], "%x-%x", &lo, &hi); n == 2 {
+				in = lo <= addr && addr < hi
+				continue
+			}
+		}
+		if in && strings.HasPrefix(line, "AnonHugePages:") {
+			var kb int
+			fmt.Sscanf(strings.TrimPrefix(line, "AnonHugePages:"), "%d", &kb)
+			return kb
+		}
+	}
+	t.Fatalf("no mapping holds %#x in /proc/self/smaps", addr)
+	return 0
 }
