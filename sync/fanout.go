@@ -135,7 +135,10 @@ func newHub(ctx context.Context, src store.Source, dsts []store.Target, opts Opt
 		if opts.RangeConnections <= 0 {
 			return nil
 		}
-		return ranged.NewPool(opts.RangeConnections, opts.RangeChunk, ranged.PoolOptions{MaxStreams: opts.RangeStreams, FastEnough: rangeFastEnough})
+		return ranged.NewPool(opts.RangeConnections, opts.RangeChunk, ranged.PoolOptions{
+			MaxStreams: opts.RangeStreams, FastEnough: rangeFastEnough, Others: opts.Concurrency,
+			Judged: func(j ranged.Judgement) { logJudgement(opts.Log, j) },
+		})
 	})
 	for _, dst := range dsts {
 		// Each run has the settled options with its own logger (naming its target in a fan-out)

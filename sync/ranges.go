@@ -3,6 +3,8 @@ package sync
 import (
 	"context"
 	"io"
+	"log/slog"
+	"math"
 	"time"
 
 	"github.com/ssmirror/ssmirror/store"
@@ -87,12 +89,28 @@ func (h *hub) openFetch(ctx context.Context, src, rsrc store.Source, f Fetch) (r
 		return rc, func() {}, nil
 	}
 	start := time.Now()
-	if rc, err = rsrc.Open(ctx, f.Path, 0); err != nil {
+	open := func() (io.ReadCloser, error) { return rsrc.Open(ctx, f.Path, 0) }
+	if pool := h.ranged(); pool != nil && isRangeSource(src) {
+		// What the link brings is measured on every connection to it (the growth rule).
+		rc, err = pool.Meter(open)
+	} else {
+		rc, err = open()
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	tb := &timedBody{ReadCloser: rc, waited: time.Since(start)} // a small body comes with its headers
 	return tb, func() { h.noteRate(f, start, tb) }, nil
 }
+
+// logJudgement logs what the range pool's growth rule decided (ranged.Judgement).
+func logJudgement(log *slog.Logger, j ranged.Judgement) {
+	log.Info("range streams: the growth rule judged the link", "cut", j.Cut, "undone", j.Undone, "limit", j.Limit, "step_back", j.StepBack, "reason", j.Reason,
+		"base_rate", int64(j.BaseRate), "base_conns", round2(j.BaseConns), "jump_rate", int64(j.JumpRate), "jump_conns", round2(j.JumpConns),
+		"cut_rate", int64(j.CutRate), "cut_conns", round2(j.CutConns), "jump_pace", int64(j.JumpPace), "cut_pace", int64(j.CutPace))
+}
+
+func round2(x float64) float64 { return math.Round(x*100) / 100 }
 
 // timedBody counts how long its reader waits for the open and in Read (see noteRate).
 type timedBody struct {
@@ -105,4 +123,11 @@ func (t *timedBody) Read(p []byte) (int, error) {
 	n, err := t.ReadCloser.Read(p)
 	t.waited += time.Since(start)
 	return n, err
+}
+
+// isRangeSource says whether src serves ranges (an HTTP source): the source the run's pool of
+// range streams reads from, whose link its growth rule measures.
+func isRangeSource(src store.Source) bool {
+	_, ok := store.As[store.RangeOpener](src)
+	return ok
 }

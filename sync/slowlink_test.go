@@ -62,10 +62,12 @@ func (w pacedWriter) Write(b []byte) (int, error) {
 }
 
 // contentInFlight serves s's metadata as it is and each content request through serve, told how
-// many content requests are in flight with it; most is the most there were at once.
+// many content requests are in flight with it; most is the most there were at once, seen how
+// many were in flight as each came (itself included), in order.
 type contentInFlight struct {
 	mu        gosync.Mutex
 	now, peak int
+	arrivals  []int
 }
 
 func (c *contentInFlight) handler(s *streamtest.Stream, serve func(w http.ResponseWriter, r *http.Request, inner http.Handler, n int)) http.Handler {
@@ -78,6 +80,7 @@ func (c *contentInFlight) handler(s *streamtest.Stream, serve func(w http.Respon
 		c.mu.Lock()
 		c.now++
 		c.peak = max(c.peak, c.now)
+		c.arrivals = append(c.arrivals, c.now)
 		n := c.now
 		c.mu.Unlock()
 		defer func() {
@@ -95,11 +98,29 @@ func (c *contentInFlight) most() int {
 	return c.peak
 }
 
+func (c *contentInFlight) seen() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.arrivals...)
+}
+
 // slowUpstream serves s with its content paced: perConn gives each response its own rate
 // (bytes per second), or else total is one rate all responses share. It returns the server and
 // the most content requests it had in flight at once (read once the run is over).
 func slowUpstream(t *testing.T, s *streamtest.Stream, perConn, total float64) (*httptest.Server, func() int) {
-	var c contentInFlight
+	srv, c := pacedUpstream(t, s, perConn, total)
+	return srv, c.most
+}
+
+// slowUpstreamSeen is slowUpstream, and returns how many content requests were in flight as
+// each came (itself included), in order (read once the run is over).
+func slowUpstreamSeen(t *testing.T, s *streamtest.Stream, perConn, total float64) (*httptest.Server, func() []int) {
+	srv, c := pacedUpstream(t, s, perConn, total)
+	return srv, c.seen
+}
+
+func pacedUpstream(t *testing.T, s *streamtest.Stream, perConn, total float64) (*httptest.Server, *contentInFlight) {
+	c := &contentInFlight{}
 	shared := &pace{rate: total}
 	srv := httptest.NewServer(c.handler(s, func(w http.ResponseWriter, r *http.Request, inner http.Handler, _ int) {
 		p := shared
@@ -109,7 +130,7 @@ func slowUpstream(t *testing.T, s *streamtest.Stream, perConn, total float64) (*
 		inner.ServeHTTP(pacedWriter{w, p}, r)
 	}))
 	t.Cleanup(srv.Close)
-	return srv, c.most
+	return srv, c
 }
 
 // slowLinkRun mirrors s from srv into a new directory with opts and checks the mirror.
@@ -155,5 +176,65 @@ func TestSlowLinkSmallFilesUseTheBudget(t *testing.T) {
 		t.Errorf("at most %d content requests in flight, want more than twice Concurrency (%d) on a link limited per connection", got, concurrency)
 	} else {
 		t.Logf("at most %d content requests in flight (Concurrency %d, range connections %d)", got, concurrency, budget)
+	}
+}
+
+// manySmallFiles is a stream of about a hundred small files (none as large as a range chunk),
+// bootloaders first.
+func manySmallFiles(t *testing.T) *streamtest.Stream {
+	t.Helper()
+	s, err := streamtest.Generate(streamtest.Config{
+		Releases: []string{"jammy", "noble"}, Arches: []string{"amd64", "arm64"},
+		Versions: []string{"20250701", "20250708", "20250718", "20250725"}, Kernels: []string{"ga", "hwe"}, Bootloaders: true,
+		SquashfsSize: 192 << 10, KernelSize: 96 << 10, InitrdSize: 128 << 10, BootloaderSize: 64 << 10, Seed: 27,
+	}, testkeys.Signer(t, testkeys.SigningKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestSlowLinkLimitedInTotalNotFlooded: on a link limited in total (one rate all responses
+// share), where more connections only split the same bytes, the range pool's growth rule cuts
+// the borrowed slots once it finds that fewer connections bring as much (issue 25): the last
+// third of the content requests came with at most Concurrency and half the range connections
+// in flight. Before the rule every free slot was lent for the rest of the run (Concurrency +
+// RangeConnections in flight).
+func TestSlowLinkLimitedInTotalNotFlooded(t *testing.T) {
+	s := manySmallFiles(t)
+	const concurrency, budget = 2, 10
+	srv, seen := slowUpstreamSeen(t, s, 0, 4e6)
+	slowLinkRun(t, s, srv, Tuning{Concurrency: concurrency, RangeConnections: budget})
+	reqs := seen()
+	most, late := 0, 0
+	for i, n := range reqs {
+		most = max(most, n)
+		if i >= len(reqs)*2/3 {
+			late = max(late, n)
+		}
+	}
+	t.Logf("%d content requests, at most %d in flight, %d in the last third (Concurrency %d, range connections %d)", len(reqs), most, late, concurrency, budget)
+	if want := concurrency + budget/2; late > want {
+		t.Errorf("the last third of the content requests came with up to %d in flight on a link limited in total, want at most %d (Concurrency %d + half the %d range connections)",
+			late, want, concurrency, budget)
+	}
+}
+
+// TestSlowLinkPerConnectionKeepsTheBudget: on a link limited per connection, the growth rule
+// leaves every slot usable: the last third of the content requests still reached Concurrency +
+// RangeConnections in flight.
+func TestSlowLinkPerConnectionKeepsTheBudget(t *testing.T) {
+	s := manySmallFiles(t)
+	const concurrency, budget = 2, 10
+	srv, seen := slowUpstreamSeen(t, s, 1e6, 0)
+	slowLinkRun(t, s, srv, Tuning{Concurrency: concurrency, RangeConnections: budget})
+	reqs := seen()
+	late := 0
+	for _, n := range reqs[len(reqs)*2/3:] {
+		late = max(late, n)
+	}
+	t.Logf("%d content requests, %d in flight at most in the last third (Concurrency %d, range connections %d)", len(reqs), late, concurrency, budget)
+	if late < concurrency+budget {
+		t.Errorf("the last third of the content requests came with at most %d in flight on a link limited per connection, want %d (Concurrency + every range connection)", late, concurrency+budget)
 	}
 }

@@ -5,6 +5,7 @@
 package ranged
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,11 +39,18 @@ type Options struct {
 // gives its slot back when another file that wants streams is on two fewer, so no large file
 // waits on one connection while others hold many.
 // The pool never holds more than Slots buffers, and a run never more than one connection per file
-// in flight plus Slots.
+// in flight plus Slots. On a link found slow, the growth rule (growth.go) may cut how many slots
+// are in use at once, when more connections did not bring more.
 type Pool struct {
 	chunk      int64
 	maxStreams int
 	fastEnough float64
+	others     int
+	windowTime time.Duration
+	settleTime time.Duration
+	judged     func(Judgement)
+	metering   bool
+	meter      meter
 
 	mu    gosync.Mutex
 	free  [][]byte        // buffers of the free slots (nil until first used)
@@ -52,7 +60,10 @@ type Pool struct {
 	// linkSlow: some file's connection was found slower than fastEnough (or there is no gate):
 	// slots nobody's streams want may be lent out (Borrow).
 	linkSlow bool
-	changed  chan struct{} // closed (and replaced) when a slot is freed or linkSlow is set
+	changed  chan struct{} // closed (and replaced) when a slot is freed, linkSlow is set or limit changes
+	// limit is how many slots may be in use at once: all of them unless the growth rule cut it.
+	limit int
+	grow  growth
 }
 
 // PoolOptions are the optional parts of a Pool.
@@ -63,8 +74,18 @@ type PoolOptions struct {
 	// this fast (within chunk/FastEnough of its start) is given no range streams, nor is one
 	// whose caller spends most of that time outside Read (the caller sets the pace); one whose
 	// chunk is late while the caller waits in Read, for two such periods in a row, wants them
-	// from then on (0: every file wants them from its start).
+	// from then on (0: every file wants them from its start). With a gate, the growth rule runs
+	// (growth.go).
 	FastEnough float64
+	// Others is how many connections to the source the caller keeps beside the pool's slots
+	// (one per file it fetches at once): the growth rule counts them in what carries the link.
+	Others int
+	// Window and Settle time the growth rule's measurements (0: DefaultWindow, DefaultSettle;
+	// longer on a far link).
+	Window, Settle time.Duration
+	// Judged, if set, is told what the growth rule decided, once (under the pool's lock: it must
+	// not call the pool).
+	Judged func(Judgement)
 }
 
 // NewPool returns a pool of slots range streams, each fetching chunks of chunk bytes.
@@ -78,6 +99,12 @@ func NewPool(slots int, chunk int64, opts PoolOptions) *Pool {
 		files:      map[*Reader]int{},
 		linkSlow:   opts.FastEnough <= 0,
 		changed:    make(chan struct{}),
+		limit:      slots,
+		others:     opts.Others,
+		windowTime: cmp.Or(opts.Window, DefaultWindow),
+		settleTime: cmp.Or(opts.Settle, DefaultSettle),
+		judged:     opts.Judged,
+		metering:   opts.FastEnough > 0,
 	}
 	if p.maxStreams <= 0 {
 		p.maxStreams = slots
@@ -96,6 +123,19 @@ func (p *Pool) Free() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.free)
+}
+
+// Limit is how many slots may be in use at once now: Slots, unless the growth rule cut it.
+func (p *Pool) Limit() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.limit
+}
+
+// usable says whether one more slot may be taken now: one is free and the limit allows it
+// (under p.mu).
+func (p *Pool) usable() bool {
+	return len(p.free) > 0 && p.slots-len(p.free) < p.limit
 }
 
 // Open returns a reader of key (size bytes) from src: the object's bytes in order, fetched on
@@ -130,7 +170,7 @@ func (p *Pool) Open(ctx context.Context, src store.RangeOpener, key string, size
 func (p *Pool) schedule() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(p.free) > 0 {
+	for p.usable() {
 		var best *Reader
 		var bestStreams int
 		var bestLeft int64
@@ -178,6 +218,7 @@ func (p *Pool) MarkSlow() {
 	if !p.linkSlow {
 		p.linkSlow = true
 		p.signal()
+		p.startGrowth(time.Now())
 	}
 }
 
@@ -189,7 +230,7 @@ func (p *Pool) MarkSlow() {
 func (p *Pool) Borrow(ctx context.Context) (giveBack func(), ok bool) {
 	for {
 		p.mu.Lock()
-		if p.linkSlow && len(p.free) > 0 && !p.anyWants() {
+		if p.linkSlow && p.usable() && !p.anyWants() {
 			buf := p.free[len(p.free)-1]
 			p.free = p.free[:len(p.free)-1]
 			p.mu.Unlock()
@@ -222,6 +263,9 @@ func (p *Pool) anyWants() bool {
 func (p *Pool) shouldYield(r *Reader) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.slots-len(p.free) > p.limit {
+		return true // the growth rule cut the slots in use
+	}
 	if len(p.free) > 0 {
 		return false
 	}
@@ -398,19 +442,19 @@ func (r *Reader) work(buf []byte) {
 
 // fetch reads chunk c into its buffer: exactly c.n bytes.
 func (r *Reader) fetch(c *poolChunk) error {
-	return readRange(r.ctx, r.src, r.key, r.policy, c.off, c.buf[:c.n])
+	return readRange(r.ctx, r.pool, r.src, r.key, r.policy, c.off, c.buf[:c.n])
 }
 
 // readRange reads exactly len(buf) bytes of key from byte off into buf, the open tried again
 // under policy; a failure names the key and the byte range, and once ctx is done its cause is
 // returned instead.
-func readRange(ctx context.Context, src store.RangeOpener, key string, policy retry.Policy, off int64, buf []byte) error {
+func readRange(ctx context.Context, p *Pool, src store.RangeOpener, key string, policy retry.Policy, off int64, buf []byte) error {
 	want := len(buf)
 	last := off + int64(want) - 1
 	var rc io.ReadCloser
 	err := retry.Do(ctx, policy, func(ctx context.Context) error {
 		var err error
-		rc, err = src.OpenRange(ctx, key, off, int64(want))
+		rc, err = p.Meter(func() (io.ReadCloser, error) { return src.OpenRange(ctx, key, off, int64(want)) })
 		return err
 	})
 	if err != nil {
@@ -522,7 +566,7 @@ func (r *Reader) openBase(from, end int64) (io.ReadCloser, error) {
 	var rc io.ReadCloser
 	err := retry.Do(r.ctx, r.policy, func(ctx context.Context) error {
 		var err error
-		rc, err = r.src.OpenRange(ctx, r.key, off, n)
+		rc, err = r.pool.Meter(func() (io.ReadCloser, error) { return r.src.OpenRange(ctx, r.key, off, n) })
 		return err
 	})
 	if err != nil {
