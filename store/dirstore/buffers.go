@@ -56,10 +56,15 @@ func (p *bufferPool) put(wb *writeBuf) {
 
 // heapWriteBuf is a writeBuf in the Go heap, aligned to directAlign.
 func heapWriteBuf() *writeBuf {
-	b := make([]byte, writeBuffer+directAlign)
+	return &writeBuf{b: alignedIn(make([]byte, writeBuffer+directAlign), directAlign)}
+}
+
+// alignedIn is the writeBuffer bytes of b from its first address that is a multiple of align (b
+// holds writeBuffer+align bytes).
+func alignedIn(b []byte, align int) []byte {
 	skip := 0
-	if r := int(uintptr(unsafe.Pointer(&b[0])) % directAlign); r != 0 {
-		skip = directAlign - r
+	if r := int(uintptr(unsafe.Pointer(&b[0])) % uintptr(align)); r != 0 {
+		skip = align - r
 	}
-	return &writeBuf{b: b[skip : skip+writeBuffer : skip+writeBuffer]}
+	return b[skip : skip+writeBuffer : skip+writeBuffer]
 }

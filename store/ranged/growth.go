@@ -32,11 +32,12 @@ import (
 // Workers over a cut give their slots back between chunks, lent slots once their file is done.
 // Once the cut is in effect one more window checks it: it is kept only if the rate held (at
 // least keptRate of the jump's) and each connection's pace while its reader waited rose (at
-// least paceRose times the level before's: the connections left took up what the others
-// brought, as on a link limited in total; on a link limited per connection the pace holds).
-// A kept cut may be followed by another step back, up to maxSteps cuts (one: more were
-// slower); one not kept goes back to the level before it (every slot, after the first), and
-// the rule stops. Nothing ever waits for the rule before it starts.
+// least paceRose times the jump's: the connections left took up what the others brought, as
+// on a link limited in total; on a link limited per connection the pace holds). One not kept
+// goes back to every slot. Either way the rule stops after that one cut (several steps were
+// tried: over the bench's link limited in total they cut to 9-12 connections busy and were
+// slower than one step to half; see docs/performance.md). Nothing ever waits for the rule
+// before it starts.
 
 // gauge is what a pool's meter read at one time: totals since the meter's start.
 type gauge struct {
@@ -226,14 +227,8 @@ const (
 	stepBack = 0.5
 	// keptRate: after a cut, a rate under this share of the jump's undoes the cut.
 	keptRate = 0.9
-	// paceRose: after a cut, a pace per connection under this many times the one before it
-	// undoes it.
+	// paceRose: after a cut, a pace per connection under this many times the jump's undoes it.
 	paceRose = 1.4
-	// maxSteps: the most cuts in a row (each checked, each kept only if the rate held). More
-	// than one was tried (steps of two thirds, up to three; see docs/performance.md): over the
-	// bench's link limited in total it cut to 9-12 connections busy and was slower than one
-	// step to half.
-	maxSteps = 1
 	// minConnGain: the jump is judged once the window after it had at least this many more
 	// connections in flight than the baseline (fewer: nobody wanted the slots yet).
 	minConnGain = 1.5
@@ -247,12 +242,10 @@ const (
 // Judgement is what the growth rule decided, for the caller's log and for tests.
 type Judgement struct {
 	// Cut: the link looked limited in total and the slots in use were cut to Limit. Undone: the
-	// last cut was taken back (the rate fell after it, or the pace held), to the level before
-	// it. Neither: the jump was kept (every slot usable).
+	// cut was taken back (the rate fell after it, or the pace held), to every slot. Neither:
+	// the jump was kept (every slot usable).
 	Cut, Undone bool
 	Limit       int
-	// Steps: how many cuts were made (each checked; the last undone if Undone).
-	Steps int
 	// StepBack: there was no baseline to judge the jump by (the link was found slow on its
 	// first, smallest files), so the rule stepped back to see whether fewer connections bring
 	// as much.
@@ -304,11 +297,6 @@ type growth struct {
 	tries   int
 	cutAt   gauge
 	drainBy time.Time
-	// The level before the cut being checked (slots in use allowed) and the window measured
-	// at it: a cut that does not hold goes back to it.
-	prevLimit int
-	ref       window
-	steps     int
 	done    bool
 	j       Judgement
 }
@@ -397,7 +385,6 @@ func (p *Pool) judgeJump() {
 		p.report()
 		return
 	}
-	p.grow.prevLimit, p.grow.ref = p.slots, w
 	p.cut(limit)
 }
 
@@ -405,8 +392,7 @@ func (p *Pool) judgeJump() {
 // over it ended (or maxDrain passed).
 func (p *Pool) cut(limit int) {
 	p.limit = limit
-	p.grow.steps++
-	p.grow.j.Cut, p.grow.j.Limit, p.grow.j.Steps = true, limit, p.grow.steps
+	p.grow.j.Cut, p.grow.j.Limit = true, limit
 	p.signal()
 	p.grow.drainBy = time.Now().Add(maxDrain)
 	time.AfterFunc(p.settle(), p.drained)
@@ -430,32 +416,26 @@ func (p *Pool) drained() {
 	time.AfterFunc(p.span(), p.checkCut)
 }
 
-// checkCut ends the window after a cut. It is kept when the rate held (against the jump's) and
-// each connection's pace rose (against the level before): the connections left took up what the
-// others had brought, as on a link limited in total; on a link limited per connection the
-// pace holds, and a rate that held there came from the reader, not the link. A kept cut is
-// followed by one more step back (up to maxSteps); one not kept goes back to the level before.
+// checkCut ends the window after a cut. It is kept when the rate held and each connection's
+// pace rose (both against the jump's): the connections left took up what the others had
+// brought, as on a link limited in total; on a link limited per connection the pace holds, and
+// a rate that held there came from the reader, not the link. One not kept goes back to every
+// slot.
 func (p *Pool) checkCut() {
 	g := p.meter.read(time.Now())
 	p.mu.Lock()
 	w := between(p.grow.cutAt, g)
 	j := &p.grow.j
 	j.CutRate, j.CutConns, j.CutPace = w.rate, w.flight, w.pace
-	if w.rate < keptRate*p.grow.jump.rate || w.pace < paceRose*p.grow.ref.pace {
-		p.limit = p.grow.prevLimit
-		j.Undone, j.Limit, j.Cut = true, p.limit, p.limit < p.slots
+	if w.rate < keptRate*p.grow.jump.rate || w.pace < paceRose*p.grow.jump.pace {
+		p.limit = p.slots
+		j.Undone, j.Limit, j.Cut = true, p.limit, false
 		j.Reason += "; a step did not hold"
 		p.signal()
 		p.grow.done = true
 		p.report()
 		p.mu.Unlock()
 		p.schedule()
-		return
-	}
-	if next := stepLimit(w, p.slots, p.others); p.grow.steps < maxSteps && next < p.limit {
-		p.grow.prevLimit, p.grow.ref = p.limit, w
-		p.cut(next)
-		p.mu.Unlock()
 		return
 	}
 	j.Reason += "; the rate held"
